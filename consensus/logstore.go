@@ -1,0 +1,26 @@
+package consensus
+
+import (
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// LogStore is raft's durable storage for one raft group. storage/ implements
+// it on Pebble (without importing this package: the method set is the
+// contract); memLogStore here implements it in memory for tests.
+//
+// Ordering contract the Ready loop relies on:
+//   - Save persists the HardState, the entries (first truncating any
+//     conflicting suffix at or after ents[0].Index) and the snapshot in ONE
+//     atomic write, synced when sync is true, before returning. Raft messages
+//     that depend on them are sent only after Save returns.
+//   - CreateSnapshot records a snapshot (metadata + state machine image) at
+//     index; the caller has already made the state machine durable up to index.
+//   - Compact discards entries up to and including index; the caller only
+//     compacts behind a durable snapshot.
+type LogStore interface {
+	raft.Storage
+	Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error
+	CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error)
+	Compact(index uint64) error
+}

@@ -1,0 +1,68 @@
+package txswitch
+
+// RoutingConfig is the routing configuration, held as replicated state and
+// changed at runtime through the admin API (no restart, no redeploy).
+type RoutingConfig struct {
+	// Version increases with every accepted change (set by apply).
+	Version   uint64           `json:"version"`
+	Merchants []MerchantConfig `json:"merchants"`
+	Methods   []MethodConfig   `json:"methods"`
+	Providers []ProviderConfig `json:"providers"`
+	// FraudRules put payments on hold for manual review.
+	FraudRules []FraudRule `json:"fraud_rules,omitempty"`
+}
+
+// MerchantConfig is a merchant and the hashes of its API keys (never the keys).
+type MerchantConfig struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// APIKeyHashes are hex SHA-256 of the merchant's API keys.
+	APIKeyHashes []string `json:"api_key_hashes"`
+}
+
+// MethodConfig is a payment method, where it may be offered, what it costs,
+// and which providers serve it in which order.
+type MethodConfig struct {
+	Name    string `json:"name"` // card, ideal, bancontact, klarna_paylater, mobilepay, sepa_debit...
+	Enabled bool   `json:"enabled"`
+	// Redirect methods complete asynchronously (payment pending until the
+	// provider notifies).
+	Redirect bool `json:"redirect,omitempty"`
+	// Eligibility; an empty list means "any".
+	Countries  []string `json:"countries,omitempty"`
+	Currencies []string `json:"currencies,omitempty"`
+	Channels   []string `json:"channels,omitempty"`
+	MinAmount  int64    `json:"min_amount,omitempty"` // minor units; 0 = no minimum
+	MaxAmount  int64    `json:"max_amount,omitempty"` // 0 = no maximum
+	// Surcharge = Fixed + amount * BasisPoints / 10000 (rounded half up), in
+	// the order's currency.
+	Surcharge SurchargeConfig `json:"surcharge"`
+	// Routes are the providers for this method in priority order, each with
+	// its own eligibility narrowing.
+	Routes []RouteConfig `json:"routes"`
+}
+
+// SurchargeConfig is the fee a shopper pays for a method.
+type SurchargeConfig struct {
+	FixedMinor  int64 `json:"fixed"`
+	BasisPoints int64 `json:"basis_points"`
+}
+
+// RouteConfig is one provider for a method, with optional narrowing.
+type RouteConfig struct {
+	Provider   string   `json:"provider"`
+	Countries  []string `json:"countries,omitempty"`
+	Currencies []string `json:"currencies,omitempty"`
+	Channels   []string `json:"channels,omitempty"`
+	MinAmount  int64    `json:"min_amount,omitempty"`
+	MaxAmount  int64    `json:"max_amount,omitempty"`
+}
+
+// FraudRule holds a payment for review when all its set conditions match.
+type FraudRule struct {
+	Name        string   `json:"name"`
+	MinAmount   int64    `json:"min_amount,omitempty"`
+	Countries   []string `json:"countries,omitempty"`
+	Methods     []string `json:"methods,omitempty"`
+	EmailSuffix string   `json:"email_suffix,omitempty"`
+}
