@@ -23,4 +23,12 @@ type LogStore interface {
 	Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error
 	CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error)
 	Compact(index uint64) error
+	// SaveMembership durably records the ConfState in force after the conf
+	// change at index, with consensus' own encoding of the members' addresses
+	// (meta), so a restart with Config.Applied past that entry still knows
+	// the membership. InitialState returns the newest of this ConfState and
+	// the snapshot's.
+	SaveMembership(index uint64, cs *raftpb.ConfState, meta []byte) error
+	// Membership returns what SaveMembership last stored (index 0 if never).
+	Membership() (index uint64, cs *raftpb.ConfState, meta []byte, err error)
 }

@@ -280,9 +280,19 @@ type Service interface {
 	// by NotificationID).
 	Notify(ctx context.Context, provider string, n ProviderNotification) (Reply, error)
 
+	// ReviewPayment releases (approve: the authorization proceeds) or
+	// rejects a payment held for manual fraud review. Admin only.
+	ReviewPayment(ctx context.Context, paymentID string, req ReviewRequest) (Reply, error)
+
 	// Admin: routing configuration as replicated state.
 	GetConfig(ctx context.Context) (Reply, error)
 	PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error)
+}
+
+// ReviewRequest is the body of POST /v1/admin/payments/{id}/review.
+type ReviewRequest struct {
+	Decision string `json:"decision"` // approve | reject
+	Note     string `json:"note,omitempty"`
 }
 
 // ProviderNotification is a provider's asynchronous report on a key.
