@@ -1,0 +1,493 @@
+package consensus
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func (n *Node) newKey() propKey {
+	return propKey{node: n.cfg.ID, incarnation: n.incarnation, seq: n.seq.Add(1)}
+}
+
+// register adds a waiter for k, unless the node has stopped.
+func (n *Node) register(k propKey) (*waiter, error) {
+	w := &waiter{ch: make(chan result, 1)}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopErr != nil {
+		return nil, n.stopErr
+	}
+	n.waiters[k] = w
+	return w, nil
+}
+
+// unregister removes k's waiter; false means a result is already on its way.
+func (n *Node) unregister(k propKey) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.waiters[k]; !ok {
+		return false
+	}
+	delete(n.waiters, k)
+	return true
+}
+
+func (n *Node) wait(ctx context.Context, k propKey, w *waiter) (any, error) {
+	select {
+	case r := <-w.ch:
+		return r.val, r.err
+	case <-ctx.Done():
+		if n.unregister(k) {
+			return nil, ctxErr(ctx)
+		}
+		r := <-w.ch
+		return r.val, r.err
+	}
+}
+
+// Propose implements txswitch.Log: it returns the value StateMachine.Apply
+// returned for data once data is committed and applied on this node, or a
+// definite error. It works on followers (raft forwards to the leader).
+// Errors: txswitch.ErrQueueFull (queue full, nothing proposed),
+// ErrNoLeader (no leader known, nothing proposed), ErrDropped (raft refused
+// it, or another entry took its place after a leader change: it will never
+// apply), ErrTimeout (ctx ended: outcome unknown), ErrStopped (node stopped:
+// outcome unknown).
+func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	k := n.newKey()
+	w, err := n.register(k)
+	if err != nil {
+		return nil, err
+	}
+	p := &proposal{ctx: ctx, key: k, data: encodeEnvelope(k, data)}
+	select {
+	case n.propc <- p:
+	default:
+		if n.unregister(k) {
+			return nil, txswitch.ErrQueueFull
+		}
+		r := <-w.ch // stopped concurrently
+		return r.val, r.err
+	}
+	return n.wait(ctx, k, w)
+}
+
+// ReadBarrier implements txswitch.Log with raft ReadIndex: each call sends a
+// fresh request context, waits for its ReadState (from the leader, which
+// confirms its leadership with a quorum), then until the state machine has
+// applied the read index.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	k := n.newKey()
+	rctx := make([]byte, 0, 3*binary.MaxVarintLen64)
+	rctx = binary.AppendUvarint(rctx, k.node)
+	rctx = binary.AppendUvarint(rctx, k.incarnation)
+	rctx = binary.AppendUvarint(rctx, k.seq)
+	rw := &readWaiter{key: string(rctx), ch: make(chan error, 1)}
+	n.mu.Lock()
+	if n.stopErr != nil {
+		err := n.stopErr
+		n.mu.Unlock()
+		return err
+	}
+	n.reads[rw.key] = rw
+	n.mu.Unlock()
+	err := n.do(ctx, func() {
+		if n.rn.BasicStatus().Lead == raft.None {
+			n.finishRead(rw.key, txswitch.ErrNoLeader)
+			return
+		}
+		rw.issued = true
+		n.rn.ReadIndex(rctx)
+	})
+	if err != nil {
+		if n.dropRead(rw.key) {
+			return err
+		}
+		return <-rw.ch
+	}
+	select {
+	case err := <-rw.ch:
+		return err
+	case <-ctx.Done():
+		if n.dropRead(rw.key) {
+			return ctxErr(ctx)
+		}
+		return <-rw.ch
+	}
+}
+
+func (n *Node) dropRead(key string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.reads[key]; !ok {
+		return false
+	}
+	delete(n.reads, key)
+	return true
+}
+
+func (n *Node) finishRead(key string, err error) {
+	n.mu.Lock()
+	rw := n.reads[key]
+	delete(n.reads, key)
+	n.mu.Unlock()
+	if rw != nil {
+		rw.ch <- err
+	}
+}
+
+// handleReadStates matches ReadStates to their readers; a reader is
+// released once applied >= its read index (maybe later, in releaseReads).
+func (n *Node) handleReadStates(rss []raft.ReadState) {
+	for _, rs := range rss {
+		n.mu.Lock()
+		rw := n.reads[string(rs.RequestCtx)]
+		n.mu.Unlock()
+		if rw == nil {
+			continue // the reader gave up
+		}
+		rw.index = rs.Index
+		n.readsApplied = append(n.readsApplied, rw)
+	}
+}
+
+func (n *Node) releaseReads() {
+	kept := n.readsApplied[:0]
+	for _, rw := range n.readsApplied {
+		if rw.index <= n.applied {
+			n.finishRead(rw.key, nil)
+		} else {
+			kept = append(kept, rw)
+		}
+	}
+	clear(n.readsApplied[len(kept):])
+	n.readsApplied = kept
+}
+
+func (n *Node) failIssuedReads(err error) {
+	n.mu.Lock()
+	var fail []*readWaiter
+	for key, rw := range n.reads {
+		if rw.issued && rw.index == 0 {
+			delete(n.reads, key)
+			fail = append(fail, rw)
+		}
+	}
+	n.mu.Unlock()
+	for _, rw := range fail {
+		rw.ch <- err
+	}
+}
+
+// Leadership implements txswitch.Log.
+func (n *Node) Leadership() txswitch.Leadership {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lead
+}
+
+func (n *Node) leadershipWatch() (txswitch.Leadership, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lead, n.leaderCh
+}
+
+// Members returns the members and their addresses as of the last applied
+// membership change.
+func (n *Node) Members() []Peer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.pubMem.Members)
+}
+
+// LeaderAPIAddr returns the API address of the leader this node knows of.
+func (n *Node) LeaderAPIAddr() (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.lead.LeaderID == 0 {
+		return "", false
+	}
+	p, ok := n.pubMem.get(n.lead.LeaderID)
+	if !ok || p.APIAddr == "" {
+		return "", false
+	}
+	return p.APIAddr, true
+}
+
+// Status is a node's view of its group.
+type Status struct {
+	ID            uint64 `json:"id"`
+	Group         uint64 `json:"group"`
+	State         string `json:"state"`
+	Leader        uint64 `json:"leader"`
+	Term          uint64 `json:"term"`
+	Commit        uint64 `json:"commit"`
+	Applied       uint64 `json:"applied"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
+	Members       []Peer `json:"members"`
+	// Progress is the leader's view of each member (empty on followers).
+	Progress map[uint64]PeerProgress `json:"progress,omitempty"`
+	Stopped  bool                    `json:"stopped,omitempty"`
+}
+
+// PeerProgress is the leader's replication state for one member.
+type PeerProgress struct {
+	Match        uint64 `json:"match"`
+	Next         uint64 `json:"next"`
+	State        string `json:"state"`
+	RecentActive bool   `json:"recent_active"`
+	Learner      bool   `json:"learner,omitempty"`
+}
+
+// updateCached records the status for readers that cannot reach the loop
+// (a stopped node).
+func (n *Node) updateCached() {
+	// BasicStatus does not allocate the progress map: this runs per Ready.
+	bs := n.rn.BasicStatus()
+	s := Status{
+		ID: n.cfg.ID, Group: n.cfg.Group, State: bs.RaftState.String(), Leader: bs.Lead,
+		Term: bs.HardState.GetTerm(), Commit: bs.HardState.GetCommit(),
+		Applied: n.applied, SnapshotIndex: n.snapIndex,
+	}
+	n.mu.Lock()
+	s.Members = n.pubMem.Members
+	n.cached = s
+	n.mu.Unlock()
+}
+
+func (n *Node) statusNow() Status {
+	rs := n.rn.Status()
+	s := Status{
+		ID:            n.cfg.ID,
+		Group:         n.cfg.Group,
+		State:         rs.RaftState.String(),
+		Leader:        rs.Lead,
+		Term:          rs.HardState.GetTerm(),
+		Commit:        rs.HardState.GetCommit(),
+		Applied:       n.applied,
+		SnapshotIndex: n.snapIndex,
+		Members:       slices.Clone(n.mem.Members),
+	}
+	if len(rs.Progress) > 0 {
+		s.Progress = make(map[uint64]PeerProgress, len(rs.Progress))
+		for id, pr := range rs.Progress {
+			s.Progress[id] = PeerProgress{Match: pr.Match, Next: pr.Next, State: pr.State.String(),
+				RecentActive: pr.RecentActive, Learner: pr.IsLearner}
+		}
+	}
+	return s
+}
+
+// Status returns the node's current view (the last one, if stopped).
+func (n *Node) Status() Status {
+	c := make(chan Status, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ProposalTimeout)
+	defer cancel()
+	if n.do(ctx, func() { c <- n.statusNow() }) == nil {
+		select {
+		case s := <-c:
+			return s
+		case <-n.donec:
+		case <-ctx.Done():
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := n.cached
+	s.Members = slices.Clone(s.Members)
+	s.Stopped = n.stopErr != nil
+	return s
+}
+
+// TransferLeadership asks the leader to hand leadership to member to and
+// waits until this node sees to lead.
+func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	if err := n.do(ctx, func() {
+		if !slices.Contains(n.confState.GetVoters(), to) {
+			errc <- fmt.Errorf("transfer leadership: %d is not a voter", to)
+			return
+		}
+		n.rn.TransferLeader(to)
+		errc <- nil
+	}); err != nil {
+		return err
+	}
+	select {
+	case err := <-errc:
+		if err != nil {
+			return err
+		}
+	case <-n.donec:
+		return n.stoppedErr()
+	}
+	for {
+		l, ch := n.leadershipWatch()
+		if l.LeaderID == to {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-n.donec:
+			return n.stoppedErr()
+		case <-ctx.Done():
+			return fmt.Errorf("transfer leadership to %d: %w", to, ctxErr(ctx))
+		}
+	}
+}
+
+// AddMember adds a voter at raftAddr/apiAddr and returns its new id, which
+// the new node must be started with (Join, Peers = current members). Ids
+// are allocated by the leader past the highest id the group ever had, so a
+// removed id is never reused. Call on the leader (else ErrNotLeader); while
+// an earlier change, or the log the leader inherited at its election, is not
+// yet applied it returns ErrConfChangeInProgress: retry shortly.
+func (n *Node) AddMember(ctx context.Context, raftAddr, apiAddr string) (uint64, error) {
+	var newID uint64
+	_, err := n.changeMembership(ctx, func() (*raftpb.ConfChangeV2, confContext, error) {
+		newID = n.mem.MaxID
+		for _, ids := range [][]uint64{n.confState.GetVoters(), n.confState.GetLearners(),
+			n.confState.GetVotersOutgoing(), n.confState.GetLearnersNext()} {
+			for _, id := range ids {
+				newID = max(newID, id)
+			}
+		}
+		newID++
+		cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{
+			Type: raftpb.ConfChangeAddNode.Enum(), NodeId: new(newID)}}}
+		return cc, confContext{Peer: Peer{ID: newID, RaftAddr: raftAddr, APIAddr: apiAddr}}, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("add member %s: %w", raftAddr, err)
+	}
+	return newID, nil
+}
+
+// RemoveMember removes member id. Removing the leader itself works: it
+// steps down once the change applies (StepDownOnRemoval).
+func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
+	_, err := n.changeMembership(ctx, func() (*raftpb.ConfChangeV2, confContext, error) {
+		voters := n.confState.GetVoters()
+		if !slices.Contains(voters, id) && !slices.Contains(n.confState.GetLearners(), id) {
+			return nil, confContext{}, fmt.Errorf("%d is not a member", id)
+		}
+		if len(voters) == 1 && voters[0] == id {
+			return nil, confContext{}, errors.New("cannot remove the last voter")
+		}
+		cc := &raftpb.ConfChangeV2{Changes: []*raftpb.ConfChangeSingle{{
+			Type: raftpb.ConfChangeRemoveNode.Enum(), NodeId: new(id)}}}
+		return cc, confContext{Peer: Peer{ID: id}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove member %d: %w", id, err)
+	}
+	return nil
+}
+
+// ReplaceMember adds a new member at raftAddr/apiAddr, then removes oldID.
+// If the removal fails the new member stays (the group is never smaller
+// than before); the error says so.
+func (n *Node) ReplaceMember(ctx context.Context, oldID uint64, raftAddr, apiAddr string) (uint64, error) {
+	newID, err := n.AddMember(ctx, raftAddr, apiAddr)
+	if err != nil {
+		return 0, fmt.Errorf("replace member %d: %w", oldID, err)
+	}
+	if err := n.RemoveMember(ctx, oldID); err != nil {
+		return newID, fmt.Errorf("replace member %d: added %d but: %w", oldID, newID, err)
+	}
+	return newID, nil
+}
+
+// changeMembership proposes the conf change build returns (built on the
+// loop, so it sees the current membership) and waits until it is applied.
+func (n *Node) changeMembership(ctx context.Context, build func() (*raftpb.ConfChangeV2, confContext, error)) (*raftpb.ConfState, error) {
+	ctx, cancel := n.withTimeout(ctx)
+	defer cancel()
+	k := n.newKey()
+	w, err := n.register(k)
+	if err != nil {
+		return nil, err
+	}
+	errc := make(chan error, 1)
+	err = n.do(ctx, func() {
+		errc <- n.proposeConfChange(k, build)
+	})
+	if err == nil {
+		select {
+		case err = <-errc:
+		case <-n.donec:
+			err = n.stoppedErr()
+		}
+	}
+	if err != nil {
+		n.unregister(k)
+		return nil, err
+	}
+	v, err := n.wait(ctx, k, w)
+	if err != nil {
+		return nil, err
+	}
+	cs, _ := v.(*raftpb.ConfState)
+	return cs, nil
+}
+
+// proposeConfChange runs on the loop. Only a leader that has applied its
+// whole log as of its election and every conf change it has seen proposes,
+// which mirrors raft's one-change-at-a-time rule (raft would otherwise turn
+// the change into an empty entry) and makes id allocation safe.
+func (n *Node) proposeConfChange(k propKey, build func() (*raftpb.ConfChangeV2, confContext, error)) error {
+	bs := n.rn.BasicStatus()
+	if bs.RaftState != raft.StateLeader {
+		return fmt.Errorf("%w (leader %d)", ErrNotLeader, bs.Lead)
+	}
+	if n.applied < n.leaderStartIndex || n.applied < n.lastConfIndex {
+		return ErrConfChangeInProgress
+	}
+	cc, cctx, err := build()
+	if err != nil {
+		return err
+	}
+	cctx.Node, cctx.Incarnation, cctx.Seq = k.node, k.incarnation, k.seq
+	if cc.Context, err = jsonConfContext(cctx); err != nil {
+		return err
+	}
+	if err := n.rn.ProposeConfChange(cc); err != nil {
+		return n.dropError(err)
+	}
+	n.log.Info("proposed membership change", zap.String("change", raft.DescribeConfChange(cc)))
+	return nil
+}
+
+// raftLogger routes raft's logs to zap.
+type raftLogger struct{ s *zap.SugaredLogger }
+
+func (l *raftLogger) Debug(v ...any)                   { l.s.Debug(v...) }
+func (l *raftLogger) Debugf(format string, v ...any)   { l.s.Debugf(format, v...) }
+func (l *raftLogger) Error(v ...any)                   { l.s.Error(v...) }
+func (l *raftLogger) Errorf(format string, v ...any)   { l.s.Errorf(format, v...) }
+func (l *raftLogger) Info(v ...any)                    { l.s.Info(v...) }
+func (l *raftLogger) Infof(format string, v ...any)    { l.s.Infof(format, v...) }
+func (l *raftLogger) Warning(v ...any)                 { l.s.Warn(v...) }
+func (l *raftLogger) Warningf(format string, v ...any) { l.s.Warnf(format, v...) }
+func (l *raftLogger) Fatal(v ...any)                   { l.s.Fatal(v...) }
+func (l *raftLogger) Fatalf(format string, v ...any)   { l.s.Fatalf(format, v...) }
+func (l *raftLogger) Panic(v ...any)                   { l.s.Panic(v...) }
+func (l *raftLogger) Panicf(format string, v ...any)   { l.s.Panicf(format, v...) }

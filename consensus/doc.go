@@ -1,0 +1,24 @@
+// Package consensus replicates txswitch's command log with Raft
+// (go.etcd.io/raft/v3, RawNode).
+//
+// A Node implements txswitch.Log. One goroutine owns the RawNode and runs the
+// single Ready loop that owns every I/O of the group, in this order:
+//
+//	propose (queued proposals) → persist (one LogStore.Save) → send
+//	→ apply (StateMachine.Apply per contiguous run) → notify waiters → Advance
+//
+// Nothing is acknowledged before it is durable: messages leave only after the
+// Ready's HardState, entries and snapshot are saved, and a proposer hears
+// back only after its entry is committed and applied locally. A storage or
+// apply error stops the node.
+//
+// The node also owns membership (ConfChangeV2 with member addresses carried
+// in the change's context and persisted through LogStore.SaveMembership and
+// inside snapshots), snapshots and log compaction, and linearizable reads
+// (ReadBarrier, raft ReadIndex).
+//
+// The group id is in every transport message so several groups per process
+// (multi-raft) is configuration, not a rewrite. Transports live in
+// consensus/transport/tcp (production) and consensus/memnet (deterministic
+// in-memory network for tests).
+package consensus

@@ -1,0 +1,158 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// MemLogStore is an in-memory LogStore (raft.MemoryStorage plus the
+// membership record) for tests. "Durable" means "in this struct": a node
+// restarted on the same MemLogStore sees everything Save returned for. It can
+// be told to fail, to test that a storage error stops the node.
+type MemLogStore struct {
+	*raft.MemoryStorage
+
+	mu        sync.Mutex
+	failErr   error
+	syncs     int
+	memIndex  uint64
+	memCS     *raftpb.ConfState
+	memMeta   []byte
+	snapshots int
+}
+
+var _ LogStore = (*MemLogStore)(nil)
+
+// NewMemLogStore returns an empty in-memory LogStore.
+func NewMemLogStore() *MemLogStore {
+	return &MemLogStore{MemoryStorage: raft.NewMemoryStorage()}
+}
+
+// FailWith makes every later write return err (nil heals).
+func (s *MemLogStore) FailWith(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failErr = err
+}
+
+// Syncs reports how many synced Saves happened (one per fsync on disk).
+func (s *MemLogStore) Syncs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.syncs
+}
+
+// Snapshots reports how many snapshots were created locally.
+func (s *MemLogStore) Snapshots() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.snapshots
+}
+
+func (s *MemLogStore) failure() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failErr
+}
+
+// Save implements LogStore. The three parts are applied under the caller's
+// single-writer guarantee (only the Ready loop writes), which is the
+// in-memory equivalent of one atomic batch.
+func (s *MemLogStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
+	if err := s.failure(); err != nil {
+		return fmt.Errorf("mem log store save: %w", err)
+	}
+	if snap != nil && !raft.IsEmptySnap(snap) {
+		if err := s.ApplySnapshot(snap); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+			return fmt.Errorf("mem log store apply snapshot %d: %w", snap.GetMetadata().GetIndex(), err)
+		}
+	}
+	if err := s.Append(ents); err != nil {
+		return fmt.Errorf("mem log store append: %w", err)
+	}
+	if hs != nil && !raft.IsEmptyHardState(hs) {
+		if err := s.SetHardState(proto.Clone(hs).(*raftpb.HardState)); err != nil {
+			return fmt.Errorf("mem log store hard state: %w", err)
+		}
+	}
+	if sync {
+		s.mu.Lock()
+		s.syncs++
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// CreateSnapshot implements LogStore.
+func (s *MemLogStore) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
+	if err := s.failure(); err != nil {
+		return nil, fmt.Errorf("mem log store create snapshot: %w", err)
+	}
+	snap, err := s.MemoryStorage.CreateSnapshot(index, cs, data)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.snapshots++
+	s.mu.Unlock()
+	return snap, nil
+}
+
+// Compact implements LogStore.
+func (s *MemLogStore) Compact(index uint64) error {
+	if err := s.failure(); err != nil {
+		return fmt.Errorf("mem log store compact: %w", err)
+	}
+	return s.MemoryStorage.Compact(index)
+}
+
+// SaveMembership implements LogStore.
+func (s *MemLogStore) SaveMembership(index uint64, cs *raftpb.ConfState, meta []byte) error {
+	if err := s.failure(); err != nil {
+		return fmt.Errorf("mem log store save membership: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.memIndex = index
+	s.memCS = proto.Clone(cs).(*raftpb.ConfState)
+	s.memMeta = slices.Clone(meta)
+	return nil
+}
+
+// Membership implements LogStore.
+func (s *MemLogStore) Membership() (uint64, *raftpb.ConfState, []byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.memCS == nil {
+		return 0, nil, nil, nil
+	}
+	return s.memIndex, proto.Clone(s.memCS).(*raftpb.ConfState), slices.Clone(s.memMeta), nil
+}
+
+// InitialState implements raft.Storage: the newest of the snapshot's
+// ConfState and the one SaveMembership recorded.
+func (s *MemLogStore) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
+	hs, cs, err := s.MemoryStorage.InitialState()
+	if err != nil {
+		return nil, nil, err
+	}
+	snap, err := s.MemoryStorage.Snapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.memCS != nil && s.memIndex > snap.GetMetadata().GetIndex() {
+		cs = proto.Clone(s.memCS).(*raftpb.ConfState)
+	}
+	if hs == nil {
+		hs = &raftpb.HardState{}
+	}
+	return hs, cs, nil
+}

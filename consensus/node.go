@@ -1,0 +1,887 @@
+package consensus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// Node is one member of one raft group. It implements txswitch.Log.
+//
+// Concurrency: a single goroutine (run) owns the RawNode, the LogStore
+// writes, the StateMachine and the Transport's Send. Other goroutines talk
+// to it through bounded channels: proposals (propc), inbound messages
+// (recvc) and control requests (ctrlc, closures run on the loop).
+type Node struct {
+	cfg         Config
+	log         *zap.Logger
+	store       LogStore
+	sm          txswitch.StateMachine
+	tr          Transport
+	ticker      Ticker
+	incarnation uint64
+	seq         atomic.Uint64
+
+	propc    chan *proposal
+	recvc    chan *raftpb.Message
+	ctrlc    chan func()
+	stopc    chan struct{}
+	donec    chan struct{}
+	stopOnce sync.Once
+
+	// mu guards the waiter tables and what other goroutines read.
+	mu       sync.Mutex
+	waiters  map[propKey]*waiter
+	reads    map[string]*readWaiter
+	stopErr  error
+	lead     txswitch.Leadership
+	leaderCh chan struct{}
+	pubMem   membership
+	cached   Status
+
+	// Owned by the loop goroutine.
+	rn               *raft.RawNode
+	applied          uint64
+	snapIndex        uint64
+	confState        *raftpb.ConfState
+	mem              membership
+	byIndex          map[uint64][]propKey
+	readsApplied     []*readWaiter
+	idle             []chan struct{}
+	leaderStartIndex uint64
+	lastConfIndex    uint64
+	recent           *recentKeys
+	// snapshotNow forces a snapshot after a member was added to a
+	// compacted log: the newcomer needs a snapshot whose ConfState
+	// includes it (raft rejects one that does not).
+	snapshotNow    bool
+	droppedInbound atomic.Uint64
+}
+
+var (
+	_ txswitch.Log = (*Node)(nil)
+	_ Handler      = (*Node)(nil)
+)
+
+type result struct {
+	val any
+	err error
+}
+
+type waiter struct{ ch chan result }
+
+type proposal struct {
+	ctx  context.Context
+	key  propKey
+	data []byte
+}
+
+type readWaiter struct {
+	key    string
+	ch     chan error
+	issued bool   // ReadIndex was called (loop-owned)
+	index  uint64 // read index once the ReadState arrived (loop-owned)
+}
+
+// NewNode opens the group on cfg.LogStore and starts the Ready loop.
+//
+// Restart contract: if the LogStore holds a snapshot newer than the state
+// machine (a crash between persisting a snapshot and restoring it), the
+// state machine is restored from it first; raft then resumes at
+// StateMachine.AppliedIndex() and re-delivers only entries after it.
+func NewNode(cfg Config) (*Node, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With(zap.Uint64("raft_id", cfg.ID), zap.Uint64("group", cfg.Group)),
+		store:    cfg.LogStore,
+		sm:       cfg.StateMachine,
+		tr:       cfg.Transport,
+		ticker:   cfg.Ticker,
+		propc:    make(chan *proposal, cfg.MaxProposalQueue),
+		recvc:    make(chan *raftpb.Message, inboxSize),
+		ctrlc:    make(chan func(), ctrlSize),
+		stopc:    make(chan struct{}),
+		donec:    make(chan struct{}),
+		waiters:  make(map[propKey]*waiter),
+		reads:    make(map[string]*readWaiter),
+		leaderCh: make(chan struct{}),
+		byIndex:  make(map[uint64][]propKey),
+		recent:   newRecentKeys(dedupWindow),
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("incarnation: %w", err)
+	}
+	n.incarnation = binary.LittleEndian.Uint64(b[:]) | 1
+
+	fresh, err := n.recover()
+	if err != nil {
+		return nil, err
+	}
+	if err := n.loadRecentKeys(); err != nil {
+		return nil, err
+	}
+	rcfg := &raft.Config{
+		ID:                        cfg.ID,
+		ElectionTick:              cfg.ElectionTick,
+		HeartbeatTick:             cfg.HeartbeatTick,
+		Storage:                   cfg.LogStore,
+		Applied:                   n.applied,
+		MaxSizePerMsg:             cfg.MaxSizePerMsg,
+		MaxCommittedSizePerReady:  cfg.MaxSizePerMsg * 4,
+		MaxUncommittedEntriesSize: cfg.MaxUncommittedSize,
+		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		StepDownOnRemoval:         true,
+		ReadOnlyOption:            raft.ReadOnlySafe,
+		// Classic Ready contract: persist, then send, then apply, then
+		// Advance. Async storage writes would break the loop's ordering.
+		AsyncStorageWrites: false,
+		Logger:             &raftLogger{s: n.log.Named("raft").Sugar()},
+	}
+	rn, err := raft.NewRawNode(rcfg)
+	if err != nil {
+		return nil, fmt.Errorf("new raw node: %w", err)
+	}
+	n.rn = rn
+	switch {
+	case fresh && !cfg.Join:
+		if !slices.ContainsFunc(cfg.Peers, func(p Peer) bool { return p.ID == cfg.ID }) {
+			return nil, fmt.Errorf("bootstrap: empty LogStore and Peers do not include this node %d (set Join to join an existing group)", cfg.ID)
+		}
+		peers := make([]raft.Peer, len(cfg.Peers))
+		for i, p := range cfg.Peers {
+			ctx, err := jsonConfContext(confContext{Peer: p})
+			if err != nil {
+				return nil, err
+			}
+			peers[i] = raft.Peer{ID: p.ID, Context: ctx}
+		}
+		if err := rn.Bootstrap(peers); err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		n.seedTransport(cfg.Peers)
+	case fresh:
+		n.seedTransport(cfg.Peers)
+	default:
+		n.seedTransport(n.mem.Members)
+	}
+	if n.ticker == nil {
+		n.ticker = NewTimeTicker(cfg.TickInterval)
+	}
+	n.publishMembers()
+	n.updateCached()
+	n.log.Info("raft node started", zap.Bool("fresh", fresh), zap.Bool("join", cfg.Join),
+		zap.Uint64("applied", n.applied), zap.Uint64("snapshot", n.snapIndex), zap.Int("members", len(n.mem.Members)))
+	go n.run()
+	return n, nil
+}
+
+// recover loads the membership and brings the state machine up to the
+// stored snapshot. It reports whether the LogStore is empty.
+func (n *Node) recover() (fresh bool, err error) {
+	snap, err := n.store.Snapshot()
+	if err != nil {
+		return false, fmt.Errorf("load snapshot: %w", err)
+	}
+	hs, cs, err := n.store.InitialState()
+	if err != nil {
+		return false, fmt.Errorf("load initial state: %w", err)
+	}
+	last, err := n.store.LastIndex()
+	if err != nil {
+		return false, fmt.Errorf("load last index: %w", err)
+	}
+	fresh = last == 0 && raft.IsEmptySnap(snap) && raft.IsEmptyHardState(hs)
+	n.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
+	n.snapIndex = snap.GetMetadata().GetIndex()
+
+	var snapMem membership
+	var image []byte
+	if !raft.IsEmptySnap(snap) {
+		if snapMem, image, err = decodeSnapshotData(snap.GetData()); err != nil {
+			return false, fmt.Errorf("stored snapshot %d: %w", n.snapIndex, err)
+		}
+	}
+	memIdx, _, meta, err := n.store.Membership()
+	if err != nil {
+		return false, fmt.Errorf("load membership: %w", err)
+	}
+	if memIdx > n.snapIndex {
+		if n.mem, err = decodeMembership(meta); err != nil {
+			return false, fmt.Errorf("stored membership %d: %w", memIdx, err)
+		}
+	} else {
+		n.mem = snapMem
+	}
+	n.mem.Version = 1
+
+	// A crash between persisting a received snapshot and restoring the
+	// state machine leaves the state machine behind the log's first index:
+	// finish the restore now, or raft could not resume.
+	if applied := n.sm.AppliedIndex(); !raft.IsEmptySnap(snap) && n.snapIndex > applied {
+		n.log.Info("restoring state machine from stored snapshot",
+			zap.Uint64("snapshot", n.snapIndex), zap.Uint64("applied", applied))
+		if err := n.sm.Restore(n.snapIndex, image); err != nil {
+			return false, fmt.Errorf("restore state machine from snapshot %d: %w", n.snapIndex, err)
+		}
+	}
+	n.applied = n.sm.AppliedIndex()
+	// Commit-only HardState updates are saved without sync, so after a
+	// crash the state machine (which applied only committed entries) may be
+	// ahead of the stored commit index. Those entries were committed: make
+	// the HardState say so, or raft refuses Applied > Commit.
+	if n.applied > hs.GetCommit() {
+		if n.applied > last {
+			return false, fmt.Errorf("state machine applied %d beyond the log's last index %d: log lost", n.applied, last)
+		}
+		fixed := &raftpb.HardState{Term: new(hs.GetTerm()), Vote: new(hs.GetVote()), Commit: new(n.applied)}
+		if err := n.store.Save(fixed, nil, nil, true); err != nil {
+			return false, fmt.Errorf("raise stored commit to applied %d: %w", n.applied, err)
+		}
+	}
+	return fresh, nil
+}
+
+func jsonConfContext(c confContext) ([]byte, error) {
+	b, err := jsonMarshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode conf change context: %w", err)
+	}
+	return b, nil
+}
+
+func (n *Node) seedTransport(peers []Peer) {
+	for _, p := range peers {
+		if p.ID != n.cfg.ID {
+			n.tr.AddPeer(p.ID, p.RaftAddr)
+		}
+	}
+}
+
+// Stop ends the loop and waits for it; every waiter fails with
+// txswitch.ErrStopped. It is safe to call more than once.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() { close(n.stopc) })
+	<-n.donec
+}
+
+// Done is closed when the loop has exited (Stop, storage failure, crash).
+func (n *Node) Done() <-chan struct{} { return n.donec }
+
+// Err reports why the loop exited (nil while running).
+func (n *Node) Err() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.stopErr
+}
+
+// ID returns this node's raft id.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// ---------------------------------------------------------------------------
+// The Ready loop.
+
+func (n *Node) run() {
+	stopErr := txswitch.ErrStopped
+	defer func() {
+		if r := recover(); r != nil {
+			if err, ok := r.(error); !ok || !errors.Is(err, ErrFailpointCrash) {
+				panic(r)
+			}
+			n.log.Warn("raft loop crashed at failpoint")
+			stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, ErrFailpointCrash)
+		}
+		n.shutdown(stopErr)
+	}()
+	tickC := n.ticker.C()
+	for {
+		select {
+		case <-n.stopc:
+			return
+		case <-tickC:
+			n.rn.Tick()
+		case m := <-n.recvc:
+			n.step(m)
+		case p := <-n.propc:
+			n.propose(p)
+		case f := <-n.ctrlc:
+			f()
+		}
+		// (a) Take whatever else is queued, bounded, so that many concurrent
+		// proposals and messages share one Ready and hence one synced Save.
+		n.drain()
+		for n.rn.HasReady() {
+			if err := n.handleReady(); err != nil {
+				// Never acknowledge what is not durable or not applied:
+				// stop here, and fail every waiter with the cause.
+				n.log.Error("raft node stopping on storage failure", zap.Error(err))
+				stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, err)
+				return
+			}
+		}
+		for _, c := range n.idle {
+			close(c)
+		}
+		n.idle = n.idle[:0]
+	}
+}
+
+func (n *Node) drain() {
+	for range n.cfg.MaxBatch {
+		select {
+		case m := <-n.recvc:
+			n.step(m)
+			continue
+		default:
+		}
+		break
+	}
+	for range n.cfg.MaxBatch {
+		select {
+		case p := <-n.propc:
+			n.propose(p)
+			continue
+		default:
+		}
+		break
+	}
+}
+
+func (n *Node) step(m *raftpb.Message) {
+	if m.GetType() == raftpb.MsgProp {
+		if m = n.dedupForwarded(m); m == nil {
+			return
+		}
+	}
+	if err := n.rn.Step(m); err != nil {
+		// Messages from removed peers or stale local types: raft ignores
+		// them, and so do we (per-message logs would flood).
+		n.droppedInbound.Add(1)
+	}
+}
+
+func (n *Node) propose(p *proposal) {
+	if p.ctx.Err() != nil {
+		return // the proposer gave up before we proposed: nothing happened
+	}
+	if err := n.rn.Propose(p.data); err != nil {
+		n.deliver(p.key, result{err: n.dropError(err)})
+	}
+}
+
+func (n *Node) dropError(err error) error {
+	if errors.Is(err, raft.ErrProposalDropped) {
+		if n.rn.BasicStatus().Lead == raft.None {
+			return txswitch.ErrNoLeader
+		}
+		return fmt.Errorf("%w: %w", txswitch.ErrDropped, err)
+	}
+	return fmt.Errorf("propose: %w", err)
+}
+
+func (n *Node) failpoint(name string) {
+	if n.cfg.Failpoint != nil {
+		n.cfg.Failpoint(name)
+	}
+}
+
+// handleReady processes one Ready under the classic (synchronous storage)
+// contract. The order is the correctness argument; do not reorder
+// ((a), taking queued proposals, happened in run before this Ready):
+//
+//	(b) persist HardState + Entries + Snapshot in ONE Save (synced when
+//	    MustSync), then restore the state machine from a received snapshot;
+//	(c) only then send the messages: a vote or an append acknowledgement
+//	    must never leave before what it promises is durable;
+//	(d) apply committed entries in order (they are durable on a quorum and,
+//	    since (b), locally), conf changes through ApplyConfChange followed
+//	    by SaveMembership before the state machine's applied index passes
+//	    them;
+//	(e) answer proposers and readers, after their entry is applied;
+//	(f) Advance, which lets raft step its own append/apply acknowledgements.
+func (n *Node) handleReady() error {
+	rd := n.rn.Ready()
+	n.observeLeadership(rd)
+
+	// (b) persist.
+	n.failpoint(FailpointBeforePersist)
+	if err := n.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
+		return fmt.Errorf("persist ready (entries %d, snapshot %d): %w",
+			len(rd.Entries), rd.Snapshot.GetMetadata().GetIndex(), err)
+	}
+	n.failpoint(FailpointAfterPersist)
+	n.trackAppended(rd.Entries)
+	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader {
+		// A new leader may have inherited unapplied conf changes; raft
+		// refuses new ones until it has applied its whole log as of now.
+		last, err := n.store.LastIndex()
+		if err != nil {
+			return fmt.Errorf("last index: %w", err)
+		}
+		n.leaderStartIndex = last
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.restoreSnapshot(rd.Snapshot); err != nil {
+			return err
+		}
+	}
+
+	// (c) send.
+	if len(rd.Messages) > 0 {
+		n.tr.Send(rd.Messages)
+	}
+	n.failpoint(FailpointAfterSend)
+
+	n.handleReadStates(rd.ReadStates)
+
+	// (d) apply + (e) notify.
+	if err := n.apply(rd.CommittedEntries); err != nil {
+		return err
+	}
+	n.releaseReads()
+
+	// (f) advance.
+	n.rn.Advance(rd)
+
+	if err := n.maybeSnapshot(); err != nil {
+		return err
+	}
+	n.updateCached()
+	return nil
+}
+
+// trackAppended remembers at which index each of this node's own proposals
+// sits in the local log, so that when a different entry is applied at that
+// index (the proposal was overwritten after a leader change) its waiter gets
+// a definite ErrDropped instead of waiting for its deadline.
+func (n *Node) trackAppended(ents []*raftpb.Entry) {
+	for _, e := range ents {
+		var k propKey
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			if len(e.GetData()) == 0 {
+				continue
+			}
+			var err error
+			if k, _, err = decodeEnvelope(e.GetData()); err != nil {
+				continue // apply reports it
+			}
+			n.recent.add(k)
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			n.lastConfIndex = max(n.lastConfIndex, e.GetIndex())
+			cc, err := decodeConfChange(e)
+			if err != nil {
+				continue
+			}
+			c, err := decodeConfContext(cc.AsV2().GetContext())
+			if err != nil {
+				continue
+			}
+			k = c.key()
+		}
+		if n.mine(k) {
+			n.byIndex[e.GetIndex()] = append(n.byIndex[e.GetIndex()], k)
+		}
+	}
+}
+
+func (n *Node) mine(k propKey) bool {
+	return k.node == n.cfg.ID && k.incarnation == n.incarnation && k.seq != 0
+}
+
+func decodeConfChange(e *raftpb.Entry) (raftpb.ConfChangeI, error) {
+	if e.GetType() == raftpb.EntryConfChange {
+		var cc raftpb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+			return nil, fmt.Errorf("decode conf change at %d: %w", e.GetIndex(), err)
+		}
+		return &cc, nil
+	}
+	var cc raftpb.ConfChangeV2
+	if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+		return nil, fmt.Errorf("decode conf change v2 at %d: %w", e.GetIndex(), err)
+	}
+	return &cc, nil
+}
+
+// settleIndex fails the waiters of this node's proposals that were appended
+// at index but lost it to a different entry (k is what was applied there).
+func (n *Node) settleIndex(index uint64, k propKey) {
+	keys, ok := n.byIndex[index]
+	if !ok {
+		return
+	}
+	delete(n.byIndex, index)
+	for _, kk := range keys {
+		if kk != k {
+			n.deliver(kk, result{err: fmt.Errorf("%w: index %d was taken by another entry after a leader change", txswitch.ErrDropped, index)})
+		}
+	}
+}
+
+// apply hands committed entries to the state machine: one Apply per
+// contiguous run of normal entries (bounded by MaxBatch), a conf change
+// between runs. Results go to the proposers only after Apply returned, i.e.
+// after the state machine made them durable.
+func (n *Node) apply(ents []*raftpb.Entry) error {
+	var (
+		cmds   []txswitch.Command
+		keys   []propKey
+		values []any // non-nil overrides Apply's value (conf changes)
+	)
+	flush := func() error {
+		if len(cmds) == 0 {
+			return nil
+		}
+		res, err := n.sm.Apply(cmds)
+		if err != nil {
+			return fmt.Errorf("apply entries %d-%d: %w", cmds[0].Index, cmds[len(cmds)-1].Index, err)
+		}
+		if len(res) != len(cmds) {
+			return fmt.Errorf("apply entries %d-%d: %d results for %d commands",
+				cmds[0].Index, cmds[len(cmds)-1].Index, len(res), len(cmds))
+		}
+		n.applied = cmds[len(cmds)-1].Index
+		for i, k := range keys {
+			if !n.mine(k) {
+				continue
+			}
+			v := res[i]
+			if values[i] != nil {
+				v = values[i]
+			}
+			n.deliver(k, result{val: v})
+		}
+		cmds, keys, values = cmds[:0], keys[:0], values[:0]
+		return nil
+	}
+	for i, e := range ents {
+		idx := e.GetIndex()
+		if idx <= n.applied {
+			continue // already in the state machine (restored snapshot)
+		}
+		if i > 0 && len(cmds) == 0 {
+			n.failpoint(FailpointMidApply)
+		}
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			var k propKey
+			var payload []byte
+			if len(e.GetData()) > 0 {
+				var err error
+				if k, payload, err = decodeEnvelope(e.GetData()); err != nil {
+					return fmt.Errorf("entry %d: %w", idx, err)
+				}
+			}
+			n.settleIndex(idx, k)
+			cmds = append(cmds, txswitch.Command{Index: idx, Term: e.GetTerm(), Data: payload})
+			keys = append(keys, k)
+			values = append(values, nil)
+			if len(cmds) >= n.cfg.MaxBatch {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		case raftpb.EntryConfChange, raftpb.EntryConfChangeV2:
+			if err := flush(); err != nil {
+				return err
+			}
+			k, cs, err := n.applyConfChange(e)
+			if err != nil {
+				return err
+			}
+			n.settleIndex(idx, k)
+			// The conf change entry reaches the state machine as an empty
+			// command so its applied index advances past it.
+			cmds = append(cmds, txswitch.Command{Index: idx, Term: e.GetTerm()})
+			keys = append(keys, k)
+			values = append(values, cs)
+		default:
+			return fmt.Errorf("entry %d: unknown type %v", idx, e.GetType())
+		}
+	}
+	return flush()
+}
+
+// applyConfChange applies the conf change at e and durably records the
+// resulting membership BEFORE the state machine's applied index passes e:
+// a restart with Applied >= e.Index never replays e, so the record is the
+// only place the change survives. (A crash between the two replays e, which
+// is idempotent.)
+func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, error) {
+	idx := e.GetIndex()
+	cci, err := decodeConfChange(e)
+	if err != nil {
+		return propKey{}, nil, err
+	}
+	cc := cci.AsV2()
+	cctx, err := decodeConfContext(cc.GetContext())
+	if err != nil {
+		return propKey{}, nil, fmt.Errorf("entry %d: %w", idx, err)
+	}
+	cs := n.rn.ApplyConfChange(cci)
+	n.confState = proto.Clone(cs).(*raftpb.ConfState)
+	for _, ch := range cc.GetChanges() {
+		id := ch.GetNodeId()
+		switch ch.GetType() {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
+			p := cctx.Peer
+			p.ID = id
+			if _, known := n.mem.get(id); !known && n.snapIndex > 0 {
+				n.snapshotNow = true
+			}
+			n.mem.upsert(p)
+			if id != n.cfg.ID {
+				n.tr.AddPeer(id, p.RaftAddr)
+			}
+		case raftpb.ConfChangeRemoveNode:
+			n.mem.remove(id)
+			if id != n.cfg.ID {
+				n.tr.RemovePeer(id)
+			} else {
+				n.log.Warn("this node was removed from the group", zap.Uint64("index", idx))
+			}
+		}
+	}
+	if err := n.store.SaveMembership(idx, n.confState, n.mem.encode()); err != nil {
+		return propKey{}, nil, fmt.Errorf("save membership at %d: %w", idx, err)
+	}
+	n.publishMembers()
+	n.log.Info("membership changed", zap.Uint64("index", idx),
+		zap.String("change", raft.DescribeConfChange(cci)), zap.Uint64s("voters", n.confState.GetVoters()))
+	return cctx.key(), proto.Clone(cs).(*raftpb.ConfState), nil
+}
+
+// restoreSnapshot replaces the state machine with a snapshot raft received
+// and Save already made durable. Waiters of entries the snapshot covers
+// cannot learn their result: they get an outcome-unknown error.
+func (n *Node) restoreSnapshot(snap *raftpb.Snapshot) error {
+	idx := snap.GetMetadata().GetIndex()
+	mem, image, err := decodeSnapshotData(snap.GetData())
+	if err != nil {
+		return fmt.Errorf("snapshot %d: %w", idx, err)
+	}
+	if err := n.sm.Restore(idx, image); err != nil {
+		return fmt.Errorf("restore state machine from snapshot %d: %w", idx, err)
+	}
+	old := n.mem
+	n.mem = mem
+	n.mem.Version = 1
+	n.applied, n.snapIndex = idx, idx
+	n.confState = proto.Clone(raftpb.EnsureConfState(snap.GetMetadata().GetConfState())).(*raftpb.ConfState)
+	for _, p := range old.Members {
+		if _, ok := n.mem.get(p.ID); !ok && p.ID != n.cfg.ID {
+			n.tr.RemovePeer(p.ID)
+		}
+	}
+	n.seedTransport(n.mem.Members)
+	n.publishMembers()
+	for i, keys := range n.byIndex {
+		if i > idx {
+			continue
+		}
+		delete(n.byIndex, i)
+		for _, k := range keys {
+			n.deliver(k, result{err: fmt.Errorf("%w: entry %d was installed by snapshot %d, its result is unknown", txswitch.ErrTimeout, i, idx)})
+		}
+	}
+	n.log.Info("restored snapshot", zap.Uint64("index", idx), zap.Int("members", len(n.mem.Members)))
+	return nil
+}
+
+// maybeSnapshot snapshots every SnapshotEvery applied entries (and after a
+// member was added once the log has been compacted), then
+// compacts the log to SnapshotKeep entries behind it. Order: the state
+// machine's Snapshot syncs its state, CreateSnapshot makes the snapshot
+// durable, and only then are entries behind it discarded.
+func (n *Node) maybeSnapshot() error {
+	due := n.applied >= n.snapIndex+n.cfg.SnapshotEvery || (n.snapshotNow && n.applied > n.snapIndex)
+	if !due {
+		return nil
+	}
+	n.snapshotNow = false
+	idx, image, err := n.sm.Snapshot()
+	if err != nil {
+		return fmt.Errorf("state machine snapshot at %d: %w", n.applied, err)
+	}
+	if idx != n.applied {
+		return fmt.Errorf("state machine snapshot at %d, but %d is applied", idx, n.applied)
+	}
+	if _, err := n.store.CreateSnapshot(idx, n.confState, encodeSnapshotData(&n.mem, image)); err != nil {
+		return fmt.Errorf("create snapshot at %d: %w", idx, err)
+	}
+	n.snapIndex = idx
+	if idx > n.cfg.SnapshotKeep {
+		first, err := n.store.FirstIndex()
+		if err != nil {
+			return fmt.Errorf("first index: %w", err)
+		}
+		if c := idx - n.cfg.SnapshotKeep; c >= first {
+			if err := n.store.Compact(c); err != nil && !errors.Is(err, raft.ErrCompacted) {
+				return fmt.Errorf("compact to %d: %w", c, err)
+			}
+		}
+	}
+	n.log.Info("created snapshot", zap.Uint64("index", idx), zap.Int("bytes", len(image)))
+	return nil
+}
+
+// deliver hands r to the waiter of k, if it still waits.
+func (n *Node) deliver(k propKey, r result) {
+	n.mu.Lock()
+	w := n.waiters[k]
+	delete(n.waiters, k)
+	n.mu.Unlock()
+	if w != nil {
+		w.ch <- r
+	}
+}
+
+func (n *Node) observeLeadership(rd raft.Ready) {
+	if rd.SoftState == nil && rd.HardState == nil {
+		return
+	}
+	bs := n.rn.BasicStatus()
+	l := txswitch.Leadership{
+		IsLeader: bs.RaftState == raft.StateLeader,
+		LeaderID: bs.Lead,
+		Term:     bs.HardState.GetTerm(),
+	}
+	n.mu.Lock()
+	changed := l != n.lead
+	leaderChanged := l.LeaderID != n.lead.LeaderID || l.Term != n.lead.Term
+	if changed {
+		n.lead = l
+		close(n.leaderCh)
+		n.leaderCh = make(chan struct{})
+	}
+	n.mu.Unlock()
+	if leaderChanged {
+		n.log.Info("leadership changed", zap.Uint64("leader", l.LeaderID), zap.Uint64("term", l.Term), zap.Bool("is_leader", l.IsLeader))
+		// Read requests already handed to raft that have no ReadState yet
+		// may be lost with the old leader: fail them so clients retry now.
+		// Reads have no effect, so failing them is always safe.
+		n.failIssuedReads(fmt.Errorf("%w: leader changed before the read index was confirmed", txswitch.ErrDropped))
+	}
+}
+
+func (n *Node) shutdown(err error) {
+	n.ticker.Stop()
+	n.mu.Lock()
+	n.stopErr = err
+	ws := n.waiters
+	rs := n.reads
+	n.waiters = make(map[propKey]*waiter)
+	n.reads = make(map[string]*readWaiter)
+	n.mu.Unlock()
+	for _, w := range ws {
+		w.ch <- result{err: err}
+	}
+	for _, r := range rs {
+		r.ch <- err
+	}
+	for _, c := range n.idle {
+		close(c)
+	}
+	n.idle = nil
+	close(n.donec)
+	n.log.Info("raft node stopped", zap.Error(err))
+}
+
+// do runs f on the loop goroutine. It fails when the node is stopped or
+// ctx ends before the loop takes f.
+func (n *Node) do(ctx context.Context, f func()) error {
+	select {
+	case n.ctrlc <- f:
+		return nil
+	case <-n.donec:
+		return n.stoppedErr()
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	}
+}
+
+func (n *Node) stoppedErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopErr != nil {
+		return n.stopErr
+	}
+	return txswitch.ErrStopped
+}
+
+func ctxErr(ctx context.Context) error {
+	return fmt.Errorf("%w: %w", txswitch.ErrTimeout, ctx.Err())
+}
+
+func (n *Node) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, n.cfg.ProposalTimeout)
+}
+
+func (n *Node) publishMembers() {
+	m := n.mem.clone()
+	n.mu.Lock()
+	n.pubMem = m
+	n.mu.Unlock()
+}
+
+// ---------------------------------------------------------------------------
+// Inbound (Handler).
+
+// Step hands an inbound raft message to the loop; messages of another group
+// are dropped. It blocks while the inbox (bounded) is full, until ctx ends.
+func (n *Node) Step(ctx context.Context, group uint64, m *raftpb.Message) error {
+	if group != n.cfg.Group {
+		n.droppedInbound.Add(1)
+		return fmt.Errorf("message for group %d delivered to group %d", group, n.cfg.Group)
+	}
+	select {
+	case n.recvc <- m:
+		return nil
+	case <-n.donec:
+		return n.stoppedErr()
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	}
+}
+
+// ReportUnreachable implements Handler. It never blocks: the report is
+// advisory (raft only pauses replication to id sooner), so it is dropped
+// when the control queue is full.
+func (n *Node) ReportUnreachable(id uint64) {
+	select {
+	case n.ctrlc <- func() { n.rn.ReportUnreachable(id) }:
+	default:
+	}
+}
+
+// ReportSnapshot implements Handler. It blocks until the loop takes the
+// report (or stops): a lost failure report would leave the follower waiting
+// for a snapshot that never comes. Never call it from the loop itself
+// (i.e. from Transport.Send): report from another goroutine.
+func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	_ = n.do(context.Background(), func() { n.rn.ReportSnapshot(id, status) })
+}
+
+// DroppedInbound counts inbound messages raft or the group check refused.
+func (n *Node) DroppedInbound() uint64 { return n.droppedInbound.Load() }

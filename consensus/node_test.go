@@ -1,0 +1,585 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/txswitch/txswitch/consensus/consensustest"
+	"github.com/txswitch/txswitch/consensus/memnet"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+func TestElectionAndProposeOnEveryNode(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprintf("%d-nodes", size), func(t *testing.T) {
+			c := newCluster(t, size, 1, nil)
+			lead := c.leader()
+			st := lead.Status()
+			if st.State != "StateLeader" || len(st.Progress) != size || len(st.Members) != size {
+				t.Fatalf("leader status = %+v", st)
+			}
+			for _, m := range st.Members {
+				if m.RaftAddr != addrOf(m.ID) || m.APIAddr != apiOf(m.ID) {
+					t.Fatalf("member %+v has wrong addresses", m)
+				}
+			}
+			if addr, ok := c.follower(lead.ID()).LeaderAPIAddr(); !ok || addr != apiOf(lead.ID()) {
+				t.Fatalf("follower's LeaderAPIAddr = %q, %v", addr, ok)
+			}
+			// Every node, followers included, gets the result of its own entry.
+			for _, n := range c.live() {
+				id := fmt.Sprintf("p%d", n.ID())
+				r := c.mustPropose(n, id, "k", id)
+				if r.ID != id || r.Index == 0 {
+					t.Fatalf("node %d got result %+v for %s", n.ID(), r, id)
+				}
+			}
+			c.assertConverged()
+			for _, n := range c.live() {
+				for i := 1; i <= size; i++ {
+					if got := c.member(n.ID()).sm.Count(fmt.Sprintf("p%d", i)); got != 1 {
+						t.Fatalf("node %d applied p%d %d times", n.ID(), i, got)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestConcurrentProposalsShareSyncs(t *testing.T) {
+	c := newCluster(t, 3, 2, nil)
+	lead := c.leader()
+	before := c.member(lead.ID()).store.Syncs()
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, err := lead.Propose(context.Background(), put(fmt.Sprintf("c%d", i), "k", "v"))
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if syncs := c.member(lead.ID()).store.Syncs() - before; syncs >= n {
+		t.Fatalf("%d proposals took %d synced saves: no batching", n, syncs)
+	}
+}
+
+func TestMinorityRefusesMajorityContinues(t *testing.T) {
+	c := newCluster(t, 5, 3, nil)
+	lead := c.leader()
+	ids := c.liveIDs()
+	minority := []uint64{lead.ID(), c.follower(lead.ID()).ID()}
+	var majority []uint64
+	for _, id := range ids {
+		if !slices.Contains(minority, id) {
+			majority = append(majority, id)
+		}
+	}
+	c.net.Partition(minority, majority)
+
+	// The minority must answer with a definite error within the deadline
+	// (no leader, dropped, or unknown outcome after the deadline).
+	var wg sync.WaitGroup
+	minorityOps := map[uint64]error{}
+	var mu sync.Mutex
+	for _, id := range minority {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, err := c.node(id).Propose(ctx, put(fmt.Sprintf("minority-%d", id), "k", "m"))
+			mu.Lock()
+			minorityOps[id] = err
+			mu.Unlock()
+		})
+	}
+	newLead := c.leader(majority...)
+	for i := range 5 {
+		c.mustPropose(c.node(majority[i%len(majority)]), fmt.Sprintf("maj%d", i), "k", "v")
+	}
+	wg.Wait()
+	for id, err := range minorityOps {
+		if err == nil {
+			t.Fatalf("minority node %d committed a proposal", id)
+		}
+		if !errors.Is(err, txswitch.ErrNoLeader) && !errors.Is(err, txswitch.ErrTimeout) && !errors.Is(err, txswitch.ErrDropped) {
+			t.Fatalf("minority node %d: unexpected error %v", id, err)
+		}
+	}
+	if err := c.node(minority[0]).ReadBarrier(ctxT(t, time.Second)); err == nil {
+		t.Fatal("read barrier succeeded on the minority")
+	}
+
+	c.net.Heal()
+	c.leader()
+	c.mustPropose(newLead, "after-heal", "k", "h")
+	c.assertConverged()
+	for _, n := range c.live() {
+		sm := c.member(n.ID()).sm
+		for id := range minorityOps {
+			if got := sm.Count(fmt.Sprintf("minority-%d", id)); got != 0 {
+				t.Fatalf("node %d applied a minority proposal %d times", n.ID(), got)
+			}
+		}
+		if got := sm.Get("k"); got != "h" {
+			t.Fatalf("node %d: k = %q", n.ID(), got)
+		}
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// An entry the isolated old leader appended is overwritten by the new
+// leader's log: its proposer must get ErrDropped, not silence.
+func TestOverwrittenProposalIsDropped(t *testing.T) {
+	c := newCluster(t, 3, 4, nil)
+	old := c.leader()
+	others := slices.DeleteFunc(c.liveIDs(), func(id uint64) bool { return id == old.ID() })
+	c.net.Isolate(old.ID(), c.liveIDs())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := old.Propose(ctxT(t, 30*time.Second), put("lost", "k", "lost"))
+		errc <- err
+	}()
+	c.waitFor("the old leader to append the proposal", func() bool {
+		li, _ := c.member(old.ID()).store.LastIndex()
+		return li > c.member(old.ID()).sm.AppliedIndex()
+	})
+	nl := c.leader(others...)
+	for i := range 3 {
+		c.mustPropose(nl, fmt.Sprintf("new%d", i), "k", "new")
+	}
+	c.net.Heal()
+	err := <-errc
+	if !errors.Is(err, txswitch.ErrDropped) {
+		t.Fatalf("overwritten proposal: err = %v, want ErrDropped", err)
+	}
+	c.assertConverged()
+	if got := c.member(old.ID()).sm.Count("lost"); got != 0 {
+		t.Fatalf("dropped proposal applied %d times", got)
+	}
+}
+
+func TestMembershipRemoveReaddReplace(t *testing.T) {
+	c := newCluster(t, 3, 5, nil)
+	lead := c.leader()
+	victim := c.follower(lead.ID()).ID()
+	ctx := ctxT(t, 20*time.Second)
+
+	if err := c.follower(lead.ID()).RemoveMember(ctx, lead.ID()); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("membership change on a follower: %v", err)
+	}
+	if err := lead.RemoveMember(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	c.crash(victim)
+	c.waitFor("members without the victim", func() bool {
+		for _, n := range c.live() {
+			if slices.ContainsFunc(n.Members(), func(p Peer) bool { return p.ID == victim }) {
+				return false
+			}
+		}
+		return true
+	})
+	c.mustPropose(lead, "after-remove", "k", "1")
+
+	// Re-adding the same machine gives a NEW id, never the removed one.
+	newID, err := lead.AddMember(ctx, addrOf(victim)+"-again", "api-again")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newID <= 3 {
+		t.Fatalf("re-added member got id %d, want a never-used id > 3", newID)
+	}
+	c.join(newID)
+	c.mustPropose(lead, "after-readd", "k", "2")
+	c.waitApplied(c.member(lead.ID()).sm.AppliedIndex())
+
+	// Replace another follower.
+	var old uint64
+	for _, id := range c.liveIDs() {
+		if id != lead.ID() && id != newID {
+			old = id
+		}
+	}
+	replID, err := lead.ReplaceMember(ctx, old, addrOf(100), apiOf(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if replID <= newID {
+		t.Fatalf("replacement got id %d, want > %d", replID, newID)
+	}
+	c.crash(old)
+	c.join(replID)
+	c.mustPropose(lead, "after-replace", "k", "3")
+	c.assertConverged()
+	st := lead.Status()
+	var ids []uint64
+	for _, m := range st.Members {
+		ids = append(ids, m.ID)
+	}
+	want := []uint64{lead.ID(), newID, replID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("members = %v, want %v", ids, want)
+	}
+	if m, _ := (&membership{Members: st.Members}).get(replID); m.APIAddr != apiOf(100) {
+		t.Fatalf("replacement's address = %+v", m)
+	}
+}
+
+func TestRemoveLeaderStepsDown(t *testing.T) {
+	c := newCluster(t, 3, 6, nil)
+	lead := c.leader()
+	if err := lead.RemoveMember(ctxT(t, 20*time.Second), lead.ID()); err != nil {
+		t.Fatal(err)
+	}
+	rest := slices.DeleteFunc(c.liveIDs(), func(id uint64) bool { return id == lead.ID() })
+	nl := c.leader(rest...)
+	if nl.ID() == lead.ID() {
+		t.Fatal("removed leader still leads")
+	}
+	c.mustPropose(c.node(rest[0]), "after-leader-removal", "k", "v")
+	c.crash(lead.ID())
+	c.assertConverged()
+}
+
+func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
+	c := newCluster(t, 3, 7, func(cfg *Config) {
+		cfg.SnapshotEvery = 20
+		cfg.SnapshotKeep = 5
+	})
+	lead := c.leader()
+	lag := c.follower(lead.ID()).ID()
+	c.crash(lag)
+	for i := range 80 {
+		c.mustPropose(lead, fmt.Sprintf("s%d", i), fmt.Sprintf("k%d", i%7), fmt.Sprint(i))
+	}
+	first, _ := c.member(lead.ID()).store.FirstIndex()
+	if first <= c.member(lag).sm.AppliedIndex()+1 {
+		t.Fatalf("leader's log not compacted past the lagging node (first %d)", first)
+	}
+	c.restart(lag)
+	c.assertConverged()
+	if c.member(lag).sm.Restores() == 0 {
+		t.Fatal("lagging node caught up without a snapshot")
+	}
+	// The restored node knows everybody's address from the snapshot.
+	if got := len(c.node(lag).Members()); got != 3 {
+		t.Fatalf("restored node knows %d members", got)
+	}
+	// And it keeps working after a restart on its own snapshot.
+	c.crash(lag)
+	c.restart(lag)
+	c.mustPropose(c.node(lag), "after-restart", "k", "x")
+	c.assertConverged()
+}
+
+func TestLeaderTransfer(t *testing.T) {
+	c := newCluster(t, 3, 8, nil)
+	lead := c.leader()
+	to := c.follower(lead.ID()).ID()
+	if err := lead.TransferLeadership(ctxT(t, 20*time.Second), to); err != nil {
+		t.Fatal(err)
+	}
+	if nl := c.leader(); nl.ID() != to {
+		t.Fatalf("leader = %d, want %d", nl.ID(), to)
+	}
+	c.mustPropose(c.node(to), "after-transfer", "k", "v")
+}
+
+func TestReadBarrierSeesCommittedWrites(t *testing.T) {
+	c := newCluster(t, 3, 9, nil)
+	lead := c.leader()
+	f := c.follower(lead.ID())
+	// Delay the leader → follower link so the follower's applied index lags
+	// behind the leader's: the barrier must wait for the follower to apply.
+	c.net.SetFaults(lead.ID(), f.ID(), memnet.Faults{MinDelay: 1, MaxDelay: 3})
+	for i := range 20 {
+		v := fmt.Sprint(i)
+		c.mustPropose(lead, "w"+v, "reg", v)
+		if err := f.ReadBarrier(ctxT(t, 10*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if got := c.member(f.ID()).sm.Get("reg"); got != v {
+			t.Fatalf("read after barrier = %q, want %q", got, v)
+		}
+	}
+}
+
+func TestQueueFullAndStopFailWaiters(t *testing.T) {
+	gate := make(chan struct{})
+	var armed sync.Once
+	var block sync.Mutex
+	blocking := false
+	c := newCluster(t, 1, 10, func(cfg *Config) {
+		cfg.MaxProposalQueue = 4
+		cfg.MaxBatch = 1
+		cfg.Failpoint = func(name string) {
+			block.Lock()
+			b := blocking
+			block.Unlock()
+			if b && name == FailpointBeforePersist {
+				<-gate
+			}
+		}
+	})
+	n := c.leader()
+	block.Lock()
+	blocking = true
+	block.Unlock()
+	// The first proposal parks the loop at before-persist; then fill the
+	// queue until it refuses.
+	results := make(chan error, 64)
+	var wg sync.WaitGroup
+	var full bool
+	for i := 0; i < 64 && !full; i++ {
+		wg.Go(func() {
+			_, err := n.Propose(context.Background(), put(fmt.Sprintf("q%d", i), "k", "v"))
+			results <- err
+		})
+		time.Sleep(time.Millisecond)
+		select {
+		case err := <-results:
+			if !errors.Is(err, txswitch.ErrQueueFull) {
+				t.Fatalf("proposal while parked: %v", err)
+			}
+			full = true
+		default:
+		}
+	}
+	if !full {
+		t.Fatal("queue never reported full")
+	}
+	// Stop while proposals wait: each fails with ErrStopped.
+	stopped := make(chan struct{})
+	go func() { n.Stop(); close(stopped) }()
+	armed.Do(func() { close(gate) })
+	<-stopped
+	wg.Wait()
+	close(results)
+	for err := range results {
+		if err != nil && !errors.Is(err, txswitch.ErrStopped) && !errors.Is(err, txswitch.ErrQueueFull) {
+			t.Fatalf("waiter after stop: %v", err)
+		}
+	}
+	if _, err := n.Propose(context.Background(), put("late", "k", "v")); !errors.Is(err, txswitch.ErrStopped) {
+		t.Fatalf("propose after stop: %v", err)
+	}
+}
+
+func TestStorageErrorsStopTheNode(t *testing.T) {
+	boom := errors.New("disk on fire")
+	for _, tc := range []struct {
+		name   string
+		inject func(m *member)
+	}{
+		{"save", func(m *member) { m.store.FailWith(boom) }},
+		{"apply", func(m *member) { m.sm.FailWith(boom) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 3, 11, nil)
+			lead := c.leader()
+			m := c.member(lead.ID())
+			tc.inject(m)
+			_, err := lead.Propose(ctxT(t, 10*time.Second), put("doomed", "k", "v"))
+			if !errors.Is(err, txswitch.ErrStopped) || !errors.Is(err, boom) {
+				t.Fatalf("propose on failing node: %v", err)
+			}
+			<-lead.Done()
+			if !errors.Is(lead.Err(), boom) {
+				t.Fatalf("node error = %v", lead.Err())
+			}
+			if m.sm.Count("doomed") != 0 && tc.name == "save" {
+				t.Fatal("applied an entry that was never persisted")
+			}
+			// The rest of the group carries on under a new leader.
+			rest := slices.DeleteFunc(c.liveIDs(), func(id uint64) bool { return id == lead.ID() })
+			c.mustPropose(c.leader(rest...), "after", "k", "w")
+		})
+	}
+}
+
+// A crash between persisting a received snapshot and restoring the state
+// machine is finished at restart.
+func TestRestartRestoresStoredSnapshot(t *testing.T) {
+	src := consensustest.NewKV()
+	if _, err := src.Apply([]txswitch.Command{{Index: 1, Term: 1, Data: put("a", "k", "from-snapshot")}, {Index: 2, Term: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	idx, img, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := membership{Version: 1, MaxID: 3, Members: []Peer{{ID: 1, RaftAddr: "a"}, {ID: 2, RaftAddr: "b"}, {ID: 3, RaftAddr: "c"}}}
+	store := NewMemLogStore()
+	snap := snapshotFor(idx, 1, []uint64{1, 2, 3}, encodeSnapshotData(&mem, img))
+	if err := store.Save(hardState(1, 0, idx), nil, snap, true); err != nil {
+		t.Fatal(err)
+	}
+	sm := consensustest.NewKV()
+	c := newCluster(t, 0, 12, nil)
+	m := &member{id: 2, store: store, sm: sm}
+	c.start(m, nil, false)
+	if sm.AppliedIndex() != idx || sm.Get("k") != "from-snapshot" {
+		t.Fatalf("state machine not restored: applied %d, k=%q", sm.AppliedIndex(), sm.Get("k"))
+	}
+	if got := len(c.node(2).Members()); got != 3 {
+		t.Fatalf("members after restore = %d", got)
+	}
+}
+
+// Crashing a follower at every failpoint and restarting it never loses or
+// double-applies an entry.
+func TestCrashAtFailpoints(t *testing.T) {
+	for _, fp := range []string{FailpointBeforePersist, FailpointAfterPersist, FailpointAfterSend, FailpointMidApply} {
+		t.Run(fp, func(t *testing.T) {
+			var mu sync.Mutex
+			armed := map[uint64]bool{}
+			c := newCluster(t, 3, 13, func(cfg *Config) {
+				id := cfg.ID
+				cfg.MaxBatch = 2 // several apply batches per Ready, for mid-apply
+				cfg.Failpoint = func(name string) {
+					mu.Lock()
+					hit := armed[id] && name == fp
+					if hit {
+						armed[id] = false
+					}
+					mu.Unlock()
+					if hit {
+						panic(ErrFailpointCrash)
+					}
+				}
+			})
+			lead := c.leader()
+			victim := c.follower(lead.ID()).ID()
+			mu.Lock()
+			armed[victim] = true
+			mu.Unlock()
+			var wg sync.WaitGroup
+			for i := range 30 {
+				wg.Go(func() { c.mustPropose(lead, fmt.Sprintf("f%d", i), "k", fmt.Sprint(i)) })
+			}
+			wg.Wait()
+			c.waitFor("the victim to crash", func() bool {
+				select {
+				case <-c.node(victim).Done():
+					return true
+				default:
+					return false
+				}
+			})
+			c.crash(victim)
+			c.restart(victim)
+			c.assertConverged()
+			for i := range 30 {
+				if got := c.member(victim).sm.Count(fmt.Sprintf("f%d", i)); got != 1 {
+					t.Fatalf("f%d applied %d times on the crashed node", i, got)
+				}
+			}
+		})
+	}
+}
+
+func TestRefusalsWithoutLeaderAndForeignGroups(t *testing.T) {
+	c := newCluster(t, 3, 14, nil)
+	lead := c.leader()
+	f := c.follower(lead.ID())
+	if err := f.Step(context.Background(), c.group+1, &raftpb.Message{}); err == nil {
+		t.Fatal("message of another group accepted")
+	}
+	if err := lead.TransferLeadership(ctxT(t, 5*time.Second), 42); err == nil {
+		t.Fatal("transfer to a non-member accepted")
+	}
+	// Alone, a node soon knows no leader: proposals and reads say so
+	// instead of waiting for their deadline.
+	c.net.Isolate(f.ID(), c.liveIDs())
+	c.waitFor("the isolated follower to forget the leader", func() bool { return f.Leadership().LeaderID == 0 })
+	if _, err := f.Propose(ctxT(t, 30*time.Second), put("x", "k", "v")); !errors.Is(err, txswitch.ErrNoLeader) {
+		t.Fatalf("propose without leader: %v", err)
+	}
+	if err := f.ReadBarrier(ctxT(t, 30*time.Second)); !errors.Is(err, txswitch.ErrNoLeader) {
+		t.Fatalf("read without leader: %v", err)
+	}
+	if _, ok := f.LeaderAPIAddr(); ok {
+		t.Fatal("leader address known without a leader")
+	}
+}
+
+// A node added after compaction starts from the leader's snapshot and
+// learns every member's address from it.
+func TestJoinFromSnapshot(t *testing.T) {
+	c := newCluster(t, 3, 15, func(cfg *Config) {
+		cfg.SnapshotEvery = 10
+		cfg.SnapshotKeep = 2
+	})
+	lead := c.leader()
+	for i := range 40 {
+		c.mustPropose(lead, fmt.Sprintf("j%d", i), "k", fmt.Sprint(i))
+	}
+	id, err := lead.AddMember(ctxT(t, 20*time.Second), addrOf(9), apiOf(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.join(id)
+	c.mustPropose(lead, "after-join", "k", "j")
+	c.assertConverged()
+	if m.sm.Restores() == 0 {
+		t.Fatal("joined node did not start from a snapshot")
+	}
+	got := c.node(id).Members()
+	if len(got) != 4 {
+		t.Fatalf("joined node knows %d members", len(got))
+	}
+	for _, p := range got {
+		want := apiOf(p.ID)
+		if p.ID == id {
+			want = apiOf(9)
+		}
+		if p.APIAddr != want {
+			t.Fatalf("joined node has %+v", p)
+		}
+	}
+	if _, err := NewNode(Config{ID: 50, LogStore: NewMemLogStore(), StateMachine: consensustest.NewKV(),
+		Transport: c.net.Endpoint(50, c.group), Peers: []Peer{{ID: 1}}, Ticker: NewManualTicker()}); err == nil {
+		t.Fatal("bootstrapped a node that is not among its Peers")
+	}
+}
+
+// A network that delivers every forwarded proposal twice must not make
+// the entry apply twice.
+func TestDuplicatedForwardedProposalAppliesOnce(t *testing.T) {
+	c := newCluster(t, 3, 16, nil)
+	lead := c.leader()
+	f := c.follower(lead.ID())
+	c.net.SetFaults(f.ID(), lead.ID(), memnet.Faults{DuplicateRate: 1})
+	for i := range 20 {
+		c.mustPropose(f, fmt.Sprintf("d%d", i), "k", fmt.Sprint(i))
+	}
+	c.assertConverged()
+	for i := range 20 {
+		if got := c.member(lead.ID()).sm.Count(fmt.Sprintf("d%d", i)); got != 1 {
+			t.Fatalf("d%d applied %d times", i, got)
+		}
+	}
+	if c.net.Stats().Duplicated == 0 {
+		t.Fatal("nothing was duplicated")
+	}
+}

@@ -1,0 +1,501 @@
+package tcptransport
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/txswitch/txswitch/consensus"
+)
+
+// Defaults.
+const (
+	DefaultQueueSize    = 4096
+	DefaultMaxFrameSize = 64 << 20 // a snapshot travels in one frame
+	DefaultDialTimeout  = 2 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultBackoffMin   = 50 * time.Millisecond
+	DefaultBackoffMax   = 2 * time.Second
+	// DefaultStepTimeout bounds how long a connection waits for the node's
+	// inbox before dropping a message (raft retransmits).
+	DefaultStepTimeout = 5 * time.Second
+	// maxWriteBatch bounds the messages written before one flush.
+	maxWriteBatch = 256
+)
+
+// headerSize is the frame header: uint32 length (of group + message) and
+// uint64 raft group id.
+const headerSize = 4 + 8
+
+// Config configures a Transport.
+type Config struct {
+	// ID is this node's raft id (for logs).
+	ID uint64
+	// Group is the raft group id written in every frame this transport sends.
+	Group uint64
+	// ListenAddr is where to accept peers ("host:port", ":0" for tests).
+	ListenAddr string
+	// QueueSize bounds each peer's outbound queue; when full the message
+	// is dropped and counted (raft retransmits; a MsgSnap is reported
+	// failed).
+	QueueSize    int
+	MaxFrameSize int
+	DialTimeout  time.Duration
+	WriteTimeout time.Duration
+	BackoffMin   time.Duration
+	BackoffMax   time.Duration
+	StepTimeout  time.Duration
+	Logger       *zap.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.QueueSize <= 0 {
+		c.QueueSize = DefaultQueueSize
+	}
+	if c.MaxFrameSize <= 0 {
+		c.MaxFrameSize = DefaultMaxFrameSize
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.BackoffMin <= 0 {
+		c.BackoffMin = DefaultBackoffMin
+	}
+	if c.BackoffMax < c.BackoffMin {
+		c.BackoffMax = max(DefaultBackoffMax, c.BackoffMin)
+	}
+	if c.StepTimeout <= 0 {
+		c.StepTimeout = DefaultStepTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Stats counts messages.
+type Stats struct {
+	Sent, Dropped, Received, ReceiveDropped uint64
+}
+
+// Transport is a consensus.Transport over TCP: one listener for inbound
+// frames, and per peer one goroutine that owns one outbound connection and
+// a bounded queue.
+type Transport struct {
+	cfg     Config
+	log     *zap.Logger
+	ln      net.Listener
+	handler atomic.Pointer[handlerBox]
+
+	mu     sync.Mutex
+	peers  map[uint64]*peer
+	conns  map[net.Conn]struct{}
+	closed bool
+
+	wg       sync.WaitGroup
+	done     chan struct{}
+	sent     atomic.Uint64
+	dropped  atomic.Uint64
+	received atomic.Uint64
+	rdropped atomic.Uint64
+}
+
+type handlerBox struct{ h consensus.Handler }
+
+var _ consensus.Transport = (*Transport)(nil)
+
+// New listens on cfg.ListenAddr. Inbound frames are read once Start has
+// given the handler (the node), so a Transport can be passed to
+// consensus.NewNode before the node exists.
+func New(cfg Config) (*Transport, error) {
+	cfg.setDefaults()
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("raft transport listen %s: %w", cfg.ListenAddr, err)
+	}
+	return &Transport{
+		cfg:   cfg,
+		log:   cfg.Logger.With(zap.Uint64("raft_id", cfg.ID), zap.Uint64("group", cfg.Group)),
+		ln:    ln,
+		peers: map[uint64]*peer{},
+		conns: map[net.Conn]struct{}{},
+		done:  make(chan struct{}),
+	}, nil
+}
+
+// Addr is the listening address.
+func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+
+// Start sets the handler inbound messages and reports go to and starts
+// accepting connections.
+func (t *Transport) Start(h consensus.Handler) {
+	t.handler.Store(&handlerBox{h})
+	t.wg.Go(t.acceptLoop)
+}
+
+func (t *Transport) h() consensus.Handler {
+	if b := t.handler.Load(); b != nil {
+		return b.h
+	}
+	return nil
+}
+
+// Stats returns the counters.
+func (t *Transport) Stats() Stats {
+	return Stats{Sent: t.sent.Load(), Dropped: t.dropped.Load(), Received: t.received.Load(), ReceiveDropped: t.rdropped.Load()}
+}
+
+// Close stops every goroutine and closes every connection.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	close(t.done)
+	for _, p := range t.peers {
+		p.stop()
+	}
+	for c := range t.conns {
+		_ = c.Close()
+	}
+	t.mu.Unlock()
+	err := t.ln.Close()
+	t.wg.Wait()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("close raft listener: %w", err)
+	}
+	return nil
+}
+
+// AddPeer implements consensus.Transport; a known peer gets its new
+// address on the next (re)connect.
+func (t *Transport) AddPeer(id uint64, addr string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || id == t.cfg.ID {
+		return
+	}
+	if p, ok := t.peers[id]; ok {
+		p.setAddr(addr)
+		return
+	}
+	p := &peer{t: t, id: id, addr: addr, q: make(chan *raftpb.Message, t.cfg.QueueSize), stopc: make(chan struct{})}
+	t.peers[id] = p
+	t.wg.Go(p.run)
+}
+
+// RemovePeer implements consensus.Transport.
+func (t *Transport) RemovePeer(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p, ok := t.peers[id]; ok {
+		p.stop()
+		delete(t.peers, id)
+	}
+}
+
+// Send implements consensus.Transport. It never blocks; see Config.QueueSize.
+func (t *Transport) Send(msgs []*raftpb.Message) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range msgs {
+		p := t.peers[m.GetTo()]
+		if p == nil || t.closed {
+			t.drop(m)
+			continue
+		}
+		select {
+		case p.q <- m:
+		default:
+			t.drop(m)
+		}
+	}
+}
+
+// drop counts a message that will not be sent and tells raft when it
+// matters. Reports go from a new goroutine: Send runs on the node's loop,
+// which must not wait on itself.
+func (t *Transport) drop(m *raftpb.Message) {
+	t.dropped.Add(1)
+	if m.GetType() == raftpb.MsgSnap {
+		if h := t.h(); h != nil {
+			to := m.GetTo()
+			go h.ReportSnapshot(to, raft.SnapshotFailure)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Outbound.
+
+type peer struct {
+	t     *Transport
+	id    uint64
+	mu    sync.Mutex
+	addr  string
+	q     chan *raftpb.Message
+	stopc chan struct{}
+	once  sync.Once
+}
+
+func (p *peer) stop() { p.once.Do(func() { close(p.stopc) }) }
+
+func (p *peer) setAddr(a string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.addr = a
+}
+
+func (p *peer) getAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addr
+}
+
+// run owns the connection to the peer: take a message, (re)connect if
+// needed, write it and whatever else is queued, flush. On failure: drop the
+// batch, report, back off (exponential with jitter), retry with later
+// messages — never resend a message, so the peer never sees one twice.
+func (p *peer) run() {
+	log := p.t.log.With(zap.Uint64("peer", p.id))
+	var (
+		conn    net.Conn
+		w       *bufio.Writer
+		backoff = p.t.cfg.BackoffMin
+		failing bool
+		batch   []*raftpb.Message
+		buf     []byte
+	)
+	defer func() {
+		if conn != nil {
+			_ = conn.Close()
+		}
+	}()
+	for {
+		var m *raftpb.Message
+		select {
+		case <-p.stopc:
+			return
+		case m = <-p.q:
+		}
+		batch = append(batch[:0], m)
+		for len(batch) < maxWriteBatch {
+			select {
+			case m := <-p.q:
+				batch = append(batch, m)
+				continue
+			default:
+			}
+			break
+		}
+		if conn == nil {
+			addr := p.getAddr()
+			c, err := net.DialTimeout("tcp", addr, p.t.cfg.DialTimeout)
+			if err != nil {
+				if !failing {
+					log.Warn("raft peer unreachable", zap.String("addr", addr), zap.Error(err))
+					failing = true
+				}
+				p.fail(batch)
+				if !p.sleep(jitter(backoff)) {
+					return
+				}
+				backoff = min(2*backoff, p.t.cfg.BackoffMax)
+				continue
+			}
+			conn, w = c, bufio.NewWriterSize(c, 64<<10)
+			backoff = p.t.cfg.BackoffMin
+			failing = false
+			log.Info("raft peer connected", zap.String("addr", addr))
+		}
+		var err error
+		_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.WriteTimeout))
+		for _, m := range batch {
+			if buf, err = appendFrame(buf[:0], p.t.cfg.Group, m, p.t.cfg.MaxFrameSize); err != nil {
+				// Too large to ever send: drop it alone.
+				log.Error("raft message not sent", zap.Error(err))
+				p.t.drop(m)
+				continue
+			}
+			if _, err = w.Write(buf); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		if err != nil {
+			log.Warn("raft peer connection lost", zap.Error(err))
+			_ = conn.Close()
+			conn, w = nil, nil
+			failing = true
+			p.fail(batch)
+			continue
+		}
+		p.t.sent.Add(uint64(len(batch)))
+		if h := p.t.h(); h != nil {
+			for _, m := range batch {
+				if m.GetType() == raftpb.MsgSnap {
+					h.ReportSnapshot(p.id, raft.SnapshotFinish)
+				}
+			}
+		}
+	}
+}
+
+// fail reports a batch that may not have reached the peer.
+func (p *peer) fail(batch []*raftpb.Message) {
+	p.t.dropped.Add(uint64(len(batch)))
+	h := p.t.h()
+	if h == nil {
+		return
+	}
+	h.ReportUnreachable(p.id)
+	for _, m := range batch {
+		if m.GetType() == raftpb.MsgSnap {
+			h.ReportSnapshot(p.id, raft.SnapshotFailure)
+		}
+	}
+}
+
+func (p *peer) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.stopc:
+		return false
+	}
+}
+
+// jitter spreads reconnects over [d/2, d).
+func jitter(d time.Duration) time.Duration {
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// appendFrame encodes one frame: length | group | protobuf message.
+func appendFrame(buf []byte, group uint64, m *raftpb.Message, maxFrame int) ([]byte, error) {
+	size := proto.Size(m)
+	if 8+size > maxFrame {
+		return buf, fmt.Errorf("raft %v to %d: frame of %d bytes exceeds %d", m.GetType(), m.GetTo(), 8+size, maxFrame)
+	}
+	buf = binary.BigEndian.AppendUint32(buf, uint32(8+size))
+	buf = binary.BigEndian.AppendUint64(buf, group)
+	return proto.MarshalOptions{}.MarshalAppend(buf, m)
+}
+
+// readFrame reads one frame; an oversized or short frame is an error (the
+// connection is then closed: its framing can no longer be trusted).
+func readFrame(r *bufio.Reader, buf []byte, maxFrame int) (uint64, *raftpb.Message, []byte, error) {
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+		return 0, nil, buf, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[:4]))
+	if n < 8 || n > maxFrame {
+		return 0, nil, buf, fmt.Errorf("frame length %d outside [8, %d]", n, maxFrame)
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return 0, nil, buf, fmt.Errorf("read frame body: %w", err)
+	}
+	group := binary.BigEndian.Uint64(buf[:8])
+	m := &raftpb.Message{}
+	if err := proto.Unmarshal(buf[8:], m); err != nil {
+		return 0, nil, buf, fmt.Errorf("decode raft message: %w", err)
+	}
+	return group, m, buf, nil
+}
+
+// ---------------------------------------------------------------------------
+// Inbound.
+
+func (t *Transport) acceptLoop() {
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			select {
+			case <-t.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.log.Warn("raft accept failed", zap.Error(err))
+			select {
+			case <-time.After(t.cfg.BackoffMin):
+			case <-t.done:
+				return
+			}
+			continue
+		}
+		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		t.conns[c] = struct{}{}
+		t.mu.Unlock()
+		t.wg.Go(func() { t.serve(c) })
+	}
+}
+
+func (t *Transport) serve(c net.Conn) {
+	defer func() {
+		t.mu.Lock()
+		delete(t.conns, c)
+		t.mu.Unlock()
+		_ = c.Close()
+	}()
+	r := bufio.NewReaderSize(c, 64<<10)
+	var buf []byte
+	for {
+		group, m, b, err := readFrame(r, buf, t.cfg.MaxFrameSize)
+		buf = b
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				t.log.Warn("raft inbound connection closed", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
+			}
+			return
+		}
+		t.received.Add(1)
+		h := t.h()
+		if h == nil {
+			t.rdropped.Add(1)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.StepTimeout)
+		if err := h.Step(ctx, group, m); err != nil {
+			t.rdropped.Add(1)
+		}
+		cancel()
+		// A buffer that held a snapshot is not kept for small messages.
+		if cap(buf) > 1<<20 {
+			buf = nil
+		}
+	}
+}

@@ -1,0 +1,301 @@
+package tcptransport
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/txswitch/txswitch/consensus"
+	"github.com/txswitch/txswitch/consensus/consensustest"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// recorder is a Handler that records what it gets.
+type recorder struct {
+	mu          sync.Mutex
+	msgs        []*raftpb.Message
+	groups      []uint64
+	unreachable map[uint64]int
+	snaps       map[raft.SnapshotStatus]int
+	got         chan struct{}
+}
+
+func newRecorder() *recorder {
+	return &recorder{unreachable: map[uint64]int{}, snaps: map[raft.SnapshotStatus]int{}, got: make(chan struct{}, 1<<16)}
+}
+
+func (r *recorder) Step(_ context.Context, group uint64, m *raftpb.Message) error {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, m)
+	r.groups = append(r.groups, group)
+	r.mu.Unlock()
+	r.got <- struct{}{}
+	return nil
+}
+
+func (r *recorder) ReportUnreachable(id uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unreachable[id]++
+}
+
+func (r *recorder) ReportSnapshot(_ uint64, s raft.SnapshotStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.snaps[s]++
+}
+
+func (r *recorder) snapCount(s raft.SnapshotStatus) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snaps[s]
+}
+
+func msg(typ raftpb.MessageType, from, to, index uint64) *raftpb.Message {
+	return &raftpb.Message{Type: typ.Enum(), From: new(from), To: new(to), Index: new(index)}
+}
+
+func newT(t *testing.T, id uint64, mod func(*Config)) (*Transport, *recorder) {
+	t.Helper()
+	cfg := Config{ID: id, Group: 9, ListenAddr: "127.0.0.1:0", BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	tr, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	tr.Start(rec)
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr, rec
+}
+
+func waitN(t *testing.T, r *recorder, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-r.got:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("timed out waiting for %d messages", n)
+		}
+	}
+}
+
+func TestSendDeliversInOrderWithGroup(t *testing.T) {
+	a, arec := newT(t, 1, nil)
+	b, brec := newT(t, 2, nil)
+	a.AddPeer(2, b.Addr().String())
+	snap := msg(raftpb.MsgSnap, 1, 2, 7)
+	snap.Snapshot = &raftpb.Snapshot{Data: bytes.Repeat([]byte("s"), 100_000), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}}
+	var batch []*raftpb.Message
+	for i := range 100 {
+		batch = append(batch, msg(raftpb.MsgApp, 1, 2, uint64(i)))
+	}
+	batch = append(batch, snap)
+	a.Send(batch)
+	waitN(t, brec, 101)
+	brec.mu.Lock()
+	for i, m := range brec.msgs[:100] {
+		if m.GetIndex() != uint64(i) || brec.groups[i] != 9 {
+			t.Fatalf("message %d: index %d group %d", i, m.GetIndex(), brec.groups[i])
+		}
+	}
+	if got := len(brec.msgs[100].GetSnapshot().GetData()); got != 100_000 {
+		t.Fatalf("snapshot data %d bytes", got)
+	}
+	brec.mu.Unlock()
+	deadline := time.Now().Add(20 * time.Second)
+	for arec.snapCount(raft.SnapshotFinish) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("snapshot success not reported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestFullQueueDropsAndReportsSnapshotFailure(t *testing.T) {
+	// A peer nobody listens on: the peer goroutine is stuck failing, so
+	// the queue fills and Send must drop instead of blocking.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	_ = ln.Close()
+	a, arec := newT(t, 1, func(c *Config) { c.QueueSize = 2; c.BackoffMin = time.Second; c.BackoffMax = time.Second })
+	a.AddPeer(2, dead)
+	var batch []*raftpb.Message
+	for i := range 50 {
+		batch = append(batch, msg(raftpb.MsgApp, 1, 2, uint64(i)))
+	}
+	a.Send(batch)
+	a.Send([]*raftpb.Message{msg(raftpb.MsgSnap, 1, 2, 1)})
+	if d := a.Stats().Dropped; d < 40 {
+		t.Fatalf("dropped %d of 51 queued to a dead peer with queue 2", d)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for arec.snapCount(raft.SnapshotFailure) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("dropped snapshot not reported as failed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Unknown peers are dropped too.
+	before := a.Stats().Dropped
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 99, 1)})
+	if a.Stats().Dropped != before+1 {
+		t.Fatal("message to unknown peer not counted as dropped")
+	}
+}
+
+func TestReconnectAfterPeerRestart(t *testing.T) {
+	a, arec := newT(t, 1, nil)
+	b, brec := newT(t, 2, nil)
+	addr := b.Addr().String()
+	a.AddPeer(2, addr)
+	a.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 1)})
+	waitN(t, brec, 1)
+	_ = b.Close()
+
+	// Messages while b is down are lost (raft retransmits) and reported.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 2)})
+		arec.mu.Lock()
+		u := arec.unreachable[2]
+		arec.mu.Unlock()
+		if u > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("peer never reported unreachable")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b2, b2rec := newT(t, 2, func(c *Config) { c.ListenAddr = addr })
+	_ = b2
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		a.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeat, 1, 2, 3)})
+		select {
+		case <-b2rec.got:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reconnect")
+		}
+	}
+}
+
+func TestFrameLimits(t *testing.T) {
+	big := msg(raftpb.MsgApp, 1, 2, 1)
+	big.Entries = []*raftpb.Entry{{Data: make([]byte, 2000)}}
+	if _, err := appendFrame(nil, 1, big, 1000); err == nil {
+		t.Fatal("oversized frame encoded")
+	}
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"too long", []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 1}},
+		{"too short", []byte{0, 0, 0, 4, 0, 0, 0, 1}},
+		{"truncated", []byte{0, 0, 0, 20, 0, 0, 0, 0, 0, 0, 0, 1, 8}},
+		{"garbage message", append([]byte{0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 1}, 0xff, 0xff)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, _, err := readFrame(bufio.NewReader(bytes.NewReader(tc.raw)), nil, 1<<20); err == nil {
+				t.Fatal("bad frame accepted")
+			}
+		})
+	}
+	ok, err := appendFrame(nil, 42, big, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, m, _, err := readFrame(bufio.NewReader(bytes.NewReader(ok)), nil, 1<<20)
+	if err != nil || g != 42 || len(m.GetEntries()[0].GetData()) != 2000 {
+		t.Fatalf("round trip: group %d, err %v", g, err)
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	good, _ := appendFrame(nil, 3, msg(raftpb.MsgApp, 1, 2, 5), 1<<20)
+	f.Add(good)
+	f.Add([]byte{0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		g, m, _, err := readFrame(bufio.NewReader(bytes.NewReader(raw)), nil, 1<<16)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must re-encode to a frame that decodes the same.
+		again, err := appendFrame(nil, g, m, 1<<17)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g2, m2, _, err := readFrame(bufio.NewReader(bytes.NewReader(again)), nil, 1<<17)
+		if err != nil || g2 != g || m2.GetType() != m.GetType() || m2.GetIndex() != m.GetIndex() {
+			t.Fatalf("re-encoded frame differs: %v", err)
+		}
+	})
+}
+
+// A real 3-node group over TCP with wall-clock ticks.
+func TestClusterOverTCP(t *testing.T) {
+	const size = 3
+	trs := make([]*Transport, size)
+	var peers []consensus.Peer
+	for i := range size {
+		tr, err := New(Config{ID: uint64(i + 1), Group: 1, ListenAddr: "127.0.0.1:0", BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tr.Close() })
+		trs[i] = tr
+		peers = append(peers, consensus.Peer{ID: uint64(i + 1), RaftAddr: tr.Addr().String()})
+	}
+	nodes := make([]*consensus.Node, size)
+	for i := range size {
+		n, err := consensus.NewNode(consensus.Config{
+			ID: uint64(i + 1), Group: 1, LogStore: consensus.NewMemLogStore(), StateMachine: consensustest.NewKV(),
+			Transport: trs[i], Peers: peers, TickInterval: 10 * time.Millisecond,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Stop)
+		trs[i].Start(n)
+		nodes[i] = n
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, n := range nodes {
+		id := fmt.Sprintf("tcp%d", i)
+		for {
+			res, err := n.Propose(ctx, consensustest.Put{ID: id, Key: "k", Value: id}.Encode())
+			if err == nil {
+				if r := res.(consensustest.Result); r.ID != id {
+					t.Fatalf("node %d got result for %s", i+1, r.ID)
+				}
+				break
+			}
+			if !errors.Is(err, txswitch.ErrNoLeader) && !errors.Is(err, txswitch.ErrDropped) {
+				t.Fatalf("propose on %d: %v", i+1, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := nodes[0].ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
