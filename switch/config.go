@@ -60,8 +60,11 @@ type RouteConfig struct {
 
 // FraudRule holds a payment for review when all its set conditions match.
 type FraudRule struct {
-	Name        string   `json:"name"`
-	MinAmount   int64    `json:"min_amount,omitempty"`
+	Name      string `json:"name"`
+	MinAmount int64  `json:"min_amount,omitempty"`
+	// Currencies scopes MinAmount: an amount threshold means nothing
+	// without its currency.
+	Currencies  []string `json:"currencies,omitempty"`
 	Countries   []string `json:"countries,omitempty"`
 	Methods     []string `json:"methods,omitempty"`
 	EmailSuffix string   `json:"email_suffix,omitempty"`

@@ -174,7 +174,7 @@ type MethodOffer struct {
 // MethodExclusion says why a method was not offered.
 type MethodExclusion struct {
 	Method string `json:"method"`
-	Reason string `json:"reason"` // country, currency, amount, channel, all_providers_down, disabled
+	Reason string `json:"reason"` // disabled, country, currency, channel, amount_below_min, amount_above_max, no_route, all_providers_down
 	Detail string `json:"detail,omitempty"`
 }
 
