@@ -1,0 +1,627 @@
+package txswitch
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// applyCtx applies one command through the batch. Handlers validate
+// everything before their first write, so a rejection (an *Error result)
+// leaves the batch untouched. A returned error is a store failure.
+type applyCtx struct {
+	b         Batch
+	newConfig *RoutingConfig
+}
+
+// Codes of rejections made in apply.
+const (
+	CodeInvalidCommand          = "invalid_command"
+	CodeIdempotencyKeyReused    = "idempotency_key_reused"
+	CodeIdempotencyInProgress   = "idempotency_request_in_progress"
+	CodeOrderNotFound           = "order_not_found"
+	CodePaymentNotFound         = "payment_not_found"
+	CodeOrderExists             = "order_exists"
+	CodePaymentInProgress       = "payment_in_progress"
+	CodeAmountExceedsOpen       = "amount_exceeds_open_amount"
+	CodeAmountExceedsAuthorized = "amount_exceeds_authorized"
+	CodeAmountExceedsCaptured   = "amount_exceeds_captured"
+	CodeInvalidState            = "invalid_state"
+	CodeNoProviderAvailable     = "no_provider_available"
+	CodeProviderNeverReceived   = "provider_never_received"
+	CodeReviewRejected          = "review_rejected"
+	CodeCaptureFailed           = "capture_failed"
+	CodeCancelFailed            = "cancel_failed"
+	CodeTooManyPayments         = "too_many_payments"
+	CodeTooManyOperations       = "too_many_operations"
+)
+
+// Bounds on per-order state, so one order's apply cost and size stay
+// bounded: every payment command re-derives the order from its payments.
+const (
+	MaxPaymentsPerOrder     = 50
+	MaxOperationsPerPayment = 100 // captures + refunds
+	// MaxOfferEvents bounds methods_offered events per order (a flapping
+	// breaker changes the offer often); later offers are not recorded.
+	MaxOfferEvents = 50
+)
+
+func reject(status int, code, field, msg string) *ApplyResult {
+	return &ApplyResult{Err: NewError(status, code, field, msg)}
+}
+
+func (ac *applyCtx) apply(data []byte) (*ApplyResult, error) {
+	cmd, err := decodeCommand(data)
+	if err != nil {
+		return reject(KindInvalid, CodeInvalidCommand, "", err.Error()), nil
+	}
+	switch c := cmd.(type) {
+	case *cmdCreateOrder:
+		return ac.createOrder(c)
+	case *cmdPaymentIntent:
+		return ac.paymentIntent(c)
+	case *cmdPaymentResult:
+		return ac.paymentResult(c)
+	case *cmdReview:
+		return ac.review(c)
+	case *cmdOpIntent:
+		return ac.opIntent(c)
+	case *cmdOpResult:
+		return ac.opResult(c)
+	case *cmdMethodsOffered:
+		return ac.methodsOffered(c)
+	case *cmdNotify:
+		return ac.notify(c)
+	case *cmdConfigPut:
+		return ac.configPut(c)
+	case *cmdWatermark:
+		return ac.watermark(c)
+	case *cmdExpireIdem:
+		return ac.expireIdem(c)
+	}
+	return reject(KindInvalid, CodeInvalidCommand, "", fmt.Sprintf("no handler for %T", cmd)), nil
+}
+
+// ---------------------------------------------------------------------------
+// Store helpers.
+
+func getJSON(r Reader, key []byte, v any) (bool, error) {
+	raw, err := r.Get(key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get %q: %w", key, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, fmt.Errorf("decode %q: %w", key, err)
+	}
+	return true, nil
+}
+
+func (ac *applyCtx) putJSON(key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %q: %w", key, err)
+	}
+	if err := ac.b.Set(key, raw); err != nil {
+		return fmt.Errorf("set %q: %w", key, err)
+	}
+	return nil
+}
+
+func (ac *applyCtx) del(key []byte) error {
+	if err := ac.b.Delete(key); err != nil {
+		return fmt.Errorf("delete %q: %w", key, err)
+	}
+	return nil
+}
+
+func loadOrder(r Reader, id string) (*orderRec, error) {
+	var o orderRec
+	ok, err := getJSON(r, orderKey(id), &o)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &o, nil
+}
+
+func loadPayment(r Reader, id string) (*paymentRec, error) {
+	var p paymentRec
+	ok, err := getJSON(r, paymentKey(id), &p)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// loadOrderPayments returns an order's payments in creation order.
+func loadOrderPayments(r Reader, orderID string) ([]*paymentRec, error) {
+	var ids []string
+	start, end := orderPaymentsRange(orderID)
+	if err := r.Scan(start, end, func(_, v []byte) bool {
+		ids = append(ids, string(v))
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("scan payments of %s: %w", orderID, err)
+	}
+	ps := make([]*paymentRec, 0, len(ids))
+	for _, id := range ids {
+		p, err := loadPayment(r, id)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			return nil, fmt.Errorf("order %s lists missing payment %s", orderID, id)
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+func loadInDoubt(r Reader, key string) (*inDoubtRec, error) {
+	var d inDoubtRec
+	ok, err := getJSON(r, inDoubtKey(key), &d)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// ---------------------------------------------------------------------------
+// Outbox and timeline.
+
+func (ac *applyCtx) emit(kind, merchant, orderID string, at time.Time, resource any) error {
+	raw, err := ac.b.Get([]byte(keyOutboxSeq))
+	var seq uint64
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("get outbox seq: %w", err)
+	default:
+		if seq, err = decodeUint64(raw); err != nil {
+			return fmt.Errorf("decode outbox seq: %w", err)
+		}
+	}
+	seq++
+	res, err := json.Marshal(resource)
+	if err != nil {
+		return fmt.Errorf("encode outbox %s resource: %w", kind, err)
+	}
+	ev := OutboxEvent{Seq: seq, ID: fmt.Sprintf("evt_%d", seq), Kind: kind, MerchantID: merchant, OrderID: orderID, At: at, Resource: res}
+	if err := ac.putJSON(outboxKey(seq), ev); err != nil {
+		return err
+	}
+	if err := ac.b.Set([]byte(keyOutboxSeq), encodeUint64(seq)); err != nil {
+		return fmt.Errorf("set outbox seq: %w", err)
+	}
+	return nil
+}
+
+// event appends a timeline event to o (the caller saves o afterwards).
+func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string, data any) error {
+	o.TimelineSeq++
+	ev := TimelineEvent{Seq: o.TimelineSeq, At: at, Type: typ, PaymentID: paymentID, Message: msg}
+	if data != nil {
+		raw, err := json.Marshal(data)
+		if err != nil {
+			return fmt.Errorf("encode %s event data: %w", typ, err)
+		}
+		ev.Data = raw
+	}
+	if err := ac.putJSON(timelineKey(o.ID, ev.Seq), ev); err != nil {
+		return err
+	}
+	return ac.emit("timeline", o.MerchantID, o.ID, at, ev)
+}
+
+func (ac *applyCtx) savePayment(p *paymentRec, at time.Time) error {
+	p.UpdatedAt = at
+	if err := ac.putJSON(paymentKey(p.ID), p); err != nil {
+		return err
+	}
+	return ac.emit("payment", p.MerchantID, p.OrderID, at, p.Payment)
+}
+
+// saveOrder recomputes the order's totals and status from its payments,
+// checks the money invariants, and stores it.
+func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
+	ps, err := loadOrderPayments(ac.b, o.ID)
+	if err != nil {
+		return err
+	}
+	if err := checkInvariants(o, ps); err != nil {
+		// Handlers validate before writing, so this is a bug; stopping the
+		// node is better than persisting money that does not add up.
+		return fmt.Errorf("order %s: %w", o.ID, err)
+	}
+	o.Authorized, o.Captured, o.Refunded = orderTotals(o, ps)
+	o.Status = deriveOrderStatus(o, ps)
+	o.UpdatedAt = at
+	if err := ac.putJSON(orderKey(o.ID), o); err != nil {
+		return err
+	}
+	res := o.Order
+	res.Payments = nil
+	return ac.emit("order", o.MerchantID, o.ID, at, res)
+}
+
+// ---------------------------------------------------------------------------
+// Idempotency.
+
+// idemCheck returns a result when the record answers the request (stored
+// reply, mismatch, in progress) and nil when the command may execute.
+func (ac *applyCtx) idemCheck(ref *idemRef) (*ApplyResult, error) {
+	if ref == nil {
+		return nil, nil
+	}
+	var rec idemRecord
+	ok, err := getJSON(ac.b, idemKey(ref.Merchant, ref.Key), &rec)
+	if !ok || err != nil {
+		return nil, err
+	}
+	return idemAnswer(&rec, ref.Fingerprint), nil
+}
+
+// idemAnswer is what an existing record says to a request with fingerprint.
+func idemAnswer(rec *idemRecord, fingerprint string) *ApplyResult {
+	switch {
+	case rec.Fingerprint != fingerprint:
+		return reject(KindUnprocessable, CodeIdempotencyKeyReused, "Idempotency-Key",
+			"this Idempotency-Key was already used with a different request; use a new key for a new request")
+	case rec.State == idemDone && rec.Reply != nil:
+		return &ApplyResult{Reply: *rec.Reply, Replayed: true}
+	default:
+		return reject(KindConflict, CodeIdempotencyInProgress, "Idempotency-Key",
+			"a request with this Idempotency-Key is still being processed; retry later with the same key")
+	}
+}
+
+func (ac *applyCtx) idemPut(ref *idemRef, at time.Time, state string, reply *Reply) error {
+	if ref == nil {
+		return nil
+	}
+	rec := idemRecord{Fingerprint: ref.Fingerprint, State: state, Reply: reply, CreatedAt: at}
+	if err := ac.putJSON(idemKey(ref.Merchant, ref.Key), rec); err != nil {
+		return err
+	}
+	return ac.b.Set(idemExpiryKey(at, ref.Merchant, ref.Key), nil)
+}
+
+// idemFinish stores the final reply in a record still in progress.
+func (ac *applyCtx) idemFinish(ref *idemRef, reply Reply) error {
+	if ref == nil {
+		return nil
+	}
+	var rec idemRecord
+	ok, err := getJSON(ac.b, idemKey(ref.Merchant, ref.Key), &rec)
+	if err != nil || !ok || rec.State != idemInProgress || rec.Fingerprint != ref.Fingerprint {
+		return err // expired or already finished: nothing to do
+	}
+	rec.State, rec.Reply = idemDone, &reply
+	return ac.putJSON(idemKey(ref.Merchant, ref.Key), rec)
+}
+
+// ---------------------------------------------------------------------------
+// Orders.
+
+func (ac *applyCtx) createOrder(c *cmdCreateOrder) (*ApplyResult, error) {
+	if r, err := ac.idemCheck(c.Idem); r != nil || err != nil {
+		return r, err
+	}
+	if c.Order.ID == "" || c.Order.MerchantID == "" {
+		return reject(KindInvalid, CodeInvalidCommand, "", "order id and merchant are required"), nil
+	}
+	if e := ValidateMoney(c.Order.Amount, "amount"); e != nil {
+		return &ApplyResult{Err: e}, nil
+	}
+	existing, err := loadOrder(ac.b, c.Order.ID)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		return reject(KindConflict, CodeOrderExists, "", "order "+c.Order.ID+" exists"), nil
+	}
+	o := &orderRec{Order: c.Order}
+	o.Status = OrderCreated
+	o.Payments = nil
+	o.CreatedAt = c.At
+	zero := Money{Currency: o.Amount.Currency}
+	o.Authorized, o.Captured, o.Refunded = zero, zero, zero
+	if err := ac.event(o, c.At, "order_created", "",
+		fmt.Sprintf("Order created for %s (reference %q, channel %s, customer in %s).", FormatMoney(o.Amount), o.Reference, o.Channel, o.Customer.Country), nil); err != nil {
+		return nil, err
+	}
+	if err := ac.saveOrder(o, c.At); err != nil {
+		return nil, err
+	}
+	view := o.Order
+	view.Payments = []Payment{}
+	reply, err := jsonReply(201, view)
+	if err != nil {
+		return nil, err
+	}
+	if err := ac.idemPut(c.Idem, c.At, idemDone, &reply); err != nil {
+		return nil, err
+	}
+	return &ApplyResult{Reply: reply}, nil
+}
+
+// orderView is the order as GET /v1/orders/{id} shows it.
+func orderView(o *orderRec, ps []*paymentRec) Order {
+	v := o.Order
+	v.Payments = make([]Payment, 0, len(ps))
+	for _, p := range ps {
+		v.Payments = append(v.Payments, p.Payment)
+	}
+	return v
+}
+
+func orderTotals(o *orderRec, ps []*paymentRec) (auth, capt, refd Money) {
+	cur := o.Amount.Currency
+	auth, capt, refd = Money{Currency: cur}, Money{Currency: cur}, Money{Currency: cur}
+	for _, p := range ps {
+		auth.Value += p.Authorized.Value
+		capt.Value += p.Captured.Value
+		refd.Value += p.Refunded.Value
+	}
+	return auth, capt, refd
+}
+
+// reservedStatuses are payment statuses that consume part of the order
+// amount: their money is moving or moved.
+func reserves(status string) bool {
+	switch status {
+	case PaymentPending, PaymentInDoubt, PaymentHeldForReview, PaymentAuthorized,
+		PaymentCaptured, PaymentPartiallyRefunded, PaymentRefunded:
+		return true
+	}
+	return false
+}
+
+// unsettled payments block another attempt on the order: one payment at a
+// time, so a slow provider cannot lead to a double charge.
+func unsettled(status string) bool {
+	return status == PaymentPending || status == PaymentInDoubt || status == PaymentHeldForReview
+}
+
+// openAmount is what of the order is not yet covered by payments.
+func openAmount(o *orderRec, ps []*paymentRec) int64 {
+	open := o.Amount.Value
+	for _, p := range ps {
+		if reserves(p.Status) {
+			open -= p.Amount.Value
+		}
+	}
+	return open
+}
+
+// checkInvariants verifies DESIGN.md invariant 3 for an order.
+func checkInvariants(o *orderRec, ps []*paymentRec) error {
+	var authorized, limit int64 = 0, o.Amount.Value
+	for _, p := range ps {
+		ms := []Money{p.Amount, p.Authorized, p.Captured, p.Refunded}
+		if p.Surcharge != nil {
+			ms = append(ms, *p.Surcharge)
+		}
+		for _, m := range ms {
+			if m.Currency != o.Amount.Currency {
+				return fmt.Errorf("payment %s: amount in %s, order in %s", p.ID, m.Currency, o.Amount.Currency)
+			}
+		}
+		if p.Authorized.Value < 0 || p.Captured.Value < 0 || p.Refunded.Value < 0 {
+			return fmt.Errorf("payment %s: negative amount", p.ID)
+		}
+		if p.Captured.Value+p.PendingCapture > p.Authorized.Value && p.Status != PaymentCancelled {
+			return fmt.Errorf("payment %s: captured %d (+%d pending) exceeds authorized %d", p.ID, p.Captured.Value, p.PendingCapture, p.Authorized.Value)
+		}
+		if p.Refunded.Value+p.PendingRefund > p.Captured.Value {
+			return fmt.Errorf("payment %s: refunded %d (+%d pending) exceeds captured %d", p.ID, p.Refunded.Value, p.PendingRefund, p.Captured.Value)
+		}
+		authorized += p.Authorized.Value
+		if p.Surcharge != nil && reserves(p.Status) {
+			limit += p.Surcharge.Value
+		}
+	}
+	if authorized > limit {
+		return fmt.Errorf("authorized %d exceeds order amount plus surcharges %d", authorized, limit)
+	}
+	return nil
+}
+
+// deriveOrderStatus computes an order's status from its payments; it is a
+// pure function of stored state, so every node agrees.
+func deriveOrderStatus(o *orderRec, ps []*paymentRec) string {
+	auth, capt, refd := orderTotals(o, ps)
+	switch {
+	case capt.Value > 0 && refd.Value >= capt.Value:
+		return OrderRefunded
+	case refd.Value > 0:
+		return OrderPartiallyRefunded
+	case capt.Value >= o.Amount.Value:
+		return OrderPaid
+	case capt.Value > 0 || auth.Value > 0:
+		return OrderAuthorized
+	}
+	for _, p := range ps {
+		if p.Status == PaymentHeldForReview {
+			return OrderHeldForReview
+		}
+	}
+	for _, p := range ps {
+		if p.Status == PaymentPending || p.Status == PaymentInDoubt {
+			return OrderPending
+		}
+	}
+	if len(ps) == 0 {
+		return OrderCreated
+	}
+	switch ps[len(ps)-1].Status {
+	case PaymentCancelled:
+		return OrderCancelled
+	case PaymentDeclined, PaymentFailed:
+		return OrderFailed
+	}
+	return OrderCreated
+}
+
+// ---------------------------------------------------------------------------
+// Methods offered, config, watermark, expiry.
+
+func (ac *applyCtx) methodsOffered(c *cmdMethodsOffered) (*ApplyResult, error) {
+	o, err := loadOrder(ac.b, c.OrderID)
+	if err != nil {
+		return nil, err
+	}
+	if o == nil {
+		return reject(KindNotFound, CodeOrderNotFound, "", "order "+c.OrderID+" not found"), nil
+	}
+	raw, err := json.Marshal(c.Offer)
+	if err != nil {
+		return nil, fmt.Errorf("encode offer: %w", err)
+	}
+	sum := sha256.Sum256(raw)
+	hash := hex.EncodeToString(sum[:])
+	if hash == o.OfferHash || o.OfferEvents >= MaxOfferEvents {
+		return &ApplyResult{}, nil
+	}
+	o.OfferHash = hash
+	o.OfferEvents++
+	if err := ac.event(o, c.At, "methods_offered", "", offerMessage(c.Offer), c.Offer); err != nil {
+		return nil, err
+	}
+	if err := ac.putJSON(orderKey(o.ID), o); err != nil {
+		return nil, err
+	}
+	return &ApplyResult{}, nil
+}
+
+func (ac *applyCtx) configPut(c *cmdConfigPut) (*ApplyResult, error) {
+	var prev RoutingConfig
+	had, err := getJSON(ac.b, []byte(keyConfig), &prev)
+	if err != nil {
+		return nil, err
+	}
+	if had && c.OnlyIfAbsent {
+		reply, err := jsonReply(200, prev)
+		if err != nil {
+			return nil, err
+		}
+		return &ApplyResult{Reply: reply, Replayed: true}, nil
+	}
+	cfg := c.Config
+	if e := cfg.Validate(); e != nil {
+		return &ApplyResult{Err: e}, nil
+	}
+	cfg.Version = prev.Version + 1
+	if err := ac.putJSON([]byte(keyConfig), cfg); err != nil {
+		return nil, err
+	}
+	for _, mc := range cfg.Merchants {
+		if err := ac.emit("merchant", mc.ID, "", c.At, map[string]string{"id": mc.ID, "name": mc.Name}); err != nil {
+			return nil, err
+		}
+	}
+	reply, err := jsonReply(200, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ac.newConfig = &cfg
+	return &ApplyResult{Reply: reply}, nil
+}
+
+func (ac *applyCtx) readUint(key string) (uint64, error) {
+	raw, err := ac.b.Get([]byte(key))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	v, err := decodeUint64(raw)
+	if err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// watermark records that the exporter shipped every outbox event up to
+// c.Seq and trims them. A lower or equal watermark is ignored (a stale
+// exporter after a leader change); a watermark past the last event is
+// clamped to it.
+func (ac *applyCtx) watermark(c *cmdWatermark) (*ApplyResult, error) {
+	cur, err := ac.readUint(keyWatermark)
+	if err != nil {
+		return nil, err
+	}
+	last, err := ac.readUint(keyOutboxSeq)
+	if err != nil {
+		return nil, err
+	}
+	seq := min(c.Seq, last)
+	if seq <= cur {
+		return &ApplyResult{}, nil
+	}
+	var keys [][]byte
+	if err := ac.b.Scan(outboxKey(cur+1), outboxKey(seq+1), func(k, _ []byte) bool {
+		keys = append(keys, append([]byte(nil), k...))
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("scan outbox: %w", err)
+	}
+	for _, k := range keys {
+		if err := ac.del(k); err != nil {
+			return nil, err
+		}
+	}
+	if err := ac.b.Set([]byte(keyWatermark), encodeUint64(seq)); err != nil {
+		return nil, fmt.Errorf("set watermark: %w", err)
+	}
+	return &ApplyResult{}, nil
+}
+
+// expireIdem deletes finished idempotency records created before c.Before
+// (at most Limit). Records still in progress (a payment in doubt) are kept:
+// forgetting them could let a retry execute twice.
+func (ac *applyCtx) expireIdem(c *cmdExpireIdem) (*ApplyResult, error) {
+	limit := c.Limit
+	if limit <= 0 || limit > DefaultExpireLimit {
+		limit = DefaultExpireLimit
+	}
+	start, _ := prefixRange(prefixIdemExpiry)
+	var idx [][]byte
+	if err := ac.b.Scan(start, idemExpiryBefore(c.Before), func(k, _ []byte) bool {
+		idx = append(idx, append([]byte(nil), k...))
+		return len(idx) < limit
+	}); err != nil {
+		return nil, fmt.Errorf("scan idempotency expiry: %w", err)
+	}
+	deleted := 0
+	for _, k := range idx {
+		// k = ie/<16 hex>/<merchant>\x00<key>
+		rest := string(k[len(prefixIdemExpiry)+17:])
+		ik := []byte(prefixIdem + rest)
+		var rec idemRecord
+		ok, err := getJSON(ac.b, ik, &rec)
+		if err != nil {
+			return nil, err
+		}
+		if ok && rec.State == idemInProgress {
+			continue
+		}
+		if ok {
+			if err := ac.del(ik); err != nil {
+				return nil, err
+			}
+		}
+		if err := ac.del(k); err != nil {
+			return nil, err
+		}
+		deleted++
+	}
+	body, _ := json.Marshal(map[string]int{"deleted": deleted, "scanned": len(idx)})
+	return &ApplyResult{Reply: Reply{Status: 200, Body: body}}, nil
+}

@@ -1,0 +1,53 @@
+package txswitch_test
+
+import (
+	"testing"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+	"github.com/txswitch/txswitch/switch/memory"
+)
+
+// BenchmarkOrderAndPay measures the domain's cost of one order and one
+// automatically captured card payment over the in-memory log and store
+// (three commands applied: order, intent, result).
+func BenchmarkOrderAndPay(b *testing.B) {
+	h := newHarness(&testing.T{})
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := h.svc.CreateOrder(h.ctx, caller(""), orderReq(1000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		o := decode[txswitch.Order](&testing.T{}, r)
+		if _, err := h.svc.CreatePayment(h.ctx, caller(""), o.ID, txswitch.CreatePaymentRequest{Method: "card"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReplay measures Apply alone: replaying a recorded command log
+// into a fresh machine.
+func BenchmarkReplay(b *testing.B) {
+	h := newHarness(&testing.T{})
+	for range 100 {
+		r, _ := h.svc.CreateOrder(h.ctx, caller(""), orderReq(1000))
+		o := decode[txswitch.Order](&testing.T{}, r)
+		if _, err := h.svc.CreatePayment(h.ctx, caller(""), o.ID, txswitch.CreatePaymentRequest{Method: "card"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	entries := h.log.Entries()
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := txswitch.NewMachine(newStore())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := m.Apply(entries); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(entries)), "cmds/op")
+}
+
+func newStore() txswitch.Store { return memory.NewStore() }

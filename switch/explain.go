@@ -1,0 +1,260 @@
+package txswitch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+func offerHash(r MethodsResponse) string {
+	raw, _ := json.Marshal(r) // plain data always marshals
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// Methods lists the methods this order's customer can pay with right now.
+// When the offer differs from the last one recorded for the order (and
+// this node leads) it is recorded on the timeline, so explain can show
+// what the shopper was offered and why other methods were not.
+func (s *Svc) Methods(ctx context.Context, c Caller, orderID string) (Reply, error) {
+	o, err := s.readOrder(ctx, c, orderID, true)
+	if err != nil {
+		return Reply{}, err
+	}
+	cfg, ok := s.m.Config()
+	if !ok {
+		return Reply{}, NewError(KindUnavailable, CodeNotConfigured, "", "no routing configuration is loaded")
+	}
+	ps, err := loadOrderPayments(s.store, o.ID)
+	if err != nil {
+		return Reply{}, err
+	}
+	oc := orderContext(o)
+	if open := openAmount(o, ps); open > 0 {
+		oc.Amount = open
+	}
+	resp := EligibleMethods(cfg, oc, s.health)
+	if resp.Methods == nil {
+		resp.Methods = []MethodOffer{}
+	}
+	if offerHash(resp) != o.OfferHash && o.OfferEvents < MaxOfferEvents && s.log.Leadership().IsLeader {
+		// Best effort: the answer does not depend on the record.
+		if _, err := s.propose(ctx, cmdTypeMethodsOffered, &cmdMethodsOffered{At: s.clock.Now(), OrderID: o.ID, Offer: resp}); err != nil {
+			s.logger.Info("methods offer not recorded", zap.String("order", o.ID), zap.Error(err))
+		}
+	}
+	return jsonReply(200, resp)
+}
+
+// Explain says why an order is (not) paid, from its payments and timeline.
+func (s *Svc) Explain(ctx context.Context, c Caller, orderID string) (Reply, error) {
+	o, err := s.readOrder(ctx, c, orderID, true)
+	if err != nil {
+		return Reply{}, err
+	}
+	ps, err := loadOrderPayments(s.store, o.ID)
+	if err != nil {
+		return Reply{}, err
+	}
+	evs, err := loadTimeline(s.store, o.ID)
+	if err != nil {
+		return Reply{}, err
+	}
+	return jsonReply(200, explain(o, ps, evs))
+}
+
+// Cause codes of an Explanation.
+const (
+	CauseProviderDown      = "provider_down"
+	CauseProviderSlow      = "provider_slow"
+	CauseDeclined          = "declined"
+	CauseInvalidInput      = "invalid_input"
+	CauseInDoubt           = "in_doubt"
+	CauseHeldForReview     = "held_for_review"
+	CauseNoMethod          = "no_method_available"
+	CauseNeverReceived     = "provider_never_received"
+	CauseReviewRejected    = "review_rejected"
+	CauseAwaitingShopper   = "awaiting_shopper"
+	CauseNoPaymentAttempts = "no_payment_attempt"
+)
+
+// downCodes are provider error codes meaning "the provider is down".
+func downCode(code string) bool {
+	return code == "breaker_open" || code == "connection_refused" || code == "provider_not_configured" ||
+		strings.HasPrefix(code, "http_5") || code == "connection_reset_before_send" || code == "dns"
+}
+
+func slowCode(code string) bool { return code == "timeout" || code == "deadline_exceeded" }
+
+// inputCodes are decline codes caused by what the customer typed.
+var inputCodes = map[string]string{
+	"invalid_card":   "the customer entered an invalid card number",
+	"invalid_cvc":    "the customer entered a wrong security code",
+	"expired_card":   "the customer's card has expired",
+	"invalid_expiry": "the customer entered an invalid expiry date",
+}
+
+func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
+	var causes []Cause
+	add := func(c Cause) {
+		if !slices.Contains(causes, c) {
+			causes = append(causes, c)
+		}
+	}
+	for _, ev := range evs {
+		switch ev.Type {
+		case "routing_decision":
+			var d routingData
+			if json.Unmarshal(ev.Data, &d) == nil {
+				for _, c := range d.Candidates {
+					if c.Skipped || c.Breaker == BreakerOpen {
+						add(Cause{Code: CauseProviderDown, PaymentID: ev.PaymentID, Provider: c.Provider,
+							Message: fmt.Sprintf("%s was unavailable for %s: its circuit breaker is open after repeated failures", c.Provider, d.Method)})
+					}
+				}
+			}
+		case "provider_response", "failover":
+			var d providerData
+			if json.Unmarshal(ev.Data, &d) != nil || d.Provider == "" {
+				continue
+			}
+			switch {
+			case d.Outcome == outcomeFailed && downCode(d.Code):
+				add(Cause{Code: CauseProviderDown, PaymentID: ev.PaymentID, Provider: d.Provider,
+					Message: fmt.Sprintf("%s was down (%s)", d.Provider, strings.ReplaceAll(d.Code, "_", " "))})
+			case d.Outcome == outcomeFailed:
+				add(Cause{Code: CauseProviderDown, PaymentID: ev.PaymentID, Provider: d.Provider,
+					Message: fmt.Sprintf("%s failed without processing the payment (%s)", d.Provider, firstNonEmpty(d.Code, "error"))})
+			case d.Outcome == outcomeInDoubt && slowCode(d.Code):
+				add(Cause{Code: CauseProviderSlow, PaymentID: ev.PaymentID, Provider: d.Provider,
+					Message: fmt.Sprintf("%s was too slow: it did not answer within its timeout", d.Provider)})
+			}
+		}
+	}
+	for _, p := range ps {
+		switch p.Status {
+		case PaymentDeclined:
+			code := "declined"
+			if p.Failure != nil {
+				code = p.Failure.Code
+			}
+			add(Cause{Code: CauseDeclined, PaymentID: p.ID, Provider: p.Provider,
+				Message: fmt.Sprintf("%s declined the %s payment (%s)", p.Provider, p.Method, code)})
+			if why, ok := inputCodes[code]; ok {
+				add(Cause{Code: CauseInvalidInput, PaymentID: p.ID, Provider: p.Provider, Message: why + " (" + code + ")"})
+			}
+		case PaymentInDoubt:
+			add(Cause{Code: CauseInDoubt, PaymentID: p.ID, Provider: p.Provider,
+				Message: fmt.Sprintf("%s gave no definite answer; the switch is asking it for the outcome and will not charge again", p.Provider)})
+		case PaymentHeldForReview:
+			add(Cause{Code: CauseHeldForReview, PaymentID: p.ID, Message: "the payment is held for manual fraud review"})
+		case PaymentPending:
+			if p.RedirectURL != "" {
+				add(Cause{Code: CauseAwaitingShopper, PaymentID: p.ID, Provider: p.Provider,
+					Message: fmt.Sprintf("the shopper has not completed %s at %s yet", p.Method, p.Provider)})
+			}
+		case PaymentFailed, PaymentCancelled:
+			if p.Failure == nil {
+				continue
+			}
+			switch p.Failure.Code {
+			case CodeNoProviderAvailable:
+				add(Cause{Code: CauseNoMethod, PaymentID: p.ID, Message: fmt.Sprintf("no provider could take %s: %s", p.Method, p.Failure.Message)})
+			case CodeProviderNeverReceived:
+				add(Cause{Code: CauseNeverReceived, PaymentID: p.ID, Provider: p.Provider, Message: p.Failure.Message})
+			case CodeReviewRejected:
+				add(Cause{Code: CauseReviewRejected, PaymentID: p.ID, Message: "manual review rejected the payment: " + p.Failure.Message})
+			}
+		}
+	}
+	if len(ps) == 0 {
+		add(Cause{Code: CauseNoPaymentAttempts, Message: "no payment has been attempted for this order"})
+	}
+	if causes == nil {
+		causes = []Cause{}
+	}
+	return Explanation{Status: o.Status, Summary: summary(o, ps, causes), Causes: causes}
+}
+
+func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
+	var last, settled *paymentRec
+	if len(ps) > 0 {
+		last = ps[len(ps)-1]
+	}
+	for _, p := range ps {
+		if p.Authorized.Value > 0 || p.Captured.Value > 0 {
+			settled = p // the payment that moved money, for the paid sentences
+		}
+	}
+	if settled == nil {
+		settled = last
+	}
+	why := ""
+	for _, c := range causes {
+		if c.Code == CauseProviderDown || c.Code == CauseProviderSlow {
+			why = " after " + c.Message
+			break
+		}
+	}
+	first := func(code string) *Cause {
+		for i := range causes {
+			if causes[i].Code == code {
+				return &causes[i]
+			}
+		}
+		return nil
+	}
+	switch o.Status {
+	case OrderPaid:
+		return fmt.Sprintf("The order is paid: %s captured with %s at %s%s.", FormatMoney(o.Captured), settled.Method, settled.Provider, why)
+	case OrderAuthorized:
+		return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why)
+	case OrderRefunded:
+		return fmt.Sprintf("The order was paid and then fully refunded (%s).", FormatMoney(o.Refunded))
+	case OrderPartiallyRefunded:
+		return fmt.Sprintf("The order was paid; %s of %s has been refunded.", FormatMoney(o.Refunded), FormatMoney(o.Captured))
+	case OrderHeldForReview:
+		return "The order is not paid yet: its payment is held for manual fraud review and no provider has been asked."
+	case OrderPending:
+		if c := first(CauseInDoubt); c != nil {
+			return "The order is not paid yet: " + c.Message + "."
+		}
+		if c := first(CauseAwaitingShopper); c != nil {
+			return "The order is not paid yet: " + c.Message + "."
+		}
+		return "The order is not paid yet: its payment is being processed."
+	case OrderCancelled:
+		if c := first(CauseReviewRejected); c != nil {
+			return "The order is not paid: " + c.Message + "."
+		}
+		return "The order is not paid: its authorization was cancelled."
+	case OrderFailed:
+		if c := first(CauseInvalidInput); c != nil {
+			return fmt.Sprintf("The order is not paid: %s declined the payment because %s.", c.Provider, c.Message)
+		}
+		if c := first(CauseDeclined); c != nil && last.Status == PaymentDeclined {
+			return "The order is not paid: " + c.Message + "; the customer can try again."
+		}
+		if c := first(CauseNoMethod); c != nil {
+			down := ""
+			for _, d := range causes {
+				if d.Code == CauseProviderDown || d.Code == CauseProviderSlow {
+					down = " (" + d.Message + ")"
+					break
+				}
+			}
+			return "The order is not paid: " + c.Message + down + "."
+		}
+		if c := first(CauseNeverReceived); c != nil {
+			return "The order is not paid: " + c.Message + "."
+		}
+		return "The order is not paid: its last payment failed."
+	}
+	return "The order is not paid: no payment has been attempted yet."
+}

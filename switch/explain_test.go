@@ -1,0 +1,164 @@
+package txswitch_test
+
+import (
+	"strings"
+	"testing"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+	"github.com/txswitch/txswitch/switch/memory"
+)
+
+func TestExplain(t *testing.T) {
+	tests := []struct {
+		name       string
+		setup      func(h *harness)
+		method     string
+		wantStatus string
+		wantCauses []string
+		wantInSum  []string
+	}{
+		{"paid", nil, "card", txswitch.OrderPaid, nil, []string{"paid", "psp_a"}},
+		{"provider down, failed over", func(h *harness) {
+			h.a.Push(txswitch.OpAuthorize, memoryErr(refusedErr("psp_a")))
+		}, "card", txswitch.OrderPaid, []string{"provider_down"}, []string{"paid", "psp_b", "psp_a was down (connection refused)"}},
+		{"breaker open", func(h *harness) {
+			h.provs.SetState("psp_a", "card", txswitch.BreakerOpen)
+			h.provs.SetState("psp_b", "card", txswitch.BreakerOpen)
+		}, "card", txswitch.OrderFailed, []string{"provider_down", "no_method_available"}, []string{"not paid", "no provider", "breaker is open"}},
+		{"provider slow", func(h *harness) {
+			h.a.Push(txswitch.OpAuthorize, memoryErr(timeoutErr("psp_a")))
+		}, "card", txswitch.OrderPending, []string{"provider_slow", "in_doubt"}, []string{"not paid yet", "psp_a", "will not charge again"}},
+		{"declined", func(h *harness) {
+			h.a.Push(txswitch.OpAuthorize, declined("insufficient_funds"))
+		}, "card", txswitch.OrderFailed, []string{"declined"}, []string{"psp_a declined", "insufficient_funds", "try again"}},
+		{"invalid card", func(h *harness) {
+			h.a.Push(txswitch.OpAuthorize, declined("invalid_card"))
+		}, "card", txswitch.OrderFailed, []string{"declined", "invalid_input"}, []string{"invalid card number", "invalid_card"}},
+		{"held for review", nil, "", txswitch.OrderHeldForReview, []string{"held_for_review"}, []string{"manual fraud review"}},
+		{"awaiting shopper", func(h *harness) {
+			h.b.Push(txswitch.OpAuthorize, memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomePending, RedirectURL: "https://x.test"}})
+		}, "ideal", txswitch.OrderPending, []string{"awaiting_shopper"}, []string{"not completed ideal"}},
+		{"no attempt", nil, "-", txswitch.OrderCreated, []string{"no_payment_attempt"}, []string{"no payment has been attempted"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			amount := int64(1000)
+			if tc.method == "" {
+				amount = 2_000_000 // fraud rule
+				tc.method = "card"
+			}
+			o := h.createOrder(amount)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			if tc.method != "-" {
+				h.pay(o.ID, txswitch.CreatePaymentRequest{Method: tc.method})
+			}
+			r, err := h.svc.Explain(h.ctx, caller(""), o.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ex := decode[txswitch.Explanation](t, r)
+			if ex.Status != tc.wantStatus {
+				t.Fatalf("status %s, want %s", ex.Status, tc.wantStatus)
+			}
+			var codes []string
+			for _, c := range ex.Causes {
+				codes = append(codes, c.Code)
+			}
+			for _, w := range tc.wantCauses {
+				if !strings.Contains(strings.Join(codes, ","), w) {
+					t.Fatalf("causes %v lack %s", codes, w)
+				}
+			}
+			for _, w := range tc.wantInSum {
+				if !strings.Contains(ex.Summary, w) {
+					t.Fatalf("summary %q lacks %q", ex.Summary, w)
+				}
+			}
+			if !strings.HasSuffix(ex.Summary, ".") || strings.Count(ex.Summary, ". ") > 0 {
+				t.Fatalf("summary is not one sentence: %q", ex.Summary)
+			}
+		})
+	}
+}
+
+func TestMethodsRecordedOnChange(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	get := func() txswitch.MethodsResponse {
+		r, err := h.svc.Methods(h.ctx, caller(""), o.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decode[txswitch.MethodsResponse](t, r)
+	}
+	count := func() int {
+		n := 0
+		for _, e := range h.timeline(o.ID) {
+			if e.Type == "methods_offered" {
+				n++
+			}
+		}
+		return n
+	}
+	m := get()
+	var names []string
+	for _, x := range m.Methods {
+		names = append(names, x.Method)
+	}
+	if strings.Join(names, ",") != "card,ideal,klarna_paylater" {
+		t.Fatalf("methods = %v", names)
+	}
+	get()
+	if n := count(); n != 1 {
+		t.Fatalf("methods_offered events = %d after two identical offers", n)
+	}
+	// psp_b down: ideal (only psp_b) disappears, and the change is recorded.
+	h.provs.SetState("psp_b", "ideal", txswitch.BreakerOpen)
+	m = get()
+	for _, x := range m.Methods {
+		if x.Method == "ideal" {
+			t.Fatal("ideal still offered")
+		}
+	}
+	if len(m.Excluded) == 0 {
+		t.Fatal("no exclusion reason")
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("methods_offered events = %d", n)
+	}
+	evs := h.timeline(o.ID)
+	if last := evs[len(evs)-1]; !strings.Contains(last.Message, "ideal (") {
+		t.Fatalf("message %q does not say why ideal is not offered", last.Message)
+	}
+	_, err := h.svc.Methods(h.ctx, txswitch.Caller{MerchantID: merchantB}, o.ID)
+	wantErr(t, err, 404, "order_not_found")
+}
+
+func TestTimelineOrderAndSeq(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	h.a.Push(txswitch.OpAuthorize, memoryErr(refusedErr("psp_a")))
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual"})
+	if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	evs := h.timeline(o.ID)
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) || e.Message == "" || e.At.IsZero() {
+			t.Fatalf("event %d = %+v", i, e)
+		}
+	}
+	want := "order_created,routing_decision,provider_request,provider_response,failover,routing_decision,provider_request,provider_response,capture_requested,capture_succeeded"
+	if got := strings.Join(eventTypes(evs), ","); got != want {
+		t.Fatalf("timeline\n got %s\nwant %s", got, want)
+	}
+	if !strings.Contains(string(evs[1].Data), `"breaker":"closed"`) {
+		t.Fatalf("routing decision lacks breaker states: %s", evs[1].Data)
+	}
+	if !strings.Contains(string(evs[3].Data), `"latency_ms"`) || !strings.Contains(string(evs[3].Data), `"connection_refused"`) {
+		t.Fatalf("provider response data: %s", evs[3].Data)
+	}
+}

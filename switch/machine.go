@@ -1,0 +1,177 @@
+package txswitch
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Machine is the payment domain's replicated state machine over a Store.
+// It is deterministic: Apply reads only the commands and the store, never a
+// clock, randomness or map iteration order, so every node that applies the
+// same log holds byte-identical state.
+type Machine struct {
+	store Store
+
+	// applyMu serialises Apply, Snapshot and Restore (consensus calls them
+	// from one goroutine; tests and the in-memory log may not).
+	applyMu sync.Mutex
+
+	mu       sync.RWMutex // guards cfg and onConfig
+	cfg      *RoutingConfig
+	onConfig func(RoutingConfig)
+}
+
+var _ StateMachine = (*Machine)(nil)
+
+// ApplyResult is what Apply returns for one command (the value Log.Propose
+// hands back to the proposer).
+type ApplyResult struct {
+	// Reply is the finished HTTP reply when the command completed a request.
+	Reply Reply
+	// Err is a domain rejection: the command changed nothing.
+	Err *Error
+	// Replayed: an idempotency record answered; nothing was executed.
+	Replayed bool
+	// Late: a result for an attempt or operation that is no longer open; it
+	// was recorded on the timeline and changed nothing else.
+	Late bool
+	// Open is the provider call the proposer must now make (an intent was
+	// applied). Nil when no call is due.
+	Open *OpenCall
+}
+
+// OpenCall is a provider call an applied intent allows.
+type OpenCall struct {
+	Kind      string // payment, capture, refund, cancel
+	PaymentID string
+	OpID      string // capture/refund id; "" for payments
+	Attempt   int
+	Provider  string
+	Key       string // provider idempotency key
+}
+
+// NewMachine opens a machine over store, loading the cached configuration.
+func NewMachine(store Store) (*Machine, error) {
+	m := &Machine{store: store}
+	if err := m.reloadCaches(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// OnConfig registers fn to be called (outside determinism, after commit)
+// with each newly applied routing configuration, and once now with the
+// current one if any. Used to reconfigure providers.
+func (m *Machine) OnConfig(fn func(RoutingConfig)) {
+	m.mu.Lock()
+	m.onConfig = fn
+	cfg := m.cfg
+	m.mu.Unlock()
+	if fn != nil && cfg != nil {
+		fn(*cfg)
+	}
+}
+
+// Config returns the applied routing configuration (false before any).
+// The returned value must not be modified.
+func (m *Machine) Config() (*RoutingConfig, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.cfg, m.cfg != nil
+}
+
+// AppliedIndex is the store's durable applied index (0 if unreadable; the
+// next Apply would surface the store error).
+func (m *Machine) AppliedIndex() uint64 {
+	i, err := m.store.AppliedIndex()
+	if err != nil {
+		return 0
+	}
+	return i
+}
+
+// Apply applies cmds in order in one batch committed with the last index.
+func (m *Machine) Apply(cmds []Command) ([]any, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	b := m.store.NewBatch()
+	defer b.Close()
+	results := make([]any, len(cmds))
+	var newCfg *RoutingConfig
+	for i, c := range cmds {
+		if len(c.Data) == 0 {
+			continue
+		}
+		ac := &applyCtx{b: b}
+		res, err := ac.apply(c.Data)
+		if err != nil {
+			return nil, fmt.Errorf("apply entry %d: %w", c.Index, err)
+		}
+		results[i] = res
+		if ac.newConfig != nil {
+			newCfg = ac.newConfig
+		}
+	}
+	if err := b.Commit(cmds[len(cmds)-1].Index); err != nil {
+		return nil, fmt.Errorf("commit entries %d..%d: %w", cmds[0].Index, cmds[len(cmds)-1].Index, err)
+	}
+	if newCfg != nil {
+		m.setConfig(newCfg)
+	}
+	return results, nil
+}
+
+// Snapshot returns a consistent image of the state at the applied index.
+func (m *Machine) Snapshot() (uint64, []byte, error) {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	idx, data, err := m.store.SnapshotState()
+	if err != nil {
+		return 0, nil, fmt.Errorf("snapshot state: %w", err)
+	}
+	return idx, data, nil
+}
+
+// Restore replaces the state with a snapshot image and reloads caches.
+func (m *Machine) Restore(index uint64, data []byte) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	if err := m.store.RestoreState(index, data); err != nil {
+		return fmt.Errorf("restore state at %d: %w", index, err)
+	}
+	return m.reloadCaches()
+}
+
+func (m *Machine) reloadCaches() error {
+	raw, err := m.store.Get([]byte(keyConfig))
+	if errors.Is(err, ErrNotFound) {
+		m.mu.Lock()
+		m.cfg = nil
+		m.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load config: %w", err)
+	}
+	var cfg RoutingConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return fmt.Errorf("decode stored config: %w", err)
+	}
+	m.setConfig(&cfg)
+	return nil
+}
+
+func (m *Machine) setConfig(cfg *RoutingConfig) {
+	m.mu.Lock()
+	m.cfg = cfg
+	fn := m.onConfig
+	m.mu.Unlock()
+	if fn != nil {
+		fn(*cfg)
+	}
+}

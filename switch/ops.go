@@ -1,0 +1,111 @@
+package txswitch
+
+import (
+	"context"
+	"fmt"
+)
+
+// MaxRefundReasonLen bounds a refund's reason.
+const MaxRefundReasonLen = 500
+
+// Capture captures (part of) an authorization.
+func (s *Svc) Capture(ctx context.Context, c Caller, paymentID string, req CaptureRequest) (Reply, error) {
+	return s.operate(ctx, c, paymentID, opCapture, req, func(p *paymentRec) (*cmdOpIntent, error) {
+		rest := Money{Value: p.Authorized.Value - p.Captured.Value - p.PendingCapture, Currency: p.Amount.Currency}
+		amount := rest
+		if req.Amount != nil {
+			if e := ValidateMoney(*req.Amount, "amount"); e != nil {
+				return nil, e
+			}
+			amount = *req.Amount
+		}
+		if rest.Value <= 0 && req.Amount == nil {
+			return nil, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has nothing left to capture")
+		}
+		return &cmdOpIntent{Kind: opCapture, OpID: s.ids.New(PrefixCapture), Amount: amount}, nil
+	})
+}
+
+// Refund refunds (part of) what was captured, from any channel.
+func (s *Svc) Refund(ctx context.Context, c Caller, paymentID string, req RefundRequest) (Reply, error) {
+	return s.operate(ctx, c, paymentID, opRefund, req, func(p *paymentRec) (*cmdOpIntent, error) {
+		if len(req.Reason) > MaxRefundReasonLen {
+			return nil, NewError(KindInvalid, "invalid_reason", "reason", fmt.Sprintf("reason is at most %d characters", MaxRefundReasonLen))
+		}
+		if req.Channel != "" && !validChannel(req.Channel) {
+			return nil, NewError(KindInvalid, "invalid_channel", "channel", fmt.Sprintf("channel %q must be online, pos or moto", req.Channel))
+		}
+		rest := Money{Value: p.Captured.Value - p.Refunded.Value - p.PendingRefund, Currency: p.Amount.Currency}
+		amount := rest
+		if req.Amount != nil {
+			if e := ValidateMoney(*req.Amount, "amount"); e != nil {
+				return nil, e
+			}
+			amount = *req.Amount
+		}
+		if rest.Value <= 0 && req.Amount == nil {
+			return nil, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has nothing left to refund")
+		}
+		return &cmdOpIntent{Kind: opRefund, OpID: s.ids.New(PrefixRefund), Amount: amount, Reason: req.Reason, Channel: req.Channel}, nil
+	})
+}
+
+// Cancel voids an uncaptured authorization.
+func (s *Svc) Cancel(ctx context.Context, c Caller, paymentID string) (Reply, error) {
+	return s.operate(ctx, c, paymentID, opCancel, struct{}{}, func(p *paymentRec) (*cmdOpIntent, error) {
+		return &cmdOpIntent{Kind: opCancel, OpID: cancelKey(p.ID, p.CancelAttempts+1)}, nil
+	})
+}
+
+// operate runs an operation on a payment: intent → provider call →
+// result, with the same ordering contract as payments. Captures, refunds
+// and cancels never fail over: they belong to the authorizing provider.
+func (s *Svc) operate(ctx context.Context, c Caller, paymentID, kind string, body any, build func(*paymentRec) (*cmdOpIntent, error)) (Reply, error) {
+	if !s.log.Leadership().IsLeader {
+		return Reply{}, errNotLeader()
+	}
+	ref, stored, err := s.idemStart(c, kind, paymentID, body)
+	if err != nil || stored != nil {
+		return derefReply(stored), err
+	}
+	p, err := s.readPayment(ctx, c, paymentID, false)
+	if err != nil {
+		return Reply{}, err
+	}
+	cmd, err := build(p)
+	if err != nil {
+		return Reply{}, err
+	}
+	cmd.At, cmd.Idem, cmd.MerchantID, cmd.PaymentID = s.clock.Now(), ref, c.MerchantID, p.ID
+	res, err := s.propose(ctx, cmdTypeOpIntent, cmd)
+	if err != nil {
+		return replyOf(res), err
+	}
+	if res.Open == nil {
+		return res.Reply, nil
+	}
+	op := map[string]ProviderOp{opCapture: OpCapture, opRefund: OpRefund, opCancel: OpCancel}[kind]
+	d, err := loadInDoubt(s.store, res.Open.Key)
+	if err != nil || d == nil {
+		return Reply{}, fmt.Errorf("%s %s: intent record missing after apply: %v", kind, res.Open.OpID, err)
+	}
+	req := ProviderRequest{IdempotencyKey: d.Key, Op: op, PaymentID: p.ID, OrderID: p.OrderID, MerchantID: p.MerchantID,
+		Method: p.Method, Amount: d.Amount, Country: p.Country, ProviderRef: p.ProviderRef}
+	result, perr, latency := s.call(ctx, d.Provider, p.Method, req)
+	rc := &cmdOpResult{At: s.clock.Now(), Kind: kind, PaymentID: p.ID, OpID: res.Open.OpID, Source: sourceCall, LatencyMs: latency.Milliseconds()}
+	classify(result, perr, &rc.Outcome, &rc.Result, &rc.ErrCode, &rc.ErrMessage)
+	if rc.Outcome == outcomePending {
+		// Operations have no redirect step; a pending answer is treated
+		// as in doubt and settled by inquiry or notification.
+		rc.Outcome = outcomeInDoubt
+		rc.ErrCode = "pending"
+	}
+	dctx, cancel := s.detached(ctx)
+	rres, err := s.propose(dctx, cmdTypeOpResult, rc)
+	cancel()
+	s.done(d.Key)
+	if err != nil {
+		return replyOf(rres), err
+	}
+	return rres.Reply, nil
+}

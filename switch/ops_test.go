@@ -1,0 +1,329 @@
+package txswitch_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+	"github.com/txswitch/txswitch/switch/memory"
+)
+
+func eur(v int64) *txswitch.Money { return &txswitch.Money{Value: v, Currency: "EUR"} }
+
+// authorized makes an order of 1000 with a manual-capture card payment.
+func (h *harness) authorized() (txswitch.Order, txswitch.Payment) {
+	h.t.Helper()
+	o := h.createOrder(1000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual"})
+	if p.Status != txswitch.PaymentAuthorized {
+		h.t.Fatalf("payment = %s", p.Status)
+	}
+	return o, p
+}
+
+func TestCaptureRefundLifecycle(t *testing.T) {
+	h := newHarness(t)
+	o, p := h.authorized()
+	steps := []struct {
+		name       string
+		do         func() (txswitch.Reply, error)
+		wantPay    string
+		wantOrder  string
+		captured   int64
+		refunded   int64
+		wantStatus int
+	}{
+		{"partial capture", func() (txswitch.Reply, error) {
+			return h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(400)})
+		}, txswitch.PaymentCaptured, txswitch.OrderAuthorized, 400, 0, 201},
+		{"capture the rest by default", func() (txswitch.Reply, error) {
+			return h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{})
+		}, txswitch.PaymentCaptured, txswitch.OrderPaid, 1000, 0, 201},
+		{"partial refund at the pos", func() (txswitch.Reply, error) {
+			return h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(300), Reason: "return", Channel: "pos"})
+		}, txswitch.PaymentPartiallyRefunded, txswitch.OrderPartiallyRefunded, 1000, 300, 201},
+		{"refund the rest", func() (txswitch.Reply, error) {
+			return h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{})
+		}, txswitch.PaymentRefunded, txswitch.OrderRefunded, 1000, 1000, 201},
+	}
+	for _, st := range steps {
+		r, err := st.do()
+		if err != nil || r.Status != st.wantStatus {
+			t.Fatalf("%s: %v status %d %s", st.name, err, r.Status, r.Body)
+		}
+		got := h.payment(p.ID)
+		ord := h.order(o.ID)
+		if got.Status != st.wantPay || ord.Status != st.wantOrder || got.Captured.Value != st.captured || got.Refunded.Value != st.refunded ||
+			ord.Captured.Value != st.captured || ord.Refunded.Value != st.refunded {
+			t.Fatalf("%s: payment %s (c %d r %d), order %s (c %d r %d)", st.name, got.Status, got.Captured.Value, got.Refunded.Value,
+				ord.Status, ord.Captured.Value, ord.Refunded.Value)
+		}
+	}
+	got := h.payment(p.ID)
+	if len(got.Captures) != 2 || len(got.Refunds) != 2 || got.Refunds[0].Channel != "pos" || got.Refunds[1].Channel != "online" || got.Refunds[0].Reason != "return" {
+		t.Fatalf("captures/refunds = %+v / %+v", got.Captures, got.Refunds)
+	}
+	caps := h.a.CallsFor(txswitch.OpCapture)
+	if len(caps) != 2 || caps[0].IdempotencyKey != got.Captures[0].ID || caps[0].ProviderRef != got.ProviderRef || caps[0].Amount.Value != 400 {
+		t.Fatalf("capture calls = %+v", caps)
+	}
+	if refs := h.a.CallsFor(txswitch.OpRefund); len(refs) != 2 || refs[1].IdempotencyKey != got.Refunds[1].ID || refs[1].Amount.Value != 700 {
+		t.Fatalf("refund calls = %+v", refs)
+	}
+}
+
+func TestMoneyInvariantsRejected(t *testing.T) {
+	tests := []struct {
+		name   string
+		do     func(h *harness, p txswitch.Payment) error
+		status int
+		code   string
+	}{
+		{"capture above authorized", func(h *harness, p txswitch.Payment) error {
+			_, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(1001)})
+			return err
+		}, 422, "amount_exceeds_authorized"},
+		{"refund before capture", func(h *harness, p txswitch.Payment) error {
+			_, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(1)})
+			return err
+		}, 409, "invalid_state"},
+		{"capture in other currency", func(h *harness, p txswitch.Payment) error {
+			_, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: &txswitch.Money{Value: 5, Currency: "USD"}})
+			return err
+		}, 422, "currency_mismatch"},
+		{"capture zero", func(h *harness, p txswitch.Payment) error {
+			_, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(0)})
+			return err
+		}, 400, "invalid_amount"},
+		{"other merchant", func(h *harness, p txswitch.Payment) error {
+			_, err := h.svc.Capture(h.ctx, txswitch.Caller{MerchantID: merchantB}, p.ID, txswitch.CaptureRequest{})
+			return err
+		}, 404, "payment_not_found"},
+		{"bad refund channel", func(h *harness, p txswitch.Payment) error {
+			_, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Channel: "mail"})
+			return err
+		}, 400, "invalid_channel"},
+		// Straight into the log, bypassing the service's checks: apply
+		// enforces the invariants itself.
+		{"apply: capture above authorized", func(h *harness, p txswitch.Payment) error {
+			return h.raw(fmt.Sprintf(`{"v":1,"type":"op_intent","kind":"capture","merchant_id":%q,"payment_id":%q,"op_id":"cap_x","amount":{"value":1001,"currency":"EUR"}}`, merchantA, p.ID))
+		}, 422, "amount_exceeds_authorized"},
+		{"apply: refund above captured", func(h *harness, p txswitch.Payment) error {
+			return h.raw(fmt.Sprintf(`{"v":1,"type":"op_intent","kind":"refund","merchant_id":%q,"payment_id":%q,"op_id":"ref_x","amount":{"value":1,"currency":"EUR"}}`, merchantA, p.ID))
+		}, 409, "invalid_state"},
+		{"apply: payment over order amount", func(h *harness, p txswitch.Payment) error {
+			return h.raw(fmt.Sprintf(`{"v":1,"type":"payment_intent","merchant_id":%q,"order_id":%q,"payment_id":"pay_x","method":"card","amount":{"value":1,"currency":"EUR"},"surcharge":{"value":0,"currency":"EUR"},"capture":"automatic","provider":"psp_a"}`, merchantA, p.OrderID))
+		}, 422, "amount_exceeds_open_amount"},
+		{"apply: negative capture", func(h *harness, p txswitch.Payment) error {
+			return h.raw(fmt.Sprintf(`{"v":1,"type":"op_intent","kind":"capture","merchant_id":%q,"payment_id":%q,"op_id":"cap_y","amount":{"value":-5,"currency":"EUR"}}`, merchantA, p.ID))
+		}, 400, "invalid_amount"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			_, p := h.authorized()
+			calls := len(h.a.Calls())
+			h.unchanged(func() { wantErr(t, tc.do(h, p), tc.status, tc.code) })
+			if len(h.a.Calls()) != calls {
+				t.Fatal("a provider was called")
+			}
+		})
+	}
+}
+
+// raw proposes a hand-made command and returns its rejection, if any.
+func (h *harness) raw(cmd string) error {
+	v, err := h.log.Propose(context.Background(), []byte(cmd))
+	if err != nil {
+		return err
+	}
+	if res := v.(*txswitch.ApplyResult); res.Err != nil {
+		return res.Err
+	}
+	return nil
+}
+
+func TestRefundAboveCapturedAfterPartialCapture(t *testing.T) {
+	h := newHarness(t)
+	_, p := h.authorized()
+	if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(400)}); err != nil {
+		t.Fatal(err)
+	}
+	h.unchanged(func() {
+		_, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(401)})
+		wantErr(t, err, 422, "amount_exceeds_captured")
+	})
+}
+
+func TestCancel(t *testing.T) {
+	h := newHarness(t)
+	o, p := h.authorized()
+	r, err := h.svc.Cancel(h.ctx, caller(""), p.ID)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("cancel: %v %d", err, r.Status)
+	}
+	got := h.payment(p.ID)
+	if got.Status != txswitch.PaymentCancelled || got.Authorized.Value != 0 {
+		t.Fatalf("payment = %s authorized %d", got.Status, got.Authorized.Value)
+	}
+	if st := h.order(o.ID).Status; st != txswitch.OrderCancelled {
+		t.Fatalf("order = %s", st)
+	}
+	if c := h.a.CallsFor(txswitch.OpCancel); len(c) != 1 || c[0].IdempotencyKey != p.ID+"/cancel/1" {
+		t.Fatalf("cancel calls = %+v", c)
+	}
+	h.unchanged(func() {
+		_, err := h.svc.Cancel(h.ctx, caller(""), p.ID)
+		wantErr(t, err, 409, "invalid_state")
+	})
+	// The cancelled amount is open again.
+	if p2 := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); p2.Amount.Value != 1000 || p2.Status != txswitch.PaymentCaptured {
+		t.Fatalf("new payment = %+v", p2)
+	}
+}
+
+func TestCancelCapturedRefused(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	h.unchanged(func() {
+		_, err := h.svc.Cancel(h.ctx, caller(""), p.ID)
+		wantErr(t, err, 409, "invalid_state")
+	})
+}
+
+func TestOperationOutcomes(t *testing.T) {
+	tests := []struct {
+		name       string
+		op         txswitch.ProviderOp
+		step       memory.Step
+		wantErr    string
+		wantStatus string // capture/refund record status
+	}{
+		{"capture declined", txswitch.OpCapture, declined("auth_expired"), "capture_failed", "failed"},
+		{"capture definitive error", txswitch.OpCapture, memoryErr(refusedErr("psp_a")), "capture_failed", "failed"},
+		{"capture timeout", txswitch.OpCapture, memoryErr(timeoutErr("psp_a")), "", "in_doubt"},
+		{"refund declined", txswitch.OpRefund, declined("refund_window_closed"), "", "failed"},
+		{"refund timeout", txswitch.OpRefund, memoryErr(timeoutErr("psp_a")), "", "in_doubt"},
+		{"cancel declined", txswitch.OpCancel, declined("already_captured"), "cancel_failed", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			_, p := h.authorized()
+			if tc.op == txswitch.OpRefund {
+				if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.a.Push(tc.op, tc.step)
+			var r txswitch.Reply
+			var err error
+			switch tc.op {
+			case txswitch.OpCapture:
+				r, err = h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(500)})
+			case txswitch.OpRefund:
+				r, err = h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(500)})
+			case txswitch.OpCancel:
+				r, err = h.svc.Cancel(h.ctx, caller(""), p.ID)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" {
+				if r.Status != 422 || decode[struct{ Error txswitch.Error }](t, r).Error.Code != tc.wantErr {
+					t.Fatalf("reply %d %s", r.Status, r.Body)
+				}
+			}
+			got := h.payment(p.ID)
+			switch tc.op {
+			case txswitch.OpCapture:
+				if c := got.Captures[len(got.Captures)-1]; c.Status != tc.wantStatus || got.Captured.Value != 0 {
+					t.Fatalf("capture %s, captured %d", c.Status, got.Captured.Value)
+				}
+			case txswitch.OpRefund:
+				if rf := got.Refunds[0]; rf.Status != tc.wantStatus || got.Refunded.Value != 0 {
+					t.Fatalf("refund %s, refunded %d", rf.Status, got.Refunded.Value)
+				}
+			case txswitch.OpCancel:
+				if got.Status != txswitch.PaymentAuthorized {
+					t.Fatalf("payment %s", got.Status)
+				}
+			}
+		})
+	}
+}
+
+func TestCaptureInDoubtResolved(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		status   memory.Step
+		captured int64
+		capState string
+	}{
+		{"approved", approved("c"), 500, "succeeded"},
+		{"never received", memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomeNotFound}}, 0, "failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			_, p := h.authorized()
+			h.a.Push(txswitch.OpCapture, memoryErr(timeoutErr("psp_a")))
+			if _, err := h.svc.Capture(h.ctx, caller("cap-1"), p.ID, txswitch.CaptureRequest{Amount: eur(500)}); err != nil {
+				t.Fatal(err)
+			}
+			// While the capture is in doubt its amount stays reserved.
+			_, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(501)})
+			wantErr(t, err, 422, "amount_exceeds_authorized")
+			_, err = h.svc.Capture(h.ctx, caller("cap-1"), p.ID, txswitch.CaptureRequest{Amount: eur(500)})
+			wantErr(t, err, 409, "idempotency_request_in_progress")
+			h.clock.Advance(time.Minute)
+			h.a.Push(txswitch.OpStatus, tc.status)
+			if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 1 {
+				t.Fatalf("resolve %d %v", n, err)
+			}
+			got := h.payment(p.ID)
+			if got.Captured.Value != tc.captured || got.Captures[0].Status != tc.capState {
+				t.Fatalf("captured %d, capture %s", got.Captured.Value, got.Captures[0].Status)
+			}
+			if n := len(h.a.CallsFor(txswitch.OpCapture)); n != 1 {
+				t.Fatalf("capture calls %d", n)
+			}
+		})
+	}
+}
+
+func TestPayLaterRefundIsCreditNote(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "klarna_paylater"})
+	r, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(250), Reason: "damaged", Channel: "moto"})
+	if err != nil || r.Status != 201 {
+		t.Fatalf("refund: %v %d", err, r.Status)
+	}
+	rf := decode[txswitch.Refund](t, r)
+	if rf.Status != "succeeded" || rf.Amount.Value != 250 || rf.Channel != "moto" || rf.OrderID != o.ID {
+		t.Fatalf("refund = %+v", rf)
+	}
+	if !hasEvent(h.timeline(o.ID), "credit_note") {
+		t.Fatal("no credit note")
+	}
+}
+
+func TestCancelRetryUsesNewKey(t *testing.T) {
+	h := newHarness(t)
+	_, p := h.authorized()
+	h.a.Push(txswitch.OpCancel, declined("try_later"))
+	r, err := h.svc.Cancel(h.ctx, caller(""), p.ID)
+	if err != nil || r.Status != 422 {
+		t.Fatalf("first cancel: %v %d", err, r.Status)
+	}
+	if r, err = h.svc.Cancel(h.ctx, caller(""), p.ID); err != nil || r.Status != 200 {
+		t.Fatalf("second cancel: %v %d %s", err, r.Status, r.Body)
+	}
+	c := h.a.CallsFor(txswitch.OpCancel)
+	if len(c) != 2 || c[0].IdempotencyKey != p.ID+"/cancel/1" || c[1].IdempotencyKey != p.ID+"/cancel/2" {
+		t.Fatalf("cancel calls = %+v", c)
+	}
+}

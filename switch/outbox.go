@@ -1,0 +1,78 @@
+package txswitch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// The outbox holds every committed change (orders, payments, refunds,
+// timeline events, merchants) under a dense sequence for the central
+// database exporter. It is trimmed only by the replicated export
+// watermark, so while PostgreSQL is down it grows, bounded by disk alone;
+// OutboxBacklog makes that growth visible.
+
+// MaxOutboxRead bounds one ReadOutbox call.
+const MaxOutboxRead = 10_000
+
+// ReadOutbox returns up to limit events with seq > after, in seq order.
+func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
+	if limit <= 0 || limit > MaxOutboxRead {
+		limit = MaxOutboxRead
+	}
+	var out []OutboxEvent
+	var decodeErr error
+	_, end := prefixRange(prefixOutbox)
+	if err := s.store.Scan(outboxKey(after+1), end, func(k, v []byte) bool {
+		var ev OutboxEvent
+		if err := json.Unmarshal(v, &ev); err != nil {
+			decodeErr = fmt.Errorf("decode %q: %w", k, err)
+			return false
+		}
+		out = append(out, ev)
+		return len(out) < limit
+	}); err != nil {
+		return nil, fmt.Errorf("scan outbox: %w", err)
+	}
+	return out, decodeErr
+}
+
+func readUint(r Reader, key string) (uint64, error) {
+	raw, err := r.Get([]byte(key))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", key, err)
+	}
+	v, err := decodeUint64(raw)
+	if err != nil {
+		return 0, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return v, nil
+}
+
+// ExportWatermark is the highest seq the exporter has confirmed.
+func (s *Svc) ExportWatermark() (uint64, error) { return readUint(s.store, keyWatermark) }
+
+// OutboxBacklog is the number of events not yet exported.
+func (s *Svc) OutboxBacklog() (uint64, error) {
+	last, err := readUint(s.store, keyOutboxSeq)
+	if err != nil {
+		return 0, err
+	}
+	wm, err := readUint(s.store, keyWatermark)
+	if err != nil {
+		return 0, err
+	}
+	return last - min(wm, last), nil
+}
+
+// AdvanceExportWatermark replicates that every event up to seq is in the
+// central database; those events are then deleted. A watermark at or
+// below the current one changes nothing.
+func (s *Svc) AdvanceExportWatermark(ctx context.Context, seq uint64) error {
+	_, err := s.propose(ctx, cmdTypeWatermark, &cmdWatermark{Seq: seq})
+	return err
+}

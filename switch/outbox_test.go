@@ -1,0 +1,154 @@
+package txswitch_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+func TestOutboxDenseAndWatermark(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	if _, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(10)}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := h.svc.ReadOutbox(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) || e.ID == "" || e.At.IsZero() || len(e.Resource) == 0 {
+			t.Fatalf("event %d = %+v", i, e)
+		}
+		kinds[e.Kind]++
+	}
+	for _, k := range []string{"merchant", "order", "payment", "timeline", "refund"} {
+		if kinds[k] == 0 {
+			t.Fatalf("no %s events: %v", k, kinds)
+		}
+	}
+	// An order resource carries no payments; a payment resource is whole.
+	for _, e := range evs {
+		if e.Kind == "order" {
+			var ord map[string]any
+			_ = json.Unmarshal(e.Resource, &ord)
+			if ord["payments"] != nil || ord["id"] != o.ID {
+				t.Fatalf("order resource %s", e.Resource)
+			}
+		}
+	}
+	total := uint64(len(evs))
+	if b, _ := h.svc.OutboxBacklog(); b != total {
+		t.Fatalf("backlog %d, want %d", b, total)
+	}
+	page, _ := h.svc.ReadOutbox(3, 2)
+	if len(page) != 2 || page[0].Seq != 4 || page[1].Seq != 5 {
+		t.Fatalf("page = %+v", page)
+	}
+	steps := []struct {
+		advance, want uint64
+	}{
+		{5, 5},
+		{3, 5},               // lower watermark ignored
+		{total + 100, total}, // clamped to the last event
+	}
+	for _, st := range steps {
+		if err := h.svc.AdvanceExportWatermark(h.ctx, st.advance); err != nil {
+			t.Fatal(err)
+		}
+		wm, _ := h.svc.ExportWatermark()
+		if wm != st.want {
+			t.Fatalf("advance %d: watermark %d, want %d", st.advance, wm, st.want)
+		}
+		rest, _ := h.svc.ReadOutbox(0, 0)
+		if uint64(len(rest)) != total-wm || (len(rest) > 0 && rest[0].Seq != wm+1) {
+			t.Fatalf("after watermark %d: %d events left", wm, len(rest))
+		}
+	}
+	// New events continue the sequence after trimming.
+	h.createOrder(5)
+	next, _ := h.svc.ReadOutbox(0, 0)
+	if len(next) == 0 || next[0].Seq != total+1 {
+		t.Fatalf("after trim: %+v", next)
+	}
+}
+
+func TestIdempotencyExpiry(t *testing.T) {
+	h := newHarness(t)
+	r1, err := h.svc.CreateOrder(h.ctx, caller("old"), orderReq(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An in-doubt payment keeps its record however old.
+	o := h.createOrder(100)
+	h.a.Push(txswitch.OpAuthorize, memoryErr(timeoutErr("psp_a")))
+	if _, err := h.svc.CreatePayment(h.ctx, caller("doubt"), o.ID, txswitch.CreatePaymentRequest{Method: "card"}); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(23 * time.Hour)
+	if _, err := h.svc.CreateOrder(h.ctx, caller("young"), orderReq(100)); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(2 * time.Hour)
+	n, err := h.svc.ExpireIdempotency(h.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("expired %d, %v", n, err)
+	}
+	// "old" is forgotten: the same key creates a new order.
+	r2, err := h.svc.CreateOrder(h.ctx, caller("old"), orderReq(100))
+	if err != nil || string(r1.Body) == string(r2.Body) {
+		t.Fatalf("old key after expiry: %v, same reply %v", err, string(r1.Body) == string(r2.Body))
+	}
+	_, err = h.svc.CreatePayment(h.ctx, caller("doubt"), o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	wantErr(t, err, 409, "idempotency_request_in_progress")
+	_, err = h.svc.CreateOrder(h.ctx, caller("young"), orderReq(999))
+	wantErr(t, err, 422, "idempotency_key_reused")
+}
+
+func TestConfigAndAuthenticate(t *testing.T) {
+	h := newHarness(t)
+	id, err := h.svc.Authenticate(h.ctx, keyA)
+	if err != nil || id != merchantA {
+		t.Fatalf("auth = %q, %v", id, err)
+	}
+	for _, k := range []string{"", "sk_wrong"} {
+		_, err := h.svc.Authenticate(h.ctx, k)
+		wantErr(t, err, 401, "unauthorized")
+	}
+	r, err := h.svc.GetConfig(h.ctx)
+	if err != nil || decode[txswitch.RoutingConfig](t, r).Version != 1 {
+		t.Fatalf("GetConfig: %v %s", err, r.Body)
+	}
+	// EnsureConfig does not overwrite.
+	other := testConfig()
+	other.Methods = other.Methods[:1]
+	if err := h.svc.EnsureConfig(h.ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, _ := h.m.Config(); len(cfg.Methods) != 3 {
+		t.Fatal("EnsureConfig overwrote the config")
+	}
+	// PutConfig replaces it, bumps the version and reconfigures providers.
+	other.Providers[0].TimeoutMillis = 1234
+	r, err = h.svc.PutConfig(h.ctx, other)
+	if err != nil || decode[txswitch.RoutingConfig](t, r).Version != 2 {
+		t.Fatalf("PutConfig: %v %s", err, r.Body)
+	}
+	if cs := h.provs.Configs(); len(cs) != 2 || cs[0].TimeoutMillis != 1234 {
+		t.Fatalf("providers not reconfigured: %+v", cs)
+	}
+	bad := testConfig()
+	bad.Methods[0].Routes[0].Provider = "nope"
+	h.unchanged(func() {
+		_, err = h.svc.PutConfig(h.ctx, bad)
+		wantErr(t, err, 400, "invalid_config")
+	})
+	// A removed method can no longer be paid with.
+	o := h.createOrder(100)
+	_, err = h.svc.CreatePayment(h.ctx, caller(""), o.ID, txswitch.CreatePaymentRequest{Method: "ideal"})
+	wantErr(t, err, 422, "method_not_available")
+}

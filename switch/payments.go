@@ -1,0 +1,341 @@
+package txswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Bounds on payment input.
+const (
+	MaxPaymentDataEntries = 32
+	MaxPaymentDataLen     = 2048
+	MaxMethodLen          = 64
+)
+
+func (s *Svc) health(provider, method string) BreakerState { return s.prov.State(provider, method) }
+
+func orderContext(o *orderRec) OrderContext {
+	return OrderContext{Country: o.Customer.Country, Currency: o.Amount.Currency, Amount: o.Amount.Value, Channel: o.Channel, Email: o.Customer.Email}
+}
+
+// route picks the first usable candidate. noRoute says why none is usable
+// when candidates were seen; a nil *Error with no candidates cannot happen.
+func route(cands []RouteCandidate, e *Error) (provider, noRoute string) {
+	for _, c := range cands {
+		if !c.Skipped {
+			return c.Provider, ""
+		}
+	}
+	if e != nil {
+		return "", e.Message
+	}
+	return "", "every provider's breaker is open"
+}
+
+// nextCandidate is the first usable candidate after provider.
+func nextCandidate(cands []RouteCandidate, provider string) string {
+	seen := false
+	for _, c := range cands {
+		if seen && !c.Skipped {
+			return c.Provider
+		}
+		if c.Provider == provider {
+			seen = true
+		}
+	}
+	return ""
+}
+
+func validatePaymentRequest(req *CreatePaymentRequest) *Error {
+	if req.Method == "" || len(req.Method) > MaxMethodLen {
+		return NewError(KindInvalid, "invalid_method", "method", "method is required (e.g. card, ideal)")
+	}
+	switch req.Capture {
+	case "":
+		req.Capture = CaptureAutomatic
+	case CaptureAutomatic, CaptureManual:
+	default:
+		return NewError(KindInvalid, "invalid_capture", "capture", fmt.Sprintf("capture %q must be automatic or manual", req.Capture))
+	}
+	if req.Amount != nil {
+		if e := ValidateMoney(*req.Amount, "amount"); e != nil {
+			return e
+		}
+	}
+	if len(req.PaymentData) > MaxPaymentDataEntries {
+		return NewError(KindInvalid, "invalid_payment_data", "payment_data", fmt.Sprintf("at most %d payment_data entries", MaxPaymentDataEntries))
+	}
+	for k, v := range req.PaymentData {
+		if len(k) > MaxPaymentDataLen || len(v) > MaxPaymentDataLen {
+			return NewError(KindInvalid, "invalid_payment_data", "payment_data."+k, fmt.Sprintf("payment_data entries are at most %d bytes", MaxPaymentDataLen))
+		}
+	}
+	return nil
+}
+
+// CreatePayment routes and executes a payment: intent → provider call →
+// result, failing over on definitive failures. The reply is produced by
+// apply of the final result and stored with the idempotency record.
+func (s *Svc) CreatePayment(ctx context.Context, c Caller, orderID string, req CreatePaymentRequest) (Reply, error) {
+	if !s.log.Leadership().IsLeader {
+		return Reply{}, errNotLeader()
+	}
+	ref, stored, err := s.idemStart(c, "create_payment", orderID, req)
+	if err != nil || stored != nil {
+		return derefReply(stored), err
+	}
+	if e := validatePaymentRequest(&req); e != nil {
+		return Reply{}, e
+	}
+	o, err := s.readOrder(ctx, c, orderID, false)
+	if err != nil {
+		return Reply{}, err
+	}
+	ps, err := loadOrderPayments(s.store, o.ID)
+	if err != nil {
+		return Reply{}, err
+	}
+	for _, p := range ps {
+		if unsettled(p.Status) {
+			return Reply{}, NewError(KindConflict, CodePaymentInProgress, "",
+				fmt.Sprintf("payment %s of this order is still %s; wait for it to finish", p.ID, p.Status))
+		}
+	}
+	open := openAmount(o, ps)
+	amount := Money{Value: open, Currency: o.Amount.Currency}
+	if req.Amount != nil {
+		amount = *req.Amount
+	}
+	if amount.Currency != o.Amount.Currency {
+		return Reply{}, NewError(KindUnprocessable, CodeCurrencyMismatch, "amount.currency",
+			fmt.Sprintf("the payment is in %s but the order is in %s", amount.Currency, o.Amount.Currency))
+	}
+	if open <= 0 {
+		return Reply{}, NewError(KindConflict, "order_fully_paid", "", "the order has no open amount left to pay")
+	}
+	if amount.Value > open {
+		return Reply{}, NewError(KindUnprocessable, CodeAmountExceedsOpen, "amount.value",
+			fmt.Sprintf("amount %s exceeds the order's open amount %s", FormatMoney(amount), FormatMoney(Money{Value: open, Currency: o.Amount.Currency})))
+	}
+	cfg, ok := s.m.Config()
+	if !ok {
+		return Reply{}, NewError(KindUnavailable, CodeNotConfigured, "", "no routing configuration is loaded")
+	}
+	oc := orderContext(o)
+	oc.Amount = amount.Value
+	cands, rerr := RouteCandidates(cfg, oc, req.Method, s.health)
+	if rerr != nil && len(cands) == 0 {
+		return Reply{}, rerr // not eligible at all: nothing to record
+	}
+	provider, noRoute := route(cands, rerr)
+	var surcharge Money
+	for _, mc := range cfg.Methods {
+		if mc.Name == req.Method {
+			surcharge = Surcharge(mc, amount)
+		}
+	}
+	surcharge.Currency = amount.Currency
+	cmd := &cmdPaymentIntent{
+		At: s.clock.Now(), Idem: ref, MerchantID: c.MerchantID, OrderID: o.ID, PaymentID: s.ids.New(PrefixPayment),
+		Method: req.Method, Amount: amount, Surcharge: surcharge, CaptureMode: req.Capture, PaymentData: req.PaymentData,
+		Candidates: cands, Provider: provider, NoRoute: noRoute,
+	}
+	if rule, hold := HoldForReview(cfg, oc, req.Method); hold && provider != "" {
+		cmd.HoldRule = rule
+	}
+	res, err := s.propose(ctx, cmdTypePaymentIntent, cmd)
+	if err != nil {
+		return replyOf(res), err
+	}
+	if res.Open == nil {
+		return res.Reply, nil
+	}
+	return s.runPayment(ctx, res.Open)
+}
+
+func replyOf(res *ApplyResult) Reply {
+	if res == nil {
+		return Reply{}
+	}
+	return res.Reply
+}
+
+// runPayment calls the provider for an applied intent and records the
+// result, failing over while definitive failures leave candidates.
+// Ordering contract: the provider is called only after the intent is
+// applied (we hold its OpenCall), and the client is answered only after
+// the result is applied.
+func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
+	for {
+		p, err := loadPayment(s.store, call.PaymentID)
+		if err != nil {
+			return Reply{}, err
+		}
+		if p == nil {
+			return Reply{}, fmt.Errorf("payment %s vanished after its intent", call.PaymentID)
+		}
+		total := p.Amount
+		if p.Surcharge != nil {
+			total.Value += p.Surcharge.Value
+		}
+		req := ProviderRequest{
+			IdempotencyKey: call.Key, Op: OpAuthorize, PaymentID: p.ID, OrderID: p.OrderID, MerchantID: p.MerchantID,
+			Method: p.Method, Amount: total, Country: p.Country, Capture: p.CaptureMode == CaptureAutomatic, PaymentData: p.PaymentData,
+		}
+		if s.cfg.NotifyURL != nil {
+			req.NotifyURL = s.cfg.NotifyURL(call.Provider)
+		}
+		result, perr, latency := s.call(ctx, call.Provider, p.Method, req)
+		cmd := &cmdPaymentResult{At: s.clock.Now(), PaymentID: p.ID, Attempt: call.Attempt, Source: sourceCall, LatencyMs: latency.Milliseconds()}
+		classify(result, perr, &cmd.Outcome, &cmd.Result, &cmd.ErrCode, &cmd.ErrMessage)
+		if cmd.Outcome == outcomeFailed {
+			if next := nextCandidate(p.Candidates, call.Provider); next != "" {
+				cmd.Next = &nextAttempt{Provider: next, Candidates: p.Candidates}
+			}
+		}
+		dctx, cancel := s.detached(ctx)
+		res, err := s.propose(dctx, cmdTypePaymentResult, cmd)
+		cancel()
+		s.done(call.Key)
+		if err != nil {
+			// The intent stays in doubt; the resolver (here or on the next
+			// leader) settles it by status inquiry.
+			return replyOf(res), err
+		}
+		if res.Open == nil {
+			return res.Reply, nil
+		}
+		call = res.Open
+	}
+}
+
+// call makes one provider call under the provider's timeout, marking the
+// key in flight so the resolver leaves it alone. The caller calls done.
+func (s *Svc) call(ctx context.Context, provider, method string, req ProviderRequest) (ProviderResult, error, time.Duration) {
+	s.mu.Lock()
+	s.inflight[req.IdempotencyKey] = struct{}{}
+	s.mu.Unlock()
+	p, ok := s.prov.Get(provider, method)
+	if !ok {
+		return ProviderResult{}, &ProviderError{Provider: provider, Op: req.Op, Definitive: true, Code: "provider_not_configured",
+			Err: errors.New("no such provider")}, 0
+	}
+	// Detached: a client hanging up must not turn a call into a doubt.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.providerTimeout(provider))
+	defer cancel()
+	start := s.clock.Now()
+	res, err := p.Do(cctx, req)
+	latency := s.clock.Now().Sub(start)
+	if err != nil {
+		s.logger.Info("provider call failed", zap.String("provider", provider), zap.String("op", string(req.Op)),
+			zap.String("key", req.IdempotencyKey), zap.Error(err))
+	}
+	return res, err, latency
+}
+
+func (s *Svc) done(key string) {
+	s.mu.Lock()
+	delete(s.inflight, key)
+	s.mu.Unlock()
+}
+
+func (s *Svc) isInflight(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.inflight[key]
+	return ok
+}
+
+// classify maps a provider answer onto a result command's outcome. Only a
+// *ProviderError marked Definitive allows failover; anything else that is
+// not a result (timeout, garbled answer, unknown error) is in doubt.
+func classify(res ProviderResult, err error, outcome *string, result *ProviderResult, code, msg *string) {
+	if err != nil {
+		var pe *ProviderError
+		if errors.As(err, &pe) {
+			*code = pe.Code
+			*msg = errString(pe.Err)
+			if pe.Definitive {
+				*outcome = outcomeFailed
+				return
+			}
+		} else {
+			*code, *msg = "error", err.Error()
+		}
+		*outcome = outcomeInDoubt
+		return
+	}
+	switch res.Outcome {
+	case OutcomeApproved, OutcomeDeclined, OutcomePending:
+		*outcome = string(res.Outcome)
+		*result = res
+	default:
+		// A money-moving call answered something we do not understand.
+		*outcome, *code, *msg = outcomeInDoubt, "malformed_answer", "unexpected outcome "+string(res.Outcome)
+	}
+}
+
+// ReviewPayment releases or rejects a payment held for review.
+func (s *Svc) ReviewPayment(ctx context.Context, paymentID string, req ReviewRequest) (Reply, error) {
+	if !s.log.Leadership().IsLeader {
+		return Reply{}, errNotLeader()
+	}
+	if req.Decision != ReviewApprove && req.Decision != ReviewReject {
+		return Reply{}, NewError(KindInvalid, "invalid_decision", "decision", "decision must be approve or reject")
+	}
+	if len(req.Note) > 1000 {
+		return Reply{}, NewError(KindInvalid, "invalid_note", "note", "note is at most 1000 characters")
+	}
+	p, err := loadPayment(s.store, paymentID)
+	if err != nil {
+		return Reply{}, err
+	}
+	if p == nil {
+		return Reply{}, notFound("payment", paymentID)
+	}
+	cmd := &cmdReview{At: s.clock.Now(), PaymentID: paymentID, Decision: req.Decision, Note: req.Note}
+	if req.Decision == ReviewApprove {
+		o, err := loadOrder(s.store, p.OrderID)
+		if err != nil || o == nil {
+			return Reply{}, fmt.Errorf("payment %s: load order: %v", p.ID, err)
+		}
+		cfg, ok := s.m.Config()
+		if !ok {
+			return Reply{}, NewError(KindUnavailable, CodeNotConfigured, "", "no routing configuration is loaded")
+		}
+		oc := orderContext(o)
+		oc.Amount = p.Amount.Value
+		cands, rerr := RouteCandidates(cfg, oc, p.Method, s.health)
+		cmd.Candidates = cands
+		cmd.Provider, cmd.NoRoute = route(cands, rerr)
+	}
+	res, err := s.propose(ctx, cmdTypeReview, cmd)
+	if err != nil {
+		return replyOf(res), err
+	}
+	if res.Open == nil {
+		return res.Reply, nil
+	}
+	r, err := s.runPayment(ctx, res.Open)
+	if err != nil {
+		return r, err
+	}
+	r.Status = 200
+	return r, nil
+}
+
+// Notify applies a provider's asynchronous report.
+func (s *Svc) Notify(ctx context.Context, provider string, n ProviderNotification) (Reply, error) {
+	if provider == "" || n.NotificationID == "" || n.IdempotencyKey == "" || len(n.NotificationID) > 255 || len(n.IdempotencyKey) > 255 {
+		return Reply{}, NewError(KindInvalid, "invalid_notification", "", "provider, notification_id and idempotency_key are required (at most 255 characters)")
+	}
+	res, err := s.propose(ctx, cmdTypeNotify, &cmdNotify{At: s.clock.Now(), Provider: provider, Notification: n})
+	if err != nil {
+		return replyOf(res), err
+	}
+	return res.Reply, nil
+}

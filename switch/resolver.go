@@ -1,0 +1,164 @@
+package txswitch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The in-doubt resolver runs on the leader. It settles intents that have
+// no final result — the provider timed out, or the previous leader died
+// between intent and result — by asking the provider about the same
+// idempotency key. It never sends the money-moving request again.
+
+// resolveBackoff is one key's retry schedule.
+type resolveBackoff struct {
+	next  time.Time
+	delay time.Duration
+}
+
+// ListInDoubt returns the intents without a final result, in key order.
+func ListInDoubt(r Reader, limit int) ([]InDoubt, error) {
+	var out []InDoubt
+	var decodeErr error
+	start, end := prefixRange(prefixInDoubt)
+	if err := r.Scan(start, end, func(k, v []byte) bool {
+		var d inDoubtRec
+		if err := json.Unmarshal(v, &d); err != nil {
+			decodeErr = fmt.Errorf("decode %q: %w", k, err)
+			return false
+		}
+		out = append(out, d)
+		return limit <= 0 || len(out) < limit
+	}); err != nil {
+		return nil, fmt.Errorf("scan in-doubt index: %w", err)
+	}
+	return out, decodeErr
+}
+
+// MaxResolvePerPass bounds the status inquiries of one resolver pass.
+const MaxResolvePerPass = 256
+
+// ResolveInDoubt runs one resolver pass and returns how many intents it
+// settled. It does nothing on a follower. Right after this node becomes
+// leader (a new term), the retry schedule is reset so every intent is
+// examined at once.
+func (s *Svc) ResolveInDoubt(ctx context.Context) (int, error) {
+	ld := s.log.Leadership()
+	if !ld.IsLeader {
+		return 0, nil
+	}
+	s.mu.Lock()
+	if ld.Term != s.lastTerm {
+		s.lastTerm = ld.Term
+		s.backoff = map[string]resolveBackoff{}
+	}
+	s.mu.Unlock()
+	if err := s.barrier(ctx); err != nil {
+		return 0, err
+	}
+	// The whole index is listed (it holds only open intents) so that
+	// intents waiting in backoff cannot starve the others; the inquiries
+	// per pass are bounded instead.
+	list, err := ListInDoubt(s.store, 0)
+	if err != nil {
+		return 0, err
+	}
+	now := s.clock.Now()
+	settled, asked := 0, 0
+	live := make(map[string]bool, len(list))
+	for _, d := range list {
+		live[d.Key] = true
+		if asked >= MaxResolvePerPass || s.isInflight(d.Key) || now.Sub(d.At) < s.providerTimeout(d.Provider)+s.cfg.ResolveMargin {
+			continue
+		}
+		s.mu.Lock()
+		b, ok := s.backoff[d.Key]
+		s.mu.Unlock()
+		if ok && now.Before(b.next) {
+			continue
+		}
+		asked++
+		done, err := s.resolveOne(ctx, d)
+		if err != nil {
+			s.logger.Info("in-doubt resolution deferred", zap.String("key", d.Key), zap.Error(err))
+		}
+		if done {
+			settled++
+			continue
+		}
+		b.delay = min(max(2*b.delay, s.cfg.ResolveEvery), s.cfg.ResolveMaxBackoff)
+		b.next = now.Add(b.delay)
+		s.mu.Lock()
+		s.backoff[d.Key] = b
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	for k := range s.backoff {
+		if !live[k] {
+			delete(s.backoff, k)
+		}
+	}
+	s.mu.Unlock()
+	return settled, nil
+}
+
+// resolveOne asks the provider about one intent and proposes the answer.
+// It reports false (retry later) for pending answers and errors.
+func (s *Svc) resolveOne(ctx context.Context, d InDoubt) (bool, error) {
+	req := ProviderRequest{IdempotencyKey: d.Key, Op: OpStatus, PaymentID: d.PaymentID, OrderID: d.OrderID,
+		MerchantID: d.MerchantID, Method: d.Method, Amount: d.Amount, Country: d.Country, Capture: d.Capture, ProviderRef: d.ProviderRef}
+	res, perr, latency := s.call(ctx, d.Provider, d.Method, req)
+	defer s.done(d.Key)
+	if perr != nil {
+		return false, perr
+	}
+	switch res.Outcome {
+	case OutcomeApproved, OutcomeDeclined, OutcomeNotFound:
+	case OutcomePending:
+		return false, nil
+	default:
+		return false, fmt.Errorf("status inquiry for %s: unexpected outcome %q", d.Key, res.Outcome)
+	}
+	var err error
+	if d.Kind == "payment" {
+		_, err = s.propose(ctx, cmdTypePaymentResult, &cmdPaymentResult{At: s.clock.Now(), PaymentID: d.PaymentID, Attempt: d.Attempt,
+			Source: sourceResolver, Outcome: string(res.Outcome), Result: res, LatencyMs: latency.Milliseconds()})
+	} else {
+		_, err = s.propose(ctx, cmdTypeOpResult, &cmdOpResult{At: s.clock.Now(), Kind: d.Kind, PaymentID: d.PaymentID, OpID: d.OpID,
+			Source: sourceResolver, Outcome: string(res.Outcome), Result: res, LatencyMs: latency.Milliseconds()})
+	}
+	if err != nil {
+		return false, fmt.Errorf("propose resolution of %s: %w", d.Key, err)
+	}
+	return true, nil
+}
+
+// ExpireIdempotency proposes the deletion of idempotency records older
+// than the retention, one bounded command at a time. It returns how many
+// were deleted. Followers do nothing.
+func (s *Svc) ExpireIdempotency(ctx context.Context) (int, error) {
+	if !s.log.Leadership().IsLeader {
+		return 0, nil
+	}
+	before := s.clock.Now().Add(-s.cfg.IdempotencyRetention)
+	total := 0
+	for range 100 { // bounded: at most 100 commands per pass
+		res, err := s.propose(ctx, cmdTypeExpireIdem, &cmdExpireIdem{Before: before, Limit: DefaultExpireLimit})
+		if err != nil {
+			return total, err
+		}
+		var out struct{ Deleted, Scanned int }
+		if err := json.Unmarshal(res.Reply.Body, &out); err != nil {
+			return total, fmt.Errorf("decode expiry result: %w", err)
+		}
+		total += out.Deleted
+		if out.Scanned < DefaultExpireLimit || out.Deleted == 0 {
+			return total, nil
+		}
+	}
+	return total, nil
+}

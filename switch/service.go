@@ -1,0 +1,526 @@
+package txswitch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ServiceConfig wires a Svc.
+type ServiceConfig struct {
+	Log       Log
+	Store     Reader // the state machine's store (reads after ReadBarrier)
+	Machine   *Machine
+	Providers Providers
+	Clock     Clock       // default SystemClock
+	IDs       IDGenerator // default RandomIDs
+	Logger    *zap.Logger // default nop
+	// NotifyURL is where provider's asynchronous notifications go (nil: none).
+	NotifyURL func(provider string) string
+
+	// ResolveEvery is the in-doubt resolver's period (default 1 s).
+	ResolveEvery time.Duration
+	// ResolveMargin is added to a provider's timeout before an intent
+	// counts as in doubt, so a call still in flight at a previous leader
+	// cannot race the status inquiry (default 2 s).
+	ResolveMargin time.Duration
+	// ResolveMaxBackoff caps the wait between inquiries of one intent
+	// whose provider errs or says pending (default 1 min).
+	ResolveMaxBackoff time.Duration
+	// IdempotencyRetention is how long idempotency records are kept
+	// (default 24 h); HousekeepEvery how often expiry runs (default 1 min).
+	IdempotencyRetention time.Duration
+	HousekeepEvery       time.Duration
+	// ProposeTimeout bounds the proposals made after a provider call, which
+	// run detached from the client's context so an answer the provider gave
+	// is recorded even if the client went away (default 10 s).
+	ProposeTimeout time.Duration
+}
+
+// DefaultProviderTimeout bounds a provider call when the config gives none.
+const DefaultProviderTimeout = 10 * time.Second
+
+// Svc is the payment service: validation, routing and the provider calls
+// on the leader; every state change goes through the Log.
+type Svc struct {
+	cfg    ServiceConfig
+	log    Log
+	store  Reader
+	m      *Machine
+	prov   Providers
+	clock  Clock
+	ids    IDGenerator
+	logger *zap.Logger
+
+	mu sync.Mutex
+	// inflight are provider keys this node is calling right now; the
+	// resolver leaves them alone.
+	inflight map[string]struct{}
+	// backoff is the resolver's per-key retry schedule (leader-local).
+	backoff  map[string]resolveBackoff
+	lastTerm uint64
+}
+
+var _ Service = (*Svc)(nil)
+
+// NewService builds a service; call Run for its housekeeping loops.
+func NewService(cfg ServiceConfig) *Svc {
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.IDs == nil {
+		cfg.IDs = RandomIDs{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.ResolveEvery <= 0 {
+		cfg.ResolveEvery = time.Second
+	}
+	if cfg.ResolveMargin <= 0 {
+		cfg.ResolveMargin = 2 * time.Second
+	}
+	if cfg.ResolveMaxBackoff <= 0 {
+		cfg.ResolveMaxBackoff = time.Minute
+	}
+	if cfg.IdempotencyRetention <= 0 {
+		cfg.IdempotencyRetention = 24 * time.Hour
+	}
+	if cfg.HousekeepEvery <= 0 {
+		cfg.HousekeepEvery = time.Minute
+	}
+	if cfg.ProposeTimeout <= 0 {
+		cfg.ProposeTimeout = 10 * time.Second
+	}
+	return &Svc{
+		cfg: cfg, log: cfg.Log, store: cfg.Store, m: cfg.Machine, prov: cfg.Providers,
+		clock: cfg.Clock, ids: cfg.IDs, logger: cfg.Logger,
+		inflight: map[string]struct{}{}, backoff: map[string]resolveBackoff{},
+	}
+}
+
+// LeadershipPoll is how often Run looks for a leadership change, so that
+// a new leader resolves in-doubt intents without waiting a full period.
+const LeadershipPoll = 100 * time.Millisecond
+
+// Run runs the resolver and idempotency expiry until ctx ends. Both act
+// only while this node leads.
+func (s *Svc) Run(ctx context.Context) {
+	resolve := time.NewTicker(s.cfg.ResolveEvery)
+	defer resolve.Stop()
+	house := time.NewTicker(s.cfg.HousekeepEvery)
+	defer house.Stop()
+	poll := time.NewTicker(LeadershipPoll)
+	defer poll.Stop()
+	var seen Leadership
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+			ld := s.log.Leadership()
+			if ld.IsLeader && (!seen.IsLeader || ld.Term != seen.Term) {
+				s.logger.Info("became leader; resolving in-doubt intents", zap.Uint64("term", ld.Term))
+				if _, err := s.ResolveInDoubt(ctx); err != nil {
+					s.logger.Warn("in-doubt resolution pass failed", zap.Error(err))
+				}
+			}
+			seen = ld
+		case <-resolve.C:
+			if _, err := s.ResolveInDoubt(ctx); err != nil {
+				s.logger.Warn("in-doubt resolution pass failed", zap.Error(err))
+			}
+		case <-house.C:
+			if _, err := s.ExpireIdempotency(ctx); err != nil {
+				s.logger.Warn("idempotency expiry failed", zap.Error(err))
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Errors.
+
+// Codes of unavailability.
+const (
+	CodeNotLeader      = "not_leader"
+	CodeNoLeader       = "no_leader"
+	CodeOutcomeUnknown = "outcome_unknown"
+	CodeOverloaded     = "overloaded"
+	CodeShuttingDown   = "shutting_down"
+	CodeUnauthorized   = "unauthorized"
+	CodeNotConfigured  = "not_configured"
+)
+
+func errNotLeader() *Error {
+	return NewError(KindUnavailable, CodeNotLeader, "", "this node is not the leader; send the request to the leader")
+}
+
+// mapLogError turns a Log error into the caller's *Error.
+func mapLogError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return NewError(KindUnavailable, CodeOutcomeUnknown, "",
+			"the request may or may not have been executed; retry with the same Idempotency-Key to learn the outcome")
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrDropped):
+		return NewError(KindUnavailable, CodeNoLeader, "", "no leader is available right now; retry shortly")
+	case errors.Is(err, ErrQueueFull):
+		return NewError(KindUnavailable, CodeOverloaded, "", "the switch is overloaded; retry shortly")
+	case errors.Is(err, ErrStopped):
+		return NewError(KindUnavailable, CodeShuttingDown, "", "this node is shutting down; retry on another node")
+	}
+	return err
+}
+
+// propose encodes, proposes and unwraps a command. A rejection comes back
+// as *Error with the result.
+func (s *Svc) propose(ctx context.Context, typ string, cmd any) (*ApplyResult, error) {
+	if !s.log.Leadership().IsLeader {
+		return nil, errNotLeader()
+	}
+	data, err := encodeCommand(typ, cmd)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.log.Propose(ctx, data)
+	if err != nil {
+		return nil, mapLogError(err)
+	}
+	res, ok := v.(*ApplyResult)
+	if !ok || res == nil {
+		return nil, fmt.Errorf("propose %s: unexpected apply result %T", typ, v)
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+// detached is a context for work that must finish even if the client
+// leaves: recording a provider's answer.
+func (s *Svc) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProposeTimeout)
+}
+
+func (s *Svc) barrier(ctx context.Context) error {
+	return mapLogError(s.log.ReadBarrier(ctx))
+}
+
+// ---------------------------------------------------------------------------
+// Idempotency on the proposer.
+
+// MaxIdempotencyKeyLen bounds Idempotency-Key (API.md: 1..255 printable ASCII).
+const MaxIdempotencyKeyLen = 255
+
+func validIdempotencyKey(k string) bool {
+	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// fingerprint identifies a request: operation, target and canonical body
+// (the typed request re-marshalled, so formatting does not matter).
+func fingerprint(op, target string, body any) string {
+	raw, _ := json.Marshal(body) // request types always marshal
+	h := sha256.New()
+	h.Write([]byte(op))
+	h.Write([]byte{0})
+	h.Write([]byte(target))
+	h.Write([]byte{0})
+	h.Write(raw)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// idemStart validates the key and answers from an existing record. It
+// returns (ref, nil, nil) to go on; apply checks again atomically, which
+// settles concurrent duplicates.
+func (s *Svc) idemStart(c Caller, op, target string, body any) (*idemRef, *Reply, error) {
+	if c.IdempotencyKey == "" {
+		return nil, nil, nil
+	}
+	if !validIdempotencyKey(c.IdempotencyKey) {
+		return nil, nil, NewError(KindInvalid, "invalid_idempotency_key", "Idempotency-Key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+	}
+	ref := &idemRef{Merchant: c.MerchantID, Key: c.IdempotencyKey, Fingerprint: fingerprint(op, target, body)}
+	var rec idemRecord
+	ok, err := getJSON(s.store, idemKey(ref.Merchant, ref.Key), &rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return ref, nil, nil
+	}
+	ans := idemAnswer(&rec, ref.Fingerprint)
+	if ans.Err != nil {
+		return nil, nil, ans.Err
+	}
+	return nil, &ans.Reply, nil
+}
+
+// ---------------------------------------------------------------------------
+// Auth and config.
+
+// Authenticate maps an API key to its merchant.
+func (s *Svc) Authenticate(_ context.Context, apiKey string) (string, error) {
+	unauthorized := NewError(KindUnauthorized, CodeUnauthorized, "", "missing or unknown API key")
+	cfg, ok := s.m.Config()
+	if !ok || apiKey == "" {
+		return "", unauthorized
+	}
+	mc, ok := cfg.MerchantForKeyHash(HashAPIKey(apiKey))
+	if !ok {
+		return "", unauthorized
+	}
+	return mc.ID, nil
+}
+
+// GetConfig returns the routing configuration.
+func (s *Svc) GetConfig(ctx context.Context) (Reply, error) {
+	if err := s.barrier(ctx); err != nil {
+		return Reply{}, err
+	}
+	cfg, ok := s.m.Config()
+	if !ok {
+		return Reply{}, NewError(KindNotFound, CodeNotConfigured, "", "no routing configuration has been stored yet")
+	}
+	return jsonReply(200, cfg)
+}
+
+// PutConfig validates and replicates a new routing configuration.
+func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
+	if e := cfg.Validate(); e != nil {
+		return Reply{}, e
+	}
+	res, err := s.propose(ctx, cmdTypeConfigPut, &cmdConfigPut{At: s.clock.Now(), Config: cfg})
+	if err != nil {
+		return Reply{}, err
+	}
+	return res.Reply, nil
+}
+
+// EnsureConfig stores cfg when no configuration exists (bootstrap). Safe
+// to call on every start and from several nodes: apply keeps the first.
+func (s *Svc) EnsureConfig(ctx context.Context, cfg RoutingConfig) error {
+	if _, ok := s.m.Config(); ok {
+		return nil
+	}
+	if e := cfg.Validate(); e != nil {
+		return e
+	}
+	_, err := s.propose(ctx, cmdTypeConfigPut, &cmdConfigPut{At: s.clock.Now(), Config: cfg, OnlyIfAbsent: true})
+	return err
+}
+
+func (s *Svc) providerTimeout(name string) time.Duration {
+	if cfg, ok := s.m.Config(); ok {
+		for _, p := range cfg.Providers {
+			if p.Name == name && p.TimeoutMillis > 0 {
+				return time.Duration(p.TimeoutMillis) * time.Millisecond
+			}
+		}
+	}
+	return DefaultProviderTimeout
+}
+
+// ---------------------------------------------------------------------------
+// Reads.
+
+func notFound(what, id string) *Error {
+	return NewError(KindNotFound, what+"_not_found", "", what+" "+id+" not found")
+}
+
+// readOrder loads an order the caller may see.
+func (s *Svc) readOrder(ctx context.Context, c Caller, id string, barrier bool) (*orderRec, error) {
+	if barrier {
+		if err := s.barrier(ctx); err != nil {
+			return nil, err
+		}
+	}
+	o, err := loadOrder(s.store, id)
+	if err != nil {
+		return nil, err
+	}
+	if o == nil || o.MerchantID != c.MerchantID {
+		return nil, notFound("order", id)
+	}
+	return o, nil
+}
+
+func (s *Svc) readPayment(ctx context.Context, c Caller, id string, barrier bool) (*paymentRec, error) {
+	if barrier {
+		if err := s.barrier(ctx); err != nil {
+			return nil, err
+		}
+	}
+	p, err := loadPayment(s.store, id)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil || p.MerchantID != c.MerchantID {
+		return nil, notFound("payment", id)
+	}
+	return p, nil
+}
+
+// GetOrder returns an order with its payments.
+func (s *Svc) GetOrder(ctx context.Context, c Caller, orderID string) (Reply, error) {
+	o, err := s.readOrder(ctx, c, orderID, true)
+	if err != nil {
+		return Reply{}, err
+	}
+	ps, err := loadOrderPayments(s.store, o.ID)
+	if err != nil {
+		return Reply{}, err
+	}
+	return jsonReply(200, orderView(o, ps))
+}
+
+// GetPayment returns a payment.
+func (s *Svc) GetPayment(ctx context.Context, c Caller, paymentID string) (Reply, error) {
+	p, err := s.readPayment(ctx, c, paymentID, true)
+	if err != nil {
+		return Reply{}, err
+	}
+	return paymentReply(200, p)
+}
+
+// Timeline returns an order's events in order.
+func (s *Svc) Timeline(ctx context.Context, c Caller, orderID string) (Reply, error) {
+	o, err := s.readOrder(ctx, c, orderID, true)
+	if err != nil {
+		return Reply{}, err
+	}
+	evs, err := loadTimeline(s.store, o.ID)
+	if err != nil {
+		return Reply{}, err
+	}
+	return jsonReply(200, TimelineResponse{Events: evs})
+}
+
+func loadTimeline(r Reader, orderID string) ([]TimelineEvent, error) {
+	evs := []TimelineEvent{}
+	var decodeErr error
+	start, end := timelineRange(orderID)
+	if err := r.Scan(start, end, func(k, v []byte) bool {
+		var ev TimelineEvent
+		if err := json.Unmarshal(v, &ev); err != nil {
+			decodeErr = fmt.Errorf("decode %q: %w", k, err)
+			return false
+		}
+		evs = append(evs, ev)
+		return true
+	}); err != nil {
+		return nil, fmt.Errorf("scan timeline of %s: %w", orderID, err)
+	}
+	return evs, decodeErr
+}
+
+// ---------------------------------------------------------------------------
+// Orders.
+
+// Bounds on order input.
+const (
+	MaxReferenceLen = 255
+	MaxOrderLines   = 1000
+	MaxEmailLen     = 254
+	MaxSKULen       = 255
+)
+
+func validChannel(ch string) bool {
+	return ch == ChannelOnline || ch == ChannelPOS || ch == ChannelMOTO
+}
+
+func validateOrder(req *CreateOrderRequest) *Error {
+	if len(req.Reference) > MaxReferenceLen {
+		return NewError(KindInvalid, "invalid_reference", "reference", fmt.Sprintf("reference must be at most %d characters", MaxReferenceLen))
+	}
+	if e := ValidateMoney(req.Amount, "amount"); e != nil {
+		return e
+	}
+	if !ValidCountry(req.Customer.Country) {
+		return NewError(KindInvalid, "invalid_country", "customer.country",
+			fmt.Sprintf("customer.country %q is not an ISO 3166-1 alpha-2 code (e.g. NL)", req.Customer.Country))
+	}
+	if len(req.Customer.Email) > MaxEmailLen || len(req.Customer.ID) > MaxReferenceLen {
+		return NewError(KindInvalid, "invalid_customer", "customer", "customer id or email too long")
+	}
+	if req.Channel == "" {
+		req.Channel = ChannelOnline
+	}
+	if !validChannel(req.Channel) {
+		return NewError(KindInvalid, "invalid_channel", "channel", fmt.Sprintf("channel %q must be online, pos or moto", req.Channel))
+	}
+	if len(req.Lines) > MaxOrderLines {
+		return NewError(KindInvalid, "too_many_lines", "lines", fmt.Sprintf("at most %d lines", MaxOrderLines))
+	}
+	if len(req.Lines) > 0 {
+		var sum int64
+		for i, l := range req.Lines {
+			f := fmt.Sprintf("lines[%d]", i)
+			if l.SKU == "" || len(l.SKU) > MaxSKULen {
+				return NewError(KindInvalid, "invalid_line", f+".sku", "sku is required (at most 255 characters)")
+			}
+			if l.Quantity <= 0 || l.Quantity > 1_000_000 {
+				return NewError(KindInvalid, "invalid_line", f+".quantity", "quantity must be between 1 and 1000000")
+			}
+			if l.UnitAmount < 0 || l.UnitAmount > MaxMoneyValue/l.Quantity {
+				return NewError(KindInvalid, "invalid_line", f+".unit_amount", "unit_amount must be between 0 and the maximum amount")
+			}
+			sum += l.Quantity * l.UnitAmount
+			if sum > MaxMoneyValue {
+				return NewError(KindInvalid, "lines_mismatch", "lines", "the lines add up to more than the maximum amount")
+			}
+		}
+		if sum != req.Amount.Value {
+			return NewError(KindInvalid, "lines_mismatch", "lines",
+				fmt.Sprintf("the lines add up to %d but amount.value is %d", sum, req.Amount.Value))
+		}
+	}
+	return nil
+}
+
+// CreateOrder validates and creates an order.
+func (s *Svc) CreateOrder(ctx context.Context, c Caller, req CreateOrderRequest) (Reply, error) {
+	if !s.log.Leadership().IsLeader {
+		return Reply{}, errNotLeader()
+	}
+	ref, stored, err := s.idemStart(c, "create_order", "", req)
+	if err != nil || stored != nil {
+		return derefReply(stored), err
+	}
+	if e := validateOrder(&req); e != nil {
+		return Reply{}, e
+	}
+	now := s.clock.Now()
+	cmd := &cmdCreateOrder{At: now, Idem: ref, Order: Order{
+		ID: s.ids.New(PrefixOrder), MerchantID: c.MerchantID, Reference: req.Reference, Amount: req.Amount,
+		Customer: req.Customer, Channel: req.Channel, Lines: req.Lines,
+	}}
+	res, err := s.propose(ctx, cmdTypeCreateOrder, cmd)
+	if err != nil {
+		return Reply{}, err
+	}
+	return res.Reply, nil
+}
+
+func derefReply(r *Reply) Reply {
+	if r == nil {
+		return Reply{}
+	}
+	return *r
+}
