@@ -275,9 +275,12 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 			map[string]string{"provider": open.Provider, "code": c.ErrCode, "key": open.Key}); err != nil {
 			return nil, err
 		}
-		// The idempotency record stays in progress: a retry learns the
-		// resolved outcome instead of a stale "in doubt".
+		// The client is answered "in doubt" now, and API.md binds a retry
+		// with the same key to the same status and body as the first
+		// answer: the record is finished with this reply. The resolved
+		// outcome is read with GET /v1/payments/{id}.
 		final = false
+		answered = true
 	case outcomeFailed:
 		if c.Next != nil && c.Next.Provider != "" {
 			if err := ac.event(o, c.At, "failover", p.ID,

@@ -1,0 +1,123 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// anyBody is a request type whose only field takes any JSON value, so the
+// scanner's syntax checks can be compared with encoding/json's.
+type anyBody struct {
+	X any `json:"x"`
+}
+
+// scanAny runs the scanner over {"x": doc}. It reports whether the scan
+// accepted the whole input, and skips (ok=false) documents deeper than
+// the scanner follows.
+func scanAny(doc []byte) (accepted, ok bool) {
+	body := append(append([]byte(`{"x":`), doc...), '}')
+	sc := scanner{b: body}
+	err := sc.value(shapeOf(reflect.TypeFor[anyBody]()), nil, 0)
+	if err == nil {
+		if sc.ws(); sc.i < len(sc.b) {
+			return false, true
+		}
+		return true, true
+	}
+	var e *txswitch.Error
+	if errors.As(err, &e) && strings.Contains(e.Message, "nested too deeply") {
+		return false, false
+	}
+	return false, true
+}
+
+func TestScannerSyntaxMatchesEncodingJSON(t *testing.T) {
+	docs := []string{
+		`0`, `-0`, `12`, `-12.5e+3`, `1E9`, `0.5`, `01`, `1.`, `.5`, `-`, `+1`, `1e`, `1e+`, `--1`, `0x10`, `1_000`,
+		`"a"`, `"\u00e9"`, `"\ud83d\ude00"`, `"\x"`, `"\u12"`, `"\u12G4"`, "\"a\tb\"", `"a\/b"`, `"unterminated`, `"\"`,
+		`true`, `false`, `null`, `tru`, `nul`, `True`, `NaN`, `Infinity`,
+		`[]`, `[1,2]`, `[1,]`, `[,1]`, `[1 2]`, `[`, `]`, `{}`, `{"a":1}`, `{"a":1,}`, `{"a"}`, `{"a":}`, `{a:1}`, `{'a':1}`,
+		`{"a":{"b":[{"c":null}]}}`, `{"a":1 "b":2}`, `{"a":1}}`, ` [ 1 , { "k" : [ ] } ] `, `[[[[[[[[[[1]]]]]]]]]]`,
+	}
+	for _, d := range docs {
+		acc, ok := scanAny([]byte(d))
+		if !ok {
+			t.Fatalf("%q: unexpectedly deep", d)
+		}
+		if want := json.Valid([]byte(`{"x":` + d + `}`)); acc != want {
+			t.Errorf("%q: scanner accepts = %v, encoding/json = %v", d, acc, want)
+		}
+	}
+}
+
+func TestScannerDepthBounded(t *testing.T) {
+	deep := strings.Repeat("[", 10*maxDepth) + strings.Repeat("]", 10*maxDepth)
+	err := decodeStrict([]byte(`{"x":`+deep+`}`), &anyBody{})
+	var e *txswitch.Error
+	if !errors.As(err, &e) || e.Status != 400 || e.Code != "invalid_json" {
+		t.Fatalf("deep nesting: %v", err)
+	}
+}
+
+func TestDecodeStrictFieldPaths(t *testing.T) {
+	tests := []struct {
+		body      string
+		wantCode  string
+		wantField string
+	}{
+		{`{"lines":[{"sku":"a"},{"sku":"b","quantity":"x"}]}`, "invalid_field", "lines[1].quantity"},
+		{`{"customer":{"country":"NL","country":"BE"}}`, "duplicate_field", "customer.country"},
+		{`{"customer":{"\u0063ountry":"NL","country":"BE"}}`, "duplicate_field", "customer.country"},
+		{`{"amount":{"value":1,"currency":"EUR","x":{"deep":[1,2]}}}`, "unknown_field", "amount.x"},
+		{`{"lines":[[]]}`, "invalid_field", "lines[0]"},
+		{`{"reference":"a"}`, "", ""},
+		{`{"reference":"\u0041\n"}`, "", ""},
+	}
+	for _, tt := range tests {
+		var v txswitch.CreateOrderRequest
+		err := decodeStrict([]byte(tt.body), &v)
+		var code, field string
+		if e := (*txswitch.Error)(nil); errors.As(err, &e) {
+			code, field = e.Code, e.Field
+		} else if err != nil {
+			t.Fatalf("%s: %v is not a domain error", tt.body, err)
+		}
+		if code != tt.wantCode || field != tt.wantField {
+			t.Errorf("%s: got %q %q (%v), want %q %q", tt.body, code, field, err, tt.wantCode, tt.wantField)
+		}
+	}
+	// Many keys: duplicates are found past the on-stack key buffer too.
+	var b strings.Builder
+	b.WriteString(`{"payment_data":{`)
+	for i := range 40 {
+		b.WriteString(`"k` + strings.Repeat("x", i) + `":"v",`)
+	}
+	b.WriteString(`"kxxx":"dup"}}`)
+	var p txswitch.CreatePaymentRequest
+	err := decodeStrict([]byte(b.String()), &p)
+	if e := (*txswitch.Error)(nil); !errors.As(err, &e) || e.Code != "duplicate_field" || e.Field != "payment_data.kxxx" {
+		t.Fatalf("duplicate among many keys: %v", err)
+	}
+}
+
+// FuzzScannerSyntax compares the scanner's idea of valid JSON with
+// encoding/json's.
+func FuzzScannerSyntax(f *testing.F) {
+	for _, s := range []string{`1`, `"a\u00e9"`, `[1,{"a":null}]`, `-0.5e3`, `{"a":[true,false]}`, `01`, `"\ud800"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		acc, ok := scanAny(doc)
+		if !ok {
+			return
+		}
+		if want := json.Valid([]byte(`{"x":` + string(doc) + `}`)); acc != want {
+			t.Fatalf("%q: scanner accepts = %v, encoding/json = %v", doc, acc, want)
+		}
+	})
+}

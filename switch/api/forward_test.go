@@ -1,0 +1,237 @@
+package api
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// tcpLeader serves a leader node on a loopback port, recording the headers
+// of every request it receives.
+type tcpLeader struct {
+	*testNode
+	addr string
+
+	mu      sync.Mutex
+	headers []map[string]string
+}
+
+func newTCPLeader(t *testing.T) *tcpLeader {
+	t.Helper()
+	l := &tcpLeader{testNode: newTestNode(t, func(o *Options) {
+		o.Cluster = &fakeCluster{leader: true}
+		o.NodeID = "leader"
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	l.addr = ln.Addr().String()
+	h := l.srv.Handler()
+	srv := &fasthttp.Server{Handler: func(fc *fasthttp.RequestCtx) {
+		m := map[string]string{}
+		for k, v := range fc.Request.Header.All() {
+			m[string(k)] = string(v)
+		}
+		l.mu.Lock()
+		l.headers = append(l.headers, m)
+		l.mu.Unlock()
+		h(fc)
+	}}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return l
+}
+
+func (l *tcpLeader) seen() []map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]map[string]string(nil), l.headers...)
+}
+
+func newFollower(t *testing.T, leaderAddr string, mod func(*Options)) *testNode {
+	return newTestNode(t, func(o *Options) {
+		o.Cluster = &fakeCluster{leader: false, addr: leaderAddr}
+		o.NodeID = "follower-2"
+		if mod != nil {
+			mod(o)
+		}
+	})
+}
+
+func TestForwardWritesToLeader(t *testing.T) {
+	leader := newTCPLeader(t)
+	follower := newFollower(t, leader.addr, nil)
+	notif := `{"notification_id":"n1","idempotency_key":"k","result":{"outcome":"approved"}}`
+	tests := []struct {
+		name       string
+		req        request
+		wantMethod string
+		wantHeader map[string]string // headers the leader must see
+	}{
+		{"create order", request{"POST", "/v1/orders", mh("Idempotency-Key", "idem-1", "X-Request-Id", "rid-1"), orderBody}, "CreateOrder",
+			map[string]string{"Idempotency-Key": "idem-1", "Authorization": "Bearer key-m1", "Content-Type": "application/json", "X-Request-Id": "rid-1"}},
+		{"cancel", request{"POST", "/v1/payments/pay_1/cancel", [][2]string{{"Authorization", "Bearer key-m1"}}, ""}, "Cancel",
+			map[string]string{"Authorization": "Bearer key-m1"}},
+		{"notification", request{"POST", "/v1/notifications/simpsp", [][2]string{{"Content-Type", "application/json"}, {"X-Provider-Signature", sign("psp-secret", notif)}}, notif}, "Notify",
+			map[string]string{"X-Provider-Signature": sign("psp-secret", notif)}},
+		{"put config", request{"PUT", "/v1/admin/config", adminHeaders(), `{"version":1,"merchants":[],"methods":[],"providers":[]}`}, "PutConfig",
+			map[string]string{"Authorization": "Bearer " + testAdminToken}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			beforeLeader := len(leader.svc.businessCalls())
+			beforeHeaders := len(leader.seen())
+			direct := func() response { // what the leader answers directly, for comparison
+				return leader.do(t, tt.req)
+			}
+			resp := follower.do(t, tt.req)
+			if len(follower.svc.businessCalls()) != 0 {
+				t.Fatalf("the follower's service was called: %+v", follower.svc.businessCalls())
+			}
+			calls := leader.svc.businessCalls()[beforeLeader:]
+			if len(calls) != 1 || calls[0].Method != tt.wantMethod {
+				t.Fatalf("leader calls %+v, want one %s", calls, tt.wantMethod)
+			}
+			seen := leader.seen()[beforeHeaders:]
+			if len(seen) != 1 {
+				t.Fatalf("leader received %d requests", len(seen))
+			}
+			if seen[0]["X-Txswitch-Forwarded"] != "follower-2" {
+				t.Errorf("X-Txswitch-Forwarded = %q", seen[0]["X-Txswitch-Forwarded"])
+			}
+			for k, v := range tt.wantHeader {
+				if seen[0][k] != v {
+					t.Errorf("leader saw %s = %q, want %q", k, seen[0][k], v)
+				}
+			}
+			if tt.wantMethod == "CreateOrder" {
+				// The order ids differ between two creations; compare the
+				// reply with what the leader stored instead.
+				get := leader.do(t, request{"GET", "/v1/orders/ord_1", mh(), ""})
+				if resp.status != 201 || string(resp.body) != string(get.body) {
+					t.Fatalf("follower answered %d %s; leader has %s", resp.status, resp.body, get.body)
+				}
+				return
+			}
+			want := direct()
+			if resp.status != want.status || string(resp.body) != string(want.body) || resp.headers["Content-Type"] != want.headers["Content-Type"] {
+				t.Fatalf("forwarded reply %d %q %s, direct %d %q %s", resp.status, resp.headers["Content-Type"], resp.body,
+					want.status, want.headers["Content-Type"], want.body)
+			}
+		})
+	}
+	t.Run("reads stay local", func(t *testing.T) {
+		before := len(leader.seen())
+		resp := follower.do(t, request{"GET", "/v1/payments/pay_1", mh(), ""})
+		if resp.status != 200 || len(leader.seen()) != before {
+			t.Fatalf("GET on follower: %d, leader saw %d new requests", resp.status, len(leader.seen())-before)
+		}
+	})
+	t.Run("leader errors relayed", func(t *testing.T) {
+		resp := follower.do(t, request{"POST", "/v1/orders", [][2]string{{"Authorization", "Bearer key-m1"}, {"Content-Type", "application/json"}}, `{"reference":"x"}`})
+		if resp.status != 201 {
+			t.Fatalf("got %d", resp.status)
+		}
+		leader.svc.mu.Lock()
+		leader.svc.err = errString("boom")
+		leader.svc.mu.Unlock()
+		defer func() { leader.svc.mu.Lock(); leader.svc.err = nil; leader.svc.mu.Unlock() }()
+		resp = follower.do(t, request{"POST", "/v1/payments/pay_1/cancel", [][2]string{{"Authorization", "Bearer key-m1"}}, ""})
+		if code, _ := resp.errCode(); resp.status != 500 || code != "internal" {
+			t.Fatalf("got %d %s", resp.status, resp.body)
+		}
+	})
+	if !strings.Contains(scrape(t, follower), `txswitch_http_forwarded_total{result="ok"}`) {
+		t.Error("forwarded counter missing")
+	}
+}
+
+func TestForwardRefusals(t *testing.T) {
+	deadAddr := func() string { // a loopback port nobody listens on
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := ln.Addr().String()
+		ln.Close()
+		return a
+	}()
+	tests := []struct {
+		name       string
+		leaderAddr string
+		headers    [][2]string
+		wantCode   string
+		wantLeader string
+	}{
+		{"loop prevented", "10.9.9.9:8080", mh("X-Txswitch-Forwarded", "node-1"), "not_leader", "10.9.9.9:8080"},
+		{"no leader", "", mh(), "no_leader", ""},
+		{"leader unreachable", deadAddr, mh(), "leader_unreachable", deadAddr},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFollower(t, tt.leaderAddr, nil)
+			resp := f.do(t, request{"POST", "/v1/orders", tt.headers, orderBody})
+			code, _ := resp.errCode()
+			if resp.status != 503 || code != tt.wantCode || resp.headers["Retry-After"] != "1" || resp.headers["X-Txswitch-Leader"] != tt.wantLeader {
+				t.Fatalf("got %d %s %v, want 503 %s leader %q", resp.status, resp.body, resp.headers, tt.wantCode, tt.wantLeader)
+			}
+			if calls := f.svc.businessCalls(); len(calls) != 0 {
+				t.Fatalf("follower service called: %+v", calls)
+			}
+		})
+	}
+}
+
+// TestForwardOutcomeUnknown: the leader received the request but did not
+// answer before the follower gave up, so the follower cannot say whether
+// the write happened.
+func TestForwardOutcomeUnknown(t *testing.T) {
+	leader := newTCPLeader(t)
+	release := make(chan struct{})
+	leader.svc.mu.Lock()
+	leader.svc.block = release
+	leader.svc.mu.Unlock()
+	defer close(release)
+	f := newFollower(t, leader.addr, func(o *Options) {
+		o.RequestTimeout = 50 * time.Millisecond
+		o.ForwardGrace = time.Millisecond
+	})
+	resp := f.do(t, request{"POST", "/v1/orders", mh("Idempotency-Key", "k1"), orderBody})
+	if code, _ := resp.errCode(); resp.status != 503 || code != "outcome_unknown" || resp.headers["Retry-After"] == "" {
+		t.Fatalf("got %d %s %v", resp.status, resp.body, resp.headers)
+	}
+	if !strings.Contains(string(resp.body), "Idempotency-Key") {
+		t.Errorf("message does not tell the caller to retry with the same key: %s", resp.body)
+	}
+}
+
+func TestLeaderServesForwardedRequest(t *testing.T) {
+	n := newTestNode(t, func(o *Options) { o.Cluster = &fakeCluster{leader: true} })
+	resp := n.do(t, request{"POST", "/v1/orders", mh("X-Txswitch-Forwarded", "node-3"), orderBody})
+	if resp.status != 201 || len(n.svc.businessCalls()) != 1 {
+		t.Fatalf("got %d %s", resp.status, resp.body)
+	}
+}
+
+func TestForwarderClientCacheBounded(t *testing.T) {
+	f := newForwarder(4, time.Second)
+	for i := range 3 * maxLeaderClients {
+		f.client("10.0.0." + strings.Repeat("1", 1+i%3) + ":" + string(rune('0'+i%10)))
+		f.mu.Lock()
+		size := len(f.clients)
+		f.mu.Unlock()
+		if size > maxLeaderClients {
+			t.Fatalf("cache holds %d clients", size)
+		}
+	}
+	a, b := f.client("http://h:1"), f.client("http://h:1")
+	if a != b || a.Addr != "h:1" {
+		t.Fatalf("client not reused or address %q", a.Addr)
+	}
+	f.close()
+}
