@@ -1,0 +1,217 @@
+package sim
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func eur(v int64) txswitch.Money { return txswitch.Money{Value: v, Currency: "EUR"} }
+
+func authReq(key, pay string, v int64) txswitch.ProviderRequest {
+	return txswitch.ProviderRequest{IdempotencyKey: key, Op: txswitch.OpAuthorize, PaymentID: pay, Method: "card", Amount: eur(v)}
+}
+
+func opReq(op txswitch.ProviderOp, key, pay, ref string, m txswitch.Money) txswitch.ProviderRequest {
+	return txswitch.ProviderRequest{IdempotencyKey: key, Op: op, PaymentID: pay, Method: "card", Amount: m, ProviderRef: ref}
+}
+
+// TestBookMoneyRules drives the deterministic core through sequences of
+// requests and checks every answer and the final totals.
+func TestBookMoneyRules(t *testing.T) {
+	type step struct {
+		req      txswitch.ProviderRequest
+		outcome  txswitch.ProviderOutcome
+		code     string
+		replayed bool
+		err      error
+	}
+	ref1 := "sim_000001" // first reference handed out by a fresh book
+	tests := []struct {
+		name   string
+		steps  []step
+		pay    string
+		totals Totals
+	}{
+		{
+			name: "partial captures up to the authorization, then over-capture declined",
+			pay:  "p1",
+			steps: []step{
+				{req: authReq("a", "p1", 1000), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCapture, "c1", "p1", ref1, eur(600)), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCapture, "c2", "p1", ref1, eur(401)), outcome: txswitch.OutcomeDeclined, code: DeclineExceedsAuthorization},
+				{req: opReq(txswitch.OpCapture, "c3", "p1", ref1, eur(400)), outcome: txswitch.OutcomeApproved},
+			},
+			totals: Totals{Charges: 1, Authorized: 1000, Captured: 1000},
+		},
+		{
+			name: "refund at most what was captured",
+			pay:  "p1",
+			steps: []step{
+				{req: authReq("a", "p1", 1000), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCapture, "c1", "p1", ref1, eur(700)), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpRefund, "r1", "p1", ref1, eur(500)), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpRefund, "r2", "p1", ref1, eur(201)), outcome: txswitch.OutcomeDeclined, code: DeclineExceedsCaptured},
+				{req: opReq(txswitch.OpRefund, "r3", "p1", ref1, eur(200)), outcome: txswitch.OutcomeApproved},
+			},
+			totals: Totals{Charges: 1, Authorized: 1000, Captured: 700, Refunded: 700},
+		},
+		{
+			name: "cancel only uncaptured; nothing after cancel",
+			pay:  "p1",
+			steps: []step{
+				{req: authReq("a", "p1", 1000), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCancel, "x1", "p1", ref1, txswitch.Money{}), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCapture, "c1", "p1", ref1, eur(1)), outcome: txswitch.OutcomeDeclined, code: DeclineCancelled},
+				{req: opReq(txswitch.OpCancel, "x2", "p1", ref1, txswitch.Money{}), outcome: txswitch.OutcomeDeclined, code: DeclineCancelled},
+			},
+			totals: Totals{Charges: 1, Authorized: 0},
+		},
+		{
+			name: "cancel after capture declined",
+			pay:  "p1",
+			steps: []step{
+				{req: func() txswitch.ProviderRequest { r := authReq("a", "p1", 1000); r.Capture = true; return r }(), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCancel, "x1", "p1", ref1, txswitch.Money{}), outcome: txswitch.OutcomeDeclined, code: DeclineAlreadyCaptured},
+			},
+			totals: Totals{Charges: 1, Authorized: 1000, Captured: 1000},
+		},
+		{
+			name: "replay returns the stored result; a different body is key reuse",
+			pay:  "p1",
+			steps: []step{
+				{req: authReq("a", "p1", 1000), outcome: txswitch.OutcomeApproved},
+				{req: authReq("a", "p1", 1000), outcome: txswitch.OutcomeApproved, replayed: true},
+				{req: authReq("a", "p1", 1001), err: errKeyReused, replayed: true},
+			},
+			totals: Totals{Charges: 1, Authorized: 1000},
+		},
+		{
+			name: "two keys for one payment are two charges",
+			pay:  "p1",
+			steps: []step{
+				{req: authReq("a1", "p1", 1000), outcome: txswitch.OutcomeApproved},
+				{req: authReq("a2", "p1", 1000), outcome: txswitch.OutcomeApproved},
+				// Without provider_ref the capture is ambiguous.
+				{req: opReq(txswitch.OpCapture, "c1", "p1", "", eur(10)), outcome: txswitch.OutcomeDeclined, code: DeclineUnknownAuthorization},
+			},
+			totals: Totals{Charges: 2, Authorized: 2000},
+		},
+		{
+			name: "capture by payment id alone, wrong payment id, wrong currency",
+			pay:  "p1",
+			steps: []step{
+				{req: authReq("a", "p1", 1000), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCapture, "c1", "p1", "", eur(100)), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCapture, "c2", "p2", ref1, eur(100)), outcome: txswitch.OutcomeDeclined, code: DeclineUnknownAuthorization},
+				{req: opReq(txswitch.OpCapture, "c3", "p1", ref1, txswitch.Money{Value: 100, Currency: "USD"}), outcome: txswitch.OutcomeDeclined, code: DeclineCurrencyMismatch},
+			},
+			totals: Totals{Charges: 1, Authorized: 1000, Captured: 100},
+		},
+		{
+			name: "declined authorization is no charge and cannot be captured",
+			pay:  "p1",
+			steps: []step{
+				{req: authReq("a", "p1", 1005), outcome: txswitch.OutcomeDeclined, code: "do_not_honor"},
+				{req: opReq(txswitch.OpCapture, "c1", "p1", ref1, eur(1)), outcome: txswitch.OutcomeDeclined, code: DeclineNotApproved},
+			},
+			totals: Totals{},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBook(100, "sim")
+			for i, s := range tc.steps {
+				decline := Behaviour{}.declineCode(s.req)
+				if s.req.Op != txswitch.OpAuthorize {
+					decline = ""
+				}
+				res, replayed, err := b.process(s.req, t0, decline, false, "")
+				if !errors.Is(err, s.err) {
+					t.Fatalf("step %d: err = %v, want %v", i, err, s.err)
+				}
+				if replayed != s.replayed {
+					t.Fatalf("step %d: replayed = %v, want %v", i, replayed, s.replayed)
+				}
+				if s.err != nil {
+					continue
+				}
+				if res.Outcome != s.outcome || res.Code != s.code {
+					t.Fatalf("step %d: got %s/%s, want %s/%s", i, res.Outcome, res.Code, s.outcome, s.code)
+				}
+			}
+			if got := b.totals(tc.pay); got != tc.totals {
+				t.Fatalf("totals = %+v, want %+v", got, tc.totals)
+			}
+		})
+	}
+}
+
+func TestBookLedgerFullRefusesNewKeysOnly(t *testing.T) {
+	b := newBook(2, "sim")
+	for _, k := range []string{"a", "b"} {
+		if _, _, err := b.process(authReq(k, "p-"+k, 100), t0, "", false, ""); err != nil {
+			t.Fatalf("process %s: %v", k, err)
+		}
+	}
+	if _, _, err := b.process(authReq("c", "p-c", 100), t0, "", false, ""); !errors.Is(err, errLedgerFull) {
+		t.Fatalf("third key: err = %v, want errLedgerFull", err)
+	}
+	if res, replayed, err := b.process(authReq("a", "p-a", 100), t0, "", false, ""); err != nil || !replayed || res.Outcome != txswitch.OutcomeApproved {
+		t.Fatalf("replay when full: %+v %v %v", res, replayed, err)
+	}
+	if n := len(b.ledger("")); n != 2 {
+		t.Fatalf("ledger has %d entries, want 2", n)
+	}
+}
+
+func TestBookAsyncCompletesOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		decline string
+		capture bool
+		want    txswitch.ProviderOutcome
+		totals  Totals
+	}{
+		{"approved", "", false, txswitch.OutcomeApproved, Totals{Charges: 1, Authorized: 100}},
+		{"approved with capture", "", true, txswitch.OutcomeApproved, Totals{Charges: 1, Authorized: 100, Captured: 100}},
+		{"declined", "insufficient_funds", true, txswitch.OutcomeDeclined, Totals{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBook(10, "sim")
+			req := authReq("a", "p1", 100)
+			req.Capture = tc.capture
+			req.NotifyURL = "http://example.invalid/n"
+			res, _, err := b.process(req, t0, tc.decline, true, "http://psp/redirect/")
+			if err != nil || res.Outcome != txswitch.OutcomePending || res.RedirectURL != "http://psp/redirect/"+res.ProviderRef {
+				t.Fatalf("authorize: %+v %v", res, err)
+			}
+			if got := b.status("a").Outcome; got != txswitch.OutcomePending {
+				t.Fatalf("status before completion = %s", got)
+			}
+			fin, url, ok := b.complete("a", t0.Add(time.Second))
+			if !ok || fin.Outcome != tc.want || url != req.NotifyURL {
+				t.Fatalf("complete: %+v %q %v", fin, url, ok)
+			}
+			if _, _, ok := b.complete("a", t0); ok {
+				t.Fatal("completed twice")
+			}
+			if got := b.status("a").Outcome; got != tc.want {
+				t.Fatalf("status after completion = %s, want %s", got, tc.want)
+			}
+			if replay, _, _ := b.process(req, t0, tc.decline, true, "http://psp/redirect/"); replay.Outcome != tc.want {
+				t.Fatalf("replay after completion = %s, want %s", replay.Outcome, tc.want)
+			}
+			if e := b.ledger("p1"); len(e) != 1 || e[0].Status != tc.want || e[0].Captured != (tc.totals.Captured > 0) {
+				t.Fatalf("ledger = %+v", e)
+			}
+			if got := b.totals("p1"); got != tc.totals {
+				t.Fatalf("totals = %+v, want %+v", got, tc.totals)
+			}
+		})
+	}
+}
