@@ -3,6 +3,9 @@ package sim
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +31,7 @@ const (
 	notifyWorkers         = 2
 	maxNotifyBackoff      = 2 * time.Second
 	maxControlBody        = 64 << 10
+	signatureHeader       = "X-Provider-Signature"
 )
 
 // Config configures a simulated PSP. Every field is optional.
@@ -55,6 +59,10 @@ type Config struct {
 	NotifyAttempts int
 	NotifyBackoff  time.Duration
 	NotifyTimeout  time.Duration
+	// NotifySecret, when set, signs every notification: header
+	// X-Provider-Signature = hex HMAC-SHA256(secret, body), which the
+	// switch's API checks before it believes a payment completed.
+	NotifySecret string
 	// Now is the clock stamped on ledger entries (default UTC wall clock).
 	Now func() time.Time
 }
@@ -587,6 +595,11 @@ func (s *Server) post(url string, body []byte) error {
 		return fmt.Errorf("build notification request: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if s.cfg.NotifySecret != "" {
+		mac := hmac.New(sha256.New, []byte(s.cfg.NotifySecret))
+		mac.Write(body)
+		req.Header.Set(signatureHeader, hex.EncodeToString(mac.Sum(nil)))
+	}
 	resp, err := s.notify.Do(req)
 	if err != nil {
 		return fmt.Errorf("post notification: %w", err)

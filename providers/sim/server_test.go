@@ -2,6 +2,9 @@ package sim
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -299,6 +302,8 @@ type notifySink struct {
 	got       []txswitch.ProviderNotification
 	failFirst int
 	calls     int
+	secret    string // when set, unsigned or wrongly signed posts are refused
+	badSigs   int
 }
 
 func (n *notifySink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -309,8 +314,22 @@ func (n *notifySink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusInternalServerError)
 		return
 	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	if n.secret != "" {
+		mac := hmac.New(sha256.New, []byte(n.secret))
+		mac.Write(body)
+		if r.Header.Get("X-Provider-Signature") != hex.EncodeToString(mac.Sum(nil)) {
+			n.badSigs++
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+	}
 	var pn txswitch.ProviderNotification
-	if err := json.NewDecoder(r.Body).Decode(&pn); err != nil {
+	if err := json.Unmarshal(body, &pn); err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
@@ -337,10 +356,10 @@ func TestAsyncCompletionAndNotifications(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			sink := &notifySink{failFirst: tc.failFirst}
+			sink := &notifySink{failFirst: tc.failFirst, secret: "s3cret"}
 			hs := httptest.NewServer(sink)
 			defer hs.Close()
-			s := startSim(t, Config{NotifyBackoff: time.Millisecond})
+			s := startSim(t, Config{NotifyBackoff: time.Millisecond, NotifySecret: "s3cret"})
 			if err := s.SetBehaviour(Behaviour{Methods: map[string]MethodBehaviour{"ideal": {
 				Async: &Async{CompleteAfterMillis: 20, NotifyDelayMillis: 5, Duplicates: tc.duplicates},
 			}}}); err != nil {
@@ -362,6 +381,12 @@ func TestAsyncCompletionAndNotifications(t *testing.T) {
 			got := sink.received()
 			if len(got) != want {
 				t.Fatalf("got %d notifications, want %d", len(got), want)
+			}
+			sink.mu.Lock()
+			bad := sink.badSigs
+			sink.mu.Unlock()
+			if bad != 0 {
+				t.Fatalf("%d notifications without a valid signature", bad)
 			}
 			for _, n := range got {
 				if n.NotificationID != got[0].NotificationID || n.IdempotencyKey != "k" || n.Result.Outcome != tc.want {
