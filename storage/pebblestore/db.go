@@ -1,0 +1,337 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+)
+
+// Defaults for Options fields left zero.
+const (
+	DefaultCacheSize     = 64 << 20  // block cache shared by all groups
+	DefaultMemTableSize  = 32 << 20  // one memtable; pebble keeps a few in flight
+	DefaultMaxImageBytes = 256 << 20 // one state image / raft snapshot blob
+	DefaultMaxBatchBytes = 64 << 20  // one state machine batch (one Apply)
+)
+
+// Options configures Open. The zero value is usable.
+type Options struct {
+	// FS is the filesystem; nil means the OS filesystem (vfs.Default). Tests
+	// pass vfs.NewMem() or vfs.NewCrashableMem(); chaos wraps it with
+	// pebble's vfs/errorfs to inject disk faults.
+	FS vfs.FS
+	// Logger receives pebble's own log lines and ours; nil means zap.NewNop().
+	Logger *zap.Logger
+	// CacheSize is the block cache in bytes (default DefaultCacheSize).
+	CacheSize int64
+	// MemTableSize is the memtable size in bytes (default DefaultMemTableSize).
+	MemTableSize uint64
+	// MaxImageBytes bounds a state image (SnapshotState) and a raft snapshot's
+	// data (CreateSnapshot, Save). Both are built and stored as one value in
+	// memory and in one pebble batch, so the state machine of one group must
+	// stay well under this bound (default DefaultMaxImageBytes; pebble's hard
+	// limit for a batch is 4 GiB). Past it, snapshots fail loudly instead of
+	// exhausting memory: the state machine must then be trimmed (outbox
+	// exported and deleted) or the image streamed (not implemented).
+	MaxImageBytes int
+	// MaxBatchBytes bounds one state batch (default DefaultMaxBatchBytes);
+	// Set/Delete past it return ErrBatchTooLarge.
+	MaxBatchBytes int
+}
+
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = DefaultCacheSize
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = DefaultMemTableSize
+	}
+	if o.MaxImageBytes <= 0 {
+		o.MaxImageBytes = DefaultMaxImageBytes
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	return o
+}
+
+// Errors callers may test with errors.Is.
+var (
+	// ErrFailed: a write to pebble failed (disk fault). The database refuses
+	// every further read and write: pebble may already show the failed write
+	// in memory although it is not durable, so nothing read from it can be
+	// trusted. The node must stop and restart from disk.
+	ErrFailed = errors.New("pebblestore: storage failed; node must stop")
+	// ErrClosed: the DB was closed.
+	ErrClosed = errors.New("pebblestore: closed")
+	// ErrBatchTooLarge: a state batch exceeded Options.MaxBatchBytes.
+	ErrBatchTooLarge = errors.New("pebblestore: batch too large")
+	// ErrImageTooLarge: a state image or snapshot exceeded Options.MaxImageBytes.
+	ErrImageTooLarge = errors.New("pebblestore: image too large")
+	// ErrNodeIDMismatch: SetNodeID with an id other than the one bound to the
+	// data dir.
+	ErrNodeIDMismatch = errors.New("pebblestore: data dir belongs to another node id")
+)
+
+// DB is one node's Pebble database: raft logs and state machines of every
+// raft group on the node, plus the node's identity. Safe for concurrent use.
+//
+// Durability contract: there is ONE pebble WAL for everything. Unsynced
+// writes (state machine commits, log compactions, unsynced Saves) become
+// durable no later than the next synced write of ANY group, because a WAL sync
+// covers every record before it. Consensus relies on this: the synced Save of
+// the next Ready makes the previous Ready's state machine batch durable, so
+// state machine commits never need their own fsync.
+type DB struct {
+	pdb  *pebble.DB
+	opts Options
+
+	// failed holds the first write error; once set, every operation fails
+	// (see ErrFailed).
+	failed atomic.Pointer[error]
+	closed atomic.Bool
+
+	mu     sync.Mutex // guards logs, states and SetNodeID's check-then-write
+	logs   map[uint64]*LogStore
+	states map[uint64]*StateStore
+}
+
+// Open opens (creating if needed) the database in dir, replaying pebble's
+// WAL: what a crash left unsynced may be gone, never half-applied (see DB).
+func Open(dir string, opts Options) (_ *DB, err error) {
+	defer func() {
+		// A disk fault during recovery reaches pebble's Fatalf (see commit).
+		if r := recover(); r != nil {
+			fp, ok := r.(fatalPanic)
+			if !ok {
+				panic(r)
+			}
+			err = fmt.Errorf("open pebble in %q: %w: %w", dir, ErrFailed, fp)
+		}
+	}()
+	opts = opts.withDefaults()
+	cache := pebble.NewCache(opts.CacheSize)
+	// The DB takes its own reference; ours is released when Open returns.
+	defer cache.Unref()
+	popts := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		MemTableSize:       opts.MemTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{opts.Logger.Named("pebble").Sugar()},
+	}
+	pdb, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("open pebble in %q: %w", dir, err)
+	}
+	return &DB{
+		pdb:    pdb,
+		opts:   opts,
+		logs:   make(map[uint64]*LogStore),
+		states: make(map[uint64]*StateStore),
+	}, nil
+}
+
+// Close closes the database. After a failure (ErrFailed) pebble's commit
+// pipeline may be wedged, so Close then skips pebble's own Close and returns
+// the failure: the process is expected to exit. Outstanding state batches
+// must be closed first.
+func (db *DB) Close() error {
+	if db.closed.Swap(true) {
+		return nil
+	}
+	if err := db.failure(); err != nil {
+		return err
+	}
+	if err := db.pdb.Close(); err != nil {
+		return fmt.Errorf("close pebble: %w", err)
+	}
+	return nil
+}
+
+// LogStore returns raft's log storage for group. It has the method set of
+// consensus.LogStore. The same *LogStore is returned for the same group, so
+// its in-memory index cache is never duplicated.
+func (db *DB) LogStore(group uint64) *LogStore {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	s, ok := db.logs[group]
+	if !ok {
+		s = newLogStore(db, group)
+		db.logs[group] = s
+	}
+	return s
+}
+
+// StateStore returns the state machine key space of group.
+func (db *DB) StateStore(group uint64) *StateStore {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	s, ok := db.states[group]
+	if !ok {
+		s = newStateStore(db, group)
+		db.states[group] = s
+	}
+	return s
+}
+
+// NodeID returns the node id bound to this data dir; ok is false on a fresh
+// (or wiped) dir, whose node must join the cluster as a new member: reusing
+// an old id with an empty log would let it vote twice in a term.
+func (db *DB) NodeID() (id uint64, ok bool, err error) {
+	v, found, err := db.get(db.pdb, nodeIDKey)
+	if err != nil || !found {
+		return 0, false, err
+	}
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("node id: corrupt value of %d bytes", len(v))
+	}
+	return binary.BigEndian.Uint64(v), true, nil
+}
+
+// SetNodeID binds id to this data dir (synced). Binding the id already bound
+// is a no-op; another id returns ErrNodeIDMismatch.
+func (db *DB) SetNodeID(id uint64) error {
+	if id == 0 {
+		return errors.New("set node id: 0 is not a valid raft id")
+	}
+	// Held across read-check-write so two callers cannot bind two ids.
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	cur, ok, err := db.NodeID()
+	if err != nil {
+		return err
+	}
+	if ok {
+		if cur != id {
+			return fmt.Errorf("set node id %d: bound to %d: %w", id, cur, ErrNodeIDMismatch)
+		}
+		return nil
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	if err := b.Set(nodeIDKey, binary.BigEndian.AppendUint64(nil, id), nil); err != nil {
+		return fmt.Errorf("set node id: %w", err)
+	}
+	if err := db.commit(b, pebble.Sync); err != nil {
+		return fmt.Errorf("set node id %d: %w", id, err)
+	}
+	return nil
+}
+
+// usable returns an error when the DB must not be used.
+func (db *DB) usable() error {
+	if err := db.failure(); err != nil {
+		return err
+	}
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+func (db *DB) failure() error {
+	if p := db.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail records the first write failure; later ones add nothing.
+func (db *DB) fail(err error) error {
+	err = fmt.Errorf("%w: %w", ErrFailed, err)
+	// Not logged here: pebble's Fatalf was already logged, and the caller
+	// returns the error.
+	db.failed.CompareAndSwap(nil, &err)
+	return db.failure()
+}
+
+// commit applies b. Pebble reports a WAL write or sync error by calling
+// Logger.Fatalf after the batch is already visible in its memtable; our
+// logger turns that into a fatalPanic, recovered here into ErrFailed, which
+// fences the whole DB. A failed commit is therefore never acknowledged, and
+// its (non-durable) effect is never read back.
+func (db *DB) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+	if err := db.usable(); err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			fp, ok := r.(fatalPanic)
+			if !ok {
+				panic(r)
+			}
+			err = db.fail(fp)
+		}
+	}()
+	if err := b.Commit(opts); err != nil {
+		return db.fail(err)
+	}
+	return nil
+}
+
+// sync makes every write committed so far durable: syncing a WAL record
+// (here an empty LogData one, which touches no key) fsyncs the WAL through
+// every record before it.
+func (db *DB) sync() error {
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	if err := b.LogData(nil, nil); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	if err := db.commit(b, pebble.Sync); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+// get returns a copy of key's value in r; found is false when absent.
+func (db *DB) get(r pebble.Reader, key []byte) (val []byte, found bool, err error) {
+	if err := db.usable(); err != nil {
+		return nil, false, err
+	}
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get %x: %w", key, err)
+	}
+	val = append([]byte(nil), v...)
+	if err := closer.Close(); err != nil {
+		return nil, false, fmt.Errorf("get %x: close: %w", key, err)
+	}
+	return val, true, nil
+}
+
+// fatalPanic carries a pebble Fatalf out of the commit path (see commit).
+type fatalPanic string
+
+func (f fatalPanic) Error() string { return "pebble fatal: " + string(f) }
+
+// pebbleLogger adapts zap to pebble.Logger. Fatalf panics instead of exiting:
+// in the commit path the panic is recovered into ErrFailed (so the node stops
+// through its normal error path, saying why); anywhere else (background
+// flush/compaction/MANIFEST failure) it crashes the process, which is the
+// crash-stop the design wants on a disk fault.
+type pebbleLogger struct{ s *zap.SugaredLogger }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Infof(format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.s.Error(msg)
+	panic(fatalPanic(msg))
+}

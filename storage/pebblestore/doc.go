@@ -1,0 +1,48 @@
+// Package pebblestore is the node's embedded journal: ONE Pebble (v2)
+// database per node holding both raft's log storage (LogStore, the method set
+// of consensus.LogStore) and the replicated state machine's key space
+// (StateStore, txswitch.Store), plus the node's identity (NodeID).
+//
+// Every per-group key carries the raft group id (see keys.go), so running
+// several raft groups on one node (multi-raft) is configuration, not a
+// rewrite: DB.LogStore(g) and DB.StateStore(g) for each group.
+//
+// # Durability and ordering contracts
+//
+//   - One WAL. All groups and both stores share pebble's single WAL, and a
+//     WAL sync makes every earlier record durable. So a synced LogStore.Save
+//     also makes every state machine batch committed before it durable, and
+//     StateStore commits never fsync on their own (Batch.Commit is NoSync).
+//   - LogStore.Save writes HardState, entries (truncating a conflicting
+//     suffix) and snapshot in ONE batch, pebble.Sync when asked: raft
+//     messages that depend on it may be sent once Save returns.
+//   - StateStore batch Commit writes the state and the applied index in the
+//     same batch: after any crash they agree, even if the last unsynced
+//     commits vanished (consensus re-applies from the log past AppliedIndex).
+//   - StateStore.SnapshotState syncs before returning its image, so the state
+//     at the image's index is durable before consensus records the raft
+//     snapshot (CreateSnapshot, synced) and compacts the log behind it
+//     (Compact refuses to pass the last snapshot).
+//   - Snapshot restore is two writes, in this order: LogStore.Save with the
+//     snapshot (log side), then StateStore.RestoreState (synced). A crash in
+//     between leaves AppliedIndex behind the log's snapshot index; consensus
+//     must then restore the state from LogStore.Snapshot().Data at startup.
+//
+// # Disk faults
+//
+// Pebble reports a failed WAL write or sync by calling its logger's Fatalf,
+// after the failed batch is already visible in memory. The DB turns that into
+// ErrFailed (wrapped in the returned error) and fences itself: every later
+// read and write fails, since what pebble would return may not be durable.
+// A failed Save or Commit must stop the node — never acknowledge what is not
+// durable; the restart recovers from what is on disk. A fatal error in
+// pebble's background work (flush, compaction, MANIFEST) panics the process.
+// Options.FS lets tests and chaos inject faults (pebble's vfs/errorfs).
+//
+// # Bounds
+//
+// A raft snapshot's data and a state image are single values built in memory
+// and written in one batch: Options.MaxImageBytes (default 256 MiB) bounds
+// them, and so bounds one group's state machine size. A state batch is bounded
+// by Options.MaxBatchBytes (default 64 MiB).
+package pebblestore

@@ -1,0 +1,291 @@
+package pebblestore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+var (
+	_ txswitch.Store = (*StateStore)(nil)
+	_ txswitch.Batch = (*stateBatch)(nil)
+)
+
+// StateStore is the state machine key space of one raft group plus its
+// applied index (txswitch.Store). Keys are stored under the group's state
+// prefix; callers see their own keys only.
+//
+// Durability: Commit does not sync. A commit becomes durable with the next
+// synced write to the DB (any group's Save): one WAL orders them. After a
+// crash the applied index and the state are always consistent with each
+// other (one batch), possibly older than before the crash; consensus
+// re-applies from the raft log past AppliedIndex.
+type StateStore struct {
+	db         *DB
+	group      uint64
+	lo, hi     []byte // the group's state key range [lo, hi)
+	appliedKey []byte
+}
+
+func newStateStore(db *DB, group uint64) *StateStore {
+	lo := statePrefix(group)
+	return &StateStore{db: db, group: group, lo: lo, hi: prefixEnd(lo), appliedKey: groupKey(group, kindApplied)}
+}
+
+func (s *StateStore) key(dst, user []byte) []byte {
+	return append(append(dst[:0], s.lo...), user...)
+}
+
+// Get returns a copy of key's value, or txswitch.ErrNotFound.
+func (s *StateStore) Get(key []byte) ([]byte, error) {
+	return s.get(s.db.pdb, key)
+}
+
+// Scan calls fn for each key in [start, end) in order until fn returns false.
+// A nil (or empty) start or end means the beginning or end of the key space.
+func (s *StateStore) Scan(start, end []byte, fn func(key, value []byte) bool) error {
+	return s.scan(s.db.pdb, start, end, fn)
+}
+
+// AppliedIndex returns the applied index of the last committed batch (0 on a
+// fresh store).
+func (s *StateStore) AppliedIndex() (uint64, error) {
+	return s.applied(s.db.pdb)
+}
+
+// NewBatch starts an atomic write that reads its own writes (an indexed
+// pebble batch). The caller must Close it, committed or not.
+func (s *StateStore) NewBatch() txswitch.Batch {
+	return &stateBatch{s: s, b: s.db.pdb.NewIndexedBatch()}
+}
+
+// SnapshotState returns a consistent image of every state key of the group
+// and its applied index, after making that state durable.
+//
+// Ordering: the pebble snapshot is taken FIRST and the WAL synced AFTER it,
+// so everything the image contains is durable when it is returned. Consensus
+// then records the raft snapshot and compacts the log behind index: were the
+// state not durable, a crash would leave the state machine behind a log that
+// no longer holds the entries to re-apply.
+func (s *StateStore) SnapshotState() (uint64, []byte, error) {
+	if err := s.db.usable(); err != nil {
+		return 0, nil, err
+	}
+	snap := s.db.pdb.NewSnapshot()
+	defer snap.Close()
+	if err := s.db.sync(); err != nil {
+		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, err)
+	}
+	index, err := s.applied(snap)
+	if err != nil {
+		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, err)
+	}
+	w := newImageWriter(index, s.db.opts.MaxImageBytes)
+	var werr error
+	if err := s.scan(snap, nil, nil, func(k, v []byte) bool {
+		werr = w.add(k, v)
+		return werr == nil
+	}); err != nil {
+		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, err)
+	}
+	if werr != nil {
+		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, werr)
+	}
+	return index, w.finish(), nil
+}
+
+// RestoreState replaces the group's whole state with image data taken at
+// index: it validates the image, then deletes the state range and writes the
+// image and the applied index in ONE synced batch, so a crash leaves either
+// the old state or the new one. An invalid image (ErrCorruptImage), an index
+// that differs from the image's, or one behind the applied index changes
+// nothing.
+func (s *StateStore) RestoreState(index uint64, data []byte) error {
+	if err := s.db.usable(); err != nil {
+		return err
+	}
+	if len(data) > s.db.opts.MaxImageBytes {
+		return fmt.Errorf("restore state of group %d: image of %d bytes, limit %d: %w", s.group, len(data), s.db.opts.MaxImageBytes, ErrImageTooLarge)
+	}
+	cur, err := s.AppliedIndex()
+	if err != nil {
+		return fmt.Errorf("restore state of group %d: %w", s.group, err)
+	}
+	if index < cur {
+		return fmt.Errorf("restore state of group %d at %d: behind applied index %d", s.group, index, cur)
+	}
+	b := s.db.pdb.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(s.lo, s.hi, nil); err != nil {
+		return fmt.Errorf("restore state of group %d: clear: %w", s.group, err)
+	}
+	var kbuf []byte
+	imgIndex, err := decodeImage(data, func(k, v []byte) error {
+		kbuf = s.key(kbuf, k)
+		return b.Set(kbuf, v, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("restore state of group %d: %w", s.group, err)
+	}
+	if imgIndex != index {
+		return fmt.Errorf("restore state of group %d at %d: image is at %d: %w", s.group, index, imgIndex, ErrCorruptImage)
+	}
+	if err := b.Set(s.appliedKey, binary.BigEndian.AppendUint64(nil, index), nil); err != nil {
+		return fmt.Errorf("restore state of group %d: %w", s.group, err)
+	}
+	if err := s.db.commit(b, pebble.Sync); err != nil {
+		return fmt.Errorf("restore state of group %d at %d: %w", s.group, index, err)
+	}
+	return nil
+}
+
+func (s *StateStore) get(r pebble.Reader, key []byte) ([]byte, error) {
+	v, ok, err := s.db.get(r, s.key(nil, key))
+	if err != nil {
+		return nil, fmt.Errorf("state get: %w", err)
+	}
+	if !ok {
+		return nil, txswitch.ErrNotFound
+	}
+	return v, nil
+}
+
+func (s *StateStore) scan(r pebble.Reader, start, end []byte, fn func(k, v []byte) bool) error {
+	if err := s.db.usable(); err != nil {
+		return err
+	}
+	opts := &pebble.IterOptions{LowerBound: s.key(nil, start), UpperBound: s.hi}
+	if len(end) > 0 {
+		if bytes.Compare(start, end) >= 0 {
+			return nil // empty range; pebble rejects inverted bounds
+		}
+		opts.UpperBound = s.key(nil, end)
+	}
+	it, err := r.NewIter(opts)
+	if err != nil {
+		return fmt.Errorf("state scan: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return fmt.Errorf("state scan at %q: %w", it.Key()[len(s.lo):], err)
+		}
+		if !fn(it.Key()[len(s.lo):], v) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("state scan: %w", err)
+	}
+	return nil
+}
+
+func (s *StateStore) applied(r pebble.Reader) (uint64, error) {
+	v, ok, err := s.db.get(r, s.appliedKey)
+	if err != nil || !ok {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("applied index: corrupt value of %d bytes", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// stateBatch is a txswitch.Batch on an indexed pebble batch: Get and Scan
+// see the batch's own writes over the committed state.
+type stateBatch struct {
+	s      *StateStore
+	b      *pebble.Batch
+	kbuf   []byte
+	done   bool // committed or closed
+	closed bool
+}
+
+var errBatchDone = errors.New("pebblestore: batch already committed or closed")
+
+func (b *stateBatch) Get(key []byte) ([]byte, error) {
+	if b.done {
+		return nil, errBatchDone
+	}
+	return b.s.get(b.b, key)
+}
+
+func (b *stateBatch) Scan(start, end []byte, fn func(key, value []byte) bool) error {
+	if b.done {
+		return errBatchDone
+	}
+	return b.s.scan(b.b, start, end, fn)
+}
+
+func (b *stateBatch) Set(key, value []byte) error {
+	if err := b.check(len(key) + len(value)); err != nil {
+		return fmt.Errorf("state set %q: %w", key, err)
+	}
+	b.kbuf = b.s.key(b.kbuf, key)
+	if err := b.b.Set(b.kbuf, value, nil); err != nil {
+		return fmt.Errorf("state set %q: %w", key, err)
+	}
+	return nil
+}
+
+func (b *stateBatch) Delete(key []byte) error {
+	if err := b.check(len(key)); err != nil {
+		return fmt.Errorf("state delete %q: %w", key, err)
+	}
+	b.kbuf = b.s.key(b.kbuf, key)
+	if err := b.b.Delete(b.kbuf, nil); err != nil {
+		return fmt.Errorf("state delete %q: %w", key, err)
+	}
+	return nil
+}
+
+func (b *stateBatch) check(add int) error {
+	if b.done {
+		return errBatchDone
+	}
+	if b.b.Len()+add > b.s.db.opts.MaxBatchBytes {
+		return fmt.Errorf("batch of %d bytes, limit %d: %w", b.b.Len()+add, b.s.db.opts.MaxBatchBytes, ErrBatchTooLarge)
+	}
+	return nil
+}
+
+// Commit writes the batch and appliedIndex atomically, without sync (see
+// StateStore). An applied index behind the stored one is refused: it would
+// mean a command applied twice.
+func (b *stateBatch) Commit(appliedIndex uint64) error {
+	if b.done {
+		return errBatchDone
+	}
+	cur, err := b.s.applied(b.b)
+	if err != nil {
+		return fmt.Errorf("commit at %d: %w", appliedIndex, err)
+	}
+	if appliedIndex < cur {
+		return fmt.Errorf("commit at %d: behind applied index %d", appliedIndex, cur)
+	}
+	if err := b.b.Set(b.s.appliedKey, binary.BigEndian.AppendUint64(nil, appliedIndex), nil); err != nil {
+		return fmt.Errorf("commit at %d: %w", appliedIndex, err)
+	}
+	b.done = true
+	if err := b.s.db.commit(b.b, pebble.NoSync); err != nil {
+		return fmt.Errorf("commit state of group %d at %d: %w", b.s.group, appliedIndex, err)
+	}
+	return nil
+}
+
+// Close releases the batch; idempotent.
+func (b *stateBatch) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed, b.done = true, true
+	if err := b.b.Close(); err != nil {
+		return fmt.Errorf("close state batch: %w", err)
+	}
+	return nil
+}
