@@ -1,0 +1,150 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/txswitch/txswitch/consensus"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// Status is one node's view, served by GET /v1/admin/status and printed by
+// `txswitch status`.
+type Status struct {
+	Raft     consensus.Status                            `json:"raft"`
+	APIAddr  string                                      `json:"api_addr"`
+	Breakers map[string]map[string]txswitch.BreakerState `json:"breakers"`
+	Outbox   OutboxStatus                                `json:"outbox"`
+	// ConfigVersion is the applied routing configuration's version (0: none).
+	ConfigVersion uint64 `json:"config_version"`
+	CentralDB     string `json:"central_db"`
+}
+
+// OutboxStatus is the export side of the journal.
+type OutboxStatus struct {
+	Backlog   uint64 `json:"backlog"`
+	Watermark uint64 `json:"watermark"`
+}
+
+// NodeStatus collects the node's status.
+func (n *Node) NodeStatus() (Status, error) {
+	st := Status{Raft: n.raft.Status(), APIAddr: n.cfg.APIAdvertise, Breakers: n.providers.States(), CentralDB: "not configured (journal only)"}
+	var err error
+	if st.Outbox.Backlog, err = n.svc.OutboxBacklog(); err != nil {
+		return st, fmt.Errorf("outbox backlog: %w", err)
+	}
+	if st.Outbox.Watermark, err = n.svc.ExportWatermark(); err != nil {
+		return st, fmt.Errorf("export watermark: %w", err)
+	}
+	if rc, ok := n.machine.Config(); ok {
+		st.ConfigVersion = rc.Version
+	}
+	return st, nil
+}
+
+// adminOps adapts the node to the API's cluster administration.
+type adminOps struct{ n *Node }
+
+func (a adminOps) Status(context.Context) (any, error) { return a.n.NodeStatus() }
+
+func (a adminOps) AddMember(ctx context.Context, raftAddr, apiAddr string) (uint64, error) {
+	if raftAddr == "" || apiAddr == "" {
+		return 0, txswitch.NewError(txswitch.KindInvalid, "invalid_member", "raft_addr", "raft_addr and api_addr are required")
+	}
+	id, err := a.n.raft.AddMember(ctx, raftAddr, apiAddr)
+	return id, memberErr(err)
+}
+
+func (a adminOps) RemoveMember(ctx context.Context, id uint64) error {
+	return memberErr(a.n.raft.RemoveMember(ctx, id))
+}
+
+func (a adminOps) TransferLeader(ctx context.Context, to uint64) error {
+	return memberErr(a.n.raft.TransferLeadership(ctx, to))
+}
+
+// memberErr turns the membership errors a caller can act on into API
+// errors (retry later, go to the leader); the rest stay internal.
+func memberErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, consensus.ErrConfChangeInProgress):
+		return txswitch.NewError(txswitch.KindConflict, "membership_change_in_progress", "", err.Error())
+	case errors.Is(err, txswitch.ErrTimeout):
+		// The change may still commit: a blind retry could add a second
+		// member that never starts and weakens the quorum.
+		return txswitch.NewError(txswitch.KindUnavailable, "outcome_unknown", "", err.Error()+"; check the members before retrying")
+	case errors.Is(err, txswitch.ErrNoLeader), errors.Is(err, txswitch.ErrDropped):
+		return txswitch.NewError(txswitch.KindUnavailable, "not_leader", "", err.Error())
+	}
+	var te *txswitch.Error
+	if errors.As(err, &te) {
+		return te
+	}
+	return txswitch.NewError(txswitch.KindInvalid, "membership_refused", "", err.Error())
+}
+
+// joinCluster asks a running member (any: followers forward to the leader)
+// to add this node and returns the new member id it was given.
+func joinCluster(memberAPI, adminToken, raftAddr, apiAddr string) (uint64, error) {
+	body, _ := json.Marshal(map[string]string{"raft_addr": raftAddr, "api_addr": apiAddr})
+	var lastErr error
+	// Membership changes are refused while another is in flight or right
+	// after an election: retry a bounded number of times.
+	for attempt := 0; attempt < 20; attempt++ {
+		if attempt > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		id, retry, err := postJoin(ctx, memberAPI, adminToken, body)
+		cancel()
+		if err == nil {
+			return id, nil
+		}
+		lastErr = err
+		if !retry {
+			break
+		}
+	}
+	return 0, fmt.Errorf("join the cluster through %s: %w", memberAPI, lastErr)
+}
+
+func postJoin(ctx context.Context, memberAPI, adminToken string, body []byte) (id uint64, retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+memberAPI+"/v1/admin/members", bytes.NewReader(body))
+	if err != nil {
+		return 0, false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		// Only a refused connection proves nothing was asked.
+		var op *net.OpError
+		return 0, errors.As(err, &op) && op.Op == "dial", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode/100 == 2:
+		var r struct {
+			ID uint64 `json:"id"`
+		}
+		if err := json.Unmarshal(b, &r); err != nil || r.ID == 0 {
+			return 0, false, fmt.Errorf("unexpected answer %s", b)
+		}
+		return r.ID, false, nil
+	case resp.StatusCode == http.StatusConflict,
+		resp.StatusCode == http.StatusServiceUnavailable && !bytes.Contains(b, []byte(`"outcome_unknown"`)):
+		return 0, true, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	default:
+		return 0, false, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+	}
+}

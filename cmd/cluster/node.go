@@ -1,0 +1,354 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/txswitch/txswitch/consensus"
+	tcptransport "github.com/txswitch/txswitch/consensus/transport/tcp"
+	"github.com/txswitch/txswitch/providers"
+	"github.com/txswitch/txswitch/storage/pebblestore"
+	txswitch "github.com/txswitch/txswitch/switch"
+	"github.com/txswitch/txswitch/switch/api"
+)
+
+// The structural contract between consensus and storage, checked here
+// because neither may import the other.
+var _ consensus.LogStore = (*pebblestore.LogStore)(nil)
+
+// DefaultGroup is the raft group of the payment state machine. Keys and
+// frames carry it so that several groups per node is configuration later.
+const DefaultGroup = 1
+
+// Config configures one node.
+type Config struct {
+	// DataDir holds the Pebble journal; FS is nil for the OS filesystem
+	// (tests pass pebble's in-memory or crashable filesystems).
+	DataDir string
+	FS      vfs.FS
+	Group   uint64
+
+	// ID is this node's member id. A data dir is bound to its id: on
+	// restart ID may be 0 (read from the dir) or must match.
+	ID uint64
+	// Bootstrap lists the initial members (with this node among them) of
+	// a NEW cluster. It is used only on a fresh data dir; a fresh dir
+	// without Bootstrap must Join.
+	Bootstrap []consensus.Peer
+	// Join is the API address (host:port) of a running member. A node with
+	// a fresh (or wiped) data dir asks it for a NEW member id, so an old id
+	// is never reused with an empty log.
+	Join string
+
+	// RaftListen and APIListen are listen addresses (":0" picks a port);
+	// the advertised addresses default to the bound ones.
+	RaftListen, APIListen       string
+	RaftAdvertise, APIAdvertise string
+
+	AdminToken      string
+	ProviderSecrets map[string]string
+	// SeedConfig is proposed by the leader when the cluster has no routing
+	// configuration yet (a new cluster); it never overwrites one.
+	SeedConfig *txswitch.RoutingConfig
+
+	TickInterval  time.Duration
+	SnapshotEvery uint64
+	// ResolveEvery is the in-doubt resolver's period (0: the default).
+	ResolveEvery time.Duration
+	Logger       *zap.Logger
+	// Registry receives the node's metrics (nil: a new one).
+	Registry *prometheus.Registry
+	// Failpoint is the consensus test hook (nil in production).
+	Failpoint func(name string)
+}
+
+// Node is one running txswitch node.
+type Node struct {
+	cfg       Config
+	log       *zap.Logger
+	db        *pebblestore.DB
+	tr        *tcptransport.Transport
+	raft      *consensus.Node
+	machine   *txswitch.Machine
+	svc       *txswitch.Svc
+	providers *providers.Registry
+	api       *api.Server
+	apiLn     net.Listener
+	registry  *prometheus.Registry
+
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start opens the journal, joins or bootstraps the group and serves the API.
+func Start(cfg Config) (_ *Node, err error) {
+	if cfg.Group == 0 {
+		cfg.Group = DefaultGroup
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, registry: cfg.Registry}
+	defer func() {
+		if err != nil {
+			n.closeAll()
+		}
+	}()
+
+	if n.db, err = pebblestore.Open(cfg.DataDir, pebblestore.Options{FS: cfg.FS, Logger: cfg.Logger.Named("pebble")}); err != nil {
+		return nil, fmt.Errorf("open journal %s: %w", cfg.DataDir, err)
+	}
+	if n.apiLn, err = net.Listen("tcp", cfg.APIListen); err != nil {
+		return nil, fmt.Errorf("listen for the API on %s: %w", cfg.APIListen, err)
+	}
+	if n.tr, err = tcptransport.New(tcptransport.Config{ID: cfg.ID, Group: cfg.Group, ListenAddr: cfg.RaftListen, Logger: cfg.Logger.Named("transport")}); err != nil {
+		return nil, fmt.Errorf("listen for raft on %s: %w", cfg.RaftListen, err)
+	}
+	if n.cfg.APIAdvertise == "" {
+		n.cfg.APIAdvertise = n.apiLn.Addr().String()
+	}
+	if n.cfg.RaftAdvertise == "" {
+		n.cfg.RaftAdvertise = n.tr.Addr().String()
+	}
+
+	id, join, err := n.identity()
+	if err != nil {
+		return nil, err
+	}
+	n.cfg.ID = id
+	n.log = n.log.With(zap.Uint64("node", id))
+
+	logStore := n.db.LogStore(cfg.Group)
+	state := n.db.StateStore(cfg.Group)
+	if n.machine, err = txswitch.NewMachine(state); err != nil {
+		return nil, fmt.Errorf("load state machine: %w", err)
+	}
+	n.providers = providers.NewRegistry(providers.RegistryOptions{
+		Logger: n.log.Named("providers"),
+		OnStateChange: func(c providers.StateChange) {
+			n.log.Info("breaker state changed", zap.String("provider", c.Provider), zap.String("method", c.Method),
+				zap.String("from", string(c.From)), zap.String("to", string(c.To)))
+		},
+	})
+	// The registry follows the replicated configuration: on every applied
+	// change, and now for the configuration already in the journal.
+	n.machine.OnConfig(func(rc txswitch.RoutingConfig) {
+		if err := n.providers.Configure(rc.Providers); err != nil {
+			n.log.Error("configure providers from the replicated config", zap.Uint64("version", rc.Version), zap.Error(err))
+		}
+	})
+	if rc, ok := n.machine.Config(); ok {
+		if err := n.providers.Configure(rc.Providers); err != nil {
+			return nil, fmt.Errorf("configure providers: %w", err)
+		}
+	}
+
+	var peers []consensus.Peer
+	if !join {
+		peers = cfg.Bootstrap
+	}
+	n.raft, err = consensus.NewNode(consensus.Config{
+		ID: id, Group: cfg.Group,
+		LogStore: logStore, StateMachine: n.machine, Transport: n.tr,
+		TickInterval: cfg.TickInterval, SnapshotEvery: cfg.SnapshotEvery,
+		Peers: peers, Join: join,
+		Logger: n.log.Named("raft"), Failpoint: cfg.Failpoint,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start raft node %d: %w", id, err)
+	}
+	n.tr.Start(n.raft)
+
+	n.svc = txswitch.NewService(txswitch.ServiceConfig{
+		Log: n.raft, Store: state, Machine: n.machine, Providers: n.providers,
+		Logger: n.log.Named("switch"), ResolveEvery: cfg.ResolveEvery,
+		NotifyURL: func(provider string) string {
+			return "http://" + n.cfg.APIAdvertise + "/v1/notifications/" + provider
+		},
+	})
+	n.api = api.New(api.Options{
+		Service: n.svc, Cluster: clusterInfo{n}, Admin: adminOps{n},
+		AdminToken: cfg.AdminToken, ProviderSecrets: cfg.ProviderSecrets,
+		NodeID: strconv.FormatUint(id, 10), Logger: n.log.Named("api"), Registry: n.registry,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		if err := n.api.Serve(n.apiLn); err != nil {
+			n.log.Error("API server stopped", zap.Error(err))
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.svc.Run(ctx)
+	}()
+	if cfg.SeedConfig != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.seedConfig(ctx, *cfg.SeedConfig)
+		}()
+	}
+	n.log.Info("node started", zap.String("api", n.cfg.APIAdvertise), zap.String("raft", n.cfg.RaftAdvertise),
+		zap.Bool("joined", join), zap.String("data_dir", cfg.DataDir))
+	return n, nil
+}
+
+// identity decides this node's member id: the one bound to the data dir,
+// the bootstrap one for a new cluster, or a new one from the cluster.
+func (n *Node) identity() (id uint64, join bool, err error) {
+	bound, ok, err := n.db.NodeID()
+	if err != nil {
+		return 0, false, fmt.Errorf("read node identity: %w", err)
+	}
+	switch {
+	case ok:
+		if n.cfg.ID != 0 && n.cfg.ID != bound {
+			return 0, false, fmt.Errorf("data dir %s belongs to node %d, not %d", n.cfg.DataDir, bound, n.cfg.ID)
+		}
+		// Restart: the journal knows the group; Join only decides whether
+		// raft bootstraps, and a non-empty log never does.
+		return bound, n.cfg.Join != "", nil
+	case n.cfg.Join != "":
+		id, err = joinCluster(n.cfg.Join, n.cfg.AdminToken, n.cfg.RaftAdvertise, n.cfg.APIAdvertise)
+		if err != nil {
+			return 0, false, err
+		}
+		join = true
+	case len(n.cfg.Bootstrap) > 0:
+		if n.cfg.ID == 0 {
+			return 0, false, errors.New("bootstrapping a new cluster needs this node's id")
+		}
+		found := false
+		for _, p := range n.cfg.Bootstrap {
+			found = found || p.ID == n.cfg.ID
+		}
+		if !found {
+			return 0, false, fmt.Errorf("node %d is not among the bootstrap members", n.cfg.ID)
+		}
+		id = n.cfg.ID
+	default:
+		return 0, false, fmt.Errorf("data dir %s has no node identity: bootstrap a new cluster or join a running one (a wiped node rejoins as a new member)", n.cfg.DataDir)
+	}
+	if err := n.db.SetNodeID(id); err != nil {
+		return 0, false, fmt.Errorf("bind node id %d to %s: %w", id, n.cfg.DataDir, err)
+	}
+	return id, join, nil
+}
+
+// seedConfig proposes the seed routing configuration once a leader exists,
+// if the cluster has none. Only the leader proposes, so restarts never
+// overwrite what operators changed.
+func (n *Node) seedConfig(ctx context.Context, cfg txswitch.RoutingConfig) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if n.raft.Leadership().IsLeader {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := n.svc.EnsureConfig(cctx, cfg)
+			cancel()
+			if err == nil {
+				return
+			}
+			n.log.Warn("seed routing config", zap.Error(err))
+		} else if _, ok := n.machine.Config(); ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ID is the node's member id.
+func (n *Node) ID() uint64 { return n.cfg.ID }
+
+// APIAddr is the advertised API address (host:port).
+func (n *Node) APIAddr() string { return n.cfg.APIAdvertise }
+
+// RaftAddr is the advertised raft address (host:port).
+func (n *Node) RaftAddr() string { return n.cfg.RaftAdvertise }
+
+// Raft is the consensus node.
+func (n *Node) Raft() *consensus.Node { return n.raft }
+
+// Service is the payment service.
+func (n *Node) Service() *txswitch.Svc { return n.svc }
+
+// Providers is the provider registry (breakers).
+func (n *Node) Providers() *providers.Registry { return n.providers }
+
+// Registry is the node's metrics registry.
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
+
+// Stop stops the node gracefully: the API stops taking requests, then the
+// service loops, raft, the transport and the journal close.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() {
+		if n.api != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := n.api.Shutdown(ctx); err != nil {
+				n.log.Warn("API shutdown", zap.Error(err))
+			}
+			cancel()
+		}
+		n.stopErr = n.closeAll()
+		n.log.Info("node stopped")
+	})
+	return n.stopErr
+}
+
+func (n *Node) closeAll() error {
+	if n.cancel != nil {
+		n.cancel()
+	}
+	if n.raft != nil {
+		n.raft.Stop()
+	}
+	if n.tr != nil {
+		_ = n.tr.Close()
+	}
+	if n.apiLn != nil {
+		_ = n.apiLn.Close()
+	}
+	n.wg.Wait()
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
+			return fmt.Errorf("close journal: %w", err)
+		}
+	}
+	return nil
+}
+
+// clusterInfo adapts the raft node to what the API needs.
+type clusterInfo struct{ n *Node }
+
+func (c clusterInfo) Leadership() txswitch.Leadership { return c.n.raft.Leadership() }
+func (c clusterInfo) LeaderAPIAddr() (string, bool)   { return c.n.raft.LeaderAPIAddr() }
+func (c clusterInfo) Ready() error {
+	if err := c.n.raft.Err(); err != nil {
+		return fmt.Errorf("raft node stopped: %w", err)
+	}
+	if c.n.raft.Leadership().LeaderID == 0 {
+		return txswitch.ErrNoLeader
+	}
+	return nil
+}
