@@ -92,6 +92,33 @@ func memberErr(err error) error {
 	return txswitch.NewError(txswitch.KindInvalid, "membership_refused", "", err.Error())
 }
 
+// clusterMembers reads the members and their addresses from a running
+// member's status: a joining node must know where the others are before it
+// can answer the leader, long before it has applied the log that says so.
+func clusterMembers(memberAPI, adminToken string) ([]consensus.Peer, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+memberAPI+"/v1/admin/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("read members from %s: %w", memberAPI, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("read members from %s: status %d: %s", memberAPI, resp.StatusCode, b)
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("read members from %s: %w", memberAPI, err)
+	}
+	return st.Raft.Members, nil
+}
+
 // joinCluster asks a running member (any: followers forward to the leader)
 // to add this node and returns the new member id it was given.
 func joinCluster(memberAPI, adminToken, raftAddr, apiAddr string) (uint64, error) {

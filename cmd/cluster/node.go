@@ -157,9 +157,12 @@ func Start(cfg Config) (_ *Node, err error) {
 		}
 	}
 
-	var peers []consensus.Peer
-	if !join {
-		peers = cfg.Bootstrap
+	peers := cfg.Bootstrap
+	if join {
+		// Peers only seed the transport of a joining node.
+		if peers, err = clusterMembers(cfg.Join, cfg.AdminToken); err != nil {
+			return nil, err
+		}
 	}
 	n.raft, err = consensus.NewNode(consensus.Config{
 		ID: id, Group: cfg.Group,

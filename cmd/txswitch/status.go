@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/txswitch/txswitch/cmd/cluster"
+)
+
+func init() {
+	register("status", "print a node's view: members, leader, term, commit/applied, peer progress, breakers, outbox", runStatus)
+}
+
+func runStatus(args []string) error {
+	fs := newFlags("status", "--addr HOST:PORT [--admin-token T] [--json]")
+	addr := fs.String("addr", "127.0.0.1:8100", "API address of any node")
+	token := fs.String("admin-token", os.Getenv("TXSWITCH_ADMIN_TOKEN"), "admin API token (env TXSWITCH_ADMIN_TOKEN)")
+	asJSON := fs.Bool("json", false, "print the raw JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+*addr+"/v1/admin/status", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+*token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("ask %s: %w", *addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("read status: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %d: %s", *addr, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	if *asJSON {
+		_, err := os.Stdout.Write(append(body, '\n'))
+		return err
+	}
+	var st cluster.Status
+	if err := json.Unmarshal(body, &st); err != nil {
+		return fmt.Errorf("decode status: %w", err)
+	}
+	printStatus(os.Stdout, st)
+	return nil
+}
+
+func printStatus(w io.Writer, st cluster.Status) {
+	r := st.Raft
+	fmt.Fprintf(w, "node %d (%s)  state %s  leader %d  term %d  commit %d  applied %d  snapshot %d\n",
+		r.ID, st.APIAddr, strings.TrimPrefix(r.State, "State"), r.Leader, r.Term, r.Commit, r.Applied, r.SnapshotIndex)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nMEMBER\tRAFT\tAPI\tMATCH\tNEXT\tSTATE")
+	for _, m := range r.Members {
+		match, next, state := "-", "-", "-"
+		if p, ok := r.Progress[m.ID]; ok {
+			match, next, state = fmt.Sprint(p.Match), fmt.Sprint(p.Next), p.State
+		}
+		lead := ""
+		if m.ID == r.Leader {
+			lead = " *"
+		}
+		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, lead, m.RaftAddr, m.APIAddr, match, next, state)
+	}
+	_ = tw.Flush()
+	if len(r.Progress) == 0 {
+		fmt.Fprintln(w, "(peer progress is known on the leader only)")
+	}
+	fmt.Fprintf(w, "\nrouting config version %d\noutbox backlog %d events, export watermark %d\ncentral database: %s\n",
+		st.ConfigVersion, st.Outbox.Backlog, st.Outbox.Watermark, st.CentralDB)
+	var names []string
+	for p := range st.Breakers {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	if len(names) > 0 {
+		fmt.Fprintln(w, "\nbreakers (provider/method: state):")
+	}
+	for _, p := range names {
+		var ms []string
+		for m, s := range st.Breakers[p] {
+			ms = append(ms, m+": "+string(s))
+		}
+		sort.Strings(ms)
+		fmt.Fprintf(w, "  %s  %s\n", p, strings.Join(ms, ", "))
+	}
+}
