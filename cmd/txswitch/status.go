@@ -27,24 +27,9 @@ func runStatus(args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+*addr+"/v1/admin/status", nil)
+	body, err := fetchStatus(*addr, *token)
 	if err != nil {
 		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+*token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("ask %s: %w", *addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("read status: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s answered %d: %s", *addr, resp.StatusCode, strings.TrimSpace(string(body)))
 	}
 	if *asJSON {
 		_, err := os.Stdout.Write(append(body, '\n'))
@@ -54,8 +39,43 @@ func runStatus(args []string) error {
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("decode status: %w", err)
 	}
+	// Peer progress lives on the leader: ask it too when this node follows.
+	if len(st.Raft.Progress) == 0 && st.Raft.Leader != 0 && st.Raft.Leader != st.Raft.ID {
+		for _, m := range st.Raft.Members {
+			if m.ID != st.Raft.Leader {
+				continue
+			}
+			var ls cluster.Status
+			if lb, err := fetchStatus(m.APIAddr, *token); err == nil && json.Unmarshal(lb, &ls) == nil {
+				st.Raft.Progress = ls.Raft.Progress
+			}
+		}
+	}
 	printStatus(os.Stdout, st)
 	return nil
+}
+
+func fetchStatus(addr, token string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/admin/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ask %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read status from %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %d: %s", addr, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return body, nil
 }
 
 func printStatus(w io.Writer, st cluster.Status) {
@@ -77,7 +97,7 @@ func printStatus(w io.Writer, st cluster.Status) {
 	}
 	_ = tw.Flush()
 	if len(r.Progress) == 0 {
-		fmt.Fprintln(w, "(peer progress is known on the leader only)")
+		fmt.Fprintln(w, "(peer progress unknown: no leader reachable)")
 	}
 	fmt.Fprintf(w, "\nrouting config version %d\noutbox backlog %d events, export watermark %d\ncentral database: %s\n",
 		st.ConfigVersion, st.Outbox.Backlog, st.Outbox.Watermark, st.CentralDB)
