@@ -56,6 +56,9 @@ func readUint(r Reader, key string) (uint64, error) {
 // ExportWatermark is the highest seq the exporter has confirmed.
 func (s *Svc) ExportWatermark() (uint64, error) { return readUint(s.store, keyWatermark) }
 
+// OutboxHead is the seq of the newest committed event (0 when none).
+func (s *Svc) OutboxHead() (uint64, error) { return readUint(s.store, keyOutboxSeq) }
+
 // OutboxBacklog is the number of events not yet exported.
 func (s *Svc) OutboxBacklog() (uint64, error) {
 	last, err := readUint(s.store, keyOutboxSeq)

@@ -45,6 +45,9 @@ func TestOutboxDenseAndWatermark(t *testing.T) {
 	if b, _ := h.svc.OutboxBacklog(); b != total {
 		t.Fatalf("backlog %d, want %d", b, total)
 	}
+	if head, _ := h.svc.OutboxHead(); head != evs[len(evs)-1].Seq {
+		t.Fatalf("head %d, want %d", head, evs[len(evs)-1].Seq)
+	}
 	page, _ := h.svc.ReadOutbox(3, 2)
 	if len(page) != 2 || page[0].Seq != 4 || page[1].Seq != 5 {
 		t.Fatalf("page = %+v", page)
