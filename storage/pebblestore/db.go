@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 )
@@ -131,6 +132,13 @@ func Open(dir string, opts Options) (_ *DB, err error) {
 		MemTableSize:       opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger.Named("pebble").Sugar()},
+	}
+	// Bloom filters on every level (pebble has none by default): the state
+	// machine looks up many keys that do not exist (new ids, idempotency
+	// keys), and without a filter each such Get reads and decompresses a
+	// data block of every table whose range covers the key.
+	for i := range popts.Levels {
+		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {

@@ -1,0 +1,753 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+
+	"github.com/txswitch/txswitch/consensus"
+	tcptransport "github.com/txswitch/txswitch/consensus/transport/tcp"
+	"github.com/txswitch/txswitch/providers/sim"
+	"github.com/txswitch/txswitch/storage/pebblestore"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// BenchResult is one benchmark run's outcome.
+type BenchResult struct {
+	Name string
+	// Settings are what the run was configured with (fsync, nodes,
+	// proposers or clients, payload, provider latency, target).
+	Settings map[string]string
+	// Ops counts successful operations (applied proposals, captured
+	// payments); Errors counts the others by cause.
+	Ops      int
+	Errors   map[string]int
+	Duration time.Duration
+	// OpsPerSec is Ops / Duration.
+	OpsPerSec float64
+	// Latency of the successful operations (for payments: create + pay).
+	P50, P90, P99, Max time.Duration
+	// Extra holds further measurements (fsyncs/s, pay-call percentiles).
+	Extra map[string]string
+}
+
+// String renders a readable report.
+func (r BenchResult) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n", r.Name)
+	for _, k := range slices.Sorted(maps.Keys(r.Settings)) {
+		fmt.Fprintf(&b, "  %-20s %s\n", k+":", r.Settings[k])
+	}
+	fmt.Fprintf(&b, "  %-20s %d in %v\n", "ops:", r.Ops, r.Duration.Round(time.Millisecond))
+	fmt.Fprintf(&b, "  %-20s %.0f\n", "ops/s:", r.OpsPerSec)
+	fmt.Fprintf(&b, "  %-20s p50 %v  p90 %v  p99 %v  max %v\n", "latency:",
+		r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.Max.Round(time.Microsecond))
+	for _, k := range slices.Sorted(maps.Keys(r.Extra)) {
+		fmt.Fprintf(&b, "  %-20s %s\n", k+":", r.Extra[k])
+	}
+	if len(r.Errors) == 0 {
+		fmt.Fprintf(&b, "  %-20s none\n", "errors:")
+	} else {
+		for _, k := range slices.Sorted(maps.Keys(r.Errors)) {
+			fmt.Fprintf(&b, "  %-20s %s=%d\n", "errors:", k, r.Errors[k])
+		}
+	}
+	return b.String()
+}
+
+// maxSamples bounds the latency samples kept per run (8 bytes each); past
+// it each worker keeps its first samples only, so percentiles cover the
+// beginning of a very long run.
+const maxSamples = 4 << 20
+
+// recorder collects latencies and errors of one worker; merged at the end
+// so workers never contend on a lock.
+type recorder struct {
+	lat    []time.Duration
+	cap    int
+	ops    int
+	errors map[string]int
+}
+
+func newRecorder(capacity int) *recorder {
+	return &recorder{cap: capacity, errors: map[string]int{}}
+}
+
+func (r *recorder) ok(d time.Duration) {
+	r.ops++
+	if len(r.lat) < r.cap {
+		r.lat = append(r.lat, d)
+	}
+}
+
+func (r *recorder) fail(cause string) { r.errors[cause]++ }
+
+// percentiles sorts samples (in place) and returns p50, p90, p99, max.
+func percentiles(samples []time.Duration) (p50, p90, p99, mx time.Duration) {
+	if len(samples) == 0 {
+		return
+	}
+	slices.Sort(samples)
+	at := func(q float64) time.Duration {
+		i := int(q * float64(len(samples)-1))
+		return samples[i]
+	}
+	return at(0.50), at(0.90), at(0.99), samples[len(samples)-1]
+}
+
+func mergeRecorders(name string, settings map[string]string, rs []*recorder, elapsed time.Duration) (BenchResult, []time.Duration) {
+	res := BenchResult{Name: name, Settings: settings, Errors: map[string]int{}, Duration: elapsed, Extra: map[string]string{}}
+	var all []time.Duration
+	for _, r := range rs {
+		res.Ops += r.ops
+		all = append(all, r.lat...)
+		for k, v := range r.errors {
+			res.Errors[k] += v
+		}
+	}
+	if elapsed > 0 {
+		res.OpsPerSec = float64(res.Ops) / elapsed.Seconds()
+	}
+	res.P50, res.P90, res.P99, res.Max = percentiles(all)
+	return res, all
+}
+
+// ---------------------------------------------------------------------------
+// A minimal state machine over the Pebble StateStore.
+
+// recordIDLen is the length of a recorded command's id: its first bytes.
+const recordIDLen = 16
+
+// Keys of recordMachine in the state store.
+var (
+	recordPrefix = []byte("c/")
+	recordChain  = []byte("m/chain")
+)
+
+// recordMachine is a txswitch.StateMachine that writes every command to the
+// Pebble StateStore: under c/<id> (the command's first recordIDLen bytes) it
+// keeps how many times that id was applied and the rest of the payload, and
+// under m/chain a hash of every applied (index, command) in order. A
+// command applied twice is thus visible in the durable state itself, and
+// two replicas applied the same sequence iff their chains are equal. The
+// benchmark uses it as a cheap but real apply; the crash tests use it to
+// detect double and missing applications.
+type recordMachine struct {
+	st *pebblestore.StateStore
+	// blind skips reading the previous count (Count is then reported 0
+	// and stored as 1): a pure write per command, for the benchmark.
+	blind bool
+}
+
+var _ txswitch.StateMachine = (*recordMachine)(nil)
+
+// recordResult is what Apply returns for one command.
+type recordResult struct {
+	Index uint64
+	Count uint32 // applications of this id so far, this one included
+}
+
+func recordID(data []byte) []byte {
+	if len(data) > recordIDLen {
+		return data[:recordIDLen]
+	}
+	return data
+}
+
+func recordKey(id []byte) []byte { return append(slices.Clip(recordPrefix), id...) }
+
+// Apply implements txswitch.StateMachine: one batch, committed with the
+// last command's index.
+func (m *recordMachine) Apply(cmds []txswitch.Command) ([]any, error) {
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	b := m.st.NewBatch()
+	defer b.Close()
+	chain, err := b.Get(recordChain)
+	if err != nil && !errors.Is(err, txswitch.ErrNotFound) {
+		return nil, fmt.Errorf("read chain: %w", err)
+	}
+	// The chain advances per command, so it does not depend on how the
+	// commands were batched into Apply calls.
+	h := sha256.New()
+	res := make([]any, len(cmds))
+	var ib [8]byte
+	for i, c := range cmds {
+		binary.BigEndian.PutUint64(ib[:], c.Index)
+		h.Reset()
+		h.Write(chain)
+		h.Write(ib[:])
+		h.Write(c.Data)
+		chain = h.Sum(chain[:0])
+		if len(c.Data) == 0 {
+			continue // leader's empty entry or a conf change
+		}
+		key := recordKey(recordID(c.Data))
+		var count uint32 // applications before this one
+		if !m.blind {
+			switch v, err := b.Get(key); {
+			case err == nil && len(v) >= 4:
+				count = binary.BigEndian.Uint32(v)
+			case err == nil:
+				return nil, fmt.Errorf("command %d: corrupt record %q", c.Index, key)
+			case !errors.Is(err, txswitch.ErrNotFound):
+				return nil, fmt.Errorf("command %d: %w", c.Index, err)
+			}
+		}
+		val := binary.BigEndian.AppendUint32(nil, count+1)
+		if len(c.Data) > recordIDLen {
+			val = append(val, c.Data[recordIDLen:]...)
+		}
+		if err := b.Set(key, val); err != nil {
+			return nil, fmt.Errorf("command %d: %w", c.Index, err)
+		}
+		if m.blind {
+			res[i] = recordResult{Index: c.Index}
+		} else {
+			res[i] = recordResult{Index: c.Index, Count: count + 1}
+		}
+	}
+	if err := b.Set(recordChain, chain); err != nil {
+		return nil, fmt.Errorf("write chain: %w", err)
+	}
+	if err := b.Commit(cmds[len(cmds)-1].Index); err != nil {
+		return nil, fmt.Errorf("commit commands %d-%d: %w", cmds[0].Index, cmds[len(cmds)-1].Index, err)
+	}
+	return res, nil
+}
+
+// AppliedIndex implements txswitch.StateMachine. A read failure reports 0,
+// which makes raft re-deliver entries the store then refuses loudly
+// (Commit never goes backwards).
+func (m *recordMachine) AppliedIndex() uint64 {
+	i, _ := m.st.AppliedIndex()
+	return i
+}
+
+// Snapshot implements txswitch.StateMachine.
+func (m *recordMachine) Snapshot() (uint64, []byte, error) { return m.st.SnapshotState() }
+
+// Restore implements txswitch.StateMachine.
+func (m *recordMachine) Restore(index uint64, data []byte) error {
+	return m.st.RestoreState(index, data)
+}
+
+// syncCounter wraps a LogStore to count synced Saves (fsyncs of the log)
+// and the time spent in them.
+type syncCounter struct {
+	consensus.LogStore
+	syncs    atomic.Uint64
+	syncTime atomic.Int64 // nanoseconds
+}
+
+func (s *syncCounter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
+	if !sync {
+		return s.LogStore.Save(hs, ents, snap, sync)
+	}
+	start := time.Now()
+	err := s.LogStore.Save(hs, ents, snap, sync)
+	s.syncs.Add(1)
+	s.syncTime.Add(int64(time.Since(start)))
+	return err
+}
+
+// applyTimer wraps a state machine to time its Apply calls.
+type applyTimer struct {
+	txswitch.StateMachine
+	calls atomic.Uint64
+	time  atomic.Int64 // nanoseconds
+}
+
+func (a *applyTimer) Apply(cmds []txswitch.Command) ([]any, error) {
+	start := time.Now()
+	res, err := a.StateMachine.Apply(cmds)
+	a.calls.Add(1)
+	a.time.Add(int64(time.Since(start)))
+	return res, err
+}
+
+// ---------------------------------------------------------------------------
+// Raft benchmark.
+
+// RaftBenchConfig configures BenchRaft.
+type RaftBenchConfig struct {
+	// Dir holds the nodes' data dirs (default: a temp dir, removed after).
+	Dir          string
+	Nodes        int // default 3
+	Proposers    int // default 256
+	PayloadBytes int // default 256 (at least recordIDLen)
+	Duration     time.Duration
+	// Warmup runs traffic before measuring (default 1s, negative: none).
+	Warmup time.Duration
+	// SnapshotEvery is passed to consensus (0: its default). Each
+	// snapshot copies the whole state on the Ready loop, so it shows in
+	// the latency tail; a huge value measures the log path alone.
+	SnapshotEvery uint64
+	Logger        *zap.Logger
+}
+
+type raftBenchNode struct {
+	db    *pebblestore.DB
+	tr    *tcptransport.Transport
+	node  *consensus.Node
+	logs  *syncCounter
+	apply *applyTimer
+}
+
+// BenchRaft measures committed-and-applied proposals per second of a raft
+// group over the real TCP transport on loopback and Pebble on disk with
+// synced Saves: Proposers goroutines each propose PayloadBytes commands to
+// the leader in a closed loop for Duration.
+func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err error) {
+	if cfg.Nodes <= 0 {
+		cfg.Nodes = 3
+	}
+	if cfg.Proposers <= 0 {
+		cfg.Proposers = 256
+	}
+	if cfg.PayloadBytes <= 0 {
+		cfg.PayloadBytes = 256
+	}
+	cfg.PayloadBytes = max(cfg.PayloadBytes, recordIDLen)
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Warmup == 0 {
+		cfg.Warmup = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Dir == "" {
+		if cfg.Dir, err = os.MkdirTemp("", "txswitch-bench-raft-"); err != nil {
+			return BenchResult{}, err
+		}
+		defer os.RemoveAll(cfg.Dir)
+	}
+
+	nodes := make([]*raftBenchNode, cfg.Nodes)
+	defer func() {
+		for _, n := range nodes {
+			if n == nil {
+				continue
+			}
+			if n.node != nil {
+				n.node.Stop()
+			}
+			_ = n.tr.Close()
+			_ = n.db.Close()
+		}
+	}()
+	peers := make([]consensus.Peer, cfg.Nodes)
+	for i := range nodes {
+		id := uint64(i + 1)
+		db, err := pebblestore.Open(filepath.Join(cfg.Dir, "node"+strconv.Itoa(i+1)), pebblestore.Options{Logger: cfg.Logger.Named("pebble")})
+		if err != nil {
+			return BenchResult{}, err
+		}
+		tr, err := tcptransport.New(tcptransport.Config{ID: id, Group: DefaultGroup, ListenAddr: "127.0.0.1:0", Logger: cfg.Logger.Named("transport")})
+		if err != nil {
+			_ = db.Close()
+			return BenchResult{}, err
+		}
+		nodes[i] = &raftBenchNode{db: db, tr: tr, logs: &syncCounter{LogStore: db.LogStore(DefaultGroup)},
+			apply: &applyTimer{StateMachine: &recordMachine{st: db.StateStore(DefaultGroup), blind: true}}}
+		peers[i] = consensus.Peer{ID: id, RaftAddr: tr.Addr().String()}
+	}
+	for i, n := range nodes {
+		n.node, err = consensus.NewNode(consensus.Config{
+			ID: uint64(i + 1), Group: DefaultGroup, LogStore: n.logs,
+			StateMachine: n.apply,
+			Transport:    n.tr, Peers: peers, SnapshotEvery: cfg.SnapshotEvery, Logger: cfg.Logger.Named("raft"),
+		})
+		if err != nil {
+			return BenchResult{}, fmt.Errorf("start node %d: %w", i+1, err)
+		}
+		n.tr.Start(n.node)
+	}
+	leader, err := waitRaftLeader(ctx, nodes, 30*time.Second)
+	if err != nil {
+		return BenchResult{}, err
+	}
+
+	settings := map[string]string{
+		"nodes": strconv.Itoa(cfg.Nodes), "proposers": strconv.Itoa(cfg.Proposers),
+		"payload": fmt.Sprintf("%d bytes", cfg.PayloadBytes), "fsync": "on (synced Save per Ready)",
+		"transport": "TCP on loopback", "storage": "pebble on disk (" + cfg.Dir + ")",
+		"state machine": "one pebble write per command", "target": "leader (node " + strconv.FormatUint(leader.node.ID(), 10) + ")",
+		"duration": cfg.Duration.String(), "warmup": max(cfg.Warmup, 0).String(),
+		"snapshot every": "default (" + strconv.FormatUint(consensus.DefaultSnapshotEvery, 10) + " entries)",
+	}
+	if cfg.SnapshotEvery != 0 {
+		settings["snapshot every"] = strconv.FormatUint(cfg.SnapshotEvery, 10) + " entries"
+	}
+
+	// measuring flips on after the warmup; only then are results recorded.
+	var measuring atomic.Bool
+	stop := make(chan struct{})
+	recs := make([]*recorder, cfg.Proposers)
+	var wg sync.WaitGroup
+	for p := range cfg.Proposers {
+		recs[p] = newRecorder(maxSamples / cfg.Proposers)
+		wg.Go(func() {
+			rec := recs[p]
+			payload := make([]byte, cfg.PayloadBytes)
+			binary.BigEndian.PutUint64(payload, uint64(p))
+			for i := range payload[recordIDLen:] {
+				payload[recordIDLen+i] = byte(i)
+			}
+			for seq := uint64(1); ; seq++ {
+				select {
+				case <-stop:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				binary.BigEndian.PutUint64(payload[8:], seq)
+				start := time.Now()
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				v, err := leader.node.Propose(pctx, payload)
+				cancel()
+				d := time.Since(start)
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					rec.fail(proposeCause(err))
+					if errors.Is(err, txswitch.ErrQueueFull) {
+						time.Sleep(time.Millisecond) // let the loop drain
+					}
+					continue
+				}
+				if _, ok := v.(recordResult); !ok {
+					rec.fail("unexpected_result")
+					continue
+				}
+				rec.ok(d)
+			}
+		})
+	}
+	if cfg.Warmup > 0 {
+		if err := sleepCtx(ctx, cfg.Warmup); err != nil {
+			close(stop)
+			wg.Wait()
+			return BenchResult{}, err
+		}
+	}
+	type counters struct {
+		syncs, applies  uint64
+		syncNs, applyNs int64
+	}
+	read := func() []counters {
+		out := make([]counters, len(nodes))
+		for i, n := range nodes {
+			out[i] = counters{n.logs.syncs.Load(), n.apply.calls.Load(), n.logs.syncTime.Load(), n.apply.time.Load()}
+		}
+		return out
+	}
+	c0 := read()
+	measuring.Store(true)
+	start := time.Now()
+	sleepErr := sleepCtx(ctx, cfg.Duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	c1 := read()
+	close(stop)
+	wg.Wait()
+	if sleepErr != nil {
+		return BenchResult{}, sleepErr
+	}
+	res, _ := mergeRecorders("raft propose→commit→apply", settings, recs, elapsed)
+	var fsyncs, saves, applies []string
+	for i := range nodes {
+		d := counters{c1[i].syncs - c0[i].syncs, c1[i].applies - c0[i].applies, c1[i].syncNs - c0[i].syncNs, c1[i].applyNs - c0[i].applyNs}
+		fsyncs = append(fsyncs, fmt.Sprintf("node%d %.0f", i+1, float64(d.syncs)/elapsed.Seconds()))
+		saves = append(saves, fmt.Sprintf("node%d %v", i+1, avg(d.syncNs, d.syncs)))
+		applies = append(applies, fmt.Sprintf("node%d %v", i+1, avg(d.applyNs, d.applies)))
+		if uint64(i+1) == leader.node.ID() && d.syncs > 0 {
+			res.Extra["proposals/fsync"] = fmt.Sprintf("%.1f (leader)", float64(res.Ops)/float64(d.syncs))
+		}
+	}
+	res.Extra["fsyncs/s"] = strings.Join(fsyncs, ", ")
+	res.Extra["synced Save avg"] = strings.Join(saves, ", ")
+	res.Extra["Apply call avg"] = strings.Join(applies, ", ")
+	return res, nil
+}
+
+func avg(ns int64, n uint64) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return (time.Duration(ns) / time.Duration(n)).Round(time.Microsecond)
+}
+
+func waitRaftLeader(ctx context.Context, nodes []*raftBenchNode, timeout time.Duration) (*raftBenchNode, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			if n.node.Leadership().IsLeader {
+				return n, nil
+			}
+		}
+		if err := sleepCtx(ctx, 10*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	return nil, errors.New("bench: no raft leader in time")
+}
+
+func proposeCause(err error) string {
+	switch {
+	case errors.Is(err, txswitch.ErrQueueFull):
+		return "queue_full"
+	case errors.Is(err, txswitch.ErrNoLeader):
+		return "no_leader"
+	case errors.Is(err, txswitch.ErrDropped):
+		return "dropped"
+	case errors.Is(err, txswitch.ErrTimeout):
+		return "timeout"
+	case errors.Is(err, txswitch.ErrStopped):
+		return "stopped"
+	}
+	return "other"
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Payments benchmark.
+
+// Payment benchmark targets.
+const (
+	TargetLeader = "leader" // every request to the leader's API
+	TargetAll    = "all"    // requests spread over every node (followers forward)
+)
+
+// PaymentsBenchConfig configures BenchPayments.
+type PaymentsBenchConfig struct {
+	// Dir holds the nodes' data dirs (default: a temp dir, removed after).
+	Dir     string
+	Clients int // default 512
+	// Duration is the measured period, after Warmup (default 1s).
+	Duration time.Duration
+	Warmup   time.Duration
+	// ProviderLatency is every simulated PSP's fixed latency per call.
+	ProviderLatency time.Duration
+	// Target is TargetLeader (default) or TargetAll.
+	Target string
+	Logger *zap.Logger
+}
+
+// BenchPayments runs a local 3-node cluster (fsync on) with simulated PSPs
+// answering after ProviderLatency and never declining, and Clients HTTP
+// clients each creating an order and paying it by card (automatic capture)
+// in a closed loop. Ops counts captured payments; latencies are of the
+// whole create + pay, with the pay call's alone in Extra.
+func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult, err error) {
+	if cfg.Clients <= 0 {
+		cfg.Clients = 512
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Warmup == 0 {
+		cfg.Warmup = time.Second
+	}
+	if cfg.Target == "" {
+		cfg.Target = TargetLeader
+	}
+	if cfg.Target != TargetLeader && cfg.Target != TargetAll {
+		return BenchResult{}, fmt.Errorf("bench: target %q: want %q or %q", cfg.Target, TargetLeader, TargetAll)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	l, err := StartLocal(LocalConfig{Dir: cfg.Dir, Logger: cfg.Logger})
+	if err != nil {
+		return BenchResult{}, err
+	}
+	defer l.Close()
+	beh := sim.Behaviour{DisableBuiltinDeclines: true}
+	if cfg.ProviderLatency > 0 {
+		beh.Methods = map[string]sim.MethodBehaviour{sim.AnyMethod: {Latency: sim.Latency{FixedMillis: cfg.ProviderLatency.Milliseconds()}}}
+	}
+	for name, s := range l.Sims {
+		if err := s.SetBehaviour(beh); err != nil {
+			return BenchResult{}, fmt.Errorf("set behaviour of %s: %w", name, err)
+		}
+	}
+	lead := l.Leader()
+	if lead == nil {
+		return BenchResult{}, errors.New("bench: no leader")
+	}
+	targets := []string{lead.APIAddr()}
+	if cfg.Target == TargetAll {
+		targets = nil
+		for _, n := range l.Nodes() {
+			targets = append(targets, n.APIAddr())
+		}
+	}
+	tr := &http.Transport{
+		MaxIdleConns: cfg.Clients * 2, MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients,
+		IdleConnTimeout: time.Minute, DisableCompression: true,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+
+	settings := map[string]string{
+		"nodes": strconv.Itoa(l.Size()), "clients": strconv.Itoa(cfg.Clients),
+		"fsync": "on", "provider latency": cfg.ProviderLatency.String(),
+		"target": cfg.Target, "api": "HTTP/1.1 keep-alive, one shared transport",
+		"flow":     "POST /v1/orders + POST /v1/orders/{id}/payments (card, automatic capture)",
+		"duration": cfg.Duration.String(), "warmup": max(cfg.Warmup, 0).String(),
+	}
+
+	var measuring atomic.Bool
+	stop := make(chan struct{})
+	recs := make([]*recorder, cfg.Clients)
+	payRecs := make([]*recorder, cfg.Clients)
+	var wg sync.WaitGroup
+	for c := range cfg.Clients {
+		recs[c] = newRecorder(maxSamples / cfg.Clients)
+		payRecs[c] = newRecorder(maxSamples / cfg.Clients)
+		wg.Go(func() {
+			bc := benchClient{http: client, apiKey: l.APIKey, addr: targets[c%len(targets)]}
+			for op := 0; ; op++ {
+				select {
+				case <-stop:
+					return
+				case <-ctx.Done():
+					return
+				default:
+				}
+				m := measuring.Load()
+				start := time.Now()
+				var o txswitch.Order
+				code, err := bc.post(ctx, "/v1/orders", fmt.Sprintf("bo-%d-%d", c, op), txswitch.CreateOrderRequest{
+					Reference: fmt.Sprintf("bench-%d-%d", c, op),
+					Amount:    txswitch.Money{Value: 1000 + int64(op%500), Currency: "EUR"},
+					Customer:  txswitch.Customer{Country: "NL", ID: fmt.Sprintf("cust-%d-%d", c, op)},
+					Channel:   "online",
+				}, &o)
+				if err != nil || code != http.StatusCreated {
+					if m {
+						recs[c].fail(httpCause("create", code, err))
+					}
+					continue
+				}
+				payStart := time.Now()
+				var p txswitch.Payment
+				code, err = bc.post(ctx, "/v1/orders/"+o.ID+"/payments", fmt.Sprintf("bp-%d-%d", c, op),
+					txswitch.CreatePaymentRequest{Method: "card", Capture: "automatic"}, &p)
+				end := time.Now()
+				if !m || !measuring.Load() {
+					continue
+				}
+				switch {
+				case err != nil || code/100 != 2:
+					recs[c].fail(httpCause("pay", code, err))
+				case p.Status != txswitch.PaymentCaptured && p.Failure != nil:
+					recs[c].fail("pay_" + p.Status + "_" + p.Failure.Code)
+				case p.Status != txswitch.PaymentCaptured:
+					recs[c].fail("pay_" + p.Status)
+				default:
+					recs[c].ok(end.Sub(start))
+					payRecs[c].ok(end.Sub(payStart))
+				}
+			}
+		})
+	}
+	if cfg.Warmup > 0 {
+		if err := sleepCtx(ctx, cfg.Warmup); err != nil {
+			close(stop)
+			wg.Wait()
+			return BenchResult{}, err
+		}
+	}
+	measuring.Store(true)
+	start := time.Now()
+	sleepErr := sleepCtx(ctx, cfg.Duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	close(stop)
+	wg.Wait()
+	if sleepErr != nil {
+		return BenchResult{}, sleepErr
+	}
+	res, _ := mergeRecorders("payments create+pay", settings, recs, elapsed)
+	payRes, _ := mergeRecorders("", nil, payRecs, elapsed)
+	res.Extra["pay call latency"] = fmt.Sprintf("p50 %v  p90 %v  p99 %v  max %v",
+		payRes.P50.Round(time.Microsecond), payRes.P90.Round(time.Microsecond), payRes.P99.Round(time.Microsecond), payRes.Max.Round(time.Microsecond))
+	return res, nil
+}
+
+type benchClient struct {
+	http   *http.Client
+	apiKey string
+	addr   string
+}
+
+func (c benchClient) post(ctx context.Context, path, idemKey string, body, out any) (int, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.addr+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.apiKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", idemKey)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode/100 == 2 && out != nil {
+		if err := json.Unmarshal(rb, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("decode %s: %w", path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+func httpCause(call string, code int, err error) string {
+	if err != nil {
+		return call + "_transport_error"
+	}
+	return call + "_" + strconv.Itoa(code)
+}

@@ -1,0 +1,131 @@
+package cluster
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"testing"
+	"time"
+)
+
+var (
+	benchDuration  = flag.Duration("cluster.bench.duration", 10*time.Second, "measured period of BenchmarkRaftPropose and BenchmarkPayments (per b.N iteration)")
+	benchSnapEvery = flag.Uint64("cluster.bench.snapshot-every", 0, "SnapshotEvery of BenchmarkRaftPropose (0: consensus' default)")
+	benchClients   = flag.Int("cluster.bench.clients", 512, "HTTP clients of BenchmarkPayments")
+)
+
+// The benchmarks run one BenchRaft / BenchPayments per iteration and
+// report its throughput and latency percentiles as custom metrics; run
+// them with -benchtime 1x (each iteration lasts -cluster.bench.duration).
+
+func reportBench(b *testing.B, res BenchResult) {
+	b.Helper()
+	// b.Log truncates benchmark output: print the whole report.
+	fmt.Println(res.String())
+	b.ReportMetric(res.OpsPerSec, "ops/s")
+	b.ReportMetric(float64(res.P50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(res.P99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(res.Max.Microseconds())/1000, "max-ms")
+	errs := 0
+	for _, n := range res.Errors {
+		errs += n
+	}
+	b.ReportMetric(float64(errs), "errors")
+}
+
+func BenchmarkRaftPropose(b *testing.B) {
+	for b.Loop() {
+		res, err := BenchRaft(context.Background(), RaftBenchConfig{Dir: b.TempDir(), Duration: *benchDuration, SnapshotEvery: *benchSnapEvery})
+		if err != nil {
+			b.Fatal(err)
+		}
+		reportBench(b, res)
+	}
+}
+
+func BenchmarkPayments(b *testing.B) {
+	cases := []struct {
+		name    string
+		latency time.Duration
+		clients int
+		target  string
+	}{
+		{"latency0/leader", 0, *benchClients, TargetLeader},
+		{"latency0/all", 0, *benchClients, TargetAll},
+		{"latency100ms/leader", 100 * time.Millisecond, 2000, TargetLeader},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				res, err := BenchPayments(context.Background(), PaymentsBenchConfig{Dir: b.TempDir(),
+					Clients: tc.clients, Duration: *benchDuration, ProviderLatency: tc.latency, Target: tc.target})
+				if err != nil {
+					b.Fatal(err)
+				}
+				reportBench(b, res)
+			}
+		})
+	}
+}
+
+// TestBenchmarksRunCorrectly runs both benchmarks briefly with few clients
+// and checks only their correctness: work was done, and nothing failed
+// (every proposal applied exactly once, every payment captured). Speed is
+// not asserted.
+func TestBenchmarksRunCorrectly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts clusters on disk")
+	}
+	ctx := context.Background()
+	t.Run("raft", func(t *testing.T) {
+		res, err := BenchRaft(ctx, RaftBenchConfig{Dir: t.TempDir(), Proposers: 8, PayloadBytes: 64,
+			Duration: time.Second, Warmup: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log("\n" + res.String())
+		if res.Ops == 0 || len(res.Errors) != 0 {
+			t.Fatalf("ops %d, errors %v", res.Ops, res.Errors)
+		}
+		if res.P50 <= 0 || res.P50 > res.P99 || res.P99 > res.Max {
+			t.Fatalf("percentiles out of order: %v %v %v", res.P50, res.P99, res.Max)
+		}
+	})
+	for _, target := range []string{TargetLeader, TargetAll} {
+		t.Run("payments/"+target, func(t *testing.T) {
+			res, err := BenchPayments(ctx, PaymentsBenchConfig{Dir: t.TempDir(), Clients: 4,
+				Duration: time.Second, Warmup: 200 * time.Millisecond, Target: target})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Log("\n" + res.String())
+			if res.Ops == 0 || len(res.Errors) != 0 {
+				t.Fatalf("ops %d, errors %v", res.Ops, res.Errors)
+			}
+		})
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range v {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	tests := []struct {
+		in                 []time.Duration
+		p50, p90, p99, max time.Duration
+	}{
+		{nil, 0, 0, 0, 0},
+		{ms(7), 7 * time.Millisecond, 7 * time.Millisecond, 7 * time.Millisecond, 7 * time.Millisecond},
+		{ms(10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 5 * time.Millisecond, 9 * time.Millisecond, 9 * time.Millisecond, 10 * time.Millisecond},
+	}
+	for _, tc := range tests {
+		p50, p90, p99, mx := percentiles(tc.in)
+		if p50 != tc.p50 || p90 != tc.p90 || p99 != tc.p99 || mx != tc.max {
+			t.Errorf("percentiles(%v) = %v %v %v %v; want %v %v %v %v", tc.in, p50, p90, p99, mx, tc.p50, tc.p90, tc.p99, tc.max)
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/txswitch/txswitch/cmd/cluster"
+)
+
+func init() {
+	register("bench", "measure committed proposals/s and payments/s on a local 3-node cluster (fsync on)", runBench)
+}
+
+func runBench(args []string) error {
+	fs := newFlags("bench", "[--what raft,payments,payments-slow] [--duration D]")
+	what := fs.String("what", "raft,payments,payments-slow", "comma-separated: raft (proposals), payments (0 ms PSP latency), payments-slow (100 ms PSP latency)")
+	duration := fs.Duration("duration", 10*time.Second, "measured period of each benchmark (after a warm-up)")
+	dir := fs.String("dir", "", "where the data dirs go (default: a temp dir; use a real disk, fsync is on)")
+	proposers := fs.Int("proposers", 256, "concurrent proposers (raft)")
+	payload := fs.Int("payload", 256, "proposal size in bytes (raft)")
+	clients := fs.Int("clients", 512, "concurrent HTTP clients (payments)")
+	slowClients := fs.Int("slow-clients", 2000, "concurrent HTTP clients (payments-slow)")
+	target := fs.String("target", cluster.TargetLeader, "payments: send to the leader, or to all nodes (followers forward)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	for _, w := range strings.Split(*what, ",") {
+		var (
+			res cluster.BenchResult
+			err error
+		)
+		fmt.Fprintf(os.Stderr, "running %s for %s...\n", w, *duration)
+		switch strings.TrimSpace(w) {
+		case "raft":
+			res, err = cluster.BenchRaft(ctx, cluster.RaftBenchConfig{Dir: *dir, Proposers: *proposers, PayloadBytes: *payload, Duration: *duration})
+		case "payments":
+			res, err = cluster.BenchPayments(ctx, cluster.PaymentsBenchConfig{Dir: *dir, Clients: *clients, Duration: *duration, Target: *target})
+		case "payments-slow":
+			res, err = cluster.BenchPayments(ctx, cluster.PaymentsBenchConfig{Dir: *dir, Clients: *slowClients, Duration: *duration,
+				ProviderLatency: 100 * time.Millisecond, Target: *target})
+		default:
+			return fmt.Errorf("unknown benchmark %q: %w", w, errUsage)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", w, err)
+		}
+		fmt.Println(res.String())
+	}
+	return nil
+}
