@@ -85,6 +85,11 @@ func excludedFromBreaker(err error) bool {
 	switch pe.Code {
 	case CodeInvalidRequest, CodeKeyReused, CodeCanceled:
 		return true
+	case CodeNotSent:
+		// Our own connection pool was exhausted: that says nothing about
+		// the provider's health, and opening its breaker would turn a
+		// burst of our traffic into an outage.
+		return true
 	case "http_429":
 		return false
 	}

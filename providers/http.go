@@ -27,8 +27,10 @@ const (
 	// DefaultMaxConnsPerHost bounds the connection pool per PSP host. When
 	// every connection is busy a call waits for one until its deadline; a
 	// call that never got a connection was never sent, so it fails
-	// definitively ("not_sent").
-	DefaultMaxConnsPerHost = 64
+	// definitively ("not_sent"). It is sized for thousands of calls in
+	// flight per PSP: at 100 ms provider latency, 64 connections would cap
+	// a node at 640 calls/s per PSP and turn the queueing into failures.
+	DefaultMaxConnsPerHost = 2048
 	dialTimeout            = 3 * time.Second
 )
 
