@@ -23,10 +23,14 @@
 //     provider's X-Provider-Signature);
 //  4. Idempotency-Key format (writes only) → 400 invalid_idempotency_key;
 //  5. Content-Type and strict JSON decoding → 415 / 400;
-//  6. writes on a follower are forwarded to the leader (see below);
+//  6. writes (and GET /v1/orders/{id}/methods) on a follower are forwarded
+//     to the leader (see below);
 //     everything else calls the Service and writes its Reply verbatim.
 //
-// Forwarding: every POST, PUT and DELETE must run on the leader. A follower
+// Forwarding: every POST, PUT and DELETE must run on the leader, and so must
+// GET /v1/orders/{id}/methods: only the leader calls providers, so only its
+// breakers know which providers are down right now (and only it records the
+// offer on the timeline). A follower
 // validates the request as above (so garbage never travels), then proxies the
 // raw body and the headers that matter to the leader's API address, marking
 // it with X-Txswitch-Forwarded. A forwarded request that reaches a node that

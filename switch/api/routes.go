@@ -38,7 +38,11 @@ type route struct {
 	auth    authKind
 	// write routes run on the leader: a follower forwards them.
 	write bool
-	body  bodyKind
+	// leaderRead routes are reads only the leader can answer (it alone
+	// calls providers, so only its breakers know which are down): a
+	// follower forwards them too, without the write-only checks.
+	leaderRead bool
+	body       bodyKind
 	// adminBody routes take the larger Options.MaxAdminBodyBytes limit.
 	adminBody bool
 	// reqType is the Go type of the JSON body (nil: none); the OpenAPI test
@@ -82,6 +86,7 @@ func noBody(r route, call func(s *Server, rc *reqCtx) (txswitch.Reply, error)) r
 // never contains a slash.
 func routeTable() []route {
 	get := func(p string, a authKind) route { return route{method: "GET", pattern: p, auth: a} }
+	leaderGet := func(p string, a authKind) route { r := get(p, a); r.leaderRead = true; return r }
 	write := func(m, p string, a authKind, b bodyKind) route {
 		return route{method: m, pattern: p, auth: a, write: true, body: b}
 	}
@@ -90,7 +95,7 @@ func routeTable() []route {
 		noBody(get("/v1/orders/{id}", authMerchant), func(s *Server, rc *reqCtx) (txswitch.Reply, error) {
 			return s.svc.GetOrder(rc.ctx, rc.caller, rc.id)
 		}),
-		noBody(get("/v1/orders/{id}/methods", authMerchant), func(s *Server, rc *reqCtx) (txswitch.Reply, error) {
+		noBody(leaderGet("/v1/orders/{id}/methods", authMerchant), func(s *Server, rc *reqCtx) (txswitch.Reply, error) {
 			return s.svc.Methods(rc.ctx, rc.caller, rc.id)
 		}),
 		noBody(get("/v1/orders/{id}/timeline", authMerchant), func(s *Server, rc *reqCtx) (txswitch.Reply, error) {

@@ -111,6 +111,12 @@ type Server struct {
 
 	ridPrefix string
 	ridSeq    atomic.Uint64
+	// closing is set by Shutdown. fasthttp clears its own stop flag when
+	// a graceful shutdown times out, so a connection whose request
+	// outlived the grace would otherwise stay open and keep being served
+	// by this stopped node; every answer after Shutdown closes its
+	// connection instead, sending the client to a live node.
+	closing atomic.Bool
 }
 
 // New builds a Server from opts, filling defaults.
@@ -203,6 +209,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting connections and waits, until ctx ends, for the
 // requests in flight to finish.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
 	err := s.srv.ShutdownWithContext(ctx)
 	s.fwd.close()
 	if err != nil {
@@ -239,6 +246,9 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 	rid := s.requestID(fc)
 	fc.Response.Header.Set(hdrRequestID, rid)
 	defer func() {
+		if s.closing.Load() {
+			fc.SetConnectionClose()
+		}
 		if p := recover(); p != nil {
 			s.log.Error("handler panic", zap.String("request_id", rid), zap.Any("panic", p), zap.Stack("stack"))
 			writeError(fc, txswitch.NewError(500, "internal", "", "internal error; request id "+rid))
@@ -321,7 +331,7 @@ func (s *Server) serve(rc *reqCtx) {
 		s.writeErr(rc, txswitch.NewError(404, "not_found", "", "cluster administration is not available on this node"))
 		return
 	}
-	if rt.write && !s.isLeader() {
+	if (rt.write || rt.leaderRead) && !s.isLeader() {
 		s.forward(rc, body)
 		return
 	}

@@ -1,0 +1,314 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txswitch/txswitch/providers/sim"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// TestE2EFlows walks every merchant endpoint and payment status transition
+// over HTTP, through a follower (which forwards writes), and checks each
+// money movement against the PSP ledgers.
+func TestE2EFlows(t *testing.T) {
+	l := startE2E(t)
+	addr := e2eFollowerAddr(t, l)
+
+	t.Run("methods by country", func(t *testing.T) {
+		nl := e2eCreateOrder(t, l, addr, e2eOrderReq(4998, "EUR", "NL"))
+		got := e2eMethodNames(e2eMethodsOf(t, l, addr, nl.ID))
+		for _, m := range []string{"card", "ideal", "klarna_paylater", "sepa_debit"} {
+			if !e2eHas(got, m) {
+				t.Errorf("NL order: %s missing from %v", m, got)
+			}
+		}
+		for _, m := range []string{"bancontact", "mobilepay"} {
+			if e2eHas(got, m) {
+				t.Errorf("NL order: %s offered: %v", m, got)
+			}
+		}
+		be := e2eCreateOrder(t, l, addr, e2eOrderReq(4998, "EUR", "BE"))
+		got = e2eMethodNames(e2eMethodsOf(t, l, addr, be.ID))
+		if !e2eHas(got, "bancontact") || e2eHas(got, "ideal") {
+			t.Errorf("BE order methods: %v", got)
+		}
+		// Asked through a follower: the offer is still recorded.
+		if !e2eHas(e2eEventTypes(e2eTimelineOf(t, l, addr, nl.ID)), "methods_offered") {
+			t.Errorf("methods offer not on the timeline")
+		}
+	})
+
+	t.Run("card automatic then partial refunds", func(t *testing.T) {
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(4998, "EUR", "NL"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card", PaymentData: map[string]string{"token": "tok_visa"}})
+		if r.Status != 201 || p.Status != txswitch.PaymentCaptured || !strings.HasPrefix(p.ID, "pay_") || p.Captured.Value != 4998 {
+			t.Fatalf("pay: %d %s", r.Status, r.Body)
+		}
+		if p.Provider != "psp_a" {
+			t.Errorf("card routed to %s, want psp_a first", p.Provider)
+		}
+		if tot := l.Sims["psp_a"].Totals(p.ID); tot.Charges != 1 || tot.Captured != 4998 {
+			t.Fatalf("psp_a ledger: %+v", tot)
+		}
+		if got := e2eGetOrder(t, l, addr, o.ID); got.Status != txswitch.OrderPaid || got.Captured.Value != 4998 || len(got.Payments) != 1 {
+			t.Fatalf("order after pay: %+v", got)
+		}
+
+		rr := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/refunds", e2eNewKey("ref"), txswitch.RefundRequest{Amount: e2eEur(1000), Reason: "return", Channel: "pos"})
+		var ref txswitch.Refund
+		if rr.Status != 201 {
+			t.Fatalf("refund: %d %s", rr.Status, rr.Body)
+		}
+		rr.decode(t, &ref)
+		if !strings.HasPrefix(ref.ID, "ref_") || ref.Channel != "pos" || ref.Amount.Value != 1000 {
+			t.Fatalf("refund answer: %s", rr.Body)
+		}
+		if got := e2eGetPayment(t, l, addr, p.ID); got.Status != txswitch.PaymentPartiallyRefunded || got.Refunded.Value != 1000 {
+			t.Fatalf("payment after partial refund: %+v", got)
+		}
+		if got := e2eGetOrder(t, l, addr, o.ID); got.Status != txswitch.OrderPartiallyRefunded || got.Refunded.Value != 1000 {
+			t.Fatalf("order after partial refund: %+v", got)
+		}
+		// The rest: no amount means everything captured and not refunded.
+		rr = e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/refunds", e2eNewKey("ref"), txswitch.RefundRequest{Reason: "return", Channel: "pos"})
+		if rr.Status != 201 {
+			t.Fatalf("refund rest: %d %s", rr.Status, rr.Body)
+		}
+		if got := e2eGetPayment(t, l, addr, p.ID); got.Status != txswitch.PaymentRefunded || got.Refunded.Value != 4998 {
+			t.Fatalf("payment after full refund: %+v", got)
+		}
+		if got := e2eGetOrder(t, l, addr, o.ID); got.Status != txswitch.OrderRefunded || got.Refunded.Value != 4998 {
+			t.Fatalf("order after full refund: %+v", got)
+		}
+		if tot := l.Sims["psp_a"].Totals(p.ID); tot.Charges != 1 || tot.Refunded != 4998 {
+			t.Fatalf("psp_a ledger after refunds: %+v", tot)
+		}
+		types := e2eEventTypes(e2eTimelineOf(t, l, addr, o.ID))
+		for _, want := range []string{"order_created", "routing_decision", "provider_response", "refund_succeeded"} {
+			if !e2eHas(types, want) {
+				t.Errorf("timeline lacks %s: %v", want, types)
+			}
+		}
+	})
+
+	t.Run("manual capture in two parts", func(t *testing.T) {
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(3000, "EUR", "DE"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual"})
+		if r.Status != 201 || p.Status != txswitch.PaymentAuthorized || p.Authorized.Value != 3000 || p.Captured.Value != 0 {
+			t.Fatalf("authorize: %d %s", r.Status, r.Body)
+		}
+		if got := e2eGetOrder(t, l, addr, o.ID); got.Status != txswitch.OrderAuthorized {
+			t.Fatalf("order after authorization: %s", got.Status)
+		}
+		if tot := l.Sims[p.Provider].Totals(p.ID); tot.Charges != 1 || tot.Authorized != 3000 || tot.Captured != 0 {
+			t.Fatalf("ledger after authorization: %+v", tot)
+		}
+		cr := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/captures", e2eNewKey("cap"), txswitch.CaptureRequest{Amount: e2eEur(1200)})
+		if cr.Status != 201 {
+			t.Fatalf("partial capture: %d %s", cr.Status, cr.Body)
+		}
+		if got := e2eGetPayment(t, l, addr, p.ID); got.Captured.Value != 1200 || got.Authorized.Value != 3000 {
+			t.Fatalf("payment after partial capture: %+v", got)
+		}
+		cr = e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/captures", e2eNewKey("cap"), nil)
+		if cr.Status != 201 {
+			t.Fatalf("capture rest: %d %s", cr.Status, cr.Body)
+		}
+		got := e2eGetPayment(t, l, addr, p.ID)
+		if got.Status != txswitch.PaymentCaptured || got.Captured.Value != 3000 || len(got.Captures) != 2 {
+			t.Fatalf("payment after capturing the rest: %+v", got)
+		}
+		if o := e2eGetOrder(t, l, addr, o.ID); o.Status != txswitch.OrderPaid || o.Captured.Value != 3000 {
+			t.Fatalf("order after capture: %+v", o)
+		}
+		if tot := l.Sims[p.Provider].Totals(p.ID); tot.Charges != 1 || tot.Captured != 3000 {
+			t.Fatalf("ledger after captures: %+v", tot)
+		}
+		if !e2eHas(e2eEventTypes(e2eTimelineOf(t, l, addr, o.ID)), "capture_succeeded") {
+			t.Errorf("timeline lacks capture_succeeded")
+		}
+	})
+
+	t.Run("void an authorization", func(t *testing.T) {
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(2500, "EUR", "FR"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual"})
+		if r.Status != 201 || p.Status != txswitch.PaymentAuthorized {
+			t.Fatalf("authorize: %d %s", r.Status, r.Body)
+		}
+		cr := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/cancel", e2eNewKey("cxl"), nil)
+		if cr.Status != 200 {
+			t.Fatalf("cancel: %d %s", cr.Status, cr.Body)
+		}
+		if got := e2eGetPayment(t, l, addr, p.ID); got.Status != txswitch.PaymentCancelled {
+			t.Fatalf("payment after cancel: %+v", got)
+		}
+		if got := e2eGetOrder(t, l, addr, o.ID); got.Authorized.Value != 0 || got.Captured.Value != 0 {
+			t.Fatalf("order after cancel still holds money: %+v", got)
+		}
+		if tot := l.Sims[p.Provider].Totals(p.ID); tot.Authorized != 0 || tot.Captured != 0 {
+			t.Fatalf("ledger after cancel: %+v", tot)
+		}
+	})
+
+	t.Run("decline leaves the order open", func(t *testing.T) {
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(2410, "EUR", "NL"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card", Amount: e2eEur(1205)})
+		if r.Status != 201 || p.Status != txswitch.PaymentDeclined || p.Failure == nil || p.Failure.Code != "do_not_honor" {
+			t.Fatalf("declined payment: %d %s", r.Status, r.Body)
+		}
+		if e2eCharges(l, p.ID) != 0 {
+			t.Fatalf("a declined payment was charged")
+		}
+		// Declines are not failed over: psp_b never saw it.
+		if n := len(l.Sims["psp_b"].LedgerFor(p.ID)); n != 0 {
+			t.Fatalf("decline was failed over to psp_b (%d entries)", n)
+		}
+		got := e2eGetOrder(t, l, addr, o.ID)
+		// The order's status then says the last attempt failed ("failed");
+		// what matters is that it is still payable, checked below.
+		if got.Status == txswitch.OrderPaid || got.Captured.Value != 0 || got.Authorized.Value != 0 {
+			t.Fatalf("order after decline: %+v", got)
+		}
+		ex := e2eExplainOf(t, l, addr, o.ID)
+		t.Logf("explain of a decline: %q", ex.Summary)
+		if !e2eHasCause(ex, "declined") || !strings.Contains(strings.ToLower(ex.Summary), "declin") {
+			t.Errorf("explain of a declined order: %+v", ex)
+		}
+		r2, p2 := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		if r2.Status != 201 || p2.Status != txswitch.PaymentCaptured || p2.Amount.Value != 2410 {
+			t.Fatalf("second attempt: %d %s", r2.Status, r2.Body)
+		}
+		if got := e2eGetOrder(t, l, addr, o.ID); got.Status != txswitch.OrderPaid || len(got.Payments) != 2 {
+			t.Fatalf("order after second attempt: %+v", got)
+		}
+	})
+
+	t.Run("ideal redirect with duplicated notifications", func(t *testing.T) {
+		if err := l.Sims["psp_b"].SetBehaviour(sim.Behaviour{Methods: map[string]sim.MethodBehaviour{
+			"ideal": {Async: &sim.Async{CompleteAfterMillis: 500, Duplicates: 3}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Sims["psp_b"].ResetBehaviour()
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(4998, "EUR", "NL"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "ideal"})
+		if r.Status/100 != 2 || p.Status != txswitch.PaymentPending || p.RedirectURL == "" || p.Provider != "psp_b" {
+			t.Fatalf("ideal: %d %s", r.Status, r.Body)
+		}
+		if p.Surcharge == nil || p.Surcharge.Value != 29 {
+			t.Errorf("ideal surcharge: %+v", p.Surcharge)
+		}
+		got := e2eWaitPayment(t, l, p.ID, "captured", func(p txswitch.Payment) bool { return p.Status == txswitch.PaymentCaptured })
+		if got.Captured.Value == 0 {
+			t.Fatalf("captured payment without captured amount: %+v", got)
+		}
+		// Let every duplicate arrive, then check the effect happened once.
+		waitFor(t, 10*time.Second, "the duplicate notifications", func() bool {
+			return l.Sims["psp_b"].Stats().NotificationsSent >= 4
+		})
+		if tot := l.Sims["psp_b"].Totals(p.ID); tot.Charges != 1 || tot.Captured != got.Captured.Value {
+			t.Fatalf("psp_b ledger %+v vs payment %+v", tot, got)
+		}
+		for _, n := range l.Nodes() {
+			if o := e2eGetOrder(t, l, n.APIAddr(), o.ID); o.Status != txswitch.OrderPaid || o.Captured != got.Captured {
+				t.Fatalf("node %d: order %+v", n.ID(), o)
+			}
+		}
+		notes := 0
+		for _, typ := range e2eEventTypes(e2eTimelineOf(t, l, addr, o.ID)) {
+			if typ == "notification" {
+				notes++
+			}
+		}
+		if notes != 1 {
+			t.Errorf("%d notification events for one completion delivered 4 times", notes)
+		}
+		if p := e2eGetPayment(t, l, addr, p.ID); p.Captured != got.Captured || p.Status != txswitch.PaymentCaptured {
+			t.Fatalf("payment changed after duplicates: %+v", p)
+		}
+	})
+
+	t.Run("fraud hold approved", func(t *testing.T) {
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(txswitch.DefaultCardHoldAmount, "EUR", "NL"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		if r.Status/100 != 2 || p.Status != txswitch.PaymentHeldForReview {
+			t.Fatalf("high-value card: %d %s", r.Status, r.Body)
+		}
+		if n := len(l.Sims["psp_a"].LedgerFor(p.ID)) + len(l.Sims["psp_b"].LedgerFor(p.ID)); n != 0 {
+			t.Fatalf("a held payment reached a PSP (%d entries)", n)
+		}
+		if got := e2eGetOrder(t, l, addr, o.ID); got.Status != txswitch.OrderHeldForReview {
+			t.Fatalf("order of a held payment: %s", got.Status)
+		}
+		if ex := e2eExplainOf(t, l, addr, o.ID); !e2eHasCause(ex, "held_for_review") {
+			t.Errorf("explain of a held order: %+v", ex)
+		}
+		rv := e2eAdmin(t, l, addr, "POST", "/v1/admin/payments/"+p.ID+"/review", txswitch.ReviewRequest{Decision: "approve", Note: "called the shopper"})
+		if rv.Status != 200 {
+			t.Fatalf("approve: %d %s", rv.Status, rv.Body)
+		}
+		got := e2eGetPayment(t, l, addr, p.ID)
+		if got.Status != txswitch.PaymentCaptured || got.Captured.Value != txswitch.DefaultCardHoldAmount {
+			t.Fatalf("approved payment: %+v", got)
+		}
+		if e2eCharges(l, p.ID) != 1 {
+			t.Fatalf("approved payment charged %d times", e2eCharges(l, p.ID))
+		}
+		types := e2eEventTypes(e2eTimelineOf(t, l, addr, o.ID))
+		if !e2eHas(types, "held_for_review") || !e2eHas(types, "review_approved") {
+			t.Errorf("timeline of a reviewed order: %v", types)
+		}
+	})
+
+	t.Run("fraud hold rejected", func(t *testing.T) {
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(txswitch.DefaultCardHoldAmount+100, "EUR", "NL"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		if r.Status/100 != 2 || p.Status != txswitch.PaymentHeldForReview {
+			t.Fatalf("high-value card: %d %s", r.Status, r.Body)
+		}
+		rv := e2eAdmin(t, l, addr, "POST", "/v1/admin/payments/"+p.ID+"/review", txswitch.ReviewRequest{Decision: "reject"})
+		if rv.Status/100 != 2 {
+			t.Fatalf("reject: %d %s", rv.Status, rv.Body)
+		}
+		got := e2eGetPayment(t, l, addr, p.ID)
+		if got.Status != txswitch.PaymentFailed && got.Status != txswitch.PaymentCancelled {
+			t.Fatalf("rejected payment: %+v", got)
+		}
+		if n := len(l.Sims["psp_a"].LedgerFor(p.ID)) + len(l.Sims["psp_b"].LedgerFor(p.ID)); n != 0 {
+			t.Fatalf("a rejected payment reached a PSP (%d entries)", n)
+		}
+		if ex := e2eExplainOf(t, l, addr, o.ID); !e2eHasCause(ex, "review_rejected") {
+			t.Errorf("explain of a rejected order: %+v", ex)
+		}
+		// A second review of a settled payment is refused and changes nothing.
+		rv = e2eAdmin(t, l, addr, "POST", "/v1/admin/payments/"+p.ID+"/review", txswitch.ReviewRequest{Decision: "approve"})
+		if rv.Status != 409 {
+			t.Errorf("second review: %d %s", rv.Status, rv.Body)
+		}
+		if e2eCharges(l, p.ID) != 0 {
+			t.Fatalf("a rejected payment was charged")
+		}
+	})
+
+	t.Run("health endpoints", func(t *testing.T) {
+		for _, n := range l.Nodes() {
+			for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+				r, err := e2eSend(n.APIAddr(), e2eRawReq{Method: "GET", Path: path})
+				if err != nil || r.Status != 200 {
+					t.Errorf("node %d %s: %v %d", n.ID(), path, err, r.Status)
+				}
+			}
+		}
+	})
+}
+
+func e2eHasCause(e txswitch.Explanation, code string) bool {
+	for _, c := range e.Causes {
+		if c.Code == code {
+			return true
+		}
+	}
+	return false
+}
