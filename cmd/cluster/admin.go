@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/txswitch/txswitch/consensus"
+	"github.com/txswitch/txswitch/storage/central"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
 
@@ -25,6 +26,8 @@ type Status struct {
 	// ConfigVersion is the applied routing configuration's version (0: none).
 	ConfigVersion uint64 `json:"config_version"`
 	CentralDB     string `json:"central_db"`
+	// Export is the exporter's view (nil without a central database).
+	Export *central.ExportStats `json:"export,omitempty"`
 }
 
 // OutboxStatus is the export side of the journal.
@@ -45,6 +48,11 @@ func (n *Node) NodeStatus() (Status, error) {
 	}
 	if rc, ok := n.machine.Config(); ok {
 		st.ConfigVersion = rc.Version
+	}
+	if n.central != nil {
+		es := n.central.exporter.Stats()
+		st.Export = &es
+		st.CentralDB = n.central.describe()
 	}
 	return st, nil
 }

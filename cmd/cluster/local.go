@@ -35,10 +35,12 @@ type LocalConfig struct {
 	// APIKey and AdminToken default to random ones.
 	APIKey, AdminToken string
 	MerchantID         string // default mer_demo
-	Seed               uint64
-	TickInterval       time.Duration
-	ResolveEvery       time.Duration
-	Logger             *zap.Logger
+	// CentralDB is a PostgreSQL URL every node exports to (empty: none).
+	CentralDB    string
+	Seed         uint64
+	TickInterval time.Duration
+	ResolveEvery time.Duration
+	Logger       *zap.Logger
 }
 
 // Local is a running local cluster.
@@ -119,6 +121,7 @@ func StartLocal(cfg LocalConfig) (_ *Local, err error) {
 			RaftListen: p.RaftAddr, APIListen: p.APIAddr,
 			AdminToken: l.AdminToken, ProviderSecrets: secrets, SeedConfig: &seed,
 			TickInterval: cfg.TickInterval, ResolveEvery: cfg.ResolveEvery,
+			CentralDB: cfg.CentralDB, ExportBacklogAlarm: 1_000_000,
 			Logger: cfg.Logger.Named("node" + strconv.Itoa(i+1)),
 		})
 	}

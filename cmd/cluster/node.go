@@ -60,6 +60,12 @@ type Config struct {
 	// configuration yet (a new cluster); it never overwrites one.
 	SeedConfig *txswitch.RoutingConfig
 
+	// CentralDB is the PostgreSQL URL the leader exports to; empty runs
+	// on the journal alone. ExportBacklogAlarm warns when that many events
+	// wait for export (0: no alarm).
+	CentralDB          string
+	ExportBacklogAlarm uint64
+
 	TickInterval  time.Duration
 	SnapshotEvery uint64
 	// ResolveEvery is the in-doubt resolver's period (0: the default).
@@ -84,6 +90,7 @@ type Node struct {
 	api       *api.Server
 	apiLn     net.Listener
 	registry  *prometheus.Registry
+	central   *centralDB // nil without a central database
 
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -190,6 +197,16 @@ func Start(cfg Config) (_ *Node, err error) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	if cfg.CentralDB != "" {
+		if n.central, err = startCentral(ctx, n, cfg.CentralDB); err != nil {
+			return nil, err
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.central.run(ctx)
+		}()
+	}
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
@@ -209,7 +226,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		}()
 	}
 	n.log.Info("node started", zap.String("api", n.cfg.APIAdvertise), zap.String("raft", n.cfg.RaftAdvertise),
-		zap.Bool("joined", join), zap.String("data_dir", cfg.DataDir))
+		zap.Bool("joined", join), zap.String("data_dir", cfg.DataDir), zap.Bool("central_db", cfg.CentralDB != ""))
 	return n, nil
 }
 
@@ -333,6 +350,9 @@ func (n *Node) closeAll() error {
 		_ = n.apiLn.Close()
 	}
 	n.wg.Wait()
+	if n.central != nil {
+		n.central.close()
+	}
 	if n.db != nil {
 		if err := n.db.Close(); err != nil {
 			return fmt.Errorf("close journal: %w", err)

@@ -37,6 +37,7 @@ type nodeFile struct {
 	AdminToken    string            `yaml:"admin_token"`
 	RoutingConfig string            `yaml:"routing_config"`
 	Secrets       map[string]string `yaml:"provider_secrets"`
+	CentralDB     string            `yaml:"central_db"`
 	LogLevel      string            `yaml:"log_level"`
 	TickInterval  time.Duration     `yaml:"tick_interval"`
 }
@@ -95,6 +96,7 @@ func runNode(args []string) error {
 	fs.StringVar(&f.RoutingConfig, "routing-config", "", "JSON routing configuration proposed when the cluster has none")
 	secrets := secretList{}
 	fs.Var(secrets, "provider-secret", "provider=secret for notification signatures (repeatable)")
+	fs.StringVar(&f.CentralDB, "central-db", os.Getenv("TXSWITCH_CENTRAL_DB"), "PostgreSQL URL the leader exports to (env TXSWITCH_CENTRAL_DB); empty: the embedded journal alone")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.TickInterval, "tick", 0, "raft tick interval (default 100ms)")
 	if err := parse(fs, args); err != nil {
@@ -132,6 +134,7 @@ func runNode(args []string) error {
 		RaftAdvertise: f.RaftAdvertise, APIAdvertise: f.APIAdvertise,
 		AdminToken: f.AdminToken, ProviderSecrets: f.Secrets,
 		TickInterval: f.TickInterval, Logger: log,
+		CentralDB: f.CentralDB, ExportBacklogAlarm: 1_000_000,
 	}
 	if f.RoutingConfig != "" {
 		b, err := os.ReadFile(f.RoutingConfig)
@@ -149,7 +152,11 @@ func runNode(args []string) error {
 		}
 		cfg.SeedConfig = &rc
 	}
-	log.Info("starting node; no central database configured: running on the embedded journal alone")
+	if f.CentralDB == "" {
+		log.Info("no central database configured: running on the embedded journal alone (the outbox keeps every event for a database added later)")
+	} else {
+		log.Info("central database configured: the leader exports the outbox to it; payments never wait for it")
+	}
 	n, err := cluster.Start(cfg)
 	if err != nil {
 		return err
@@ -194,6 +201,7 @@ func mergeNodeFile(path string, fs *flag.FlagSet, f *nodeFile) error {
 	pick("admin-token", &f.AdminToken, file.AdminToken)
 	pick("routing-config", &f.RoutingConfig, file.RoutingConfig)
 	pick("log-level", &f.LogLevel, file.LogLevel)
+	pick("central-db", &f.CentralDB, file.CentralDB)
 	if !set["id"] && file.ID != 0 {
 		f.ID = file.ID
 	}

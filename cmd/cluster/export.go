@@ -1,0 +1,115 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/txswitch/txswitch/storage/central"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// exportSource adapts the node to what the central exporter reads: the
+// replicated outbox and watermark, and whether this node leads (only the
+// leader exports).
+type exportSource struct{ n *Node }
+
+var _ central.Source = exportSource{}
+
+func (s exportSource) ReadOutbox(after uint64, limit int) ([]txswitch.OutboxEvent, error) {
+	return s.n.svc.ReadOutbox(after, limit)
+}
+func (s exportSource) ExportWatermark() (uint64, error) { return s.n.svc.ExportWatermark() }
+func (s exportSource) AdvanceExportWatermark(ctx context.Context, seq uint64) error {
+	return s.n.svc.AdvanceExportWatermark(ctx, seq)
+}
+func (s exportSource) IsLeader() bool              { return s.n.raft.Leadership().IsLeader }
+func (s exportSource) OutboxHead() (uint64, error) { return s.n.svc.OutboxHead() }
+
+// centralDB runs the node's side of the central database: migrations (under
+// PostgreSQL's advisory lock, so nodes migrate one at a time), then the
+// exporter. Neither ever blocks a payment: a database that is down at start
+// only delays the export, retried with a capped backoff.
+type centralDB struct {
+	pool     *pgxpool.Pool
+	exporter *central.Exporter
+	migrated atomic.Bool
+	log      *zap.Logger
+}
+
+func startCentral(ctx context.Context, n *Node, url string) (*centralDB, error) {
+	pool, err := pgxpool.New(ctx, url) // connects lazily: a down database is fine here
+	if err != nil {
+		return nil, fmt.Errorf("central database %s: %w", redactURL(url), err)
+	}
+	exp, err := central.NewExporter(ctx, central.ExporterConfig{
+		Pool: pool, Source: exportSource{n}, Logger: n.log.Named("central"),
+		Registry: n.registry, BacklogAlarm: n.cfg.ExportBacklogAlarm,
+	})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &centralDB{pool: pool, exporter: exp, log: n.log.Named("central")}, nil
+}
+
+// run migrates, then exports until ctx ends.
+func (c *centralDB) run(ctx context.Context) {
+	wait := 200 * time.Millisecond
+	logged := false
+	for ctx.Err() == nil {
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		applied, err := central.Migrate(mctx, c.pool, c.log)
+		cancel()
+		if err == nil {
+			c.migrated.Store(true)
+			c.log.Info("central database schema is current", zap.Ints("applied_now", applied))
+			break
+		}
+		if !logged {
+			c.log.Warn("central database not reachable or not migrated yet; payments continue, the outbox grows", zap.Error(err))
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+	if err := c.exporter.Run(ctx); err != nil {
+		c.log.Error("exporter stopped", zap.Error(err))
+	}
+}
+
+func (c *centralDB) close() {
+	c.exporter.Close()
+	c.pool.Close()
+}
+
+// describe is the one line `txswitch status` shows.
+func (c *centralDB) describe() string {
+	st := c.exporter.Stats()
+	if !c.migrated.Load() {
+		return "configured, not reachable yet (schema not migrated; exporting paused)"
+	}
+	s := fmt.Sprintf("breaker %s, lag %d events / %.1fs", st.BreakerState, st.LagEvents, st.LagSeconds)
+	if st.LastError != "" {
+		s += ", last error: " + st.LastError
+	}
+	return s
+}
+
+// redactURL hides the password of a database URL in messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}

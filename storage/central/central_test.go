@@ -1,0 +1,623 @@
+package central
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/txswitch/txswitch/storage/central/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func newPool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// migratedDB is a fresh database with every embedded migration applied.
+func migratedDB(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	pool := newPool(t, pgtest.Start(t))
+	if _, err := Migrate(context.Background(), pool, zap.NewNop()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return pool
+}
+
+// testConfig has short backoffs so outage tests stay quick.
+func testConfig(pool *pgxpool.Pool, src Source, log *zap.Logger) ExporterConfig {
+	return ExporterConfig{Pool: pool, Source: src, Batch: 500, Logger: log, PollInterval: 20 * time.Millisecond,
+		FollowerPoll: 20 * time.Millisecond, BackoffMin: 10 * time.Millisecond, BackoffMax: 150 * time.Millisecond,
+		WriteTimeout: 5 * time.Second, Breaker: BreakerSettings{ConsecutiveFailures: 3, OpenTimeout: 300 * time.Millisecond}}
+}
+
+// runExporter starts e.Run and stops it at cleanup (or when stop is called).
+func runExporter(t testing.TB, e *Exporter) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := e.Run(ctx); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitExported(t testing.TB, e *Exporter, seq uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := e.WaitExported(ctx, seq); err != nil {
+		t.Fatalf("%v; stats %+v", err, e.Stats())
+	}
+}
+
+// eventually polls cond until it holds; it bounds a wait, asserts no timing.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// verifyDatabase checks invariant 5 and the content against the source's
+// truth: every event once, no gaps, rows equal to the latest resources,
+// sums per merchant.
+func verifyDatabase(t testing.TB, pool *pgxpool.Pool, src *fakeSource) {
+	t.Helper()
+	ctx := context.Background()
+	head := src.Head()
+	var n, distinct, lo, hi int64
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT event_id), coalesce(min(seq),0), coalesce(max(seq),0) FROM exported_events`).
+		Scan(&n, &distinct, &lo, &hi); err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(head) || distinct != n || lo != 1 || hi != int64(head) {
+		t.Fatalf("exported_events: %d rows (%d distinct), seq %d..%d; want exactly 1..%d", n, distinct, lo, hi, head)
+	}
+	orders, payments, orderSeq := src.truth()
+
+	rows, err := pool.Query(ctx, `SELECT id, status, captured_minor, refunded_minor, last_event_seq FROM orders`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close() // a Fatal mid-iteration must not leak the connection
+	got := 0
+	for rows.Next() {
+		var id, status string
+		var captured, refunded, seq int64
+		if err := rows.Scan(&id, &status, &captured, &refunded, &seq); err != nil {
+			t.Fatal(err)
+		}
+		got++
+		want, ok := orders[id]
+		if !ok {
+			t.Fatalf("unexpected order %s", id)
+		}
+		if status != want.Status || captured != want.Captured.Value || refunded != want.Refunded.Value || uint64(seq) != orderSeq[id] {
+			t.Fatalf("order %s: got %s/%d/%d seq %d, want %s/%d/%d seq %d", id, status, captured, refunded, seq,
+				want.Status, want.Captured.Value, want.Refunded.Value, orderSeq[id])
+		}
+	}
+	if rows.Err() != nil || got != len(orders) {
+		t.Fatalf("orders: %d rows, want %d (%v)", got, len(orders), rows.Err())
+	}
+
+	type sums struct{ captured, refunded, count int64 }
+	want := map[string]sums{}
+	for _, p := range payments {
+		s := want[p.MerchantID]
+		s.captured += p.Captured.Value
+		s.refunded += p.Refunded.Value
+		s.count++
+		want[p.MerchantID] = s
+	}
+	rows, err = pool.Query(ctx, `SELECT merchant_id, sum(captured_minor), sum(refunded_minor), count(*) FROM payments GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	have := map[string]sums{}
+	for rows.Next() {
+		var m string
+		var s sums
+		if err := rows.Scan(&m, &s.captured, &s.refunded, &s.count); err != nil {
+			t.Fatal(err)
+		}
+		have[m] = s
+	}
+	if len(have) != len(want) {
+		t.Fatalf("payment sums per merchant: got %v, want %v", have, want)
+	}
+	for m, w := range want {
+		if have[m] != w {
+			t.Fatalf("merchant %s: got %+v, want %+v", m, have[m], w)
+		}
+	}
+
+	var timeline, attempts, refunds, captures int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM timeline_events), (SELECT count(*) FROM provider_attempts),
+		(SELECT count(*) FROM refunds), (SELECT count(*) FROM captures)`).Scan(&timeline, &attempts, &refunds, &captures); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	wantTL, wantOrders := src.nTimeline, src.nOrders
+	src.mu.Unlock()
+	wantRefunds, wantCaptures := 0, 0
+	for _, p := range payments {
+		wantRefunds += len(p.Refunds)
+		wantCaptures += len(p.Captures)
+	}
+	if timeline != wantTL || attempts != wantOrders || refunds != wantRefunds || captures != wantCaptures {
+		t.Fatalf("timeline %d/%d, provider_attempts %d/%d, refunds %d/%d, captures %d/%d (got/want)",
+			timeline, wantTL, attempts, wantOrders, refunds, wantRefunds, captures, wantCaptures)
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	ctx := context.Background()
+	all, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) < 3 || all[0].Version != 1 || all[0].NoTx || !all[1].NoTx {
+		t.Fatalf("embedded migrations: %+v", all)
+	}
+	var versions []int
+	for _, m := range all {
+		versions = append(versions, m.Version)
+	}
+
+	t.Run("apply once then no-op", func(t *testing.T) {
+		pool := newPool(t, pgtest.Start(t))
+		applied, err := Migrate(ctx, pool, zap.NewNop())
+		if err != nil || !equalInts(applied, versions) {
+			t.Fatalf("first run applied %v (%v), want %v", applied, err, versions)
+		}
+		applied, err = Migrate(ctx, pool, zap.NewNop())
+		if err != nil || len(applied) != 0 {
+			t.Fatalf("second run applied %v (%v), want none", applied, err)
+		}
+		// The online steps really happened: indexes valid, checks validated.
+		var invalid, checks int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE NOT indisvalid) FROM pg_index`).Scan(&invalid); err != nil || invalid != 0 {
+			t.Fatalf("invalid indexes: %d (%v)", invalid, err)
+		}
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_constraint WHERE conname IN ('orders_money_ck','payments_money_ck') AND convalidated`).Scan(&checks); err != nil || checks != 2 {
+			t.Fatalf("validated money checks: %d (%v)", checks, err)
+		}
+		var idx int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_merchant_created_idx'`).Scan(&idx); err != nil || idx != 1 {
+			t.Fatalf("reader index missing: %d (%v)", idx, err)
+		}
+	})
+
+	t.Run("money checks", func(t *testing.T) {
+		pool := migratedDB(t)
+		tests := []struct {
+			name                           string
+			status                         string
+			authorized, captured, refunded int64
+			ok                             bool
+		}{
+			{"captured within authorization", "captured", 100, 100, 40, true},
+			{"cancelled keeps its partial capture", "cancelled", 0, 60, 0, true},
+			{"captured beyond authorization", "captured", 100, 101, 0, false},
+			{"refunded beyond captured", "refunded", 100, 50, 60, false},
+		}
+		for i, tc := range tests {
+			_, err := pool.Exec(ctx, `INSERT INTO payments (id, order_id, merchant_id, status, method, currency, amount_minor,
+				authorized_minor, captured_minor, refunded_minor, created_at, updated_at, last_event_seq)
+				VALUES ($1, 'ord_1', 'mer_1', $2, 'card', 'EUR', 100, $3, $4, $5, now(), now(), 1)`,
+				fmt.Sprintf("pay_%d", i), tc.status, tc.authorized, tc.captured, tc.refunded)
+			var pgErr *pgconn.PgError
+			if tc.ok != (err == nil) || (err != nil && (!errors.As(err, &pgErr) || pgErr.Code != "23514")) {
+				t.Errorf("%s: err %v, want ok=%v (or check_violation)", tc.name, err, tc.ok)
+			}
+		}
+	})
+
+	t.Run("concurrent nodes apply each once", func(t *testing.T) {
+		pool := newPool(t, pgtest.Start(t))
+		var wg sync.WaitGroup
+		results := make([][]int, 3)
+		errs := make([]error, 3)
+		for i := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], errs[i] = Migrate(ctx, pool, zap.NewNop())
+			}()
+		}
+		wg.Wait()
+		count := map[int]int{}
+		for i := range 3 {
+			if errs[i] != nil {
+				t.Fatalf("node %d: %v", i, errs[i])
+			}
+			for _, v := range results[i] {
+				count[v]++
+			}
+		}
+		for _, v := range versions {
+			if count[v] != 1 {
+				t.Fatalf("version %d applied %d times (%v)", v, count[v], results)
+			}
+		}
+		var rows int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(versions) {
+			t.Fatalf("schema_migrations rows %d (%v)", rows, err)
+		}
+	})
+
+	t.Run("edited applied migration is rejected", func(t *testing.T) {
+		pool := newPool(t, pgtest.Start(t))
+		if _, err := MigrateWith(ctx, pool, nil, all[:1], MigrateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		edited := append([]Migration{NewMigration(1, all[0].Name, all[0].SQL+"\n-- edited\n")}, all[1:]...)
+		applied, err := MigrateWith(ctx, pool, nil, edited, MigrateOptions{})
+		if !errors.Is(err, ErrChecksumMismatch) || len(applied) != 0 {
+			t.Fatalf("got applied %v, err %v; want ErrChecksumMismatch and nothing applied", applied, err)
+		}
+	})
+
+	t.Run("older node tolerates newer migrations", func(t *testing.T) {
+		pool := newPool(t, pgtest.Start(t))
+		if _, err := Migrate(ctx, pool, nil); err != nil {
+			t.Fatal(err)
+		}
+		applied, err := MigrateWith(ctx, pool, nil, all[:1], MigrateOptions{})
+		if err != nil || len(applied) != 0 {
+			t.Fatalf("older node: applied %v, err %v", applied, err)
+		}
+	})
+}
+
+func metricValue(t testing.TB, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSplitStatements(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"-- c\nCREATE INDEX a ON t (x);\n\nDROP INDEX b;\n", []string{"CREATE INDEX a ON t (x);", "DROP INDEX b;"}},
+		{"ALTER TABLE t\n  ADD CONSTRAINT c CHECK (x > 0) NOT VALID;\nSELECT 1", []string{"ALTER TABLE t\n  ADD CONSTRAINT c CHECK (x > 0) NOT VALID;", "SELECT 1"}},
+		{"-- only comments\n", nil},
+	}
+	for _, tc := range tests {
+		got := splitStatements(tc.in)
+		if len(got) != len(tc.want) {
+			t.Fatalf("split %q: %q, want %q", tc.in, got, tc.want)
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Fatalf("split %q: %q, want %q", tc.in, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestExportAllEventsOnce(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceMerchants()
+	src.produceOrders(300)
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(pool, src, zap.NewNop())
+	cfg.Registry = reg
+	e, err := NewExporter(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runExporter(t, e)
+	waitExported(t, e, src.Head())
+	verifyDatabase(t, pool, src)
+
+	// More traffic after catch-up is picked up too.
+	src.produceOrders(50)
+	e.Kick()
+	waitExported(t, e, src.Head())
+	verifyDatabase(t, pool, src)
+
+	st := e.Stats()
+	if st.LagEvents != 0 || st.ExportedTotal != src.Head() || st.LastError != "" || st.BreakerState != "closed" {
+		t.Fatalf("stats after catch-up: %+v (head %d)", st, src.Head())
+	}
+	if got := metricValue(t, e.mEvents); got != float64(src.Head()) {
+		t.Fatalf("txswitch_export_events_total = %v, want %d", got, src.Head())
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range families {
+		names[f.GetName()] = true
+	}
+	for _, n := range []string{"txswitch_export_lag_events", "txswitch_export_lag_seconds",
+		"txswitch_export_backlog_events", "txswitch_export_db_breaker_state", "txswitch_export_events_total"} {
+		if !names[n] {
+			t.Fatalf("metric %s not registered (have %v)", n, names)
+		}
+	}
+}
+
+// TestReplayIsIdempotent covers the crash window of exactly-once: the
+// leader commits a batch to PostgreSQL and dies before the watermark
+// advances; the next leader exports the same events again.
+func TestReplayIsIdempotent(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceMerchants()
+	src.produceOrders(100)
+
+	// Leader 1 commits every batch but never gets its watermark through.
+	var commits sync.WaitGroup
+	commits.Add(1)
+	var once sync.Once
+	src.advanceHook = func(uint64) error {
+		once.Do(commits.Done)
+		return errLeaderDied
+	}
+	e1, err := NewExporter(context.Background(), testConfig(pool, src, zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1 := runExporter(t, e1)
+	commits.Wait()
+	stop1()
+	var inPG int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM exported_events`).Scan(&inPG); err != nil || inPG == 0 {
+		t.Fatalf("leader 1 committed nothing: %d (%v)", inPG, err)
+	}
+	if wm, _ := src.ExportWatermark(); wm != 0 {
+		t.Fatalf("watermark moved to %d despite the failure", wm)
+	}
+
+	// Leader 2 starts from the old watermark and re-exports.
+	src.mu.Lock()
+	src.advanceHook = nil
+	src.mu.Unlock()
+	e2, err := NewExporter(context.Background(), testConfig(pool, src, zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runExporter(t, e2)
+	waitExported(t, e2, src.Head())
+	verifyDatabase(t, pool, src)
+	if got := e2.Stats().ExportedTotal; got != src.Head()-uint64(inPG) {
+		t.Fatalf("leader 2 newly exported %d events, want %d (head %d - %d already there)", got, src.Head()-uint64(inPG), src.Head(), inPG)
+	}
+}
+
+// TestOutOfOrderBatchesNeverGoBackwards writes batches directly, newest
+// first, then replays older ones.
+func TestOutOfOrderBatchesNeverGoBackwards(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceOrders(40)
+	all, err := src.ReadOutbox(0, MaxBatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	half := len(all) / 2
+	for _, batch := range [][]int{{half, len(all)}, {0, half}, {0, len(all)}, {10, 20}} {
+		rows, _, err := decodeBatch(all[batch[0]:batch[1]])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := writeRows(ctx, pool, rows); err != nil {
+			t.Fatalf("write %v: %v", batch, err)
+		}
+	}
+	verifyDatabase(t, pool, src)
+}
+
+func TestFollowerDoesNotExport(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceOrders(5)
+	src.leader.Store(false)
+	e, err := NewExporter(context.Background(), testConfig(pool, src, zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wait, failed := e.step(context.Background(), 0); failed || wait != e.cfg.FollowerPoll {
+		t.Fatalf("follower step: wait %v failed %v", wait, failed)
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM exported_events`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("follower exported %d events (%v)", n, err)
+	}
+	src.leader.Store(true)
+	if _, failed := e.step(context.Background(), 0); failed {
+		t.Fatalf("leader step failed: %+v", e.Stats())
+	}
+	if wm, _ := src.ExportWatermark(); wm != src.Head() {
+		t.Fatalf("leader step: watermark %d, head %d", wm, src.Head())
+	}
+}
+
+func TestBadEventStopsExportWithoutTrippingBreaker(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceOrders(2)
+	src.mu.Lock()
+	src.events[3].Resource = []byte(`{"id": 42, "seq": "x"}`)
+	src.mu.Unlock()
+	e, err := NewExporter(context.Background(), testConfig(pool, src, zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, failed := e.step(context.Background(), 0); !failed {
+			t.Fatal("a batch with an undecodable event was accepted")
+		}
+	}
+	st := e.Stats()
+	if st.BreakerState != "closed" || st.Watermark != 0 || st.LastError == "" {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// TestDatabaseOutage kills PostgreSQL while the source keeps producing:
+// the exporter backs off behind an open breaker, the source is never
+// blocked, and after the restart the backlog drains exactly once.
+func TestDatabaseOutage(t *testing.T) {
+	srv := pgtest.NewServer(t)
+	pool := newPool(t, srv.NewDatabase(t))
+	ctx := context.Background()
+	if _, err := Migrate(ctx, pool, zap.NewNop()); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	src := newFakeSource()
+	src.produceMerchants()
+	src.produceOrders(50)
+	cfg := testConfig(pool, src, zap.New(core))
+	cfg.BacklogAlarm = 1000
+	e, err := NewExporter(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runExporter(t, e)
+	waitExported(t, e, src.Head())
+
+	srv.Kill()
+	// Traffic continues while the database is down; the producer (the
+	// payment path) never waits for the exporter.
+	for range 20 {
+		src.produceOrders(10)
+		e.Kick()
+	}
+	eventually(t, "breaker open", func() bool { return e.Stats().BreakerState == "open" })
+	st := e.Stats()
+	if st.LagEvents == 0 || st.LastError == "" || st.LagEvents > src.Head() {
+		t.Fatalf("during outage: %+v", st)
+	}
+	eventually(t, "backlog alarm", func() bool { return e.Stats().Backlog > cfg.BacklogAlarm })
+	if got := metricValue(t, e.mBreaker); got != 2 {
+		t.Fatalf("breaker gauge %v during outage, want 2 (open)", got)
+	}
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	src.produceOrders(20)
+	waitExported(t, e, src.Head())
+	verifyDatabase(t, pool, src)
+	if st := e.Stats(); st.LastError != "" || st.LagEvents != 0 {
+		t.Fatalf("after recovery: %+v", st)
+	}
+
+	// Logs: state changes once each, not one line per retry.
+	if n := logs.FilterMessage("central database breaker opened: export paused, outbox grows").Len(); n < 1 || n > 3 {
+		t.Fatalf("breaker-open logged %d times", n)
+	}
+	if n := logs.FilterMessage("export failing, backing off").Len(); n != 1 {
+		t.Fatalf("failure logged %d times, want once per outage", n)
+	}
+	if n := logs.FilterMessage("export backlog above alarm threshold").Len(); n != 1 {
+		t.Fatalf("backlog alarm logged %d times, want 1", n)
+	}
+	if n := logs.FilterMessage("export recovered").Len(); n != 1 {
+		t.Fatalf("recovery logged %d times, want 1", n)
+	}
+}
+
+// TestMigrationWhileExporting applies the index, check and an expand
+// migration while the exporter writes: no failed batch, no lost row.
+func TestMigrationWhileExporting(t *testing.T) {
+	pool := newPool(t, pgtest.Start(t))
+	ctx := context.Background()
+	all, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MigrateWith(ctx, pool, nil, all[:1], MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	src := newFakeSource()
+	src.produceMerchants()
+	src.produceOrders(100)
+	e, err := NewExporter(ctx, testConfig(pool, src, zap.New(core)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runExporter(t, e)
+
+	producing := make(chan struct{})
+	go func() {
+		defer close(producing)
+		for range 30 {
+			src.produceOrders(10)
+			e.Kick()
+			time.Sleep(5 * time.Millisecond) // spread writes across the migration
+		}
+	}()
+	expand := NewMigration(100, "expand_orders_support_note", "ALTER TABLE orders ADD COLUMN IF NOT EXISTS support_note text;")
+	applied, err := MigrateWith(ctx, pool, zap.NewNop(), append(append([]Migration(nil), all...), expand), MigrateOptions{})
+	if err != nil {
+		t.Fatalf("migrate under load: %v", err)
+	}
+	if len(applied) != len(all) {
+		t.Fatalf("applied %v under load", applied)
+	}
+	<-producing
+	waitExported(t, e, src.Head())
+	verifyDatabase(t, pool, src)
+	if logs.Len() != 0 {
+		t.Fatalf("exporter warned during migration: %v", logs.All()[0].Message+" "+logs.All()[0].ContextMap()["error"].(string))
+	}
+}

@@ -1,0 +1,560 @@
+package central
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+	"go.uber.org/zap"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// Source is the replicated outbox the exporter drains (implemented by the
+// domain side on top of the state machine).
+//
+// Contract: events are dense in Seq; ReadOutbox(after, limit) returns up to
+// limit events with Seq > after in Seq order; the outbox is trimmed only up
+// to the export watermark, so every event after the watermark is readable.
+// ReadOutbox may be called from two goroutines at once (the exporter
+// prefetches the next batch while writing the current one).
+// AdvanceExportWatermark replicates the new watermark through Raft and
+// returns once it is committed (or with an error: then nothing is known and
+// the exporter simply re-exports, which is idempotent).
+type Source interface {
+	ReadOutbox(after uint64, limit int) ([]txswitch.OutboxEvent, error)
+	ExportWatermark() (uint64, error)
+	AdvanceExportWatermark(ctx context.Context, seq uint64) error
+	IsLeader() bool
+	// OutboxHead is the Seq of the newest committed event (0 when none).
+	OutboxHead() (uint64, error)
+}
+
+// Clock is the exporter's time source (a fake in tests).
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// BreakerSettings tune the circuit breaker on the database.
+type BreakerSettings struct {
+	// ConsecutiveFailures opens the breaker (default 3).
+	ConsecutiveFailures uint32
+	// OpenTimeout is how long it stays open before one probe (default 10s).
+	OpenTimeout time.Duration
+}
+
+// Bounds and defaults of the exporter.
+const (
+	DefaultBatch        = 1000
+	MaxBatch            = 10000
+	defaultPoll         = 200 * time.Millisecond
+	defaultFollowerPoll = 500 * time.Millisecond
+	defaultBackoffMin   = 100 * time.Millisecond
+	defaultBackoffMax   = 30 * time.Second
+	defaultWriteTimeout = 30 * time.Second
+)
+
+// ExporterConfig configures an Exporter. Pool or URL is required, and Source.
+type ExporterConfig struct {
+	Pool   *pgxpool.Pool // used as is and not closed by the exporter
+	URL    string        // used when Pool is nil; the exporter owns that pool
+	Source Source
+	// Batch is the most events written per transaction (default 1000, at
+	// most MaxBatch).
+	Batch  int
+	Logger *zap.Logger
+	Clock  Clock
+	// Registry receives the txswitch_export_* metrics (optional).
+	Registry *prometheus.Registry
+	Breaker  BreakerSettings
+	// BacklogAlarm: a warning is logged once each time the unexported
+	// backlog rises above this many events (0: no alarm).
+	BacklogAlarm uint64
+	// PollInterval is the wait when the outbox is drained (Kick wakes the
+	// exporter early); FollowerPoll the wait while not leader.
+	PollInterval time.Duration
+	FollowerPoll time.Duration
+	// BackoffMin/Max bound the capped exponential backoff (with jitter)
+	// after a failed write.
+	BackoffMin time.Duration
+	BackoffMax time.Duration
+	// WriteTimeout bounds one batch transaction; a slower database counts
+	// as a failure for the breaker.
+	WriteTimeout time.Duration
+}
+
+// ExportStats is what operators see about the export.
+type ExportStats struct {
+	Leader        bool    `json:"leader"`
+	Watermark     uint64  `json:"watermark"`            // last event durably in PostgreSQL and acknowledged by Raft
+	LastSeq       uint64  `json:"last_seq"`             // outbox head
+	LagEvents     uint64  `json:"lag_events"`           // LastSeq - Watermark
+	LagSeconds    float64 `json:"lag_seconds"`          // age of the oldest unexported event (0 when none)
+	Backlog       uint64  `json:"backlog"`              // events held in the outbox for export (= LagEvents: trimmed exactly behind the watermark)
+	BreakerState  string  `json:"breaker_state"`        // closed, half-open, open
+	LastError     string  `json:"last_error,omitempty"` // "" after a successful write
+	ExportedTotal uint64  `json:"exported_total"`       // events newly recorded in exported_events by this exporter
+}
+
+// Exporter ships the outbox to PostgreSQL, exactly once (DESIGN invariant 5).
+//
+// Exactly once, step by step: (1) read events after the Raft-replicated
+// watermark W; (2) in ONE PostgreSQL transaction upsert their rows and
+// insert their ids into exported_events; COMMIT; (3) advance W through Raft.
+// A crash between (2) and (3) — the leader dies after COMMIT — leaves W
+// behind what PostgreSQL holds, and the next leader exports the same events
+// again. That second write changes nothing: resource upserts only apply an
+// event newer than the row's last_event_seq (equal is not newer), timeline
+// rows and exported_events rows are ON CONFLICT DO NOTHING. So each event
+// appears once, and since (3) happens only after (2) commits and the outbox
+// is trimmed only behind W, no event is ever skipped.
+type Exporter struct {
+	cfg     ExporterConfig
+	pool    *pgxpool.Pool
+	ownPool bool
+	src     Source
+	log     *zap.Logger
+	clock   Clock
+	breaker *gobreaker.CircuitBreaker[int64]
+	kick    chan struct{}
+	next    chan *prepared // the prefetched batch, if any (Run's goroutine only)
+
+	mu       sync.Mutex
+	stats    ExportStats
+	advanced chan struct{} // closed and replaced whenever the watermark moves
+	failing  bool          // a failure has been logged; the next success logs recovery
+	alarmed  bool
+	unknown  map[string]bool // unknown kinds already warned about
+
+	mLagEvents, mLagSeconds, mBacklog, mBreaker prometheus.Gauge
+	mEvents                                     prometheus.Counter
+}
+
+// NewExporter validates cfg and builds an exporter; call Run to start it.
+func NewExporter(ctx context.Context, cfg ExporterConfig) (*Exporter, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("central exporter: Source is required")
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = DefaultBatch
+	}
+	if cfg.Batch > MaxBatch {
+		cfg.Batch = MaxBatch
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	setDefault(&cfg.PollInterval, defaultPoll)
+	setDefault(&cfg.FollowerPoll, defaultFollowerPoll)
+	setDefault(&cfg.BackoffMin, defaultBackoffMin)
+	setDefault(&cfg.BackoffMax, defaultBackoffMax)
+	setDefault(&cfg.WriteTimeout, defaultWriteTimeout)
+	setDefault(&cfg.Breaker.OpenTimeout, 10*time.Second)
+	if cfg.Breaker.ConsecutiveFailures == 0 {
+		cfg.Breaker.ConsecutiveFailures = 3
+	}
+	e := &Exporter{
+		cfg: cfg, pool: cfg.Pool, src: cfg.Source, log: cfg.Logger.Named("export"), clock: cfg.Clock,
+		kick: make(chan struct{}, 1), advanced: make(chan struct{}), unknown: map[string]bool{},
+	}
+	if e.pool == nil {
+		if cfg.URL == "" {
+			return nil, errors.New("central exporter: Pool or URL is required")
+		}
+		pool, err := pgxpool.New(ctx, cfg.URL) // connects lazily: a down database is fine here
+		if err != nil {
+			return nil, fmt.Errorf("central exporter: pool: %w", err)
+		}
+		e.pool, e.ownPool = pool, true
+	}
+	e.breaker = gobreaker.NewCircuitBreaker[int64](gobreaker.Settings{
+		Name:        "central-db",
+		MaxRequests: 1,
+		Timeout:     cfg.Breaker.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.Breaker.ConsecutiveFailures },
+		IsExcluded:  func(err error) bool { return errors.Is(err, errShutdown) },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			// Logged once per change, never per retry.
+			if to == gobreaker.StateOpen {
+				e.log.Warn("central database breaker opened: export paused, outbox grows", zap.Stringer("from", from))
+			} else {
+				e.log.Info("central database breaker state", zap.Stringer("from", from), zap.Stringer("to", to))
+			}
+			e.mBreaker.Set(float64(to))
+		},
+	})
+	e.stats.BreakerState = gobreaker.StateClosed.String()
+	if err := e.initMetrics(cfg.Registry); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+func (e *Exporter) initMetrics(reg *prometheus.Registry) error {
+	e.mLagEvents = prometheus.NewGauge(prometheus.GaugeOpts{Name: "txswitch_export_lag_events",
+		Help: "Committed outbox events not yet exported to PostgreSQL."})
+	e.mLagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "txswitch_export_lag_seconds",
+		Help: "Age of the oldest outbox event not yet exported to PostgreSQL."})
+	e.mBacklog = prometheus.NewGauge(prometheus.GaugeOpts{Name: "txswitch_export_backlog_events",
+		Help: "Events held in the outbox waiting for export."})
+	e.mBreaker = prometheus.NewGauge(prometheus.GaugeOpts{Name: "txswitch_export_db_breaker_state",
+		Help: "Breaker on the central database: 0 closed, 1 half-open, 2 open."})
+	e.mEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: "txswitch_export_events_total",
+		Help: "Events newly written to PostgreSQL by this exporter."})
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{e.mLagEvents, e.mLagSeconds, e.mBacklog, e.mBreaker, e.mEvents} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("central exporter: register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close releases the pool if the exporter created it. Call after Run returns.
+func (e *Exporter) Close() {
+	if e.ownPool {
+		e.pool.Close()
+	}
+}
+
+// Kick wakes an idle exporter (e.g. after new events were applied). It never
+// blocks: one pending wake-up is enough, further ones are dropped.
+func (e *Exporter) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns a snapshot of the export's state.
+func (e *Exporter) Stats() ExportStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stats
+	s.BreakerState = e.breaker.State().String()
+	return s
+}
+
+// WaitExported blocks until the watermark reaches seq or ctx ends.
+func (e *Exporter) WaitExported(ctx context.Context, seq uint64) error {
+	for {
+		e.mu.Lock()
+		wm, ch := e.stats.Watermark, e.advanced
+		e.mu.Unlock()
+		if wm >= seq {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for watermark %d (at %d): %w", seq, wm, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// Run exports until ctx ends, then returns nil. It only writes while the
+// Source says this node leads. It never blocks the Source beyond its own
+// reads: all waiting (backoff, breaker, database) happens in this goroutine.
+func (e *Exporter) Run(ctx context.Context) error {
+	failures := 0
+	for ctx.Err() == nil {
+		wait, failed := e.step(ctx, failures)
+		if failed {
+			failures++
+		} else {
+			failures = 0
+		}
+		if wait <= 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-e.clock.After(wait):
+		case <-e.kick:
+		}
+	}
+	if e.next != nil {
+		<-e.next // the prefetch helper does not outlive Run
+		e.next = nil
+	}
+	return nil
+}
+
+var errShutdown = errors.New("exporter shutting down")
+
+// prepared is a batch read from the source and decoded, ready to write.
+type prepared struct {
+	after     uint64 // the watermark it was read after
+	events    []txswitch.OutboxEvent
+	rows      *batchRows
+	unknown   []string
+	readErr   error
+	decodeErr error
+}
+
+// prepare reads and decodes the batch after a watermark. It runs on the
+// exporter goroutine or, for the next batch, on one helper goroutine while
+// the current batch is being written (so the Source must allow concurrent
+// reads), which overlaps JSON decoding with the database round trips.
+func (e *Exporter) prepare(after uint64) *prepared {
+	p := &prepared{after: after}
+	p.events, p.readErr = e.src.ReadOutbox(after, e.cfg.Batch)
+	if p.readErr != nil || len(p.events) == 0 {
+		return p
+	}
+	if err := checkDense(after, p.events); err != nil {
+		// A gap means the outbox lost events: exporting past it would hide
+		// that forever. Stop here and make it loud.
+		p.decodeErr = err
+		return p
+	}
+	p.rows, p.unknown, p.decodeErr = decodeBatch(p.events)
+	return p
+}
+
+// step does one read-write-advance round and says how long to wait before
+// the next one and whether it failed.
+func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool) {
+	// At most one batch is prefetched; one that no longer follows the
+	// watermark (its predecessor failed) is dropped.
+	var p *prepared
+	if e.next != nil {
+		p = <-e.next
+		e.next = nil
+	}
+	if !e.src.IsLeader() {
+		e.mu.Lock()
+		if e.stats.Leader {
+			// Only the leader's exporter reports lag; a deposed leader must
+			// not keep alarming with stale figures.
+			e.stats.Leader, e.stats.LastSeq, e.stats.LagSeconds = false, e.stats.Watermark, 0
+			e.setLagLocked()
+		}
+		e.mu.Unlock()
+		return e.cfg.FollowerPoll, false
+	}
+	wm, err := e.src.ExportWatermark()
+	if err != nil {
+		return e.fail(fmt.Errorf("read export watermark: %w", err), failures)
+	}
+	head, err := e.src.OutboxHead()
+	if err != nil {
+		return e.fail(fmt.Errorf("read outbox head: %w", err), failures)
+	}
+	if p == nil || p.after != wm || p.readErr != nil || len(p.events) == 0 {
+		p = e.prepare(wm)
+	}
+	if p.readErr != nil {
+		return e.fail(fmt.Errorf("read outbox after %d: %w", wm, p.readErr), failures)
+	}
+	e.observe(wm, head, p.events)
+	if len(p.events) == 0 {
+		return e.cfg.PollInterval, false
+	}
+	if p.decodeErr != nil {
+		// Not the database's fault: the breaker is not involved.
+		return e.fail(p.decodeErr, failures)
+	}
+	e.warnUnknown(p.unknown)
+	first, last := p.events[0].Seq, p.events[len(p.events)-1].Seq
+	full := len(p.events) == e.cfg.Batch
+	if full {
+		ch := make(chan *prepared, 1) // buffered: the helper never blocks
+		go func() { ch <- e.prepare(last) }()
+		e.next = ch
+	}
+	added, err := e.breaker.Execute(func() (int64, error) { return e.write(ctx, p.rows) })
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, false
+		}
+		return e.fail(fmt.Errorf("write events %d..%d: %w", first, last, err), failures)
+	}
+	// COMMITTED in PostgreSQL. If this node dies before the watermark below
+	// is committed by Raft, the next leader re-exports these events; see
+	// the Exporter doc for why that is harmless.
+	if err := e.src.AdvanceExportWatermark(ctx, last); err != nil {
+		if ctx.Err() != nil {
+			return 0, false
+		}
+		return e.fail(fmt.Errorf("advance export watermark to %d: %w", last, err), failures)
+	}
+	e.succeeded(wm, last, head, uint64(added))
+	if full {
+		return 0, false // more waiting: go on at once
+	}
+	return e.cfg.PollInterval, false
+}
+
+func checkDense(wm uint64, events []txswitch.OutboxEvent) error {
+	want := wm + 1
+	for _, ev := range events {
+		if ev.Seq != want {
+			return fmt.Errorf("outbox gap: expected seq %d after watermark %d, got %d", want, wm, ev.Seq)
+		}
+		want++
+	}
+	return nil
+}
+
+// observe updates the lag figures from what the source reports.
+func (e *Exporter) observe(wm, head uint64, events []txswitch.OutboxEvent) {
+	var lagSec float64
+	if len(events) > 0 {
+		lagSec = max(0, e.clock.Now().Sub(events[0].At).Seconds())
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stats.Leader = true
+	e.stats.Watermark, e.stats.LastSeq, e.stats.LagSeconds = wm, max(head, wm), lagSec
+	e.setLagLocked()
+}
+
+func (e *Exporter) setLagLocked() {
+	s := &e.stats
+	s.LagEvents = s.LastSeq - s.Watermark
+	s.Backlog = s.LagEvents
+	e.mLagEvents.Set(float64(s.LagEvents))
+	e.mBacklog.Set(float64(s.Backlog))
+	e.mLagSeconds.Set(s.LagSeconds)
+	if e.cfg.BacklogAlarm == 0 {
+		return
+	}
+	if !e.alarmed && s.Backlog > e.cfg.BacklogAlarm {
+		e.alarmed = true
+		e.log.Warn("export backlog above alarm threshold", zap.Uint64("backlog", s.Backlog),
+			zap.Uint64("alarm", e.cfg.BacklogAlarm), zap.Float64("lag_seconds", s.LagSeconds), zap.String("last_error", s.LastError))
+	} else if e.alarmed && s.Backlog <= e.cfg.BacklogAlarm {
+		e.alarmed = false
+		e.log.Info("export backlog back under alarm threshold", zap.Uint64("backlog", s.Backlog))
+	}
+}
+
+func (e *Exporter) fail(err error, failures int) (time.Duration, bool) {
+	e.mu.Lock()
+	e.stats.LastError = err.Error()
+	first := !e.failing
+	e.failing = true
+	e.mu.Unlock()
+	if first {
+		// Once per outage; the breaker logs its own transitions.
+		e.log.Warn("export failing, backing off", zap.Error(err))
+	}
+	return backoff(e.cfg.BackoffMin, e.cfg.BackoffMax, failures), true
+}
+
+// backoff is capped exponential with jitter in [d/2, d).
+func backoff(lo, hi time.Duration, failures int) time.Duration {
+	d := lo
+	for i := 0; i < failures && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d/2 + rand.N(d/2+1)
+}
+
+func (e *Exporter) succeeded(oldWM, wm, head uint64, added uint64) {
+	e.mEvents.Add(float64(added))
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failing {
+		e.failing = false
+		e.log.Info("export recovered", zap.Uint64("watermark", wm), zap.String("last_error", e.stats.LastError))
+	}
+	e.stats.LastError = ""
+	e.stats.ExportedTotal += added
+	e.stats.Watermark, e.stats.LastSeq = wm, max(head, wm)
+	if wm > oldWM {
+		close(e.advanced)
+		e.advanced = make(chan struct{})
+	}
+	e.setLagLocked()
+}
+
+// write stores one decoded batch in one transaction and returns how many
+// events were new to exported_events.
+func (e *Exporter) write(ctx context.Context, rows *batchRows) (int64, error) {
+	wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+	defer cancel()
+	added, err := writeRows(wctx, e.pool, rows)
+	if err != nil && ctx.Err() != nil {
+		return 0, fmt.Errorf("%w: %v", errShutdown, err)
+	}
+	return added, err
+}
+
+func (e *Exporter) warnUnknown(kinds []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, k := range kinds {
+		if !e.unknown[k] {
+			e.unknown[k] = true
+			e.log.Warn("outbox event kind unknown to this exporter: recorded as exported, no resource row", zap.String("kind", k))
+		}
+	}
+}
+
+// writeRows sends every table's statement in one pipelined batch inside one
+// transaction: a batch is all in PostgreSQL or not at all. The commit must
+// be durable when it returns (never synchronous_commit = off here): the
+// watermark advanced after it lets the outbox forget these events.
+func writeRows(ctx context.Context, pool *pgxpool.Pool, rows *batchRows) (int64, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	var b pgx.Batch
+	var names []string
+	for _, rs := range append(rows.sets, rows.exported) {
+		if len(rs.rows) == 0 {
+			continue
+		}
+		b.Queue(rs.spec.sql, rs.args()...)
+		names = append(names, rs.spec.name)
+	}
+	br := tx.SendBatch(ctx, &b)
+	var added int64
+	for _, name := range names {
+		tag, err := br.Exec()
+		if err != nil {
+			br.Close()
+			return 0, fmt.Errorf("upsert %s: %w", name, err)
+		}
+		if name == exportedTable.name {
+			added = tag.RowsAffected()
+		}
+	}
+	if err := br.Close(); err != nil {
+		return 0, fmt.Errorf("batch: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit: %w", err)
+	}
+	return added, nil
+}

@@ -1,0 +1,312 @@
+package central
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+)
+
+//go:embed migrations/*.sql
+var embedded embed.FS
+
+// migrationLockKey is the pg_advisory_lock key every node takes before
+// migrating, so that during a rolling upgrade nodes migrate one at a time.
+// ("txswitch" in ASCII.)
+const migrationLockKey int64 = 0x7478737769746368
+
+// noTxMarker on a line of its own marks a migration that must run outside a
+// transaction (CREATE INDEX CONCURRENTLY, ADD NOT VALID then VALIDATE).
+const noTxMarker = "-- txswitch:no-transaction"
+
+// Bounds of a migration run.
+const (
+	defaultLockTimeout      = 2 * time.Second
+	defaultStatementTimeout = 15 * time.Minute // index builds on a big table
+	lockRetries             = 5                // attempts when lock_timeout fires
+	lockRetryBase           = 200 * time.Millisecond
+	lockPoll                = 100 * time.Millisecond // advisory lock polling
+)
+
+var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+
+// Migration is one versioned schema change.
+type Migration struct {
+	Version  int
+	Name     string
+	SQL      string
+	Checksum string // hex SHA-256 of SQL
+	NoTx     bool
+}
+
+// MigrateOptions bound a migration run; zero values take the defaults.
+type MigrateOptions struct {
+	// LockTimeout is SET lock_timeout for every migration: a migration that
+	// would queue behind a long transaction gives up (and is retried)
+	// instead of blocking the exporter's writes queued behind it.
+	LockTimeout      time.Duration
+	StatementTimeout time.Duration
+}
+
+// Migrations returns the embedded migrations in version order.
+func Migrations() ([]Migration, error) {
+	sub, err := fs.Sub(embedded, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	return LoadMigrations(sub)
+}
+
+// LoadMigrations reads NNNN_name.sql files from the root of fsys.
+func LoadMigrations(fsys fs.FS) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var ms []Migration
+	for _, e := range entries {
+		m := migrationName.FindStringSubmatch(e.Name())
+		if e.IsDir() || m == nil {
+			continue
+		}
+		b, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
+		}
+		v, _ := strconv.Atoi(m[1])
+		ms = append(ms, NewMigration(v, m[2], string(b)))
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].Version == ms[i-1].Version {
+			return nil, fmt.Errorf("migration version %d defined twice", ms[i].Version)
+		}
+	}
+	return ms, nil
+}
+
+// NewMigration builds a migration from its SQL text.
+func NewMigration(version int, name, sql string) Migration {
+	sum := sha256.Sum256([]byte(sql))
+	noTx := false
+	for _, line := range strings.Split(sql, "\n") {
+		if strings.TrimSpace(line) == noTxMarker {
+			noTx = true
+		}
+	}
+	return Migration{Version: version, Name: name, SQL: sql, Checksum: hex.EncodeToString(sum[:]), NoTx: noTx}
+}
+
+// ErrChecksumMismatch means an applied migration's file was edited. Applied
+// migrations are immutable: write a new one instead.
+var ErrChecksumMismatch = errors.New("checksum of an applied migration changed")
+
+// Migrate applies the embedded migrations that are not applied yet.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, logger *zap.Logger) (applied []int, err error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	return MigrateWith(ctx, pool, logger, ms, MigrateOptions{})
+}
+
+// MigrateWith applies ms in version order under a cluster-wide advisory
+// lock, recording each in schema_migrations. It returns the versions it
+// applied (none when the schema is current). Versions recorded in the
+// database but unknown to ms are accepted: a node running the previous
+// release meets migrations a newer node already applied (expand phase).
+func MigrateWith(ctx context.Context, pool *pgxpool.Pool, logger *zap.Logger, ms []Migration, opts MigrateOptions) (applied []int, err error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = defaultLockTimeout
+	}
+	if opts.StatementTimeout <= 0 {
+		opts.StatementTimeout = defaultStatementTimeout
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: acquire connection: %w", err)
+	}
+	defer conn.Release()
+
+	if err := lockMigrations(ctx, conn); err != nil {
+		return nil, err
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, uerr := conn.Exec(uctx, "RESET lock_timeout; RESET statement_timeout; SELECT pg_advisory_unlock_all()"); uerr != nil {
+			// Closing the session is what releases the lock then.
+			_ = conn.Hijack().Close(uctx)
+		}
+	}()
+
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    int PRIMARY KEY,
+		name       text NOT NULL,
+		checksum   text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return nil, fmt.Errorf("migrate: create schema_migrations: %w", err)
+	}
+	done := map[int]string{}
+	rows, err := conn.Query(ctx, "SELECT version, checksum FROM schema_migrations")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		var sum string
+		if err := rows.Scan(&v, &sum); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("migrate: scan schema_migrations: %w", err)
+		}
+		done[v] = sum
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("migrate: read schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		if sum, ok := done[m.Version]; ok && sum != m.Checksum {
+			return nil, fmt.Errorf("migration %04d_%s: %w (database %s, file %s)", m.Version, m.Name, ErrChecksumMismatch, sum[:12], m.Checksum[:12])
+		}
+	}
+
+	for _, m := range ms {
+		if _, ok := done[m.Version]; ok {
+			continue
+		}
+		start := time.Now()
+		if err := applyWithRetry(ctx, conn, m, opts, logger); err != nil {
+			return applied, err
+		}
+		applied = append(applied, m.Version)
+		logger.Info("applied migration", zap.Int("version", m.Version), zap.String("name", m.Name),
+			zap.Bool("no_transaction", m.NoTx), zap.Duration("took", time.Since(start)))
+	}
+	return applied, nil
+}
+
+// lockMigrations takes the session-level advisory lock by polling
+// pg_try_advisory_lock rather than blocking in pg_advisory_lock: a session
+// blocked in pg_advisory_lock is an open transaction, and CREATE INDEX
+// CONCURRENTLY in the lock holder's migration waits for every open
+// transaction to end — a deadlock. Waiting is bounded by ctx.
+func lockMigrations(ctx context.Context, conn *pgxpool.Conn) error {
+	for {
+		var ok bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", migrationLockKey).Scan(&ok); err != nil {
+			return fmt.Errorf("migrate: advisory lock: %w", err)
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate: waiting for another node's migration: %w", ctx.Err())
+		case <-time.After(lockPoll):
+		}
+	}
+}
+
+// applyWithRetry retries a migration whose lock wait hit lock_timeout: the
+// migration backs off so the application's writes queued behind its lock
+// request can proceed, then tries again. Migrations must be re-runnable
+// from the start after such a failure (transactional ones roll back;
+// no-transaction ones are written idempotently: IF EXISTS / IF NOT EXISTS).
+func applyWithRetry(ctx context.Context, conn *pgxpool.Conn, m Migration, opts MigrateOptions, logger *zap.Logger) error {
+	var err error
+	for attempt := 0; attempt < lockRetries; attempt++ {
+		if attempt > 0 {
+			logger.Warn("migration hit lock_timeout, retrying", zap.Int("version", m.Version), zap.Int("attempt", attempt), zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(lockRetryBase << attempt):
+			}
+		}
+		err = applyOne(ctx, conn, m, opts)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55P03" { // lock_not_available
+			return err
+		}
+	}
+	return err
+}
+
+func applyOne(ctx context.Context, conn *pgxpool.Conn, m Migration, opts MigrateOptions) error {
+	timeouts := fmt.Sprintf("SET lock_timeout = %d; SET statement_timeout = %d",
+		opts.LockTimeout.Milliseconds(), opts.StatementTimeout.Milliseconds())
+	record := "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+	if m.NoTx {
+		if _, err := conn.Exec(ctx, timeouts); err != nil {
+			return fmt.Errorf("migration %04d_%s: set timeouts: %w", m.Version, m.Name, err)
+		}
+		for i, stmt := range splitStatements(m.SQL) {
+			if _, err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
+			}
+		}
+		if _, err := conn.Exec(ctx, record, m.Version, m.Name, m.Checksum); err != nil {
+			return fmt.Errorf("migration %04d_%s: record: %w", m.Version, m.Name, err)
+		}
+		return nil
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migration %04d_%s: begin: %w", m.Version, m.Name, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	if _, err := tx.Exec(ctx, strings.ReplaceAll(timeouts, "SET ", "SET LOCAL ")); err != nil {
+		return fmt.Errorf("migration %04d_%s: set timeouts: %w", m.Version, m.Name, err)
+	}
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
+	}
+	if _, err := tx.Exec(ctx, record, m.Version, m.Name, m.Checksum); err != nil {
+		return fmt.Errorf("migration %04d_%s: record: %w", m.Version, m.Name, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migration %04d_%s: commit: %w", m.Version, m.Name, err)
+	}
+	return nil
+}
+
+// splitStatements splits a no-transaction migration into statements, each
+// sent alone (a multi-statement query string is one implicit transaction).
+// The rule is deliberately simple: a statement ends with ';' at the end of a
+// line; comment lines are dropped. No dollar-quoted bodies in such files.
+func splitStatements(sql string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(sql, "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(t, ";") {
+			out = append(out, strings.TrimSpace(cur.String()))
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
