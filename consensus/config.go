@@ -32,7 +32,8 @@ type Ticker interface {
 // Send must not block: a transport that cannot take a message drops it
 // (raft retransmits) and, for a MsgSnap, reports SnapshotFailure to its
 // Handler. Messages are sent only after the Ready that produced them is
-// durable (see Node's Ready loop).
+// durable, except a leader's MsgApp and MsgHeartbeat, which leave while its
+// own Save runs (see Node.sendEarly).
 type Transport interface {
 	Send(msgs []*raftpb.Message)
 	AddPeer(id uint64, addr string)
@@ -79,9 +80,13 @@ const (
 	DefaultHeartbeatTick    = 1
 	DefaultMaxProposalQueue = 4096
 	DefaultMaxBatch         = 1024
-	DefaultSnapshotEvery    = 10000
-	DefaultSnapshotKeep     = 5000
-	DefaultProposalTimeout  = 5 * time.Second
+	// DefaultSnapshotEvery is etcd's default (--snapshot-count): each
+	// snapshot copies and writes the whole state, so its cost grows with the
+	// state while the log it saves grows only with the entries. 100,000
+	// entries of a few hundred bytes are tens of MB of log on disk.
+	DefaultSnapshotEvery   = 100000
+	DefaultSnapshotKeep    = 5000
+	DefaultProposalTimeout = 5 * time.Second
 	// DefaultMaxSizePerMsg bounds one MsgApp (and one Ready's committed
 	// entries) so a lagging follower is caught up in bounded steps.
 	DefaultMaxSizePerMsg = 1 << 20

@@ -7,10 +7,16 @@
 //	propose (queued proposals) → persist (one LogStore.Save) → send
 //	→ apply (StateMachine.Apply per contiguous run) → notify waiters → Advance
 //
-// Nothing is acknowledged before it is durable: messages leave only after the
-// Ready's HardState, entries and snapshot are saved, and a proposer hears
-// back only after its entry is committed and applied locally. A storage or
-// apply error stops the node.
+// Nothing is acknowledged before it is durable: votes and append
+// acknowledgements leave only after the Ready's HardState, entries and
+// snapshot are saved, and a proposer hears back only after its entry is
+// committed and applied locally. A storage or apply error stops the node.
+// Three overlaps keep the loop short without weakening that (each argued
+// where it is done, in node.go): a leader sends its appends and heartbeats
+// before its own Save (Raft thesis §10.2.1); committed entries that earlier
+// Saves made durable are applied while the Save runs; and the state machine
+// image of a snapshot is built off the loop. Raft's reads of the recent log
+// tail are served from memory (cachedLogStore).
 //
 // The node also owns membership (ConfChangeV2 with member addresses carried
 // in the change's context and persisted through LogStore.SaveMembership and

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -21,9 +22,14 @@ import (
 // Node is one member of one raft group. It implements txswitch.Log.
 //
 // Concurrency: a single goroutine (run) owns the RawNode, the LogStore
-// writes, the StateMachine and the Transport's Send. Other goroutines talk
-// to it through bounded channels: proposals (propc), inbound messages
-// (recvc) and control requests (ctrlc, closures run on the loop).
+// writes, the StateMachine and the Transport's Send. Two bounded helpers
+// run beside it: a Ready's Save may run on its own goroutine while the loop
+// applies already-durable entries (the loop waits for it before going on,
+// and touches neither the LogStore nor the RawNode meanwhile), and at most
+// one StateMachine.Snapshot runs in the background (see maybeSnapshot).
+// Other goroutines talk to the loop through bounded channels: proposals
+// (propc), inbound messages (recvc), control requests (ctrlc, closures run
+// on the loop) and the snapshot builder's result (snapc).
 type Node struct {
 	cfg         Config
 	log         *zap.Logger
@@ -66,8 +72,33 @@ type Node struct {
 	// snapshotNow forces a snapshot after a member was added to a
 	// compacted log: the newcomer needs a snapshot whose ConfState
 	// includes it (raft rejects one that does not).
-	snapshotNow    bool
+	snapshotNow bool
+	// leading mirrors the last SoftState: whether this node is the leader
+	// (decides which messages may leave before the local Save).
+	leading bool
+	// Background snapshots (see maybeSnapshot): at most one state machine
+	// image is being built off the loop; snapBusy is set while it is,
+	// snapEpoch changes whenever the membership or the whole state changes
+	// (conf change applied, snapshot restored) so that an image started
+	// before is discarded, and snapWG lets shutdown wait for the builder.
+	snapc     chan snapResult
+	snapBusy  bool
+	snapEpoch uint64
+	snapWG    sync.WaitGroup
+	// savec carries the result of a Save run off the loop while it
+	// applies (see handleReady); saveWG lets shutdown wait for that Save
+	// when the loop stopped (failpoint crash) while it ran.
+	savec          chan error
+	saveWG         sync.WaitGroup
 	droppedInbound atomic.Uint64
+}
+
+// snapResult is what a background snapshot builder hands back to the loop.
+type snapResult struct {
+	epoch uint64
+	index uint64
+	image []byte
+	err   error
 }
 
 var (
@@ -108,13 +139,15 @@ func NewNode(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger.With(zap.Uint64("raft_id", cfg.ID), zap.Uint64("group", cfg.Group)),
-		store:    cfg.LogStore,
+		store:    newCachedLogStore(cfg.LogStore, logCacheBytes),
 		sm:       cfg.StateMachine,
 		tr:       cfg.Transport,
 		ticker:   cfg.Ticker,
 		propc:    make(chan *proposal, cfg.MaxProposalQueue),
 		recvc:    make(chan *raftpb.Message, inboxSize),
 		ctrlc:    make(chan func(), ctrlSize),
+		snapc:    make(chan snapResult, 1),
+		savec:    make(chan error, 1),
 		stopc:    make(chan struct{}),
 		donec:    make(chan struct{}),
 		waiters:  make(map[propKey]*waiter),
@@ -140,7 +173,7 @@ func NewNode(cfg Config) (*Node, error) {
 		ID:                        cfg.ID,
 		ElectionTick:              cfg.ElectionTick,
 		HeartbeatTick:             cfg.HeartbeatTick,
-		Storage:                   cfg.LogStore,
+		Storage:                   n.store,
 		Applied:                   n.applied,
 		MaxSizePerMsg:             cfg.MaxSizePerMsg,
 		MaxCommittedSizePerReady:  cfg.MaxSizePerMsg * 4,
@@ -323,6 +356,12 @@ func (n *Node) run() {
 			n.propose(p)
 		case f := <-n.ctrlc:
 			f()
+		case r := <-n.snapc:
+			if err := n.finishSnapshot(r); err != nil {
+				n.log.Error("raft node stopping on snapshot failure", zap.Error(err))
+				stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, err)
+				return
+			}
 		}
 		// (a) Take whatever else is queued, bounded, so that many concurrent
 		// proposals and messages share one Ready and hence one synced Save.
@@ -408,23 +447,55 @@ func (n *Node) failpoint(name string) {
 //
 //	(b) persist HardState + Entries + Snapshot in ONE Save (synced when
 //	    MustSync), then restore the state machine from a received snapshot;
-//	(c) only then send the messages: a vote or an append acknowledgement
-//	    must never leave before what it promises is durable;
+//	    while the Save runs (on another goroutine) the loop applies the
+//	    committed entries earlier Saves made durable (see durablePrefix);
+//	    a LEADER sends its MsgApp and MsgHeartbeat messages before this Save
+//	    (see sendEarly), so followers write in parallel with it;
+//	(c) only then send the other messages: a vote or an append
+//	    acknowledgement must never leave before what it promises is durable;
 //	(d) apply committed entries in order (they are durable on a quorum and,
 //	    since (b), locally), conf changes through ApplyConfChange followed
 //	    by SaveMembership before the state machine's applied index passes
-//	    them;
+//	    them; those already durable were applied during (b), the rest
+//	    (entries of this very Ready) only now;
 //	(e) answer proposers and readers, after their entry is applied;
 //	(f) Advance, which lets raft step its own append/apply acknowledgements.
 func (n *Node) handleReady() error {
 	rd := n.rn.Ready()
 	n.observeLeadership(rd)
+	if rd.SoftState != nil {
+		n.leading = rd.SoftState.RaftState == raft.StateLeader
+	}
+	msgs := rd.Messages
+	committed := rd.CommittedEntries
+	n.handleReadStates(rd.ReadStates)
+	if n.leading {
+		msgs = n.sendEarly(msgs)
+	}
 
-	// (b) persist.
+	// (b) persist, and meanwhile (d') apply the committed entries that
+	// earlier Saves already made durable here (see durablePrefix).
 	n.failpoint(FailpointBeforePersist)
-	if err := n.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync); err != nil {
+	var saveErr error
+	if k := durablePrefix(committed, rd); k > 0 {
+		n.saveWG.Add(1)
+		go func() {
+			defer n.saveWG.Done()
+			n.savec <- n.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync)
+		}()
+		applyErr := n.apply(committed[:k])
+		saveErr = <-n.savec
+		if applyErr != nil {
+			return applyErr
+		}
+		n.releaseReads()
+		committed = committed[k:]
+	} else {
+		saveErr = n.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync)
+	}
+	if saveErr != nil {
 		return fmt.Errorf("persist ready (entries %d, snapshot %d): %w",
-			len(rd.Entries), rd.Snapshot.GetMetadata().GetIndex(), err)
+			len(rd.Entries), rd.Snapshot.GetMetadata().GetIndex(), saveErr)
 	}
 	n.failpoint(FailpointAfterPersist)
 	n.trackAppended(rd.Entries)
@@ -444,15 +515,13 @@ func (n *Node) handleReady() error {
 	}
 
 	// (c) send.
-	if len(rd.Messages) > 0 {
-		n.tr.Send(rd.Messages)
+	if len(msgs) > 0 {
+		n.tr.Send(msgs)
 	}
 	n.failpoint(FailpointAfterSend)
 
-	n.handleReadStates(rd.ReadStates)
-
 	// (d) apply + (e) notify.
-	if err := n.apply(rd.CommittedEntries); err != nil {
+	if err := n.apply(committed); err != nil {
 		return err
 	}
 	n.releaseReads()
@@ -465,6 +534,79 @@ func (n *Node) handleReady() error {
 	}
 	n.updateCached()
 	return nil
+}
+
+// durablePrefix returns how many of rd's committed entries the loop may
+// apply while this Ready's Save runs: those earlier Saves made durable in
+// this node's log, i.e. that precede the entries this Ready appends
+// (classic RawNode may hand out committed entries still in rd.Entries).
+//
+// Applying those before this Save completes is safe: they are committed
+// (on a quorum) and in the local durable log, so a crash can at worst lose
+// the unsynced state machine write and re-apply them from the log; a
+// stored HardState commit behind the applied index is repaired at startup
+// (see recover). What the Save is about to persist is never applied before
+// it returns.
+//
+// The prefix also stops at the first conf change: applying one touches the
+// LogStore (SaveMembership) and RawNode (which may read its Storage), and
+// the LogStore is used by one goroutine at a time. And it is empty when rd
+// carries a snapshot: the state machine is restored from it, after its
+// Save, before anything else is applied.
+func durablePrefix(committed []*raftpb.Entry, rd raft.Ready) int {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		return 0
+	}
+	k := len(committed)
+	if len(rd.Entries) > 0 {
+		first := rd.Entries[0].GetIndex()
+		k, _ = slices.BinarySearchFunc(committed, first, func(e *raftpb.Entry, i uint64) int {
+			return cmp.Compare(e.GetIndex(), i)
+		})
+	}
+	if c := slices.IndexFunc(committed[:k], func(e *raftpb.Entry) bool {
+		return e.GetType() != raftpb.EntryNormal
+	}); c >= 0 {
+		k = c
+	}
+	return k
+}
+
+// sendEarly sends, on a leader, the messages that do not depend on this
+// Ready's Save (MsgApp, MsgHeartbeat) and returns the others, which wait
+// for it. This is the Raft thesis' §10.2.1 optimisation ("the leader can
+// write to its disk in parallel with replicating to the followers"), as
+// etcd's raftNode does it. Why it is sound with raft v3.7's classic
+// (non-async) RawNode:
+//   - raft puts every message whose meaning depends on local durability —
+//     MsgAppResp, MsgVoteResp, MsgPreVoteResp — in msgsAfterAppend, and
+//     with async storage writes it lets everything else (r.msgs) leave
+//     before the write (see raft.send); those are never sent early here.
+//   - The leader's own acknowledgement of its new entries is not a message
+//     at all in classic mode: RawNode steps it at Advance (stepsOnAdvance),
+//     which runs after Save. So the commit index only counts this node once
+//     its entries are durable, and an entry commits only on a quorum of
+//     durable copies, whoever they are.
+//   - If the Save fails the node stops and acknowledges nothing; entries
+//     the followers got may still commit under a later leader, which is the
+//     normal fate of an unacknowledged proposal (outcome unknown).
+//
+// Followers and candidates never send early: their messages are mostly the
+// acknowledgements and votes above.
+func (n *Node) sendEarly(msgs []*raftpb.Message) (rest []*raftpb.Message) {
+	var early []*raftpb.Message
+	for _, m := range msgs {
+		switch m.GetType() {
+		case raftpb.MsgApp, raftpb.MsgHeartbeat:
+			early = append(early, m)
+		default:
+			rest = append(rest, m)
+		}
+	}
+	if len(early) > 0 {
+		n.tr.Send(early)
+	}
+	return rest
 }
 
 // trackAppended remembers at which index each of this node's own proposals
@@ -637,6 +779,7 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 		return propKey{}, nil, fmt.Errorf("entry %d: %w", idx, err)
 	}
 	cs := n.rn.ApplyConfChange(cci)
+	n.snapEpoch++ // an image being built may predate this membership
 	n.confState = proto.Clone(cs).(*raftpb.ConfState)
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
@@ -685,6 +828,7 @@ func (n *Node) restoreSnapshot(snap *raftpb.Snapshot) error {
 	n.mem = mem
 	n.mem.Version = 1
 	n.applied, n.snapIndex = idx, idx
+	n.snapEpoch++ // an image being built may predate this state
 	n.confState = proto.Clone(raftpb.EnsureConfState(snap.GetMetadata().GetConfState())).(*raftpb.ConfState)
 	for _, p := range old.Members {
 		if _, ok := n.mem.get(p.ID); !ok && p.ID != n.cfg.ID {
@@ -707,23 +851,81 @@ func (n *Node) restoreSnapshot(snap *raftpb.Snapshot) error {
 }
 
 // maybeSnapshot snapshots every SnapshotEvery applied entries (and after a
-// member was added once the log has been compacted), then
-// compacts the log to SnapshotKeep entries behind it. Order: the state
-// machine's Snapshot syncs its state, CreateSnapshot makes the snapshot
-// durable, and only then are entries behind it discarded.
+// member was added once the log has been compacted), then compacts the log
+// to SnapshotKeep entries behind it.
+//
+// The state machine image is built OFF the loop: copying the whole state
+// would stall persisting, sending and applying for as long as it takes. A
+// goroutine calls StateMachine.Snapshot, which runs concurrently with Apply
+// (every implementation here either takes a point-in-time pebble snapshot
+// whose applied index is read from that same snapshot — the state and the
+// applied index are committed in one batch — or serialises with Apply
+// under its own mutex), and hands (index, image) back on snapc; the loop
+// then records and compacts in finishSnapshot. At most one build is in
+// flight.
+//
+// After a member was added to a compacted log the snapshot is taken on the
+// loop, as before: the newcomer needs one whose ConfState includes it, and
+// raft may ask for it (Storage.Snapshot) as soon as the loop moves on.
 func (n *Node) maybeSnapshot() error {
 	due := n.applied >= n.snapIndex+n.cfg.SnapshotEvery || (n.snapshotNow && n.applied > n.snapIndex)
 	if !due {
 		return nil
 	}
-	n.snapshotNow = false
-	idx, image, err := n.sm.Snapshot()
-	if err != nil {
-		return fmt.Errorf("state machine snapshot at %d: %w", n.applied, err)
+	if n.snapshotNow {
+		n.snapshotNow = false
+		idx, image, err := n.sm.Snapshot()
+		if err != nil {
+			return fmt.Errorf("state machine snapshot at %d: %w", n.applied, err)
+		}
+		if idx != n.applied {
+			return fmt.Errorf("state machine snapshot at %d, but %d is applied", idx, n.applied)
+		}
+		return n.storeSnapshot(idx, image)
 	}
-	if idx != n.applied {
-		return fmt.Errorf("state machine snapshot at %d, but %d is applied", idx, n.applied)
+	if n.snapBusy {
+		return nil
 	}
+	n.snapBusy = true
+	epoch := n.snapEpoch
+	n.snapWG.Go(func() {
+		idx, image, err := n.sm.Snapshot()
+		// Never blocks: snapc has room for the one build in flight.
+		n.snapc <- snapResult{epoch: epoch, index: idx, image: image, err: err}
+	})
+	return nil
+}
+
+// finishSnapshot runs on the loop with a background build's result. The
+// image is recorded only if nothing it depends on changed meanwhile:
+//   - no conf change was applied and no snapshot restored since the build
+//     started (same epoch), so the membership and ConfState the loop holds
+//     now are those in force at the image's index (which is at least the
+//     applied index when the build started, and at most the one now:
+//     Apply on the loop returned before the loop took this result);
+//   - the image is newer than the last snapshot.
+//
+// A discarded image costs only the work: the next Ready starts a new one.
+func (n *Node) finishSnapshot(r snapResult) error {
+	n.snapBusy = false
+	if r.err != nil {
+		return fmt.Errorf("state machine snapshot (applied %d): %w", n.applied, r.err)
+	}
+	if r.epoch != n.snapEpoch || r.index <= n.snapIndex {
+		n.log.Debug("discarded stale snapshot image", zap.Uint64("index", r.index), zap.Uint64("snapshot", n.snapIndex))
+		return nil
+	}
+	if r.index > n.applied {
+		return fmt.Errorf("state machine snapshot at %d, but only %d is applied", r.index, n.applied)
+	}
+	return n.storeSnapshot(r.index, r.image)
+}
+
+// storeSnapshot records the snapshot at idx and compacts the log behind it.
+// Order: the state machine's Snapshot synced its state up to idx before
+// returning image, CreateSnapshot makes the snapshot durable, and only then
+// are entries behind it discarded.
+func (n *Node) storeSnapshot(idx uint64, image []byte) error {
 	if _, err := n.store.CreateSnapshot(idx, n.confState, encodeSnapshotData(&n.mem, image)); err != nil {
 		return fmt.Errorf("create snapshot at %d: %w", idx, err)
 	}
@@ -784,6 +986,10 @@ func (n *Node) observeLeadership(rd raft.Ready) {
 
 func (n *Node) shutdown(err error) {
 	n.ticker.Stop()
+	// The owner closes the stores once Done is closed: a snapshot still
+	// being built must finish first (its result is dropped).
+	n.snapWG.Wait()
+	n.saveWG.Wait()
 	n.mu.Lock()
 	n.stopErr = err
 	ws := n.waiters
@@ -833,7 +1039,9 @@ func ctxErr(ctx context.Context) error {
 
 func (n *Node) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		// Already bounded: no derived context (it would cost allocations
+		// and a registration with the parent on every proposal).
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, n.cfg.ProposalTimeout)
 }

@@ -67,8 +67,10 @@ type Command struct {
 //     applied index.
 //   - AppliedIndex is the durable applied index (0 for a fresh store).
 //   - Snapshot makes the applied state durable (synced) and returns a
-//     consistent image of it at AppliedIndex. Restore replaces the whole state
-//     with such an image.
+//     consistent image of it at the index it reports. Consensus calls it
+//     from a background goroutine, CONCURRENTLY with Apply: the image must
+//     be one consistent state at that index. Restore replaces the whole
+//     state with such an image (never concurrently with Apply).
 type StateMachine interface {
 	Apply(cmds []Command) ([]any, error)
 	AppliedIndex() uint64
