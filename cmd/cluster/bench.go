@@ -564,7 +564,10 @@ type PaymentsBenchConfig struct {
 	ProviderLatency time.Duration
 	// Target is TargetLeader (default) or TargetAll.
 	Target string
-	Logger *zap.Logger
+	// CentralDB is a PostgreSQL URL the cluster exports to (empty: none),
+	// to measure what the export costs the payments.
+	CentralDB string
+	Logger    *zap.Logger
 }
 
 // BenchPayments runs a local 3-node cluster (fsync on) with simulated PSPs
@@ -591,7 +594,7 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	l, err := StartLocal(LocalConfig{Dir: cfg.Dir, Logger: cfg.Logger})
+	l, err := StartLocal(LocalConfig{Dir: cfg.Dir, Logger: cfg.Logger, CentralDB: cfg.CentralDB})
 	if err != nil {
 		return BenchResult{}, err
 	}
@@ -629,6 +632,10 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 		"target": cfg.Target, "api": "HTTP/1.1 keep-alive, one shared transport",
 		"flow":     "POST /v1/orders + POST /v1/orders/{id}/payments (card, automatic capture)",
 		"duration": cfg.Duration.String(), "warmup": max(cfg.Warmup, 0).String(),
+		"central db": "none",
+	}
+	if cfg.CentralDB != "" {
+		settings["central db"] = "exporting (leader)"
 	}
 
 	var measuring atomic.Bool
@@ -707,6 +714,12 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 	payRes, _ := mergeRecorders("", nil, payRecs, elapsed)
 	res.Extra["pay call latency"] = fmt.Sprintf("p50 %v  p90 %v  p99 %v  max %v",
 		payRes.P50.Round(time.Microsecond), payRes.P90.Round(time.Microsecond), payRes.P99.Round(time.Microsecond), payRes.Max.Round(time.Microsecond))
+	if n := l.Leader(); n != nil && cfg.CentralDB != "" {
+		if st, err := n.NodeStatus(); err == nil && st.Export != nil {
+			res.Extra["export at the end"] = fmt.Sprintf("watermark %d of %d, backlog %d events, lag %.1fs, breaker %s",
+				st.Export.Watermark, st.Export.LastSeq, st.Export.Backlog, st.Export.LagSeconds, st.Export.BreakerState)
+		}
+	}
 	return res, nil
 }
 

@@ -21,13 +21,14 @@ func init() {
 }
 
 func runDemo(args []string) error {
-	fs := newFlags("demo", "[--nodes N] [--base-port P] [--data-dir DIR] [--rate R]")
+	fs := newFlags("demo", "[--nodes N] [--base-port P] [--data-dir DIR] [--rate R] [--central-db auto|off|URL]")
 	nodes := fs.Int("nodes", 3, "number of nodes")
 	basePort := fs.Int("base-port", 7000, "node i's API listens on base+i, its raft on base+100+i, PSP j on base+200+j (0: any free ports)")
 	dataDir := fs.String("data-dir", "", "where the nodes keep their journals (default: a fresh temp dir, removed at exit)")
 	rate := fs.Float64("rate", 5, "generated orders per second (0: no generated traffic)")
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the live summary")
 	logLevel := fs.String("log-level", "warn", "log level of the nodes (logs go to <data-dir>/demo.log)")
+	centralDB := fs.String("central-db", centralAuto, "PostgreSQL the leader exports to: auto (a private server in the data dir when PostgreSQL is installed), off, or a postgres:// URL")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -53,8 +54,14 @@ func runDemo(args []string) error {
 	}
 	defer func() { _ = log.Sync() }()
 
+	central, err := startDemoCentral(*centralDB, dir, *basePort)
+	if err != nil {
+		return err
+	}
+	defer central.close() // after the nodes have stopped exporting
+
 	fmt.Printf("Starting %d txswitch nodes and 3 simulated PSPs (journals in %s, logs in %s)...\n", *nodes, dir, logPath)
-	l, err := cluster.StartLocal(cluster.LocalConfig{Nodes: *nodes, Dir: dir, BasePort: *basePort, Logger: log})
+	l, err := cluster.StartLocal(cluster.LocalConfig{Nodes: *nodes, Dir: dir, BasePort: *basePort, Logger: log, CentralDB: central.url})
 	if err != nil {
 		return err
 	}
@@ -63,9 +70,11 @@ func runDemo(args []string) error {
 		return err
 	}
 	printDemoIntro(l)
+	central.printIntro()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	central.toggleOnSignal(ctx)
 	gen := newTrafficGen(l.APIAddrs(), l.APIKey, *rate)
 	if *rate > 0 {
 		go gen.run(ctx)
@@ -173,13 +182,15 @@ func summaryLine(l *cluster.Local, cur, last trafficStats, d time.Duration) stri
 	}
 	leader := "none"
 	breakers := "?"
+	export := "export ?"
 	if n := l.Leader(); n != nil {
 		leader = fmt.Sprintf("node %d", n.ID())
 		breakers = breakerSummary(n.Providers().States())
+		export = exportSummary(n)
 	}
-	return fmt.Sprintf("%s  %.1f payments/s  approval %s  pending %d  in doubt %d  errors %d  leader %s  breakers %s",
+	return fmt.Sprintf("%s  %.1f payments/s  approval %s  pending %d  in doubt %d  errors %d  leader %s  breakers %s  %s",
 		time.Now().Format("15:04:05"), float64(cur.payments-last.payments)/secs, rate,
-		cur.pending, cur.inDoubt, cur.errors-last.errors, leader, breakers)
+		cur.pending, cur.inDoubt, cur.errors-last.errors, leader, breakers, export)
 }
 
 // breakerSummary says which breakers are not closed ("all closed" when

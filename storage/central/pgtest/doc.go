@@ -2,8 +2,8 @@
 //
 // Start(t) returns the URL of a fresh, empty database that is dropped when the
 // test ends. When TXSWITCH_TEST_PG_URL is set, the database is created inside
-// that server; otherwise a private PostgreSQL (binaries from `pg_config
-// --bindir`) is started once per test binary (Shared) on a free loopback
+// that server; otherwise a private PostgreSQL (package pgserver, binaries from
+// `pg_config --bindir`) is started once per test binary (Shared) on a free loopback
 // port, with fsync off because test data need not survive a power cut.
 //
 // Tests that take the database down (to exercise degraded mode) start their
