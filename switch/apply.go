@@ -14,7 +14,11 @@ import (
 // leaves the batch untouched. A returned error is a store failure.
 type applyCtx struct {
 	b         Batch
+	bs        *batchState
 	newConfig *RoutingConfig
+	// loaded is this command's identity map of cached-table records: key →
+	// the live object (nil: absent). See rcache.go.
+	loaded map[string]any
 }
 
 // Codes of rejections made in apply.
@@ -107,9 +111,26 @@ func (ac *applyCtx) putJSON(key []byte, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %q: %w", key, err)
 	}
+	return ac.set(key, raw)
+}
+
+func (ac *applyCtx) set(key, raw []byte) error {
 	if err := ac.b.Set(key, raw); err != nil {
 		return fmt.Errorf("set %q: %w", key, err)
 	}
+	return nil
+}
+
+// putRecord writes a cached-table record v encoded as raw. v stays the
+// command's live object for key; the batch keeps a deep copy of it as
+// encoded now (see rcache.go).
+func (ac *applyCtx) putRecord(key []byte, v any, raw []byte) error {
+	if err := ac.set(key, raw); err != nil {
+		return err
+	}
+	k := string(key)
+	ac.loaded[k] = v
+	ac.bs.written[k] = cloneRecord(v)
 	return nil
 }
 
@@ -117,7 +138,101 @@ func (ac *applyCtx) del(key []byte) error {
 	if err := ac.b.Delete(key); err != nil {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}
+	if cachedTable(key) {
+		k := string(key)
+		ac.loaded[k] = nil
+		ac.bs.written[k] = nil
+	}
 	return nil
+}
+
+// loadRecord reads a cached-table record through the command's, the
+// batch's and the committed caches, falling back to the store. It returns
+// nil when the key is absent. Within a command every load of a key returns
+// the same object.
+func loadRecord[T any](ac *applyCtx, key []byte) (*T, error) {
+	k := string(key)
+	if v, ok := ac.loaded[k]; ok {
+		if v == nil {
+			return nil, nil
+		}
+		return v.(*T), nil
+	}
+	var r *T
+	if v, ok := ac.bs.written[k]; ok {
+		if v != nil {
+			r = cloneRecord(v).(*T)
+		}
+	} else if v, ok := ac.bs.committed.get(k); ok {
+		r = cloneRecord(v).(*T)
+	} else {
+		var x T
+		ok, err := getJSON(ac.b, key, &x)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			r = &x
+		}
+	}
+	if r == nil {
+		ac.loaded[k] = nil
+	} else {
+		ac.loaded[k] = r
+	}
+	return r, nil
+}
+
+func (ac *applyCtx) loadOrder(id string) (*orderRec, error) {
+	return loadRecord[orderRec](ac, orderKey(id))
+}
+
+func (ac *applyCtx) loadPayment(id string) (*paymentRec, error) {
+	return loadRecord[paymentRec](ac, paymentKey(id))
+}
+
+func (ac *applyCtx) loadInDoubt(key string) (*inDoubtRec, error) {
+	return loadRecord[inDoubtRec](ac, inDoubtKey(key))
+}
+
+func (ac *applyCtx) loadIdem(merchant, key string) (*idemRecord, error) {
+	return loadRecord[idemRecord](ac, idemKey(merchant, key))
+}
+
+// orderPayments returns o's payments in creation order. The ids come from
+// o itself once known, else from one scan of the op/ index.
+func (ac *applyCtx) orderPayments(o *orderRec) ([]*paymentRec, error) {
+	if !o.idsKnown && o.NumPayments == 0 {
+		// The op/ index holds exactly NumPayments entries: nothing to scan.
+		o.paymentIDs, o.idsKnown = nil, true
+	}
+	if !o.idsKnown {
+		ids, err := scanOrderPaymentIDs(ac.b, o.ID)
+		if err != nil {
+			return nil, err
+		}
+		o.paymentIDs, o.idsKnown = ids, true
+	}
+	ps := make([]*paymentRec, 0, len(o.paymentIDs))
+	for _, id := range o.paymentIDs {
+		p, err := ac.loadPayment(id)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			return nil, fmt.Errorf("order %s lists missing payment %s", o.ID, id)
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+func (ac *applyCtx) putInDoubt(d *inDoubtRec) error {
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("encode in-doubt %s: %w", d.Key, err)
+	}
+	return ac.putRecord(inDoubtKey(d.Key), d, raw)
 }
 
 func loadOrder(r Reader, id string) (*orderRec, error) {
@@ -138,8 +253,7 @@ func loadPayment(r Reader, id string) (*paymentRec, error) {
 	return &p, nil
 }
 
-// loadOrderPayments returns an order's payments in creation order.
-func loadOrderPayments(r Reader, orderID string) ([]*paymentRec, error) {
+func scanOrderPaymentIDs(r Reader, orderID string) ([]string, error) {
 	var ids []string
 	start, end := orderPaymentsRange(orderID)
 	if err := r.Scan(start, end, func(_, v []byte) bool {
@@ -147,6 +261,16 @@ func loadOrderPayments(r Reader, orderID string) ([]*paymentRec, error) {
 		return true
 	}); err != nil {
 		return nil, fmt.Errorf("scan payments of %s: %w", orderID, err)
+	}
+	return ids, nil
+}
+
+// loadOrderPayments returns an order's payments in creation order (reads
+// outside apply).
+func loadOrderPayments(r Reader, orderID string) ([]*paymentRec, error) {
+	ids, err := scanOrderPaymentIDs(r, orderID)
+	if err != nil {
+		return nil, err
 	}
 	ps := make([]*paymentRec, 0, len(ids))
 	for _, id := range ids {
@@ -174,34 +298,62 @@ func loadInDoubt(r Reader, key string) (*inDoubtRec, error) {
 // ---------------------------------------------------------------------------
 // Outbox and timeline.
 
-func (ac *applyCtx) emit(kind, merchant, orderID string, at time.Time, resource any) error {
-	raw, err := ac.b.Get([]byte(keyOutboxSeq))
-	var seq uint64
-	switch {
-	case errors.Is(err, ErrNotFound):
-	case err != nil:
-		return fmt.Errorf("get outbox seq: %w", err)
-	default:
-		if seq, err = decodeUint64(raw); err != nil {
-			return fmt.Errorf("decode outbox seq: %w", err)
-		}
+// nextOutboxSeq assigns the next outbox seq; the batch writes the last one
+// to m/outbox_seq once, before commit.
+func (ac *applyCtx) nextOutboxSeq() (uint64, error) {
+	seq, err := ac.outboxSeq()
+	if err != nil {
+		return 0, err
 	}
 	seq++
+	ac.bs.outboxSeq, ac.bs.seqDirty = seq, true
+	return seq, nil
+}
+
+// outboxSeq is the last assigned outbox seq as of this point of the batch.
+func (ac *applyCtx) outboxSeq() (uint64, error) {
+	if !ac.bs.seqLoaded {
+		raw, err := ac.b.Get([]byte(keyOutboxSeq))
+		var seq uint64
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return 0, fmt.Errorf("get outbox seq: %w", err)
+		default:
+			if seq, err = decodeUint64(raw); err != nil {
+				return 0, fmt.Errorf("decode outbox seq: %w", err)
+			}
+		}
+		ac.bs.outboxSeq, ac.bs.seqLoaded = seq, true
+	}
+	return ac.bs.outboxSeq, nil
+}
+
+// emit appends an outbox event whose resource is already encoded (by
+// encoding/json or an encoder that matches it byte for byte).
+func (ac *applyCtx) emit(kind, merchant, orderID string, at time.Time, resource []byte) error {
+	seq, err := ac.nextOutboxSeq()
+	if err != nil {
+		return err
+	}
+	raw, err := encodeOutboxEvent(seq, kind, merchant, orderID, at, resource)
+	if err != nil {
+		return fmt.Errorf("encode outbox %s event: %w", kind, err)
+	}
+	return ac.set(outboxKey(seq), raw)
+}
+
+// emitJSON is emit of a resource encoding/json encodes.
+func (ac *applyCtx) emitJSON(kind, merchant, orderID string, at time.Time, resource any) error {
 	res, err := json.Marshal(resource)
 	if err != nil {
 		return fmt.Errorf("encode outbox %s resource: %w", kind, err)
 	}
-	ev := OutboxEvent{Seq: seq, ID: fmt.Sprintf("evt_%d", seq), Kind: kind, MerchantID: merchant, OrderID: orderID, At: at, Resource: res}
-	if err := ac.putJSON(outboxKey(seq), ev); err != nil {
-		return err
-	}
-	if err := ac.b.Set([]byte(keyOutboxSeq), encodeUint64(seq)); err != nil {
-		return fmt.Errorf("set outbox seq: %w", err)
-	}
-	return nil
+	return ac.emit(kind, merchant, orderID, at, res)
 }
 
 // event appends a timeline event to o (the caller saves o afterwards).
+// The event's bytes are stored and are also the outbox event's resource.
 func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string, data any) error {
 	o.TimelineSeq++
 	ev := TimelineEvent{Seq: o.TimelineSeq, At: at, Type: typ, PaymentID: paymentID, Message: msg}
@@ -212,24 +364,74 @@ func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string,
 		}
 		ev.Data = raw
 	}
-	if err := ac.putJSON(timelineKey(o.ID, ev.Seq), ev); err != nil {
+	raw, err := encodeTimelineEvent(&ev)
+	if err != nil {
+		return fmt.Errorf("encode %s event: %w", typ, err)
+	}
+	if err := ac.set(timelineKey(o.ID, ev.Seq), raw); err != nil {
 		return err
 	}
-	return ac.emit("timeline", o.MerchantID, o.ID, at, ev)
+	return ac.emit("timeline", o.MerchantID, o.ID, at, raw)
 }
 
-func (ac *applyCtx) savePayment(p *paymentRec, at time.Time) error {
+// savePayment stores p and emits it; it returns the encoded Payment
+// resource, which is also the body of a reply showing p as it is now.
+func (ac *applyCtx) savePayment(p *paymentRec, at time.Time) ([]byte, error) {
 	p.UpdatedAt = at
-	if err := ac.putJSON(paymentKey(p.ID), p); err != nil {
-		return err
+	rec, res, err := encodePaymentRec(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode payment %s: %w", p.ID, err)
 	}
-	return ac.emit("payment", p.MerchantID, p.OrderID, at, p.Payment)
+	if err := ac.putRecord(paymentKey(p.ID), p, rec); err != nil {
+		return nil, err
+	}
+	return res, ac.emit("payment", p.MerchantID, p.OrderID, at, res)
+}
+
+// encodePaymentRec returns json.Marshal(p) and json.Marshal(p.Payment),
+// encoding the resource once.
+func encodePaymentRec(p *paymentRec) (rec, res []byte, err error) {
+	if res, err = encodePayment(&p.Payment); err != nil {
+		return nil, nil, err
+	}
+	extra, err := json.Marshal(&p.paymentExtra)
+	if err != nil {
+		return nil, nil, err
+	}
+	return joinObjects(res, extra), res, nil
+}
+
+// encodeOrderRec returns json.Marshal(o) and the order resource (o.Order
+// without payments), encoding the resource once.
+func encodeOrderRec(o *orderRec) (rec, res []byte, err error) {
+	if o.Payments != nil { // never so in apply; keep the general path exact
+		if rec, err = json.Marshal(o); err != nil {
+			return nil, nil, err
+		}
+		r := o.Order
+		r.Payments = nil
+		res, err = encodeOrder(&r)
+		return rec, res, err
+	}
+	if res, err = encodeOrder(&o.Order); err != nil {
+		return nil, nil, err
+	}
+	return joinObjects(res, encodeOrderExtra(&o.orderExtra)), res, nil
+}
+
+// putOrder stores o without emitting it (timeline-only changes).
+func (ac *applyCtx) putOrder(o *orderRec) error {
+	rec, _, err := encodeOrderRec(o)
+	if err != nil {
+		return fmt.Errorf("encode order %s: %w", o.ID, err)
+	}
+	return ac.putRecord(orderKey(o.ID), o, rec)
 }
 
 // saveOrder recomputes the order's totals and status from its payments,
 // checks the money invariants, and stores it.
 func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
-	ps, err := loadOrderPayments(ac.b, o.ID)
+	ps, err := ac.orderPayments(o)
 	if err != nil {
 		return err
 	}
@@ -241,11 +443,13 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 	o.Authorized, o.Captured, o.Refunded = orderTotals(o, ps)
 	o.Status = deriveOrderStatus(o, ps)
 	o.UpdatedAt = at
-	if err := ac.putJSON(orderKey(o.ID), o); err != nil {
+	rec, res, err := encodeOrderRec(o)
+	if err != nil {
+		return fmt.Errorf("encode order %s: %w", o.ID, err)
+	}
+	if err := ac.putRecord(orderKey(o.ID), o, rec); err != nil {
 		return err
 	}
-	res := o.Order
-	res.Payments = nil
 	return ac.emit("order", o.MerchantID, o.ID, at, res)
 }
 
@@ -258,12 +462,11 @@ func (ac *applyCtx) idemCheck(ref *idemRef) (*ApplyResult, error) {
 	if ref == nil {
 		return nil, nil
 	}
-	var rec idemRecord
-	ok, err := getJSON(ac.b, idemKey(ref.Merchant, ref.Key), &rec)
-	if !ok || err != nil {
+	rec, err := ac.loadIdem(ref.Merchant, ref.Key)
+	if rec == nil || err != nil {
 		return nil, err
 	}
-	return idemAnswer(&rec, ref.Fingerprint), nil
+	return idemAnswer(rec, ref.Fingerprint), nil
 }
 
 // idemAnswer is what an existing record says to a request with fingerprint.
@@ -284,11 +487,19 @@ func (ac *applyCtx) idemPut(ref *idemRef, at time.Time, state string, reply *Rep
 	if ref == nil {
 		return nil
 	}
-	rec := idemRecord{Fingerprint: ref.Fingerprint, State: state, Reply: reply, CreatedAt: at}
-	if err := ac.putJSON(idemKey(ref.Merchant, ref.Key), rec); err != nil {
+	rec := &idemRecord{Fingerprint: ref.Fingerprint, State: state, Reply: reply, CreatedAt: at}
+	if err := ac.putIdem(ref, rec); err != nil {
 		return err
 	}
 	return ac.b.Set(idemExpiryKey(at, ref.Merchant, ref.Key), nil)
+}
+
+func (ac *applyCtx) putIdem(ref *idemRef, rec *idemRecord) error {
+	raw, err := encodeIdemRecord(rec)
+	if err != nil {
+		return fmt.Errorf("encode idempotency record: %w", err)
+	}
+	return ac.putRecord(idemKey(ref.Merchant, ref.Key), rec, raw)
 }
 
 // idemFinish stores the final reply in a record still in progress.
@@ -296,13 +507,12 @@ func (ac *applyCtx) idemFinish(ref *idemRef, reply Reply) error {
 	if ref == nil {
 		return nil
 	}
-	var rec idemRecord
-	ok, err := getJSON(ac.b, idemKey(ref.Merchant, ref.Key), &rec)
-	if err != nil || !ok || rec.State != idemInProgress || rec.Fingerprint != ref.Fingerprint {
+	rec, err := ac.loadIdem(ref.Merchant, ref.Key)
+	if err != nil || rec == nil || rec.State != idemInProgress || rec.Fingerprint != ref.Fingerprint {
 		return err // expired or already finished: nothing to do
 	}
 	rec.State, rec.Reply = idemDone, &reply
-	return ac.putJSON(idemKey(ref.Merchant, ref.Key), rec)
+	return ac.putIdem(ref, rec)
 }
 
 // ---------------------------------------------------------------------------
@@ -318,14 +528,14 @@ func (ac *applyCtx) createOrder(c *cmdCreateOrder) (*ApplyResult, error) {
 	if e := ValidateMoney(c.Order.Amount, "amount"); e != nil {
 		return &ApplyResult{Err: e}, nil
 	}
-	existing, err := loadOrder(ac.b, c.Order.ID)
+	existing, err := ac.loadOrder(c.Order.ID)
 	if err != nil {
 		return nil, err
 	}
 	if existing != nil {
 		return reject(KindConflict, CodeOrderExists, "", "order "+c.Order.ID+" exists"), nil
 	}
-	o := &orderRec{Order: c.Order}
+	o := &orderRec{Order: c.Order, idsKnown: true}
 	o.Status = OrderCreated
 	o.Payments = nil
 	o.CreatedAt = c.At
@@ -340,10 +550,11 @@ func (ac *applyCtx) createOrder(c *cmdCreateOrder) (*ApplyResult, error) {
 	}
 	view := o.Order
 	view.Payments = []Payment{}
-	reply, err := jsonReply(201, view)
+	body, err := encodeOrder(&view)
 	if err != nil {
 		return nil, err
 	}
+	reply := Reply{Status: 201, Body: body}
 	if err := ac.idemPut(c.Idem, c.At, idemDone, &reply); err != nil {
 		return nil, err
 	}
@@ -472,7 +683,7 @@ func deriveOrderStatus(o *orderRec, ps []*paymentRec) string {
 // Methods offered, config, watermark, expiry.
 
 func (ac *applyCtx) methodsOffered(c *cmdMethodsOffered) (*ApplyResult, error) {
-	o, err := loadOrder(ac.b, c.OrderID)
+	o, err := ac.loadOrder(c.OrderID)
 	if err != nil {
 		return nil, err
 	}
@@ -493,7 +704,7 @@ func (ac *applyCtx) methodsOffered(c *cmdMethodsOffered) (*ApplyResult, error) {
 	if err := ac.event(o, c.At, "methods_offered", "", offerMessage(c.Offer), c.Offer); err != nil {
 		return nil, err
 	}
-	if err := ac.putJSON(orderKey(o.ID), o); err != nil {
+	if err := ac.putOrder(o); err != nil {
 		return nil, err
 	}
 	return &ApplyResult{}, nil
@@ -521,7 +732,7 @@ func (ac *applyCtx) configPut(c *cmdConfigPut) (*ApplyResult, error) {
 		return nil, err
 	}
 	for _, mc := range cfg.Merchants {
-		if err := ac.emit("merchant", mc.ID, "", c.At, map[string]string{"id": mc.ID, "name": mc.Name}); err != nil {
+		if err := ac.emitJSON("merchant", mc.ID, "", c.At, map[string]string{"id": mc.ID, "name": mc.Name}); err != nil {
 			return nil, err
 		}
 	}
@@ -557,7 +768,7 @@ func (ac *applyCtx) watermark(c *cmdWatermark) (*ApplyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	last, err := ac.readUint(keyOutboxSeq)
+	last, err := ac.outboxSeq()
 	if err != nil {
 		return nil, err
 	}
@@ -604,15 +815,14 @@ func (ac *applyCtx) expireIdem(c *cmdExpireIdem) (*ApplyResult, error) {
 		// k = ie/<16 hex>/<merchant>\x00<key>
 		rest := string(k[len(prefixIdemExpiry)+17:])
 		ik := []byte(prefixIdem + rest)
-		var rec idemRecord
-		ok, err := getJSON(ac.b, ik, &rec)
+		rec, err := loadRecord[idemRecord](ac, ik)
 		if err != nil {
 			return nil, err
 		}
-		if ok && rec.State == idemInProgress {
+		if rec != nil && rec.State == idemInProgress {
 			continue
 		}
-		if ok {
+		if rec != nil {
 			if err := ac.del(ik); err != nil {
 				return nil, err
 			}

@@ -24,7 +24,7 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 	if r, err := ac.idemCheck(c.Idem); r != nil || err != nil {
 		return r, err
 	}
-	p, err := loadPayment(ac.b, c.PaymentID)
+	p, err := ac.loadPayment(c.PaymentID)
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +34,7 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 	if c.OpID == "" {
 		return reject(KindInvalid, CodeInvalidCommand, "", "operation id is required"), nil
 	}
-	o, err := loadOrder(ac.b, p.OrderID)
+	o, err := ac.loadOrder(p.OrderID)
 	if err != nil {
 		return nil, err
 	}
@@ -104,17 +104,17 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 	}
 	d := inDoubtRec{Kind: c.Kind, Key: key, PaymentID: p.ID, OrderID: p.OrderID, MerchantID: p.MerchantID, OpID: c.OpID,
 		Provider: p.Provider, Method: p.Method, Amount: amount, Country: p.Country, ProviderRef: p.ProviderRef, At: c.At, Idem: c.Idem}
-	if err := ac.putJSON(inDoubtKey(key), d); err != nil {
+	if err := ac.putInDoubt(&d); err != nil {
 		return nil, err
 	}
 	if err := ac.event(o, c.At, typ, p.ID, msg, providerData{Op: c.Kind, Provider: p.Provider, Key: key, Amount: &amount}); err != nil {
 		return nil, err
 	}
-	if err := ac.savePayment(p, c.At); err != nil {
+	if _, err := ac.savePayment(p, c.At); err != nil {
 		return nil, err
 	}
 	if c.Kind == opRefund {
-		if err := ac.emit("refund", p.MerchantID, p.OrderID, c.At, p.Refunds[len(p.Refunds)-1]); err != nil {
+		if err := ac.emitJSON("refund", p.MerchantID, p.OrderID, c.At, p.Refunds[len(p.Refunds)-1]); err != nil {
 			return nil, err
 		}
 	}
@@ -124,7 +124,8 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 	if err := ac.idemPut(c.Idem, c.At, idemInProgress, nil); err != nil {
 		return nil, err
 	}
-	return &ApplyResult{Open: &OpenCall{Kind: c.Kind, PaymentID: p.ID, OpID: c.OpID, Provider: p.Provider, Key: key}}, nil
+	req := opRequest(c.Kind, &d, p)
+	return &ApplyResult{Open: &OpenCall{Kind: c.Kind, PaymentID: p.ID, OpID: c.OpID, Provider: p.Provider, Key: key, request: &req}}, nil
 }
 
 // settledStatus is a payment's status from its amounts once authorized.
@@ -146,21 +147,21 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 	default:
 		return reject(KindInvalid, CodeInvalidCommand, "", "unknown outcome "+c.Outcome), nil
 	}
-	p, err := loadPayment(ac.b, c.PaymentID)
+	p, err := ac.loadPayment(c.PaymentID)
 	if err != nil {
 		return nil, err
 	}
 	if p == nil {
 		return reject(KindNotFound, CodePaymentNotFound, "", "payment "+c.PaymentID+" not found"), nil
 	}
-	o, err := loadOrder(ac.b, p.OrderID)
+	o, err := ac.loadOrder(p.OrderID)
 	if err != nil {
 		return nil, err
 	}
 	if o == nil {
 		return nil, fmt.Errorf("payment %s: order %s missing", p.ID, p.OrderID)
 	}
-	d, err := loadInDoubt(ac.b, c.OpID)
+	d, err := ac.loadInDoubt(c.OpID)
 	if err != nil {
 		return nil, err
 	}
@@ -250,15 +251,16 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		}
 	} else {
 		d.InDoubt = true
-		if err := ac.putJSON(inDoubtKey(d.Key), d); err != nil {
+		if err := ac.putInDoubt(d); err != nil {
 			return nil, err
 		}
 	}
-	if err := ac.savePayment(p, c.At); err != nil {
+	body, err := ac.savePayment(p, c.At)
+	if err != nil {
 		return nil, err
 	}
 	if c.Kind == opRefund {
-		if err := ac.emit("refund", p.MerchantID, p.OrderID, c.At, p.Refunds[indexRefund(p.Refunds, c.OpID)]); err != nil {
+		if err := ac.emitJSON("refund", p.MerchantID, p.OrderID, c.At, p.Refunds[indexRefund(p.Refunds, c.OpID)]); err != nil {
 			return nil, err
 		}
 	}
@@ -273,7 +275,7 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		if c.Kind == opCancel {
 			st = 200
 		}
-		reply, err = paymentReply(st, p)
+		reply = Reply{Status: st, Body: body}
 	case c.Kind == opCapture:
 		reply = errorReply(NewError(KindUnprocessable, CodeCaptureFailed, "", evMsg))
 	default:

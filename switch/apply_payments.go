@@ -14,7 +14,13 @@ const (
 
 func attemptKey(paymentID string, n int) string { return paymentID + "/" + strconv.Itoa(n) }
 
-func paymentReply(status int, p *paymentRec) (Reply, error) { return jsonReply(status, p.Payment) }
+func paymentReply(status int, p *paymentRec) (Reply, error) {
+	body, err := encodePayment(&p.Payment)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Status: status, Body: body}, nil
+}
 
 // routingData is the timeline data of a routing decision.
 type routingData struct {
@@ -44,7 +50,7 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 	if r, err := ac.idemCheck(c.Idem); r != nil || err != nil {
 		return r, err
 	}
-	o, err := loadOrder(ac.b, c.OrderID)
+	o, err := ac.loadOrder(c.OrderID)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +60,7 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 	if c.PaymentID == "" || c.Method == "" {
 		return reject(KindInvalid, CodeInvalidCommand, "", "payment id and method are required"), nil
 	}
-	if p, err := loadPayment(ac.b, c.PaymentID); err != nil || p != nil {
+	if p, err := ac.loadPayment(c.PaymentID); err != nil || p != nil {
 		if err != nil {
 			return nil, err
 		}
@@ -70,7 +76,7 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 	if c.CaptureMode != CaptureAutomatic && c.CaptureMode != CaptureManual {
 		return reject(KindInvalid, CodeInvalidCommand, "capture", "capture must be automatic or manual"), nil
 	}
-	ps, err := loadOrderPayments(ac.b, o.ID)
+	ps, err := ac.orderPayments(o)
 	if err != nil {
 		return nil, err
 	}
@@ -96,10 +102,12 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 			Amount: c.Amount, Authorized: zero, Captured: zero, Refunded: zero,
 			CaptureMode: c.CaptureMode, CreatedAt: c.At,
 		},
-		Country:     o.Customer.Country,
-		PaymentData: c.PaymentData,
-		Candidates:  c.Candidates,
-		Idem:        c.Idem,
+		paymentExtra: paymentExtra{
+			Country:     o.Customer.Country,
+			PaymentData: c.PaymentData,
+			Candidates:  c.Candidates,
+			Idem:        c.Idem,
+		},
 	}
 	if c.Surcharge.Value > 0 {
 		s := c.Surcharge
@@ -109,6 +117,9 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 		return nil, fmt.Errorf("index payment: %w", err)
 	}
 	o.NumPayments++
+	if o.idsKnown { // it is: orderPayments above made the ids known
+		o.paymentIDs = append(o.paymentIDs, p.ID)
+	}
 
 	res := &ApplyResult{}
 	switch {
@@ -127,20 +138,19 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 	if res.Open == nil {
 		p.Idem = nil // answered now: nothing left to finish
 	}
-	if err := ac.savePayment(p, c.At); err != nil {
+	body, err := ac.savePayment(p, c.At)
+	if err != nil {
 		return nil, err
 	}
 	if err := ac.saveOrder(o, c.At); err != nil {
 		return nil, err
 	}
 	if res.Open != nil {
+		res.Open.request, res.Open.candidates = paymentRequest(p, res.Open.Key), p.Candidates
 		// The reply comes with the result; until then retries see 409.
 		return res, ac.idemPut(c.Idem, c.At, idemInProgress, nil)
 	}
-	reply, err := paymentReply(201, p)
-	if err != nil {
-		return nil, err
-	}
+	reply := Reply{Status: 201, Body: body}
 	res.Reply = reply
 	return res, ac.idemPut(c.Idem, c.At, idemDone, &reply)
 }
@@ -175,7 +185,7 @@ func (ac *applyCtx) openOrFail(o *orderRec, p *paymentRec, at time.Time, provide
 	d := inDoubtRec{Kind: "payment", Key: key, PaymentID: p.ID, OrderID: p.OrderID, MerchantID: p.MerchantID,
 		Attempt: n, Provider: provider, Method: p.Method, Amount: total, Country: p.Country,
 		Capture: p.CaptureMode == CaptureAutomatic, At: at, Idem: p.Idem}
-	if err := ac.putJSON(inDoubtKey(key), d); err != nil {
+	if err := ac.putInDoubt(&d); err != nil {
 		return err
 	}
 	res.Open = &OpenCall{Kind: "payment", PaymentID: p.ID, Attempt: n, Provider: provider, Key: key}
@@ -192,14 +202,14 @@ func opWord(op ProviderOp, capture bool) string {
 }
 
 func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
-	p, err := loadPayment(ac.b, c.PaymentID)
+	p, err := ac.loadPayment(c.PaymentID)
 	if err != nil {
 		return nil, err
 	}
 	if p == nil {
 		return reject(KindNotFound, CodePaymentNotFound, "", "payment "+c.PaymentID+" not found"), nil
 	}
-	o, err := loadOrder(ac.b, p.OrderID)
+	o, err := ac.loadOrder(p.OrderID)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +225,7 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 		return ac.lateResult(o, p, c.At, fmt.Sprintf("attempt %d", c.Attempt), c.Source, c.Outcome, c.Result.Code)
 	}
 	open := *p.Open
-	d, err := loadInDoubt(ac.b, open.Key)
+	d, err := ac.loadInDoubt(open.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +264,7 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 		p.RedirectURL = c.Result.RedirectURL
 		if d != nil {
 			d.Pending = true
-			if err := ac.putJSON(inDoubtKey(open.Key), d); err != nil {
+			if err := ac.putInDoubt(d); err != nil {
 				return nil, err
 			}
 		}
@@ -266,7 +276,7 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 		p.Status = PaymentInDoubt
 		if d != nil {
 			d.InDoubt = true
-			if err := ac.putJSON(inDoubtKey(open.Key), d); err != nil {
+			if err := ac.putInDoubt(d); err != nil {
 				return nil, err
 			}
 		}
@@ -318,23 +328,27 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 			}
 		}
 	}
-	if err := ac.savePayment(p, c.At); err != nil {
+	// The request that created the payment is answered now: its record is
+	// finished with this reply and the payment forgets it. Idem is not part
+	// of the Payment resource, so the payment is stored once, without it.
+	var finish *idemRef
+	if (final || answered) && p.Idem != nil {
+		finish, p.Idem = p.Idem, nil
+	}
+	body, err := ac.savePayment(p, c.At)
+	if err != nil {
 		return nil, err
 	}
 	if err := ac.saveOrder(o, c.At); err != nil {
 		return nil, err
 	}
-	reply, err := paymentReply(201, p)
-	if err != nil {
-		return nil, err
-	}
+	reply := Reply{Status: 201, Body: body}
 	res.Reply = reply
-	if (final || answered) && p.Idem != nil {
-		if err := ac.idemFinish(p.Idem, reply); err != nil {
-			return nil, err
-		}
-		p.Idem = nil
-		if err := ac.putJSON(paymentKey(p.ID), p); err != nil {
+	if res.Open != nil {
+		res.Open.request, res.Open.candidates = paymentRequest(p, res.Open.Key), p.Candidates
+	}
+	if finish != nil {
+		if err := ac.idemFinish(finish, reply); err != nil {
 			return nil, err
 		}
 	}
@@ -356,7 +370,7 @@ func (ac *applyCtx) lateResult(o *orderRec, p *paymentRec, at time.Time, what, s
 		map[string]string{"what": what, "source": source, "outcome": outcome, "code": code}); err != nil {
 		return nil, err
 	}
-	if err := ac.putJSON(orderKey(o.ID), o); err != nil {
+	if err := ac.putOrder(o); err != nil {
 		return nil, err
 	}
 	reply, err := paymentReply(200, p)
@@ -382,7 +396,7 @@ const (
 )
 
 func (ac *applyCtx) review(c *cmdReview) (*ApplyResult, error) {
-	p, err := loadPayment(ac.b, c.PaymentID)
+	p, err := ac.loadPayment(c.PaymentID)
 	if err != nil {
 		return nil, err
 	}
@@ -395,7 +409,7 @@ func (ac *applyCtx) review(c *cmdReview) (*ApplyResult, error) {
 	if c.Decision != ReviewApprove && c.Decision != ReviewReject {
 		return reject(KindInvalid, "invalid_decision", "decision", "decision must be approve or reject"), nil
 	}
-	o, err := loadOrder(ac.b, p.OrderID)
+	o, err := ac.loadOrder(p.OrderID)
 	if err != nil || o == nil {
 		return nil, fmt.Errorf("payment %s: load order %s: %v", p.ID, p.OrderID, err)
 	}
@@ -414,17 +428,17 @@ func (ac *applyCtx) review(c *cmdReview) (*ApplyResult, error) {
 			return nil, err
 		}
 	}
-	if err := ac.savePayment(p, c.At); err != nil {
+	body, err := ac.savePayment(p, c.At)
+	if err != nil {
 		return nil, err
 	}
 	if err := ac.saveOrder(o, c.At); err != nil {
 		return nil, err
 	}
-	reply, err := paymentReply(200, p)
-	if err != nil {
-		return nil, err
+	res.Reply = Reply{Status: 200, Body: body}
+	if res.Open != nil {
+		res.Open.request, res.Open.candidates = paymentRequest(p, res.Open.Key), p.Candidates
 	}
-	res.Reply = reply
 	return res, nil
 }
 
@@ -445,7 +459,7 @@ func (ac *applyCtx) notify(c *cmdNotify) (*ApplyResult, error) {
 	default:
 		return reject(KindInvalid, "invalid_notification", "result.outcome", "outcome must be approved, declined or pending"), nil
 	}
-	d, err := loadInDoubt(ac.b, n.IdempotencyKey)
+	d, err := ac.loadInDoubt(n.IdempotencyKey)
 	if err != nil {
 		return nil, err
 	}

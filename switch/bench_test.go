@@ -13,6 +13,8 @@ import (
 func BenchmarkOrderAndPay(b *testing.B) {
 	h := newHarness(&testing.T{})
 	b.ReportAllocs()
+	var cpu cpuClock
+	cpu.start()
 	for b.Loop() {
 		r, err := h.svc.CreateOrder(h.ctx, caller(""), orderReq(1000))
 		if err != nil {
@@ -23,6 +25,8 @@ func BenchmarkOrderAndPay(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	cpu.stop()
+	cpu.report(b, 1, "cpu-ns/op")
 }
 
 // BenchmarkReplay measures Apply alone: replaying a recorded command log
@@ -38,6 +42,8 @@ func BenchmarkReplay(b *testing.B) {
 	}
 	entries := h.log.Entries()
 	b.ReportAllocs()
+	var cpu cpuClock
+	cpu.start()
 	for b.Loop() {
 		m, err := txswitch.NewMachine(newStore())
 		if err != nil {
@@ -47,7 +53,9 @@ func BenchmarkReplay(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	cpu.stop()
 	b.ReportMetric(float64(len(entries)), "cmds/op")
+	cpu.report(b, len(entries), "cpu-ns/cmd")
 }
 
 func newStore() txswitch.Store { return memory.NewStore() }

@@ -1,6 +1,7 @@
 package txswitch
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -250,6 +251,9 @@ func decodeCommand(data []byte) (any, error) {
 	if len(data) > MaxCommandSize {
 		return nil, fmt.Errorf("command of %d bytes exceeds %d", len(data), MaxCommandSize)
 	}
+	if cmd, ok := decodeCommandFast(data); ok {
+		return cmd, nil
+	}
 	var h cmdHeader
 	if err := json.Unmarshal(data, &h); err != nil {
 		return nil, fmt.Errorf("command header: %w", err)
@@ -257,8 +261,81 @@ func decodeCommand(data []byte) (any, error) {
 	if h.V < minCommandVersion || h.V > CommandVersion {
 		return nil, fmt.Errorf("command version %d not supported (this node reads %d..%d)", h.V, minCommandVersion, CommandVersion)
 	}
+	cmd := newCommand(h.Type)
+	if cmd == nil {
+		return nil, fmt.Errorf("unknown command type %q", h.Type)
+	}
+	if err := json.Unmarshal(data, cmd); err != nil {
+		return nil, fmt.Errorf("%s command: %w", h.Type, err)
+	}
+	return cmd, nil
+}
+
+// fastHeader is how encodeCommand starts every command it writes.
+const fastHeader = `{"v":1,"type":"`
+
+// decodeCommandFast decodes a command encodeCommand wrote in one Unmarshal
+// instead of two (header, then body). It reports false for anything else
+// (and for any failure), and decodeCommand then takes the general path, so
+// results and error messages are exactly the general path's. The embedded
+// header after the full Unmarshal holds the last "v" and "type" of the
+// document, exactly what the header-only Unmarshal would have seen.
+func decodeCommandFast(data []byte) (any, bool) {
+	if !bytes.HasPrefix(data, []byte(fastHeader)) {
+		return nil, false
+	}
+	rest := data[len(fastHeader):]
+	end := bytes.IndexByte(rest, '"')
+	if end < 0 {
+		return nil, false
+	}
+	typ := string(rest[:end])
+	cmd := newCommand(typ)
+	if cmd == nil {
+		return nil, false
+	}
+	if err := json.Unmarshal(data, cmd); err != nil {
+		return nil, false
+	}
+	if h := headerOf(cmd); h.V != CommandVersion || h.Type != typ {
+		return nil, false
+	}
+	return cmd, true
+}
+
+// headerOf returns the embedded header of a command newCommand made.
+func headerOf(cmd any) cmdHeader {
+	switch c := cmd.(type) {
+	case *cmdCreateOrder:
+		return c.cmdHeader
+	case *cmdPaymentIntent:
+		return c.cmdHeader
+	case *cmdPaymentResult:
+		return c.cmdHeader
+	case *cmdReview:
+		return c.cmdHeader
+	case *cmdOpIntent:
+		return c.cmdHeader
+	case *cmdOpResult:
+		return c.cmdHeader
+	case *cmdMethodsOffered:
+		return c.cmdHeader
+	case *cmdNotify:
+		return c.cmdHeader
+	case *cmdConfigPut:
+		return c.cmdHeader
+	case *cmdWatermark:
+		return c.cmdHeader
+	case *cmdExpireIdem:
+		return c.cmdHeader
+	}
+	return cmdHeader{}
+}
+
+// newCommand returns a new command of type typ (nil if unknown).
+func newCommand(typ string) any {
 	var cmd any
-	switch h.Type {
+	switch typ {
 	case cmdTypeCreateOrder:
 		cmd = &cmdCreateOrder{}
 	case cmdTypePaymentIntent:
@@ -281,11 +358,6 @@ func decodeCommand(data []byte) (any, error) {
 		cmd = &cmdWatermark{}
 	case cmdTypeExpireIdem:
 		cmd = &cmdExpireIdem{}
-	default:
-		return nil, fmt.Errorf("unknown command type %q", h.Type)
 	}
-	if err := json.Unmarshal(data, cmd); err != nil {
-		return nil, fmt.Errorf("%s command: %w", h.Type, err)
-	}
-	return cmd, nil
+	return cmd
 }

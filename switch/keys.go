@@ -13,7 +13,7 @@ import (
 // hex so that byte order is numeric order. A Raft group id could later be
 // prepended to every key without changing the tables (multi-Raft).
 //
-//	o/<order id>                          orderRec (Order without payments, payment ids in creation order, timeline seq)
+//	o/<order id>                          orderRec (Order without payments, payment count, timeline seq)
 //	p/<payment id>                        paymentRec (Payment with captures and refunds, open attempt)
 //	op/<order id>/<%016x n>               payment id: the order→payments index, in creation order
 //	t/<order id>/<%016x seq>              TimelineEvent, seq dense per order from 1
@@ -44,7 +44,10 @@ func orderKey(id string) []byte   { return []byte(prefixOrder + id) }
 func paymentKey(id string) []byte { return []byte(prefixPayment + id) }
 
 func orderPaymentKey(orderID string, n int) []byte {
-	return fmt.Appendf(nil, "%s%s/%016x", prefixOrderPayments, orderID, n)
+	if n < 0 {
+		return fmt.Appendf(nil, "%s%s/%016x", prefixOrderPayments, orderID, n)
+	}
+	return appendHex16(append(append([]byte(prefixOrderPayments), orderID...), '/'), uint64(n))
 }
 
 func orderPaymentsRange(orderID string) (start, end []byte) {
@@ -52,7 +55,8 @@ func orderPaymentsRange(orderID string) (start, end []byte) {
 }
 
 func timelineKey(orderID string, seq uint64) []byte {
-	return fmt.Appendf(nil, "%s%s/%016x", prefixTimeline, orderID, seq)
+	b := make([]byte, 0, len(prefixTimeline)+len(orderID)+17)
+	return appendHex16(append(append(append(b, prefixTimeline...), orderID...), '/'), seq)
 }
 
 func timelineRange(orderID string) (start, end []byte) {
@@ -64,7 +68,10 @@ func idemKey(merchant, key string) []byte {
 }
 
 func idemExpiryKey(at time.Time, merchant, key string) []byte {
-	return fmt.Appendf(nil, "%s%016x/%s\x00%s", prefixIdemExpiry, uint64(max(at.UnixNano(), 0)), merchant, key)
+	b := make([]byte, 0, len(prefixIdemExpiry)+18+len(merchant)+len(key))
+	b = appendHex16(append(b, prefixIdemExpiry...), uint64(max(at.UnixNano(), 0)))
+	b = append(append(append(b, '/'), merchant...), 0)
+	return append(b, key...)
 }
 
 // idemExpiryBefore is the end (exclusive) of the expiry index for records
@@ -79,7 +86,19 @@ func notificationKey(provider, id string) []byte {
 	return []byte(prefixNotification + provider + "\x00" + id)
 }
 
-func outboxKey(seq uint64) []byte { return fmt.Appendf(nil, "%s%016x", prefixOutbox, seq) }
+func outboxKey(seq uint64) []byte {
+	return appendHex16(append(make([]byte, 0, len(prefixOutbox)+16), prefixOutbox...), seq)
+}
+
+// appendHex16 appends v as fmt's %016x does (lower-case hex, zero-padded
+// to 16 digits: every uint64 fits).
+func appendHex16(b []byte, v uint64) []byte {
+	const hex = "0123456789abcdef"
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, hex[(v>>uint(shift))&0xf])
+	}
+	return b
+}
 
 // prefixRange is [p, p with its last byte incremented): every key starting
 // with p. Prefixes here end in '/', so incrementing never overflows.

@@ -17,6 +17,13 @@ type Machine struct {
 	// applyMu serialises Apply, Snapshot and Restore (consensus calls them
 	// from one goroutine; tests and the in-memory log may not).
 	applyMu sync.Mutex
+	// records caches decoded committed records across Apply calls
+	// (rcache.go); guarded by applyMu.
+	records *recordCache
+	// outboxSeq is the committed m/outbox_seq when seqKnown (guarded by
+	// applyMu; forgotten on Restore and on a failed Apply).
+	outboxSeq uint64
+	seqKnown  bool
 
 	mu       sync.RWMutex // guards cfg and onConfig
 	cfg      *RoutingConfig
@@ -50,11 +57,36 @@ type OpenCall struct {
 	Attempt   int
 	Provider  string
 	Key       string // provider idempotency key
+
+	// request is the provider request apply prepared from the state it
+	// just wrote, and candidates the payment's routing candidates, so the
+	// proposer need not read the records back (nil when not prepared).
+	request    *ProviderRequest
+	candidates []RouteCandidate
+}
+
+// paymentRequest is the authorization request for p's open attempt.
+func paymentRequest(p *paymentRec, key string) *ProviderRequest {
+	total := p.Amount
+	if p.Surcharge != nil {
+		total.Value += p.Surcharge.Value
+	}
+	return &ProviderRequest{
+		IdempotencyKey: key, Op: OpAuthorize, PaymentID: p.ID, OrderID: p.OrderID, MerchantID: p.MerchantID,
+		Method: p.Method, Amount: total, Country: p.Country, Capture: p.CaptureMode == CaptureAutomatic, PaymentData: p.PaymentData,
+	}
+}
+
+// opRequest is the provider request of the capture, refund or cancel d.
+func opRequest(kind string, d *inDoubtRec, p *paymentRec) ProviderRequest {
+	op := map[string]ProviderOp{opCapture: OpCapture, opRefund: OpRefund, opCancel: OpCancel}[kind]
+	return ProviderRequest{IdempotencyKey: d.Key, Op: op, PaymentID: p.ID, OrderID: p.OrderID, MerchantID: p.MerchantID,
+		Method: p.Method, Amount: d.Amount, Country: p.Country, ProviderRef: p.ProviderRef}
 }
 
 // NewMachine opens a machine over store, loading the cached configuration.
 func NewMachine(store Store) (*Machine, error) {
-	m := &Machine{store: store}
+	m := &Machine{store: store, records: newRecordCache(recordCacheGen)}
 	if err := m.reloadCaches(); err != nil {
 		return nil, err
 	}
@@ -103,13 +135,17 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 	defer b.Close()
 	results := make([]any, len(cmds))
 	var newCfg *RoutingConfig
+	bs := &batchState{committed: m.records, written: make(map[string]any), outboxSeq: m.outboxSeq, seqLoaded: m.seqKnown}
+	loaded := make(map[string]any)
 	for i, c := range cmds {
 		if len(c.Data) == 0 {
 			continue
 		}
-		ac := &applyCtx{b: b}
+		clear(loaded)
+		ac := &applyCtx{b: b, bs: bs, loaded: loaded}
 		res, err := ac.apply(c.Data)
 		if err != nil {
+			m.forgetCaches() // the node stops; leave nothing doubtful behind
 			return nil, fmt.Errorf("apply entry %d: %w", c.Index, err)
 		}
 		results[i] = res
@@ -117,9 +153,19 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 			newCfg = ac.newConfig
 		}
 	}
+	if bs.seqDirty {
+		if err := b.Set([]byte(keyOutboxSeq), encodeUint64(bs.outboxSeq)); err != nil {
+			m.forgetCaches()
+			return nil, fmt.Errorf("set outbox seq: %w", err)
+		}
+	}
 	if err := b.Commit(cmds[len(cmds)-1].Index); err != nil {
+		// The store may or may not hold the batch: forget everything cached.
+		m.forgetCaches()
 		return nil, fmt.Errorf("commit entries %d..%d: %w", cmds[0].Index, cmds[len(cmds)-1].Index, err)
 	}
+	bs.promote()
+	m.outboxSeq, m.seqKnown = bs.outboxSeq, bs.seqLoaded
 	if newCfg != nil {
 		m.setConfig(newCfg)
 	}
@@ -141,10 +187,17 @@ func (m *Machine) Snapshot() (uint64, []byte, error) {
 func (m *Machine) Restore(index uint64, data []byte) error {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
+	m.forgetCaches()
 	if err := m.store.RestoreState(index, data); err != nil {
 		return fmt.Errorf("restore state at %d: %w", index, err)
 	}
 	return m.reloadCaches()
+}
+
+// forgetCaches drops what Apply caches across calls (applyMu held).
+func (m *Machine) forgetCaches() {
+	m.records.clear()
+	m.outboxSeq, m.seqKnown = 0, false
 }
 
 func (m *Machine) reloadCaches() error {

@@ -84,14 +84,11 @@ func (s *Svc) operate(ctx context.Context, c Caller, paymentID, kind string, bod
 	if res.Open == nil {
 		return res.Reply, nil
 	}
-	op := map[string]ProviderOp{opCapture: OpCapture, opRefund: OpRefund, opCancel: OpCancel}[kind]
-	d, err := loadInDoubt(s.store, res.Open.Key)
-	if err != nil || d == nil {
-		return Reply{}, fmt.Errorf("%s %s: intent record missing after apply: %v", kind, res.Open.OpID, err)
+	req, err := s.opCall(kind, res.Open, p)
+	if err != nil {
+		return Reply{}, err
 	}
-	req := ProviderRequest{IdempotencyKey: d.Key, Op: op, PaymentID: p.ID, OrderID: p.OrderID, MerchantID: p.MerchantID,
-		Method: p.Method, Amount: d.Amount, Country: p.Country, ProviderRef: p.ProviderRef}
-	result, perr, latency := s.call(ctx, d.Provider, p.Method, req)
+	result, perr, latency := s.call(ctx, res.Open.Provider, p.Method, req)
 	rc := &cmdOpResult{At: s.clock.Now(), Kind: kind, PaymentID: p.ID, OpID: res.Open.OpID, Source: sourceCall, LatencyMs: latency.Milliseconds()}
 	classify(result, perr, &rc.Outcome, &rc.Result, &rc.ErrCode, &rc.ErrMessage)
 	if rc.Outcome == outcomePending {
@@ -103,9 +100,22 @@ func (s *Svc) operate(ctx context.Context, c Caller, paymentID, kind string, bod
 	dctx, cancel := s.detached(ctx)
 	rres, err := s.propose(dctx, cmdTypeOpResult, rc)
 	cancel()
-	s.done(d.Key)
+	s.done(req.IdempotencyKey)
 	if err != nil {
 		return replyOf(rres), err
 	}
 	return rres.Reply, nil
+}
+
+// opCall is the provider request of an applied operation intent: as apply
+// prepared it, or built from the intent record when it did not.
+func (s *Svc) opCall(kind string, open *OpenCall, p *paymentRec) (ProviderRequest, error) {
+	if open.request != nil {
+		return *open.request, nil
+	}
+	d, err := loadInDoubt(s.store, open.Key)
+	if err != nil || d == nil {
+		return ProviderRequest{}, fmt.Errorf("%s %s: intent record missing after apply: %v", kind, open.OpID, err)
+	}
+	return opRequest(kind, d, p), nil
 }

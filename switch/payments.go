@@ -84,10 +84,6 @@ func (s *Svc) CreatePayment(ctx context.Context, c Caller, orderID string, req C
 	if !s.log.Leadership().IsLeader {
 		return Reply{}, errNotLeader()
 	}
-	ref, stored, err := s.idemStart(c, "create_payment", orderID, req)
-	if err != nil || stored != nil {
-		return derefReply(stored), err
-	}
 	if e := validatePaymentRequest(&req); e != nil {
 		return Reply{}, e
 	}
@@ -95,9 +91,20 @@ func (s *Svc) CreatePayment(ctx context.Context, c Caller, orderID string, req C
 	if err != nil {
 		return Reply{}, err
 	}
-	ps, err := loadOrderPayments(s.store, o.ID)
-	if err != nil {
-		return Reply{}, err
+	var ps []*paymentRec
+	if o.NumPayments > 0 { // the op/ index has NumPayments entries
+		if ps, err = loadOrderPayments(s.store, o.ID); err != nil {
+			return Reply{}, err
+		}
+	}
+	// The idempotency record is read AFTER the order and its payments:
+	// apply writes a payment and its record in one batch, so a concurrent
+	// duplicate that already sees the first request's payment also sees
+	// its record, and is answered as a duplicate (409 in progress, or the
+	// stored reply) rather than as a second payment.
+	ref, stored, err := s.idemStart(c, "create_payment", orderID, req)
+	if err != nil || stored != nil {
+		return derefReply(stored), err
 	}
 	for _, p := range ps {
 		if unsettled(p.Status) {
@@ -171,30 +178,19 @@ func replyOf(res *ApplyResult) Reply {
 // the result is applied.
 func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
 	for {
-		p, err := loadPayment(s.store, call.PaymentID)
+		req, cands, err := s.paymentCall(call)
 		if err != nil {
 			return Reply{}, err
-		}
-		if p == nil {
-			return Reply{}, fmt.Errorf("payment %s vanished after its intent", call.PaymentID)
-		}
-		total := p.Amount
-		if p.Surcharge != nil {
-			total.Value += p.Surcharge.Value
-		}
-		req := ProviderRequest{
-			IdempotencyKey: call.Key, Op: OpAuthorize, PaymentID: p.ID, OrderID: p.OrderID, MerchantID: p.MerchantID,
-			Method: p.Method, Amount: total, Country: p.Country, Capture: p.CaptureMode == CaptureAutomatic, PaymentData: p.PaymentData,
 		}
 		if s.cfg.NotifyURL != nil {
 			req.NotifyURL = s.cfg.NotifyURL(call.Provider)
 		}
-		result, perr, latency := s.call(ctx, call.Provider, p.Method, req)
-		cmd := &cmdPaymentResult{At: s.clock.Now(), PaymentID: p.ID, Attempt: call.Attempt, Source: sourceCall, LatencyMs: latency.Milliseconds()}
+		result, perr, latency := s.call(ctx, call.Provider, req.Method, req)
+		cmd := &cmdPaymentResult{At: s.clock.Now(), PaymentID: req.PaymentID, Attempt: call.Attempt, Source: sourceCall, LatencyMs: latency.Milliseconds()}
 		classify(result, perr, &cmd.Outcome, &cmd.Result, &cmd.ErrCode, &cmd.ErrMessage)
 		if cmd.Outcome == outcomeFailed {
-			if next := nextCandidate(p.Candidates, call.Provider); next != "" {
-				cmd.Next = &nextAttempt{Provider: next, Candidates: p.Candidates}
+			if next := nextCandidate(cands, call.Provider); next != "" {
+				cmd.Next = &nextAttempt{Provider: next, Candidates: cands}
 			}
 		}
 		dctx, cancel := s.detached(ctx)
@@ -211,6 +207,23 @@ func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
 		}
 		call = res.Open
 	}
+}
+
+// paymentCall is the authorization request of an open attempt and the
+// payment's candidates: as apply prepared them, or read back from the
+// store when it did not.
+func (s *Svc) paymentCall(call *OpenCall) (ProviderRequest, []RouteCandidate, error) {
+	if call.request != nil {
+		return *call.request, call.candidates, nil
+	}
+	p, err := loadPayment(s.store, call.PaymentID)
+	if err != nil {
+		return ProviderRequest{}, nil, err
+	}
+	if p == nil {
+		return ProviderRequest{}, nil, fmt.Errorf("payment %s vanished after its intent", call.PaymentID)
+	}
+	return *paymentRequest(p, call.Key), p.Candidates, nil
 }
 
 // call makes one provider call under the provider's timeout, marking the

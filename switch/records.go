@@ -12,6 +12,18 @@ import (
 // (they live under p/ and are listed by the op/ index).
 type orderRec struct {
 	Order
+	orderExtra
+	// paymentIDs mirrors the op/ index in creation order when idsKnown
+	// (never stored: the op/ keys are the stored form). It saves apply a
+	// prefix scan per command on orders it has touched recently.
+	paymentIDs []string
+	idsKnown   bool
+}
+
+// orderExtra is the internal part of orderRec. It is a separate embedded
+// struct so the API resource and the extras can be encoded separately and
+// joined (encoding/json flattens both the same way).
+type orderExtra struct {
 	NumPayments int    `json:"num_payments"`
 	TimelineSeq uint64 `json:"timeline_seq"`
 	// OfferHash identifies the last methods offer recorded on the timeline.
@@ -22,6 +34,11 @@ type orderRec struct {
 // paymentRec is a payment as stored under p/<id>.
 type paymentRec struct {
 	Payment
+	paymentExtra
+}
+
+// paymentExtra is the internal part of paymentRec (see orderExtra).
+type paymentExtra struct {
 	Country     string            `json:"country"` // customer country, for provider requests
 	PaymentData map[string]string `json:"payment_data,omitempty"`
 	Candidates  []RouteCandidate  `json:"candidates,omitempty"`

@@ -387,7 +387,12 @@ func (s *Svc) GetOrder(ctx context.Context, c Caller, orderID string) (Reply, er
 	if err != nil {
 		return Reply{}, err
 	}
-	return jsonReply(200, orderView(o, ps))
+	view := orderView(o, ps)
+	body, err := encodeOrder(&view)
+	if err != nil {
+		return Reply{}, err
+	}
+	return Reply{Status: 200, Body: body}, nil
 }
 
 // GetPayment returns a payment.
