@@ -70,6 +70,10 @@ type cmdHeader struct {
 	Type string `json:"type"`
 }
 
+// stamp sets the header; every command embeds cmdHeader, so every command
+// pointer has it.
+func (h *cmdHeader) stamp(v cmdHeader) { *h = v }
+
 // idemRef names an idempotency record and the fingerprint of the request
 // that wants it.
 type idemRef struct {
@@ -208,32 +212,11 @@ const DefaultExpireLimit = 1000
 
 // encodeCommand stamps the header and marshals a command.
 func encodeCommand(typ string, cmd any) ([]byte, error) {
-	switch c := cmd.(type) {
-	case *cmdCreateOrder:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdPaymentIntent:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdPaymentResult:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdReview:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdOpIntent:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdOpResult:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdMethodsOffered:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdNotify:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdConfigPut:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdWatermark:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	case *cmdExpireIdem:
-		c.cmdHeader = cmdHeader{CommandVersion, typ}
-	default:
-		return nil, fmt.Errorf("encode command: unknown command %T", cmd)
+	h, ok := cmd.(interface{ stamp(cmdHeader) })
+	if !ok {
+		return nil, fmt.Errorf("encode command: %T is not a command (it embeds no cmdHeader)", cmd)
 	}
+	h.stamp(cmdHeader{CommandVersion, typ})
 	data, err := json.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s command: %w", typ, err)
