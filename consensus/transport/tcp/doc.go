@@ -15,6 +15,11 @@
 // backoff plus jitter. A message is never written twice. Logs are emitted on
 // connection state changes only, never per message.
 //
+// Fault injection: SetFilter drops outbound messages to chosen peers (a
+// partition or a lossy link), and Lookup finds an open transport of this
+// process by its listen address, so package chaos can partition in-process
+// clusters. Production code never sets a filter.
+//
 // Wiring (the transport exists before the node, which needs it):
 //
 //	tr, err := tcptransport.New(tcptransport.Config{ID: id, Group: g, ListenAddr: addr, Logger: log})

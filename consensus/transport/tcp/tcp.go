@@ -113,6 +113,8 @@ type Transport struct {
 	dropped  atomic.Uint64
 	received atomic.Uint64
 	rdropped atomic.Uint64
+	// filter is the fault-injection hook of SetFilter (nil: none).
+	filter atomic.Pointer[func(to uint64) bool]
 }
 
 type handlerBox struct{ h consensus.Handler }
@@ -128,14 +130,44 @@ func New(cfg Config) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft transport listen %s: %w", cfg.ListenAddr, err)
 	}
-	return &Transport{
+	t := &Transport{
 		cfg:   cfg,
 		log:   cfg.Logger.With(zap.Uint64("raft_id", cfg.ID), zap.Uint64("group", cfg.Group)),
 		ln:    ln,
 		peers: map[uint64]*peer{},
 		conns: map[net.Conn]struct{}{},
 		done:  make(chan struct{}),
-	}, nil
+	}
+	live.Store(ln.Addr().String(), t)
+	return t, nil
+}
+
+// live maps the listen address of every open Transport of this process to
+// it, so fault injection can reach the transports of an in-process cluster
+// through the addresses it already knows. Close removes the entry.
+var live sync.Map
+
+// Lookup returns the open Transport of this process listening on addr (as
+// Addr().String() spells it). It exists for fault injection (chaos).
+func Lookup(addr string) (*Transport, bool) {
+	v, ok := live.Load(addr)
+	if !ok {
+		return nil, false
+	}
+	return v.(*Transport), true
+}
+
+// SetFilter installs a fault-injection hook: Send drops (and counts as
+// dropped) every message to a peer for which drop returns true, as a lossy
+// or partitioned network would; raft retransmits once the filter is lifted.
+// nil removes it. drop runs on the raft loop: it must be fast and must not
+// block. Production code never sets a filter.
+func (t *Transport) SetFilter(drop func(to uint64) bool) {
+	if drop == nil {
+		t.filter.Store(nil)
+		return
+	}
+	t.filter.Store(&drop)
 }
 
 // Addr is the listening address.
@@ -168,6 +200,7 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
+	live.CompareAndDelete(t.ln.Addr().String(), t)
 	close(t.done)
 	for _, p := range t.peers {
 		p.stop()
@@ -213,11 +246,15 @@ func (t *Transport) RemovePeer(id uint64) {
 
 // Send implements consensus.Transport. It never blocks; see Config.QueueSize.
 func (t *Transport) Send(msgs []*raftpb.Message) {
+	var filter func(uint64) bool
+	if f := t.filter.Load(); f != nil {
+		filter = *f
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range msgs {
 		p := t.peers[m.GetTo()]
-		if p == nil || t.closed {
+		if p == nil || t.closed || (filter != nil && filter(m.GetTo())) {
 			t.drop(m)
 			continue
 		}

@@ -299,3 +299,38 @@ func TestClusterOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFilterDropsChosenPeersAndLookupFindsLiveTransports(t *testing.T) {
+	a, _ := newT(t, 1, nil)
+	b, brec := newT(t, 2, nil)
+	c, crec := newT(t, 3, nil)
+	a.AddPeer(2, b.Addr().String())
+	a.AddPeer(3, c.Addr().String())
+	got, ok := Lookup(a.Addr().String())
+	if !ok || got != a {
+		t.Fatalf("Lookup(%s) = %p, %v; want %p", a.Addr(), got, ok, a)
+	}
+	got.SetFilter(func(to uint64) bool { return to == 2 })
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 1), msg(raftpb.MsgApp, 1, 3, 1)})
+	waitN(t, crec, 1)
+	if st := a.Stats(); st.Dropped != 1 {
+		t.Fatalf("dropped %d messages, want 1 (the one to the filtered peer)", st.Dropped)
+	}
+	// Lifting the filter lets later messages through; the dropped one is
+	// gone for good (raft would retransmit).
+	a.SetFilter(nil)
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 2)})
+	waitN(t, brec, 1)
+	brec.mu.Lock()
+	if len(brec.msgs) != 1 || brec.msgs[0].GetIndex() != 2 {
+		t.Fatalf("peer 2 got %v, want only index 2", brec.msgs)
+	}
+	brec.mu.Unlock()
+	addr := a.Addr().String()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := Lookup(addr); ok {
+		t.Fatal("a closed transport is still found by Lookup")
+	}
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/txswitch/txswitch/scenarios"
+)
+
+func init() {
+	register("scenarios", "list and run the scenario suite (in-process clusters with faults)", runScenarios)
+}
+
+func runScenarios(args []string) error {
+	if len(args) == 0 || (args[0] != "run" && args[0] != "list") {
+		fmt.Fprint(os.Stderr, "Usage: txswitch scenarios run|list [flags]\n\n"+
+			"  run   run the selected scenarios and judge them (exit 1 on any failure)\n"+
+			"  list  show what a filter selects (-v: also the registries of shapes, flows, faults and checks)\n")
+		return errUsage
+	}
+	sub := args[0]
+	fs := newFlags("scenarios "+sub, "[flags]")
+	tags := fs.String("tags", "", "select scenarios carrying all these tags (comma separated: smoke, chaos, regression...)")
+	name := fs.String("name", "", "select scenarios whose name matches this glob (a plain string matches as a prefix)")
+	dir := fs.String("dir", "", "load scenario files from this directory instead of the built-in ones")
+	verbose := fs.Bool("v", false, "list: print the registries; run: print every check's note")
+	seed := fs.Uint64("seed", 1, "run seed: each scenario's seed is hash(seed, name)")
+	parallel := fs.Int("parallel", 2, "scenarios run at once")
+	junit := fs.String("junit", "", "write a JUnit XML report to this file")
+	jsonOut := fs.String("json", "", "write the full results (checks, evidence notes) as JSON to this file")
+	logLevel := fs.String("log-level", "", "log the clusters at this level to stderr (default: silent)")
+	evidenceDir := fs.String("evidence", "", "write the full evidence of each failed scenario as JSON into this directory")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	var all []scenarios.Scenario
+	var err error
+	if *dir != "" {
+		all, err = scenarios.Load(os.DirFS(*dir), ".")
+	} else {
+		all, err = scenarios.LoadDefault()
+	}
+	if err != nil {
+		return err
+	}
+	sel, err := scenarios.Select(all, *tags, *name)
+	if err != nil {
+		return err
+	}
+	if sub == "list" {
+		for _, s := range sel {
+			fmt.Printf("%-60s %v n=%d %v\n", s.Name, s.Tags, s.Topology.Nodes, s.Traffic.Duration.D())
+		}
+		fmt.Printf("%d of %d scenarios selected\n", len(sel), len(all))
+		if *verbose {
+			fmt.Print("\n" + scenarios.Registry())
+		}
+		return nil
+	}
+	if len(sel) == 0 {
+		return fmt.Errorf("no scenario matches tags %q name %q", *tags, *name)
+	}
+	opts := scenarios.Options{Seed: *seed, Parallel: *parallel}
+	if *logLevel != "" {
+		if opts.Logger, err = newLogger(*logLevel, true); err != nil {
+			return err
+		}
+	}
+	if *evidenceDir != "" {
+		if err := os.MkdirAll(*evidenceDir, 0o755); err != nil {
+			return fmt.Errorf("evidence dir: %w", err)
+		}
+		opts.Evidence = func(r scenarios.Result, ev *scenarios.Evidence) {
+			path := filepath.Join(*evidenceDir, strings.ReplaceAll(r.Name, "/", "_")+".json")
+			if err := writeFile(path, func(f *os.File) error {
+				enc := json.NewEncoder(f)
+				enc.SetIndent("", " ")
+				return enc.Encode(ev)
+			}); err != nil {
+				fmt.Fprintf(os.Stderr, "evidence of %s: %v\n", r.Name, err)
+			}
+		}
+	}
+	var mu sync.Mutex
+	total := len(sel)
+	doneN := 0
+	opts.OnDone = func(r scenarios.Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		doneN++
+		st := "pass"
+		if !r.Passed {
+			st = "FAIL"
+		}
+		fmt.Printf("[%d/%d] %s %-60s %6.1fs seed=%d flows=%d paid=%d\n", doneN, total, st, r.Name, r.Duration.Seconds(), r.Seed, r.Stats.Flows, r.Stats.AckedPayments)
+		if *verbose {
+			fmt.Printf("      phases: %v\n", r.Phases)
+			for _, c := range r.Checks {
+				fmt.Printf("      %-5v %-20s %s\n", c.Passed, c.Name, c.Note)
+			}
+		}
+		if !r.Passed {
+			fmt.Print(scenarios.FailureReport(r, *seed))
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	results := scenarios.RunAll(ctx, sel, opts)
+	fmt.Println()
+	_, failed := scenarios.Summary(os.Stdout, results)
+	fmt.Printf("total time %v, run seed %d\n", time.Since(start).Round(time.Millisecond), *seed)
+	if *junit != "" {
+		if err := writeFile(*junit, func(f *os.File) error { return scenarios.WriteJUnit(f, results, *seed) }); err != nil {
+			return err
+		}
+	}
+	if *jsonOut != "" {
+		if err := writeFile(*jsonOut, func(f *os.File) error { return scenarios.WriteJSON(f, results) }); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return errors.New(fmt.Sprint(failed, " scenario(s) failed"))
+	}
+	return nil
+}
+
+func writeFile(path string, write func(*os.File) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}

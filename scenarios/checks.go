@@ -1,0 +1,546 @@
+package scenarios
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/txswitch/txswitch/chaos"
+	"github.com/txswitch/txswitch/providers/sim"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// CheckResult is one check's verdict with its evidence.
+type CheckResult struct {
+	Name       string   `json:"name"`
+	Passed     bool     `json:"passed"`
+	Violations []string `json:"violations,omitempty"`
+	// Note says what the check looked at (so a pass is not silent about
+	// having judged nothing).
+	Note string `json:"note,omitempty"`
+}
+
+func result(name, note string, violations []string) CheckResult {
+	return CheckResult{Name: name, Passed: len(violations) == 0, Violations: violations, Note: note}
+}
+
+// alwaysOn maps each always-on check to its function.
+var alwaysOn = map[string]func(*Evidence) CheckResult{
+	CheckNoLostWrites:      checkNoLostWrites,
+	CheckNeverChargedTwice: checkNeverChargedTwice,
+	CheckMoneyAddsUp:       checkMoneyAddsUp,
+	CheckIdempotency:       checkIdempotency,
+	CheckBadInput:          checkBadInput,
+	CheckFaultFired:        checkFaultFired,
+	CheckReplicasAgree:     checkReplicasAgree,
+	CheckSettled:           checkSettled,
+	CheckTrafficRan:        checkTrafficRan,
+	CheckReadsSeeWrites:    checkReadsSeeWrites,
+	CheckLinearizable:      checkLinearizable,
+}
+
+// next lists the statuses a payment may move to from each status (and
+// stay in). Acknowledging a status promises the payment never goes back.
+var next = map[string][]string{
+	txswitch.PaymentPending:           nil, // anything
+	txswitch.PaymentInDoubt:           nil,
+	txswitch.PaymentHeldForReview:     nil,
+	txswitch.PaymentAuthorized:        {txswitch.PaymentAuthorized, txswitch.PaymentCaptured, txswitch.PaymentPartiallyRefunded, txswitch.PaymentRefunded, txswitch.PaymentCancelled},
+	txswitch.PaymentCaptured:          {txswitch.PaymentCaptured, txswitch.PaymentPartiallyRefunded, txswitch.PaymentRefunded},
+	txswitch.PaymentPartiallyRefunded: {txswitch.PaymentPartiallyRefunded, txswitch.PaymentRefunded},
+	txswitch.PaymentRefunded:          {txswitch.PaymentRefunded},
+	txswitch.PaymentDeclined:          {txswitch.PaymentDeclined},
+	txswitch.PaymentFailed:            {txswitch.PaymentFailed},
+	txswitch.PaymentCancelled:         {txswitch.PaymentCancelled},
+}
+
+func reachable(from, to string) bool {
+	allowed, known := next[from]
+	if !known || allowed == nil {
+		return true
+	}
+	for _, s := range allowed {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+func checkNoLostWrites(ev *Evidence) CheckResult {
+	var v []string
+	nodes := ev.nodes()
+	judged := 0
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if !c.Acked() || c.Op != "create_order" {
+			continue
+		}
+		var o txswitch.Order
+		if json.Unmarshal(c.Body, &o) != nil || o.ID == "" {
+			continue
+		}
+		judged++
+		for _, n := range nodes {
+			if ev.Final[n][o.ID] == nil {
+				v = append(v, fmt.Sprintf("order %s acknowledged (call #%d, %d via %s at %s) is missing on node %s",
+					o.ID, c.Seq, c.Status, c.Node, c.End.Format("15:04:05.000"), n))
+			}
+		}
+	}
+	for _, a := range ev.ackedPayments() {
+		judged++
+		for _, n := range nodes {
+			p := findPayment(ev.Final[n][a.p.OrderID], a.p.ID)
+			switch {
+			case p == nil:
+				v = append(v, fmt.Sprintf("payment %s acknowledged %s (call #%d %s) is missing on node %s", a.p.ID, a.p.Status, a.call.Seq, a.call.Op, n))
+			case !reachable(a.p.Status, p.Status):
+				v = append(v, fmt.Sprintf("payment %s acknowledged %s (call #%d %s) is %s on node %s: went backwards", a.p.ID, a.p.Status, a.call.Seq, a.call.Op, p.Status, n))
+			case p.Captured.Value < a.p.Captured.Value:
+				v = append(v, fmt.Sprintf("payment %s acknowledged captured %d (call #%d) has captured %d on node %s", a.p.ID, a.p.Captured.Value, a.call.Seq, p.Captured.Value, n))
+			case p.Refunded.Value < a.p.Refunded.Value:
+				v = append(v, fmt.Sprintf("payment %s acknowledged refunded %d (call #%d) has refunded %d on node %s", a.p.ID, a.p.Refunded.Value, a.call.Seq, p.Refunded.Value, n))
+			}
+		}
+	}
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if !c.Acked() || c.Op != "refund" {
+			continue
+		}
+		var r txswitch.Refund
+		if json.Unmarshal(c.Body, &r) != nil || r.ID == "" {
+			continue
+		}
+		judged++
+		for _, n := range nodes {
+			got := findRefund(ev.Final[n][r.OrderID], r.PaymentID, r.ID)
+			switch {
+			case got == nil:
+				v = append(v, fmt.Sprintf("refund %s of %s acknowledged %s (call #%d) is missing on node %s", r.ID, r.PaymentID, r.Status, c.Seq, n))
+			case r.Status == "succeeded" && got.Status != "succeeded":
+				v = append(v, fmt.Sprintf("refund %s acknowledged succeeded (call #%d) is %s on node %s", r.ID, c.Seq, got.Status, n))
+			}
+		}
+	}
+	return result(CheckNoLostWrites, fmt.Sprintf("%d acknowledged writes against %d nodes", judged, len(nodes)), v)
+}
+
+func findPayment(o *txswitch.Order, id string) *txswitch.Payment {
+	if o == nil {
+		return nil
+	}
+	for i := range o.Payments {
+		if o.Payments[i].ID == id {
+			return &o.Payments[i]
+		}
+	}
+	return nil
+}
+
+func findRefund(o *txswitch.Order, paymentID, id string) *txswitch.Refund {
+	p := findPayment(o, paymentID)
+	if p == nil {
+		return nil
+	}
+	for i := range p.Refunds {
+		if p.Refunds[i].ID == id {
+			return &p.Refunds[i]
+		}
+	}
+	return nil
+}
+
+// chargesByPayment lists every approved authorization at any PSP, per
+// payment id.
+func chargesByPayment(ledgers map[string][]sim.LedgerEntry) map[string][]string {
+	out := map[string][]string{}
+	for _, psp := range sortedKeys(ledgers) {
+		for _, e := range ledgers[psp] {
+			if e.Op == txswitch.OpAuthorize && e.Status == txswitch.OutcomeApproved {
+				out[e.PaymentID] = append(out[e.PaymentID], fmt.Sprintf("%s seq %d key %s ref %s %d %s captured=%v at %s",
+					psp, e.Seq, e.IdempotencyKey, e.ProviderRef, e.Amount.Value, e.Amount.Currency, e.Captured, e.At.Format("15:04:05.000")))
+			}
+		}
+	}
+	return out
+}
+
+func checkNeverChargedTwice(ev *Evidence) CheckResult {
+	var v []string
+	charges := chargesByPayment(ev.Ledgers)
+	for _, id := range sortedKeys(charges) {
+		if es := charges[id]; len(es) > 1 {
+			v = append(v, fmt.Sprintf("payment %s charged %d times: %s", id, len(es), strings.Join(es, "; ")))
+		}
+	}
+	return result(CheckNeverChargedTwice, fmt.Sprintf("%d charged payments in %d ledgers", len(charges), len(ev.Ledgers)), v)
+}
+
+// ledgerMoney is the PSPs' account of one payment.
+type ledgerMoney struct {
+	charges            int
+	cancelled          bool
+	captured, refunded int64
+}
+
+func ledgerTotals(ledgers map[string][]sim.LedgerEntry) map[string]*ledgerMoney {
+	out := map[string]*ledgerMoney{}
+	get := func(id string) *ledgerMoney {
+		if out[id] == nil {
+			out[id] = &ledgerMoney{}
+		}
+		return out[id]
+	}
+	for _, es := range ledgers {
+		for _, e := range es {
+			if e.Status != txswitch.OutcomeApproved {
+				continue
+			}
+			m := get(e.PaymentID)
+			switch e.Op {
+			case txswitch.OpAuthorize:
+				m.charges++
+				if e.Captured {
+					m.captured += e.Amount.Value
+				}
+			case txswitch.OpCapture:
+				m.captured += e.Amount.Value
+			case txswitch.OpRefund:
+				m.refunded += e.Amount.Value
+			case txswitch.OpCancel:
+				m.cancelled = true
+			}
+		}
+	}
+	return out
+}
+
+func unsettled(p *txswitch.Payment) bool {
+	if p.Status == txswitch.PaymentInDoubt || p.Status == txswitch.PaymentPending {
+		return true
+	}
+	for _, c := range p.Captures {
+		if c.Status == "pending" || c.Status == "in_doubt" {
+			return true
+		}
+	}
+	for _, r := range p.Refunds {
+		if r.Status == "pending" || r.Status == "in_doubt" {
+			return true
+		}
+	}
+	return false
+}
+
+func checkMoneyAddsUp(ev *Evidence) CheckResult {
+	var v []string
+	ledger := ledgerTotals(ev.Ledgers)
+	view := ev.view()
+	compared := 0
+	for _, oid := range sortedKeys(view) {
+		o := view[oid]
+		var capSum, refSum int64
+		for i := range o.Payments {
+			p := &o.Payments[i]
+			capSum += p.Captured.Value
+			refSum += p.Refunded.Value
+			cur := p.Amount.Currency
+			for name, m := range map[string]txswitch.Money{"authorized": p.Authorized, "captured": p.Captured, "refunded": p.Refunded} {
+				if m.Value != 0 && m.Currency != cur {
+					v = append(v, fmt.Sprintf("payment %s: %s in %s, amount in %s", p.ID, name, m.Currency, cur))
+				}
+			}
+			if p.Captured.Value > p.Authorized.Value {
+				v = append(v, fmt.Sprintf("payment %s: captured %d > authorized %d", p.ID, p.Captured.Value, p.Authorized.Value))
+			}
+			if p.Refunded.Value > p.Captured.Value {
+				v = append(v, fmt.Sprintf("payment %s: refunded %d > captured %d", p.ID, p.Refunded.Value, p.Captured.Value))
+			}
+			if unsettled(p) {
+				continue // the ledger may be ahead until it resolves; "settled" reports it
+			}
+			compared++
+			lm := ledger[p.ID]
+			if lm == nil {
+				lm = &ledgerMoney{}
+			}
+			if lm.captured != p.Captured.Value || lm.refunded != p.Refunded.Value {
+				v = append(v, fmt.Sprintf("payment %s (%s at %s): switch captured %d refunded %d, PSP ledgers captured %d refunded %d",
+					p.ID, p.Status, p.Provider, p.Captured.Value, p.Refunded.Value, lm.captured, lm.refunded))
+			}
+			switch p.Status {
+			case txswitch.PaymentDeclined, txswitch.PaymentFailed:
+				if lm.charges > 0 && !lm.cancelled {
+					v = append(v, fmt.Sprintf("payment %s is %s but a PSP holds an approved charge for it", p.ID, p.Status))
+				}
+			case txswitch.PaymentAuthorized, txswitch.PaymentCaptured, txswitch.PaymentPartiallyRefunded, txswitch.PaymentRefunded:
+				if lm.charges != 1 {
+					v = append(v, fmt.Sprintf("payment %s is %s but the PSP ledgers hold %d approved charges", p.ID, p.Status, lm.charges))
+				}
+			}
+		}
+		if o.Refunded.Value > o.Captured.Value {
+			v = append(v, fmt.Sprintf("order %s: refunded %d > captured %d", oid, o.Refunded.Value, o.Captured.Value))
+		}
+		if o.Captured.Value != capSum || o.Refunded.Value != refSum {
+			v = append(v, fmt.Sprintf("order %s: totals captured %d refunded %d, its payments sum to %d and %d", oid, o.Captured.Value, o.Refunded.Value, capSum, refSum))
+		}
+	}
+	// Money the PSPs moved for a payment the switch does not know of is
+	// money that does not add up either (every payment the flows make
+	// belongs to an order whose creation was acknowledged, so the view
+	// holds it unless it was lost).
+	known := ev.payments()
+	for _, id := range sortedKeys(ledger) {
+		if m := ledger[id]; m.charges > 0 && known[id] == nil {
+			v = append(v, fmt.Sprintf("the PSP ledgers hold %d approved charge(s) (captured %d) for payment %s, which the switch does not have", m.charges, m.captured, id))
+		}
+	}
+	return result(CheckMoneyAddsUp, fmt.Sprintf("%d orders, %d settled payments compared with the ledgers", len(view), compared), v)
+}
+
+// finalAnswer reports whether a response is one the switch must repeat
+// for the same key: an answer that will not change (not 409 "in
+// progress", not 429/5xx, not an in-doubt or pending payment).
+func finalAnswer(c *Call) bool {
+	switch {
+	case c.Status == 0, c.Status >= 500, c.Status == 409, c.Status == 429:
+		return false
+	case c.Status >= 200 && c.Status < 300:
+		var p struct {
+			Status string `json:"status"`
+		}
+		if json.Unmarshal(c.Body, &p) == nil {
+			switch p.Status {
+			case txswitch.PaymentInDoubt, txswitch.PaymentPending, txswitch.PaymentHeldForReview:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func checkIdempotency(ev *Evidence) CheckResult {
+	var v []string
+	byKey := map[string][]*Call{}
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if c.Key != "" && c.Method != "GET" && c.Op != "review" {
+			byKey[c.Key] = append(byKey[c.Key], c)
+		}
+	}
+	repeated := 0
+	for _, k := range sortedKeys(byKey) {
+		calls := byKey[k]
+		if len(calls) < 2 {
+			continue
+		}
+		sort.Slice(calls, func(a, b int) bool { return calls[a].End.Before(calls[b].End) })
+		firstAt := -1
+		for i, c := range calls {
+			if finalAnswer(c) && c.Status != 401 {
+				firstAt = i
+				break
+			}
+		}
+		if firstAt < 0 {
+			continue
+		}
+		first := calls[firstAt]
+		for _, c := range calls[firstAt+1:] {
+			if c.Status == 0 || c.Status >= 500 || c.Status == 409 || c.Status == 429 {
+				continue // no verdict: busy, down, or still in progress
+			}
+			repeated++
+			if bytes.Equal(c.Req, first.Req) && c.Path == first.Path {
+				if c.Status != first.Status || !bytes.Equal(c.Body, first.Body) {
+					v = append(v, fmt.Sprintf("key %s: call #%d got %d %s, the first answer (call #%d) was %d %s",
+						k, c.Seq, c.Status, clip(c.Body), first.Seq, first.Status, clip(first.Body)))
+				}
+				continue
+			}
+			if c.Status != 422 || errorCode(c.Body) != "idempotency_key_reused" {
+				v = append(v, fmt.Sprintf("key %s reused with a different request (call #%d): got %d %s, want 422 idempotency_key_reused",
+					k, c.Seq, c.Status, clip(c.Body)))
+			}
+		}
+	}
+	return result(CheckIdempotency, fmt.Sprintf("%d repeated requests compared", repeated), v)
+}
+
+func errorCode(body []byte) string {
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Error.Message == "" {
+		return ""
+	}
+	return e.Error.Code
+}
+
+func clip(b []byte) string {
+	const n = 300
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}
+
+func checkBadInput(ev *Evidence) CheckResult {
+	var v []string
+	judged := 0
+	bySeq := map[int]*Call{}
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		bySeq[c.Seq] = c
+		if !c.Bad || c.Status == 0 || c.Status == 503 || c.Status == 429 {
+			continue // no verdict from the switch (down, busy)
+		}
+		judged++
+		switch {
+		case c.Status < 400 || c.Status >= 500:
+			v = append(v, fmt.Sprintf("bad request (call #%d %s %s %s) got %d %s, want a 4xx", c.Seq, c.Op, c.Path, clip(c.Req), c.Status, clip(c.Body)))
+		case errorCode(c.Body) == "":
+			v = append(v, fmt.Sprintf("bad request (call #%d %s) got %d without an error code and message: %s", c.Seq, c.Op, c.Status, clip(c.Body)))
+		}
+	}
+	view := ev.view()
+	pays := ev.payments()
+	for _, cl := range ev.Claims {
+		c := bySeq[cl.Call]
+		if c == nil || c.Status == 0 || c.Status == 503 || c.Status == 429 {
+			continue
+		}
+		var got int64 = -1
+		switch cl.Kind {
+		case "order_payments":
+			if o := view[cl.ID]; o != nil {
+				got = int64(len(o.Payments))
+			}
+		case "payment_captured":
+			if p := pays[cl.ID]; p != nil {
+				got = p.Captured.Value
+			}
+		case "payment_refunded":
+			if p := pays[cl.ID]; p != nil {
+				got = p.Refunded.Value
+			}
+		}
+		if got != cl.Value {
+			v = append(v, fmt.Sprintf("bad request (call #%d %s %s) changed %s of %s: %d, want %d", c.Seq, c.Op, clip(c.Req), cl.Kind, cl.ID, got, cl.Value))
+		}
+	}
+	return result(CheckBadInput, fmt.Sprintf("%d bad requests judged, %d no-change claims", judged, len(ev.Claims)), v)
+}
+
+func checkFaultFired(ev *Evidence) CheckResult {
+	var v, notes []string
+	for i, f := range ev.Faults {
+		for _, e := range f.Events {
+			if e.Action == "effect" || (e.Action == "inject" && e.Err == "") {
+				notes = append(notes, fmt.Sprintf("%s %s %s: %s", e.Kind, e.Target, e.Action, e.Detail))
+			}
+		}
+		injected, hit, why := chaos.Summary(f.Events)
+		if !injected || !hit {
+			v = append(v, fmt.Sprintf("fault %d (%s on %s at %v) did not fire: %s — the scenario tested nothing with it", i, f.Spec.Kind, f.Spec.Target, f.Spec.At.D(), why))
+		}
+	}
+	return result(CheckFaultFired, fmt.Sprintf("%d faults: %s", len(ev.Faults), strings.Join(notes, "; ")), v)
+}
+
+func checkReplicasAgree(ev *Evidence) CheckResult {
+	var v []string
+	nodes := ev.nodes()
+	ids := map[string]bool{}
+	for _, n := range nodes {
+		for id := range ev.Final[n] {
+			ids[id] = true
+		}
+	}
+	for _, id := range sortedKeys(ids) {
+		var ref []byte
+		var refNode string
+		for _, n := range nodes {
+			b, _ := json.Marshal(ev.Final[n][id])
+			if ref == nil {
+				ref, refNode = b, n
+				continue
+			}
+			if !bytes.Equal(b, ref) {
+				v = append(v, fmt.Sprintf("order %s differs: node %s has %s, node %s has %s", id, refNode, clip(ref), n, clip(b)))
+				break
+			}
+		}
+	}
+	v = append(v, ev.ReadErrors...)
+	return result(CheckReplicasAgree, fmt.Sprintf("%d orders on %d nodes", len(ids), len(nodes)), v)
+}
+
+func checkSettled(ev *Evidence) CheckResult {
+	var v []string
+	for _, id := range sortedKeys(ev.payments()) {
+		p := ev.payments()[id]
+		if unsettled(p) {
+			v = append(v, fmt.Sprintf("payment %s still %s (or with a pending capture/refund) after the settle time", p.ID, p.Status))
+		}
+	}
+	return result(CheckSettled, "", v)
+}
+
+func checkTrafficRan(ev *Evidence) CheckResult {
+	var v []string
+	acked := 0
+	for i := range ev.Calls {
+		if ev.Calls[i].Acked() && ev.Calls[i].Method != "GET" {
+			acked++
+		}
+	}
+	if acked == 0 {
+		v = append(v, "no write was acknowledged: the scenario judged nothing")
+	}
+	if ev.Truncated > 0 {
+		v = append(v, fmt.Sprintf("the client record is truncated (%d calls not kept)", ev.Truncated))
+	}
+	return result(CheckTrafficRan, fmt.Sprintf("%d flows, %d calls, %d acknowledged writes, %d arrivals dropped (concurrency limit)",
+		len(ev.Runs), len(ev.Calls), acked, ev.Dropped), v)
+}
+
+func checkReadsSeeWrites(ev *Evidence) CheckResult {
+	var v []string
+	created := map[string]*Call{}
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if c.Acked() && (c.Op == "create_order" || c.Op == "create_payment") {
+			var x struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(c.Body, &x) == nil && x.ID != "" {
+				created[x.ID] = c
+			}
+		}
+	}
+	reads := 0
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if c.Method != "GET" || c.Bad || c.Target == "" {
+			continue
+		}
+		w := created[c.Target]
+		if w == nil || !c.Start.After(w.End) {
+			continue
+		}
+		reads++
+		if c.Status == 404 {
+			v = append(v, fmt.Sprintf("read of %s (call #%d via %s) answered 404 after its creation was acknowledged (call #%d via %s)", c.Target, c.Seq, c.Node, w.Seq, w.Node))
+		}
+	}
+	return result(CheckReadsSeeWrites, fmt.Sprintf("%d reads after acknowledged writes", reads), v)
+}

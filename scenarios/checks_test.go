@@ -1,0 +1,373 @@
+package scenarios
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txswitch/txswitch/chaos"
+	"github.com/txswitch/txswitch/providers/sim"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// Fabricated evidence: each checker must fail on the breakage it exists
+// for, and pass on the healthy variant of the same evidence.
+
+var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+func eur(v int64) txswitch.Money { return txswitch.Money{Value: v, Currency: "EUR"} }
+
+func js(t *testing.T, v any) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func payment(id, order, status, provider string, amount, captured, refunded int64) txswitch.Payment {
+	return txswitch.Payment{ID: id, OrderID: order, Status: status, Provider: provider, Method: "card",
+		Amount: eur(amount), Authorized: eur(amount), Captured: eur(captured), Refunded: eur(refunded)}
+}
+
+func order(id string, pays ...txswitch.Payment) *txswitch.Order {
+	o := &txswitch.Order{ID: id, Status: txswitch.OrderPaid, Amount: eur(1000), Payments: pays}
+	for _, p := range pays {
+		o.Captured.Value += p.Captured.Value
+		o.Refunded.Value += p.Refunded.Value
+	}
+	o.Captured.Currency, o.Refunded.Currency = "EUR", "EUR"
+	return o
+}
+
+func charge(seq uint64, pay string, amount int64, captured bool) sim.LedgerEntry {
+	return sim.LedgerEntry{Seq: seq, IdempotencyKey: pay + "-1", PaymentID: pay, Op: txswitch.OpAuthorize, Method: "card",
+		Amount: eur(amount), Status: txswitch.OutcomeApproved, ProviderRef: "ref", Captured: captured, At: at(0)}
+}
+
+// healthy is one order paid by one captured payment, acknowledged, with
+// a matching ledger and two nodes agreeing.
+func healthy(t *testing.T) *Evidence {
+	p := payment("pay_1", "ord_1", txswitch.PaymentCaptured, "psp_a", 1000, 1000, 0)
+	o := order("ord_1", p)
+	return &Evidence{
+		Calls: []Call{
+			{Seq: 0, Op: "create_order", Method: "POST", Path: "/v1/orders", Key: "k1", Status: 201, Body: js(t, o), Start: at(0), End: at(10)},
+			{Seq: 1, Op: "create_payment", Method: "POST", Path: "/v1/orders/ord_1/payments", Key: "k2", Target: "ord_1", Status: 201, Body: js(t, p), Start: at(20), End: at(30)},
+		},
+		Runs:    []FlowRun{{ID: 1, Flow: "card_pay", Start: at(0), Pays: true, Outcome: "succeeded", OrderID: "ord_1"}},
+		Ledgers: map[string][]sim.LedgerEntry{"psp_a": {charge(1, "pay_1", 1000, true)}, "psp_b": nil},
+		Final:   map[string]map[string]*txswitch.Order{"n1": {"ord_1": o}, "n2": {"ord_1": order("ord_1", p)}},
+	}
+}
+
+func TestCheckersPassOnHealthyEvidence(t *testing.T) {
+	ev := healthy(t)
+	for _, name := range AlwaysOn {
+		if r := alwaysOn[name](ev); !r.Passed {
+			t.Errorf("%s failed on healthy evidence: %v", name, r.Violations)
+		}
+	}
+}
+
+func TestCheckersFailOnBrokenEvidence(t *testing.T) {
+	cases := []struct {
+		name   string
+		check  string
+		breakf func(t *testing.T, ev *Evidence)
+		want   string // a fragment of the violation
+	}{
+		{"two charges across providers", CheckNeverChargedTwice, func(t *testing.T, ev *Evidence) {
+			ev.Ledgers["psp_b"] = append(ev.Ledgers["psp_b"], charge(7, "pay_1", 1000, true))
+		}, "pay_1 charged 2 times"},
+		{"acknowledged order missing on one node", CheckNoLostWrites, func(t *testing.T, ev *Evidence) {
+			ev.Final["n2"]["ord_1"] = nil
+		}, "ord_1 acknowledged"},
+		{"acknowledged payment missing", CheckNoLostWrites, func(t *testing.T, ev *Evidence) {
+			ev.Final["n1"]["ord_1"] = order("ord_1")
+		}, "pay_1 acknowledged captured (call #1 create_payment) is missing"},
+		{"payment went backwards", CheckNoLostWrites, func(t *testing.T, ev *Evidence) {
+			ev.Final["n1"]["ord_1"].Payments[0].Status = txswitch.PaymentAuthorized
+		}, "went backwards"},
+		{"acknowledged refund missing", CheckNoLostWrites, func(t *testing.T, ev *Evidence) {
+			r := txswitch.Refund{ID: "ref_1", PaymentID: "pay_1", OrderID: "ord_1", Amount: eur(100), Status: "succeeded"}
+			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "refund", Method: "POST", Key: "k3", Target: "pay_1", Status: 201, Body: js(t, r), Start: at(40), End: at(50)})
+		}, "refund ref_1 of pay_1"},
+		{"captured more than authorized", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			for _, n := range []string{"n1", "n2"} {
+				ev.Final[n]["ord_1"].Payments[0].Authorized = eur(500)
+			}
+		}, "captured 1000 > authorized 500"},
+		{"refunded more than captured", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			ev.Final["n1"]["ord_1"].Payments[0].Refunded = eur(2000)
+			ev.Final["n1"]["ord_1"].Refunded = eur(2000)
+		}, "refunded 2000 > captured 1000"},
+		{"ledger refunded differs from the switch", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			ev.Ledgers["psp_a"] = append(ev.Ledgers["psp_a"], sim.LedgerEntry{Seq: 2, PaymentID: "pay_1", Op: txswitch.OpRefund, Amount: eur(1), Status: txswitch.OutcomeApproved})
+		}, "PSP ledgers captured 1000 refunded 1"},
+		{"charge for a payment the switch does not know", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			ev.Ledgers["psp_b"] = append(ev.Ledgers["psp_b"], charge(3, "pay_ghost", 700, true))
+		}, "pay_ghost, which the switch does not have"},
+		{"declined payment with an approved charge", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			for _, n := range []string{"n1", "n2"} {
+				p := &ev.Final[n]["ord_1"].Payments[0]
+				p.Status, p.Captured, p.Authorized = txswitch.PaymentDeclined, eur(0), eur(0)
+				ev.Final[n]["ord_1"].Captured = eur(0)
+			}
+			ev.Ledgers["psp_a"][0].Captured = false
+		}, "is declined but a PSP holds an approved charge"},
+		{"order totals do not sum", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			ev.Final["n1"]["ord_1"].Captured = eur(999)
+		}, "its payments sum to 1000"},
+		{"same key, same body, different answer", CheckIdempotency, func(t *testing.T, ev *Evidence) {
+			c := ev.Calls[1]
+			c.Seq, c.Start, c.End = 2, at(40), at(50)
+			c.Body = js(t, payment("pay_2", "ord_1", txswitch.PaymentCaptured, "psp_a", 1000, 1000, 0))
+			ev.Calls = append(ev.Calls, c)
+		}, "the first answer (call #1)"},
+		{"same key, different body, executed", CheckIdempotency, func(t *testing.T, ev *Evidence) {
+			c := ev.Calls[1]
+			c.Seq, c.Start, c.End = 2, at(40), at(50)
+			c.Req = json.RawMessage(`{"method":"sepa_debit"}`)
+			ev.Calls = append(ev.Calls, c)
+		}, "want 422 idempotency_key_reused"},
+		{"bad input acknowledged", CheckBadInput, func(t *testing.T, ev *Evidence) {
+			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "create_order", Method: "POST", Bad: true, Status: 201, Body: json.RawMessage(`{"id":"ord_x"}`)})
+		}, "want a 4xx"},
+		{"bad input got a 500", CheckBadInput, func(t *testing.T, ev *Evidence) {
+			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "create_order", Method: "POST", Bad: true, Status: 500, Body: json.RawMessage(`{}`)})
+		}, "want a 4xx"},
+		{"bad input without an error code", CheckBadInput, func(t *testing.T, ev *Evidence) {
+			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "create_order", Method: "POST", Bad: true, Status: 400, Body: json.RawMessage(`{"error":{"message":"no"}}`)})
+		}, "without an error code"},
+		{"bad input changed state", CheckBadInput, func(t *testing.T, ev *Evidence) {
+			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "capture", Method: "POST", Bad: true, Target: "pay_1", Status: 400, Body: json.RawMessage(`{"error":{"code":"x","message":"no"}}`)})
+			ev.Claims = append(ev.Claims, Claim{Call: 2, Kind: "payment_captured", ID: "pay_1", Value: 0})
+		}, "changed payment_captured of pay_1: 1000, want 0"},
+		{"fault never injected", CheckFaultFired, func(t *testing.T, ev *Evidence) {
+			ev.Faults = []FaultRun{{Spec: Fault{Kind: "node_stop", Target: "leader"}}}
+		}, "never injected"},
+		{"fault injected but touched nothing", CheckFaultFired, func(t *testing.T, ev *Evidence) {
+			ev.Faults = []FaultRun{{Spec: Fault{Kind: "provider_unavailable", Target: "psp_a"}, Events: []chaos.Event{
+				{Action: "inject", At: at(0)}, {Action: "undo", At: at(100)}, {Action: "effect", Hit: false, Detail: "0 requests refused"}}}}
+		}, "no effect: 0 requests refused"},
+		{"replicas disagree", CheckReplicasAgree, func(t *testing.T, ev *Evidence) {
+			ev.Final["n2"]["ord_1"].Status = txswitch.OrderAuthorized
+		}, "ord_1 differs"},
+		{"in doubt after settling", CheckSettled, func(t *testing.T, ev *Evidence) {
+			ev.Final["n1"]["ord_1"].Payments[0].Status = txswitch.PaymentInDoubt
+		}, "still in_doubt"},
+		{"nothing acknowledged", CheckTrafficRan, func(t *testing.T, ev *Evidence) {
+			for i := range ev.Calls {
+				ev.Calls[i].Status = 503
+			}
+		}, "no write was acknowledged"},
+		{"stale read after an acknowledged create", CheckReadsSeeWrites, func(t *testing.T, ev *Evidence) {
+			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "get_order", Method: "GET", Target: "ord_1", Status: 404, Start: at(11), End: at(12)})
+		}, "answered 404 after its creation"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := healthy(t)
+			tc.breakf(t, ev)
+			r := alwaysOn[tc.check](ev)
+			if r.Passed {
+				t.Fatalf("%s passed on broken evidence", tc.check)
+			}
+			if !strings.Contains(strings.Join(r.Violations, "\n"), tc.want) {
+				t.Fatalf("%s violations %q lack %q", tc.check, r.Violations, tc.want)
+			}
+		})
+	}
+}
+
+func TestIdempotencyToleratesInDoubtThenFinal(t *testing.T) {
+	ev := healthy(t)
+	first := ev.Calls[1]
+	first.Body, first.End = js(t, payment("pay_1", "ord_1", txswitch.PaymentInDoubt, "psp_a", 1000, 0, 0)), at(25)
+	retry := ev.Calls[1]
+	retry.Seq, retry.Start, retry.End = 2, at(40), at(50)
+	ev.Calls = []Call{ev.Calls[0], first, retry}
+	if r := checkIdempotency(ev); !r.Passed {
+		t.Fatalf("an in-doubt answer followed by the final one is allowed: %v", r.Violations)
+	}
+	// A reused key answered 422 is the correct refusal.
+	reuse := retry
+	reuse.Seq, reuse.Start, reuse.End, reuse.Req = 3, at(60), at(70), json.RawMessage(`{"method":"x"}`)
+	reuse.Status, reuse.Body = 422, json.RawMessage(`{"error":{"code":"idempotency_key_reused","message":"m"}}`)
+	ev.Calls = append(ev.Calls, reuse)
+	if r := checkIdempotency(ev); !r.Passed {
+		t.Fatalf("422 idempotency_key_reused is the right answer: %v", r.Violations)
+	}
+}
+
+func obs(ms int, leader, term uint64, open ...string) Observation {
+	return Observation{At: at(ms), Leader: leader, Term: term, Open: open, Members: 3}
+}
+
+// methods fabricates checkouts: one before the fault offering ideal, one
+// while both of its breakers were observed open, offering it or not.
+func methods(offeredDuring bool) func(ev *Evidence) {
+	return func(ev *Evidence) {
+		ideal := `{"methods":[{"method":"card"},{"method":"ideal"}]}`
+		during := `{"methods":[{"method":"card"}]}`
+		if offeredDuring {
+			during = ideal
+		}
+		ev.Observations = []Observation{obs(500, 1, 2), obs(1400, 1, 2, "psp_b/ideal", "psp_c/ideal"), obs(1700, 1, 2, "psp_c/ideal", "psp_b/ideal")}
+		ev.Calls = append(ev.Calls,
+			Call{Seq: 10, Op: "get_methods", Method: "GET", Status: 200, Body: json.RawMessage(ideal), Start: at(100), End: at(120)},
+			Call{Seq: 11, Op: "get_methods", Method: "GET", Status: 200, Body: json.RawMessage(during), Start: at(1500), End: at(1520)})
+	}
+}
+
+func TestExpectations(t *testing.T) {
+	fault := []FaultRun{{Spec: Fault{Kind: "provider_unavailable", Target: "psp_a"}, Events: []chaos.Event{
+		{Action: "inject", At: at(1000)}, {Action: "undo", At: at(3000)}}}}
+	inDoubt := func(ev *Evidence) { ev.Calls[1].Body = []byte(`{"id":"pay_1","order_id":"ord_1","status":"in_doubt"}`) }
+	zero := 0
+	cases := []struct {
+		name string
+		x    Expect
+		mod  func(ev *Evidence)
+		pass bool
+	}{
+		{"breaker opened in time", Expect{BreakerOpen: &ExpectBreaker{Provider: "psp_a", Within: Duration(time.Second)}},
+			func(ev *Evidence) { ev.Observations = []Observation{obs(900, 1, 2), obs(1500, 1, 2, "psp_a/card")} }, true},
+		{"breaker opened too late", Expect{BreakerOpen: &ExpectBreaker{Provider: "psp_a", Within: Duration(time.Second)}},
+			func(ev *Evidence) { ev.Observations = []Observation{obs(900, 1, 2), obs(2500, 1, 2, "psp_a/card")} }, false},
+		{"another breaker opened", Expect{BreakerOpen: &ExpectBreaker{Provider: "psp_a", Within: Duration(time.Second)}},
+			func(ev *Evidence) { ev.Observations = []Observation{obs(1500, 1, 2, "psp_b/card")} }, false},
+		{"new leader", Expect{LeaderChange: &ExpectWithin{Within: Duration(2 * time.Second)}},
+			func(ev *Evidence) { ev.Observations = []Observation{obs(900, 1, 2), obs(1200, 0, 2), obs(2000, 3, 3)} }, true},
+		{"same leader", Expect{LeaderChange: &ExpectWithin{Within: Duration(2 * time.Second)}},
+			func(ev *Evidence) { ev.Observations = []Observation{obs(900, 1, 2), obs(2000, 1, 2)} }, false},
+		{"availability met", Expect{Availability: &ExpectAvailability{Min: 0.5, Window: "during_faults"}},
+			func(ev *Evidence) {
+				ev.Runs = []FlowRun{{Pays: true, Start: at(1500), Outcome: "succeeded"}, {Pays: true, Start: at(1600), Outcome: "declined"},
+					{Pays: true, Start: at(100), Outcome: "failed"}}
+			}, true},
+		{"availability missed", Expect{Availability: &ExpectAvailability{Min: 0.9, Window: "during_faults"}},
+			func(ev *Evidence) {
+				ev.Runs = []FlowRun{{Pays: true, Start: at(1500), Outcome: "succeeded"}, {Pays: true, Start: at(1600), Outcome: "failed"}}
+			}, false},
+		{"availability with nothing to judge", Expect{Availability: &ExpectAvailability{Min: 0.9, Window: "during_faults"}},
+			func(ev *Evidence) { ev.Runs = []FlowRun{{Pays: true, Start: at(100), Outcome: "succeeded"}} }, false},
+		{"in doubt seen and resolved", Expect{SawStatus: &ExpectStatus{Status: "in_doubt", Min: 1, ResolvedTo: []string{"captured"}}}, inDoubt, true},
+		{"in doubt never seen", Expect{SawStatus: &ExpectStatus{Status: "in_doubt", Min: 1}}, func(ev *Evidence) {}, false},
+		{"in doubt resolved wrongly", Expect{SawStatus: &ExpectStatus{Status: "in_doubt", Min: 1, ResolvedTo: []string{"failed"}}}, inDoubt, false},
+		{"timeline has the event", Expect{TimelineEvent: &ExpectTimeline{Type: "failover", Flow: "card_pay", Min: 1}},
+			func(ev *Evidence) { ev.Timelines = map[string][]txswitch.TimelineEvent{"ord_1": {{Type: "failover"}}} }, true},
+		{"timeline lacks the event", Expect{TimelineEvent: &ExpectTimeline{Type: "failover", Flow: "card_pay", Min: 1}},
+			func(ev *Evidence) { ev.Timelines = map[string][]txswitch.TimelineEvent{"ord_1": {{Type: "created"}}} }, false},
+		{"affected order lacks the event", Expect{TimelineEvent: &ExpectTimeline{Type: "resolved", Status: "in_doubt", Min: 1}},
+			func(ev *Evidence) {
+				inDoubt(ev)
+				ev.Timelines = map[string][]txswitch.TimelineEvent{"ord_1": {{Type: "in_doubt"}}}
+			}, false},
+		{"provider used", Expect{ProviderUsed: &ExpectProvider{Provider: "psp_a", Min: 1, Window: "whole"}}, func(ev *Evidence) {}, true},
+		{"provider not used", Expect{ProviderUsed: &ExpectProvider{Provider: "psp_b", Min: 1, Window: "whole"}}, func(ev *Evidence) {}, false},
+		{"provider used too much", Expect{ProviderUsed: &ExpectProvider{Provider: "psp_a", Max: &zero, Window: "whole"}}, func(ev *Evidence) {}, false},
+		{"final status", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}}, func(ev *Evidence) {}, true},
+		{"wrong final status", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"refunded"}}}, func(ev *Evidence) {}, false},
+		{"enough acknowledged", Expect{MinAcked: &ExpectCount{Min: 1}}, func(ev *Evidence) {}, true},
+		{"too few acknowledged", Expect{MinAcked: &ExpectCount{Min: 2}}, func(ev *Evidence) {}, false},
+		{"members", Expect{MemberCount: &ExpectMembers{Count: 3}}, func(ev *Evidence) { ev.Members = 3 }, true},
+		{"too many members", Expect{MemberCount: &ExpectMembers{Count: 3}}, func(ev *Evidence) { ev.Members = 4 }, false},
+		{"method hidden while its breakers are open", Expect{MethodHidden: &ExpectHidden{Method: "ideal", Providers: []string{"psp_b", "psp_c"}}},
+			methods(false), true},
+		{"method offered while its breakers are open", Expect{MethodHidden: &ExpectHidden{Method: "ideal", Providers: []string{"psp_b", "psp_c"}}},
+			methods(true), false},
+		{"rejected with a code", Expect{Rejected: &ExpectRejected{Status: 503, Min: 1}}, func(ev *Evidence) {
+			ev.Calls = append(ev.Calls, Call{Seq: 9, Method: "POST", Status: 503, Body: json.RawMessage(`{"error":{"code":"not_leader","message":"m"}}`)})
+		}, true},
+		{"rejected without a code", Expect{Rejected: &ExpectRejected{Status: 503, Min: 1}}, func(ev *Evidence) {
+			ev.Calls = append(ev.Calls, Call{Seq: 9, Method: "POST", Status: 503, Body: json.RawMessage(`"oops"`)})
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ev := healthy(t)
+			ev.Faults = fault
+			tc.mod(ev)
+			r := tc.x.check(ev)
+			if r.Passed != tc.pass {
+				t.Fatalf("%s: passed=%v, want %v (%s %v)", tc.x.name(), r.Passed, tc.pass, r.Note, r.Violations)
+			}
+		})
+	}
+}
+
+func TestVerdictWithExpectFail(t *testing.T) {
+	pass := CheckResult{Name: "a", Passed: true}
+	fail := CheckResult{Name: "b", Passed: false}
+	cases := []struct {
+		expectFail []string
+		checks     []CheckResult
+		want       bool
+	}{
+		{nil, []CheckResult{pass}, true},
+		{nil, []CheckResult{pass, fail}, false},
+		{[]string{"b"}, []CheckResult{pass, fail}, true},
+		{[]string{"b"}, []CheckResult{pass, {Name: "b", Passed: true}}, false},  // the mutant was not caught
+		{[]string{"b"}, []CheckResult{fail, {Name: "a", Passed: false}}, false}, // something else broke too
+		{[]string{"c"}, []CheckResult{pass}, false},                             // the named check never ran
+	}
+	for i, tc := range cases {
+		if got := verdict(&Scenario{ExpectFail: tc.expectFail}, tc.checks); got != tc.want {
+			t.Errorf("case %d: verdict %v, want %v", i, got, tc.want)
+		}
+	}
+}
+
+func linCalls(t *testing.T, extra ...Call) []Call {
+	t.Helper()
+	created := payment("pay_1", "ord_1", txswitch.PaymentAuthorized, "psp_a", 900, 0, 0)
+	calls := []Call{{Seq: 0, Op: "create_payment", Method: "POST", Key: "c", Target: "ord_1", Status: 201, Body: js(t, created), Start: at(0), End: at(10)}}
+	return append(calls, extra...)
+}
+
+func captureCall(t *testing.T, key string, amount int64, status int, captured int64, start, end int) Call {
+	c := Call{Op: "capture", Method: "POST", Key: key, Target: "pay_1", Status: status, Start: at(start), End: at(end),
+		Req: js(t, txswitch.CaptureRequest{Amount: &txswitch.Money{Value: amount, Currency: "EUR"}})}
+	if status/100 == 2 {
+		c.Body = js(t, payment("pay_1", "ord_1", txswitch.PaymentCaptured, "psp_a", 900, captured, 0))
+	}
+	return c
+}
+
+func readCall(t *testing.T, captured int64, start, end int) Call {
+	return Call{Op: "get_payment", Method: "GET", Target: "pay_1", Status: 200, Start: at(start), End: at(end),
+		Body: js(t, payment("pay_1", "ord_1", txswitch.PaymentCaptured, "psp_a", 900, captured, 0))}
+}
+
+func TestLinearizable(t *testing.T) {
+	cases := []struct {
+		name  string
+		calls []Call
+		ok    bool
+	}{
+		{"read after an acknowledged capture sees it", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), readCall(t, 300, 40, 50)), true},
+		{"stale read after an acknowledged capture", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), readCall(t, 0, 40, 50)), false},
+		{"read concurrent with the capture may miss it", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), readCall(t, 0, 25, 35)), true},
+		{"unanswered capture may show up later", linCalls(t, captureCall(t, "k", 300, 0, 0, 20, 30), readCall(t, 0, 40, 50), readCall(t, 300, 60, 70)), true},
+		{"a capture cannot be undone", linCalls(t, captureCall(t, "k", 300, 0, 0, 20, 30), readCall(t, 300, 40, 50), readCall(t, 0, 60, 70)), false},
+		{"retries of one key apply once", linCalls(t, captureCall(t, "k", 300, 503, 0, 20, 30), captureCall(t, "k", 300, 201, 300, 40, 50), readCall(t, 300, 60, 70)), true},
+		{"a read showing money never captured", linCalls(t, readCall(t, 500, 40, 50)), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for i := range tc.calls {
+				tc.calls[i].Seq = i
+			}
+			r := checkLinearizable(&Evidence{Calls: tc.calls})
+			if r.Passed != tc.ok {
+				t.Fatalf("passed=%v, want %v: %s %v", r.Passed, tc.ok, r.Note, r.Violations)
+			}
+		})
+	}
+}

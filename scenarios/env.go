@@ -1,0 +1,208 @@
+package scenarios
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/txswitch/txswitch/chaos"
+	"github.com/txswitch/txswitch/providers/sim"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// env is one scenario's running world.
+type env struct {
+	sc            *Scenario
+	seed          uint64
+	c             *chaos.Cluster
+	hist          *History
+	baseBehaviour sim.Behaviour
+	start         time.Time
+	admin         *http.Client
+}
+
+// redirectMethods complete asynchronously at the simulated PSPs, as the
+// routing configuration's redirect methods do at real ones.
+var redirectMethods = []string{"ideal", "bancontact", "mobilepay", "klarna_paylater"}
+
+func baseBehaviour(t Tuning) sim.Behaviour {
+	b := sim.Behaviour{Methods: map[string]sim.MethodBehaviour{}}
+	for _, m := range redirectMethods {
+		b.Methods[m] = sim.MethodBehaviour{Async: &sim.Async{CompleteAfterMillis: t.AsyncComplete.D().Milliseconds()}}
+	}
+	return b
+}
+
+// pickNode chooses the node for the n-th request.
+func (e *env) pickNode(n uint64) string {
+	nodes := e.c.Running()
+	var addrs []string
+	for _, nd := range nodes {
+		lead := nd.Raft().Leadership().IsLeader
+		switch e.sc.Traffic.Target {
+		case "leader":
+			if lead {
+				addrs = append(addrs, nd.APIAddr())
+			}
+		case "followers":
+			if !lead {
+				addrs = append(addrs, nd.APIAddr())
+			}
+		default:
+			addrs = append(addrs, nd.APIAddr())
+		}
+	}
+	if len(addrs) == 0 {
+		for _, nd := range nodes {
+			addrs = append(addrs, nd.APIAddr())
+		}
+	}
+	if len(addrs) == 0 {
+		return ""
+	}
+	return addrs[n%uint64(len(addrs))]
+}
+
+// adminCall sends an admin request to the leader (any node would
+// forward; the leader answers without a hop).
+func (e *env) adminCall(ctx context.Context, method, path string, body any, out any) error {
+	var lastErr error
+	for attempt := 0; attempt < 40; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s %s: %w (last: %v)", method, path, ctx.Err(), lastErr)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		lead := e.c.LeaderNode()
+		if lead == nil {
+			lastErr = fmt.Errorf("no leader")
+			continue
+		}
+		var rd io.Reader
+		if body != nil {
+			b, err := json.Marshal(body)
+			if err != nil {
+				return err
+			}
+			rd = bytes.NewReader(b)
+		}
+		hr, err := http.NewRequestWithContext(ctx, method, "http://"+lead.APIAddr()+path, rd)
+		if err != nil {
+			return err
+		}
+		hr.Header.Set("Authorization", "Bearer "+e.c.AdminToken)
+		hr.Header.Set("Content-Type", "application/json")
+		resp, err := e.admin.Do(hr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			lastErr = fmt.Errorf("503 %s", b)
+			continue
+		}
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		if out != nil {
+			return json.Unmarshal(b, out)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s %s: %v", method, path, lastErr)
+}
+
+// tune replaces the seeded routing configuration's provider timeouts and
+// breakers with the scenario's, and waits until every node applied it.
+func (e *env) tune(ctx context.Context) error {
+	var cfg txswitch.RoutingConfig
+	if err := e.adminCall(ctx, http.MethodGet, "/v1/admin/config", nil, &cfg); err != nil {
+		return fmt.Errorf("read routing config: %w", err)
+	}
+	t := e.sc.Config
+	for i := range cfg.Providers {
+		p := &cfg.Providers[i]
+		p.TimeoutMillis = t.ProviderTimeout.D().Milliseconds()
+		p.Breaker.OpenMillis = t.BreakerOpen.D().Milliseconds()
+		p.Breaker.ConsecutiveFailures = uint32(t.BreakerFailures)
+	}
+	var applied txswitch.RoutingConfig
+	if err := e.adminCall(ctx, http.MethodPut, "/v1/admin/config", cfg, &applied); err != nil {
+		return fmt.Errorf("put routing config: %w", err)
+	}
+	for {
+		done := true
+		for _, n := range e.c.Running() {
+			st, err := n.NodeStatus()
+			if err != nil || st.ConfigVersion < applied.Version {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for config version %d on every node: %w", applied.Version, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Observation is one sample of the cluster's own view, taken in process
+// every observeEvery: who leads, at which term, and each node's breakers.
+type Observation struct {
+	At     time.Time `json:"at"`
+	Leader uint64    `json:"leader"`
+	Term   uint64    `json:"term"`
+	// Open lists "provider/method" breakers some node reports open.
+	Open    []string `json:"open,omitempty"`
+	Members int      `json:"members"`
+}
+
+const observeEvery = 50 * time.Millisecond
+
+func observe(ctx context.Context, e *env, out *[]Observation, mu *sync.Mutex) {
+	t := time.NewTicker(observeEvery)
+	defer t.Stop()
+	for {
+		o := Observation{At: time.Now()}
+		seen := map[string]bool{}
+		for _, n := range e.c.Running() {
+			if n.Raft().Leadership().IsLeader {
+				// Two nodes may both believe they lead for a moment (the
+				// old one has not heard of the new term): the higher term
+				// is the real leader.
+				st := n.Raft().Status()
+				if st.Term >= o.Term {
+					o.Leader, o.Term, o.Members = st.ID, st.Term, len(st.Members)
+				}
+			}
+			for prov, methods := range n.Providers().States() {
+				for m, s := range methods {
+					if s == txswitch.BreakerOpen && !seen[prov+"/"+m] {
+						seen[prov+"/"+m] = true
+						o.Open = append(o.Open, prov+"/"+m)
+					}
+				}
+			}
+		}
+		mu.Lock()
+		*out = append(*out, o)
+		mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

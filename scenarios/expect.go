@@ -1,0 +1,431 @@
+package scenarios
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// name is the expectation's registry name.
+func (e Expect) name() string {
+	switch {
+	case e.BreakerOpen != nil:
+		return "breaker_open"
+	case e.LeaderChange != nil:
+		return "leader_change"
+	case e.Availability != nil:
+		return "availability"
+	case e.SawStatus != nil:
+		return "saw_status"
+	case e.TimelineEvent != nil:
+		return "timeline_event"
+	case e.ProviderUsed != nil:
+		return "provider_used"
+	case e.FinalStatus != nil:
+		return "final_status"
+	case e.MinAcked != nil:
+		return "min_acked"
+	case e.Rejected != nil:
+		return "rejected"
+	case e.MemberCount != nil:
+		return "members"
+	case e.MethodHidden != nil:
+		return "method_hidden"
+	}
+	return "unknown"
+}
+
+// check judges the expectation on the evidence.
+func (e Expect) check(ev *Evidence) CheckResult {
+	switch {
+	case e.BreakerOpen != nil:
+		return expectBreakerOpen(ev, *e.BreakerOpen)
+	case e.LeaderChange != nil:
+		return expectLeaderChange(ev, *e.LeaderChange)
+	case e.Availability != nil:
+		return expectAvailability(ev, *e.Availability)
+	case e.SawStatus != nil:
+		return expectSawStatus(ev, *e.SawStatus)
+	case e.TimelineEvent != nil:
+		return expectTimeline(ev, *e.TimelineEvent)
+	case e.ProviderUsed != nil:
+		return expectProviderUsed(ev, *e.ProviderUsed)
+	case e.FinalStatus != nil:
+		return expectFinal(ev, *e.FinalStatus)
+	case e.MinAcked != nil:
+		return expectMinAcked(ev, *e.MinAcked)
+	case e.Rejected != nil:
+		return expectRejected(ev, *e.Rejected)
+	case e.MemberCount != nil:
+		return expectMembers(ev, *e.MemberCount)
+	case e.MethodHidden != nil:
+		return expectHidden(ev, *e.MethodHidden)
+	}
+	return result("unknown", "", []string{"unknown expectation"})
+}
+
+// faultStart is when the first fault (on target, if any fault names it)
+// was injected.
+func (ev *Evidence) faultStart(target string) (time.Time, bool) {
+	var first time.Time
+	for pass := 0; pass < 2; pass++ {
+		for _, f := range ev.Faults {
+			if pass == 0 && f.Spec.Target != target {
+				continue
+			}
+			for _, e := range f.Events {
+				if e.Action == "inject" && e.Err == "" && (first.IsZero() || e.At.Before(first)) {
+					first = e.At
+				}
+			}
+		}
+		if !first.IsZero() {
+			return first, true
+		}
+	}
+	return first, false
+}
+
+func expectBreakerOpen(ev *Evidence, x ExpectBreaker) CheckResult {
+	name := "breaker_open"
+	t0, ok := ev.faultStart(x.Provider)
+	if !ok {
+		return result(name, "", []string{"no fault was injected to time the breaker from"})
+	}
+	for _, o := range ev.Observations {
+		if o.At.Before(t0) || o.At.After(t0.Add(x.Within.D())) {
+			continue
+		}
+		for _, b := range o.Open {
+			if strings.HasPrefix(b, x.Provider+"/") {
+				return result(name, fmt.Sprintf("%s open %v after the fault", b, o.At.Sub(t0).Round(time.Millisecond)), nil)
+			}
+		}
+	}
+	return result(name, "", []string{fmt.Sprintf("no node reported a breaker of %s open within %v of the fault (%d observations)", x.Provider, x.Within.D(), len(ev.Observations))})
+}
+
+func expectLeaderChange(ev *Evidence, x ExpectWithin) CheckResult {
+	name := "leader_change"
+	t0, ok := ev.faultStart("leader")
+	if !ok {
+		return result(name, "", []string{"no fault was injected"})
+	}
+	var before Observation
+	for _, o := range ev.Observations {
+		if o.At.Before(t0) && o.Leader != 0 {
+			before = o
+		}
+	}
+	if before.Leader == 0 {
+		return result(name, "", []string{"no leader observed before the fault"})
+	}
+	for _, o := range ev.Observations {
+		if !o.At.After(t0) || o.At.After(t0.Add(x.Within.D())) {
+			continue
+		}
+		if o.Leader != 0 && (o.Leader != before.Leader || o.Term > before.Term) {
+			return result(name, fmt.Sprintf("leader %d (term %d) -> %d (term %d) after %v", before.Leader, before.Term, o.Leader, o.Term, o.At.Sub(t0).Round(time.Millisecond)), nil)
+		}
+	}
+	return result(name, "", []string{fmt.Sprintf("no new leader or term within %v of the fault (leader %d at term %d before)", x.Within.D(), before.Leader, before.Term)})
+}
+
+// inWindow reports whether t falls in the expectation's window.
+func (ev *Evidence) inWindow(window string, t time.Time) bool {
+	if window != "during_faults" {
+		return true
+	}
+	from, to, ok := ev.window()
+	return ok && !t.Before(from) && !t.After(to)
+}
+
+func expectAvailability(ev *Evidence, x ExpectAvailability) CheckResult {
+	name := "availability"
+	ok, total, declined := 0, 0, 0
+	var failed []string
+	for _, r := range ev.Runs {
+		if !r.Pays || !ev.inWindow(x.Window, r.Start) {
+			continue
+		}
+		switch r.Outcome {
+		case "declined":
+			declined++
+			continue
+		case "succeeded":
+			ok++
+		default:
+			if len(failed) < 5 {
+				failed = append(failed, fmt.Sprintf("flow %d (%s, order %q)", r.ID, r.Flow, r.OrderID))
+			}
+		}
+		total++
+	}
+	if total == 0 {
+		return result(name, "", []string{fmt.Sprintf("no paying flow started in window %s: nothing to judge", x.Window)})
+	}
+	share := float64(ok) / float64(total)
+	note := fmt.Sprintf("%d/%d = %.3f succeeded in window %s (%d declines excluded)", ok, total, share, x.Window, declined)
+	if share < x.Min {
+		return result(name, note, []string{fmt.Sprintf("availability %.3f < %.3f (%d/%d); failed e.g. %s", share, x.Min, ok, total, strings.Join(failed, ", "))})
+	}
+	return result(name, note, nil)
+}
+
+func expectSawStatus(ev *Evidence, x ExpectStatus) CheckResult {
+	name := "saw_status"
+	pays := ev.payments()
+	seen := map[string]bool{}
+	var v []string
+	for _, a := range ev.ackedPayments() {
+		if a.p.Status != x.Status || seen[a.p.ID] {
+			continue
+		}
+		seen[a.p.ID] = true
+		if len(x.ResolvedTo) > 0 {
+			p := pays[a.p.ID]
+			switch {
+			case p == nil:
+				v = append(v, fmt.Sprintf("payment %s acknowledged %s is missing at the end", a.p.ID, x.Status))
+			case !slices.Contains(x.ResolvedTo, p.Status):
+				v = append(v, fmt.Sprintf("payment %s acknowledged %s ended %s, want one of %v", a.p.ID, x.Status, p.Status, x.ResolvedTo))
+			}
+		}
+	}
+	if len(seen) < x.Min {
+		v = append(v, fmt.Sprintf("%d payments acknowledged %s, want at least %d", len(seen), x.Status, x.Min))
+	}
+	return result(name, fmt.Sprintf("%d payments acknowledged %s", len(seen), x.Status), v)
+}
+
+// timelineOrders returns the orders an ExpectTimeline is about.
+func timelineOrders(ev *Evidence, x ExpectTimeline) []string {
+	set := map[string]bool{}
+	if x.Flow != "" {
+		for _, r := range ev.Runs {
+			if r.Flow == x.Flow && r.OrderID != "" {
+				set[r.OrderID] = true
+			}
+		}
+	}
+	if x.Status != "" {
+		for _, a := range ev.ackedPayments() {
+			if a.p.Status == x.Status {
+				set[a.p.OrderID] = true
+			}
+		}
+	}
+	if x.Flow == "" && x.Status == "" {
+		for id := range ev.view() {
+			set[id] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+func expectTimeline(ev *Evidence, x ExpectTimeline) CheckResult {
+	name := "timeline_event"
+	orders := timelineOrders(ev, x)
+	have := 0
+	var missing []string
+	for _, id := range orders {
+		found := false
+		for _, e := range ev.Timelines[id] {
+			found = found || e.Type == x.Type
+		}
+		if found {
+			have++
+		} else if len(missing) < 5 {
+			missing = append(missing, id)
+		}
+	}
+	var v []string
+	if have < x.Min {
+		v = append(v, fmt.Sprintf("%d of %d orders have a %q timeline event, want at least %d (without: %v)", have, len(orders), x.Type, x.Min, missing))
+	}
+	// Orders picked by status were affected by the fault: every one of
+	// them must show it.
+	if x.Status != "" && have < len(orders) {
+		v = append(v, fmt.Sprintf("orders with a payment acknowledged %s lack a %q event: %v", x.Status, x.Type, missing))
+	}
+	return result(name, fmt.Sprintf("%d/%d orders have %q", have, len(orders), x.Type), v)
+}
+
+func expectProviderUsed(ev *Evidence, x ExpectProvider) CheckResult {
+	name := "provider_used"
+	pays := ev.payments()
+	n := 0
+	seen := map[string]bool{}
+	for _, a := range ev.ackedPayments() {
+		if a.call.Op != "create_payment" || seen[a.p.ID] || !ev.inWindow(x.Window, a.call.Start) {
+			continue
+		}
+		seen[a.p.ID] = true
+		if p := pays[a.p.ID]; p != nil && p.Provider == x.Provider && p.Status != txswitch.PaymentDeclined && p.Status != txswitch.PaymentFailed {
+			n++
+		}
+	}
+	var v []string
+	if n < x.Min {
+		v = append(v, fmt.Sprintf("%d payments (window %s) went through %s, want at least %d", n, x.Window, x.Provider, x.Min))
+	}
+	if x.Max != nil && n > *x.Max {
+		v = append(v, fmt.Sprintf("%d payments (window %s) went through %s, want at most %d", n, x.Window, x.Provider, *x.Max))
+	}
+	return result(name, fmt.Sprintf("%d payments via %s in window %s", n, x.Provider, x.Window), v)
+}
+
+func expectFinal(ev *Evidence, x ExpectFinal) CheckResult {
+	name := "final_status"
+	view := ev.view()
+	var v []string
+	n := 0
+	for _, r := range ev.Runs {
+		if r.Flow != x.Flow || r.OrderID == "" || view[r.OrderID] == nil {
+			continue
+		}
+		for _, p := range view[r.OrderID].Payments {
+			n++
+			if !slices.Contains(x.Statuses, p.Status) {
+				v = append(v, fmt.Sprintf("payment %s of flow %s (order %s) ended %s, want one of %v", p.ID, x.Flow, r.OrderID, p.Status, x.Statuses))
+			}
+		}
+	}
+	if n == 0 {
+		v = append(v, fmt.Sprintf("no payment of flow %s to judge", x.Flow))
+	}
+	return result(name, fmt.Sprintf("%d payments of %s", n, x.Flow), v)
+}
+
+func expectMinAcked(ev *Evidence, x ExpectCount) CheckResult {
+	name := "min_acked"
+	n := 0
+	seen := map[string]bool{}
+	for _, a := range ev.ackedPayments() {
+		if a.call.Op == "create_payment" && !seen[a.p.ID] && (x.Flow == "" || a.call.Flow == x.Flow) {
+			seen[a.p.ID] = true
+			n++
+		}
+	}
+	if n < x.Min {
+		return result(name, "", []string{fmt.Sprintf("%d payments acknowledged (flow %q), want at least %d", n, x.Flow, x.Min)})
+	}
+	return result(name, fmt.Sprintf("%d payments acknowledged", n), nil)
+}
+
+func expectRejected(ev *Evidence, x ExpectRejected) CheckResult {
+	name := "rejected"
+	n := 0
+	var bad []string
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if c.Status != x.Status {
+			continue
+		}
+		n++
+		// A refusal must say why in the API's error format.
+		if errorCode(c.Body) == "" && len(bad) < 5 {
+			bad = append(bad, fmt.Sprintf("call #%d %s: %d without an error code: %s", c.Seq, c.Op, c.Status, clip(c.Body)))
+		}
+	}
+	v := bad
+	if n < x.Min {
+		v = append(v, fmt.Sprintf("%d requests answered %d, want at least %d", n, x.Status, x.Min))
+	}
+	return result(name, fmt.Sprintf("%d requests answered %d", n, x.Status), v)
+}
+
+func expectMembers(ev *Evidence, x ExpectMembers) CheckResult {
+	name := "members"
+	if ev.Members != x.Count {
+		return result(name, "", []string{fmt.Sprintf("the cluster has %d members at the end, want %d", ev.Members, x.Count)})
+	}
+	return result(name, fmt.Sprintf("%d members", ev.Members), nil)
+}
+
+// orderOf decodes an order body (helper for tests and evidence).
+func orderOf(b []byte) (txswitch.Order, bool) {
+	var o txswitch.Order
+	return o, json.Unmarshal(b, &o) == nil && o.ID != ""
+}
+
+func offers(body []byte, method string) (offered, ok bool) {
+	var m txswitch.MethodsResponse
+	if json.Unmarshal(body, &m) != nil {
+		return false, false
+	}
+	for _, o := range m.Methods {
+		if o.Method == method {
+			return true, true
+		}
+	}
+	return false, true
+}
+
+// allOpen reports whether observation o saw every provider's breaker for
+// method open.
+func allOpen(o Observation, method string, providers []string) bool {
+	for _, p := range providers {
+		if !slices.Contains(o.Open, p+"/"+method) {
+			return false
+		}
+	}
+	return true
+}
+
+func expectHidden(ev *Evidence, x ExpectHidden) CheckResult {
+	name := "method_hidden"
+	from, _, ok := ev.window()
+	if !ok {
+		return result(name, "", []string{"no fault was injected"})
+	}
+	// openAround: the last observation before t0 and the first after t1
+	// both saw every breaker of the method open.
+	openAround := func(t0, t1 time.Time) bool {
+		var before, after *Observation
+		for i := range ev.Observations {
+			o := &ev.Observations[i]
+			if !o.At.After(t0) {
+				before = o
+			}
+			if after == nil && !o.At.Before(t1) {
+				after = o
+			}
+		}
+		return before != nil && after != nil && allOpen(*before, x.Method, x.Providers) && allOpen(*after, x.Method, x.Providers)
+	}
+	before, during := 0, 0
+	var v []string
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if c.Op != "get_methods" || c.Status != 200 {
+			continue
+		}
+		offered, ok := offers(c.Body, x.Method)
+		if !ok {
+			continue
+		}
+		switch {
+		case c.End.Before(from):
+			if offered {
+				before++
+			}
+		case openAround(c.Start, c.End):
+			during++
+			if offered {
+				v = append(v, fmt.Sprintf("call #%d via %s at +%v offered %s while every breaker of it was open: %s", c.Seq, c.Node, c.Start.Sub(ev.Start).Round(time.Millisecond), x.Method, clip(c.Body)))
+			}
+		}
+	}
+	if before == 0 {
+		v = append(v, fmt.Sprintf("no checkout before the fault offered %s: hiding it proves nothing", x.Method))
+	}
+	if during == 0 {
+		v = append(v, fmt.Sprintf("no checkout happened while every breaker of %s was open: nothing to judge", x.Method))
+	}
+	return result(name, fmt.Sprintf("%s offered in %d checkouts before the fault; %d checkouts judged while its breakers were open", x.Method, before, during), v)
+}

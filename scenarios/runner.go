@@ -1,0 +1,504 @@
+package scenarios
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/txswitch/txswitch/chaos"
+	"github.com/txswitch/txswitch/cmd/cluster"
+	"github.com/txswitch/txswitch/providers/sim"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// Options configure a run.
+type Options struct {
+	// Seed is the run seed; each scenario's seed is Seed(Seed, name).
+	Seed     uint64
+	Parallel int // default 1
+	Logger   *zap.Logger
+	// OnStart and OnDone are called around each scenario (from the
+	// worker goroutines; the caller serializes its own output).
+	OnStart func(Scenario)
+	OnDone  func(Result)
+	// Evidence, when set, receives the full evidence of every failed
+	// scenario (the client's calls, ledgers, final state, faults,
+	// observations) for a post-mortem.
+	Evidence func(Result, *Evidence)
+}
+
+// Result is one scenario's verdict.
+type Result struct {
+	Name   string   `json:"name"`
+	File   string   `json:"file"`
+	Tags   []string `json:"tags"`
+	Seed   uint64   `json:"seed"`
+	Passed bool     `json:"passed"`
+	// ExpectFail lists the checks this (mutant) scenario needs to fail.
+	ExpectFail []string      `json:"expect_fail,omitempty"`
+	Duration   time.Duration `json:"duration_ns"`
+	// Error is set when the scenario could not run to its checks (the
+	// cluster did not start, the timeout hit...).
+	Error  string        `json:"error,omitempty"`
+	Checks []CheckResult `json:"checks"`
+	Stats  RunStats      `json:"stats"`
+	// Phases is how long each step took (start, tune, traffic, settle,
+	// collect), to see where a slow scenario spends its time.
+	Phases []Phase `json:"phases"`
+}
+
+// Phase is one timed step of a run.
+type Phase struct {
+	Name string        `json:"name"`
+	Took time.Duration `json:"took_ns"`
+}
+
+// RunStats summarize the traffic.
+type RunStats struct {
+	Flows          int `json:"flows"`
+	Calls          int `json:"calls"`
+	AckedPayments  int `json:"acked_payments"`
+	DroppedArrival int `json:"dropped_arrivals"`
+	Orders         int `json:"orders"`
+}
+
+// Failed returns the checks that decided against the scenario: failed
+// ones, and for a mutant scenario also the expect_fail checks that passed
+// (the mutant went uncaught).
+func (r Result) Failed() []CheckResult {
+	var out []CheckResult
+	for _, c := range r.Checks {
+		if c.Passed == slices.Contains(r.ExpectFail, c.Name) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Select returns the scenarios carrying every tag in tags (comma
+// separated; "" selects all) whose name matches the glob (path.Match
+// syntax, "" matches all). A glob without wildcards is an exact name when
+// a scenario has that name (so a repro command selects exactly one), and
+// otherwise a prefix ("provider/" selects the whole family).
+func Select(all []Scenario, tags, glob string) ([]Scenario, error) {
+	var want []string
+	for _, t := range strings.Split(tags, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			if !slices.Contains(knownTags, t) {
+				return nil, fmt.Errorf("unknown tag %q (known: %v)", t, knownTags)
+			}
+			want = append(want, t)
+		}
+	}
+	if glob != "" {
+		if _, err := path.Match(glob, ""); err != nil {
+			return nil, fmt.Errorf("name glob %q: %w", glob, err)
+		}
+	}
+	exact := false
+	for _, s := range all {
+		exact = exact || s.Name == glob
+	}
+	var out []Scenario
+	for _, s := range all {
+		ok := true
+		for _, t := range want {
+			ok = ok && slices.Contains(s.Tags, t)
+		}
+		if glob != "" {
+			m, _ := path.Match(glob, s.Name)
+			prefix := !exact && !strings.ContainsAny(glob, "*?[") && strings.HasPrefix(s.Name, glob)
+			ok = ok && (m || prefix)
+		}
+		if ok {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// RunAll runs scenarios, Parallel at a time, and returns the results in
+// the scenarios' order.
+func RunAll(ctx context.Context, scs []Scenario, opts Options) []Result {
+	if opts.Parallel < 1 {
+		opts.Parallel = 1
+	}
+	results := make([]Result, len(scs))
+	sem := make(chan struct{}, opts.Parallel)
+	var wg sync.WaitGroup
+	for i := range scs {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			results[i] = Result{Name: scs[i].Name, Error: "not run: " + ctx.Err().Error()}
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if opts.OnStart != nil {
+				opts.OnStart(scs[i])
+			}
+			results[i] = Run(ctx, scs[i], opts)
+			if opts.OnDone != nil {
+				opts.OnDone(results[i])
+			}
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// Run runs one scenario: start a cluster, drive traffic with the fault
+// schedule, settle, collect the evidence and judge it.
+func Run(ctx context.Context, sc Scenario, opts Options) (res Result) {
+	seed := Seed(opts.Seed, sc.Name)
+	res = Result{Name: sc.Name, File: sc.File, Tags: sc.Tags, Seed: seed, ExpectFail: sc.ExpectFail}
+	start := time.Now()
+	defer func() { res.Duration = time.Since(start) }()
+	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
+	defer cancel()
+	ev, err := execute(ctx, &sc, seed, opts, &res.Phases)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	res.Checks = judge(&sc, ev)
+	res.Passed = verdict(&sc, res.Checks)
+	if !res.Passed && opts.Evidence != nil {
+		opts.Evidence(res, ev)
+	}
+	res.Stats = RunStats{Flows: len(ev.Runs), Calls: len(ev.Calls), DroppedArrival: ev.Dropped, Orders: len(ev.view())}
+	for _, a := range ev.ackedPayments() {
+		if a.call.Op == "create_payment" {
+			res.Stats.AckedPayments++
+		}
+	}
+	return res
+}
+
+// judge runs the always-on checks and the scenario's expectations.
+func judge(sc *Scenario, ev *Evidence) []CheckResult {
+	var out []CheckResult
+	for _, name := range AlwaysOn {
+		out = append(out, alwaysOn[name](ev))
+	}
+	for _, e := range sc.Expect {
+		out = append(out, e.check(ev))
+	}
+	return out
+}
+
+// verdict: every check passes, except that a scenario with expect_fail
+// passes exactly when those checks fail and all others pass.
+func verdict(sc *Scenario, checks []CheckResult) bool {
+	for _, c := range checks {
+		mustFail := slices.Contains(sc.ExpectFail, c.Name)
+		if c.Passed == mustFail {
+			return false
+		}
+	}
+	for _, name := range sc.ExpectFail {
+		found := false
+		for _, c := range checks {
+			found = found || c.Name == name
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phases *[]Phase) (*Evidence, error) {
+	mark := time.Now()
+	phase := func(name string) {
+		now := time.Now()
+		*phases = append(*phases, Phase{Name: name, Took: now.Sub(mark)})
+		mark = now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	var l *cluster.Local
+	var err error
+	// StartLocal picks ports that were free a moment earlier; with
+	// scenarios in parallel another cluster may take one first. Retry.
+	for attempt := 0; attempt < 3; attempt++ {
+		l, err = cluster.StartLocal(cluster.LocalConfig{Nodes: sc.Topology.Nodes, Seed: seed,
+			TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)})
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start the cluster: %w", err)
+	}
+	phase("start")
+	c := chaos.NewCluster(l, chaos.ClusterOptions{TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)})
+	defer c.Close()
+	e := &env{sc: sc, seed: seed, c: c, hist: &History{}, baseBehaviour: baseBehaviour(sc.Config), admin: &http.Client{Timeout: 10 * time.Second}}
+	// Idle keep-alive connections would hold each node's graceful API
+	// shutdown for its full drain timeout: close them first (defers run
+	// last-in first-out).
+	defer e.admin.CloseIdleConnections()
+	if err := e.tune(ctx); err != nil {
+		return nil, err
+	}
+	for name, s := range l.Sims {
+		if err := s.SetBehaviour(e.baseBehaviour); err != nil {
+			return nil, fmt.Errorf("base behaviour of %s: %w", name, err)
+		}
+	}
+
+	phase("tune")
+	// Build every injector before the clock starts, so a bad fault fails
+	// the scenario instead of silently not firing.
+	faults := make([]chaos.Fault, len(sc.Faults))
+	for i, f := range sc.Faults {
+		if faults[i], err = faultKinds[f.Kind].build(e, f); err != nil {
+			return nil, fmt.Errorf("fault %d (%s): %w", i, f.Kind, err)
+		}
+	}
+
+	var obs []Observation
+	var obsMu sync.Mutex
+	octx, ostop := context.WithCancel(ctx)
+	var owg sync.WaitGroup
+	owg.Go(func() { observe(octx, e, &obs, &obsMu) })
+
+	cl := newClient(e, *sc.Traffic.Retries, shapes[sc.Traffic.Shape].concurrentRetries)
+	defer cl.close()
+	sched := arrivals(sc.Traffic, seed)
+	e.start = time.Now()
+	end := e.start.Add(sc.Traffic.Duration.D())
+
+	var fwg sync.WaitGroup
+	var undoMu sync.Mutex
+	undone := make([]bool, len(faults))
+	undo := func(i int) {
+		undoMu.Lock()
+		defer undoMu.Unlock()
+		if undone[i] {
+			return
+		}
+		undone[i] = true
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := faults[i].Undo(uctx); err != nil {
+			log.Warn("undo fault", zap.String("scenario", sc.Name), zap.String("kind", sc.Faults[i].Kind), zap.Error(err))
+		}
+	}
+	for i, f := range sc.Faults {
+		fwg.Go(func() {
+			if !sleepUntil(ctx, e.start.Add(f.At.D())) {
+				return
+			}
+			if err := faults[i].Inject(ctx); err != nil {
+				log.Warn("inject fault", zap.String("scenario", sc.Name), zap.String("kind", f.Kind), zap.Error(err))
+			}
+			stop := end
+			if f.For > 0 {
+				stop = e.start.Add(f.At.D() + f.For.D())
+			}
+			sleepUntil(ctx, stop)
+			undo(i)
+		})
+	}
+	drive(ctx, e, cl, sched, sc.Traffic.Concurrency)
+	fwg.Wait()
+	for i := len(faults) - 1; i >= 0; i-- {
+		undo(i)
+	}
+	if ctx.Err() != nil {
+		ostop()
+		owg.Wait()
+		return nil, fmt.Errorf("scenario timeout (%v) during traffic", sc.Timeout.D())
+	}
+
+	phase("traffic")
+	if err := c.WaitReady(20 * time.Second); err != nil {
+		log.Warn("cluster not ready after the faults", zap.Error(err))
+	}
+	calls, runs, claims, truncated, dropped := e.hist.snapshot()
+	ids := orderIDs(calls)
+	settle(ctx, e, ids, sc.Settle.D())
+	ostop()
+	owg.Wait()
+	phase("settle")
+
+	ev := &Evidence{Start: e.start, Calls: calls, Runs: runs, Claims: claims, Truncated: truncated, Dropped: dropped,
+		Ledgers: map[string][]sim.LedgerEntry{}, Observations: obs}
+	for name, s := range l.Sims {
+		ev.Ledgers[name] = s.Ledger()
+	}
+	for i, f := range faults {
+		ev.Faults = append(ev.Faults, FaultRun{Spec: sc.Faults[i], Events: f.Fired()})
+	}
+	ev.Final, ev.ReadErrors = readFinal(ctx, e, ids)
+	ev.Timelines = readTimelines(ctx, e, sc, ev)
+	if lead := c.LeaderNode(); lead != nil {
+		ev.Members = len(lead.Raft().Status().Members)
+	}
+	phase("collect")
+	return ev, nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// get reads one resource from one node, retrying a 503 or no answer a
+// few times (the node may still be catching up after a restart).
+func (e *env) get(ctx context.Context, node, p string, out any) (int, error) {
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		if attempt > 0 && !sleepUntil(ctx, time.Now().Add(200*time.Millisecond)) {
+			break
+		}
+		hr, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+node+p, nil)
+		if err != nil {
+			return 0, err
+		}
+		hr.Header.Set("Authorization", "Bearer "+e.c.APIKey)
+		resp, err := e.admin.Do(hr)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			lastErr = fmt.Errorf("503 %s", clip(b))
+			continue
+		}
+		if resp.StatusCode == http.StatusOK && out != nil {
+			if err := json.Unmarshal(b, out); err != nil {
+				return resp.StatusCode, fmt.Errorf("decode %s: %w", p, err)
+			}
+		}
+		return resp.StatusCode, nil
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no answer")
+	}
+	return 0, lastErr
+}
+
+// settle waits (bounded) until no known payment is in doubt or pending:
+// the resolver and the simulated banks finish what the faults left open.
+func settle(ctx context.Context, e *env, ids []string, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	open := ids
+	for len(open) > 0 && time.Now().Before(deadline) {
+		var still []string
+		for _, id := range open {
+			lead := e.c.LeaderNode()
+			if lead == nil {
+				still = append(still, id)
+				continue
+			}
+			var o txswitch.Order
+			code, err := e.get(ctx, lead.APIAddr(), "/v1/orders/"+id, &o)
+			if err != nil || code != http.StatusOK {
+				if code != http.StatusNotFound {
+					still = append(still, id)
+				}
+				continue
+			}
+			for i := range o.Payments {
+				if unsettled(&o.Payments[i]) {
+					still = append(still, id)
+					break
+				}
+			}
+		}
+		open = still
+		if len(open) > 0 && !sleepUntil(ctx, time.Now().Add(200*time.Millisecond)) {
+			return
+		}
+	}
+}
+
+// readFinal reads every known order from every running node.
+func readFinal(ctx context.Context, e *env, ids []string) (map[string]map[string]*txswitch.Order, []string) {
+	out := map[string]map[string]*txswitch.Order{}
+	var errs []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, n := range e.c.Running() {
+		addr := n.APIAddr()
+		byID := map[string]*txswitch.Order{}
+		out[addr] = byID
+		for _, id := range ids {
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				var o txswitch.Order
+				code, err := e.get(ctx, addr, "/v1/orders/"+id, &o)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err != nil:
+					errs = append(errs, fmt.Sprintf("read order %s from node %s: %v", id, addr, err))
+				case code == http.StatusOK:
+					byID[id] = &o
+				case code == http.StatusNotFound:
+					byID[id] = nil
+				default:
+					errs = append(errs, fmt.Sprintf("read order %s from node %s: status %d", id, addr, code))
+				}
+			})
+		}
+	}
+	wg.Wait()
+	sort.Strings(errs)
+	return out, errs
+}
+
+// readTimelines reads the timelines the expectations need.
+func readTimelines(ctx context.Context, e *env, sc *Scenario, ev *Evidence) map[string][]txswitch.TimelineEvent {
+	out := map[string][]txswitch.TimelineEvent{}
+	for _, x := range sc.Expect {
+		if x.TimelineEvent == nil {
+			continue
+		}
+		for _, id := range timelineOrders(ev, *x.TimelineEvent) {
+			if _, done := out[id]; done {
+				continue
+			}
+			lead := e.c.LeaderNode()
+			if lead == nil {
+				continue
+			}
+			var tl txswitch.TimelineResponse
+			if code, err := e.get(ctx, lead.APIAddr(), "/v1/orders/"+id+"/timeline", &tl); err == nil && code == http.StatusOK {
+				out[id] = tl.Events
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,178 @@
+package scenarios
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+)
+
+const okDoc = `name: t/{provider}/n{nodes}
+tags: [smoke]
+topology: {nodes: {nodes}}
+traffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}
+faults:
+  - {kind: provider_unavailable, target: "{provider}", at: 100ms, for: 200ms}
+expect:
+  - breaker_open: {provider: "{provider}", within: 1s}
+matrix:
+  provider: [psp_a, psp_b]
+  nodes: [3, 5]
+`
+
+func TestParseExpandsTheMatrixWithStableNames(t *testing.T) {
+	scs, err := Parse("t.yaml", []byte(okDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range scs {
+		names = append(names, s.Name)
+	}
+	// Variables vary in name order (nodes, then provider), values in file order.
+	want := "t/psp_a/n3 t/psp_b/n3 t/psp_a/n5 t/psp_b/n5"
+	if got := strings.Join(names, " "); got != want {
+		t.Fatalf("names %q, want %q", got, want)
+	}
+	if scs[2].Topology.Nodes != 5 || scs[1].Faults[0].Target != "psp_b" || scs[1].Expect[0].BreakerOpen.Provider != "psp_b" {
+		t.Fatalf("substitution: %+v", scs[1])
+	}
+	// Defaults are filled.
+	if scs[0].Traffic.Concurrency != 64 || *scs[0].Traffic.Retries != 5 || scs[0].Config.ProviderTimeout == 0 || scs[0].Settle == 0 {
+		t.Fatalf("defaults not filled: %+v", scs[0])
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	base := "name: x\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n"
+	cases := []struct {
+		name, doc, want string
+	}{
+		{"unknown top-level key", base + "surprise: 1\n", "field surprise not found"},
+		{"unknown nested key", "name: x\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}, burst: 2}\n", "field burst not found"},
+		{"unknown tag", "name: x\ntags: [smokey]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n", "unknown tag"},
+		{"no tags", "name: x\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n", "no tags"},
+		{"unknown flow", "name: x\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {teleport: 1}}\n", "unknown flow"},
+		{"unknown shape", "name: x\ntags: [smoke]\ntraffic: {shape: zigzag, rate: 5, duration: 1s, mix: {card_pay: 1}}\n", "unknown shape"},
+		{"unknown fault", base + "faults: [{kind: meteor, target: psp_a, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "unknown kind"},
+		{"bad provider target", base + "faults: [{kind: provider_refuse, target: psp_z, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "want a provider"},
+		{"bad node target", base + "faults: [{kind: node_stop, target: n9, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "want leader, follower or n1..n3"},
+		{"parameter that does not apply", base + "faults: [{kind: provider_unavailable, target: psp_a, at: 0s, rate: 0.5}]\nexpect: [{min_acked: {min: 1}}]\n", "does not apply"},
+		{"missing parameter", base + "faults: [{kind: provider_error_rate, target: psp_a, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "is required"},
+		{"fault after the traffic", base + "faults: [{kind: provider_refuse, target: psp_a, at: 2s}]\nexpect: [{min_acked: {min: 1}}]\n", "not before the end"},
+		{"fault without an expectation", base + "faults: [{kind: provider_refuse, target: psp_a, at: 0s}]\n", "without an expectation"},
+		{"mutant without expect_fail", base + "faults: [{kind: mutant_wipe_all, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "needs expect_fail"},
+		{"two expectations in one entry", base + "expect: [{min_acked: {min: 1}, members: {count: 3}}]\n", "exactly one"},
+		{"unknown expect_fail check", base + "expect_fail: [vibes]\n", "unknown check"},
+		{"empty matrix", "name: x/{a}\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\nmatrix:\n  a: []\n", "expands to nothing"},
+		{"variable not in the name", "name: x\ntags: [smoke]\ntopology: {nodes: {n}}\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\nmatrix:\n  n: [3, 5]\n", "must contain matrix variable"},
+		{"variable not in the matrix", "name: x/{n}\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n", "not in the matrix"},
+		{"zero rate", "name: x\ntags: [smoke]\ntraffic: {rate: 0, duration: 1s, mix: {card_pay: 1}}\n", "rate"},
+		{"bad duration", "name: x\ntags: [smoke]\ntraffic: {rate: 5, duration: soon, mix: {card_pay: 1}}\n", "duration"},
+		{"bad name", "name: X Y\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n", "name"},
+		{"partition of two nodes", "name: x\ntags: [smoke]\ntopology: {nodes: 2}\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\nfaults: [{kind: partition, target: leader, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "at least 3 nodes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadRejectsDuplicateNamesAcrossFiles(t *testing.T) {
+	doc := "name: same\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n"
+	fsys := fstest.MapFS{"d/a.yaml": {Data: []byte(doc)}, "d/b.yaml": {Data: []byte(doc)}}
+	if _, err := Load(fsys, "d"); err == nil || !strings.Contains(err.Error(), "also defined") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestShippedScenariosLoad(t *testing.T) {
+	all, err := LoadDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	smoke, err := Select(all, "smoke", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(smoke) < 60 {
+		t.Fatalf("%d smoke scenarios, want at least 60", len(smoke))
+	}
+	for _, s := range all {
+		if len(s.Faults) > 0 {
+			for _, f := range s.Faults {
+				if faultKinds[f.Kind].mutant && len(s.ExpectFail) == 0 {
+					t.Errorf("%s: mutant without expect_fail", s.Name)
+				}
+			}
+		}
+	}
+}
+
+func TestSelect(t *testing.T) {
+	all := []Scenario{{Name: "provider/a/n3", Tags: []string{"smoke", "chaos"}}, {Name: "provider/b/n5", Tags: []string{"chaos"}},
+		{Name: "node/x", Tags: []string{"smoke"}}, {Name: "node/x/slow", Tags: []string{"smoke"}}}
+	cases := []struct {
+		tags, glob string
+		want       int
+	}{
+		{"", "", 4}, {"smoke", "", 3}, {"smoke,chaos", "", 1}, {"", "provider", 2}, {"", "provider/*/n5", 1}, {"chaos", "node", 0},
+		{"", "node/x", 1}, // an exact name selects just that scenario (repro commands)
+		{"", "node/", 2},
+	}
+	for _, tc := range cases {
+		got, err := Select(all, tc.tags, tc.glob)
+		if err != nil || len(got) != tc.want {
+			t.Errorf("Select(%q, %q) = %d (%v), want %d", tc.tags, tc.glob, len(got), err, tc.want)
+		}
+	}
+	if _, err := Select(all, "nope", ""); err == nil {
+		t.Error("an unknown tag must be refused")
+	}
+}
+
+func TestSeedDependsOnlyOnRunSeedAndName(t *testing.T) {
+	if Seed(1, "a") != Seed(1, "a") {
+		t.Fatal("not deterministic")
+	}
+	if Seed(1, "a") == Seed(1, "b") || Seed(1, "a") == Seed(2, "a") {
+		t.Fatal("seeds collide")
+	}
+}
+
+func TestArrivalsAreDeterministicAndFollowTheShape(t *testing.T) {
+	tr := Traffic{Shape: "spike", Rate: 100, Duration: Duration(10e9), Mix: map[string]float64{"card_pay": 1, "cancel": 1}}
+	a, b := arrivals(tr, 7), arrivals(tr, 7)
+	if len(a) != len(b) || len(a) == 0 || a[len(a)/2] != b[len(b)/2] {
+		t.Fatal("the same seed must give the same schedule")
+	}
+	// The spike (4x for the middle fifth) holds about 4/8 of all arrivals.
+	mid := 0
+	for _, x := range a {
+		if x.at >= 4e9 && x.at < 6e9 {
+			mid++
+		}
+	}
+	if share := float64(mid) / float64(len(a)); share < 0.4 || share > 0.6 {
+		t.Fatalf("spike share %.2f of %d arrivals, want about 0.5", share, len(a))
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(okDoc))
+	f.Add([]byte("name: x\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n---\nname: y\n"))
+	f.Add([]byte("matrix:\n  a: [1]\nname: {a}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		scs, err := Parse("fuzz.yaml", data)
+		if err == nil {
+			for _, s := range scs {
+				if s.Name == "" || s.Traffic.Rate <= 0 || len(s.Tags) == 0 {
+					t.Fatalf("accepted an invalid scenario: %+v", s)
+				}
+			}
+		}
+	})
+}
