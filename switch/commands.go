@@ -74,6 +74,8 @@ type cmdHeader struct {
 // pointer has it.
 func (h *cmdHeader) stamp(v cmdHeader) { *h = v }
 
+func (h *cmdHeader) header() cmdHeader { return *h }
+
 // idemRef names an idempotency record and the fingerprint of the request
 // that wants it.
 type idemRef struct {
@@ -288,29 +290,8 @@ func decodeCommandFast(data []byte) (any, bool) {
 
 // headerOf returns the embedded header of a command newCommand made.
 func headerOf(cmd any) cmdHeader {
-	switch c := cmd.(type) {
-	case *cmdCreateOrder:
-		return c.cmdHeader
-	case *cmdPaymentIntent:
-		return c.cmdHeader
-	case *cmdPaymentResult:
-		return c.cmdHeader
-	case *cmdReview:
-		return c.cmdHeader
-	case *cmdOpIntent:
-		return c.cmdHeader
-	case *cmdOpResult:
-		return c.cmdHeader
-	case *cmdMethodsOffered:
-		return c.cmdHeader
-	case *cmdNotify:
-		return c.cmdHeader
-	case *cmdConfigPut:
-		return c.cmdHeader
-	case *cmdWatermark:
-		return c.cmdHeader
-	case *cmdExpireIdem:
-		return c.cmdHeader
+	if h, ok := cmd.(interface{ header() cmdHeader }); ok {
+		return h.header()
 	}
 	return cmdHeader{}
 }
