@@ -85,6 +85,8 @@ func (ac *applyCtx) apply(data []byte) (*ApplyResult, error) {
 		return ac.watermark(c)
 	case *cmdExpireIdem:
 		return ac.expireIdem(c)
+	case *cmdPaymentExpire:
+		return ac.paymentExpire(c)
 	}
 	return reject(KindInvalid, CodeInvalidCommand, "", fmt.Sprintf("no handler for %T", cmd)), nil
 }

@@ -322,6 +322,8 @@ func newCommand(typ string) any {
 		cmd = &cmdWatermark{}
 	case cmdTypeExpireIdem:
 		cmd = &cmdExpireIdem{}
+	case cmdTypePaymentExpire:
+		cmd = &cmdPaymentExpire{}
 	}
 	return cmd
 }

@@ -37,6 +37,11 @@ type MethodConfig struct {
 	// Surcharge = Fixed + amount * BasisPoints / 10000 (rounded half up), in
 	// the order's currency.
 	Surcharge SurchargeConfig `json:"surcharge"`
+	// PendingExpirySeconds is how long a payment of this method may wait
+	// for the shopper (pending) before the switch cancels it at the
+	// provider and opens the order for another attempt; 0 means
+	// DefaultPendingExpiry.
+	PendingExpirySeconds int64 `json:"pending_expiry_seconds,omitempty"`
 	// Routes are the providers for this method in priority order, each with
 	// its own eligibility narrowing.
 	Routes []RouteConfig `json:"routes"`

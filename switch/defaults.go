@@ -147,23 +147,29 @@ func DefaultConfig(merchants []MerchantConfig, providerURLs map[string]string) R
 			Countries: []string{"NL"}, Currencies: []string{"EUR"}, Channels: []string{ChannelOnline},
 			MaxAmount: DefaultIDEALMaxAmount,
 			Surcharge: SurchargeConfig{FixedMinor: 29},
-			Routes:    []RouteConfig{{Provider: "psp_b"}, {Provider: "psp_c"}},
+			// An iDEAL transaction at the bank expires after about 15 minutes.
+			PendingExpirySeconds: 15 * 60,
+			Routes:               []RouteConfig{{Provider: "psp_b"}, {Provider: "psp_c"}},
 		},
 		{
 			Name: "bancontact", Enabled: true, Redirect: true,
 			Countries: []string{"BE"}, Currencies: []string{"EUR"}, Channels: []string{ChannelOnline, ChannelPOS},
-			Routes: []RouteConfig{{Provider: "psp_c"}, {Provider: "psp_b"}},
+			PendingExpirySeconds: 15 * 60,
+			Routes:               []RouteConfig{{Provider: "psp_c"}, {Provider: "psp_b"}},
 		},
 		{
 			Name: "mobilepay", Enabled: true, Redirect: true,
 			Countries: []string{"DK", "FI"}, Currencies: []string{"DKK", "EUR"}, Channels: []string{ChannelOnline},
-			Routes: mobilepay,
+			PendingExpirySeconds: 15 * 60,
+			Routes:               mobilepay,
 		},
 		{
 			Name: "klarna_paylater", Enabled: true, Redirect: true,
 			Countries: klarnaCountries, Currencies: klarnaCurrencies, Channels: []string{ChannelOnline},
 			MinAmount: DefaultKlarnaMinAmount, MaxAmount: DefaultKlarnaMaxAmount,
-			Routes: klarna,
+			// The shopper fills in Klarna's checkout: allow an hour.
+			PendingExpirySeconds: 60 * 60,
+			Routes:               klarna,
 		},
 		{
 			Name: "sepa_debit", Enabled: true,

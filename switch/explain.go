@@ -82,6 +82,7 @@ const (
 	CauseReviewRejected    = "review_rejected"
 	CauseAwaitingShopper   = "awaiting_shopper"
 	CauseNoPaymentAttempts = "no_payment_attempt"
+	CauseExpired           = "payment_expired"
 )
 
 // downCodes are provider error codes meaning "the provider is down".
@@ -170,6 +171,8 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 				add(Cause{Code: CauseNeverReceived, PaymentID: p.ID, Provider: p.Provider, Message: p.Failure.Message})
 			case CodeReviewRejected:
 				add(Cause{Code: CauseReviewRejected, PaymentID: p.ID, Message: "manual review rejected the payment: " + p.Failure.Message})
+			case CodeExpired:
+				add(Cause{Code: CauseExpired, PaymentID: p.ID, Provider: p.Provider, Message: p.Failure.Message})
 			}
 		}
 	}
@@ -253,6 +256,9 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		if c := first(CauseNeverReceived); c != nil {
 			return "The order is not paid: " + c.Message + "."
+		}
+		if c := first(CauseExpired); c != nil && last.Failure != nil && last.Failure.Code == CodeExpired {
+			return "The order is not paid: " + c.Message + "; the customer can try again."
 		}
 		return "The order is not paid: its last payment failed."
 	}

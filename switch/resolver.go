@@ -82,7 +82,11 @@ func (s *Svc) ResolveInDoubt(ctx context.Context) (int, error) {
 			continue
 		}
 		asked++
-		done, err := s.resolveOne(ctx, d)
+		resolve := s.resolveOne
+		if s.expired(d, now) {
+			resolve = s.expireOne
+		}
+		done, err := resolve(ctx, d)
 		if err != nil {
 			s.logger.Info("in-doubt resolution deferred", zap.String("key", d.Key), zap.Error(err))
 		}
@@ -116,6 +120,12 @@ func (s *Svc) resolveOne(ctx context.Context, d InDoubt) (bool, error) {
 	if perr != nil {
 		return false, perr
 	}
+	return s.proposeResolution(ctx, d, res, latency)
+}
+
+// proposeResolution proposes the provider's answer to a status inquiry
+// about d. It reports false (retry later) for pending answers.
+func (s *Svc) proposeResolution(ctx context.Context, d InDoubt, res ProviderResult, latency time.Duration) (bool, error) {
 	switch res.Outcome {
 	case OutcomeApproved, OutcomeDeclined, OutcomeNotFound:
 	case OutcomePending:

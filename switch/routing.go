@@ -418,6 +418,10 @@ func (cfg *RoutingConfig) Validate() *Error {
 		if e := validateEligibility(p, mc.Countries, mc.Currencies, mc.Channels, mc.MinAmount, mc.MaxAmount); e != nil {
 			return e
 		}
+		if mc.PendingExpirySeconds < 0 || mc.PendingExpirySeconds > MaxPendingExpirySeconds {
+			return bad(p+".pending_expiry_seconds", "method %q: pending_expiry_seconds must be 0..%d (0 = %s), got %d",
+				mc.Name, MaxPendingExpirySeconds, DefaultPendingExpiry, mc.PendingExpirySeconds)
+		}
 		if mc.Surcharge.FixedMinor < 0 || mc.Surcharge.FixedMinor > MaxMoneyValue {
 			return bad(p+".surcharge.fixed", "fixed surcharge must be 0..%d minor units, got %d", MaxMoneyValue, mc.Surcharge.FixedMinor)
 		}

@@ -230,6 +230,60 @@ func TestE2EFlows(t *testing.T) {
 		}
 	})
 
+	t.Run("abandoned ideal redirect expires, then card pays the order", func(t *testing.T) {
+		// The simulated bank would complete only after ten minutes: the
+		// shopper has walked away.
+		if err := l.Sims["psp_b"].SetBehaviour(sim.Behaviour{Methods: map[string]sim.MethodBehaviour{
+			"ideal": {Async: &sim.Async{CompleteAfterMillis: 600_000}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Sims["psp_b"].ResetBehaviour()
+		orig := e2eRoutingConfig(t, l)
+		c := e2eRoutingConfig(t, l)
+		for i := range c.Methods {
+			if c.Methods[i].Name == "ideal" {
+				c.Methods[i].PendingExpirySeconds = 1
+			}
+		}
+		e2ePutConfig(t, l, c)
+		defer func() { orig.Version = 0; e2ePutConfig(t, l, orig) }()
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(3000, "EUR", "NL"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "ideal"})
+		if r.Status/100 != 2 || p.Status != txswitch.PaymentPending {
+			t.Fatalf("ideal: %d %s", r.Status, r.Body)
+		}
+		// One unsettled payment at a time: the card must wait.
+		if r, _ := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card"}); r.Status/100 == 2 {
+			t.Fatalf("a second payment was accepted while ideal was pending: %d %s", r.Status, r.Body)
+		}
+		got := e2eWaitPayment(t, l, p.ID, "expired", func(p txswitch.Payment) bool { return p.Status == txswitch.PaymentFailed })
+		if got.Failure == nil || got.Failure.Code != txswitch.CodeExpired {
+			t.Fatalf("expired payment: %+v", got)
+		}
+		// The PSP's own ledger: cancelled before completion, no charge.
+		if tot := l.Sims["psp_b"].Totals(p.ID); tot.Charges != 0 || tot.Captured != 0 {
+			t.Fatalf("psp_b totals for the expired payment: %+v", tot)
+		}
+		entries := l.Sims["psp_b"].LedgerFor(p.ID)
+		if len(entries) != 2 || entries[0].Code != sim.DeclineCancelledPending || entries[1].Op != txswitch.OpCancel {
+			t.Fatalf("psp_b ledger: %+v", entries)
+		}
+		if !e2eHas(e2eEventTypes(e2eTimelineOf(t, l, addr, o.ID)), "payment_expired") {
+			t.Error("timeline has no payment_expired event")
+		}
+		if ex := e2eExplainOf(t, l, addr, o.ID); !e2eHasCause(ex, "payment_expired") {
+			t.Errorf("explain of an expired payment: %+v", ex)
+		}
+		r2, p2 := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		if r2.Status != 201 || p2.Status != txswitch.PaymentCaptured {
+			t.Fatalf("card after expiry: %d %s", r2.Status, r2.Body)
+		}
+		if got := e2eGetOrder(t, l, addr, o.ID); got.Status != txswitch.OrderPaid {
+			t.Fatalf("order after card: %s", got.Status)
+		}
+	})
+
 	t.Run("fraud hold approved", func(t *testing.T) {
 		o := e2eCreateOrder(t, l, addr, e2eOrderReq(txswitch.DefaultCardHoldAmount, "EUR", "NL"))
 		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card"})

@@ -53,6 +53,9 @@ const (
 	DeclineExceedsAuthorization = "amount_exceeds_authorization"
 	DeclineExceedsCaptured      = "amount_exceeds_captured"
 	DeclineAlreadyCaptured      = "already_captured"
+	// DeclineCancelledPending is the final status of a pending (redirect)
+	// authorization cancelled before the shopper completed it.
+	DeclineCancelledPending = "cancelled_before_completion"
 )
 
 var (
@@ -152,7 +155,7 @@ func (b *book) process(req txswitch.ProviderRequest, now time.Time, declineCode 
 		b.byPay[req.PaymentID] = append(b.byPay[req.PaymentID], ref)
 	} else {
 		var a *auth
-		a, res = b.apply(req, ref)
+		a, res = b.apply(req, ref, now)
 		if a != nil {
 			e.AuthRef = a.ref
 		}
@@ -172,10 +175,13 @@ func (b *book) process(req txswitch.ProviderRequest, now time.Time, declineCode 
 // enforcing the money rules a real PSP enforces: capture <= authorized not
 // yet captured, refund <= captured not yet refunded, cancel only while
 // nothing is captured. A violation is a decline, not an error.
-func (b *book) apply(req txswitch.ProviderRequest, ref string) (*auth, txswitch.ProviderResult) {
+func (b *book) apply(req txswitch.ProviderRequest, ref string, now time.Time) (*auth, txswitch.ProviderResult) {
 	a := b.findAuth(req)
 	if a == nil {
 		return nil, decline(ref, DeclineUnknownAuthorization)
+	}
+	if req.Op == txswitch.OpCancel && a.status == txswitch.OutcomePending {
+		return a, b.cancelPending(a, now)
 	}
 	switch {
 	case a.status != txswitch.OutcomeApproved:
@@ -203,6 +209,22 @@ func (b *book) apply(req txswitch.ProviderRequest, ref string) (*auth, txswitch.
 		a.cancelled = true
 	}
 	return a, txswitch.ProviderResult{Outcome: txswitch.OutcomeApproved, ProviderRef: ref}
+}
+
+// cancelPending ends a pending authorization before the shopper completes
+// it, as a PSP does for an abandoned redirect: the bank can no longer
+// complete it, and a status inquiry answers declined from now on.
+func (b *book) cancelPending(a *auth, now time.Time) txswitch.ProviderResult {
+	a.status = txswitch.OutcomeDeclined
+	a.cancelled = true
+	if r, ok := b.byKey[a.key]; ok {
+		e := &b.entries[r.idx]
+		r.result = decline(a.ref, DeclineCancelledPending)
+		amt := e.Amount
+		r.result.Amount = &amt
+		e.Status, e.Code, e.UpdatedAt = r.result.Outcome, r.result.Code, now
+	}
+	return txswitch.ProviderResult{Outcome: txswitch.OutcomeApproved, ProviderRef: a.ref}
 }
 
 // findAuth resolves the authorization by provider_ref or, when that is

@@ -215,3 +215,54 @@ func TestBookAsyncCompletesOnce(t *testing.T) {
 		})
 	}
 }
+
+// An abandoned redirect is cancelled before the bank completes it: the
+// bank can no longer complete it, no money moves, and status inquiries
+// answer declined. Once completed, a cancellation is a void (manual
+// capture) or refused (captured).
+func TestBookCancelPendingAuthorization(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		capture      bool
+		completeAt   int // 0: never; 1: before the cancellation
+		cancelWant   txswitch.ProviderOutcome
+		cancelCode   string
+		statusWant   txswitch.ProviderOutcome
+		totals       Totals
+		completeLate bool // a completion after the cancellation must be refused
+	}{
+		{name: "abandoned", cancelWant: txswitch.OutcomeApproved, statusWant: txswitch.OutcomeDeclined, totals: Totals{}, completeLate: true},
+		{name: "abandoned with capture", capture: true, cancelWant: txswitch.OutcomeApproved, statusWant: txswitch.OutcomeDeclined, totals: Totals{}, completeLate: true},
+		{name: "completed first, manual capture: a void", completeAt: 1, cancelWant: txswitch.OutcomeApproved, statusWant: txswitch.OutcomeApproved, totals: Totals{Charges: 1}},
+		{name: "completed first, captured: refused", capture: true, completeAt: 1, cancelWant: txswitch.OutcomeDeclined, cancelCode: DeclineAlreadyCaptured,
+			statusWant: txswitch.OutcomeApproved, totals: Totals{Charges: 1, Authorized: 100, Captured: 100}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBook(10, "sim")
+			req := authReq("a", "p1", 100)
+			req.Capture = tc.capture
+			res, _, err := b.process(req, t0, "", true, "http://psp/redirect/")
+			if err != nil || res.Outcome != txswitch.OutcomePending {
+				t.Fatalf("authorize: %+v %v", res, err)
+			}
+			if tc.completeAt == 1 {
+				if _, _, ok := b.complete("a", t0); !ok {
+					t.Fatal("complete refused")
+				}
+			}
+			cres, _, err := b.process(opReq(txswitch.OpCancel, "a:expire", "p1", res.ProviderRef, eur(100)), t0.Add(time.Minute), "", false, "")
+			if err != nil || cres.Outcome != tc.cancelWant || cres.Code != tc.cancelCode {
+				t.Fatalf("cancel = %+v %v, want %s %q", cres, err, tc.cancelWant, tc.cancelCode)
+			}
+			if _, _, ok := b.complete("a", t0.Add(2*time.Minute)); ok && tc.completeLate {
+				t.Fatal("the bank completed an authorization after its cancellation")
+			}
+			if got := b.status("a").Outcome; got != tc.statusWant {
+				t.Fatalf("status after cancel = %s, want %s", got, tc.statusWant)
+			}
+			if got := b.totals("p1"); got != tc.totals {
+				t.Fatalf("totals = %+v, want %+v", got, tc.totals)
+			}
+		})
+	}
+}
