@@ -46,7 +46,12 @@ const (
 	CodeConnectionReset   = "connection_reset"   // connection broke once the request had a connection: in doubt
 	CodeMalformed         = "malformed_response" // garbled/oversized/unknown answer: in doubt
 	CodeKeyReused         = "idempotency_key_reused"
-	CodeInvalidRequest    = "invalid_request" // the adapter could not build the request: definitive
+	// CodeKeyFenced: the PSP refused the request because a status inquiry
+	// had already found its key unknown (and promised never to process
+	// it). Definitive: nothing was processed, and the switch has settled
+	// that attempt as never received.
+	CodeKeyFenced      = "idempotency_key_fenced"
+	CodeInvalidRequest = "invalid_request" // the adapter could not build the request: definitive
 )
 
 // NewHTTPClient returns an HTTP client with a bounded connection pool of
@@ -268,6 +273,9 @@ func (p *HTTPProvider) classify(op txswitch.ProviderOp, resp *http.Response, bod
 		detail := errorDetail(body)
 		if detail.Code == wire.CodeIdempotencyKeyReused {
 			return txswitch.ProviderResult{}, p.fail(op, false, CodeKeyReused, fmt.Errorf("PSP answered %d: %s", status, detail.Message))
+		}
+		if status == http.StatusConflict && detail.Code == wire.CodeIdempotencyKeyFenced {
+			return txswitch.ProviderResult{}, p.fail(op, true, CodeKeyFenced, fmt.Errorf("PSP answered %d: %s", status, detail.Message))
 		}
 		return txswitch.ProviderResult{}, p.fail(op, refusedBeforeProcessing[status], code, fmt.Errorf("PSP answered %d %s: %s", status, detail.Code, detail.Message))
 	case (status == http.StatusServiceUnavailable || status == http.StatusBadGateway) &&

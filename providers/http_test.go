@@ -104,6 +104,30 @@ func TestReplayAndKeyReuseThroughClient(t *testing.T) {
 	}
 }
 
+// A status inquiry that finds a key unknown fences it at the PSP: the
+// request under that key, arriving late, is refused definitively and books
+// nothing.
+func TestStatusInquiryFencesTheKey(t *testing.T) {
+	s := startSim(t)
+	p := providers.NewHTTPProvider(cfgFor(s.URL(), 2000), nil)
+	ctx := context.Background()
+	req := authorize("pay_9-1", "pay_9", 1000)
+	st, err := p.Do(ctx, txswitch.ProviderRequest{IdempotencyKey: req.IdempotencyKey, Op: txswitch.OpStatus, PaymentID: req.PaymentID, Method: req.Method})
+	if err != nil || st.Outcome != txswitch.OutcomeNotFound {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	_, err = p.Do(ctx, req)
+	if pe := providerError(t, err); !pe.Definitive || pe.Code != providers.CodeKeyFenced {
+		t.Fatalf("late authorize = %v, want definitive %s", pe, providers.CodeKeyFenced)
+	}
+	if l := s.LedgerFor("pay_9"); len(l) != 0 {
+		t.Fatalf("a fenced request was booked: %+v", l)
+	}
+	if st := s.Stats(); st.Fenced != 1 || st.RefusedFenced != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
 func providerError(t *testing.T, err error) *txswitch.ProviderError {
 	t.Helper()
 	var pe *txswitch.ProviderError
@@ -212,6 +236,8 @@ func TestClassificationOfAnswers(t *testing.T) {
 		{"503 not processed", txswitch.OpAuthorize, status(503, notProcessed, `{"error":{"code":"unavailable"}}`), "", true, "http_503"},
 		{"502 not processed", txswitch.OpCapture, status(502, notProcessed, ``), "", true, "http_502"},
 		{"503 without header", txswitch.OpAuthorize, status(503, nil, ``), "", false, "http_503"},
+		{"409 key fenced: definitive", txswitch.OpAuthorize, status(409, nil, `{"error":{"code":"idempotency_key_fenced"}}`), "", true, providers.CodeKeyFenced},
+		{"409 other: in doubt", txswitch.OpAuthorize, status(409, nil, `{"error":{"code":"in_progress"}}`), "", false, "http_409"},
 		{"500 even if it says not processed", txswitch.OpAuthorize, status(500, notProcessed, ``), "", false, "http_500"},
 		{"504", txswitch.OpRefund, status(504, nil, ``), "", false, "http_504"},
 		{"400 refused", txswitch.OpAuthorize, status(400, nil, `{"error":{"code":"invalid_request"}}`), "", true, "http_400"},

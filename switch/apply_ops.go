@@ -125,7 +125,7 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 		return nil, err
 	}
 	req := opRequest(c.Kind, &d, p)
-	return &ApplyResult{Open: &OpenCall{Kind: c.Kind, PaymentID: p.ID, OpID: c.OpID, Provider: p.Provider, Key: key, request: &req}}, nil
+	return &ApplyResult{Open: &OpenCall{Kind: c.Kind, PaymentID: p.ID, OpID: c.OpID, Provider: p.Provider, Key: key, At: c.At, request: &req}}, nil
 }
 
 // settledStatus is a payment's status from its amounts once authorized.

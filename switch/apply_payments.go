@@ -188,7 +188,7 @@ func (ac *applyCtx) openOrFail(o *orderRec, p *paymentRec, at time.Time, provide
 	if err := ac.putInDoubt(&d); err != nil {
 		return err
 	}
-	res.Open = &OpenCall{Kind: "payment", PaymentID: p.ID, Attempt: n, Provider: provider, Key: key}
+	res.Open = &OpenCall{Kind: "payment", PaymentID: p.ID, Attempt: n, Provider: provider, Key: key, At: at}
 	return ac.event(o, at, "provider_request", p.ID,
 		fmt.Sprintf("Sent %s of %s to %s (attempt %d, key %s).", opWord(OpAuthorize, d.Capture), FormatMoney(total), provider, n, key),
 		providerData{Op: string(OpAuthorize), Provider: provider, Key: key, Attempt: n, Amount: &total})

@@ -206,6 +206,15 @@ func errString(err error) string {
 }
 
 // Provider is one payment service provider, already wrapped in its breaker.
+//
+// The status inquiry (OpStatus) is a fence: when it answers not_found, the
+// provider guarantees that no request under that idempotency key will be
+// processed afterwards (the simulated PSP refuses it with
+// idempotency_key_fenced; a real PSP's adapter gets the same effect with a
+// "technical cancel" by reference). The resolver relies on it: it settles
+// an intent as never received on a not_found answer, and a request for
+// that intent still travelling from a stalled former leader must then not
+// move money.
 type Provider interface {
 	Name() string
 	// Do performs req before ctx's deadline. It returns either a result or a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Machine is the payment domain's replicated state machine over a Store.
@@ -57,6 +58,9 @@ type OpenCall struct {
 	Attempt   int
 	Provider  string
 	Key       string // provider idempotency key
+	// At is the time of the command that opened the call: the call may
+	// start only within the provider's timeout after it (Svc.callOpen).
+	At time.Time
 
 	// request is the provider request apply prepared from the state it
 	// just wrote, and candidates the payment's routing candidates, so the

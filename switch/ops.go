@@ -88,7 +88,7 @@ func (s *Svc) operate(ctx context.Context, c Caller, paymentID, kind string, bod
 	if err != nil {
 		return Reply{}, err
 	}
-	result, perr, latency := s.call(ctx, res.Open.Provider, p.Method, req)
+	result, perr, latency := s.callOpen(ctx, res.Open, p.Method, req)
 	rc := &cmdOpResult{At: s.clock.Now(), Kind: kind, PaymentID: p.ID, OpID: res.Open.OpID, Source: sourceCall, LatencyMs: latency.Milliseconds()}
 	classify(result, perr, &rc.Outcome, &rc.Result, &rc.ErrCode, &rc.ErrMessage)
 	if rc.Outcome == outcomePending {

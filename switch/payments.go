@@ -185,7 +185,7 @@ func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
 		if s.cfg.NotifyURL != nil {
 			req.NotifyURL = s.cfg.NotifyURL(call.Provider)
 		}
-		result, perr, latency := s.call(ctx, call.Provider, req.Method, req)
+		result, perr, latency := s.callOpen(ctx, call, req.Method, req)
 		cmd := &cmdPaymentResult{At: s.clock.Now(), PaymentID: req.PaymentID, Attempt: call.Attempt, Source: sourceCall, LatencyMs: latency.Milliseconds()}
 		classify(result, perr, &cmd.Outcome, &cmd.Result, &cmd.ErrCode, &cmd.ErrMessage)
 		if cmd.Outcome == outcomeFailed {
@@ -226,9 +226,45 @@ func (s *Svc) paymentCall(call *OpenCall) (ProviderRequest, []RouteCandidate, er
 	return *paymentRequest(p, call.Key), p.Candidates, nil
 }
 
+// CodeSendDeadlinePassed is the (in doubt) error of a money-moving call
+// that was not sent because its intent was older than the provider timeout.
+const CodeSendDeadlinePassed = "send_deadline_passed"
+
+// callOpen makes the provider call of an applied intent. It starts only
+// within the provider's timeout after the intent, and is bounded by what
+// is left of it: a node that stalled after committing the intent (a long
+// GC pause, a frozen VM, SIGSTOP) must not send a money-moving request
+// that the next leader's resolver may already have settled as never
+// received. Past the deadline nothing is sent and the call is in doubt,
+// settled by status inquiry like any other. The window between this check
+// and the request reaching the PSP is closed by the provider's fence: a
+// status inquiry that answers not_found guarantees the key is never
+// processed afterwards (see Provider).
+func (s *Svc) callOpen(ctx context.Context, open *OpenCall, method string, req ProviderRequest) (ProviderResult, error, time.Duration) {
+	timeout := s.providerTimeout(open.Provider)
+	left := timeout
+	if !open.At.IsZero() {
+		left = timeout - s.clock.Now().Sub(open.At)
+	}
+	if left <= 0 {
+		s.mu.Lock()
+		s.inflight[req.IdempotencyKey] = struct{}{} // the caller calls done, as after call
+		s.mu.Unlock()
+		s.logger.Warn("intent older than the provider timeout: not sending it; the resolver settles it",
+			zap.String("provider", open.Provider), zap.String("key", req.IdempotencyKey), zap.Duration("late", -left))
+		return ProviderResult{}, &ProviderError{Provider: open.Provider, Op: req.Op, Code: CodeSendDeadlinePassed,
+			Err: fmt.Errorf("intent %s is %s past the %s provider timeout: not sent", req.IdempotencyKey, -left, timeout)}, 0
+	}
+	return s.callWithin(ctx, open.Provider, method, req, left)
+}
+
 // call makes one provider call under the provider's timeout, marking the
 // key in flight so the resolver leaves it alone. The caller calls done.
 func (s *Svc) call(ctx context.Context, provider, method string, req ProviderRequest) (ProviderResult, error, time.Duration) {
+	return s.callWithin(ctx, provider, method, req, s.providerTimeout(provider))
+}
+
+func (s *Svc) callWithin(ctx context.Context, provider, method string, req ProviderRequest, timeout time.Duration) (ProviderResult, error, time.Duration) {
 	s.mu.Lock()
 	s.inflight[req.IdempotencyKey] = struct{}{}
 	s.mu.Unlock()
@@ -238,7 +274,7 @@ func (s *Svc) call(ctx context.Context, provider, method string, req ProviderReq
 			Err: errors.New("no such provider")}, 0
 	}
 	// Detached: a client hanging up must not turn a call into a doubt.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.providerTimeout(provider))
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	start := s.clock.Now()
 	res, err := p.Do(cctx, req)

@@ -62,3 +62,77 @@ func TestRunResolvesOnLeadership(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A proposer that stalls between committing an intent and calling the
+// provider (a GC pause, a frozen VM) must not send once the provider
+// timeout has passed since the intent: by then another leader may have
+// settled it as never received. The call is not made, the payment is in
+// doubt, and the resolver settles it by status inquiry.
+func TestStalledProposerDoesNotSendAfterTheDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stall time.Duration
+		sent  bool
+	}{
+		{"within the timeout", 1500 * time.Millisecond, true},
+		{"past the timeout", 2500 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t) // provider timeouts are 2 s
+			o := h.createOrder(1000)
+			h.log.AfterCommit(func(d []byte) {
+				if strings.Contains(string(d), `"type":"payment_intent"`) || strings.Contains(string(d), `"type":"op_intent"`) {
+					h.clock.Advance(tc.stall)
+				}
+			})
+			r, err := h.svc.CreatePayment(h.ctx, caller("k"), o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: txswitch.CaptureManual})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := decode[txswitch.Payment](t, r)
+			if got := len(h.a.CallsFor(txswitch.OpAuthorize)) == 1; got != tc.sent {
+				t.Fatalf("authorize sent = %v, want %v (payment %s)", got, tc.sent, p.Status)
+			}
+			if !tc.sent {
+				if p.Status != txswitch.PaymentInDoubt {
+					t.Fatalf("payment = %s, want in_doubt", p.Status)
+				}
+				h.clock.Advance(time.Minute)
+				if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil {
+					t.Fatal(err)
+				}
+				if p := h.payment(p.ID); p.Status != txswitch.PaymentFailed || p.Failure.Code != "provider_never_received" {
+					t.Fatalf("resolved payment = %s %+v", p.Status, p.Failure)
+				}
+				return
+			}
+			if p.Status != txswitch.PaymentAuthorized {
+				t.Fatalf("payment = %s", p.Status)
+			}
+			// The same guard holds for captures: a capture intent stalled
+			// past the timeout is not sent, and the resolver settles it.
+			h.log.AfterCommit(func(d []byte) {
+				if strings.Contains(string(d), `"type":"op_intent"`) {
+					h.clock.Advance(2500 * time.Millisecond)
+				}
+			})
+			if _, err = h.svc.Capture(h.ctx, caller("c"), p.ID, txswitch.CaptureRequest{}); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(h.a.CallsFor(txswitch.OpCapture)); n != 0 {
+				t.Fatalf("capture calls = %d after a stall past the timeout", n)
+			}
+			h.log.AfterCommit(nil)
+			h.clock.Advance(time.Minute)
+			if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.payment(p.ID); got.Status != txswitch.PaymentAuthorized || got.Captured.Value != 0 {
+				t.Fatalf("after the unsent capture was resolved: %s captured %v", got.Status, got.Captured)
+			}
+			if n := len(h.a.CallsFor(txswitch.OpCapture)); n != 0 {
+				t.Fatalf("the resolver sent the capture (%d calls)", n)
+			}
+		})
+	}
+}

@@ -28,8 +28,11 @@ type ServiceConfig struct {
 	// ResolveEvery is the in-doubt resolver's period (default 1 s).
 	ResolveEvery time.Duration
 	// ResolveMargin is added to a provider's timeout before an intent
-	// counts as in doubt, so a call still in flight at a previous leader
-	// cannot race the status inquiry (default 2 s).
+	// counts as in doubt (default 2 s). A call may start only within the
+	// provider's timeout after its intent (callOpen), so the margin covers
+	// clock skew between leaders and the request's own flight time; what
+	// a stalled process sends later still is refused by the provider's
+	// fence on status inquiries (see Provider).
 	ResolveMargin time.Duration
 	// ResolveMaxBackoff caps the wait between inquiries of one intent
 	// whose provider errs or says pending (default 1 min).

@@ -61,6 +61,7 @@ const (
 var (
 	errKeyReused  = errors.New("idempotency key reused with a different request")
 	errLedgerFull = errors.New("ledger full")
+	errKeyFenced  = errors.New("idempotency key fenced by an earlier status inquiry")
 )
 
 // book is the PSP's deterministic core: idempotency, money rules and the
@@ -73,6 +74,12 @@ type book struct {
 	byKey   map[string]*record
 	auths   map[string]*auth    // by provider ref
 	byPay   map[string][]string // payment id -> auth refs, in order
+	// fenced are the keys a status inquiry found unknown. Answering
+	// "not found" is a promise that the key is never processed afterwards
+	// (a request under it that was delayed in a frozen switch or the
+	// network would otherwise move money the switch has declared
+	// unmoved). Bounded with the ledger: len(fenced) <= cap.
+	fenced  map[string]struct{}
 	nextRef uint64
 }
 
@@ -99,7 +106,8 @@ type auth struct {
 }
 
 func newBook(capacity int, prefix string) *book {
-	return &book{cap: capacity, prefix: prefix, byKey: map[string]*record{}, auths: map[string]*auth{}, byPay: map[string][]string{}}
+	return &book{cap: capacity, prefix: prefix, byKey: map[string]*record{}, auths: map[string]*auth{}, byPay: map[string][]string{},
+		fenced: map[string]struct{}{}}
 }
 
 func fingerprint(req txswitch.ProviderRequest) [32]byte {
@@ -120,6 +128,9 @@ func (b *book) process(req txswitch.ProviderRequest, now time.Time, declineCode 
 			return txswitch.ProviderResult{}, true, errKeyReused
 		}
 		return r.result, true, nil
+	}
+	if _, ok := b.fenced[req.IdempotencyKey]; ok {
+		return txswitch.ProviderResult{}, false, errKeyFenced
 	}
 	if len(b.entries) >= b.cap {
 		return txswitch.ProviderResult{}, false, errLedgerFull
@@ -282,12 +293,23 @@ func (b *book) complete(key string, now time.Time) (res txswitch.ProviderResult,
 	return res, r.notifyURL, true
 }
 
-// status is the answer to a status inquiry.
-func (b *book) status(key string) txswitch.ProviderResult {
+// status is the answer to a status inquiry. An unknown key is fenced
+// before "not found" is answered, so the answer stays true: a request under
+// it that arrives later is refused (errKeyFenced), never processed. When
+// the fence set is full the PSP cannot make that promise and answers
+// errLedgerFull instead (the switch asks again later).
+func (b *book) status(key string) (txswitch.ProviderResult, error) {
 	if r, ok := b.byKey[key]; ok {
-		return r.result
+		return r.result, nil
 	}
-	return txswitch.ProviderResult{Outcome: txswitch.OutcomeNotFound, Message: "no request was processed under this idempotency key"}
+	if _, ok := b.fenced[key]; !ok {
+		if len(b.fenced) >= b.cap {
+			return txswitch.ProviderResult{}, errLedgerFull
+		}
+		b.fenced[key] = struct{}{}
+	}
+	return txswitch.ProviderResult{Outcome: txswitch.OutcomeNotFound,
+		Message: "no request was processed under this idempotency key; the key is now fenced and will never be processed"}, nil
 }
 
 // ledger returns a copy of the entries, all or those of paymentID.

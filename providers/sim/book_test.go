@@ -190,7 +190,7 @@ func TestBookAsyncCompletesOnce(t *testing.T) {
 			if err != nil || res.Outcome != txswitch.OutcomePending || res.RedirectURL != "http://psp/redirect/"+res.ProviderRef {
 				t.Fatalf("authorize: %+v %v", res, err)
 			}
-			if got := b.status("a").Outcome; got != txswitch.OutcomePending {
+			if got := statusOf(t, b, "a"); got != txswitch.OutcomePending {
 				t.Fatalf("status before completion = %s", got)
 			}
 			fin, url, ok := b.complete("a", t0.Add(time.Second))
@@ -200,7 +200,7 @@ func TestBookAsyncCompletesOnce(t *testing.T) {
 			if _, _, ok := b.complete("a", t0); ok {
 				t.Fatal("completed twice")
 			}
-			if got := b.status("a").Outcome; got != tc.want {
+			if got := statusOf(t, b, "a"); got != tc.want {
 				t.Fatalf("status after completion = %s, want %s", got, tc.want)
 			}
 			if replay, _, _ := b.process(req, t0, tc.decline, true, "http://psp/redirect/"); replay.Outcome != tc.want {
@@ -257,12 +257,59 @@ func TestBookCancelPendingAuthorization(t *testing.T) {
 			if _, _, ok := b.complete("a", t0.Add(2*time.Minute)); ok && tc.completeLate {
 				t.Fatal("the bank completed an authorization after its cancellation")
 			}
-			if got := b.status("a").Outcome; got != tc.statusWant {
+			if got := statusOf(t, b, "a"); got != tc.statusWant {
 				t.Fatalf("status after cancel = %s, want %s", got, tc.statusWant)
 			}
 			if got := b.totals("p1"); got != tc.totals {
 				t.Fatalf("totals = %+v, want %+v", got, tc.totals)
 			}
 		})
+	}
+}
+
+func statusOf(t *testing.T, b *book, key string) txswitch.ProviderOutcome {
+	t.Helper()
+	res, err := b.status(key)
+	if err != nil {
+		t.Fatalf("status(%s): %v", key, err)
+	}
+	return res.Outcome
+}
+
+// A status inquiry that answers "not found" fences the key: a request under
+// it that arrives afterwards (delayed in a frozen switch or the network) is
+// refused and moves no money. A known key is not fenced, and the fence set
+// is bounded: when it is full the PSP cannot promise and says so.
+func TestBookStatusFencesUnknownKeys(t *testing.T) {
+	b := newBook(3, "sim")
+	if got := statusOf(t, b, "late"); got != txswitch.OutcomeNotFound {
+		t.Fatalf("status of an unknown key = %s", got)
+	}
+	if _, _, err := b.process(authReq("late", "p1", 100), t0, "", false, ""); !errors.Is(err, errKeyFenced) {
+		t.Fatalf("authorize under a fenced key: %v", err)
+	}
+	if got := b.totals("p1"); got != (Totals{}) || len(b.ledger("")) != 0 {
+		t.Fatalf("a fenced request moved money: %+v, ledger %+v", got, b.ledger(""))
+	}
+	// Asking again changes nothing and still answers not found.
+	if got := statusOf(t, b, "late"); got != txswitch.OutcomeNotFound {
+		t.Fatalf("second status = %s", got)
+	}
+	// A processed key is answered, not fenced; replays still work.
+	if _, _, err := b.process(authReq("ok", "p2", 100), t0, "", false, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := statusOf(t, b, "ok"); got != txswitch.OutcomeApproved {
+		t.Fatalf("status of a processed key = %s", got)
+	}
+	if res, replayed, err := b.process(authReq("ok", "p2", 100), t0, "", false, ""); err != nil || !replayed || res.Outcome != txswitch.OutcomeApproved {
+		t.Fatalf("replay after status: %+v %v %v", res, replayed, err)
+	}
+	// Capacity 3: two more fences fit, the next inquiry cannot promise.
+	for _, k := range []string{"f2", "f3"} {
+		statusOf(t, b, k)
+	}
+	if _, err := b.status("f4"); !errors.Is(err, errLedgerFull) {
+		t.Fatalf("status with a full fence set: %v", err)
 	}
 }

@@ -75,6 +75,10 @@ type Stats struct {
 	NotificationsSent    uint64 `json:"notifications_sent"`
 	NotificationsFailed  uint64 `json:"notifications_failed"`
 	NotificationsDropped uint64 `json:"notifications_dropped"`
+	// Fenced counts status inquiries that found a key unknown and fenced
+	// it; RefusedFenced the requests later refused under such a key.
+	Fenced        uint64 `json:"fenced"`
+	RefusedFenced uint64 `json:"refused_fenced"`
 }
 
 // Server is a simulated PSP serving the wire protocol over real HTTP.
@@ -433,6 +437,14 @@ func (s *Server) handleOp(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("ledger full: refusing a new key", zap.Int("max_ledger", s.cfg.MaxLedger))
 		writeUnavailable(w, wire.CodeLedgerFull, "ledger full")
 		return
+	case errors.Is(err, errKeyFenced):
+		s.mu.Lock()
+		s.stats.RefusedFenced++
+		s.mu.Unlock()
+		s.log.Info("refused a request under a fenced key", zap.String("key", req.IdempotencyKey), zap.String("op", string(op)))
+		writeError(w, http.StatusConflict, wire.CodeIdempotencyKeyFenced,
+			"a status inquiry found this key unknown and fenced it: the request is refused and was not processed")
+		return
 	}
 	s.log.Debug("processed", zap.String("key", req.IdempotencyKey), zap.String("op", string(op)),
 		zap.String("outcome", string(res.Outcome)), zap.Bool("replayed", replayed))
@@ -463,8 +475,16 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	res := s.book.status(key)
+	res, err := s.book.status(key)
+	if err == nil && res.Outcome == txswitch.OutcomeNotFound {
+		s.stats.Fenced++
+	}
 	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn("fence set full: cannot answer a status inquiry with not found", zap.Int("max_ledger", s.cfg.MaxLedger))
+		writeUnavailable(w, wire.CodeLedgerFull, "cannot fence the key: ledger full")
+		return
+	}
 	s.answer(w, r, d, res)
 }
 

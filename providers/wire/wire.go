@@ -42,6 +42,10 @@ const (
 	CodeUnavailable          = "unavailable"
 	CodeLedgerFull           = "ledger_full"
 	CodeBodyTooLarge         = "body_too_large"
+	// CodeIdempotencyKeyFenced (409) refuses a request whose key an
+	// earlier status inquiry found unknown: the PSP promised then that the
+	// key would never be processed, so it is not (see sim's book.status).
+	CodeIdempotencyKeyFenced = "idempotency_key_fenced"
 )
 
 // ErrorBody is the body of every non-2xx answer that is not a decline.

@@ -19,6 +19,7 @@ type Log struct {
 	entries []txswitch.Command
 	lead    txswitch.Leadership
 	faults  []fault
+	after   func(data []byte)
 }
 
 type fault struct {
@@ -42,6 +43,15 @@ func (l *Log) Fail(match func(data []byte) bool, err error, apply bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.faults = append(l.faults, fault{match: match, err: err, apply: apply})
+}
+
+// AfterCommit sets fn to run after each proposal is applied, before
+// Propose returns: a test's way to stall the proposer at that point (e.g.
+// advance a fake clock between an intent and its provider call).
+func (l *Log) AfterCommit(fn func(data []byte)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.after = fn
 }
 
 // SetLeadership changes what Leadership reports (a test's leader change).
@@ -73,7 +83,11 @@ func (l *Log) Propose(ctx context.Context, data []byte) (any, error) {
 		}
 		return nil, f.err
 	}
-	return l.applyLocked(data)
+	res, err := l.applyLocked(data)
+	if err == nil && l.after != nil {
+		l.after(data)
+	}
+	return res, err
 }
 
 func (l *Log) applyLocked(data []byte) (any, error) {
