@@ -403,6 +403,14 @@ func (c *ProcCluster) Procs() []*Proc {
 	return append([]*Proc(nil), c.procs...)
 }
 
+// tick is the nodes' raft tick.
+func (c *ProcCluster) tick() time.Duration {
+	if c.cfg.TickInterval > 0 {
+		return c.cfg.TickInterval
+	}
+	return 100 * time.Millisecond // cmd/txswitch node's default
+}
+
 // Size is the number of bootstrap members.
 func (c *ProcCluster) Size() int { return c.cfg.Nodes }
 

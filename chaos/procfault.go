@@ -24,6 +24,7 @@ type ProcSignal struct {
 	// wasLeader and term are the target's view when the fault hit.
 	wasLeader bool
 	term      uint64
+	pausedAt  time.Time
 }
 
 // ProcKill9 returns a kill -9 fault for target ("leader", "follower", "n1"...).
@@ -68,6 +69,7 @@ func (f *ProcSignal) inject() error {
 	case "sigterm":
 		return f.c.Terminate(p)
 	default:
+		f.pausedAt = time.Now()
 		return f.c.Pause(p)
 	}
 }
@@ -82,10 +84,18 @@ func (f *ProcSignal) Undo(ctx context.Context) error {
 	start := time.Now()
 	var err error
 	if f.mode == "sigstop" {
+		paused := time.Since(f.pausedAt)
 		err = f.c.Resume(f.p)
-		f.addAt(start, "undo", false, "SIGCONT", err)
+		f.addAt(start, "undo", false, "SIGCONT after "+paused.Round(time.Millisecond).String(), err)
 		if err == nil {
-			f.add("effect", true, f.afterPause(ctx), nil)
+			// A leader paused past any election timeout (more than 30
+			// ticks: raft's randomized timeout is 10-20) must have been
+			// replaced and step down when it hears the new term; one
+			// that still leads at its old term tested nothing (or found
+			// a bug). A shorter pause makes no such claim.
+			mustStep := f.wasLeader && paused >= 30*f.c.tick()
+			stepped, detail := f.afterPause(ctx, mustStep)
+			f.add("effect", stepped || !mustStep, detail, nil)
 		}
 		return err
 	}
@@ -102,23 +112,29 @@ func (f *ProcSignal) Undo(ctx context.Context) error {
 	return err
 }
 
-// afterPause waits (bounded) for the continued node to report its status
-// and says whether a paused leader stepped down or kept leading.
-func (f *ProcSignal) afterPause(ctx context.Context) string {
+// afterPause waits (bounded) until the continued node answers its status
+// (and, with mustStep, no longer leads at the term it was paused in) and
+// says what it saw.
+func (f *ProcSignal) afterPause(ctx context.Context, mustStep bool) (stepped bool, detail string) {
 	deadline := time.Now().Add(5 * time.Second)
+	detail = "the resumed node did not answer its status within 5s"
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		st, err := f.c.ReadStatus(ctx, f.p.APIAddr)
-		if err == nil {
-			switch {
-			case !f.wasLeader:
-				return fmt.Sprintf("paused follower resumed at term %d (%s)", st.Raft.Term, st.Raft.State)
-			case st.Raft.State != "StateLeader" || st.Raft.Term > f.term:
-				return fmt.Sprintf("paused leader (term %d) resumed as %s at term %d", f.term, st.Raft.State, st.Raft.Term)
+		if st, err := f.c.ReadStatus(ctx, f.p.APIAddr); err == nil {
+			was := "follower"
+			if f.wasLeader {
+				was = "leader"
+			}
+			detail = fmt.Sprintf("paused %s (term %d) resumed as %s at term %d", was, f.term, st.Raft.State, st.Raft.Term)
+			if st.Raft.State != "StateLeader" || st.Raft.Term > f.term {
+				return true, detail
+			}
+			if !mustStep {
+				return false, detail
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Sprintf("paused node resumed; still %v leader at term %d after 5s", f.wasLeader, f.term)
+	return false, detail
 }
 
 // ProcWipeRejoin kills a node, deletes its data dir and removes its member
