@@ -31,11 +31,15 @@ const (
 	procReadyTimeout = 30 * time.Second
 	procExitTimeout  = 10 * time.Second // a SIGTERM'd node drains its API for at most 5 s
 	procReapTimeout  = 5 * time.Second  // after SIGKILL
-	statusTimeout    = 500 * time.Millisecond
+	statusTimeout    = time.Second
 	watchEvery       = 100 * time.Millisecond
-	// A status older than this is not trusted to say who leads: a paused
-	// or dead node keeps its last answer in the cache.
-	statusFresh = 400 * time.Millisecond
+	// A status older than this is not trusted to say who leads: a dead
+	// or unreachable node keeps its last answer in the cache (a paused
+	// one is known to be paused). Generous, because on a loaded machine
+	// a healthy node can take hundreds of milliseconds to answer.
+	statusFresh = 1500 * time.Millisecond
+	// resolveWait bounds how long a fault waits for a leader to aim at.
+	resolveWait = 5 * time.Second
 )
 
 // ProcConfig configures a cluster of real `txswitch node` processes on
@@ -95,6 +99,7 @@ type Proc struct {
 	exitErr error
 	paused  bool
 	retired bool // wiped: the slot never runs again
+	polling bool // a status read is in flight
 	starts  int
 	// last is the latest status read, lastAt when.
 	last   *cluster.Status
@@ -444,9 +449,12 @@ func (c *ProcCluster) Leader() *Proc {
 
 // Resolve maps a node target to a slot: "leader", "follower" (the first
 // running follower after the leader) or "n1".."nN" (bootstrap slots).
-func (c *ProcCluster) Resolve(target string) (*Proc, error) {
+func (c *ProcCluster) Resolve(ctx context.Context, target string) (*Proc, error) {
 	procs := c.Procs()
 	lead := c.Leader()
+	if lead == nil && (target == "leader" || target == "follower") {
+		lead = c.waitLeader(ctx, resolveWait)
+	}
 	switch {
 	case target == "leader":
 		if lead == nil {
@@ -474,31 +482,54 @@ func (c *ProcCluster) Resolve(target string) (*Proc, error) {
 	return nil, fmt.Errorf("unknown node target %q (leader, follower, n1..n%d)", target, c.cfg.Nodes)
 }
 
-// watch keeps every running node's status fresh (in parallel, each read
-// bounded by statusTimeout, so a paused node delays no one).
+// waitLeader waits (bounded) for a leader: a fault aimed at the leader
+// may fire in the middle of an election.
+func (c *ProcCluster) waitLeader(ctx context.Context, d time.Duration) *Proc {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if l := c.Leader(); l != nil {
+			return l
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// watch keeps every running node's status fresh: each node is polled on
+// its own (at most one read in flight per node, each bounded by
+// statusTimeout), so a slow or paused node delays no one.
 func (c *ProcCluster) watch(ctx context.Context) {
 	t := time.NewTicker(watchEvery)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		var wg sync.WaitGroup
 		for _, p := range c.Running() {
-			if p.Paused() {
+			p.mu.Lock()
+			skip := p.paused || p.polling
+			p.polling = p.polling || !skip
+			p.mu.Unlock()
+			if skip {
 				continue
 			}
 			wg.Go(func() {
 				st, err := c.ReadStatus(ctx, p.APIAddr)
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				p.polling = false
 				if err != nil {
 					return
 				}
-				p.mu.Lock()
 				p.last, p.lastAt = &st, time.Now()
 				if p.id == 0 {
 					p.id = st.Raft.ID
 				}
-				p.mu.Unlock()
 			})
 		}
-		wg.Wait()
 		select {
 		case <-ctx.Done():
 			return

@@ -24,7 +24,7 @@ type ProcSignal struct {
 	// wasLeader and term are the target's view when the fault hit.
 	wasLeader bool
 	term      uint64
-	pausedAt  time.Time
+	signalled time.Time
 }
 
 // ProcKill9 returns a kill -9 fault for target ("leader", "follower", "n1"...).
@@ -43,15 +43,15 @@ func ProcPause(c *ProcCluster, target string) *ProcSignal {
 }
 
 // Inject resolves the target and signals it.
-func (f *ProcSignal) Inject(context.Context) error {
-	start := time.Now()
-	err := f.inject()
-	f.addAt(start, "inject", false, fmt.Sprintf("was %s, pid %d", f.spec, f.pid), err)
+func (f *ProcSignal) Inject(ctx context.Context) error {
+	f.signalled = time.Now()
+	err := f.inject(ctx)
+	f.addAt(f.signalled, "inject", false, fmt.Sprintf("was %s, pid %d", f.spec, f.pid), err)
 	return err
 }
 
-func (f *ProcSignal) inject() error {
-	p, err := f.c.Resolve(f.spec)
+func (f *ProcSignal) inject(ctx context.Context) error {
+	p, err := f.c.Resolve(ctx, f.spec)
 	if err != nil {
 		return err
 	}
@@ -63,13 +63,15 @@ func (f *ProcSignal) inject() error {
 	if st, _ := p.Status(); st != nil {
 		f.wasLeader, f.term = st.Raft.State == "StateLeader", st.Raft.Term
 	}
+	// The fault takes effect now, not when the wait for a leader to aim
+	// at began (expectations time elections from here).
+	f.signalled = time.Now()
 	switch f.mode {
 	case "kill9":
 		return f.c.Kill(p)
 	case "sigterm":
 		return f.c.Terminate(p)
 	default:
-		f.pausedAt = time.Now()
 		return f.c.Pause(p)
 	}
 }
@@ -84,7 +86,7 @@ func (f *ProcSignal) Undo(ctx context.Context) error {
 	start := time.Now()
 	var err error
 	if f.mode == "sigstop" {
-		paused := time.Since(f.pausedAt)
+		paused := time.Since(f.signalled)
 		err = f.c.Resume(f.p)
 		f.addAt(start, "undo", false, "SIGCONT after "+paused.Round(time.Millisecond).String(), err)
 		if err == nil {
@@ -146,6 +148,7 @@ type ProcWipeRejoin struct {
 	p      *Proc
 	oldID  uint64
 	joined *Proc
+	killed time.Time
 }
 
 // ProcWipe returns a wipe-and-rejoin fault for target.
@@ -155,14 +158,14 @@ func ProcWipe(c *ProcCluster, target string) *ProcWipeRejoin {
 
 // Inject kills the node, wipes its dir and removes the old member.
 func (f *ProcWipeRejoin) Inject(ctx context.Context) error {
-	start := time.Now()
+	f.killed = time.Now()
 	err := f.inject(ctx)
-	f.addAt(start, "inject", false, "was "+f.spec, err)
+	f.addAt(f.killed, "inject", false, "was "+f.spec, err)
 	return err
 }
 
 func (f *ProcWipeRejoin) inject(ctx context.Context) error {
-	p, err := f.c.Resolve(f.spec)
+	p, err := f.c.Resolve(ctx, f.spec)
 	if err != nil {
 		return err
 	}
@@ -171,6 +174,7 @@ func (f *ProcWipeRejoin) inject(ctx context.Context) error {
 	}
 	f.p, f.oldID = p, p.ID()
 	f.setTarget("n" + strconv.Itoa(p.Slot+1))
+	f.killed = time.Now()
 	if err := f.c.Kill(p); err != nil {
 		return err
 	}
@@ -231,7 +235,7 @@ func (f *RollingRestart) Inject(ctx context.Context) error {
 }
 
 func (f *RollingRestart) roll(ctx context.Context) error {
-	lead := f.c.Leader()
+	lead := f.c.waitLeader(ctx, resolveWait)
 	if lead == nil {
 		return errors.New("no leader")
 	}
@@ -356,14 +360,14 @@ func NetBandwidth(c *ProcCluster, target string, kbps int) *NetFault {
 const netToxicName = "fault"
 
 // Inject installs the toxic on the target's links.
-func (f *NetFault) Inject(context.Context) error {
-	err := f.inject()
+func (f *NetFault) Inject(ctx context.Context) error {
+	err := f.inject(ctx)
 	f.add("inject", false, fmt.Sprintf("%s on %d links", f.typ, len(f.links)), err)
 	return err
 }
 
-func (f *NetFault) inject() error {
-	p, err := f.c.Resolve(f.spec)
+func (f *NetFault) inject(ctx context.Context) error {
+	p, err := f.c.Resolve(ctx, f.spec)
 	if err != nil {
 		return err
 	}

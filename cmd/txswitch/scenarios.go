@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	register("scenarios", "list and run the scenario suite (in-process clusters with faults)", runScenarios)
+	register("scenarios", "list and run the scenario suite (in-process or real-process clusters with faults)", runScenarios)
 }
 
 func runScenarios(args []string) error {
