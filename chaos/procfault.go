@@ -184,14 +184,7 @@ func (f *ProcWipeRejoin) inject(ctx context.Context) error {
 	if err := os.RemoveAll(p.dir); err != nil {
 		return fmt.Errorf("wipe n%d: %w", p.Slot+1, err)
 	}
-	code, body, err := f.c.admin(ctx, "DELETE", "/v1/admin/members/"+strconv.FormatUint(f.oldID, 10))
-	if err != nil {
-		return fmt.Errorf("remove member %d: %w", f.oldID, err)
-	}
-	if code/100 != 2 {
-		return fmt.Errorf("remove member %d: %d %s", f.oldID, code, body)
-	}
-	return nil
+	return removeMember(ctx, f.c.admin, f.oldID)
 }
 
 // Undo starts the replacement node.
