@@ -100,7 +100,9 @@ type Proc struct {
 	paused  bool
 	retired bool // wiped: the slot never runs again
 	polling bool // a status read is in flight
-	starts  int
+	// stopping is set when this runner signals the process to end: an
+	// exit without it is a crash.
+	stopping bool
 	// last is the latest status read, lastAt when.
 	last   *cluster.Status
 	lastAt time.Time
@@ -248,8 +250,7 @@ func (c *ProcCluster) start(p *Proc) error {
 	}
 	done := make(chan struct{})
 	p.mu.Lock()
-	p.cmd, p.done, p.exitErr, p.paused, p.last = cmd, done, nil, false, nil
-	p.starts++
+	p.cmd, p.done, p.exitErr, p.paused, p.last, p.stopping = cmd, done, nil, false, nil, false
 	p.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
@@ -309,12 +310,19 @@ func (p *Proc) Paused() bool {
 }
 
 func (p *Proc) signal(sig syscall.Signal) error {
-	pid := p.Pid()
-	if pid == 0 {
+	p.mu.Lock()
+	cmd := p.cmd
+	if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+		p.stopping = true
+	}
+	p.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
 		return fmt.Errorf("n%d has no process", p.Slot+1)
 	}
-	if err := syscall.Kill(pid, sig); err != nil {
-		return fmt.Errorf("%v to n%d (pid %d): %w", sig, p.Slot+1, pid, err)
+	// os.Process.Signal refuses a process already reaped, so a reused
+	// pid is never signalled.
+	if err := cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("%v to n%d (pid %d): %w", sig, p.Slot+1, cmd.Process.Pid, err)
 	}
 	return nil
 }
@@ -624,10 +632,10 @@ func (c *ProcCluster) WaitReady(ctx context.Context, timeout time.Duration) erro
 		if ready {
 			return nil
 		}
-		if err := c.exited(); err != nil && time.Since(deadline.Add(-timeout)) < 2*time.Second {
-			// A node that died at start (a port taken meanwhile) will not
-			// become ready: say why now.
-			return err
+		if crashes := c.Crashes(); len(crashes) > 0 {
+			// A node that died (at start: a port taken meanwhile) will
+			// not become ready: say why now.
+			return errors.New(strings.Join(crashes, "; "))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("process cluster: no leader with the routing configuration on every node within %v (node logs in %s)", timeout, c.cfg.Dir)
@@ -640,23 +648,25 @@ func (c *ProcCluster) WaitReady(ctx context.Context, timeout time.Duration) erro
 	}
 }
 
-// exited reports a bootstrap slot whose process exited on its own.
-func (c *ProcCluster) exited() error {
+// Crashes lists the processes that exited without being told to (a
+// panic, a fatal error), each with the end of its log.
+func (c *ProcCluster) Crashes() []string {
+	var out []string
 	for _, p := range c.Procs() {
 		p.mu.Lock()
-		done, err, retired := p.done, p.exitErr, p.retired
+		done, err, stopping := p.done, p.exitErr, p.stopping
 		p.mu.Unlock()
-		if done == nil || retired {
+		if done == nil || stopping {
 			continue
 		}
 		select {
 		case <-done:
 			b, _ := os.ReadFile(p.logPath)
-			return fmt.Errorf("n%d exited: %v: %s", p.Slot+1, err, tail(b, 600))
+			out = append(out, fmt.Sprintf("node process n%d exited on its own: %v: %s", p.Slot+1, err, tail(b, 600)))
 		default:
 		}
 	}
-	return nil
+	return out
 }
 
 func tail(b []byte, n int) string {

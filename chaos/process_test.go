@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,6 +158,19 @@ func TestProcessKill9Leader(t *testing.T) {
 				t.Fatalf("order %s on n%d: %d %v, want 200", oid, p.Slot+1, code, err)
 			}
 		}
+	}
+	if cr := c.Crashes(); len(cr) != 0 {
+		t.Fatalf("a kill -9 the runner sent counted as a crash: %v", cr)
+	}
+	// A process that dies without the runner asking is a crash.
+	if err := syscall.Kill(second.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.wait(procReapTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if cr := c.Crashes(); len(cr) != 1 {
+		t.Fatalf("crashes %v, want the one process killed behind the runner's back", cr)
 	}
 }
 

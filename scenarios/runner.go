@@ -335,6 +335,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 		ev.Faults = append(ev.Faults, FaultRun{Spec: sc.Faults[i], Events: f.Fired()})
 	}
 	ev.Final, ev.ReadErrors = readFinal(ctx, e, ids)
+	ev.ReadErrors = append(ev.ReadErrors, t.crashes()...)
 	ev.Timelines = readTimelines(ctx, e, sc, ev)
 	ev.Members = t.members()
 	phase("collect")

@@ -47,6 +47,8 @@ type tierCluster interface {
 	waitReady(ctx context.Context, d time.Duration) error
 	// members is the leader's member count (0 without a leader).
 	members() int
+	// crashes lists nodes that died without a fault telling them to.
+	crashes() []string
 	close()
 }
 
@@ -86,6 +88,10 @@ func (t inProc) adminToken() string                                 { return t.c
 func (t inProc) sims() map[string]*sim.Server                       { return t.c.Sims }
 func (t inProc) waitReady(_ context.Context, d time.Duration) error { return t.c.WaitReady(d) }
 func (t inProc) close()                                             { t.c.Close() }
+
+// crashes: in-process nodes share the runner's process; a node whose
+// raft stopped shows in its reads.
+func (t inProc) crashes() []string { return nil }
 
 func (t inProc) configApplied(v uint64) bool {
 	for _, n := range t.c.Running() {
@@ -183,7 +189,8 @@ func (t procTier) sims() map[string]*sim.Server { return t.p.Sims }
 func (t procTier) waitReady(ctx context.Context, d time.Duration) error {
 	return t.p.WaitReady(ctx, d)
 }
-func (t procTier) close() { t.p.Close() }
+func (t procTier) close()            { t.p.Close() }
+func (t procTier) crashes() []string { return t.p.Crashes() }
 
 func (t procTier) configApplied(v uint64) bool {
 	for _, p := range t.p.Running() {
