@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -270,10 +271,23 @@ func startTier(ctx context.Context, sc *Scenario, seed uint64, log *zap.Logger) 
 			return nil, nil, nil, fmt.Errorf("the txswitch binary for the process tier: %w", err)
 		}
 		var p *chaos.ProcCluster
+		// $TXSWITCH_PROC_KEEP keeps each scenario's data dirs and node
+		// logs there for a post-mortem (default: a temp dir, removed).
+		keep := os.Getenv("TXSWITCH_PROC_KEEP")
 		// Ports are picked free a moment before the nodes bind them; a
 		// parallel scenario may take one first. Retry.
 		for attempt := 0; attempt < 3; attempt++ {
-			p, err = chaos.StartProcs(ctx, chaos.ProcConfig{Binary: bin, Nodes: sc.Topology.Nodes, Seed: seed,
+			dir := ""
+			if keep != "" {
+				dir = filepath.Join(keep, strings.ReplaceAll(sc.Name, "/", "_"))
+				if err := os.RemoveAll(dir); err != nil {
+					return nil, nil, nil, fmt.Errorf("clear %s: %w", dir, err)
+				}
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					return nil, nil, nil, fmt.Errorf("keep dir: %w", err)
+				}
+			}
+			p, err = chaos.StartProcs(ctx, chaos.ProcConfig{Binary: bin, Nodes: sc.Topology.Nodes, Seed: seed, Dir: dir,
 				TickInterval: sc.Config.TickInterval.D(), Logger: log.Named(sc.Name)})
 			if err == nil || !strings.Contains(err.Error(), "address already in use") {
 				break
