@@ -11,9 +11,12 @@
 // no message) records Hit=false, so a scenario can fail as vacuous
 // instead of passing without testing anything.
 //
-// Tier: in-process only. A "crash" here is cmd/cluster's StopNode (the
-// API drains for at most 5 s, then raft and Pebble close); kill -9,
-// SIGSTOP and toxiproxy belong to the real-process tier, which is not
-// built yet. Central-database (PostgreSQL) faults plug in as another Fault
-// implementation once storage/central exists; nothing here fakes them.
+// Two tiers. In process (Cluster): a "crash" is cmd/cluster's StopNode
+// (the API drains for at most 5 s, then raft and Pebble close). Real
+// processes (ProcCluster, process.go): `txswitch node` processes on
+// loopback get kill -9, SIGTERM, SIGSTOP, a wiped dir and a rejoin, and
+// toxiproxy toxics on the raft links between them (netproxy.go), so what
+// only a real process shows — fsync before the ack, a frozen leader, a
+// real TCP reset — is tested too. Central-database (PostgreSQL) faults
+// plug in as another Fault implementation; nothing here fakes them.
 package chaos

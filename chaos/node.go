@@ -108,12 +108,18 @@ func (f *WipeRejoin) inject(ctx context.Context) error {
 	if err := os.RemoveAll(slotDir(f.c, slot)); err != nil {
 		return fmt.Errorf("wipe n%d: %w", slot+1, err)
 	}
-	code, body, err := f.c.admin(ctx, "DELETE", "/v1/admin/members/"+strconv.FormatUint(f.oldID, 10))
+	return removeMember(ctx, f.c.admin, f.oldID)
+}
+
+// removeMember removes member id through a cluster's admin call (which
+// retries while a membership change is in flight).
+func removeMember(ctx context.Context, admin func(ctx context.Context, method, path string) (int, []byte, error), id uint64) error {
+	code, body, err := admin(ctx, "DELETE", "/v1/admin/members/"+strconv.FormatUint(id, 10))
 	if err != nil {
-		return fmt.Errorf("remove member %d: %w", f.oldID, err)
+		return fmt.Errorf("remove member %d: %w", id, err)
 	}
 	if code/100 != 2 {
-		return fmt.Errorf("remove member %d: %d %s", f.oldID, code, body)
+		return fmt.Errorf("remove member %d: %d %s", id, code, body)
 	}
 	return nil
 }

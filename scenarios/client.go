@@ -122,7 +122,7 @@ func (c *client) once(ctx context.Context, r req, payload []byte, attempt int) r
 		if err == nil {
 			auth := r.auth
 			if auth == "" {
-				auth = c.env.c.APIKey
+				auth = c.env.t.apiKey()
 			}
 			hr.Header.Set("Authorization", "Bearer "+auth)
 			if len(payload) > 0 {

@@ -24,6 +24,11 @@ type env struct {
 	baseBehaviour sim.Behaviour
 	start         time.Time
 	admin         *http.Client
+	// t is the running cluster in either tier; c (in-process tier) and
+	// p (process tier) are for the fault builders of that tier, nil in
+	// the other.
+	t tierCluster
+	p *chaos.ProcCluster
 }
 
 // redirectMethods complete asynchronously at the simulated PSPs, as the
@@ -40,26 +45,25 @@ func baseBehaviour(t Tuning) sim.Behaviour {
 
 // pickNode chooses the node for the n-th request.
 func (e *env) pickNode(n uint64) string {
-	nodes := e.c.Running()
+	nodes := e.t.apiNodes()
 	var addrs []string
 	for _, nd := range nodes {
-		lead := nd.Raft().Leadership().IsLeader
 		switch e.sc.Traffic.Target {
 		case "leader":
-			if lead {
-				addrs = append(addrs, nd.APIAddr())
+			if nd.leader {
+				addrs = append(addrs, nd.addr)
 			}
 		case "followers":
-			if !lead {
-				addrs = append(addrs, nd.APIAddr())
+			if !nd.leader {
+				addrs = append(addrs, nd.addr)
 			}
 		default:
-			addrs = append(addrs, nd.APIAddr())
+			addrs = append(addrs, nd.addr)
 		}
 	}
 	if len(addrs) == 0 {
 		for _, nd := range nodes {
-			addrs = append(addrs, nd.APIAddr())
+			addrs = append(addrs, nd.addr)
 		}
 	}
 	if len(addrs) == 0 {
@@ -80,8 +84,8 @@ func (e *env) adminCall(ctx context.Context, method, path string, body any, out 
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		lead := e.c.LeaderNode()
-		if lead == nil {
+		lead := e.t.leaderAddr()
+		if lead == "" {
 			lastErr = fmt.Errorf("no leader")
 			continue
 		}
@@ -93,11 +97,11 @@ func (e *env) adminCall(ctx context.Context, method, path string, body any, out 
 			}
 			rd = bytes.NewReader(b)
 		}
-		hr, err := http.NewRequestWithContext(ctx, method, "http://"+lead.APIAddr()+path, rd)
+		hr, err := http.NewRequestWithContext(ctx, method, "http://"+lead+path, rd)
 		if err != nil {
 			return err
 		}
-		hr.Header.Set("Authorization", "Bearer "+e.c.AdminToken)
+		hr.Header.Set("Authorization", "Bearer "+e.t.adminToken())
 		hr.Header.Set("Content-Type", "application/json")
 		resp, err := e.admin.Do(hr)
 		if err != nil {
@@ -140,14 +144,7 @@ func (e *env) tune(ctx context.Context) error {
 		return fmt.Errorf("put routing config: %w", err)
 	}
 	for {
-		done := true
-		for _, n := range e.c.Running() {
-			st, err := n.NodeStatus()
-			if err != nil || st.ConfigVersion < applied.Version {
-				done = false
-			}
-		}
-		if done {
+		if e.t.configApplied(applied.Version) {
 			return nil
 		}
 		select {
@@ -176,26 +173,7 @@ func observe(ctx context.Context, e *env, out *[]Observation, mu *sync.Mutex) {
 	defer t.Stop()
 	for {
 		o := Observation{At: time.Now()}
-		seen := map[string]bool{}
-		for _, n := range e.c.Running() {
-			if n.Raft().Leadership().IsLeader {
-				// Two nodes may both believe they lead for a moment (the
-				// old one has not heard of the new term): the higher term
-				// is the real leader.
-				st := n.Raft().Status()
-				if st.Term >= o.Term {
-					o.Leader, o.Term, o.Members = st.ID, st.Term, len(st.Members)
-				}
-			}
-			for prov, methods := range n.Providers().States() {
-				for m, s := range methods {
-					if s == txswitch.BreakerOpen && !seen[prov+"/"+m] {
-						seen[prov+"/"+m] = true
-						o.Open = append(o.Open, prov+"/"+m)
-					}
-				}
-			}
-		}
+		e.t.sample(&o)
 		mu.Lock()
 		*out = append(*out, o)
 		mu.Unlock()

@@ -19,7 +19,7 @@ import (
 
 // Tags a scenario may carry.
 var knownTags = []string{"smoke", "regression", "chaos", "upgrade", "mutant", "flow", "provider", "node",
-	"partition", "idempotency", "bad_input", "redirect", "load", "slow"}
+	"partition", "idempotency", "bad_input", "redirect", "load", "slow", "process"}
 
 // shape is a traffic shape: the arrival rate factor over the run.
 type shape struct {
@@ -67,35 +67,35 @@ type faultDef struct {
 var faultKinds = map[string]faultDef{
 	"provider_unavailable": {doc: "PSP answers 503 before processing", target: targetProvider,
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.Unavailable(f.Target, e.c.Sims[f.Target], e.baseBehaviour), nil
+			return chaos.Unavailable(f.Target, e.t.sims()[f.Target], e.baseBehaviour), nil
 		}},
 	"provider_error_rate": {doc: "a share (rate) of PSP requests answer 503 before processing", target: targetProvider, params: []string{"rate"},
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.ErrorRate(f.Target, e.c.Sims[f.Target], e.baseBehaviour, f.Rate), nil
+			return chaos.ErrorRate(f.Target, e.t.sims()[f.Target], e.baseBehaviour, f.Rate), nil
 		}},
 	"provider_refuse": {doc: "PSP stops listening: connection refused", target: targetProvider,
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.Refuse(f.Target, e.c.Sims[f.Target], e.baseBehaviour), nil
+			return chaos.Refuse(f.Target, e.t.sims()[f.Target], e.baseBehaviour), nil
 		}},
 	"provider_latency": {doc: "PSP answers after latency", target: targetProvider, params: []string{"latency"},
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.Latency(f.Target, e.c.Sims[f.Target], e.baseBehaviour, f.Latency.D()), nil
+			return chaos.Latency(f.Target, e.t.sims()[f.Target], e.baseBehaviour, f.Latency.D()), nil
 		}},
 	"provider_hang": {doc: "PSP answers after latency, beyond the provider timeout (needs an in_doubt expectation)", target: targetProvider, params: []string{"latency"},
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.Hang(f.Target, e.c.Sims[f.Target], e.baseBehaviour, f.Latency.D()), nil
+			return chaos.Hang(f.Target, e.t.sims()[f.Target], e.baseBehaviour, f.Latency.D()), nil
 		}},
 	"provider_charge_then_timeout": {doc: "PSP processes a share (rate) of requests and stalls for stall", target: targetProvider, params: []string{"rate", "stall"},
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.ChargeThenTimeout(f.Target, e.c.Sims[f.Target], e.baseBehaviour, f.Rate, f.Stall.D()), nil
+			return chaos.ChargeThenTimeout(f.Target, e.t.sims()[f.Target], e.baseBehaviour, f.Rate, f.Stall.D()), nil
 		}},
 	"provider_malformed": {doc: "PSP processes a share (rate) of requests and answers garbled JSON", target: targetProvider, params: []string{"rate"},
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.Malformed(f.Target, e.c.Sims[f.Target], e.baseBehaviour, f.Rate), nil
+			return chaos.Malformed(f.Target, e.t.sims()[f.Target], e.baseBehaviour, f.Rate), nil
 		}},
 	"provider_slow_notify": {doc: "redirect notifications arrive after delay, duplicated", target: targetProvider, params: []string{"delay", "duplicates"},
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.SlowNotify(f.Target, e.c.Sims[f.Target], e.baseBehaviour, f.Delay.D(), f.Duplicates), nil
+			return chaos.SlowNotify(f.Target, e.t.sims()[f.Target], e.baseBehaviour, f.Delay.D(), f.Duplicates), nil
 		}},
 	"node_stop": {doc: "stop a node (data kept); restarted after for", target: targetNode,
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.StopNode(e.c, f.Target), nil }},
@@ -107,11 +107,11 @@ var faultKinds = map[string]faultDef{
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewPartition(e.c, f.Target, true), nil }},
 	"mutant_double_book": {doc: "MUTANT: charge a payment a second time straight at the PSP", target: targetProvider, mutant: true,
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.NewDoubleBook(f.Target, e.c.Sims[f.Target]), nil
+			return chaos.NewDoubleBook(f.Target, e.t.sims()[f.Target]), nil
 		}},
 	"mutant_ghost_refund": {doc: "MUTANT: refund 1 minor unit straight at the PSP", target: targetProvider, mutant: true,
 		build: func(e *env, f Fault) (chaos.Fault, error) {
-			return chaos.NewGhostRefund(f.Target, e.c.Sims[f.Target]), nil
+			return chaos.NewGhostRefund(f.Target, e.t.sims()[f.Target]), nil
 		}},
 	"mutant_wipe_all": {doc: "MUTANT: wipe every node's data (total loss)", target: targetNone, mutant: true,
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewWipeAll(e.c), nil }},
@@ -197,8 +197,8 @@ func (s *Scenario) validate() error {
 	if s.Topology.Nodes < 1 || s.Topology.Nodes > maxNodes {
 		return fmt.Errorf("topology.nodes %d: want 1..%d", s.Topology.Nodes, maxNodes)
 	}
-	if s.Topology.Tier != "" && s.Topology.Tier != "in_process" {
-		return fmt.Errorf("topology.tier %q: only in_process exists so far", s.Topology.Tier)
+	if err := s.Topology.validateTier(); err != nil {
+		return err
 	}
 	if err := s.Config.defaults(); err != nil {
 		return err
@@ -214,6 +214,9 @@ func (s *Scenario) validate() error {
 			return fmt.Errorf("faults[%d]: unknown kind %q (known: %v)", i, f.Kind, sortedKeys(faultKinds))
 		}
 		hasMutant = hasMutant || def.mutant
+		if err := faultInTier(f.Kind, def, s.Topology.Tier); err != nil {
+			return fmt.Errorf("faults[%d]: %w", i, err)
+		}
 		if err := f.validate(def, s.Topology.Nodes, s.Traffic.Duration.D()); err != nil {
 			return fmt.Errorf("faults[%d] (%s): %w", i, f.Kind, err)
 		}
@@ -346,7 +349,7 @@ func (f *Fault) validate(def faultDef, nodes int, dur time.Duration) error {
 		}
 	}
 	set := map[string]bool{"rate": f.Rate != 0, "latency": f.Latency != 0, "stall": f.Stall != 0,
-		"delay": f.Delay != 0, "duplicates": f.Duplicates != 0}
+		"delay": f.Delay != 0, "duplicates": f.Duplicates != 0, "bandwidth": f.Bandwidth != 0}
 	for p, isSet := range set {
 		if isSet && !slices.Contains(def.params, p) {
 			return fmt.Errorf("parameter %q does not apply (takes %v)", p, def.params)
@@ -359,6 +362,9 @@ func (f *Fault) validate(def faultDef, nodes int, dur time.Duration) error {
 	}
 	if f.Rate < 0 || f.Rate > 1 {
 		return fmt.Errorf("rate %v: want 0..1", f.Rate)
+	}
+	if f.Bandwidth < 0 || f.Bandwidth > 1<<20 {
+		return fmt.Errorf("bandwidth %d KB/s: want 0..%d", f.Bandwidth, 1<<20)
 	}
 	if f.Duplicates < 0 || f.Duplicates > 10 {
 		return fmt.Errorf("duplicates %d: want 0..10", f.Duplicates)

@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txswitch/txswitch/chaos"
-	"github.com/txswitch/txswitch/cmd/cluster"
 	"github.com/txswitch/txswitch/providers/sim"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
@@ -231,24 +230,13 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	if log == nil {
 		log = zap.NewNop()
 	}
-	var l *cluster.Local
-	var err error
-	// StartLocal picks ports that were free a moment earlier; with
-	// scenarios in parallel another cluster may take one first. Retry.
-	for attempt := 0; attempt < 3; attempt++ {
-		l, err = cluster.StartLocal(cluster.LocalConfig{Nodes: sc.Topology.Nodes, Seed: seed,
-			TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)})
-		if err == nil || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
+	t, c, p, err := startTier(ctx, sc, seed, log)
 	if err != nil {
-		return nil, fmt.Errorf("start the cluster: %w", err)
+		return nil, err
 	}
 	phase("start")
-	c := chaos.NewCluster(l, chaos.ClusterOptions{TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)})
-	defer c.Close()
-	e := &env{sc: sc, seed: seed, c: c, hist: &History{}, baseBehaviour: baseBehaviour(sc.Config), admin: &http.Client{Timeout: 10 * time.Second}}
+	defer t.close()
+	e := &env{sc: sc, seed: seed, t: t, c: c, p: p, hist: &History{}, baseBehaviour: baseBehaviour(sc.Config), admin: &http.Client{Timeout: 10 * time.Second}}
 	// Idle keep-alive connections would hold each node's graceful API
 	// shutdown for its full drain timeout: close them first (defers run
 	// last-in first-out).
@@ -256,7 +244,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	if err := e.tune(ctx); err != nil {
 		return nil, err
 	}
-	for name, s := range l.Sims {
+	for name, s := range t.sims() {
 		if err := s.SetBehaviour(e.baseBehaviour); err != nil {
 			return nil, fmt.Errorf("base behaviour of %s: %w", name, err)
 		}
@@ -328,7 +316,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	}
 
 	phase("traffic")
-	if err := c.WaitReady(20 * time.Second); err != nil {
+	if err := t.waitReady(ctx, 20*time.Second); err != nil {
 		log.Warn("cluster not ready after the faults", zap.Error(err))
 	}
 	calls, runs, claims, truncated, dropped := e.hist.snapshot()
@@ -340,17 +328,16 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 
 	ev := &Evidence{Start: e.start, Calls: calls, Runs: runs, Claims: claims, Truncated: truncated, Dropped: dropped,
 		Ledgers: map[string][]sim.LedgerEntry{}, Observations: obs}
-	for name, s := range l.Sims {
+	for name, s := range t.sims() {
 		ev.Ledgers[name] = s.Ledger()
 	}
 	for i, f := range faults {
 		ev.Faults = append(ev.Faults, FaultRun{Spec: sc.Faults[i], Events: f.Fired()})
 	}
 	ev.Final, ev.ReadErrors = readFinal(ctx, e, ids)
+	ev.ReadErrors = append(ev.ReadErrors, t.crashes()...)
 	ev.Timelines = readTimelines(ctx, e, sc, ev)
-	if lead := c.LeaderNode(); lead != nil {
-		ev.Members = len(lead.Raft().Status().Members)
-	}
+	ev.Members = t.members()
 	phase("collect")
 	return ev, nil
 }
@@ -382,7 +369,7 @@ func (e *env) get(ctx context.Context, node, p string, out any) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		hr.Header.Set("Authorization", "Bearer "+e.c.APIKey)
+		hr.Header.Set("Authorization", "Bearer "+e.t.apiKey())
 		resp, err := e.admin.Do(hr)
 		if err != nil {
 			lastErr = err
@@ -415,13 +402,13 @@ func settle(ctx context.Context, e *env, ids []string, limit time.Duration) {
 	for len(open) > 0 && time.Now().Before(deadline) {
 		var still []string
 		for _, id := range open {
-			lead := e.c.LeaderNode()
-			if lead == nil {
+			lead := e.t.leaderAddr()
+			if lead == "" {
 				still = append(still, id)
 				continue
 			}
 			var o txswitch.Order
-			code, err := e.get(ctx, lead.APIAddr(), "/v1/orders/"+id, &o)
+			code, err := e.get(ctx, lead, "/v1/orders/"+id, &o)
 			if err != nil || code != http.StatusOK {
 				if code != http.StatusNotFound {
 					still = append(still, id)
@@ -449,8 +436,7 @@ func readFinal(ctx context.Context, e *env, ids []string) (map[string]map[string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
-	for _, n := range e.c.Running() {
-		addr := n.APIAddr()
+	for _, addr := range e.t.runningAddrs() {
 		byID := map[string]*txswitch.Order{}
 		out[addr] = byID
 		for _, id := range ids {
@@ -490,12 +476,12 @@ func readTimelines(ctx context.Context, e *env, sc *Scenario, ev *Evidence) map[
 			if _, done := out[id]; done {
 				continue
 			}
-			lead := e.c.LeaderNode()
-			if lead == nil {
+			lead := e.t.leaderAddr()
+			if lead == "" {
 				continue
 			}
 			var tl txswitch.TimelineResponse
-			if code, err := e.get(ctx, lead.APIAddr(), "/v1/orders/"+id+"/timeline", &tl); err == nil && code == http.StatusOK {
+			if code, err := e.get(ctx, lead, "/v1/orders/"+id+"/timeline", &tl); err == nil && code == http.StatusOK {
 				out[id] = tl.Events
 			}
 		}

@@ -78,7 +78,7 @@ type Scenario struct {
 // Topology is the cluster a scenario runs on.
 type Topology struct {
 	Nodes int    `yaml:"nodes"` // default 3
-	Tier  string `yaml:"tier"`  // in_process (the only tier so far)
+	Tier  string `yaml:"tier"`  // in_process (default) | process
 }
 
 // Tuning adjusts the routing configuration and node timers for the run:
@@ -125,6 +125,8 @@ type Fault struct {
 	Stall      Duration `yaml:"stall"`
 	Delay      Duration `yaml:"delay"`
 	Duplicates int      `yaml:"duplicates"`
+	// Bandwidth is a link's limit in KB/s (net_bandwidth).
+	Bandwidth int `yaml:"bandwidth"`
 }
 
 // Expect is one per-scenario expectation; exactly one field is set.

@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	register("scenarios", "list and run the scenario suite (in-process clusters with faults)", runScenarios)
+	register("scenarios", "list and run the scenario suite (in-process or real-process clusters with faults)", runScenarios)
 }
 
 func runScenarios(args []string) error {
@@ -69,6 +69,8 @@ func runScenarios(args []string) error {
 		return fmt.Errorf("no scenario matches tags %q name %q", *tags, *name)
 	}
 	opts := scenarios.Options{Seed: *seed, Parallel: *parallel}
+	// The process tier runs this very binary as `txswitch node`.
+	scenarios.ProcessBinary = os.Executable
 	if *logLevel != "" {
 		if opts.Logger, err = newLogger(*logLevel, true); err != nil {
 			return err

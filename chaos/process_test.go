@@ -1,0 +1,258 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string
+)
+
+// testBinary builds cmd/txswitch once per test binary (TXSWITCH_BIN
+// overrides it).
+func testBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("TXSWITCH_BIN"); p != "" {
+		return p
+	}
+	binOnce.Do(func() {
+		if binDir, binErr = os.MkdirTemp("", "txswitch-chaos-bin-"); binErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		binPath, binErr = BuildBinary(ctx, binDir)
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func startProcs(t *testing.T, nodes int) *ProcCluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := StartProcs(ctx, ProcConfig{Binary: testBinary(t), Nodes: nodes, Dir: t.TempDir(), TickInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// waitLeaderNot waits for a leader other than not (nil: any).
+func waitLeaderNot(t *testing.T, c *ProcCluster, not *Proc) *Proc {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if l := c.Leader(); l != nil && l != not {
+			return l
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no leader other than %v within 15s", not)
+	return nil
+}
+
+// createOrder writes an order through addr (retrying 503s with the same
+// idempotency key) and returns its id once acknowledged.
+func createOrder(t *testing.T, c *ProcCluster, addr, key string) string {
+	t.Helper()
+	body, _ := json.Marshal(txswitch.CreateOrderRequest{Reference: key, Amount: txswitch.Money{Value: 1234, Currency: "EUR"},
+		Customer: txswitch.Customer{Country: "NL", ID: "cust-1"}, Channel: "online"})
+	for attempt := 0; attempt < 50; attempt++ {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+		req.Header.Set("Idempotency-Key", key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusOK {
+				var o txswitch.Order
+				if err := json.Unmarshal(b, &o); err != nil {
+					t.Fatal(err)
+				}
+				return o.ID
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("create order: %d %s", resp.StatusCode, b)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("create order: no acknowledgement")
+	return ""
+}
+
+func readOrder(c *ProcCluster, addr, id string) (int, error) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/orders/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// TestProcessKill9Leader: kill -9 of the leader process elects another,
+// and a write acknowledged before the kill is readable on every node
+// after the dead one was restarted on its data dir.
+func TestProcessKill9Leader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts node processes")
+	}
+	c := startProcs(t, 3)
+	ctx := context.Background()
+	first := waitLeaderNot(t, c, nil)
+	id := createOrder(t, c, first.APIAddr, "before-kill")
+
+	kill := ProcKill9(c, "leader")
+	if err := kill.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if first.Running() {
+		t.Fatal("the killed leader's process is still running")
+	}
+	second := waitLeaderNot(t, c, first)
+	after := createOrder(t, c, second.APIAddr, "after-kill")
+	if err := kill.Undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, hit, why := Summary(kill.Fired()); !hit {
+		t.Fatalf("kill -9 not recorded as fired: %s", why)
+	}
+	if err := c.waitCaughtUp(ctx, first, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Running() {
+		for _, oid := range []string{id, after} {
+			code, err := readOrder(c, p.APIAddr, oid)
+			if err != nil || code != http.StatusOK {
+				t.Fatalf("order %s on n%d: %d %v, want 200", oid, p.Slot+1, code, err)
+			}
+		}
+	}
+	if cr := c.Crashes(); len(cr) != 0 {
+		t.Fatalf("a kill -9 the runner sent counted as a crash: %v", cr)
+	}
+	// A process that dies without the runner asking is a crash.
+	if err := syscall.Kill(second.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.wait(procReapTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if cr := c.Crashes(); len(cr) != 1 {
+		t.Fatalf("crashes %v, want the one process killed behind the runner's back", cr)
+	}
+}
+
+// TestProcessPausedLeaderStepsDown: a leader stopped with SIGSTOP past an
+// election is replaced; after SIGCONT it is a follower at a higher term
+// and a write through it is committed by the new leader.
+func TestProcessPausedLeaderStepsDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts node processes")
+	}
+	c := startProcs(t, 3)
+	ctx := context.Background()
+	first := waitLeaderNot(t, c, nil)
+	st, _ := first.Status()
+	pause := ProcPause(c, "leader")
+	if err := pause.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := waitLeaderNot(t, c, first)
+	if err := pause.Undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now, err := c.ReadStatus(ctx, first.APIAddr)
+		if err == nil && now.Raft.State != "StateLeader" && now.Raft.Term > st.Raft.Term {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed old leader did not step down: %+v %v (was leader at term %d)", now.Raft, err, st.Raft.Term)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	id := createOrder(t, c, first.APIAddr, "via-old-leader")
+	if code, err := readOrder(c, second.APIAddr, id); err != nil || code != http.StatusOK {
+		t.Fatalf("order written through the old leader, read on the new: %d %v", code, err)
+	}
+}
+
+// TestProcessNetCutAndWipeRejoin: a cut leader loses its leadership; a
+// wiped follower rejoins under a new member id and the cluster settles at
+// three members.
+func TestProcessNetCutAndWipeRejoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts node processes")
+	}
+	c := startProcs(t, 3)
+	ctx := context.Background()
+	first := waitLeaderNot(t, c, nil)
+	cut := NetCut(c, "leader")
+	if err := cut.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitLeaderNot(t, c, first)
+	if err := cut.Undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, hit, why := Summary(cut.Fired()); !hit {
+		t.Fatalf("cut not recorded as fired: %s", why)
+	}
+
+	w := ProcWipe(c, "follower")
+	if err := w.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w.joined == nil || w.joined.ID() == w.oldID {
+		t.Fatalf("rejoined as %v, old id %d: want a new member id", w.joined, w.oldID)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		lead := c.Leader()
+		if lead != nil {
+			if st, fresh := lead.Status(); fresh && len(st.Raft.Members) == 3 && len(c.Running()) == 3 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(fmt.Sprint("membership did not settle at 3 members with 3 processes; running: ", len(c.Running())))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,13 @@
+package scenarios
+
+import (
+	"os"
+	"testing"
+)
+
+// TestMain removes the txswitch binary the process tier built, if any.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	removeBuiltBinary()
+	os.Exit(code)
+}
