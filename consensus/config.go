@@ -57,6 +57,9 @@ const (
 	FailpointAfterPersist  = "after-persist"
 	FailpointAfterSend     = "after-send"
 	FailpointMidApply      = "mid-apply"
+	// FailpointAfterSnapshot is between recording a snapshot and
+	// compacting the log behind it.
+	FailpointAfterSnapshot = "after-snapshot"
 )
 
 // ErrFailpointCrash, when a Failpoint panics with it, makes the Ready loop
@@ -80,10 +83,11 @@ const (
 	DefaultHeartbeatTick    = 1
 	DefaultMaxProposalQueue = 4096
 	DefaultMaxBatch         = 1024
-	// DefaultSnapshotEvery is etcd's default (--snapshot-count): each
-	// snapshot copies and writes the whole state, so its cost grows with the
-	// state while the log it saves grows only with the entries. 100,000
-	// entries of a few hundred bytes are tens of MB of log on disk.
+	// DefaultSnapshotEvery is etcd's default (--snapshot-count). A
+	// snapshot record is cheap (a sync of the state machine and one small
+	// write: the image is built only for a follower that needs it), but
+	// each compaction is a range deletion pebble must later compact away.
+	// 100,000 entries of a few hundred bytes are tens of MB of log on disk.
 	DefaultSnapshotEvery   = 100000
 	DefaultSnapshotKeep    = 5000
 	DefaultProposalTimeout = 5 * time.Second

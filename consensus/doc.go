@@ -14,8 +14,10 @@
 // Three overlaps keep the loop short without weakening that (each argued
 // where it is done, in node.go): a leader sends its appends and heartbeats
 // before its own Save (Raft thesis §10.2.1); committed entries that earlier
-// Saves made durable are applied while the Save runs; and the state machine
-// image of a snapshot is built off the loop. Raft's reads of the recent log
+// Saves made durable are applied while the Save runs; and snapshots never
+// copy the state on the loop: a node's own snapshot is a metadata record
+// written after the state machine synced (off the loop), and a state image
+// is built, off the loop, only when a follower needs one (snapshot.go). Raft's reads of the recent log
 // tail are served from memory (cachedLogStore).
 //
 // The node also owns membership (ConfChangeV2 with member addresses carried

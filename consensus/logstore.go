@@ -14,8 +14,9 @@ import (
 //     conflicting suffix at or after ents[0].Index) and the snapshot in ONE
 //     atomic write, synced when sync is true, before returning. Raft messages
 //     that depend on them are sent only after Save returns.
-//   - CreateSnapshot records a snapshot (metadata + state machine image) at
-//     index; the caller has already made the state machine durable up to index.
+//   - CreateSnapshot records a snapshot at index, synced; the caller has
+//     already made the state machine durable up to index. The data consensus
+//     passes is small (membership only, no state image: see snapshot.go).
 //   - Compact discards entries up to and including index; the caller only
 //     compacts behind a durable snapshot.
 type LogStore interface {

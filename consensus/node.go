@@ -26,7 +26,7 @@ import (
 // run beside it: a Ready's Save may run on its own goroutine while the loop
 // applies already-durable entries (the loop waits for it before going on,
 // and touches neither the LogStore nor the RawNode meanwhile), and at most
-// one StateMachine.Snapshot runs in the background (see maybeSnapshot).
+// one snapshot build runs in the background (see maybeSnapshot).
 // Other goroutines talk to the loop through bounded channels: proposals
 // (propc), inbound messages (recvc), control requests (ctrlc, closures run
 // on the loop) and the snapshot builder's result (snapc).
@@ -69,36 +69,28 @@ type Node struct {
 	leaderStartIndex uint64
 	lastConfIndex    uint64
 	recent           *recentKeys
-	// snapshotNow forces a snapshot after a member was added to a
-	// compacted log: the newcomer needs a snapshot whose ConfState
-	// includes it (raft rejects one that does not).
-	snapshotNow bool
 	// leading mirrors the last SoftState: whether this node is the leader
 	// (decides which messages may leave before the local Save).
 	leading bool
-	// Background snapshots (see maybeSnapshot): at most one state machine
-	// image is being built off the loop; snapBusy is set while it is,
-	// snapEpoch changes whenever the membership or the whole state changes
-	// (conf change applied, snapshot restored) so that an image started
-	// before is discarded, and snapWG lets shutdown wait for the builder.
+	// Snapshots (see snapshot.go): at most one build runs off the loop;
+	// snapBusy is set while it does, snapEpoch changes whenever the
+	// membership or the whole state changes (conf change applied, snapshot
+	// restored) so that a build started before is discarded, and snapWG
+	// lets shutdown wait for the builder. sendSnap is the last image built
+	// for a follower (nil when none is usable); snapWant says raft asked
+	// for one that is not there yet.
 	snapc     chan snapResult
 	snapBusy  bool
 	snapEpoch uint64
 	snapWG    sync.WaitGroup
+	sendSnap  *raftpb.Snapshot
+	snapWant  bool
 	// savec carries the result of a Save run off the loop while it
 	// applies (see handleReady); saveWG lets shutdown wait for that Save
 	// when the loop stopped (failpoint crash) while it ran.
 	savec          chan error
 	saveWG         sync.WaitGroup
 	droppedInbound atomic.Uint64
-}
-
-// snapResult is what a background snapshot builder hands back to the loop.
-type snapResult struct {
-	epoch uint64
-	index uint64
-	image []byte
-	err   error
 }
 
 var (
@@ -173,7 +165,7 @@ func NewNode(cfg Config) (*Node, error) {
 		ID:                        cfg.ID,
 		ElectionTick:              cfg.ElectionTick,
 		HeartbeatTick:             cfg.HeartbeatTick,
-		Storage:                   n.store,
+		Storage:                   raftStorage{n.store, n},
 		Applied:                   n.applied,
 		MaxSizePerMsg:             cfg.MaxSizePerMsg,
 		MaxCommittedSizePerReady:  cfg.MaxSizePerMsg * 4,
@@ -247,8 +239,9 @@ func (n *Node) recover() (fresh bool, err error) {
 
 	var snapMem membership
 	var image []byte
+	hasImage := false
 	if !raft.IsEmptySnap(snap) {
-		if snapMem, image, err = decodeSnapshotData(snap.GetData()); err != nil {
+		if snapMem, image, hasImage, err = decodeSnapshotData(snap.GetData()); err != nil {
 			return false, fmt.Errorf("stored snapshot %d: %w", n.snapIndex, err)
 		}
 	}
@@ -269,6 +262,11 @@ func (n *Node) recover() (fresh bool, err error) {
 	// state machine leaves the state machine behind the log's first index:
 	// finish the restore now, or raft could not resume.
 	if applied := n.sm.AppliedIndex(); !raft.IsEmptySnap(snap) && n.snapIndex > applied {
+		if !hasImage {
+			// A snapshot without image is recorded only once the state
+			// machine durably holds its index (see maybeSnapshot).
+			return false, fmt.Errorf("state machine applied %d is behind this node's own snapshot %d: state lost", applied, n.snapIndex)
+		}
 		n.log.Info("restoring state machine from stored snapshot",
 			zap.Uint64("snapshot", n.snapIndex), zap.Uint64("applied", applied))
 		if err := n.sm.Restore(n.snapIndex, image); err != nil {
@@ -375,6 +373,9 @@ func (n *Node) run() {
 				return
 			}
 		}
+		// Also outside a Ready: raft may have asked for a snapshot image
+		// while stepping a message that produced nothing else.
+		n.maybeSnapshot()
 		for _, c := range n.idle {
 			close(c)
 		}
@@ -465,6 +466,9 @@ func (n *Node) handleReady() error {
 	n.observeLeadership(rd)
 	if rd.SoftState != nil {
 		n.leading = rd.SoftState.RaftState == raft.StateLeader
+		if !n.leading {
+			n.sendSnap = nil // only a leader sends snapshots: free the image
+		}
 	}
 	msgs := rd.Messages
 	committed := rd.CommittedEntries
@@ -529,9 +533,6 @@ func (n *Node) handleReady() error {
 	// (f) advance.
 	n.rn.Advance(rd)
 
-	if err := n.maybeSnapshot(); err != nil {
-		return err
-	}
 	n.updateCached()
 	return nil
 }
@@ -779,7 +780,11 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 		return propKey{}, nil, fmt.Errorf("entry %d: %w", idx, err)
 	}
 	cs := n.rn.ApplyConfChange(cci)
-	n.snapEpoch++ // an image being built may predate this membership
+	// A snapshot built or being built may predate this membership; a
+	// member just added needs one whose ConfState includes it (raft
+	// rejects one that does not), which the next build provides.
+	n.snapEpoch++
+	n.sendSnap = nil
 	n.confState = proto.Clone(cs).(*raftpb.ConfState)
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
@@ -787,9 +792,6 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
 			p := cctx.Peer
 			p.ID = id
-			if _, known := n.mem.get(id); !known && n.snapIndex > 0 {
-				n.snapshotNow = true
-			}
 			n.mem.upsert(p)
 			if id != n.cfg.ID {
 				n.tr.AddPeer(id, p.RaftAddr)
@@ -810,139 +812,6 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 	n.log.Info("membership changed", zap.Uint64("index", idx),
 		zap.String("change", raft.DescribeConfChange(cci)), zap.Uint64s("voters", n.confState.GetVoters()))
 	return cctx.key(), proto.Clone(cs).(*raftpb.ConfState), nil
-}
-
-// restoreSnapshot replaces the state machine with a snapshot raft received
-// and Save already made durable. Waiters of entries the snapshot covers
-// cannot learn their result: they get an outcome-unknown error.
-func (n *Node) restoreSnapshot(snap *raftpb.Snapshot) error {
-	idx := snap.GetMetadata().GetIndex()
-	mem, image, err := decodeSnapshotData(snap.GetData())
-	if err != nil {
-		return fmt.Errorf("snapshot %d: %w", idx, err)
-	}
-	if err := n.sm.Restore(idx, image); err != nil {
-		return fmt.Errorf("restore state machine from snapshot %d: %w", idx, err)
-	}
-	old := n.mem
-	n.mem = mem
-	n.mem.Version = 1
-	n.applied, n.snapIndex = idx, idx
-	n.snapEpoch++ // an image being built may predate this state
-	n.confState = proto.Clone(raftpb.EnsureConfState(snap.GetMetadata().GetConfState())).(*raftpb.ConfState)
-	for _, p := range old.Members {
-		if _, ok := n.mem.get(p.ID); !ok && p.ID != n.cfg.ID {
-			n.tr.RemovePeer(p.ID)
-		}
-	}
-	n.seedTransport(n.mem.Members)
-	n.publishMembers()
-	for i, keys := range n.byIndex {
-		if i > idx {
-			continue
-		}
-		delete(n.byIndex, i)
-		for _, k := range keys {
-			n.deliver(k, result{err: fmt.Errorf("%w: entry %d was installed by snapshot %d, its result is unknown", txswitch.ErrTimeout, i, idx)})
-		}
-	}
-	n.log.Info("restored snapshot", zap.Uint64("index", idx), zap.Int("members", len(n.mem.Members)))
-	return nil
-}
-
-// maybeSnapshot snapshots every SnapshotEvery applied entries (and after a
-// member was added once the log has been compacted), then compacts the log
-// to SnapshotKeep entries behind it.
-//
-// The state machine image is built OFF the loop: copying the whole state
-// would stall persisting, sending and applying for as long as it takes. A
-// goroutine calls StateMachine.Snapshot, which runs concurrently with Apply
-// (every implementation here either takes a point-in-time pebble snapshot
-// whose applied index is read from that same snapshot — the state and the
-// applied index are committed in one batch — or serialises with Apply
-// under its own mutex), and hands (index, image) back on snapc; the loop
-// then records and compacts in finishSnapshot. At most one build is in
-// flight.
-//
-// After a member was added to a compacted log the snapshot is taken on the
-// loop, as before: the newcomer needs one whose ConfState includes it, and
-// raft may ask for it (Storage.Snapshot) as soon as the loop moves on.
-func (n *Node) maybeSnapshot() error {
-	due := n.applied >= n.snapIndex+n.cfg.SnapshotEvery || (n.snapshotNow && n.applied > n.snapIndex)
-	if !due {
-		return nil
-	}
-	if n.snapshotNow {
-		n.snapshotNow = false
-		idx, image, err := n.sm.Snapshot()
-		if err != nil {
-			return fmt.Errorf("state machine snapshot at %d: %w", n.applied, err)
-		}
-		if idx != n.applied {
-			return fmt.Errorf("state machine snapshot at %d, but %d is applied", idx, n.applied)
-		}
-		return n.storeSnapshot(idx, image)
-	}
-	if n.snapBusy {
-		return nil
-	}
-	n.snapBusy = true
-	epoch := n.snapEpoch
-	n.snapWG.Go(func() {
-		idx, image, err := n.sm.Snapshot()
-		// Never blocks: snapc has room for the one build in flight.
-		n.snapc <- snapResult{epoch: epoch, index: idx, image: image, err: err}
-	})
-	return nil
-}
-
-// finishSnapshot runs on the loop with a background build's result. The
-// image is recorded only if nothing it depends on changed meanwhile:
-//   - no conf change was applied and no snapshot restored since the build
-//     started (same epoch), so the membership and ConfState the loop holds
-//     now are those in force at the image's index (which is at least the
-//     applied index when the build started, and at most the one now:
-//     Apply on the loop returned before the loop took this result);
-//   - the image is newer than the last snapshot.
-//
-// A discarded image costs only the work: the next Ready starts a new one.
-func (n *Node) finishSnapshot(r snapResult) error {
-	n.snapBusy = false
-	if r.err != nil {
-		return fmt.Errorf("state machine snapshot (applied %d): %w", n.applied, r.err)
-	}
-	if r.epoch != n.snapEpoch || r.index <= n.snapIndex {
-		n.log.Debug("discarded stale snapshot image", zap.Uint64("index", r.index), zap.Uint64("snapshot", n.snapIndex))
-		return nil
-	}
-	if r.index > n.applied {
-		return fmt.Errorf("state machine snapshot at %d, but only %d is applied", r.index, n.applied)
-	}
-	return n.storeSnapshot(r.index, r.image)
-}
-
-// storeSnapshot records the snapshot at idx and compacts the log behind it.
-// Order: the state machine's Snapshot synced its state up to idx before
-// returning image, CreateSnapshot makes the snapshot durable, and only then
-// are entries behind it discarded.
-func (n *Node) storeSnapshot(idx uint64, image []byte) error {
-	if _, err := n.store.CreateSnapshot(idx, n.confState, encodeSnapshotData(&n.mem, image)); err != nil {
-		return fmt.Errorf("create snapshot at %d: %w", idx, err)
-	}
-	n.snapIndex = idx
-	if idx > n.cfg.SnapshotKeep {
-		first, err := n.store.FirstIndex()
-		if err != nil {
-			return fmt.Errorf("first index: %w", err)
-		}
-		if c := idx - n.cfg.SnapshotKeep; c >= first {
-			if err := n.store.Compact(c); err != nil && !errors.Is(err, raft.ErrCompacted) {
-				return fmt.Errorf("compact to %d: %w", c, err)
-			}
-		}
-	}
-	n.log.Info("created snapshot", zap.Uint64("index", idx), zap.Int("bytes", len(image)))
-	return nil
 }
 
 // deliver hands r to the waiter of k, if it still waits.

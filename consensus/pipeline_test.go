@@ -98,22 +98,29 @@ func TestDurablePrefix(t *testing.T) {
 	}
 }
 
-// TestFinishSnapshot checks which background images the loop records: only
-// one of the current membership epoch, newer than the last snapshot and not
-// past the applied index; a failed build stops the node.
+// TestFinishSnapshot checks what the loop does with a background build:
+// it records (metadata only) and compacts behind a result of the current
+// membership epoch newer than the last snapshot and not past the applied
+// index, keeps an image for followers only on a leader, and stops on a
+// failed build.
 func TestFinishSnapshot(t *testing.T) {
 	errDisk := errors.New("disk on fire")
 	for _, tc := range []struct {
-		name     string
-		res      snapResult
-		wantSnap uint64 // stored snapshot index after (0: none)
-		wantErr  bool
+		name      string
+		res       snapResult
+		leading   bool
+		wantSnap  uint64 // stored snapshot index after (0: none)
+		wantImage uint64 // index of the image kept for followers (0: none)
+		wantErr   bool
 	}{
-		{"recorded and compacted", snapResult{epoch: 3, index: 40}, 40, false},
-		{"older membership epoch discarded", snapResult{epoch: 2, index: 40}, 0, false},
-		{"not newer than the last snapshot discarded", snapResult{epoch: 3, index: 10}, 0, false},
-		{"past the applied index is a bug", snapResult{epoch: 3, index: 51}, 0, true},
-		{"build error stops the node", snapResult{epoch: 3, err: errDisk}, 0, true},
+		{"recorded and compacted", snapResult{epoch: 3, index: 40}, true, 40, 0, false},
+		{"image recorded and kept on a leader", snapResult{epoch: 3, index: 40, hasImage: true, image: []byte("img")}, true, 40, 40, false},
+		{"image recorded but dropped on a follower", snapResult{epoch: 3, index: 40, hasImage: true, image: []byte("img")}, false, 40, 0, false},
+		{"image not newer than the last record still kept", snapResult{epoch: 3, index: 10, hasImage: true, image: []byte("img")}, true, 0, 10, false},
+		{"older membership epoch discarded", snapResult{epoch: 2, index: 40, hasImage: true, image: []byte("img")}, true, 0, 0, false},
+		{"not newer than the last snapshot discarded", snapResult{epoch: 3, index: 10}, true, 0, 0, false},
+		{"past the applied index is a bug", snapResult{epoch: 3, index: 51}, true, 0, 0, true},
+		{"build error stops the node", snapResult{epoch: 3, err: errDisk}, true, 0, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := NewMemLogStore()
@@ -132,6 +139,7 @@ func TestFinishSnapshot(t *testing.T) {
 				snapIndex: 10,
 				snapEpoch: 3,
 				snapBusy:  true,
+				leading:   tc.leading,
 				confState: &raftpb.ConfState{Voters: []uint64{1}},
 			}
 			err := n.finishSnapshot(tc.res)
@@ -145,9 +153,72 @@ func TestFinishSnapshot(t *testing.T) {
 			if got := snap.GetMetadata().GetIndex(); got != tc.wantSnap {
 				t.Fatalf("stored snapshot %d, want %d", got, tc.wantSnap)
 			}
-			first, _ := store.FirstIndex()
-			if tc.wantSnap != 0 && first != tc.wantSnap-n.cfg.SnapshotKeep+1 {
-				t.Fatalf("first index %d after compaction, want %d", first, tc.wantSnap-n.cfg.SnapshotKeep+1)
+			if tc.wantSnap != 0 {
+				if _, _, hasImage, err := decodeSnapshotData(snap.GetData()); err != nil || hasImage {
+					t.Fatalf("stored snapshot has an image (%t) or is corrupt: %v", hasImage, err)
+				}
+				first, _ := store.FirstIndex()
+				if first != tc.wantSnap-n.cfg.SnapshotKeep+1 {
+					t.Fatalf("first index %d after compaction, want %d", first, tc.wantSnap-n.cfg.SnapshotKeep+1)
+				}
+			}
+			if got := n.sendSnap.GetMetadata().GetIndex(); got != tc.wantImage {
+				t.Fatalf("image for followers at %d, want %d", got, tc.wantImage)
+			}
+			if tc.wantImage != 0 {
+				_, img, hasImage, err := decodeSnapshotData(n.sendSnap.GetData())
+				if err != nil || !hasImage || string(img) != "img" || n.sendSnap.GetMetadata().GetTerm() != 1 {
+					t.Fatalf("image for followers: %q %t term %d %v", img, hasImage, n.sendSnap.GetMetadata().GetTerm(), err)
+				}
+			}
+		})
+	}
+}
+
+// TestSnapshotForFollower checks what raft gets from Storage.Snapshot: the
+// image kept for followers while the log continues right after it,
+// otherwise ErrSnapshotTemporarilyUnavailable (the only error raft does
+// not panic on) and a request for a new build.
+func TestSnapshotForFollower(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		image     uint64 // index of the kept image (0: none)
+		compactTo uint64
+		wantImage bool
+	}{
+		{"none kept", 0, 20, false},
+		{"kept and the log follows it", 30, 20, true},
+		{"kept right before the first entry", 20, 20, true},
+		{"log compacted past it", 15, 20, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := NewMemLogStore()
+			var log []*raftpb.Entry
+			for i := uint64(1); i <= 60; i++ {
+				log = append(log, ents(i)...)
+			}
+			if err := store.Save(hardState(1, 1, 60), log, nil, true); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.CreateSnapshot(tc.compactTo, &raftpb.ConfState{Voters: []uint64{1}}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Compact(tc.compactTo); err != nil {
+				t.Fatal(err)
+			}
+			n := &Node{log: zap.NewNop(), store: store}
+			if tc.image != 0 {
+				n.sendSnap = snapshotFor(tc.image, 1, []uint64{1}, []byte("img"))
+			}
+			snap, err := raftStorage{store, n}.Snapshot()
+			if tc.wantImage {
+				if err != nil || snap.GetMetadata().GetIndex() != tc.image || n.snapWant {
+					t.Fatalf("got %v, %v, build requested %t; want the image at %d", snap.GetMetadata(), err, n.snapWant, tc.image)
+				}
+				return
+			}
+			if err != raft.ErrSnapshotTemporarilyUnavailable || !n.snapWant || n.sendSnap != nil {
+				t.Fatalf("got %v, %v, build requested %t, kept %v; want a build request", snap.GetMetadata(), err, n.snapWant, n.sendSnap.GetMetadata())
 			}
 		})
 	}

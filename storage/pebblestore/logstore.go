@@ -407,7 +407,8 @@ func (s *LogStore) appendLocked(b *pebble.Batch, c logCache, ents []*raftpb.Entr
 // it. cs nil keeps the previous snapshot's ConfState (as MemoryStorage).
 // raft.ErrSnapOutOfDate if index is not newer than the stored snapshot.
 // The caller must have made the state machine durable up to index (see
-// StateStore.SnapshotState) before calling Compact behind it.
+// StateStore.SyncState) before calling Compact behind it. Consensus passes
+// only small data (membership, no state image), so this is one small write.
 func (s *LogStore) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
