@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -395,16 +396,23 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 		return BenchResult{}, err
 	}
 
-	settings := map[string]string{
-		"nodes": strconv.Itoa(cfg.Nodes), "proposers": strconv.Itoa(cfg.Proposers),
-		"payload": fmt.Sprintf("%d bytes", cfg.PayloadBytes), "fsync": "on (synced Save per Ready)",
-		"transport": "TCP on loopback", "storage": "pebble on disk (" + cfg.Dir + ")",
-		"state machine": "one pebble write per command", "target": "leader (node " + strconv.FormatUint(leader.node.ID(), 10) + ")",
-		"duration": cfg.Duration.String(), "warmup": max(cfg.Warmup, 0).String(),
-		"snapshot every": "default (" + strconv.FormatUint(consensus.DefaultSnapshotEvery, 10) + " entries)",
+	snapEvery := cfg.SnapshotEvery
+	if snapEvery == 0 {
+		snapEvery = consensus.DefaultSnapshotEvery
 	}
-	if cfg.SnapshotEvery != 0 {
-		settings["snapshot every"] = strconv.FormatUint(cfg.SnapshotEvery, 10) + " entries"
+	settings := map[string]string{
+		"nodes": strconv.Itoa(cfg.Nodes) + " in this process", "proposers": strconv.Itoa(cfg.Proposers) + " closed-loop, each proposal bounded by a >= 4s deadline",
+		"payload": fmt.Sprintf("%d bytes", cfg.PayloadBytes), "fsync": "on (synced Save per Ready)",
+		"transport": "TCP on loopback", "storage": "pebble on disk (" + cfg.Dir + "), one DB per node, default pebblestore options",
+		"state machine": "one pebble write per command (blind: no read), applied index in the same batch",
+		"target":        "leader (node " + strconv.FormatUint(leader.node.ID(), 10) + ")",
+		"duration":      cfg.Duration.String(), "warmup": max(cfg.Warmup, 0).String(),
+		"snapshot every": fmt.Sprintf("%d entries (record + compaction; images only for followers that need one)", snapEvery),
+		"raft":           fmt.Sprintf("consensus defaults: MaxBatch %d, MaxSizePerMsg %d, MaxInflightMsgs %d", consensus.DefaultMaxBatch, consensus.DefaultMaxSizePerMsg, consensus.DefaultMaxInflightMsgs),
+		"cpus":           fmt.Sprintf("%d (GOMAXPROCS %d)", runtime.NumCPU(), runtime.GOMAXPROCS(0)),
+	}
+	if l := loadAvg(); l != "" {
+		settings["load average"] = l + " (at start; the machine may be shared)"
 	}
 
 	// measuring flips on after the warmup; only then are results recorded.
@@ -421,6 +429,11 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 			for i := range payload[recordIDLen:] {
 				payload[recordIDLen+i] = byte(i)
 			}
+			// One deadline context serves many proposals (a timer per
+			// proposal costs the 2-core machine more than some of what is
+			// measured); it is renewed so each proposal has 4 to 5 s.
+			dl := renewingDeadline{parent: ctx}
+			defer dl.stop()
 			for seq := uint64(1); ; seq++ {
 				select {
 				case <-stop:
@@ -431,9 +444,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 				}
 				binary.BigEndian.PutUint64(payload[8:], seq)
 				start := time.Now()
-				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				v, err := leader.node.Propose(pctx, payload)
-				cancel()
+				v, err := leader.node.Propose(dl.get(start), payload)
 				d := time.Since(start)
 				if !measuring.Load() {
 					continue
@@ -498,6 +509,43 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	res.Extra["synced Save avg"] = strings.Join(saves, ", ")
 	res.Extra["Apply call avg"] = strings.Join(applies, ", ")
 	return res, nil
+}
+
+// renewingDeadline hands out a context whose deadline is 4 to 5 s away,
+// creating a new one at most once a second.
+type renewingDeadline struct {
+	parent context.Context
+	ctx    context.Context
+	cancel context.CancelFunc
+	renew  time.Time
+}
+
+func (d *renewingDeadline) get(now time.Time) context.Context {
+	if d.ctx == nil || now.After(d.renew) {
+		d.stop()
+		d.ctx, d.cancel = context.WithTimeout(d.parent, 5*time.Second)
+		d.renew = now.Add(time.Second)
+	}
+	return d.ctx
+}
+
+func (d *renewingDeadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+}
+
+// loadAvg returns the 1, 5 and 15 minute load averages (Linux), or "".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func avg(ns int64, n uint64) time.Duration {
