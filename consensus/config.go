@@ -31,9 +31,9 @@ type Ticker interface {
 //
 // Send must not block: a transport that cannot take a message drops it
 // (raft retransmits) and, for a MsgSnap, reports SnapshotFailure to its
-// Handler. Messages are sent only after the Ready that produced them is
-// durable, except a leader's MsgApp and MsgHeartbeat, which leave while its
-// own Save runs (see Node.sendEarly).
+// Handler. Send is called from the Ready loop and from the append goroutine
+// (append.go), which sends the messages that had to wait for an append to
+// be durable (acknowledgements, votes): it must be safe for concurrent use.
 type Transport interface {
 	Send(msgs []*raftpb.Message)
 	AddPeer(id uint64, addr string)

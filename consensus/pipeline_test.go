@@ -23,40 +23,6 @@ func msg(t raftpb.MessageType) *raftpb.Message {
 	return &raftpb.Message{Type: t.Enum(), To: proto.Uint64(2), From: proto.Uint64(1)}
 }
 
-func TestSendEarlyOnlyAppendsAndHeartbeats(t *testing.T) {
-	for _, tc := range []struct {
-		name        string
-		in          []raftpb.MessageType
-		early, rest []raftpb.MessageType
-	}{
-		{"appends and heartbeats leave", []raftpb.MessageType{raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgApp},
-			[]raftpb.MessageType{raftpb.MsgApp, raftpb.MsgHeartbeat, raftpb.MsgApp}, nil},
-		// A node that was a follower earlier in the same Ready may still
-		// hold acknowledgements and votes: they wait for the Save.
-		{"acks and votes wait", []raftpb.MessageType{raftpb.MsgAppResp, raftpb.MsgApp, raftpb.MsgVoteResp, raftpb.MsgPreVoteResp},
-			[]raftpb.MessageType{raftpb.MsgApp}, []raftpb.MessageType{raftpb.MsgAppResp, raftpb.MsgVoteResp, raftpb.MsgPreVoteResp}},
-		{"everything else waits", []raftpb.MessageType{raftpb.MsgSnap, raftpb.MsgReadIndexResp, raftpb.MsgTimeoutNow, raftpb.MsgVote},
-			nil, []raftpb.MessageType{raftpb.MsgSnap, raftpb.MsgReadIndexResp, raftpb.MsgTimeoutNow, raftpb.MsgVote}},
-		{"nothing", nil, nil, nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tr := &recordingTransport{}
-			n := &Node{tr: tr}
-			var in []*raftpb.Message
-			for _, ty := range tc.in {
-				in = append(in, msg(ty))
-			}
-			rest := n.sendEarly(in)
-			if got := types(tr.sent); !slices.Equal(got, tc.early) {
-				t.Errorf("sent early %v, want %v", got, tc.early)
-			}
-			if got := types(rest); !slices.Equal(got, tc.rest) {
-				t.Errorf("kept %v, want %v", got, tc.rest)
-			}
-		})
-	}
-}
-
 func types(ms []*raftpb.Message) []raftpb.MessageType {
 	var out []raftpb.MessageType
 	for _, m := range ms {
@@ -73,29 +39,133 @@ func ents(idx ...uint64) []*raftpb.Entry {
 	return out
 }
 
-func TestDurablePrefix(t *testing.T) {
-	conf := ents(5, 6, 7)
-	conf[1].Type = raftpb.EntryConfChangeV2.Enum()
+func appendMsg(hs *raftpb.HardState, e []*raftpb.Entry, resps ...*raftpb.Message) *raftpb.Message {
+	m := &raftpb.Message{Type: raftpb.MsgStorageAppend.Enum(), To: proto.Uint64(raft.LocalAppendThread), Entries: e, Responses: resps}
+	if hs != nil {
+		m.Term, m.Vote, m.Commit = proto.Uint64(hs.GetTerm()), proto.Uint64(hs.GetVote()), proto.Uint64(hs.GetCommit())
+	}
+	return m
+}
+
+func indexes(es []*raftpb.Entry) []uint64 {
+	var out []uint64
+	for _, e := range es {
+		out = append(out, e.GetIndex())
+	}
+	return out
+}
+
+// TestMergeAppends: appends queued together are saved as one, with the
+// effect of saving them in order, synced unless only the commit changed.
+func TestMergeAppends(t *testing.T) {
+	last := hardState(2, 1, 4)
+	snapMsg := appendMsg(nil, nil)
+	snapMsg.Snapshot = snapshotFor(9, 2, []uint64{1}, []byte("img"))
 	for _, tc := range []struct {
-		name      string
-		committed []*raftpb.Entry
-		rd        raft.Ready
-		want      int
+		name     string
+		batch    []*raftpb.Message
+		wantHS   *raftpb.HardState
+		wantEnts []uint64
+		wantSnap uint64
+		wantSync bool
+		wantErr  bool
 	}{
-		{"no new entries: all durable", ents(5, 6, 7), raft.Ready{}, 3},
-		{"committed before the appended ones", ents(5, 6, 7), raft.Ready{Entries: ents(8, 9)}, 3},
-		{"committed entries in this very Ready wait", ents(5, 6, 7, 8), raft.Ready{Entries: ents(7, 8, 9)}, 2},
-		{"all in this Ready", ents(7, 8), raft.Ready{Entries: ents(7, 8)}, 0},
-		{"stops at a conf change", conf, raft.Ready{}, 1},
-		{"nothing with a snapshot", ents(5, 6), raft.Ready{Snapshot: snapshotFor(4, 1, []uint64{1}, nil)}, 0},
-		{"nothing committed", nil, raft.Ready{Entries: ents(3)}, 0},
+		{"one append", []*raftpb.Message{appendMsg(hardState(2, 1, 5), ents(5, 6))}, hardState(2, 1, 5), []uint64{5, 6}, 0, true, false},
+		{"consecutive runs concatenate, last hard state wins",
+			[]*raftpb.Message{appendMsg(hardState(2, 1, 5), ents(5, 6)), appendMsg(nil, ents(7)), appendMsg(hardState(2, 1, 6), nil)},
+			hardState(2, 1, 6), []uint64{5, 6, 7}, 0, true, false},
+		{"a later run replaces the suffix it overlaps",
+			[]*raftpb.Message{appendMsg(nil, ents(5, 6, 7)), appendMsg(nil, ents(6))}, nil, []uint64{5, 6}, 0, true, false},
+		{"a later run replaces everything", []*raftpb.Message{appendMsg(nil, ents(5, 6)), appendMsg(nil, ents(4, 5))}, nil, []uint64{4, 5}, 0, true, false},
+		{"commit only: no sync", []*raftpb.Message{appendMsg(hardState(2, 1, 5), nil), appendMsg(hardState(2, 1, 6), nil)}, hardState(2, 1, 6), nil, 0, false, false},
+		{"a vote syncs", []*raftpb.Message{appendMsg(hardState(3, 2, 4), nil)}, hardState(3, 2, 4), nil, 0, true, false},
+		{"a term syncs", []*raftpb.Message{appendMsg(hardState(3, 0, 4), nil)}, hardState(3, 0, 4), nil, 0, true, false},
+		{"responses only: nothing to write", []*raftpb.Message{appendMsg(nil, nil, msg(raftpb.MsgAppResp))}, nil, nil, 0, false, false},
+		{"a snapshot alone", []*raftpb.Message{snapMsg}, nil, nil, 9, true, false},
+		{"a snapshot after other appends is refused", []*raftpb.Message{appendMsg(nil, ents(5)), snapMsg}, nil, nil, 0, false, true},
+		{"a gap is refused", []*raftpb.Message{appendMsg(nil, ents(5)), appendMsg(nil, ents(7))}, nil, nil, 0, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := durablePrefix(tc.committed, tc.rd); got != tc.want {
-				t.Fatalf("durablePrefix = %d, want %d", got, tc.want)
+			var before [][]uint64
+			for _, m := range tc.batch {
+				before = append(before, indexes(m.GetEntries()))
+			}
+			hs, es, snap, sync, err := mergeAppends(tc.batch, last)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("mergeAppends: %v, want error %t", err, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			if !proto.Equal(hs, tc.wantHS) || !slices.Equal(indexes(es), tc.wantEnts) ||
+				snap.GetMetadata().GetIndex() != tc.wantSnap || sync != tc.wantSync {
+				t.Fatalf("got hs %v ents %v snap %d sync %t; want hs %v ents %v snap %d sync %t",
+					hs, indexes(es), snap.GetMetadata().GetIndex(), sync, tc.wantHS, tc.wantEnts, tc.wantSnap, tc.wantSync)
+			}
+			for i, m := range tc.batch {
+				if got := indexes(m.GetEntries()); !slices.Equal(got, before[i]) {
+					t.Fatalf("raft's entries of append %d changed to %v", i, got)
+				}
 			}
 		})
 	}
+}
+
+// TestPersistSendsResponsesOnlyAfterSave: what depends on an append leaves
+// only once its Save returned, local responses go back to the loop, and a
+// failed Save sends and returns nothing.
+func TestPersistSendsResponsesOnlyAfterSave(t *testing.T) {
+	errDisk := errors.New("disk on fire")
+	self := &raftpb.Message{Type: raftpb.MsgStorageAppendResp.Enum(), To: proto.Uint64(1)}
+	for _, tc := range []struct {
+		name      string
+		fail      error
+		wantSent  []raftpb.MessageType
+		wantLocal int
+	}{
+		{"saved: responses delivered", nil, []raftpb.MessageType{raftpb.MsgAppResp, raftpb.MsgVoteResp}, 1},
+		{"failed: nothing delivered", errDisk, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := NewMemLogStore()
+			tr := &savesBeforeSends{store: store}
+			n := &Node{cfg: Config{ID: 1}, store: store, tr: tr}
+			store.FailWith(tc.fail)
+			d, _ := n.persist([]*raftpb.Message{
+				appendMsg(hardState(2, 2, 0), ents(1), msg(raftpb.MsgAppResp)),
+				appendMsg(nil, ents(2), msg(raftpb.MsgVoteResp), self),
+			}, hardState(1, 0, 0))
+			if !errors.Is(d.err, tc.fail) || d.count != 2 || len(d.local) != tc.wantLocal {
+				t.Fatalf("done %+v, want error %v, 2 appends, %d local", d, tc.fail, tc.wantLocal)
+			}
+			if got := types(tr.sent); !slices.Equal(got, tc.wantSent) {
+				t.Fatalf("sent %v, want %v", got, tc.wantSent)
+			}
+			if tr.early {
+				t.Fatal("a response left before the entries were saved")
+			}
+			if tc.fail == nil && tr.syncsAtSend != 1 {
+				t.Fatalf("%d synced saves before the responses, want 1", tr.syncsAtSend)
+			}
+		})
+	}
+}
+
+// savesBeforeSends records what is sent and whether the store already
+// held the appended entries at that moment.
+type savesBeforeSends struct {
+	recordingTransport
+	store       *MemLogStore
+	early       bool
+	syncsAtSend int
+}
+
+func (s *savesBeforeSends) Send(msgs []*raftpb.Message) {
+	if last, _ := s.store.LastIndex(); last < 2 {
+		s.early = true
+	}
+	s.syncsAtSend = s.store.Syncs()
+	s.recordingTransport.Send(msgs)
 }
 
 // TestFinishSnapshot checks what the loop does with a background build:

@@ -87,7 +87,7 @@ func (n *Node) snapshotForFollower() (*raftpb.Snapshot, error) {
 // asked for, or a snapshot record every SnapshotEvery applied entries. It
 // runs on the loop.
 func (n *Node) maybeSnapshot() {
-	if n.snapBusy {
+	if n.snapBusy || n.snapPending {
 		return
 	}
 	image := n.snapWant
@@ -115,8 +115,8 @@ func (n *Node) maybeSnapshot() {
 
 // finishSnapshot runs on the loop with a background build's result. It is
 // used only if nothing it depends on changed meanwhile:
-//   - no conf change was applied and no snapshot restored since the build
-//     started (same epoch), so the membership and ConfState the loop holds
+//   - no conf change was applied and no snapshot received or restored
+//     since the build started (same epoch), so the membership and ConfState the loop holds
 //     now are those in force at the result's index (which is at least the
 //     applied index when the build started, and at most the one now: Apply
 //     on the loop returned before the loop took this result);
@@ -129,7 +129,7 @@ func (n *Node) finishSnapshot(r snapResult) error {
 	if r.err != nil {
 		return fmt.Errorf("state machine snapshot (applied %d): %w", n.applied, r.err)
 	}
-	if r.epoch != n.snapEpoch {
+	if r.epoch != n.snapEpoch || n.snapPending {
 		n.log.Debug("discarded snapshot of an older membership", zap.Uint64("index", r.index))
 		return nil
 	}
