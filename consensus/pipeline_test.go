@@ -168,6 +168,21 @@ func (s *savesBeforeSends) Send(msgs []*raftpb.Message) {
 	s.recordingTransport.Send(msgs)
 }
 
+// storeWithLog returns a MemLogStore holding entries 1..last at term 1,
+// all committed.
+func storeWithLog(t *testing.T, last uint64) *MemLogStore {
+	t.Helper()
+	store := NewMemLogStore()
+	var log []*raftpb.Entry
+	for i := uint64(1); i <= last; i++ {
+		log = append(log, ents(i)...)
+	}
+	if err := store.Save(hardState(1, 1, last), log, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
 // TestFinishSnapshot checks what the loop does with a background build:
 // it records (metadata only) and compacts behind a result of the current
 // membership epoch newer than the last snapshot and not past the applied
@@ -193,14 +208,7 @@ func TestFinishSnapshot(t *testing.T) {
 		{"build error stops the node", snapResult{epoch: 3, err: errDisk}, true, 0, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := NewMemLogStore()
-			var log []*raftpb.Entry
-			for i := uint64(1); i <= 60; i++ {
-				log = append(log, ents(i)...)
-			}
-			if err := store.Save(hardState(1, 1, 60), log, nil, true); err != nil {
-				t.Fatal(err)
-			}
+			store := storeWithLog(t, 60)
 			n := &Node{
 				cfg:       Config{SnapshotKeep: 5},
 				log:       zap.NewNop(),
@@ -262,14 +270,7 @@ func TestSnapshotForFollower(t *testing.T) {
 		{"log compacted past it", 15, 20, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := NewMemLogStore()
-			var log []*raftpb.Entry
-			for i := uint64(1); i <= 60; i++ {
-				log = append(log, ents(i)...)
-			}
-			if err := store.Save(hardState(1, 1, 60), log, nil, true); err != nil {
-				t.Fatal(err)
-			}
+			store := storeWithLog(t, 60)
 			if _, err := store.CreateSnapshot(tc.compactTo, &raftpb.ConfState{Voters: []uint64{1}}, nil); err != nil {
 				t.Fatal(err)
 			}
