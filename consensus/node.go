@@ -661,10 +661,16 @@ func (n *Node) settleIndex(index uint64, k propKey) {
 // between runs. Results go to the proposers only after Apply returned, i.e.
 // after the state machine made them durable.
 func (n *Node) apply(ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	// Sized once: a run is at most MaxBatch commands. (Not reused across
+	// calls: the state machine may keep what it is given.)
+	size := min(len(ents), n.cfg.MaxBatch)
 	var (
-		cmds   []txswitch.Command
-		keys   []propKey
-		values []any // non-nil overrides Apply's value (conf changes)
+		cmds   = make([]txswitch.Command, 0, size)
+		keys   = make([]propKey, 0, size)
+		values = make([]any, 0, size) // non-nil overrides Apply's value (conf changes)
 	)
 	flush := func() error {
 		if len(cmds) == 0 {
