@@ -10,6 +10,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/txswitch/txswitch/consensus/consensustest"
 )
 
 // recordingTransport records what was sent, in order.
@@ -194,31 +196,34 @@ func TestFinishSnapshot(t *testing.T) {
 		name      string
 		res       snapResult
 		leading   bool
+		pending   bool   // a received snapshot is being persisted
 		wantSnap  uint64 // stored snapshot index after (0: none)
 		wantImage uint64 // index of the image kept for followers (0: none)
 		wantErr   bool
 	}{
-		{"recorded and compacted", snapResult{epoch: 3, index: 40}, true, 40, 0, false},
-		{"image recorded and kept on a leader", snapResult{epoch: 3, index: 40, hasImage: true, image: []byte("img")}, true, 40, 40, false},
-		{"image recorded but dropped on a follower", snapResult{epoch: 3, index: 40, hasImage: true, image: []byte("img")}, false, 40, 0, false},
-		{"image not newer than the last record still kept", snapResult{epoch: 3, index: 10, hasImage: true, image: []byte("img")}, true, 0, 10, false},
-		{"older membership epoch discarded", snapResult{epoch: 2, index: 40, hasImage: true, image: []byte("img")}, true, 0, 0, false},
-		{"not newer than the last snapshot discarded", snapResult{epoch: 3, index: 10}, true, 0, 0, false},
-		{"past the applied index is a bug", snapResult{epoch: 3, index: 51}, true, 0, 0, true},
-		{"build error stops the node", snapResult{epoch: 3, err: errDisk}, true, 0, 0, true},
+		{"recorded and compacted", snapResult{epoch: 3, index: 40}, true, false, 40, 0, false},
+		{"image recorded and kept on a leader", snapResult{epoch: 3, index: 40, hasImage: true, image: []byte("img")}, true, false, 40, 40, false},
+		{"image recorded but dropped on a follower", snapResult{epoch: 3, index: 40, hasImage: true, image: []byte("img")}, false, false, 40, 0, false},
+		{"image not newer than the last record still kept", snapResult{epoch: 3, index: 10, hasImage: true, image: []byte("img")}, true, false, 0, 10, false},
+		{"older membership epoch discarded", snapResult{epoch: 2, index: 40, hasImage: true, image: []byte("img")}, true, false, 0, 0, false},
+		{"not newer than the last snapshot discarded", snapResult{epoch: 3, index: 10}, true, false, 0, 0, false},
+		{"past the applied index is a bug", snapResult{epoch: 3, index: 51}, true, false, 0, 0, true},
+		{"build error stops the node", snapResult{epoch: 3, err: errDisk}, true, false, 0, 0, true},
+		{"received snapshot pending: discarded", snapResult{epoch: 3, index: 40, hasImage: true, image: []byte("img")}, true, true, 0, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := storeWithLog(t, 60)
 			n := &Node{
-				cfg:       Config{SnapshotKeep: 5},
-				log:       zap.NewNop(),
-				store:     store,
-				applied:   50,
-				snapIndex: 10,
-				snapEpoch: 3,
-				snapBusy:  true,
-				leading:   tc.leading,
-				confState: &raftpb.ConfState{Voters: []uint64{1}},
+				cfg:         Config{SnapshotKeep: 5},
+				log:         zap.NewNop(),
+				store:       store,
+				applied:     50,
+				snapIndex:   10,
+				snapEpoch:   3,
+				snapBusy:    true,
+				leading:     tc.leading,
+				snapPending: tc.pending,
+				confState:   &raftpb.ConfState{Voters: []uint64{1}},
 			}
 			err := n.finishSnapshot(tc.res)
 			if (err != nil) != tc.wantErr {
@@ -247,6 +252,40 @@ func TestFinishSnapshot(t *testing.T) {
 				_, img, hasImage, err := decodeSnapshotData(n.sendSnap.GetData())
 				if err != nil || !hasImage || string(img) != "img" || n.sendSnap.GetMetadata().GetTerm() != 1 {
 					t.Fatalf("image for followers: %q %t term %d %v", img, hasImage, n.sendSnap.GetMetadata().GetTerm(), err)
+				}
+			}
+		})
+	}
+}
+
+// TestMaybeSnapshotStarts checks when a background build starts: when due
+// or asked for, one at a time, never while a received snapshot is pending.
+func TestMaybeSnapshotStarts(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		applied                uint64
+		want, busy, pending    bool
+		wantBuild, wantPending bool
+	}{
+		{"not due", 19, false, false, false, false, false},
+		{"due", 20, false, false, false, true, false},
+		{"asked for an image", 5, true, false, false, true, false},
+		{"one at a time", 20, true, true, false, false, true},
+		{"not while a received snapshot is pending", 20, true, false, true, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sm := consensustest.NewKV()
+			n := &Node{cfg: Config{SnapshotEvery: 20}, sm: sm, applied: tc.applied,
+				snapWant: tc.want, snapBusy: tc.busy, snapPending: tc.pending, snapc: make(chan snapResult, 1)}
+			n.maybeSnapshot()
+			n.snapWG.Wait()
+			started := len(n.snapc) == 1
+			if started != tc.wantBuild || n.snapWant != tc.wantPending {
+				t.Fatalf("build started %t (want %t), image still wanted %t (want %t)", started, tc.wantBuild, n.snapWant, tc.wantPending)
+			}
+			if started {
+				if r := <-n.snapc; r.hasImage != tc.want {
+					t.Fatalf("built an image %t, want %t (the KV can sync without one)", r.hasImage, tc.want)
 				}
 			}
 		})
