@@ -136,8 +136,9 @@ type Config struct {
 	// Propose fails at once with txswitch.ErrQueueFull.
 	MaxProposalQueue int
 	// MaxBatch bounds the proposals (and the inbound messages) the loop takes
-	// before handling one Ready, so concurrent proposals share one fsync,
-	// and the commands handed to one StateMachine.Apply call.
+	// before handling one Ready, so concurrent proposals share one raft
+	// message (MsgProp, then one MsgApp per follower) and one fsync, and the
+	// commands handed to one StateMachine.Apply call.
 	MaxBatch int
 	// SnapshotEvery is the number of applied entries between snapshots;
 	// SnapshotKeep the entries kept behind a snapshot for slow followers.

@@ -64,6 +64,7 @@ type Node struct {
 	byIndex          map[uint64][]propKey
 	readsApplied     []*readWaiter
 	idle             []chan struct{}
+	queued           []*proposal // taken from propc, not yet given to raft
 	leaderStartIndex uint64
 	lastConfIndex    uint64
 	recent           *recentKeys
@@ -450,6 +451,7 @@ func (n *Node) drain() error {
 		}
 		break
 	}
+	n.proposeQueued()
 	return nil
 }
 
@@ -466,13 +468,34 @@ func (n *Node) step(m *raftpb.Message) {
 	}
 }
 
+// propose queues p for the next proposeQueued.
 func (n *Node) propose(p *proposal) {
 	if p.ctx.Err() != nil {
 		return // the proposer gave up before we proposed: nothing happened
 	}
-	if err := n.rn.Propose(p.data); err != nil {
-		n.deliver(p.key, result{err: n.dropError(err)})
+	n.queued = append(n.queued, p)
+}
+
+// proposeQueued hands the queued proposals to raft as ONE MsgProp (as
+// RawNode.Propose does for one): raft appends them together and replicates
+// them in one MsgApp per follower, instead of one message each way per
+// proposal. Raft accepts or drops a MsgProp whole; a drop fails every one.
+func (n *Node) proposeQueued() {
+	if len(n.queued) == 0 {
+		return
 	}
+	ents := make([]*raftpb.Entry, len(n.queued))
+	for i, p := range n.queued {
+		ents[i] = &raftpb.Entry{Data: p.data}
+	}
+	if err := n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: ents}); err != nil {
+		err = n.dropError(err)
+		for _, p := range n.queued {
+			n.deliver(p.key, result{err: err})
+		}
+	}
+	clear(n.queued)
+	n.queued = n.queued[:0]
 }
 
 func (n *Node) dropError(err error) error {
