@@ -474,11 +474,12 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	type counters struct {
 		syncs, applies  uint64
 		syncNs, applyNs int64
+		sent            uint64
 	}
 	read := func() []counters {
 		out := make([]counters, len(nodes))
 		for i, n := range nodes {
-			out[i] = counters{n.logs.syncs.Load(), n.apply.calls.Load(), n.logs.syncTime.Load(), n.apply.time.Load()}
+			out[i] = counters{n.logs.syncs.Load(), n.apply.calls.Load(), n.logs.syncTime.Load(), n.apply.time.Load(), n.tr.Stats().Sent}
 		}
 		return out
 	}
@@ -495,9 +496,10 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 		return BenchResult{}, sleepErr
 	}
 	res, _ := mergeRecorders("raft propose→commit→apply", settings, recs, elapsed)
-	var fsyncs, saves, applies []string
+	var fsyncs, saves, applies, sent []string
 	for i := range nodes {
-		d := counters{c1[i].syncs - c0[i].syncs, c1[i].applies - c0[i].applies, c1[i].syncNs - c0[i].syncNs, c1[i].applyNs - c0[i].applyNs}
+		d := counters{c1[i].syncs - c0[i].syncs, c1[i].applies - c0[i].applies, c1[i].syncNs - c0[i].syncNs, c1[i].applyNs - c0[i].applyNs, c1[i].sent - c0[i].sent}
+		sent = append(sent, fmt.Sprintf("node%d %.0f", i+1, float64(d.sent)/elapsed.Seconds()))
 		fsyncs = append(fsyncs, fmt.Sprintf("node%d %.0f", i+1, float64(d.syncs)/elapsed.Seconds()))
 		saves = append(saves, fmt.Sprintf("node%d %v", i+1, avg(d.syncNs, d.syncs)))
 		applies = append(applies, fmt.Sprintf("node%d %v", i+1, avg(d.applyNs, d.applies)))
@@ -508,6 +510,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	res.Extra["fsyncs/s"] = strings.Join(fsyncs, ", ")
 	res.Extra["synced Save avg"] = strings.Join(saves, ", ")
 	res.Extra["Apply call avg"] = strings.Join(applies, ", ")
+	res.Extra["raft messages sent/s"] = strings.Join(sent, ", ")
 	return res, nil
 }
 
