@@ -165,7 +165,7 @@ func (n *Node) persist(batch []*raftpb.Message, last *raftpb.HardState) (d appen
 			}
 		}
 	}
-	if len(remote) > 0 {
+	if remote = coalesceAcks(remote); len(remote) > 0 {
 		n.tr.Send(remote)
 	}
 	n.failpoint(FailpointAfterSend)
@@ -213,4 +213,38 @@ func mergeAppends(batch []*raftpb.Message, last *raftpb.HardState) (hs *raftpb.H
 	sync = len(ents) > 0 || snap != nil ||
 		(hs != nil && (hs.GetTerm() != last.GetTerm() || hs.GetVote() != last.GetVote()))
 	return hs, ents, snap, sync, nil
+}
+
+// coalesceAcks drops each append acknowledgement that a later one in msgs
+// supersedes: same peer, same term, an index at least as high, neither a
+// rejection. A follower that stepped many MsgApps since its last Save
+// would otherwise answer each; the leader learns the same from the last
+// one (an ack for index i acknowledges everything up to i), and a dropped
+// ack is only a lost message, which raft tolerates. Rejections, which
+// carry hints, and every other message are kept, in order.
+func coalesceAcks(msgs []*raftpb.Message) []*raftpb.Message {
+	type peerTerm struct{ to, term uint64 }
+	last := map[peerTerm]int{} // position of the last plain ack per peer and term
+	isAck := func(m *raftpb.Message) bool {
+		return m.GetType() == raftpb.MsgAppResp && !m.GetReject()
+	}
+	for i, m := range msgs {
+		if isAck(m) {
+			last[peerTerm{m.GetTo(), m.GetTerm()}] = i
+		}
+	}
+	if len(last) == 0 {
+		return msgs
+	}
+	out := msgs[:0:0]
+	for i, m := range msgs {
+		if isAck(m) {
+			j := last[peerTerm{m.GetTo(), m.GetTerm()}]
+			if j != i && msgs[j].GetIndex() >= m.GetIndex() {
+				continue
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }

@@ -358,3 +358,40 @@ func TestBackgroundSnapshotsKeepLogBounded(t *testing.T) {
 		}
 	}
 }
+
+func ack(to, term, index uint64, reject bool) *raftpb.Message {
+	return &raftpb.Message{Type: raftpb.MsgAppResp.Enum(), To: proto.Uint64(to), Term: proto.Uint64(term),
+		Index: proto.Uint64(index), Reject: proto.Bool(reject)}
+}
+
+// TestCoalesceAcks: of the plain acknowledgements to one peer in one term
+// only the last is sent when it covers the earlier ones; rejections and
+// everything else are kept, in order.
+func TestCoalesceAcks(t *testing.T) {
+	vote := msg(raftpb.MsgVoteResp)
+	for _, tc := range []struct {
+		name string
+		in   []*raftpb.Message
+		want []int // positions in `in` that are kept
+	}{
+		{"nothing", nil, nil},
+		{"one ack", []*raftpb.Message{ack(2, 3, 10, false)}, []int{0}},
+		{"later ack covers earlier ones", []*raftpb.Message{ack(2, 3, 10, false), ack(2, 3, 12, false), ack(2, 3, 15, false)}, []int{2}},
+		{"other messages kept in order", []*raftpb.Message{ack(2, 3, 10, false), vote, ack(2, 3, 15, false)}, []int{1, 2}},
+		{"rejections kept", []*raftpb.Message{ack(2, 3, 10, true), ack(2, 3, 9, false), ack(2, 3, 15, false)}, []int{0, 2}},
+		{"a later ack with a lower index covers nothing", []*raftpb.Message{ack(2, 3, 15, false), ack(2, 3, 12, false)}, []int{0, 1}},
+		{"per peer", []*raftpb.Message{ack(2, 3, 10, false), ack(3, 3, 11, false), ack(2, 3, 12, false)}, []int{1, 2}},
+		{"per term", []*raftpb.Message{ack(2, 3, 10, false), ack(2, 4, 12, false)}, []int{0, 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := coalesceAcks(slices.Clone(tc.in))
+			var want []*raftpb.Message
+			for _, i := range tc.want {
+				want = append(want, tc.in[i])
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("kept %v, want %v", got, want)
+			}
+		})
+	}
+}
