@@ -101,7 +101,7 @@ func TestRandomizedChaos(t *testing.T) {
 			}
 		}
 	})
-	failpoints := []string{FailpointBeforePersist, FailpointAfterPersist, FailpointAfterSend, FailpointMidApply}
+	failpoints := []string{FailpointBeforePersist, FailpointAfterPersist, FailpointAfterSend, FailpointMidApply, FailpointAfterSnapshot}
 	// crashedAtFailpoint lists nodes whose loop died at a failpoint.
 	crashedAtFailpoint := func() []uint64 {
 		var ids []uint64

@@ -31,9 +31,9 @@ type Ticker interface {
 //
 // Send must not block: a transport that cannot take a message drops it
 // (raft retransmits) and, for a MsgSnap, reports SnapshotFailure to its
-// Handler. Messages are sent only after the Ready that produced them is
-// durable, except a leader's MsgApp and MsgHeartbeat, which leave while its
-// own Save runs (see Node.sendEarly).
+// Handler. Send is called from the Ready loop and from the append goroutine
+// (append.go), which sends the messages that had to wait for an append to
+// be durable (acknowledgements, votes): it must be safe for concurrent use.
 type Transport interface {
 	Send(msgs []*raftpb.Message)
 	AddPeer(id uint64, addr string)
@@ -57,6 +57,9 @@ const (
 	FailpointAfterPersist  = "after-persist"
 	FailpointAfterSend     = "after-send"
 	FailpointMidApply      = "mid-apply"
+	// FailpointAfterSnapshot is between recording a snapshot and
+	// compacting the log behind it.
+	FailpointAfterSnapshot = "after-snapshot"
 )
 
 // ErrFailpointCrash, when a Failpoint panics with it, makes the Ready loop
@@ -80,10 +83,11 @@ const (
 	DefaultHeartbeatTick    = 1
 	DefaultMaxProposalQueue = 4096
 	DefaultMaxBatch         = 1024
-	// DefaultSnapshotEvery is etcd's default (--snapshot-count): each
-	// snapshot copies and writes the whole state, so its cost grows with the
-	// state while the log it saves grows only with the entries. 100,000
-	// entries of a few hundred bytes are tens of MB of log on disk.
+	// DefaultSnapshotEvery is etcd's default (--snapshot-count). A
+	// snapshot record is cheap (a sync of the state machine and one small
+	// write: the image is built only for a follower that needs it), but
+	// each compaction is a range deletion pebble must later compact away.
+	// 100,000 entries of a few hundred bytes are tens of MB of log on disk.
 	DefaultSnapshotEvery   = 100000
 	DefaultSnapshotKeep    = 5000
 	DefaultProposalTimeout = 5 * time.Second
@@ -132,8 +136,9 @@ type Config struct {
 	// Propose fails at once with txswitch.ErrQueueFull.
 	MaxProposalQueue int
 	// MaxBatch bounds the proposals (and the inbound messages) the loop takes
-	// before handling one Ready, so concurrent proposals share one fsync,
-	// and the commands handed to one StateMachine.Apply call.
+	// before handling one Ready, so concurrent proposals share one raft
+	// message (MsgProp, then one MsgApp per follower) and one fsync, and the
+	// commands handed to one StateMachine.Apply call.
 	MaxBatch int
 	// SnapshotEvery is the number of applied entries between snapshots;
 	// SnapshotKeep the entries kept behind a snapshot for slow followers.

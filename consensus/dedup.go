@@ -32,8 +32,11 @@ type recentKeys struct {
 	limit int
 }
 
+// newRecentKeys sizes the set for limit keys up front: it is full after
+// limit entries and stays so, and growing it on the way costs rehashes on
+// the Ready loop (a few MB per node, held for the node's lifetime anyway).
 func newRecentKeys(limit int) *recentKeys {
-	return &recentKeys{set: make(map[propKey]struct{}), limit: limit}
+	return &recentKeys{set: make(map[propKey]struct{}, limit), order: make([]propKey, 0, limit), limit: limit}
 }
 
 func (r *recentKeys) has(k propKey) bool {

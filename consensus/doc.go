@@ -2,21 +2,28 @@
 // (go.etcd.io/raft/v3, RawNode).
 //
 // A Node implements txswitch.Log. One goroutine owns the RawNode and runs the
-// single Ready loop that owns every I/O of the group, in this order:
+// Ready loop; the RawNode runs with AsyncStorageWrites, and one append
+// goroutine persists the log (append.go):
 //
-//	propose (queued proposals) → persist (one LogStore.Save) → send
-//	→ apply (StateMachine.Apply per contiguous run) → notify waiters → Advance
+//	loop:   propose (queued proposals) → Ready → hand the append to the
+//	        append goroutine → send what raft allows now → apply committed
+//	        and locally durable entries → notify waiters → acknowledge
+//	append: merge queued appends → ONE LogStore.Save (synced) → deliver
+//	        the responses raft attached (acks, votes, own acknowledgement)
 //
 // Nothing is acknowledged before it is durable: votes and append
-// acknowledgements leave only after the Ready's HardState, entries and
-// snapshot are saved, and a proposer hears back only after its entry is
+// acknowledgements leave only after the HardState, entries and snapshot
+// they depend on are saved, this node counts toward a quorum only once its
+// own append is durable, and a proposer hears back only after its entry is
 // committed and applied locally. A storage or apply error stops the node.
-// Three overlaps keep the loop short without weakening that (each argued
-// where it is done, in node.go): a leader sends its appends and heartbeats
-// before its own Save (Raft thesis §10.2.1); committed entries that earlier
-// Saves made durable are applied while the Save runs; and the state machine
-// image of a snapshot is built off the loop. Raft's reads of the recent log
-// tail are served from memory (cachedLogStore).
+// The loop never waits for a disk sync: a leader keeps replicating and
+// applying while its own append syncs (its MsgApps may leave first, Raft
+// thesis §10.2.1), appends queued meanwhile share the next sync, and
+// snapshots never copy the state on the loop: a node's own snapshot is a
+// metadata record written after the state machine synced (off the loop),
+// and a state image is built, off the loop, only when a follower needs one
+// (snapshot.go). Raft's reads of the recent log tail are served from memory
+// (cachedLogStore).
 //
 // The node also owns membership (ConfChangeV2 with member addresses carried
 // in the change's context and persisted through LogStore.SaveMembership and

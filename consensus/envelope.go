@@ -153,33 +153,61 @@ func decodeMembership(b []byte) (membership, error) {
 	return m, nil
 }
 
-// A snapshot's Data wraps the state machine image with the membership, so a
-// node restored from a snapshot knows every member's address:
+// A snapshot's Data carries the membership, so a node restored from a
+// snapshot knows every member's address, and, when the snapshot is one a
+// follower must install, the state machine image:
 //
-//	version byte (1) | uvarint len(membership) | membership | image
-const snapEnvelopeV1 = 1
+//	version byte | uvarint len(membership) | membership | image
+//
+// Version 1 has the image (what the leader sends, and what a follower stores
+// until its state machine has restored it). Version 2 has none: it is the
+// record of a snapshot this node took itself, whose state the state machine
+// already holds durably at (or past) the snapshot's index, so only the
+// metadata is written (see Node.maybeSnapshot).
+const (
+	snapEnvelopeV1   = 1
+	snapEnvelopeMeta = 2
+)
 
 func encodeSnapshotData(m *membership, image []byte) []byte {
+	return appendSnapshotData(snapEnvelopeV1, m, image)
+}
+
+// encodeSnapshotMeta encodes the data of a snapshot without image.
+func encodeSnapshotMeta(m *membership) []byte {
+	return appendSnapshotData(snapEnvelopeMeta, m, nil)
+}
+
+func appendSnapshotData(version byte, m *membership, image []byte) []byte {
 	meta := m.encode()
 	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(meta)+len(image))
-	b = append(b, snapEnvelopeV1)
+	b = append(b, version)
 	b = binary.AppendUvarint(b, uint64(len(meta)))
 	b = append(b, meta...)
 	return append(b, image...)
 }
 
-func decodeSnapshotData(b []byte) (membership, []byte, error) {
-	if len(b) == 0 || b[0] != snapEnvelopeV1 {
-		return membership{}, nil, errors.New("decode snapshot: unknown envelope version")
+// decodeSnapshotData returns the membership and, if hasImage, the state
+// machine image.
+func decodeSnapshotData(b []byte) (m membership, image []byte, hasImage bool, err error) {
+	if len(b) == 0 || (b[0] != snapEnvelopeV1 && b[0] != snapEnvelopeMeta) {
+		return membership{}, nil, false, errors.New("decode snapshot: unknown envelope version")
 	}
+	hasImage = b[0] == snapEnvelopeV1
 	b = b[1:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)-k) {
-		return membership{}, nil, errors.New("decode snapshot: bad membership length")
+		return membership{}, nil, false, errors.New("decode snapshot: bad membership length")
 	}
-	m, err := decodeMembership(b[k : k+int(n)])
-	if err != nil {
-		return membership{}, nil, fmt.Errorf("decode snapshot: %w", err)
+	if m, err = decodeMembership(b[k : k+int(n)]); err != nil {
+		return membership{}, nil, false, fmt.Errorf("decode snapshot: %w", err)
 	}
-	return m, b[k+int(n):], nil
+	rest := b[k+int(n):]
+	if !hasImage {
+		if len(rest) > 0 {
+			return membership{}, nil, false, errors.New("decode snapshot: metadata-only snapshot with trailing bytes")
+		}
+		return m, nil, false, nil
+	}
+	return m, rest, true, nil
 }

@@ -27,12 +27,27 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 
 func TestSnapshotDataRoundTrip(t *testing.T) {
 	m := membership{Version: 1, MaxID: 9, Members: []Peer{{ID: 1, RaftAddr: "a", APIAddr: "b"}}}
-	got, img, err := decodeSnapshotData(encodeSnapshotData(&m, []byte("image")))
-	if err != nil || string(img) != "image" || got.MaxID != 9 || got.Members[0] != m.Members[0] {
-		t.Fatalf("round trip: %+v %q %v", got, img, err)
+	for _, tc := range []struct {
+		name      string
+		data      []byte
+		wantImage bool
+		image     string
+	}{
+		{"with image", encodeSnapshotData(&m, []byte("image")), true, "image"},
+		{"with empty image", encodeSnapshotData(&m, nil), true, ""},
+		{"metadata only", encodeSnapshotMeta(&m), false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, img, hasImage, err := decodeSnapshotData(tc.data)
+			if err != nil || hasImage != tc.wantImage || string(img) != tc.image || got.MaxID != 9 || got.Members[0] != m.Members[0] {
+				t.Fatalf("round trip: %+v %q %t %v", got, img, hasImage, err)
+			}
+		})
 	}
-	if _, _, err := decodeSnapshotData([]byte{1, 200}); err == nil {
-		t.Fatal("decoded a truncated snapshot")
+	for _, bad := range [][]byte{nil, {1, 200}, {3, 0}, append(encodeSnapshotMeta(&m), 'x')} {
+		if _, _, _, err := decodeSnapshotData(bad); err == nil {
+			t.Fatalf("decoded bad snapshot data %x", bad)
+		}
 	}
 }
 
@@ -64,13 +79,18 @@ func FuzzDecodeEnvelope(f *testing.F) {
 func FuzzDecodeSnapshotData(f *testing.F) {
 	m := membership{Version: 1, MaxID: 2, Members: []Peer{{ID: 2}}}
 	f.Add(encodeSnapshotData(&m, []byte("img")))
+	f.Add(encodeSnapshotMeta(&m))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		mem, img, err := decodeSnapshotData(b)
+		mem, img, hasImage, err := decodeSnapshotData(b)
 		if err != nil {
 			return
 		}
-		mem2, img2, err := decodeSnapshotData(encodeSnapshotData(&mem, img))
-		if err != nil || !bytes.Equal(img, img2) || mem2.MaxID != mem.MaxID || len(mem2.Members) != len(mem.Members) {
+		again := encodeSnapshotMeta(&mem)
+		if hasImage {
+			again = encodeSnapshotData(&mem, img)
+		}
+		mem2, img2, hasImage2, err := decodeSnapshotData(again)
+		if err != nil || hasImage2 != hasImage || !bytes.Equal(img, img2) || mem2.MaxID != mem.MaxID || len(mem2.Members) != len(mem.Members) {
 			t.Fatalf("re-encode differs: %v", err)
 		}
 	})

@@ -14,11 +14,12 @@ const logCacheBytes = 8 << 20
 
 // cachedLogStore serves raft's reads of the recent log tail (Entries, Term)
 // from the entries it was given to Save, instead of reading and decoding
-// them back from the store. With the classic RawNode every entry is read
-// back at least once (raft drops entries from its unstable log at Advance
-// and fetches them from Storage to hand them out as CommittedEntries, and
+// them back from the store. Raft reads most entries back at least once (it
+// drops entries from its unstable log once their append is acknowledged,
+// and fetches them from Storage to hand them out as committed entries, and
 // to send them to a follower that is behind), and Term is asked on every
-// commit check.
+// commit check. Save runs on the append goroutine while the loop reads: the
+// cache has its own mutex and changes only after the wrapped call returned.
 //
 // The cache holds a contiguous run of entries that is always equal to the
 // store's entries at the same indexes:

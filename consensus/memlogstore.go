@@ -18,6 +18,7 @@ import (
 type MemLogStore struct {
 	*raft.MemoryStorage
 
+	wmu       sync.Mutex // serialises writes (LogStore's contract)
 	mu        sync.Mutex
 	failErr   error
 	syncs     int
@@ -61,10 +62,12 @@ func (s *MemLogStore) failure() error {
 	return s.failErr
 }
 
-// Save implements LogStore. The three parts are applied under the caller's
-// single-writer guarantee (only the Ready loop writes), which is the
-// in-memory equivalent of one atomic batch.
+// Save implements LogStore. The three parts are applied under wmu, which
+// excludes every other write: the in-memory equivalent of one atomic batch
+// (raft reads meanwhile only what the Save does not change).
 func (s *MemLogStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if err := s.failure(); err != nil {
 		return fmt.Errorf("mem log store save: %w", err)
 	}
@@ -91,6 +94,8 @@ func (s *MemLogStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raf
 
 // CreateSnapshot implements LogStore.
 func (s *MemLogStore) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if err := s.failure(); err != nil {
 		return nil, fmt.Errorf("mem log store create snapshot: %w", err)
 	}
@@ -106,6 +111,8 @@ func (s *MemLogStore) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []
 
 // Compact implements LogStore.
 func (s *MemLogStore) Compact(index uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if err := s.failure(); err != nil {
 		return fmt.Errorf("mem log store compact: %w", err)
 	}
@@ -114,6 +121,8 @@ func (s *MemLogStore) Compact(index uint64) error {
 
 // SaveMembership implements LogStore.
 func (s *MemLogStore) SaveMembership(index uint64, cs *raftpb.ConfState, meta []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	if err := s.failure(); err != nil {
 		return fmt.Errorf("mem log store save membership: %w", err)
 	}

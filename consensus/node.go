@@ -1,7 +1,6 @@
 package consensus
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -21,15 +20,14 @@ import (
 
 // Node is one member of one raft group. It implements txswitch.Log.
 //
-// Concurrency: a single goroutine (run) owns the RawNode, the LogStore
-// writes, the StateMachine and the Transport's Send. Two bounded helpers
-// run beside it: a Ready's Save may run on its own goroutine while the loop
-// applies already-durable entries (the loop waits for it before going on,
-// and touches neither the LogStore nor the RawNode meanwhile), and at most
-// one StateMachine.Snapshot runs in the background (see maybeSnapshot).
-// Other goroutines talk to the loop through bounded channels: proposals
-// (propc), inbound messages (recvc), control requests (ctrlc, closures run
-// on the loop) and the snapshot builder's result (snapc).
+// Concurrency: a single goroutine (run) owns the RawNode, the
+// StateMachine's Apply and the LogStore's writes other than Save. Two
+// bounded helpers run beside it: the append goroutine (append.go), which
+// owns LogStore.Save and sends what must wait for it, and at most one
+// snapshot build (snapshot.go). Other goroutines talk to the loop through
+// bounded channels: proposals (propc), inbound messages (recvc), control
+// requests (ctrlc, closures run on the loop), the append goroutine's
+// completions (localc) and the snapshot builder's result (snapc).
 type Node struct {
 	cfg         Config
 	log         *zap.Logger
@@ -66,39 +64,39 @@ type Node struct {
 	byIndex          map[uint64][]propKey
 	readsApplied     []*readWaiter
 	idle             []chan struct{}
+	queued           []*proposal // taken from propc, not yet given to raft
 	leaderStartIndex uint64
 	lastConfIndex    uint64
 	recent           *recentKeys
-	// snapshotNow forces a snapshot after a member was added to a
-	// compacted log: the newcomer needs a snapshot whose ConfState
-	// includes it (raft rejects one that does not).
-	snapshotNow bool
 	// leading mirrors the last SoftState: whether this node is the leader
 	// (decides which messages may leave before the local Save).
 	leading bool
-	// Background snapshots (see maybeSnapshot): at most one state machine
-	// image is being built off the loop; snapBusy is set while it is,
-	// snapEpoch changes whenever the membership or the whole state changes
-	// (conf change applied, snapshot restored) so that an image started
-	// before is discarded, and snapWG lets shutdown wait for the builder.
+	// Snapshots (see snapshot.go): at most one build runs off the loop;
+	// snapBusy is set while it does, snapEpoch changes whenever the
+	// membership or the whole state changes (conf change applied, snapshot
+	// restored) so that a build started before is discarded, and snapWG
+	// lets shutdown wait for the builder. sendSnap is the last image built
+	// for a follower (nil when none is usable); snapWant says raft asked
+	// for one that is not there yet.
 	snapc     chan snapResult
 	snapBusy  bool
 	snapEpoch uint64
 	snapWG    sync.WaitGroup
-	// savec carries the result of a Save run off the loop while it
-	// applies (see handleReady); saveWG lets shutdown wait for that Save
-	// when the loop stopped (failpoint crash) while it ran.
-	savec          chan error
-	saveWG         sync.WaitGroup
-	droppedInbound atomic.Uint64
-}
-
-// snapResult is what a background snapshot builder hands back to the loop.
-type snapResult struct {
-	epoch uint64
-	index uint64
-	image []byte
-	err   error
+	sendSnap  *raftpb.Snapshot
+	snapWant  bool
+	// snapPending: a snapshot received from the leader is being persisted
+	// and not yet restored into the state machine.
+	snapPending bool
+	// The append goroutine (append.go): appendc carries raft's appends to
+	// it, localc its completions back, appendStop stops it and appendWG
+	// lets shutdown wait for it; appendsInFlight (loop-owned) counts the
+	// appends handed over and not yet completed.
+	appendc         chan *raftpb.Message
+	localc          chan appendDone
+	appendStop      chan struct{}
+	appendWG        sync.WaitGroup
+	appendsInFlight int
+	droppedInbound  atomic.Uint64
 }
 
 var (
@@ -137,24 +135,26 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger.With(zap.Uint64("raft_id", cfg.ID), zap.Uint64("group", cfg.Group)),
-		store:    newCachedLogStore(cfg.LogStore, logCacheBytes),
-		sm:       cfg.StateMachine,
-		tr:       cfg.Transport,
-		ticker:   cfg.Ticker,
-		propc:    make(chan *proposal, cfg.MaxProposalQueue),
-		recvc:    make(chan *raftpb.Message, inboxSize),
-		ctrlc:    make(chan func(), ctrlSize),
-		snapc:    make(chan snapResult, 1),
-		savec:    make(chan error, 1),
-		stopc:    make(chan struct{}),
-		donec:    make(chan struct{}),
-		waiters:  make(map[propKey]*waiter),
-		reads:    make(map[string]*readWaiter),
-		leaderCh: make(chan struct{}),
-		byIndex:  make(map[uint64][]propKey),
-		recent:   newRecentKeys(dedupWindow),
+		cfg:        cfg,
+		log:        cfg.Logger.With(zap.Uint64("raft_id", cfg.ID), zap.Uint64("group", cfg.Group)),
+		store:      newCachedLogStore(cfg.LogStore, logCacheBytes),
+		sm:         cfg.StateMachine,
+		tr:         cfg.Transport,
+		ticker:     cfg.Ticker,
+		propc:      make(chan *proposal, cfg.MaxProposalQueue),
+		recvc:      make(chan *raftpb.Message, inboxSize),
+		ctrlc:      make(chan func(), ctrlSize),
+		snapc:      make(chan snapResult, 1),
+		appendc:    make(chan *raftpb.Message, appendQueue),
+		localc:     make(chan appendDone, appendQueue),
+		appendStop: make(chan struct{}),
+		stopc:      make(chan struct{}),
+		donec:      make(chan struct{}),
+		waiters:    make(map[propKey]*waiter),
+		reads:      make(map[string]*readWaiter),
+		leaderCh:   make(chan struct{}),
+		byIndex:    make(map[uint64][]propKey),
+		recent:     newRecentKeys(dedupWindow),
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -173,7 +173,7 @@ func NewNode(cfg Config) (*Node, error) {
 		ID:                        cfg.ID,
 		ElectionTick:              cfg.ElectionTick,
 		HeartbeatTick:             cfg.HeartbeatTick,
-		Storage:                   n.store,
+		Storage:                   raftStorage{n.store, n},
 		Applied:                   n.applied,
 		MaxSizePerMsg:             cfg.MaxSizePerMsg,
 		MaxCommittedSizePerReady:  cfg.MaxSizePerMsg * 4,
@@ -183,9 +183,9 @@ func NewNode(cfg Config) (*Node, error) {
 		PreVote:                   true,
 		StepDownOnRemoval:         true,
 		ReadOnlyOption:            raft.ReadOnlySafe,
-		// Classic Ready contract: persist, then send, then apply, then
-		// Advance. Async storage writes would break the loop's ordering.
-		AsyncStorageWrites: false,
+		// Appends are persisted by the append goroutine and acknowledged
+		// through the responses raft attaches to them (handleReady).
+		AsyncStorageWrites: true,
 		Logger:             &raftLogger{s: n.log.Named("raft").Sugar()},
 	}
 	rn, err := raft.NewRawNode(rcfg)
@@ -220,6 +220,15 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	n.publishMembers()
 	n.updateCached()
+	hs, _, err := n.store.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("load hard state: %w", err)
+	}
+	n.appendWG.Add(1)
+	go func() {
+		defer n.appendWG.Done()
+		n.appendLoop(hs)
+	}()
 	n.log.Info("raft node started", zap.Bool("fresh", fresh), zap.Bool("join", cfg.Join),
 		zap.Uint64("applied", n.applied), zap.Uint64("snapshot", n.snapIndex), zap.Int("members", len(n.mem.Members)))
 	go n.run()
@@ -247,8 +256,9 @@ func (n *Node) recover() (fresh bool, err error) {
 
 	var snapMem membership
 	var image []byte
+	hasImage := false
 	if !raft.IsEmptySnap(snap) {
-		if snapMem, image, err = decodeSnapshotData(snap.GetData()); err != nil {
+		if snapMem, image, hasImage, err = decodeSnapshotData(snap.GetData()); err != nil {
 			return false, fmt.Errorf("stored snapshot %d: %w", n.snapIndex, err)
 		}
 	}
@@ -269,6 +279,11 @@ func (n *Node) recover() (fresh bool, err error) {
 	// state machine leaves the state machine behind the log's first index:
 	// finish the restore now, or raft could not resume.
 	if applied := n.sm.AppliedIndex(); !raft.IsEmptySnap(snap) && n.snapIndex > applied {
+		if !hasImage {
+			// A snapshot without image is recorded only once the state
+			// machine durably holds its index (see maybeSnapshot).
+			return false, fmt.Errorf("state machine applied %d is behind this node's own snapshot %d: state lost", applied, n.snapIndex)
+		}
 		n.log.Info("restoring state machine from stored snapshot",
 			zap.Uint64("snapshot", n.snapIndex), zap.Uint64("applied", applied))
 		if err := n.sm.Restore(n.snapIndex, image); err != nil {
@@ -362,10 +377,18 @@ func (n *Node) run() {
 				stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, err)
 				return
 			}
+		case d := <-n.localc:
+			if err := n.appendCompleted(d); err != nil {
+				stopErr = n.appendStopErr(err)
+				return
+			}
 		}
 		// (a) Take whatever else is queued, bounded, so that many concurrent
-		// proposals and messages share one Ready and hence one synced Save.
-		n.drain()
+		// proposals and messages share one Ready and hence one append.
+		if err := n.drain(); err != nil {
+			stopErr = n.appendStopErr(err)
+			return
+		}
 		for n.rn.HasReady() {
 			if err := n.handleReady(); err != nil {
 				// Never acknowledge what is not durable or not applied:
@@ -375,14 +398,41 @@ func (n *Node) run() {
 				return
 			}
 		}
-		for _, c := range n.idle {
-			close(c)
+		// Also outside a Ready: raft may have asked for a snapshot image
+		// while stepping a message that produced nothing else.
+		n.maybeSnapshot()
+		if n.appendsInFlight == 0 {
+			for _, c := range n.idle {
+				close(c)
+			}
+			n.idle = n.idle[:0]
 		}
-		n.idle = n.idle[:0]
 	}
 }
 
-func (n *Node) drain() {
+// appendStopErr logs why the append goroutine stopped the node and returns
+// the node's stop error.
+func (n *Node) appendStopErr(err error) error {
+	if errors.Is(err, ErrFailpointCrash) {
+		n.log.Warn("raft append crashed at failpoint")
+	} else {
+		n.log.Error("raft node stopping on storage failure", zap.Error(err))
+	}
+	return fmt.Errorf("%w: %w", txswitch.ErrStopped, err)
+}
+
+func (n *Node) drain() error {
+	for range appendQueue {
+		select {
+		case d := <-n.localc:
+			if err := n.appendCompleted(d); err != nil {
+				return err
+			}
+			continue
+		default:
+		}
+		break
+	}
 	for range n.cfg.MaxBatch {
 		select {
 		case m := <-n.recvc:
@@ -401,6 +451,8 @@ func (n *Node) drain() {
 		}
 		break
 	}
+	n.proposeQueued()
+	return nil
 }
 
 func (n *Node) step(m *raftpb.Message) {
@@ -416,13 +468,34 @@ func (n *Node) step(m *raftpb.Message) {
 	}
 }
 
+// propose queues p for the next proposeQueued.
 func (n *Node) propose(p *proposal) {
 	if p.ctx.Err() != nil {
 		return // the proposer gave up before we proposed: nothing happened
 	}
-	if err := n.rn.Propose(p.data); err != nil {
-		n.deliver(p.key, result{err: n.dropError(err)})
+	n.queued = append(n.queued, p)
+}
+
+// proposeQueued hands the queued proposals to raft as ONE MsgProp (as
+// RawNode.Propose does for one): raft appends them together and replicates
+// them in one MsgApp per follower, instead of one message each way per
+// proposal. Raft accepts or drops a MsgProp whole; a drop fails every one.
+func (n *Node) proposeQueued() {
+	if len(n.queued) == 0 {
+		return
 	}
+	ents := make([]*raftpb.Entry, len(n.queued))
+	for i, p := range n.queued {
+		ents[i] = &raftpb.Entry{Data: p.data}
+	}
+	if err := n.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: ents}); err != nil {
+		err = n.dropError(err)
+		for _, p := range n.queued {
+			n.deliver(p.key, result{err: err})
+		}
+	}
+	clear(n.queued)
+	n.queued = n.queued[:0]
 }
 
 func (n *Node) dropError(err error) error {
@@ -441,172 +514,100 @@ func (n *Node) failpoint(name string) {
 	}
 }
 
-// handleReady processes one Ready under the classic (synchronous storage)
-// contract. The order is the correctness argument; do not reorder
+// handleReady processes one Ready. The RawNode runs with AsyncStorageWrites:
+// raft itself routes what depends on durability, and the loop never waits
+// for a disk write. The order is the correctness argument; do not reorder
 // ((a), taking queued proposals, happened in run before this Ready):
 //
-//	(b) persist HardState + Entries + Snapshot in ONE Save (synced when
-//	    MustSync), then restore the state machine from a received snapshot;
-//	    while the Save runs (on another goroutine) the loop applies the
-//	    committed entries earlier Saves made durable (see durablePrefix);
-//	    a LEADER sends its MsgApp and MsgHeartbeat messages before this Save
-//	    (see sendEarly), so followers write in parallel with it;
-//	(c) only then send the other messages: a vote or an append
-//	    acknowledgement must never leave before what it promises is durable;
-//	(d) apply committed entries in order (they are durable on a quorum and,
-//	    since (b), locally), conf changes through ApplyConfChange followed
-//	    by SaveMembership before the state machine's applied index passes
-//	    them; those already durable were applied during (b), the rest
-//	    (entries of this very Ready) only now;
+//	(b) hand the Ready's append (HardState, entries, snapshot: ONE
+//	    MsgStorageAppend) to the append goroutine (appendLoop), which
+//	    persists it in ONE Save, synced when it changes term, vote,
+//	    entries or snapshot, and only THEN delivers the messages raft
+//	    attached to it as responses: MsgAppResp, MsgVoteResp,
+//	    MsgPreVoteResp, and this node's own acknowledgement
+//	    (MsgStorageAppendResp, and on a leader its own MsgAppResp, so an
+//	    entry counts this node toward a quorum only once durable here);
+//	(c) send the Ready's other messages at once: raft puts there only
+//	    what does not depend on this node's unsynced state (a leader's
+//	    MsgApp and heartbeats may leave before its own append is durable,
+//	    Raft thesis §10.2.1; followers' acknowledgements never do);
+//	(d) apply committed entries in order (MsgStorageApply): raft hands
+//	    out only entries that are committed AND durable in this node's log
+//	    (an async RawNode never applies unstable entries); conf changes
+//	    through ApplyConfChange followed by SaveMembership before the
+//	    state machine's applied index passes them;
 //	(e) answer proposers and readers, after their entry is applied;
-//	(f) Advance, which lets raft step its own append/apply acknowledgements.
+//	(f) step the apply acknowledgement (MsgStorageApplyResp) into raft.
+//
+// A snapshot raft received is restored into the state machine when its
+// append comes back durable, before raft hears of it (appendCompleted), and raft
+// hands out no committed entry past it before that.
 func (n *Node) handleReady() error {
 	rd := n.rn.Ready()
 	n.observeLeadership(rd)
 	if rd.SoftState != nil {
 		n.leading = rd.SoftState.RaftState == raft.StateLeader
-	}
-	msgs := rd.Messages
-	committed := rd.CommittedEntries
-	n.handleReadStates(rd.ReadStates)
-	if n.leading {
-		msgs = n.sendEarly(msgs)
-	}
-
-	// (b) persist, and meanwhile (d') apply the committed entries that
-	// earlier Saves already made durable here (see durablePrefix).
-	n.failpoint(FailpointBeforePersist)
-	var saveErr error
-	if k := durablePrefix(committed, rd); k > 0 {
-		n.saveWG.Add(1)
-		go func() {
-			defer n.saveWG.Done()
-			n.savec <- n.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync)
-		}()
-		applyErr := n.apply(committed[:k])
-		saveErr = <-n.savec
-		if applyErr != nil {
-			return applyErr
+		if !n.leading {
+			n.sendSnap = nil // only a leader sends snapshots: free the image
 		}
-		n.releaseReads()
-		committed = committed[k:]
-	} else {
-		saveErr = n.store.Save(rd.HardState, rd.Entries, rd.Snapshot, rd.MustSync)
 	}
-	if saveErr != nil {
-		return fmt.Errorf("persist ready (entries %d, snapshot %d): %w",
-			len(rd.Entries), rd.Snapshot.GetMetadata().GetIndex(), saveErr)
-	}
-	n.failpoint(FailpointAfterPersist)
-	n.trackAppended(rd.Entries)
+	n.handleReadStates(rd.ReadStates)
+	// A new leader may have inherited unapplied conf changes; raft refuses
+	// new ones until it has applied its whole log as of now, which ends
+	// with the entry it appends on election (or what the store holds).
 	if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader {
-		// A new leader may have inherited unapplied conf changes; raft
-		// refuses new ones until it has applied its whole log as of now.
 		last, err := n.store.LastIndex()
 		if err != nil {
 			return fmt.Errorf("last index: %w", err)
 		}
 		n.leaderStartIndex = last
 	}
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.restoreSnapshot(rd.Snapshot); err != nil {
-			return err
+	var remote, applies []*raftpb.Message
+	for _, m := range rd.Messages {
+		switch m.GetTo() {
+		case raft.LocalAppendThread:
+			n.failpoint(FailpointBeforePersist)
+			if ents := m.GetEntries(); len(ents) > 0 {
+				n.trackAppended(ents)
+				if rd.SoftState != nil && rd.SoftState.RaftState == raft.StateLeader {
+					n.leaderStartIndex = max(n.leaderStartIndex, ents[len(ents)-1].GetIndex())
+				}
+			}
+			if !raft.IsEmptySnap(m.GetSnapshot()) {
+				// Until it is restored (appendCompleted), no build may
+				// start or be recorded: it would be of the state the
+				// snapshot replaces, and older than the stored snapshot.
+				n.snapEpoch++
+				n.snapPending = true
+			}
+			if err := n.toAppender(m); err != nil {
+				return err
+			}
+		case raft.LocalApplyThread:
+			applies = append(applies, m)
+		default:
+			remote = append(remote, m)
 		}
 	}
 
 	// (c) send.
-	if len(msgs) > 0 {
-		n.tr.Send(msgs)
+	if len(remote) > 0 {
+		n.tr.Send(remote)
 	}
-	n.failpoint(FailpointAfterSend)
 
-	// (d) apply + (e) notify.
-	if err := n.apply(committed); err != nil {
-		return err
-	}
-	n.releaseReads()
-
-	// (f) advance.
-	n.rn.Advance(rd)
-
-	if err := n.maybeSnapshot(); err != nil {
-		return err
-	}
-	n.updateCached()
-	return nil
-}
-
-// durablePrefix returns how many of rd's committed entries the loop may
-// apply while this Ready's Save runs: those earlier Saves made durable in
-// this node's log, i.e. that precede the entries this Ready appends
-// (classic RawNode may hand out committed entries still in rd.Entries).
-//
-// Applying those before this Save completes is safe: they are committed
-// (on a quorum) and in the local durable log, so a crash can at worst lose
-// the unsynced state machine write and re-apply them from the log; a
-// stored HardState commit behind the applied index is repaired at startup
-// (see recover). What the Save is about to persist is never applied before
-// it returns.
-//
-// The prefix also stops at the first conf change: applying one touches the
-// LogStore (SaveMembership) and RawNode (which may read its Storage), and
-// the LogStore is used by one goroutine at a time. And it is empty when rd
-// carries a snapshot: the state machine is restored from it, after its
-// Save, before anything else is applied.
-func durablePrefix(committed []*raftpb.Entry, rd raft.Ready) int {
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		return 0
-	}
-	k := len(committed)
-	if len(rd.Entries) > 0 {
-		first := rd.Entries[0].GetIndex()
-		k, _ = slices.BinarySearchFunc(committed, first, func(e *raftpb.Entry, i uint64) int {
-			return cmp.Compare(e.GetIndex(), i)
-		})
-	}
-	if c := slices.IndexFunc(committed[:k], func(e *raftpb.Entry) bool {
-		return e.GetType() != raftpb.EntryNormal
-	}); c >= 0 {
-		k = c
-	}
-	return k
-}
-
-// sendEarly sends, on a leader, the messages that do not depend on this
-// Ready's Save (MsgApp, MsgHeartbeat) and returns the others, which wait
-// for it. This is the Raft thesis' §10.2.1 optimisation ("the leader can
-// write to its disk in parallel with replicating to the followers"), as
-// etcd's raftNode does it. Why it is sound with raft v3.7's classic
-// (non-async) RawNode:
-//   - raft puts every message whose meaning depends on local durability —
-//     MsgAppResp, MsgVoteResp, MsgPreVoteResp — in msgsAfterAppend, and
-//     with async storage writes it lets everything else (r.msgs) leave
-//     before the write (see raft.send); those are never sent early here.
-//   - The leader's own acknowledgement of its new entries is not a message
-//     at all in classic mode: RawNode steps it at Advance (stepsOnAdvance),
-//     which runs after Save. So the commit index only counts this node once
-//     its entries are durable, and an entry commits only on a quorum of
-//     durable copies, whoever they are.
-//   - If the Save fails the node stops and acknowledges nothing; entries
-//     the followers got may still commit under a later leader, which is the
-//     normal fate of an unacknowledged proposal (outcome unknown).
-//
-// Followers and candidates never send early: their messages are mostly the
-// acknowledgements and votes above.
-func (n *Node) sendEarly(msgs []*raftpb.Message) (rest []*raftpb.Message) {
-	var early []*raftpb.Message
-	for _, m := range msgs {
-		switch m.GetType() {
-		case raftpb.MsgApp, raftpb.MsgHeartbeat:
-			early = append(early, m)
-		default:
-			rest = append(rest, m)
+	// (d) apply + (e) notify + (f) acknowledge.
+	for _, m := range applies {
+		if err := n.apply(m.GetEntries()); err != nil {
+			return err
+		}
+		n.releaseReads()
+		for _, r := range m.GetResponses() {
+			n.stepLocalMsg(r)
 		}
 	}
-	if len(early) > 0 {
-		n.tr.Send(early)
-	}
-	return rest
+	n.releaseReads() // also readers whose index was already applied
+	n.updateCached()
+	return nil
 }
 
 // trackAppended remembers at which index each of this node's own proposals
@@ -683,10 +684,16 @@ func (n *Node) settleIndex(index uint64, k propKey) {
 // between runs. Results go to the proposers only after Apply returned, i.e.
 // after the state machine made them durable.
 func (n *Node) apply(ents []*raftpb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	// Sized once: a run is at most MaxBatch commands. (Not reused across
+	// calls: the state machine may keep what it is given.)
+	size := min(len(ents), n.cfg.MaxBatch)
 	var (
-		cmds   []txswitch.Command
-		keys   []propKey
-		values []any // non-nil overrides Apply's value (conf changes)
+		cmds   = make([]txswitch.Command, 0, size)
+		keys   = make([]propKey, 0, size)
+		values = make([]any, 0, size) // non-nil overrides Apply's value (conf changes)
 	)
 	flush := func() error {
 		if len(cmds) == 0 {
@@ -779,7 +786,11 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 		return propKey{}, nil, fmt.Errorf("entry %d: %w", idx, err)
 	}
 	cs := n.rn.ApplyConfChange(cci)
-	n.snapEpoch++ // an image being built may predate this membership
+	// A snapshot built or being built may predate this membership; a
+	// member just added needs one whose ConfState includes it (raft
+	// rejects one that does not), which the next build provides.
+	n.snapEpoch++
+	n.sendSnap = nil
 	n.confState = proto.Clone(cs).(*raftpb.ConfState)
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
@@ -787,9 +798,6 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
 			p := cctx.Peer
 			p.ID = id
-			if _, known := n.mem.get(id); !known && n.snapIndex > 0 {
-				n.snapshotNow = true
-			}
 			n.mem.upsert(p)
 			if id != n.cfg.ID {
 				n.tr.AddPeer(id, p.RaftAddr)
@@ -810,139 +818,6 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 	n.log.Info("membership changed", zap.Uint64("index", idx),
 		zap.String("change", raft.DescribeConfChange(cci)), zap.Uint64s("voters", n.confState.GetVoters()))
 	return cctx.key(), proto.Clone(cs).(*raftpb.ConfState), nil
-}
-
-// restoreSnapshot replaces the state machine with a snapshot raft received
-// and Save already made durable. Waiters of entries the snapshot covers
-// cannot learn their result: they get an outcome-unknown error.
-func (n *Node) restoreSnapshot(snap *raftpb.Snapshot) error {
-	idx := snap.GetMetadata().GetIndex()
-	mem, image, err := decodeSnapshotData(snap.GetData())
-	if err != nil {
-		return fmt.Errorf("snapshot %d: %w", idx, err)
-	}
-	if err := n.sm.Restore(idx, image); err != nil {
-		return fmt.Errorf("restore state machine from snapshot %d: %w", idx, err)
-	}
-	old := n.mem
-	n.mem = mem
-	n.mem.Version = 1
-	n.applied, n.snapIndex = idx, idx
-	n.snapEpoch++ // an image being built may predate this state
-	n.confState = proto.Clone(raftpb.EnsureConfState(snap.GetMetadata().GetConfState())).(*raftpb.ConfState)
-	for _, p := range old.Members {
-		if _, ok := n.mem.get(p.ID); !ok && p.ID != n.cfg.ID {
-			n.tr.RemovePeer(p.ID)
-		}
-	}
-	n.seedTransport(n.mem.Members)
-	n.publishMembers()
-	for i, keys := range n.byIndex {
-		if i > idx {
-			continue
-		}
-		delete(n.byIndex, i)
-		for _, k := range keys {
-			n.deliver(k, result{err: fmt.Errorf("%w: entry %d was installed by snapshot %d, its result is unknown", txswitch.ErrTimeout, i, idx)})
-		}
-	}
-	n.log.Info("restored snapshot", zap.Uint64("index", idx), zap.Int("members", len(n.mem.Members)))
-	return nil
-}
-
-// maybeSnapshot snapshots every SnapshotEvery applied entries (and after a
-// member was added once the log has been compacted), then compacts the log
-// to SnapshotKeep entries behind it.
-//
-// The state machine image is built OFF the loop: copying the whole state
-// would stall persisting, sending and applying for as long as it takes. A
-// goroutine calls StateMachine.Snapshot, which runs concurrently with Apply
-// (every implementation here either takes a point-in-time pebble snapshot
-// whose applied index is read from that same snapshot — the state and the
-// applied index are committed in one batch — or serialises with Apply
-// under its own mutex), and hands (index, image) back on snapc; the loop
-// then records and compacts in finishSnapshot. At most one build is in
-// flight.
-//
-// After a member was added to a compacted log the snapshot is taken on the
-// loop, as before: the newcomer needs one whose ConfState includes it, and
-// raft may ask for it (Storage.Snapshot) as soon as the loop moves on.
-func (n *Node) maybeSnapshot() error {
-	due := n.applied >= n.snapIndex+n.cfg.SnapshotEvery || (n.snapshotNow && n.applied > n.snapIndex)
-	if !due {
-		return nil
-	}
-	if n.snapshotNow {
-		n.snapshotNow = false
-		idx, image, err := n.sm.Snapshot()
-		if err != nil {
-			return fmt.Errorf("state machine snapshot at %d: %w", n.applied, err)
-		}
-		if idx != n.applied {
-			return fmt.Errorf("state machine snapshot at %d, but %d is applied", idx, n.applied)
-		}
-		return n.storeSnapshot(idx, image)
-	}
-	if n.snapBusy {
-		return nil
-	}
-	n.snapBusy = true
-	epoch := n.snapEpoch
-	n.snapWG.Go(func() {
-		idx, image, err := n.sm.Snapshot()
-		// Never blocks: snapc has room for the one build in flight.
-		n.snapc <- snapResult{epoch: epoch, index: idx, image: image, err: err}
-	})
-	return nil
-}
-
-// finishSnapshot runs on the loop with a background build's result. The
-// image is recorded only if nothing it depends on changed meanwhile:
-//   - no conf change was applied and no snapshot restored since the build
-//     started (same epoch), so the membership and ConfState the loop holds
-//     now are those in force at the image's index (which is at least the
-//     applied index when the build started, and at most the one now:
-//     Apply on the loop returned before the loop took this result);
-//   - the image is newer than the last snapshot.
-//
-// A discarded image costs only the work: the next Ready starts a new one.
-func (n *Node) finishSnapshot(r snapResult) error {
-	n.snapBusy = false
-	if r.err != nil {
-		return fmt.Errorf("state machine snapshot (applied %d): %w", n.applied, r.err)
-	}
-	if r.epoch != n.snapEpoch || r.index <= n.snapIndex {
-		n.log.Debug("discarded stale snapshot image", zap.Uint64("index", r.index), zap.Uint64("snapshot", n.snapIndex))
-		return nil
-	}
-	if r.index > n.applied {
-		return fmt.Errorf("state machine snapshot at %d, but only %d is applied", r.index, n.applied)
-	}
-	return n.storeSnapshot(r.index, r.image)
-}
-
-// storeSnapshot records the snapshot at idx and compacts the log behind it.
-// Order: the state machine's Snapshot synced its state up to idx before
-// returning image, CreateSnapshot makes the snapshot durable, and only then
-// are entries behind it discarded.
-func (n *Node) storeSnapshot(idx uint64, image []byte) error {
-	if _, err := n.store.CreateSnapshot(idx, n.confState, encodeSnapshotData(&n.mem, image)); err != nil {
-		return fmt.Errorf("create snapshot at %d: %w", idx, err)
-	}
-	n.snapIndex = idx
-	if idx > n.cfg.SnapshotKeep {
-		first, err := n.store.FirstIndex()
-		if err != nil {
-			return fmt.Errorf("first index: %w", err)
-		}
-		if c := idx - n.cfg.SnapshotKeep; c >= first {
-			if err := n.store.Compact(c); err != nil && !errors.Is(err, raft.ErrCompacted) {
-				return fmt.Errorf("compact to %d: %w", c, err)
-			}
-		}
-	}
-	n.log.Info("created snapshot", zap.Uint64("index", idx), zap.Int("bytes", len(image)))
-	return nil
 }
 
 // deliver hands r to the waiter of k, if it still waits.
@@ -989,7 +864,8 @@ func (n *Node) shutdown(err error) {
 	// The owner closes the stores once Done is closed: a snapshot still
 	// being built must finish first (its result is dropped).
 	n.snapWG.Wait()
-	n.saveWG.Wait()
+	close(n.appendStop)
+	n.appendWG.Wait()
 	n.mu.Lock()
 	n.stopErr = err
 	ws := n.waiters

@@ -262,6 +262,8 @@ func TestCrashAtFailpoints(t *testing.T) {
 		{consensus.FailpointAfterSend, "follower"},
 		{consensus.FailpointMidApply, "leader"},
 		{consensus.FailpointMidApply, "follower"},
+		{consensus.FailpointAfterSnapshot, "leader"},
+		{consensus.FailpointAfterSnapshot, "follower"},
 	}
 	for i, tc := range cases {
 		caseSeed := seed + uint64(i)

@@ -34,7 +34,8 @@ type Result struct {
 	Prev  string
 }
 
-// KV is an in-memory txswitch.StateMachine. Apply is atomic (all under one
+// KV is an in-memory txswitch.StateMachine (and consensus.StateSyncer;
+// wrap it in ImageOnly to hide that). Apply is atomic (all under one
 // lock), so a node "crashed" and restarted on the same KV behaves like one
 // restarted on a durable store.
 type KV struct {
@@ -118,6 +119,14 @@ func (kv *KV) Snapshot() (uint64, []byte, error) {
 	return kv.applied, b, nil
 }
 
+// SyncState implements consensus.StateSyncer: the KV is "durable" as soon
+// as Apply returned (a node restarted on it sees everything).
+func (kv *KV) SyncState() (uint64, error) {
+	kv.mu.Lock()
+	defer kv.mu.Unlock()
+	return kv.applied, nil
+}
+
 // Restore implements txswitch.StateMachine.
 func (kv *KV) Restore(index uint64, data []byte) error {
 	var img image
@@ -170,3 +179,19 @@ func (kv *KV) State() (applied uint64, data map[string]string, counts map[string
 	defer kv.mu.Unlock()
 	return kv.applied, maps.Clone(kv.data), maps.Clone(kv.counts)
 }
+
+// ImageOnly exposes only txswitch.StateMachine's methods of the machine it
+// wraps, so consensus must build a full image for every snapshot.
+type ImageOnly struct{ SM txswitch.StateMachine }
+
+// Apply implements txswitch.StateMachine.
+func (o ImageOnly) Apply(cmds []txswitch.Command) ([]any, error) { return o.SM.Apply(cmds) }
+
+// AppliedIndex implements txswitch.StateMachine.
+func (o ImageOnly) AppliedIndex() uint64 { return o.SM.AppliedIndex() }
+
+// Snapshot implements txswitch.StateMachine.
+func (o ImageOnly) Snapshot() (uint64, []byte, error) { return o.SM.Snapshot() }
+
+// Restore implements txswitch.StateMachine.
+func (o ImageOnly) Restore(index uint64, data []byte) error { return o.SM.Restore(index, data) }

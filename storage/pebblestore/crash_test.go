@@ -103,14 +103,34 @@ func TestCrashKeepsSyncedWrites(t *testing.T) {
 		}
 	}
 
-	// SnapshotState syncs: what it returned survives a crash.
-	commitIndexed(t, st2, 3)
-	if idx, _, err := st2.SnapshotState(); err != nil || idx != 3 {
-		t.Fatalf("snapshot state = %d, %v", idx, err)
-	}
-	db3 := openFS(t, crashed.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}))
-	if applied := checkStateConsistent(t, db3.StateStore(1)); applied != 3 {
-		t.Fatalf("applied after SnapshotState + crash = %d; want 3", applied)
+	// SnapshotState and SyncState sync: the index they returned survives a
+	// crash.
+	for i, tc := range []struct {
+		name string
+		sync func(*StateStore) (uint64, error)
+	}{
+		{"SnapshotState", func(st *StateStore) (uint64, error) {
+			idx, _, err := st.SnapshotState()
+			return idx, err
+		}},
+		{"SyncState", (*StateStore).SyncState},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := uint64(3 + i)
+			db := openFS(t, crashed.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}))
+			st := db.StateStore(1)
+			for idx := uint64(2); idx <= want; idx++ {
+				commitIndexed(t, st, idx)
+			}
+			if idx, err := tc.sync(st); err != nil || idx != want {
+				t.Fatalf("%s = %d, %v; want %d", tc.name, idx, err, want)
+			}
+			commitIndexed(t, st, want+1) // unsynced: lost
+			db3 := openFS(t, db.opts.FS.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}))
+			if applied := checkStateConsistent(t, db3.StateStore(1)); applied != want {
+				t.Fatalf("applied after %s + crash = %d; want %d", tc.name, applied, want)
+			}
+		})
 	}
 }
 

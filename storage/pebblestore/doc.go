@@ -19,10 +19,12 @@
 //   - StateStore batch Commit writes the state and the applied index in the
 //     same batch: after any crash they agree, even if the last unsynced
 //     commits vanished (consensus re-applies from the log past AppliedIndex).
-//   - StateStore.SnapshotState syncs before returning its image, so the state
-//     at the image's index is durable before consensus records the raft
-//     snapshot (CreateSnapshot, synced) and compacts the log behind it
-//     (Compact refuses to pass the last snapshot).
+//   - StateStore.SyncState (and SnapshotState, which also returns an image)
+//     syncs before returning the applied index, so the state at that index is
+//     durable before consensus records the raft snapshot there
+//     (CreateSnapshot, synced; consensus stores only metadata and membership
+//     in its own snapshots) and compacts the log behind it (Compact refuses
+//     to pass the last snapshot).
 //   - Snapshot restore is two writes, in this order: LogStore.Save with the
 //     snapshot (log side), then StateStore.RestoreState (synced). A crash in
 //     between leaves AppliedIndex behind the log's snapshot index; consensus
@@ -41,8 +43,9 @@
 //
 // # Bounds
 //
-// A raft snapshot's data and a state image are single values built in memory
-// and written in one batch: Options.MaxImageBytes (default 256 MiB) bounds
-// them, and so bounds one group's state machine size. A state batch is bounded
+// A state image is a single value built in memory, and a raft snapshot
+// received from a leader (which carries one) is written in one batch:
+// Options.MaxImageBytes (default 256 MiB) bounds them, and so bounds one
+// group's state machine size. Snapshots a node records itself carry no image. A state batch is bounded
 // by Options.MaxBatchBytes (default 64 MiB).
 package pebblestore

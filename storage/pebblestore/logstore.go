@@ -29,17 +29,26 @@ var ErrCompactBeyondSnapshot = errors.New("pebblestore: compact beyond the last 
 //
 // first/last index and term are cached in memory under mu and updated only
 // after the pebble batch that changes them committed, so a failed write
-// leaves the cache describing what is on disk. mu is held across a write,
-// including its fsync: raft calls Storage from the Ready loop goroutine that
-// also calls Save, so there is no reader to block.
+// leaves the cache describing what is on disk.
+//
+// Concurrency: writes are serialised by wmu (taken before mu). Save, the
+// hot path, releases mu while its batch commits and syncs, so raft's reads
+// (Term, Entries, FirstIndex, LastIndex from the Ready loop) do not wait
+// for the fsync of a Save running on consensus' append goroutine: they see
+// the log as it was before that Save, which is all raft reads from storage
+// (what a Save is writing is still in raft's unstable log). The other
+// writes (rare, and called from the loop itself) hold mu throughout, as
+// does a Save with a snapshot, so Snapshot and InitialState never see a
+// snapshot half written.
 type LogStore struct {
 	db    *DB
 	group uint64
 
+	wmu    sync.Mutex // serialises writers; taken before mu
 	mu     sync.Mutex
 	loaded bool
 	c      logCache
-	buf    []byte // marshal scratch; pebble copies keys and values into the batch
+	buf    []byte // marshal scratch of writers (under wmu); pebble copies it
 }
 
 // logCache is what LogStore keeps in memory; a value type so a write can
@@ -203,11 +212,11 @@ func (s *LogStore) Term(i uint64) (uint64, error) {
 	if err := s.loadLocked(); err != nil {
 		return 0, err
 	}
-	return s.termLocked(i)
+	return s.term(s.c, i)
 }
 
-func (s *LogStore) termLocked(i uint64) (uint64, error) {
-	c := s.c
+// term returns the term of entry i of the log described by c.
+func (s *LogStore) term(c logCache, i uint64) (uint64, error) {
 	switch {
 	case i < c.offset:
 		return 0, raft.ErrCompacted
@@ -315,15 +324,25 @@ func (s *LogStore) snapMetaLocked() (*raftpb.SnapshotMetadata, error) {
 // error fences the DB (ErrFailed) and the node must stop: it must never
 // send a message that depends on a write that is not durable.
 func (s *LogStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if err := s.loadLocked(); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	next := s.c
+	withSnap := snap != nil && !raft.IsEmptySnap(snap)
+	if withSnap {
+		defer s.mu.Unlock() // held through the commit (see LogStore)
+	} else {
+		// No other writer can run (wmu): next stays what is on disk until
+		// this commit, and readers meanwhile see the log before it.
+		s.mu.Unlock()
+	}
 	b := s.db.pdb.NewBatch()
 	defer b.Close()
-	if snap != nil && !raft.IsEmptySnap(snap) {
+	if withSnap {
 		md := snap.GetMetadata()
 		if next.snapIndex != 0 && next.snapIndex >= md.GetIndex() {
 			return fmt.Errorf("save snapshot %d over snapshot %d: %w", md.GetIndex(), next.snapIndex, raft.ErrSnapOutOfDate)
@@ -364,8 +383,18 @@ func (s *LogStore) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb
 	if err := s.db.commit(b, wo); err != nil {
 		return fmt.Errorf("save group %d (entries %d, sync %t): %w", s.group, len(ents), sync, err)
 	}
-	s.c = next
+	s.install(next, withSnap)
 	return nil
+}
+
+// install makes c the cache after a write committed; locked tells whether
+// the writer already holds mu.
+func (s *LogStore) install(c logCache, locked bool) {
+	if !locked {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+	}
+	s.c = c
 }
 
 // appendLocked adds ents to b as MemoryStorage.Append does and returns the
@@ -407,8 +436,11 @@ func (s *LogStore) appendLocked(b *pebble.Batch, c logCache, ents []*raftpb.Entr
 // it. cs nil keeps the previous snapshot's ConfState (as MemoryStorage).
 // raft.ErrSnapOutOfDate if index is not newer than the stored snapshot.
 // The caller must have made the state machine durable up to index (see
-// StateStore.SnapshotState) before calling Compact behind it.
+// StateStore.SyncState) before calling Compact behind it. Consensus passes
+// only small data (membership, no state image), so this is one small write.
 func (s *LogStore) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadLocked(); err != nil {
@@ -420,7 +452,7 @@ func (s *LogStore) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byt
 	if index > s.c.last {
 		return nil, fmt.Errorf("create snapshot %d past last index %d: %w", index, s.c.last, raft.ErrUnavailable)
 	}
-	term, err := s.termLocked(index)
+	term, err := s.term(s.c, index)
 	if err != nil {
 		return nil, fmt.Errorf("create snapshot %d: %w", index, err)
 	}
@@ -449,6 +481,8 @@ func (s *LogStore) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byt
 // ErrCompactBeyondSnapshot past the last snapshot. Not synced: losing a
 // compaction in a crash only brings entries back.
 func (s *LogStore) Compact(index uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadLocked(); err != nil {
@@ -463,7 +497,7 @@ func (s *LogStore) Compact(index uint64) error {
 	case index > c.snapIndex:
 		return fmt.Errorf("compact %d, last snapshot %d: %w", index, c.snapIndex, ErrCompactBeyondSnapshot)
 	}
-	term, err := s.termLocked(index)
+	term, err := s.term(s.c, index)
 	if err != nil {
 		return fmt.Errorf("compact %d: %w", index, err)
 	}
@@ -485,6 +519,8 @@ func (s *LogStore) Compact(index uint64) error {
 // SaveMembership durably (synced) records the ConfState in force after the
 // conf change at index and consensus' encoding of the members (meta).
 func (s *LogStore) SaveMembership(index uint64, cs *raftpb.ConfState, meta []byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.loadLocked(); err != nil {

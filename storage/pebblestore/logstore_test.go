@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -414,5 +418,71 @@ func TestMembershipFresh(t *testing.T) {
 	idx, cs, meta, err := ls.Membership()
 	if err != nil || idx != 0 || cs == nil || len(cs.GetVoters()) != 0 || meta != nil {
 		t.Fatalf("fresh membership = %d, %v, %q, %v", idx, cs, meta, err)
+	}
+}
+
+// walSyncGate parks WAL syncs while armed, signalling each one on parked.
+type walSyncGate struct {
+	armed   atomic.Bool
+	parked  chan struct{}
+	release chan struct{}
+}
+
+func (g *walSyncGate) String() string { return "wal sync gate" }
+
+func (g *walSyncGate) MaybeError(op errorfs.Op) error {
+	if !g.armed.Load() || !strings.HasSuffix(op.Path, ".log") {
+		return nil
+	}
+	switch op.Kind {
+	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		g.parked <- struct{}{}
+		<-g.release
+	}
+	return nil
+}
+
+// TestReadsDoNotWaitForSaveSync: while a Save waits for its WAL sync (on
+// consensus' append goroutine), raft's reads from the Ready loop answer at
+// once, with the log as it was before that Save; once the Save returned
+// they see it.
+func TestReadsDoNotWaitForSaveSync(t *testing.T) {
+	gate := &walSyncGate{parked: make(chan struct{}), release: make(chan struct{})}
+	db := openFS(t, errorfs.Wrap(vfs.NewMem(), gate))
+	ls := db.LogStore(1)
+	if err := ls.Save(hardState(1, 1, 5), ents(1, 5, 1, 32), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	gate.armed.Store(true)
+	saved := make(chan error, 1)
+	go func() { saved <- ls.Save(hardState(2, 1, 5), ents(6, 8, 2, 32), nil, true) }()
+	select {
+	case <-gate.parked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the Save never reached its sync")
+	}
+	read := make(chan string, 1)
+	go func() {
+		last, _ := ls.LastIndex()
+		first, _ := ls.FirstIndex()
+		term, _ := ls.Term(3)
+		es, err := ls.Entries(2, 5, math.MaxUint64)
+		read <- fmt.Sprintf("last %d first %d term(3) %d entries %d %v", last, first, term, len(es), err)
+	}()
+	select {
+	case got := <-read:
+		if want := "last 5 first 1 term(3) 1 entries 3 <nil>"; got != want {
+			t.Errorf("reads during the Save's sync: %s, want %s", got, want)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("reads waited for the Save's sync")
+	}
+	gate.armed.Store(false)
+	close(gate.release)
+	if err := <-saved; err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := ls.LastIndex(); last != 8 {
+		t.Fatalf("last index after the Save = %d, want 8", last)
 	}
 }

@@ -98,6 +98,24 @@ func (s *StateStore) SnapshotState() (uint64, []byte, error) {
 	return index, w.finish(), nil
 }
 
+// SyncState makes the applied state durable without copying it and returns
+// its applied index (consensus.StateSyncer): consensus records its own
+// snapshots with metadata only and compacts the log behind that index.
+//
+// Ordering: the applied index is read FIRST and the WAL synced AFTER, so the
+// batch that wrote that index (state and index are one batch) is before the
+// sync in the WAL and durable when SyncState returns.
+func (s *StateStore) SyncState() (uint64, error) {
+	index, err := s.AppliedIndex()
+	if err != nil {
+		return 0, fmt.Errorf("sync state of group %d: %w", s.group, err)
+	}
+	if err := s.db.sync(); err != nil {
+		return 0, fmt.Errorf("sync state of group %d: %w", s.group, err)
+	}
+	return index, nil
+}
+
 // RestoreState replaces the group's whole state with image data taken at
 // index: it validates the image, then deletes the state range and writes the
 // image and the applied index in ONE synced batch, so a crash leaves either

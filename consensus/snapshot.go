@@ -1,0 +1,230 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// Snapshots, as etcd and CockroachDB take them: a snapshot this node takes
+// itself is only a record (index, term, ConfState, membership; no state
+// image) that lets the log be compacted behind it, and the state machine
+// image is built only when a follower actually needs one.
+//
+//   - Every SnapshotEvery applied entries, a goroutine makes the state
+//     machine's applied state durable (StateSyncer.SyncState, or
+//     StateMachine.Snapshot for a state machine without it) and hands the
+//     index back on snapc; the loop then records the snapshot there
+//     (LogStore.CreateSnapshot with metadata only, synced) and only then
+//     compacts the log to SnapshotKeep entries behind it. The loop never
+//     copies or writes the state: recording is one small synced write.
+//   - When raft needs to send a snapshot (a follower is behind the log's
+//     first index), Storage.Snapshot (raftStorage) returns the last image
+//     built for that purpose if it is still usable, else asks for a build
+//     and answers raft.ErrSnapshotTemporarilyUnavailable; raft tries again
+//     at a later heartbeat response. The build (StateMachine.Snapshot, off
+//     the loop) also makes the state durable, so it is recorded as above.
+//
+// At most one build runs at a time. Its result is used only if nothing it
+// depends on changed meanwhile (see finishSnapshot).
+
+// StateSyncer is implemented by a state machine that can make its applied
+// state durable without building an image (pebblestore.StateStore.SyncState).
+// SyncState returns an index i such that the state at i, or at a later
+// index, survives a crash: after it returns, AppliedIndex never reports less
+// than i again. Consensus calls it from a background goroutine, concurrently
+// with Apply. A state machine without it is asked for a full image
+// (StateMachine.Snapshot) instead, which costs a copy of the state.
+type StateSyncer interface {
+	SyncState() (index uint64, err error)
+}
+
+// snapResult is what a background snapshot builder hands back to the loop.
+type snapResult struct {
+	epoch    uint64
+	index    uint64
+	image    []byte
+	hasImage bool
+	err      error
+}
+
+// raftStorage is what raft reads: the cached log store, with Snapshot
+// served by the node (images are built on demand).
+type raftStorage struct {
+	LogStore
+	n *Node
+}
+
+// Snapshot implements raft.Storage. Raft calls it (on the loop) only to send
+// a snapshot to a follower. Raft panics on any error other than
+// ErrSnapshotTemporarilyUnavailable, so that is the only one returned.
+func (s raftStorage) Snapshot() (*raftpb.Snapshot, error) {
+	return s.n.snapshotForFollower()
+}
+
+// snapshotForFollower returns the image built for followers if it can
+// still catch one up: the log must continue right after it. Otherwise it
+// asks the loop for a new build.
+func (n *Node) snapshotForFollower() (*raftpb.Snapshot, error) {
+	if n.sendSnap != nil {
+		first, err := n.store.FirstIndex()
+		if err == nil && n.sendSnap.GetMetadata().GetIndex()+1 >= first {
+			return n.sendSnap, nil
+		}
+		n.sendSnap = nil // the log was compacted past it
+	}
+	n.snapWant = true
+	return nil, raft.ErrSnapshotTemporarilyUnavailable
+}
+
+// maybeSnapshot starts a background build when one is due: an image raft
+// asked for, or a snapshot record every SnapshotEvery applied entries. It
+// runs on the loop.
+func (n *Node) maybeSnapshot() {
+	if n.snapBusy || n.snapPending {
+		return
+	}
+	image := n.snapWant
+	if !image && n.applied < n.snapIndex+n.cfg.SnapshotEvery {
+		return
+	}
+	n.snapWant = false
+	syncer, canSync := n.sm.(StateSyncer)
+	if !canSync {
+		image = true
+	}
+	n.snapBusy = true
+	epoch := n.snapEpoch
+	n.snapWG.Go(func() {
+		r := snapResult{epoch: epoch, hasImage: image}
+		if image {
+			r.index, r.image, r.err = n.sm.Snapshot()
+		} else {
+			r.index, r.err = syncer.SyncState()
+		}
+		// Never blocks: snapc has room for the one build in flight.
+		n.snapc <- r
+	})
+}
+
+// finishSnapshot runs on the loop with a background build's result. It is
+// used only if nothing it depends on changed meanwhile:
+//   - no conf change was applied and no snapshot received or restored
+//     since the build started (same epoch), so the membership and ConfState the loop holds
+//     now are those in force at the result's index (which is at least the
+//     applied index when the build started, and at most the one now: Apply
+//     on the loop returned before the loop took this result);
+//
+// then the snapshot is recorded if it is newer than the last one, and an
+// image is kept for followers. A discarded result costs only the work:
+// the next one is started when due (or when raft asks again).
+func (n *Node) finishSnapshot(r snapResult) error {
+	n.snapBusy = false
+	if r.err != nil {
+		return fmt.Errorf("state machine snapshot (applied %d): %w", n.applied, r.err)
+	}
+	if r.epoch != n.snapEpoch || n.snapPending {
+		n.log.Debug("discarded snapshot of an older membership", zap.Uint64("index", r.index))
+		return nil
+	}
+	if r.index > n.applied {
+		return fmt.Errorf("state machine snapshot at %d, but only %d is applied", r.index, n.applied)
+	}
+	if r.index > n.snapIndex {
+		if err := n.recordSnapshot(r.index); err != nil {
+			return err
+		}
+	}
+	if r.hasImage && n.leading {
+		term, err := n.store.Term(r.index)
+		if err != nil {
+			// Compacted past it meanwhile (cannot happen: compaction only
+			// follows a record, and this result is the newest): rebuild.
+			n.log.Warn("snapshot image unusable", zap.Uint64("index", r.index), zap.Error(err))
+			return nil
+		}
+		n.sendSnap = &raftpb.Snapshot{
+			Metadata: &raftpb.SnapshotMetadata{
+				Index: new(r.index), Term: new(term),
+				ConfState: proto.Clone(n.confState).(*raftpb.ConfState),
+			},
+			Data: encodeSnapshotData(&n.mem, r.image),
+		}
+		n.log.Info("built snapshot image for followers", zap.Uint64("index", r.index), zap.Int("bytes", len(r.image)))
+	}
+	return nil
+}
+
+// recordSnapshot records the snapshot at idx (metadata only) and compacts
+// the log behind it. Order: the state machine's state at idx is already
+// durable (the build synced it), CreateSnapshot makes the record durable,
+// and only then are entries behind it discarded. A crash between any two
+// steps leaves a log that still holds everything after the durable state.
+func (n *Node) recordSnapshot(idx uint64) error {
+	if _, err := n.store.CreateSnapshot(idx, n.confState, encodeSnapshotMeta(&n.mem)); err != nil {
+		return fmt.Errorf("create snapshot at %d: %w", idx, err)
+	}
+	n.snapIndex = idx
+	n.failpoint(FailpointAfterSnapshot)
+	if idx > n.cfg.SnapshotKeep {
+		first, err := n.store.FirstIndex()
+		if err != nil {
+			return fmt.Errorf("first index: %w", err)
+		}
+		if c := idx - n.cfg.SnapshotKeep; c >= first {
+			if err := n.store.Compact(c); err != nil && !errors.Is(err, raft.ErrCompacted) {
+				return fmt.Errorf("compact to %d: %w", c, err)
+			}
+		}
+	}
+	n.log.Info("recorded snapshot", zap.Uint64("index", idx))
+	return nil
+}
+
+// restoreSnapshot replaces the state machine with a snapshot raft received
+// and Save already made durable. Waiters of entries the snapshot covers
+// cannot learn their result: they get an outcome-unknown error.
+func (n *Node) restoreSnapshot(snap *raftpb.Snapshot) error {
+	idx := snap.GetMetadata().GetIndex()
+	mem, image, hasImage, err := decodeSnapshotData(snap.GetData())
+	if err != nil {
+		return fmt.Errorf("snapshot %d: %w", idx, err)
+	}
+	if !hasImage {
+		return fmt.Errorf("received snapshot %d carries no state image", idx)
+	}
+	if err := n.sm.Restore(idx, image); err != nil {
+		return fmt.Errorf("restore state machine from snapshot %d: %w", idx, err)
+	}
+	old := n.mem
+	n.mem = mem
+	n.mem.Version = 1
+	n.applied, n.snapIndex = idx, idx
+	n.snapEpoch++ // a build started before may predate this state
+	n.sendSnap = nil
+	n.confState = proto.Clone(raftpb.EnsureConfState(snap.GetMetadata().GetConfState())).(*raftpb.ConfState)
+	for _, p := range old.Members {
+		if _, ok := n.mem.get(p.ID); !ok && p.ID != n.cfg.ID {
+			n.tr.RemovePeer(p.ID)
+		}
+	}
+	n.seedTransport(n.mem.Members)
+	n.publishMembers()
+	for i, keys := range n.byIndex {
+		if i > idx {
+			continue
+		}
+		delete(n.byIndex, i)
+		for _, k := range keys {
+			n.deliver(k, result{err: fmt.Errorf("%w: entry %d was installed by snapshot %d, its result is unknown", txswitch.ErrTimeout, i, idx)})
+		}
+	}
+	n.log.Info("restored snapshot", zap.Uint64("index", idx), zap.Int("members", len(n.mem.Members)))
+	return nil
+}
