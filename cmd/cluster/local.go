@@ -40,7 +40,10 @@ type LocalConfig struct {
 	Seed         uint64
 	TickInterval time.Duration
 	ResolveEvery time.Duration
-	Logger       *zap.Logger
+	// SnapshotEvery and SnapshotKeep tune every node's snapshots (0: the
+	// defaults); tests make them small to force catch-up by snapshot.
+	SnapshotEvery, SnapshotKeep uint64
+	Logger                      *zap.Logger
 }
 
 // Local is a running local cluster.
@@ -121,6 +124,7 @@ func StartLocal(cfg LocalConfig) (_ *Local, err error) {
 			RaftListen: p.RaftAddr, APIListen: p.APIAddr,
 			AdminToken: l.AdminToken, ProviderSecrets: secrets, SeedConfig: &seed,
 			TickInterval: cfg.TickInterval, ResolveEvery: cfg.ResolveEvery,
+			SnapshotEvery: cfg.SnapshotEvery, SnapshotKeep: cfg.SnapshotKeep,
 			CentralDB: cfg.CentralDB, ExportBacklogAlarm: 1_000_000,
 			Logger: cfg.Logger.Named("node" + strconv.Itoa(i+1)),
 		})

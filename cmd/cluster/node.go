@@ -25,6 +25,10 @@ import (
 // because neither may import the other.
 var _ consensus.LogStore = (*pebblestore.LogStore)(nil)
 
+// The machine syncs its Pebble state instead of copying it, so a node's own
+// snapshots are metadata records and images are built only for followers.
+var _ consensus.StateSyncer = (*txswitch.Machine)(nil)
+
 // DefaultGroup is the raft group of the payment state machine. Keys and
 // frames carry it so that several groups per node is configuration later.
 const DefaultGroup = 1
@@ -66,8 +70,11 @@ type Config struct {
 	CentralDB          string
 	ExportBacklogAlarm uint64
 
-	TickInterval  time.Duration
-	SnapshotEvery uint64
+	TickInterval time.Duration
+	// SnapshotEvery and SnapshotKeep are passed to consensus (0: its
+	// defaults): a snapshot every SnapshotEvery applied entries, and
+	// SnapshotKeep entries kept behind it for slow followers.
+	SnapshotEvery, SnapshotKeep uint64
 	// ResolveEvery is the in-doubt resolver's period (0: the default).
 	ResolveEvery time.Duration
 	Logger       *zap.Logger
@@ -174,7 +181,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.raft, err = consensus.NewNode(consensus.Config{
 		ID: id, Group: cfg.Group,
 		LogStore: logStore, StateMachine: n.machine, Transport: n.tr,
-		TickInterval: cfg.TickInterval, SnapshotEvery: cfg.SnapshotEvery,
+		TickInterval: cfg.TickInterval, SnapshotEvery: cfg.SnapshotEvery, SnapshotKeep: cfg.SnapshotKeep,
 		Peers: peers, Join: join,
 		Logger: n.log.Named("raft"), Failpoint: cfg.Failpoint,
 	})
