@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -45,6 +46,9 @@ type BenchResult struct {
 	OpsPerSec float64
 	// Latency of the successful operations (for payments: create + pay).
 	P50, P90, P99, Max time.Duration
+	// CPUPerOp is the process CPU time of the measured period divided by
+	// Ops (0 without ops).
+	CPUPerOp time.Duration
 	// Extra holds further measurements (fsyncs/s, pay-call percentiles).
 	Extra map[string]string
 }
@@ -467,10 +471,10 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	}
 	c0 := read()
 	measuring.Store(true)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	sleepErr := sleepCtx(ctx, cfg.Duration)
 	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	c1 := read()
 	close(stop)
 	wg.Wait()
@@ -478,6 +482,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 		return BenchResult{}, sleepErr
 	}
 	res, _ := mergeRecorders("raft propose→commit→apply", settings, recs, elapsed)
+	reportCPU(&res, cpu, elapsed, "proposal")
 	var fsyncs, saves, applies []string
 	for i := range nodes {
 		d := counters{c1[i].syncs - c0[i].syncs, c1[i].applies - c0[i].applies, c1[i].syncNs - c0[i].syncNs, c1[i].applyNs - c0[i].applyNs}
@@ -492,6 +497,30 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	res.Extra["synced Save avg"] = strings.Join(saves, ", ")
 	res.Extra["Apply call avg"] = strings.Join(applies, ", ")
 	return res, nil
+}
+
+// processCPU is the CPU time (user + system) this process has used. The
+// benchmarks run every node, PSP and client in one process, so CPU per
+// operation is the whole system's cost of one operation; unlike ops/s it
+// hardly depends on what else the machine is running.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds the process CPU used during the measured period, in
+// cores and per successful operation.
+func reportCPU(res *BenchResult, cpu, elapsed time.Duration, op string) {
+	if elapsed > 0 {
+		res.Extra["cpu used"] = fmt.Sprintf("%.2f cores", cpu.Seconds()/elapsed.Seconds())
+	}
+	if res.Ops > 0 {
+		res.CPUPerOp = cpu / time.Duration(res.Ops)
+		res.Extra["cpu/"+op] = (cpu / time.Duration(res.Ops)).Round(time.Microsecond).String()
+	}
 }
 
 func avg(ns int64, n uint64) time.Duration {
@@ -701,16 +730,17 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 		}
 	}
 	measuring.Store(true)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	sleepErr := sleepCtx(ctx, cfg.Duration)
 	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	close(stop)
 	wg.Wait()
 	if sleepErr != nil {
 		return BenchResult{}, sleepErr
 	}
 	res, _ := mergeRecorders("payments create+pay", settings, recs, elapsed)
+	reportCPU(&res, cpu, elapsed, "payment")
 	payRes, _ := mergeRecorders("", nil, payRecs, elapsed)
 	res.Extra["pay call latency"] = fmt.Sprintf("p50 %v  p90 %v  p99 %v  max %v",
 		payRes.P50.Round(time.Microsecond), payRes.P90.Round(time.Microsecond), payRes.P99.Round(time.Microsecond), payRes.Max.Round(time.Microsecond))
