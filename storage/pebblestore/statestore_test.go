@@ -284,3 +284,57 @@ func TestNodeID(t *testing.T) {
 		t.Fatalf("after restart NodeID = %d, %v, %v", id, ok, err)
 	}
 }
+
+// TestAppliedIndexFollowsEveryWriter checks the applied index Commit guards
+// with after each way it can change: a commit, a restore (forward), and a
+// reopen, where it comes from disk again.
+func TestAppliedIndexFollowsEveryWriter(t *testing.T) {
+	src := openFS(t, vfs.NewMem()).StateStore(1)
+	commitKVs(t, src, 50, kv{"k", "50"})
+	_, img, err := src.SnapshotState()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	fs := vfs.NewMem()
+	db := openFS(t, fs)
+	st := db.StateStore(1)
+	commitKVs(t, st, 10, kv{"k", "10"})
+	if err := st.RestoreState(50, img); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name  string
+		index uint64
+		ok    bool
+	}{
+		{"behind the restored index", 49, false},
+		{"at the restored index", 50, true},
+		{"past it", 60, true},
+		{"behind the last commit", 59, false},
+	}
+	for _, s := range steps {
+		b := st.NewBatch()
+		_ = b.Set([]byte("k"), []byte(s.name))
+		err := b.Commit(s.index)
+		_ = b.Close()
+		if (err == nil) != s.ok {
+			t.Fatalf("%s: commit at %d: error %v, want ok=%v", s.name, s.index, err, s.ok)
+		}
+	}
+	if i := must(st.AppliedIndex()); i != 60 {
+		t.Fatalf("applied = %d; want 60", i)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openFS(t, fs).StateStore(1)
+	if i := must(st.AppliedIndex()); i != 60 {
+		t.Fatalf("applied after reopen = %d; want 60", i)
+	}
+	b := st.NewBatch()
+	defer b.Close()
+	if err := b.Commit(59); err == nil {
+		t.Fatal("commit behind the applied index accepted after reopen")
+	}
+}
