@@ -336,7 +336,8 @@ func (ac *applyCtx) emit(kind, merchant, orderID string, at time.Time, resource 
 	if err != nil {
 		return err
 	}
-	raw, err := encodeOutboxEvent(seq, kind, merchant, orderID, at, resource)
+	raw, err := appendOutboxEvent(ac.bs.outboxBuf[:0], seq, kind, merchant, orderID, at, resource)
+	ac.bs.outboxBuf = raw
 	if err != nil {
 		return fmt.Errorf("encode outbox %s event: %w", kind, err)
 	}
@@ -364,7 +365,8 @@ func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string,
 		}
 		ev.Data = raw
 	}
-	raw, err := encodeTimelineEvent(&ev)
+	raw, err := appendTimelineEvent(ac.bs.timelineBuf[:0], &ev)
+	ac.bs.timelineBuf = raw
 	if err != nil {
 		return fmt.Errorf("encode %s event: %w", typ, err)
 	}
@@ -378,7 +380,8 @@ func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string,
 // resource, which is also the body of a reply showing p as it is now.
 func (ac *applyCtx) savePayment(p *paymentRec, at time.Time) ([]byte, error) {
 	p.UpdatedAt = at
-	rec, res, err := encodePaymentRec(p)
+	rec, res, err := encodePaymentRec(ac.bs.recordBuf[:0], p)
+	ac.bs.recordBuf = rec
 	if err != nil {
 		return nil, fmt.Errorf("encode payment %s: %w", p.ID, err)
 	}
@@ -388,9 +391,9 @@ func (ac *applyCtx) savePayment(p *paymentRec, at time.Time) ([]byte, error) {
 	return res, ac.emit("payment", p.MerchantID, p.OrderID, at, res)
 }
 
-// encodePaymentRec returns json.Marshal(p) and json.Marshal(p.Payment),
-// encoding the resource once.
-func encodePaymentRec(p *paymentRec) (rec, res []byte, err error) {
+// encodePaymentRec returns json.Marshal(p), appended to dst, and
+// json.Marshal(p.Payment), encoding the resource once.
+func encodePaymentRec(dst []byte, p *paymentRec) (rec, res []byte, err error) {
 	if res, err = encodePayment(&p.Payment); err != nil {
 		return nil, nil, err
 	}
@@ -398,12 +401,12 @@ func encodePaymentRec(p *paymentRec) (rec, res []byte, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return joinObjects(res, extra), res, nil
+	return joinObjects(dst, res, extra), res, nil
 }
 
-// encodeOrderRec returns json.Marshal(o) and the order resource (o.Order
-// without payments), encoding the resource once.
-func encodeOrderRec(o *orderRec) (rec, res []byte, err error) {
+// encodeOrderRec returns json.Marshal(o), appended to dst, and the order
+// resource (o.Order without payments), encoding the resource once.
+func encodeOrderRec(dst []byte, o *orderRec) (rec, res []byte, err error) {
 	if o.Payments != nil { // never so in apply; keep the general path exact
 		if rec, err = json.Marshal(o); err != nil {
 			return nil, nil, err
@@ -416,12 +419,13 @@ func encodeOrderRec(o *orderRec) (rec, res []byte, err error) {
 	if res, err = encodeOrder(&o.Order); err != nil {
 		return nil, nil, err
 	}
-	return joinObjects(res, encodeOrderExtra(&o.orderExtra)), res, nil
+	return joinObjects(dst, res, encodeOrderExtra(&o.orderExtra)), res, nil
 }
 
 // putOrder stores o without emitting it (timeline-only changes).
 func (ac *applyCtx) putOrder(o *orderRec) error {
-	rec, _, err := encodeOrderRec(o)
+	rec, _, err := encodeOrderRec(ac.bs.recordBuf[:0], o)
+	ac.bs.recordBuf = rec
 	if err != nil {
 		return fmt.Errorf("encode order %s: %w", o.ID, err)
 	}
@@ -443,7 +447,8 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 	o.Authorized, o.Captured, o.Refunded = orderTotals(o, ps)
 	o.Status = deriveOrderStatus(o, ps)
 	o.UpdatedAt = at
-	rec, res, err := encodeOrderRec(o)
+	rec, res, err := encodeOrderRec(ac.bs.recordBuf[:0], o)
+	ac.bs.recordBuf = rec
 	if err != nil {
 		return fmt.Errorf("encode order %s: %w", o.ID, err)
 	}

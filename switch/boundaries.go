@@ -107,6 +107,7 @@ type Store interface {
 // Batch is an atomic write over the state key space.
 type Batch interface {
 	Reader
+	// Set copies key and value: the caller may reuse both afterwards.
 	Set(key, value []byte) error
 	Delete(key []byte) error
 	// Commit writes the batch and the applied index atomically. It need not

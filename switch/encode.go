@@ -3,6 +3,7 @@ package txswitch
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -113,16 +114,17 @@ func appendStringField(dst []byte, name, v string) []byte {
 	return appendJSONString(dst, v)
 }
 
-// encodeTimelineEvent is json.Marshal(ev) for a TimelineEvent whose Data
-// (if any) came from json.Marshal.
-func encodeTimelineEvent(ev *TimelineEvent) ([]byte, error) {
-	b := make([]byte, 0, 160+len(ev.Message)+len(ev.Data))
+// appendTimelineEvent appends json.Marshal(ev) for a TimelineEvent whose
+// Data (if any) came from json.Marshal to dst.
+func appendTimelineEvent(dst []byte, ev *TimelineEvent) ([]byte, error) {
+	b := slices.Grow(dst, 160+len(ev.Message)+len(ev.Data))
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, ev.Seq, 10)
 	b = append(b, `,"at":`...)
 	b, err := appendJSONTime(b, ev.At)
 	if err != nil {
-		return json.Marshal(ev)
+		m, err := json.Marshal(ev)
+		return append(dst, m...), err
 	}
 	b = appendStringField(b, "type", ev.Type)
 	if ev.PaymentID != "" {
@@ -137,10 +139,10 @@ func encodeTimelineEvent(ev *TimelineEvent) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// encodeOutboxEvent is json.Marshal of the OutboxEvent with these fields,
-// resource being json.Marshal output.
-func encodeOutboxEvent(seq uint64, kind, merchant, orderID string, at time.Time, resource []byte) ([]byte, error) {
-	b := make([]byte, 0, 128+len(kind)+len(merchant)+len(orderID)+len(resource))
+// appendOutboxEvent appends json.Marshal of the OutboxEvent with these
+// fields, resource being json.Marshal output, to dst.
+func appendOutboxEvent(dst []byte, seq uint64, kind, merchant, orderID string, at time.Time, resource []byte) ([]byte, error) {
+	b := slices.Grow(dst, 128+len(kind)+len(merchant)+len(orderID)+len(resource))
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"id":"evt_`...)
@@ -154,18 +156,20 @@ func encodeOutboxEvent(seq uint64, kind, merchant, orderID string, at time.Time,
 	b = append(b, `,"at":`...)
 	b, err := appendJSONTime(b, at)
 	if err != nil {
-		return json.Marshal(OutboxEvent{Seq: seq, ID: "evt_" + strconv.FormatUint(seq, 10), Kind: kind, MerchantID: merchant,
+		m, err := json.Marshal(OutboxEvent{Seq: seq, ID: "evt_" + strconv.FormatUint(seq, 10), Kind: kind, MerchantID: merchant,
 			OrderID: orderID, At: at, Resource: resource})
+		return append(dst, m...), err
 	}
 	b = appendRawField(b, "resource", resource)
 	return append(b, '}'), nil
 }
 
-// joinObjects merges two encoded JSON objects {a…} and {b…} into {a…,b…}:
-// exactly what encoding/json writes for a struct embedding A then B, as
-// long as neither is empty and no field name repeats.
-func joinObjects(a, b []byte) []byte {
-	out := make([]byte, 0, len(a)+len(b))
+// joinObjects appends to dst the merge of two encoded JSON objects {a…}
+// and {b…}, {a…,b…}: exactly what encoding/json writes for a struct
+// embedding A then B, as long as neither is empty and no field name
+// repeats.
+func joinObjects(dst, a, b []byte) []byte {
+	out := slices.Grow(dst, len(a)+len(b))
 	out = append(out, a[:len(a)-1]...)
 	out = append(out, ',')
 	return append(out, b[1:]...)

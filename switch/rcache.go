@@ -95,6 +95,10 @@ type batchState struct {
 	// seqDirty: it must be written before commit.
 	outboxSeq           uint64
 	seqLoaded, seqDirty bool
+	// Scratch buffers for values that only live until Batch.Set, which
+	// copies them: outbox envelopes, timeline events (until their outbox
+	// event is encoded) and stored order/payment records.
+	outboxBuf, timelineBuf, recordBuf []byte
 }
 
 // promote moves the batch's writes into the committed cache (after a
