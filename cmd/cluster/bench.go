@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -474,7 +475,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	start, cpu0 := time.Now(), processCPU()
 	sleepErr := sleepCtx(ctx, cfg.Duration)
 	measuring.Store(false)
-	elapsed, cpu := time.Since(start), processCPU()-cpu0
+	elapsed, cpu := time.Since(start), processCPU().sub(cpu0)
 	c1 := read()
 	close(stop)
 	wg.Wait()
@@ -503,23 +504,36 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 // benchmarks run every node, PSP and client in one process, so CPU per
 // operation is the whole system's cost of one operation; unlike ops/s it
 // hardly depends on what else the machine is running.
-func processCPU() time.Duration {
+func processCPU() cpuTimes {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return cpuTimes{}
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	var gc time.Duration
+	if s[0].Value.Kind() == metrics.KindFloat64 {
+		gc = time.Duration(s[0].Value.Float64() * float64(time.Second))
+	}
+	return cpuTimes{total: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), gc: gc}
 }
+
+// cpuTimes is the process CPU time so far, and the part of it the Go
+// runtime estimates was garbage collection.
+type cpuTimes struct{ total, gc time.Duration }
+
+func (c cpuTimes) sub(d cpuTimes) cpuTimes { return cpuTimes{c.total - d.total, c.gc - d.gc} }
 
 // reportCPU adds the process CPU used during the measured period, in
 // cores and per successful operation.
-func reportCPU(res *BenchResult, cpu, elapsed time.Duration, op string) {
+func reportCPU(res *BenchResult, cpu cpuTimes, elapsed time.Duration, op string) {
 	if elapsed > 0 {
-		res.Extra["cpu used"] = fmt.Sprintf("%.2f cores", cpu.Seconds()/elapsed.Seconds())
+		res.Extra["cpu used"] = fmt.Sprintf("%.2f cores", cpu.total.Seconds()/elapsed.Seconds())
 	}
 	if res.Ops > 0 {
-		res.CPUPerOp = cpu / time.Duration(res.Ops)
-		res.Extra["cpu/"+op] = (cpu / time.Duration(res.Ops)).Round(time.Microsecond).String()
+		res.CPUPerOp = cpu.total / time.Duration(res.Ops)
+		res.Extra["cpu/"+op] = fmt.Sprintf("%v (gc %v)", res.CPUPerOp.Round(time.Microsecond),
+			(cpu.gc / time.Duration(res.Ops)).Round(time.Microsecond))
 	}
 }
 
@@ -733,7 +747,7 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 	start, cpu0 := time.Now(), processCPU()
 	sleepErr := sleepCtx(ctx, cfg.Duration)
 	measuring.Store(false)
-	elapsed, cpu := time.Since(start), processCPU()-cpu0
+	elapsed, cpu := time.Since(start), processCPU().sub(cpu0)
 	close(stop)
 	wg.Wait()
 	if sleepErr != nil {

@@ -45,6 +45,7 @@ func BenchmarkRaftPropose(b *testing.B) {
 }
 
 func BenchmarkPayments(b *testing.B) {
+	TuneGC() // as txswitch bench and a node run
 	cases := []struct {
 		name    string
 		latency time.Duration
