@@ -275,6 +275,21 @@ func (b *stateBatch) Delete(key []byte) error {
 	return nil
 }
 
+// DeleteRange writes one range tombstone over [start, end); reads through
+// the batch see the range deleted at once.
+func (b *stateBatch) DeleteRange(start, end []byte) error {
+	if err := b.check(len(start) + len(end)); err != nil {
+		return fmt.Errorf("state delete range [%q, %q): %w", start, end, err)
+	}
+	if bytes.Compare(start, end) >= 0 {
+		return fmt.Errorf("state delete range [%q, %q): empty or inverted range", start, end)
+	}
+	if err := b.b.DeleteRange(b.s.key(nil, start), b.s.key(nil, end), nil); err != nil {
+		return fmt.Errorf("state delete range [%q, %q): %w", start, end, err)
+	}
+	return nil
+}
+
 func (b *stateBatch) check(add int) error {
 	if b.done {
 		return errBatchDone

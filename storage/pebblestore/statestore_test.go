@@ -338,3 +338,46 @@ func TestAppliedIndexFollowsEveryWriter(t *testing.T) {
 		t.Fatal("commit behind the applied index accepted after reopen")
 	}
 }
+
+// TestStateBatchDeleteRange: a range deletion hides committed keys and the
+// batch's own earlier writes in range, not later writes or keys outside it,
+// both through the batch and once committed; other groups are untouched.
+func TestStateBatchDeleteRange(t *testing.T) {
+	db := openFS(t, vfs.NewMem())
+	st, other := db.StateStore(1), db.StateStore(2)
+	commitKVs(t, st, 1, kv{"x/1", "1"}, kv{"x/2", "2"}, kv{"x/3", "3"}, kv{"x/4", "4"}, kv{"y", "y"})
+	commitKVs(t, other, 1, kv{"x/2", "other"})
+
+	b := st.NewBatch()
+	defer b.Close()
+	if err := b.Set([]byte("x/25"), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteRange([]byte("x/2"), []byte("x/4")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set([]byte("x/3"), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	want := []kv{{"x/1", "1"}, {"x/3", "after"}, {"x/4", "4"}, {"y", "y"}}
+	if got := scanAll(t, b, "", ""); !slices.Equal(got, want) {
+		t.Fatalf("through the batch: %v; want %v", got, want)
+	}
+	if _, err := b.Get([]byte("x/2")); !errors.Is(err, txswitch.ErrNotFound) {
+		t.Fatalf("get x/2 through the batch: %v; want not found", err)
+	}
+	for _, bad := range [][2]string{{"x/4", "x/2"}, {"x/2", "x/2"}} {
+		if err := b.DeleteRange([]byte(bad[0]), []byte(bad[1])); err == nil {
+			t.Fatalf("delete range [%s, %s) accepted", bad[0], bad[1])
+		}
+	}
+	if err := b.Commit(2); err != nil {
+		t.Fatal(err)
+	}
+	if got := scanAll(t, st, "", ""); !slices.Equal(got, want) {
+		t.Fatalf("committed: %v; want %v", got, want)
+	}
+	if got := scanAll(t, other, "", ""); !slices.Equal(got, []kv{{"x/2", "other"}}) {
+		t.Fatalf("other group: %v", got)
+	}
+}
