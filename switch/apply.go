@@ -228,7 +228,10 @@ func (ac *applyCtx) orderPayments(o *orderRec) ([]*paymentRec, error) {
 }
 
 func (ac *applyCtx) putInDoubt(d *inDoubtRec) error {
-	raw, err := json.Marshal(d)
+	raw, err := encodeInDoubt(d)
+	if err != nil {
+		raw, err = json.Marshal(d)
+	}
 	if err != nil {
 		return fmt.Errorf("encode in-doubt %s: %w", d.Key, err)
 	}
@@ -358,7 +361,13 @@ func (ac *applyCtx) emitJSON(kind, merchant, orderID string, at time.Time, resou
 func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string, data any) error {
 	o.TimelineSeq++
 	ev := TimelineEvent{Seq: o.TimelineSeq, At: at, Type: typ, PaymentID: paymentID, Message: msg}
-	if data != nil {
+	switch d := data.(type) {
+	case nil:
+	case routingData: // the two kinds every payment writes
+		ev.Data = encodeRoutingData(&d)
+	case providerData:
+		ev.Data = encodeProviderData(&d)
+	default:
 		raw, err := json.Marshal(data)
 		if err != nil {
 			return fmt.Errorf("encode %s event data: %w", typ, err)
@@ -397,9 +406,11 @@ func encodePaymentRec(dst []byte, p *paymentRec) (rec, res []byte, err error) {
 	if res, err = encodePayment(&p.Payment); err != nil {
 		return nil, nil, err
 	}
-	extra, err := json.Marshal(&p.paymentExtra)
+	extra, err := encodePaymentExtra(&p.paymentExtra)
 	if err != nil {
-		return nil, nil, err
+		if extra, err = json.Marshal(&p.paymentExtra); err != nil {
+			return nil, nil, err
+		}
 	}
 	return joinObjects(dst, res, extra), res, nil
 }

@@ -3,6 +3,7 @@ package txswitch
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -429,4 +430,190 @@ func encodeOrderExtra(x *orderExtra) []byte {
 		b = strconv.AppendInt(b, int64(x.OfferEvents), 10)
 	}
 	return append(b, '}')
+}
+
+// The records and timeline data apply writes on every payment command
+// besides the resources above.
+
+func appendCandidates(b []byte, cs []RouteCandidate) []byte {
+	if cs == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i := range cs {
+		c := &cs[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"provider":`...)
+		b = appendJSONString(b, c.Provider)
+		b = appendStringField(b, "breaker", string(c.Breaker))
+		if c.Skipped {
+			b = append(b, `,"skipped":true`...)
+		}
+		if c.SkipReason != "" {
+			b = appendStringField(b, "skip_reason", c.SkipReason)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+func appendIdemRef(b []byte, r *idemRef) []byte {
+	b = append(b, `{"merchant":`...)
+	b = appendJSONString(b, r.Merchant)
+	b = appendStringField(b, "key", r.Key)
+	b = appendStringField(b, "fingerprint", r.Fingerprint)
+	return append(b, '}')
+}
+
+func appendIntField(b []byte, name string, v int64) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendInt(b, v, 10)
+}
+
+// encodeRoutingData is json.Marshal(d).
+func encodeRoutingData(d *routingData) []byte {
+	b := make([]byte, 0, 96+64*len(d.Candidates))
+	b = append(b, `{"method":`...)
+	b = appendJSONString(b, d.Method)
+	b = appendIntField(b, "attempt", int64(d.Attempt))
+	if d.Provider != "" {
+		b = appendStringField(b, "provider", d.Provider)
+	}
+	b = append(b, `,"candidates":`...)
+	b = appendCandidates(b, d.Candidates)
+	if d.NoRoute != "" {
+		b = appendStringField(b, "no_route", d.NoRoute)
+	}
+	return append(b, '}')
+}
+
+// encodeProviderData is json.Marshal(d).
+func encodeProviderData(d *providerData) []byte {
+	b := make([]byte, 0, 192+len(d.Message))
+	b = append(b, `{"op":`...)
+	b = appendJSONString(b, d.Op)
+	b = appendStringField(b, "provider", d.Provider)
+	b = appendStringField(b, "idempotency_key", d.Key)
+	if d.Attempt != 0 {
+		b = appendIntField(b, "attempt", int64(d.Attempt))
+	}
+	if d.Amount != nil {
+		b = appendMoneyField(b, "amount", *d.Amount)
+	}
+	if d.Outcome != "" {
+		b = appendStringField(b, "outcome", d.Outcome)
+	}
+	if d.Code != "" {
+		b = appendStringField(b, "code", d.Code)
+	}
+	if d.Message != "" {
+		b = appendStringField(b, "message", d.Message)
+	}
+	if d.ProviderRef != "" {
+		b = appendStringField(b, "provider_ref", d.ProviderRef)
+	}
+	b = appendIntField(b, "latency_ms", d.LatencyMs)
+	if d.Source != "" {
+		b = appendStringField(b, "source", d.Source)
+	}
+	return append(b, '}')
+}
+
+// encodePaymentExtra is json.Marshal(x).
+func encodePaymentExtra(x *paymentExtra) ([]byte, error) {
+	b := make([]byte, 0, 128+64*len(x.Candidates)+32*len(x.PaymentData))
+	b = append(b, `{"country":`...)
+	b = appendJSONString(b, x.Country)
+	if len(x.PaymentData) > 0 {
+		b = append(b, `,"payment_data":{`...)
+		for i, k := range slices.Sorted(maps.Keys(x.PaymentData)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, x.PaymentData[k])
+		}
+		b = append(b, '}')
+	}
+	if len(x.Candidates) > 0 {
+		b = append(b, `,"candidates":`...)
+		b = appendCandidates(b, x.Candidates)
+	}
+	if o := x.Open; o != nil {
+		b = append(b, `,"open":{"n":`...)
+		b = strconv.AppendInt(b, int64(o.N), 10)
+		b = appendStringField(b, "provider", o.Provider)
+		b = appendStringField(b, "key", o.Key)
+		var err error
+		if b, err = appendTimeField(b, "at", o.At); err != nil {
+			return nil, err
+		}
+		b = append(b, '}')
+	}
+	if x.Idem != nil {
+		b = append(b, `,"idem":`...)
+		b = appendIdemRef(b, x.Idem)
+	}
+	if x.PendingCapture != 0 {
+		b = appendIntField(b, "pending_capture", x.PendingCapture)
+	}
+	if x.PendingRefund != 0 {
+		b = appendIntField(b, "pending_refund", x.PendingRefund)
+	}
+	if x.PendingCancel != "" {
+		b = appendStringField(b, "pending_cancel", x.PendingCancel)
+	}
+	if x.CancelAttempts != 0 {
+		b = appendIntField(b, "cancel_attempts", int64(x.CancelAttempts))
+	}
+	return append(b, '}'), nil
+}
+
+// encodeInDoubt is json.Marshal(d).
+func encodeInDoubt(d *inDoubtRec) ([]byte, error) {
+	b := make([]byte, 0, 320)
+	b = append(b, `{"kind":`...)
+	b = appendJSONString(b, d.Kind)
+	b = appendStringField(b, "key", d.Key)
+	b = appendStringField(b, "payment_id", d.PaymentID)
+	b = appendStringField(b, "order_id", d.OrderID)
+	b = appendStringField(b, "merchant_id", d.MerchantID)
+	if d.OpID != "" {
+		b = appendStringField(b, "op_id", d.OpID)
+	}
+	if d.Attempt != 0 {
+		b = appendIntField(b, "attempt", int64(d.Attempt))
+	}
+	b = appendStringField(b, "provider", d.Provider)
+	b = appendStringField(b, "method", d.Method)
+	b = appendMoneyField(b, "amount", d.Amount)
+	if d.Country != "" {
+		b = appendStringField(b, "country", d.Country)
+	}
+	if d.Capture {
+		b = append(b, `,"capture":true`...)
+	}
+	if d.ProviderRef != "" {
+		b = appendStringField(b, "provider_ref", d.ProviderRef)
+	}
+	b, err := appendTimeField(b, "at", d.At)
+	if err != nil {
+		return nil, err
+	}
+	if d.InDoubt {
+		b = append(b, `,"in_doubt":true`...)
+	}
+	if d.Pending {
+		b = append(b, `,"pending":true`...)
+	}
+	if d.Idem != nil {
+		b = append(b, `,"idem":`...)
+		b = appendIdemRef(b, d.Idem)
+	}
+	return append(b, '}'), nil
 }

@@ -170,6 +170,24 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 			sameAsMarshal(t, fmt.Sprint(i, " order resource"), &view, res, nil)
 		}
 
+		var rd routingData
+		randFill(r, reflect.ValueOf(&rd).Elem(), 0)
+		sameAsMarshal(t, fmt.Sprint(i, " routing data"), &rd, encodeRoutingData(&rd), nil)
+
+		var pd providerData
+		randFill(r, reflect.ValueOf(&pd).Elem(), 0)
+		sameAsMarshal(t, fmt.Sprint(i, " provider data"), &pd, encodeProviderData(&pd), nil)
+
+		var px paymentExtra
+		randFill(r, reflect.ValueOf(&px).Elem(), 0)
+		b, err = encodePaymentExtra(&px)
+		sameAsMarshal(t, fmt.Sprint(i, " payment extra"), &px, b, err)
+
+		var dr inDoubtRec
+		randFill(r, reflect.ValueOf(&dr).Elem(), 0)
+		b, err = encodeInDoubt(&dr)
+		sameAsMarshal(t, fmt.Sprint(i, " in-doubt record"), &dr, b, err)
+
 		var ob OutboxEvent
 		randFill(r, reflect.ValueOf(&ob).Elem(), 0)
 		if len(ob.Resource) == 0 {
