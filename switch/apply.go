@@ -131,6 +131,7 @@ func (ac *applyCtx) putRecord(key []byte, v any, raw []byte) error {
 	k := string(key)
 	ac.loaded[k] = v
 	ac.bs.written[k] = cloneRecord(v)
+	ac.bs.filter.add(key)
 	return nil
 }
 
@@ -165,6 +166,8 @@ func loadRecord[T any](ac *applyCtx, key []byte) (*T, error) {
 		}
 	} else if v, ok := ac.bs.committed.get(k); ok {
 		r = cloneRecord(v).(*T)
+	} else if ac.bs.filter.absent(key) {
+		// Certainly not in the store (keyfilter.go): r stays nil.
 	} else {
 		var x T
 		ok, err := getJSON(ac.b, key, &x)

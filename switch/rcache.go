@@ -88,6 +88,7 @@ func cachedTable(k []byte) bool {
 // batchState is what one Apply call keeps across its commands.
 type batchState struct {
 	committed *recordCache
+	filter    *keyFilter
 	// written: key → deep copy of the value last written in this batch,
 	// nil for a deleted key.
 	written map[string]any
