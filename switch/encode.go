@@ -108,6 +108,15 @@ func appendRawField(dst []byte, name string, raw []byte) []byte {
 	return append(dst, raw...)
 }
 
+// appendOptStringField is appendStringField for an omitempty field: it
+// appends nothing for "".
+func appendOptStringField(dst []byte, name, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	return appendStringField(dst, name, v)
+}
+
 func appendStringField(dst []byte, name, v string) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, name...)
@@ -128,12 +137,8 @@ func appendTimelineEvent(dst []byte, ev *TimelineEvent) ([]byte, error) {
 		return append(dst, m...), err
 	}
 	b = appendStringField(b, "type", ev.Type)
-	if ev.PaymentID != "" {
-		b = appendStringField(b, "payment_id", ev.PaymentID)
-	}
-	if ev.Message != "" {
-		b = appendStringField(b, "message", ev.Message)
-	}
+	b = appendOptStringField(b, "payment_id", ev.PaymentID)
+	b = appendOptStringField(b, "message", ev.Message)
 	if len(ev.Data) != 0 {
 		b = appendRawField(b, "data", ev.Data)
 	}
@@ -151,9 +156,7 @@ func appendOutboxEvent(dst []byte, seq uint64, kind, merchant, orderID string, a
 	b = append(b, '"')
 	b = appendStringField(b, "kind", kind)
 	b = appendStringField(b, "merchant_id", merchant)
-	if orderID != "" {
-		b = appendStringField(b, "order_id", orderID)
-	}
+	b = appendOptStringField(b, "order_id", orderID)
 	b = append(b, `,"at":`...)
 	b, err := appendJSONTime(b, at)
 	if err != nil {
@@ -254,12 +257,8 @@ func appendPayment(b []byte, p *Payment) ([]byte, error) {
 	b = appendStringField(b, "order_id", p.OrderID)
 	b = appendStringField(b, "merchant_id", p.MerchantID)
 	b = appendStringField(b, "status", p.Status)
-	if p.Provider != "" {
-		b = appendStringField(b, "provider", p.Provider)
-	}
-	if p.ProviderRef != "" {
-		b = appendStringField(b, "provider_ref", p.ProviderRef)
-	}
+	b = appendOptStringField(b, "provider", p.Provider)
+	b = appendOptStringField(b, "provider_ref", p.ProviderRef)
 	b = appendStringField(b, "method", p.Method)
 	b = appendMoneyField(b, "amount", p.Amount)
 	if p.Surcharge != nil {
@@ -269,9 +268,7 @@ func appendPayment(b []byte, p *Payment) ([]byte, error) {
 	b = appendMoneyField(b, "captured", p.Captured)
 	b = appendMoneyField(b, "refunded", p.Refunded)
 	b = appendStringField(b, "capture", p.CaptureMode)
-	if p.RedirectURL != "" {
-		b = appendStringField(b, "redirect_url", p.RedirectURL)
-	}
+	b = appendOptStringField(b, "redirect_url", p.RedirectURL)
 	if p.Failure != nil {
 		b = append(b, `,"failure":`...)
 		b = appendFailure(b, p.Failure)
@@ -324,12 +321,8 @@ func appendRefund(b []byte, r *Refund) ([]byte, error) {
 	b = appendStringField(b, "payment_id", r.PaymentID)
 	b = appendStringField(b, "order_id", r.OrderID)
 	b = appendMoneyField(b, "amount", r.Amount)
-	if r.Reason != "" {
-		b = appendStringField(b, "reason", r.Reason)
-	}
-	if r.Channel != "" {
-		b = appendStringField(b, "channel", r.Channel)
-	}
+	b = appendOptStringField(b, "reason", r.Reason)
+	b = appendOptStringField(b, "channel", r.Channel)
 	b = appendStringField(b, "status", r.Status)
 	if r.Failure != nil {
 		b = append(b, `,"failure":`...)
@@ -360,12 +353,8 @@ func appendOrder(b []byte, o *Order) ([]byte, error) {
 	b = appendMoneyField(b, "amount", o.Amount)
 	b = append(b, `,"customer":{"country":`...)
 	b = appendJSONString(b, o.Customer.Country)
-	if o.Customer.ID != "" {
-		b = appendStringField(b, "id", o.Customer.ID)
-	}
-	if o.Customer.Email != "" {
-		b = appendStringField(b, "email", o.Customer.Email)
-	}
+	b = appendOptStringField(b, "id", o.Customer.ID)
+	b = appendOptStringField(b, "email", o.Customer.Email)
 	b = append(b, '}')
 	b = appendStringField(b, "channel", o.Channel)
 	if len(o.Lines) > 0 {
@@ -381,9 +370,7 @@ func appendOrder(b []byte, o *Order) ([]byte, error) {
 			b = strconv.AppendInt(b, l.Quantity, 10)
 			b = append(b, `,"unit_amount":`...)
 			b = strconv.AppendInt(b, l.UnitAmount, 10)
-			if l.Category != "" {
-				b = appendStringField(b, "category", l.Category)
-			}
+			b = appendOptStringField(b, "category", l.Category)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -422,9 +409,7 @@ func encodeOrderExtra(x *orderExtra) []byte {
 	b = strconv.AppendInt(b, int64(x.NumPayments), 10)
 	b = append(b, `,"timeline_seq":`...)
 	b = strconv.AppendUint(b, x.TimelineSeq, 10)
-	if x.OfferHash != "" {
-		b = appendStringField(b, "offer_hash", x.OfferHash)
-	}
+	b = appendOptStringField(b, "offer_hash", x.OfferHash)
 	if x.OfferEvents != 0 {
 		b = append(b, `,"offer_events":`...)
 		b = strconv.AppendInt(b, int64(x.OfferEvents), 10)
@@ -451,9 +436,7 @@ func appendCandidates(b []byte, cs []RouteCandidate) []byte {
 		if c.Skipped {
 			b = append(b, `,"skipped":true`...)
 		}
-		if c.SkipReason != "" {
-			b = appendStringField(b, "skip_reason", c.SkipReason)
-		}
+		b = appendOptStringField(b, "skip_reason", c.SkipReason)
 		b = append(b, '}')
 	}
 	return append(b, ']')
@@ -480,14 +463,10 @@ func encodeRoutingData(d *routingData) []byte {
 	b = append(b, `{"method":`...)
 	b = appendJSONString(b, d.Method)
 	b = appendIntField(b, "attempt", int64(d.Attempt))
-	if d.Provider != "" {
-		b = appendStringField(b, "provider", d.Provider)
-	}
+	b = appendOptStringField(b, "provider", d.Provider)
 	b = append(b, `,"candidates":`...)
 	b = appendCandidates(b, d.Candidates)
-	if d.NoRoute != "" {
-		b = appendStringField(b, "no_route", d.NoRoute)
-	}
+	b = appendOptStringField(b, "no_route", d.NoRoute)
 	return append(b, '}')
 }
 
@@ -504,22 +483,12 @@ func encodeProviderData(d *providerData) []byte {
 	if d.Amount != nil {
 		b = appendMoneyField(b, "amount", *d.Amount)
 	}
-	if d.Outcome != "" {
-		b = appendStringField(b, "outcome", d.Outcome)
-	}
-	if d.Code != "" {
-		b = appendStringField(b, "code", d.Code)
-	}
-	if d.Message != "" {
-		b = appendStringField(b, "message", d.Message)
-	}
-	if d.ProviderRef != "" {
-		b = appendStringField(b, "provider_ref", d.ProviderRef)
-	}
+	b = appendOptStringField(b, "outcome", d.Outcome)
+	b = appendOptStringField(b, "code", d.Code)
+	b = appendOptStringField(b, "message", d.Message)
+	b = appendOptStringField(b, "provider_ref", d.ProviderRef)
 	b = appendIntField(b, "latency_ms", d.LatencyMs)
-	if d.Source != "" {
-		b = appendStringField(b, "source", d.Source)
-	}
+	b = appendOptStringField(b, "source", d.Source)
 	return append(b, '}')
 }
 
@@ -565,9 +534,7 @@ func encodePaymentExtra(x *paymentExtra) ([]byte, error) {
 	if x.PendingRefund != 0 {
 		b = appendIntField(b, "pending_refund", x.PendingRefund)
 	}
-	if x.PendingCancel != "" {
-		b = appendStringField(b, "pending_cancel", x.PendingCancel)
-	}
+	b = appendOptStringField(b, "pending_cancel", x.PendingCancel)
 	if x.CancelAttempts != 0 {
 		b = appendIntField(b, "cancel_attempts", int64(x.CancelAttempts))
 	}
@@ -583,24 +550,18 @@ func encodeInDoubt(d *inDoubtRec) ([]byte, error) {
 	b = appendStringField(b, "payment_id", d.PaymentID)
 	b = appendStringField(b, "order_id", d.OrderID)
 	b = appendStringField(b, "merchant_id", d.MerchantID)
-	if d.OpID != "" {
-		b = appendStringField(b, "op_id", d.OpID)
-	}
+	b = appendOptStringField(b, "op_id", d.OpID)
 	if d.Attempt != 0 {
 		b = appendIntField(b, "attempt", int64(d.Attempt))
 	}
 	b = appendStringField(b, "provider", d.Provider)
 	b = appendStringField(b, "method", d.Method)
 	b = appendMoneyField(b, "amount", d.Amount)
-	if d.Country != "" {
-		b = appendStringField(b, "country", d.Country)
-	}
+	b = appendOptStringField(b, "country", d.Country)
 	if d.Capture {
 		b = append(b, `,"capture":true`...)
 	}
-	if d.ProviderRef != "" {
-		b = appendStringField(b, "provider_ref", d.ProviderRef)
-	}
+	b = appendOptStringField(b, "provider_ref", d.ProviderRef)
 	b, err := appendTimeField(b, "at", d.At)
 	if err != nil {
 		return nil, err
