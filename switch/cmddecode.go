@@ -1,6 +1,7 @@
 package txswitch
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -375,4 +376,40 @@ func (d *canonDec) paymentResult() *cmdPaymentResult {
 		d.lit(`}`)
 	}
 	return c
+}
+
+// decodeOutboxEvent decodes an outbox event in the canonical form
+// appendOutboxEvent writes (the exporter reads every event once); ok is
+// false for anything else, which encoding/json then decodes. The resource
+// is kept verbatim, as json.RawMessage keeps it, after the same validity
+// check encoding/json makes.
+func decodeOutboxEvent(data []byte) (ev OutboxEvent, ok bool) {
+	d := &canonDec{b: data}
+	d.lit(`{"seq":`)
+	if d.i < len(data) && data[d.i] == '-' {
+		return OutboxEvent{}, false // encoding/json refuses even -0 for a uint64
+	}
+	seq := d.int()
+	d.lit(`,"id":`)
+	ev.ID = d.str()
+	d.lit(`,"kind":`)
+	ev.Kind = d.str()
+	d.lit(`,"merchant_id":`)
+	ev.MerchantID = d.str()
+	if d.opt(`,"order_id":`) {
+		ev.OrderID = d.str()
+	}
+	d.lit(`,"at":`)
+	ev.At = d.time()
+	d.lit(`,"resource":`)
+	if d.bad || seq < 0 || len(data)-d.i < 3 {
+		return OutboxEvent{}, false
+	}
+	// An object, ending right before the event's closing brace.
+	res := data[d.i : len(data)-1]
+	if res[0] != '{' || res[len(res)-1] != '}' || data[len(data)-1] != '}' || !json.Valid(res) {
+		return OutboxEvent{}, false
+	}
+	ev.Seq, ev.Resource = uint64(seq), bytes.Clone(res)
+	return ev, true
 }

@@ -2,6 +2,7 @@ package txswitch
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"reflect"
 	"strings"
@@ -189,17 +190,98 @@ func TestCanonicalDecodeCases(t *testing.T) {
 	}
 }
 
-// FuzzCanonicalDecode: whatever the canonical decoder accepts, encoding/json
-// decodes to the same value.
+// FuzzCanonicalDecode: whatever the canonical command and outbox decoders
+// accept, encoding/json decodes to the same value.
 func FuzzCanonicalDecode(f *testing.F) {
 	for i, c := range goldenCommands(f) {
 		if i%7 == 0 {
 			f.Add(c.Data)
 		}
 	}
+	ev, err := appendOutboxEvent(nil, 3, "order", "m", "o", time.Unix(1, 2).UTC(), []byte(`{"id":"o","n":[1,2]}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ev)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, typ := range canonicalTypes {
 			checkCanonical(t, typ, data)
 		}
+		checkOutboxEvent(t, data)
 	})
+}
+
+// checkOutboxEvent fails t when decodeOutboxEvent accepts data but
+// encoding/json rejects it or decodes another event; it reports whether it
+// was accepted.
+func checkOutboxEvent(t *testing.T, data []byte) bool {
+	t.Helper()
+	got, ok := decodeOutboxEvent(data)
+	if !ok {
+		return false
+	}
+	var want OutboxEvent
+	if err := json.Unmarshal(data, &want); err != nil {
+		t.Fatalf("outbox decoder accepted what encoding/json rejects (%v): %s", err, data)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("outbox decoder differs from encoding/json for %s\n got %+v\nwant %+v", data, got, want)
+	}
+	return true
+}
+
+func TestOutboxEventDecode(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	taken := 0
+	for i := range 3000 {
+		var ev OutboxEvent
+		randFill(r, reflect.ValueOf(&ev).Elem(), 0)
+		if len(ev.Resource) == 0 {
+			ev.Resource = json.RawMessage(`{}`)
+		}
+		data, err := appendOutboxEvent(nil, ev.Seq, ev.Kind, ev.MerchantID, ev.OrderID, ev.At, ev.Resource)
+		if err != nil {
+			continue // a time JSON cannot hold: never stored
+		}
+		if checkOutboxEvent(t, data) {
+			taken++
+		} else if ev.Seq < 1<<63 {
+			t.Fatalf("event %d refused: %s", i, data)
+		}
+	}
+	if taken < 1000 {
+		t.Fatalf("only %d events decoded by the fast path", taken)
+	}
+	base, err := appendOutboxEvent(nil, 7, "timeline", "m", "o", time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), []byte(`{"a":[1,{"b":null}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit := func(old, new string) []byte {
+		if !strings.Contains(string(base), old) {
+			t.Fatalf("%q not in %s", old, base)
+		}
+		return []byte(strings.Replace(string(base), old, new, 1))
+	}
+	refused := map[string][]byte{
+		"negative zero seq":      edit(`"seq":7`, `"seq":-0`),
+		"resource not an object": edit(`{"a":[1,{"b":null}]}`, `[1]`),
+		"null resource":          edit(`{"a":[1,{"b":null}]}`, `null`),
+		"invalid resource":       edit(`{"a":[1,{"b":null}]}`, `{"a":[1,{"b":nul}]}`),
+		"two values":             edit(`{"a":[1,{"b":null}]}`, `{"a":1}{"b":2}`),
+		"space after resource":   edit(`{"a":[1,{"b":null}]}`, `{"a":[1,{"b":null}]} `),
+		"missing closing brace":  base[:len(base)-1],
+		"field after resource":   edit(`{"a":[1,{"b":null}]}`, `{"a":1},"x":1`),
+		"unknown field":          edit(`,"at"`, `,"x":1,"at"`),
+		"seq beyond int64":       edit(`"seq":7`, `"seq":9223372036854775808`),
+	}
+	for name, data := range refused {
+		t.Run("refuses "+name, func(t *testing.T) {
+			if checkOutboxEvent(t, data) {
+				t.Fatalf("fast path accepted %s", data)
+			}
+		})
+	}
+	if !checkOutboxEvent(t, edit(`,"order_id":"o"`, ``)) {
+		t.Fatal("event without order_id refused")
+	}
 }
