@@ -342,8 +342,8 @@ func (ac *applyCtx) emit(kind, merchant, orderID string, at time.Time, resource 
 	if err != nil {
 		return err
 	}
-	raw, err := appendOutboxEvent(ac.bs.outboxBuf[:0], seq, kind, merchant, orderID, at, resource)
-	ac.bs.outboxBuf = raw
+	raw, err := appendOutboxEvent(ac.bs.buf.outbox[:0], seq, kind, merchant, orderID, at, resource)
+	ac.bs.buf.outbox = raw
 	if err != nil {
 		return fmt.Errorf("encode outbox %s event: %w", kind, err)
 	}
@@ -377,8 +377,8 @@ func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string,
 		}
 		ev.Data = raw
 	}
-	raw, err := appendTimelineEvent(ac.bs.timelineBuf[:0], &ev)
-	ac.bs.timelineBuf = raw
+	raw, err := appendTimelineEvent(ac.bs.buf.timeline[:0], &ev)
+	ac.bs.buf.timeline = raw
 	if err != nil {
 		return fmt.Errorf("encode %s event: %w", typ, err)
 	}
@@ -392,8 +392,8 @@ func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string,
 // resource, which is also the body of a reply showing p as it is now.
 func (ac *applyCtx) savePayment(p *paymentRec, at time.Time) ([]byte, error) {
 	p.UpdatedAt = at
-	rec, res, err := encodePaymentRec(ac.bs.recordBuf[:0], p)
-	ac.bs.recordBuf = rec
+	rec, res, err := encodePaymentRec(ac.bs.buf.record[:0], p)
+	ac.bs.buf.record = rec
 	if err != nil {
 		return nil, fmt.Errorf("encode payment %s: %w", p.ID, err)
 	}
@@ -438,8 +438,8 @@ func encodeOrderRec(dst []byte, o *orderRec) (rec, res []byte, err error) {
 
 // putOrder stores o without emitting it (timeline-only changes).
 func (ac *applyCtx) putOrder(o *orderRec) error {
-	rec, _, err := encodeOrderRec(ac.bs.recordBuf[:0], o)
-	ac.bs.recordBuf = rec
+	rec, _, err := encodeOrderRec(ac.bs.buf.record[:0], o)
+	ac.bs.buf.record = rec
 	if err != nil {
 		return fmt.Errorf("encode order %s: %w", o.ID, err)
 	}
@@ -461,8 +461,8 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 	o.Authorized, o.Captured, o.Refunded = orderTotals(o, ps)
 	o.Status = deriveOrderStatus(o, ps)
 	o.UpdatedAt = at
-	rec, res, err := encodeOrderRec(ac.bs.recordBuf[:0], o)
-	ac.bs.recordBuf = rec
+	rec, res, err := encodeOrderRec(ac.bs.buf.record[:0], o)
+	ac.bs.buf.record = rec
 	if err != nil {
 		return fmt.Errorf("encode order %s: %w", o.ID, err)
 	}

@@ -20,6 +20,8 @@ type Machine struct {
 	// records caches decoded committed records across Apply calls
 	// (rcache.go); guarded by applyMu.
 	records *recordCache
+	// buf is apply's scratch space (rcache.go); guarded by applyMu.
+	buf scratch
 	// filter knows which cached-table keys are certainly absent from the
 	// store (keyfilter.go); guarded by applyMu.
 	filter *keyFilter
@@ -142,7 +144,8 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 	defer b.Close()
 	results := make([]any, len(cmds))
 	var newCfg *RoutingConfig
-	bs := &batchState{committed: m.records, filter: m.filter, written: make(map[string]any), outboxSeq: m.outboxSeq, seqLoaded: m.seqKnown}
+	defer m.buf.trim()
+	bs := &batchState{committed: m.records, filter: m.filter, buf: &m.buf, written: make(map[string]any), outboxSeq: m.outboxSeq, seqLoaded: m.seqKnown}
 	loaded := make(map[string]any)
 	for i, c := range cmds {
 		if len(c.Data) == 0 {
