@@ -30,9 +30,16 @@ import (
 //   - Restore and any apply failure start a new, empty filter and scan.
 //
 // Deleted keys stay in the filter: another read, never a wrong answer.
+//
+// Bound: past maxFilterKeys keys (about 80 MB of filter; some 6 million
+// payments, each adding about five keys) the filter retires: it frees its
+// parts, answers "maybe" to everything and apply reads the store as it did
+// without it. A restart or Restore starts a new one.
 type keyFilter struct {
-	seed  maphash.Seed
-	parts []*bloomPart
+	seed    maphash.Seed
+	parts   []*bloomPart
+	keys    int
+	retired bool
 	// scan is the next key of the catch-up scan; table indexes
 	// filterTables. done: the scan has passed every table.
 	scanTable int
@@ -51,6 +58,7 @@ var filterScanChunk = 4096
 // each further one twice as many as the one before, so a filter over n
 // keys has about log2(n/filterFirstPart) parts.
 const (
+	maxFilterKeys   = 1 << 25
 	bloomBitsPerKey = 10
 	bloomProbes     = 7
 	filterFirstPart = 1 << 16
@@ -72,6 +80,13 @@ func (f *keyFilter) probes(key []byte) (h1, h2 uint64) {
 
 // add records key as possibly present.
 func (f *keyFilter) add(key []byte) {
+	if f.retired {
+		return
+	}
+	if f.keys++; f.keys > maxFilterKeys {
+		f.retired, f.parts = true, nil
+		return
+	}
 	if len(f.parts) == 0 || f.parts[len(f.parts)-1].n >= f.parts[len(f.parts)-1].limit {
 		limit := filterFirstPart
 		if len(f.parts) > 0 {
@@ -91,7 +106,7 @@ func (f *keyFilter) add(key []byte) {
 
 // absent reports whether key is certainly not in the store.
 func (f *keyFilter) absent(key []byte) bool {
-	if !f.done {
+	if !f.done || f.retired {
 		return false
 	}
 	h1, h2 := f.probes(key)
@@ -116,7 +131,7 @@ func (f *keyFilter) absent(key []byte) bool {
 // keys.
 func (f *keyFilter) advance(r Reader) error {
 	budget := filterScanChunk
-	for !f.done && budget > 0 {
+	for !f.done && !f.retired && budget > 0 {
 		start, end := prefixRange(filterTables[f.scanTable])
 		if f.scanFrom != nil {
 			start = f.scanFrom

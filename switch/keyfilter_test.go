@@ -98,3 +98,26 @@ func TestKeyFilterCatchUp(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyFilterRetires: past maxFilterKeys the filter frees its parts and
+// says nothing is absent, whatever it held.
+func TestKeyFilterRetires(t *testing.T) {
+	f := newKeyFilter()
+	if err := f.advance(sliceReader{}); err != nil {
+		t.Fatal(err)
+	}
+	f.add([]byte("o/a"))
+	if !f.absent([]byte("o/b")) {
+		t.Fatal("o/b not absent before retiring (test broken)")
+	}
+	f.keys = maxFilterKeys // as if it held that many
+	f.add([]byte("o/c"))
+	if !f.retired || f.parts != nil {
+		t.Fatalf("not retired past %d keys (retired %v, %d parts)", maxFilterKeys, f.retired, len(f.parts))
+	}
+	for _, k := range []string{"o/a", "o/b", "o/c"} {
+		if f.absent([]byte(k)) {
+			t.Fatalf("retired filter says %s is absent", k)
+		}
+	}
+}
