@@ -107,8 +107,12 @@ type Store interface {
 // Batch is an atomic write over the state key space.
 type Batch interface {
 	Reader
+	// Set copies key and value: the caller may reuse both afterwards.
 	Set(key, value []byte) error
 	Delete(key []byte) error
+	// DeleteRange deletes every key in [start, end) without reading them
+	// (start < end; a store may keep one range tombstone).
+	DeleteRange(start, end []byte) error
 	// Commit writes the batch and the applied index atomically. It need not
 	// sync: the raft log is durable and re-applies after a crash from the
 	// last committed applied index.

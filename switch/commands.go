@@ -275,6 +275,9 @@ func decodeCommandFast(data []byte) (any, bool) {
 		return nil, false
 	}
 	typ := string(rest[:end])
+	if cmd, ok := decodeCanonical(typ, data); ok {
+		return cmd, true
+	}
 	cmd := newCommand(typ)
 	if cmd == nil {
 		return nil, false

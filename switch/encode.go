@@ -3,6 +3,8 @@ package txswitch
 import (
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -106,6 +108,15 @@ func appendRawField(dst []byte, name string, raw []byte) []byte {
 	return append(dst, raw...)
 }
 
+// appendOptStringField is appendStringField for an omitempty field: it
+// appends nothing for "".
+func appendOptStringField(dst []byte, name, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	return appendStringField(dst, name, v)
+}
+
 func appendStringField(dst []byte, name, v string) []byte {
 	dst = append(dst, ',', '"')
 	dst = append(dst, name...)
@@ -113,34 +124,31 @@ func appendStringField(dst []byte, name, v string) []byte {
 	return appendJSONString(dst, v)
 }
 
-// encodeTimelineEvent is json.Marshal(ev) for a TimelineEvent whose Data
-// (if any) came from json.Marshal.
-func encodeTimelineEvent(ev *TimelineEvent) ([]byte, error) {
-	b := make([]byte, 0, 160+len(ev.Message)+len(ev.Data))
+// appendTimelineEvent appends json.Marshal(ev) for a TimelineEvent whose
+// Data (if any) came from json.Marshal to dst.
+func appendTimelineEvent(dst []byte, ev *TimelineEvent) ([]byte, error) {
+	b := slices.Grow(dst, 160+len(ev.Message)+len(ev.Data))
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, ev.Seq, 10)
 	b = append(b, `,"at":`...)
 	b, err := appendJSONTime(b, ev.At)
 	if err != nil {
-		return json.Marshal(ev)
+		m, err := json.Marshal(ev)
+		return append(dst, m...), err
 	}
 	b = appendStringField(b, "type", ev.Type)
-	if ev.PaymentID != "" {
-		b = appendStringField(b, "payment_id", ev.PaymentID)
-	}
-	if ev.Message != "" {
-		b = appendStringField(b, "message", ev.Message)
-	}
+	b = appendOptStringField(b, "payment_id", ev.PaymentID)
+	b = appendOptStringField(b, "message", ev.Message)
 	if len(ev.Data) != 0 {
 		b = appendRawField(b, "data", ev.Data)
 	}
 	return append(b, '}'), nil
 }
 
-// encodeOutboxEvent is json.Marshal of the OutboxEvent with these fields,
-// resource being json.Marshal output.
-func encodeOutboxEvent(seq uint64, kind, merchant, orderID string, at time.Time, resource []byte) ([]byte, error) {
-	b := make([]byte, 0, 128+len(kind)+len(merchant)+len(orderID)+len(resource))
+// appendOutboxEvent appends json.Marshal of the OutboxEvent with these
+// fields, resource being json.Marshal output, to dst.
+func appendOutboxEvent(dst []byte, seq uint64, kind, merchant, orderID string, at time.Time, resource []byte) ([]byte, error) {
+	b := slices.Grow(dst, 128+len(kind)+len(merchant)+len(orderID)+len(resource))
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"id":"evt_`...)
@@ -148,24 +156,24 @@ func encodeOutboxEvent(seq uint64, kind, merchant, orderID string, at time.Time,
 	b = append(b, '"')
 	b = appendStringField(b, "kind", kind)
 	b = appendStringField(b, "merchant_id", merchant)
-	if orderID != "" {
-		b = appendStringField(b, "order_id", orderID)
-	}
+	b = appendOptStringField(b, "order_id", orderID)
 	b = append(b, `,"at":`...)
 	b, err := appendJSONTime(b, at)
 	if err != nil {
-		return json.Marshal(OutboxEvent{Seq: seq, ID: "evt_" + strconv.FormatUint(seq, 10), Kind: kind, MerchantID: merchant,
+		m, err := json.Marshal(OutboxEvent{Seq: seq, ID: "evt_" + strconv.FormatUint(seq, 10), Kind: kind, MerchantID: merchant,
 			OrderID: orderID, At: at, Resource: resource})
+		return append(dst, m...), err
 	}
 	b = appendRawField(b, "resource", resource)
 	return append(b, '}'), nil
 }
 
-// joinObjects merges two encoded JSON objects {a…} and {b…} into {a…,b…}:
-// exactly what encoding/json writes for a struct embedding A then B, as
-// long as neither is empty and no field name repeats.
-func joinObjects(a, b []byte) []byte {
-	out := make([]byte, 0, len(a)+len(b))
+// joinObjects appends to dst the merge of two encoded JSON objects {a…}
+// and {b…}, {a…,b…}: exactly what encoding/json writes for a struct
+// embedding A then B, as long as neither is empty and no field name
+// repeats.
+func joinObjects(dst, a, b []byte) []byte {
+	out := slices.Grow(dst, len(a)+len(b))
 	out = append(out, a[:len(a)-1]...)
 	out = append(out, ',')
 	return append(out, b[1:]...)
@@ -249,12 +257,8 @@ func appendPayment(b []byte, p *Payment) ([]byte, error) {
 	b = appendStringField(b, "order_id", p.OrderID)
 	b = appendStringField(b, "merchant_id", p.MerchantID)
 	b = appendStringField(b, "status", p.Status)
-	if p.Provider != "" {
-		b = appendStringField(b, "provider", p.Provider)
-	}
-	if p.ProviderRef != "" {
-		b = appendStringField(b, "provider_ref", p.ProviderRef)
-	}
+	b = appendOptStringField(b, "provider", p.Provider)
+	b = appendOptStringField(b, "provider_ref", p.ProviderRef)
 	b = appendStringField(b, "method", p.Method)
 	b = appendMoneyField(b, "amount", p.Amount)
 	if p.Surcharge != nil {
@@ -264,9 +268,7 @@ func appendPayment(b []byte, p *Payment) ([]byte, error) {
 	b = appendMoneyField(b, "captured", p.Captured)
 	b = appendMoneyField(b, "refunded", p.Refunded)
 	b = appendStringField(b, "capture", p.CaptureMode)
-	if p.RedirectURL != "" {
-		b = appendStringField(b, "redirect_url", p.RedirectURL)
-	}
+	b = appendOptStringField(b, "redirect_url", p.RedirectURL)
 	if p.Failure != nil {
 		b = append(b, `,"failure":`...)
 		b = appendFailure(b, p.Failure)
@@ -319,12 +321,8 @@ func appendRefund(b []byte, r *Refund) ([]byte, error) {
 	b = appendStringField(b, "payment_id", r.PaymentID)
 	b = appendStringField(b, "order_id", r.OrderID)
 	b = appendMoneyField(b, "amount", r.Amount)
-	if r.Reason != "" {
-		b = appendStringField(b, "reason", r.Reason)
-	}
-	if r.Channel != "" {
-		b = appendStringField(b, "channel", r.Channel)
-	}
+	b = appendOptStringField(b, "reason", r.Reason)
+	b = appendOptStringField(b, "channel", r.Channel)
 	b = appendStringField(b, "status", r.Status)
 	if r.Failure != nil {
 		b = append(b, `,"failure":`...)
@@ -355,12 +353,8 @@ func appendOrder(b []byte, o *Order) ([]byte, error) {
 	b = appendMoneyField(b, "amount", o.Amount)
 	b = append(b, `,"customer":{"country":`...)
 	b = appendJSONString(b, o.Customer.Country)
-	if o.Customer.ID != "" {
-		b = appendStringField(b, "id", o.Customer.ID)
-	}
-	if o.Customer.Email != "" {
-		b = appendStringField(b, "email", o.Customer.Email)
-	}
+	b = appendOptStringField(b, "id", o.Customer.ID)
+	b = appendOptStringField(b, "email", o.Customer.Email)
 	b = append(b, '}')
 	b = appendStringField(b, "channel", o.Channel)
 	if len(o.Lines) > 0 {
@@ -376,9 +370,7 @@ func appendOrder(b []byte, o *Order) ([]byte, error) {
 			b = strconv.AppendInt(b, l.Quantity, 10)
 			b = append(b, `,"unit_amount":`...)
 			b = strconv.AppendInt(b, l.UnitAmount, 10)
-			if l.Category != "" {
-				b = appendStringField(b, "category", l.Category)
-			}
+			b = appendOptStringField(b, "category", l.Category)
 			b = append(b, '}')
 		}
 		b = append(b, ']')
@@ -417,12 +409,172 @@ func encodeOrderExtra(x *orderExtra) []byte {
 	b = strconv.AppendInt(b, int64(x.NumPayments), 10)
 	b = append(b, `,"timeline_seq":`...)
 	b = strconv.AppendUint(b, x.TimelineSeq, 10)
-	if x.OfferHash != "" {
-		b = appendStringField(b, "offer_hash", x.OfferHash)
-	}
+	b = appendOptStringField(b, "offer_hash", x.OfferHash)
 	if x.OfferEvents != 0 {
 		b = append(b, `,"offer_events":`...)
 		b = strconv.AppendInt(b, int64(x.OfferEvents), 10)
 	}
 	return append(b, '}')
+}
+
+// The records and timeline data apply writes on every payment command
+// besides the resources above.
+
+func appendCandidates(b []byte, cs []RouteCandidate) []byte {
+	if cs == nil {
+		return append(b, "null"...)
+	}
+	b = append(b, '[')
+	for i := range cs {
+		c := &cs[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"provider":`...)
+		b = appendJSONString(b, c.Provider)
+		b = appendStringField(b, "breaker", string(c.Breaker))
+		if c.Skipped {
+			b = append(b, `,"skipped":true`...)
+		}
+		b = appendOptStringField(b, "skip_reason", c.SkipReason)
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+func appendIdemRef(b []byte, r *idemRef) []byte {
+	b = append(b, `{"merchant":`...)
+	b = appendJSONString(b, r.Merchant)
+	b = appendStringField(b, "key", r.Key)
+	b = appendStringField(b, "fingerprint", r.Fingerprint)
+	return append(b, '}')
+}
+
+func appendIntField(b []byte, name string, v int64) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendInt(b, v, 10)
+}
+
+// encodeRoutingData is json.Marshal(d).
+func encodeRoutingData(d *routingData) []byte {
+	b := make([]byte, 0, 96+64*len(d.Candidates))
+	b = append(b, `{"method":`...)
+	b = appendJSONString(b, d.Method)
+	b = appendIntField(b, "attempt", int64(d.Attempt))
+	b = appendOptStringField(b, "provider", d.Provider)
+	b = append(b, `,"candidates":`...)
+	b = appendCandidates(b, d.Candidates)
+	b = appendOptStringField(b, "no_route", d.NoRoute)
+	return append(b, '}')
+}
+
+// encodeProviderData is json.Marshal(d).
+func encodeProviderData(d *providerData) []byte {
+	b := make([]byte, 0, 192+len(d.Message))
+	b = append(b, `{"op":`...)
+	b = appendJSONString(b, d.Op)
+	b = appendStringField(b, "provider", d.Provider)
+	b = appendStringField(b, "idempotency_key", d.Key)
+	if d.Attempt != 0 {
+		b = appendIntField(b, "attempt", int64(d.Attempt))
+	}
+	if d.Amount != nil {
+		b = appendMoneyField(b, "amount", *d.Amount)
+	}
+	b = appendOptStringField(b, "outcome", d.Outcome)
+	b = appendOptStringField(b, "code", d.Code)
+	b = appendOptStringField(b, "message", d.Message)
+	b = appendOptStringField(b, "provider_ref", d.ProviderRef)
+	b = appendIntField(b, "latency_ms", d.LatencyMs)
+	b = appendOptStringField(b, "source", d.Source)
+	return append(b, '}')
+}
+
+// encodePaymentExtra is json.Marshal(x).
+func encodePaymentExtra(x *paymentExtra) ([]byte, error) {
+	b := make([]byte, 0, 128+64*len(x.Candidates)+32*len(x.PaymentData))
+	b = append(b, `{"country":`...)
+	b = appendJSONString(b, x.Country)
+	if len(x.PaymentData) > 0 {
+		b = append(b, `,"payment_data":{`...)
+		for i, k := range slices.Sorted(maps.Keys(x.PaymentData)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, x.PaymentData[k])
+		}
+		b = append(b, '}')
+	}
+	if len(x.Candidates) > 0 {
+		b = append(b, `,"candidates":`...)
+		b = appendCandidates(b, x.Candidates)
+	}
+	if o := x.Open; o != nil {
+		b = append(b, `,"open":{"n":`...)
+		b = strconv.AppendInt(b, int64(o.N), 10)
+		b = appendStringField(b, "provider", o.Provider)
+		b = appendStringField(b, "key", o.Key)
+		var err error
+		if b, err = appendTimeField(b, "at", o.At); err != nil {
+			return nil, err
+		}
+		b = append(b, '}')
+	}
+	if x.Idem != nil {
+		b = append(b, `,"idem":`...)
+		b = appendIdemRef(b, x.Idem)
+	}
+	if x.PendingCapture != 0 {
+		b = appendIntField(b, "pending_capture", x.PendingCapture)
+	}
+	if x.PendingRefund != 0 {
+		b = appendIntField(b, "pending_refund", x.PendingRefund)
+	}
+	b = appendOptStringField(b, "pending_cancel", x.PendingCancel)
+	if x.CancelAttempts != 0 {
+		b = appendIntField(b, "cancel_attempts", int64(x.CancelAttempts))
+	}
+	return append(b, '}'), nil
+}
+
+// encodeInDoubt is json.Marshal(d).
+func encodeInDoubt(d *inDoubtRec) ([]byte, error) {
+	b := make([]byte, 0, 320)
+	b = append(b, `{"kind":`...)
+	b = appendJSONString(b, d.Kind)
+	b = appendStringField(b, "key", d.Key)
+	b = appendStringField(b, "payment_id", d.PaymentID)
+	b = appendStringField(b, "order_id", d.OrderID)
+	b = appendStringField(b, "merchant_id", d.MerchantID)
+	b = appendOptStringField(b, "op_id", d.OpID)
+	if d.Attempt != 0 {
+		b = appendIntField(b, "attempt", int64(d.Attempt))
+	}
+	b = appendStringField(b, "provider", d.Provider)
+	b = appendStringField(b, "method", d.Method)
+	b = appendMoneyField(b, "amount", d.Amount)
+	b = appendOptStringField(b, "country", d.Country)
+	if d.Capture {
+		b = append(b, `,"capture":true`...)
+	}
+	b = appendOptStringField(b, "provider_ref", d.ProviderRef)
+	b, err := appendTimeField(b, "at", d.At)
+	if err != nil {
+		return nil, err
+	}
+	if d.InDoubt {
+		b = append(b, `,"in_doubt":true`...)
+	}
+	if d.Pending {
+		b = append(b, `,"pending":true`...)
+	}
+	if d.Idem != nil {
+		b = append(b, `,"idem":`...)
+		b = appendIdemRef(b, d.Idem)
+	}
+	return append(b, '}'), nil
 }

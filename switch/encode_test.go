@@ -144,7 +144,7 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 
 		var ev TimelineEvent
 		randFill(r, reflect.ValueOf(&ev).Elem(), 0)
-		b, err = encodeTimelineEvent(&ev)
+		b, err = appendTimelineEvent(nil, &ev)
 		sameAsMarshal(t, fmt.Sprint(i, " timeline event"), &ev, b, err)
 
 		var rec idemRecord
@@ -154,7 +154,7 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 
 		var pr paymentRec
 		randFill(r, reflect.ValueOf(&pr).Elem(), 0)
-		rec2, res, err := encodePaymentRec(&pr)
+		rec2, res, err := encodePaymentRec(nil, &pr)
 		sameAsMarshal(t, fmt.Sprint(i, " payment record"), &pr, rec2, err)
 		if err == nil {
 			sameAsMarshal(t, fmt.Sprint(i, " payment resource"), &pr.Payment, res, nil)
@@ -162,7 +162,7 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 
 		var or orderRec
 		randFill(r, reflect.ValueOf(&or).Elem(), 0)
-		rec2, res, err = encodeOrderRec(&or)
+		rec2, res, err = encodeOrderRec(nil, &or)
 		sameAsMarshal(t, fmt.Sprint(i, " order record"), &or, rec2, err)
 		view := or.Order
 		view.Payments = nil
@@ -170,12 +170,30 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 			sameAsMarshal(t, fmt.Sprint(i, " order resource"), &view, res, nil)
 		}
 
+		var rd routingData
+		randFill(r, reflect.ValueOf(&rd).Elem(), 0)
+		sameAsMarshal(t, fmt.Sprint(i, " routing data"), &rd, encodeRoutingData(&rd), nil)
+
+		var pd providerData
+		randFill(r, reflect.ValueOf(&pd).Elem(), 0)
+		sameAsMarshal(t, fmt.Sprint(i, " provider data"), &pd, encodeProviderData(&pd), nil)
+
+		var px paymentExtra
+		randFill(r, reflect.ValueOf(&px).Elem(), 0)
+		b, err = encodePaymentExtra(&px)
+		sameAsMarshal(t, fmt.Sprint(i, " payment extra"), &px, b, err)
+
+		var dr inDoubtRec
+		randFill(r, reflect.ValueOf(&dr).Elem(), 0)
+		b, err = encodeInDoubt(&dr)
+		sameAsMarshal(t, fmt.Sprint(i, " in-doubt record"), &dr, b, err)
+
 		var ob OutboxEvent
 		randFill(r, reflect.ValueOf(&ob).Elem(), 0)
 		if len(ob.Resource) == 0 {
 			ob.Resource = json.RawMessage(`{}`)
 		}
-		b, err = encodeOutboxEvent(ob.Seq, ob.Kind, ob.MerchantID, ob.OrderID, ob.At, ob.Resource)
+		b, err = appendOutboxEvent(nil, ob.Seq, ob.Kind, ob.MerchantID, ob.OrderID, ob.At, ob.Resource)
 		ob.ID = fmt.Sprint("evt_", ob.Seq)
 		sameAsMarshal(t, fmt.Sprint(i, " outbox event"), &ob, b, err)
 	}

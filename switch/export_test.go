@@ -80,3 +80,27 @@ func RecordCacheLen(m *Machine) int {
 	defer m.applyMu.Unlock()
 	return len(m.records.cur) + len(m.records.old)
 }
+
+// SetFilterScanChunk sets how many keys the key filter's catch-up scan
+// reads per Apply, and returns a func restoring the previous value.
+func SetFilterScanChunk(n int) (restore func()) {
+	prev := filterScanChunk
+	filterScanChunk = n
+	return func() { filterScanChunk = prev }
+}
+
+// KeyFilterReady reports whether m's key filter has caught up with the
+// store (it answers "maybe" to everything before).
+func KeyFilterReady(m *Machine) bool {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	return m.filter.done
+}
+
+// SetRecordCacheLimit replaces m's record cache by an empty one of
+// generations of limit entries.
+func SetRecordCacheLimit(m *Machine, limit int) {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	m.records = newRecordCache(limit)
+}

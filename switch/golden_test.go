@@ -91,11 +91,21 @@ func TestGoldenReplay(t *testing.T) {
 	batchings := []struct {
 		name string
 		size func(i int) int
+		// restart: halfway, a new machine takes over the store (a node
+		// restart: cold caches, a key filter that must catch up by
+		// scanning the store a few keys per Apply).
+		restart bool
+		// tinyCache: the record cache keeps almost nothing, so loads go
+		// to the key filter and the store.
+		tinyCache bool
 	}{
-		{"one by one", func(int) int { return 1 }},
-		{"uneven", func(i int) int { return 1 + i%7 }},
-		{"all at once", func(int) int { return len(entries) }},
+		{"one by one", func(int) int { return 1 }, false, false},
+		{"uneven", func(i int) int { return 1 + i%7 }, false, false},
+		{"all at once", func(int) int { return len(entries) }, false, false},
+		{"restart halfway", func(i int) int { return 1 + i%3 }, true, false},
+		{"tiny record cache, restart halfway", func(i int) int { return 1 + i%2 }, true, true},
 	}
+	defer txswitch.SetFilterScanChunk(3)()
 	for _, bt := range batchings {
 		t.Run(bt.name, func(t *testing.T) {
 			s := memory.NewStore()
@@ -103,8 +113,21 @@ func TestGoldenReplay(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if bt.tinyCache {
+				txswitch.SetRecordCacheLimit(m, 1)
+			}
+			restarted := false
 			var got []goldenResult
 			for i := 0; i < len(entries); {
+				if bt.restart && !restarted && i >= len(entries)/2 {
+					if m, err = txswitch.NewMachine(s); err != nil {
+						t.Fatal(err)
+					}
+					if bt.tinyCache {
+						txswitch.SetRecordCacheLimit(m, 1)
+					}
+					restarted = true
+				}
 				n := min(bt.size(i), len(entries)-i)
 				res, err := m.Apply(entries[i : i+n])
 				if err != nil {
@@ -124,6 +147,9 @@ func TestGoldenReplay(t *testing.T) {
 			}
 			if d := s.Dump(); !bytes.Equal(d, wantDump) {
 				t.Fatalf("store differs from the golden dump:\n%s", firstDiff(d, wantDump))
+			}
+			if !txswitch.KeyFilterReady(m) {
+				t.Fatal("the key filter never caught up: the replay did not exercise it")
 			}
 		})
 	}

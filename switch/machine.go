@@ -21,6 +21,11 @@ type Machine struct {
 	// records caches decoded committed records across Apply calls
 	// (rcache.go); guarded by applyMu.
 	records *recordCache
+	// buf is apply's scratch space (rcache.go); guarded by applyMu.
+	buf scratch
+	// filter knows which cached-table keys are certainly absent from the
+	// store (keyfilter.go); guarded by applyMu.
+	filter *keyFilter
 	// outboxSeq is the committed m/outbox_seq when seqKnown (guarded by
 	// applyMu; forgotten on Restore and on a failed Apply).
 	outboxSeq uint64
@@ -90,7 +95,7 @@ func opRequest(kind string, d *inDoubtRec, p *paymentRec) ProviderRequest {
 
 // NewMachine opens a machine over store, loading the cached configuration.
 func NewMachine(store Store) (*Machine, error) {
-	m := &Machine{store: store, records: newRecordCache(recordCacheGen)}
+	m := &Machine{store: store, records: newRecordCache(recordCacheGen), filter: newKeyFilter()}
 	if err := m.reloadCaches(); err != nil {
 		return nil, err
 	}
@@ -135,11 +140,16 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 	}
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
+	if err := m.filter.advance(m.store); err != nil {
+		m.forgetCaches()
+		return nil, fmt.Errorf("apply entries %d..%d: %w", cmds[0].Index, cmds[len(cmds)-1].Index, err)
+	}
 	b := m.store.NewBatch()
 	defer b.Close()
 	results := make([]any, len(cmds))
 	var newCfg *RoutingConfig
-	bs := &batchState{committed: m.records, written: make(map[string]any), outboxSeq: m.outboxSeq, seqLoaded: m.seqKnown}
+	defer m.buf.trim()
+	bs := &batchState{committed: m.records, filter: m.filter, buf: &m.buf, written: make(map[string]any), outboxSeq: m.outboxSeq, seqLoaded: m.seqKnown}
 	loaded := make(map[string]any)
 	for i, c := range cmds {
 		if len(c.Data) == 0 {
@@ -201,6 +211,7 @@ func (m *Machine) Restore(index uint64, data []byte) error {
 // forgetCaches drops what Apply caches across calls (applyMu held).
 func (m *Machine) forgetCaches() {
 	m.records.clear()
+	m.filter = newKeyFilter()
 	m.outboxSeq, m.seqKnown = 0, false
 }
 

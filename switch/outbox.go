@@ -25,10 +25,13 @@ func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 	var decodeErr error
 	_, end := prefixRange(prefixOutbox)
 	if err := s.store.Scan(outboxKey(after+1), end, func(k, v []byte) bool {
-		var ev OutboxEvent
-		if err := json.Unmarshal(v, &ev); err != nil {
-			decodeErr = fmt.Errorf("decode %q: %w", k, err)
-			return false
+		ev, ok := decodeOutboxEvent(v)
+		if !ok {
+			ev = OutboxEvent{}
+			if err := json.Unmarshal(v, &ev); err != nil {
+				decodeErr = fmt.Errorf("decode %q: %w", k, err)
+				return false
+			}
 		}
 		out = append(out, ev)
 		return len(out) < limit

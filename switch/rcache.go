@@ -88,6 +88,7 @@ func cachedTable(k []byte) bool {
 // batchState is what one Apply call keeps across its commands.
 type batchState struct {
 	committed *recordCache
+	filter    *keyFilter
 	// written: key → deep copy of the value last written in this batch,
 	// nil for a deleted key.
 	written map[string]any
@@ -95,6 +96,27 @@ type batchState struct {
 	// seqDirty: it must be written before commit.
 	outboxSeq           uint64
 	seqLoaded, seqDirty bool
+	buf                 *scratch
+}
+
+// scratch holds buffers for values that only live until Batch.Set, which
+// copies them: outbox envelopes, timeline events (until their outbox event
+// is encoded) and stored order/payment records. The Machine keeps them
+// across Apply calls (under applyMu).
+type scratch struct {
+	outbox, timeline, record []byte
+}
+
+// maxScratch bounds what a scratch buffer keeps between Apply calls, so one
+// huge value does not stay allocated.
+const maxScratch = 64 << 10
+
+func (s *scratch) trim() {
+	for _, b := range []*[]byte{&s.outbox, &s.timeline, &s.record} {
+		if cap(*b) > maxScratch {
+			*b = nil
+		}
+	}
 }
 
 // promote moves the batch's writes into the committed cache (after a

@@ -14,11 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -46,6 +48,9 @@ type BenchResult struct {
 	OpsPerSec float64
 	// Latency of the successful operations (for payments: create + pay).
 	P50, P90, P99, Max time.Duration
+	// CPUPerOp is the process CPU time of the measured period divided by
+	// Ops (0 without ops).
+	CPUPerOp time.Duration
 	// Extra holds further measurements (fsyncs/s, pay-call percentiles).
 	Extra map[string]string
 }
@@ -485,10 +490,10 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	}
 	c0 := read()
 	measuring.Store(true)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	sleepErr := sleepCtx(ctx, cfg.Duration)
 	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU().sub(cpu0)
 	c1 := read()
 	close(stop)
 	wg.Wait()
@@ -496,6 +501,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 		return BenchResult{}, sleepErr
 	}
 	res, _ := mergeRecorders("raft propose→commit→apply", settings, recs, elapsed)
+	reportCPU(&res, cpu, elapsed, "proposal")
 	var fsyncs, saves, applies, sent []string
 	for i := range nodes {
 		d := counters{c1[i].syncs - c0[i].syncs, c1[i].applies - c0[i].applies, c1[i].syncNs - c0[i].syncNs, c1[i].applyNs - c0[i].applyNs, c1[i].sent - c0[i].sent}
@@ -549,6 +555,43 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// processCPU is the CPU time (user + system) this process has used. The
+// benchmarks run every node, PSP and client in one process, so CPU per
+// operation is the whole system's cost of one operation; unlike ops/s it
+// hardly depends on what else the machine is running.
+func processCPU() cpuTimes {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return cpuTimes{}
+	}
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	var gc time.Duration
+	if s[0].Value.Kind() == metrics.KindFloat64 {
+		gc = time.Duration(s[0].Value.Float64() * float64(time.Second))
+	}
+	return cpuTimes{total: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), gc: gc}
+}
+
+// cpuTimes is the process CPU time so far, and the part of it the Go
+// runtime estimates was garbage collection.
+type cpuTimes struct{ total, gc time.Duration }
+
+func (c cpuTimes) sub(d cpuTimes) cpuTimes { return cpuTimes{c.total - d.total, c.gc - d.gc} }
+
+// reportCPU adds the process CPU used during the measured period, in
+// cores and per successful operation.
+func reportCPU(res *BenchResult, cpu cpuTimes, elapsed time.Duration, op string) {
+	if elapsed > 0 {
+		res.Extra["cpu used"] = fmt.Sprintf("%.2f cores", cpu.total.Seconds()/elapsed.Seconds())
+	}
+	if res.Ops > 0 {
+		res.CPUPerOp = cpu.total / time.Duration(res.Ops)
+		res.Extra["cpu/"+op] = fmt.Sprintf("%v (gc %v)", res.CPUPerOp.Round(time.Microsecond),
+			(cpu.gc / time.Duration(res.Ops)).Round(time.Microsecond))
+	}
 }
 
 func avg(ns int64, n uint64) time.Duration {
@@ -758,16 +801,17 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 		}
 	}
 	measuring.Store(true)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	sleepErr := sleepCtx(ctx, cfg.Duration)
 	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU().sub(cpu0)
 	close(stop)
 	wg.Wait()
 	if sleepErr != nil {
 		return BenchResult{}, sleepErr
 	}
 	res, _ := mergeRecorders("payments create+pay", settings, recs, elapsed)
+	reportCPU(&res, cpu, elapsed, "payment")
 	payRes, _ := mergeRecorders("", nil, payRecs, elapsed)
 	res.Extra["pay call latency"] = fmt.Sprintf("p50 %v  p90 %v  p99 %v  max %v",
 		payRes.P50.Round(time.Microsecond), payRes.P90.Round(time.Microsecond), payRes.P99.Round(time.Microsecond), payRes.Max.Round(time.Microsecond))

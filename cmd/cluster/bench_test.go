@@ -26,6 +26,7 @@ func reportBench(b *testing.B, res BenchResult) {
 	b.ReportMetric(float64(res.P50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(res.P99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(res.Max.Microseconds())/1000, "max-ms")
+	b.ReportMetric(float64(res.CPUPerOp.Microseconds()), "cpu-us/op")
 	errs := 0
 	for _, n := range res.Errors {
 		errs += n
@@ -44,6 +45,7 @@ func BenchmarkRaftPropose(b *testing.B) {
 }
 
 func BenchmarkPayments(b *testing.B) {
+	TuneGC() // as txswitch bench and a node run
 	cases := []struct {
 		name    string
 		latency time.Duration

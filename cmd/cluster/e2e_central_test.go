@@ -686,6 +686,7 @@ func TestE2ECentralSlowDatabase(t *testing.T) {
 // export costs the payments (the target: within 10 %). Run with
 // -benchtime 1x -count 2 -cluster.bench.clients 64.
 func BenchmarkPaymentsCentral(b *testing.B) {
+	TuneGC() // as txswitch bench and a node run
 	for _, export := range []bool{false, true} {
 		name := "without-export"
 		if export {

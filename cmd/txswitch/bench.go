@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -26,8 +27,20 @@ func runBench(args []string) error {
 	clients := fs.Int("clients", 512, "concurrent HTTP clients (payments)")
 	slowClients := fs.Int("slow-clients", 2000, "concurrent HTTP clients (payments-slow)")
 	target := fs.String("target", cluster.TargetLeader, "payments: send to the leader, or to all nodes (followers forward)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every node, PSP and client share the process) to this file")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/txswitch/txswitch/cmd/cluster"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand's
@@ -47,6 +49,9 @@ func main() {
 		usage()
 		os.Exit(2)
 	}
+	// Every subcommand that runs nodes (node, demo, bench) wants it; the
+	// others allocate too little to notice.
+	cluster.TuneGC()
 	if err := cmd.run(os.Args[2:]); err != nil {
 		if errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	txswitch "github.com/txswitch/txswitch/switch"
@@ -29,6 +30,15 @@ type StateStore struct {
 	group      uint64
 	lo, hi     []byte // the group's state key range [lo, hi)
 	appliedKey []byte
+
+	// appliedMu serialises the writers of appliedKey (Commit and
+	// RestoreState, the only ones) and guards applied: the index they
+	// last wrote, when appliedKnown. Commit checks against it instead of
+	// reading the key back from pebble on every batch. Unknown at first
+	// and after a failed write, when it is read from pebble again.
+	appliedMu    sync.Mutex
+	applied      uint64
+	appliedKnown bool
 }
 
 func newStateStore(db *DB, group uint64) *StateStore {
@@ -54,7 +64,24 @@ func (s *StateStore) Scan(start, end []byte, fn func(key, value []byte) bool) er
 // AppliedIndex returns the applied index of the last committed batch (0 on a
 // fresh store).
 func (s *StateStore) AppliedIndex() (uint64, error) {
-	return s.applied(s.db.pdb)
+	s.appliedMu.Lock()
+	defer s.appliedMu.Unlock()
+	return s.appliedLocked()
+}
+
+// appliedLocked is the committed applied index (appliedMu held).
+func (s *StateStore) appliedLocked() (uint64, error) {
+	if err := s.db.usable(); err != nil {
+		return 0, err
+	}
+	if !s.appliedKnown {
+		i, err := s.readApplied(s.db.pdb)
+		if err != nil {
+			return 0, err
+		}
+		s.applied, s.appliedKnown = i, true
+	}
+	return s.applied, nil
 }
 
 // NewBatch starts an atomic write that reads its own writes (an indexed
@@ -80,7 +107,7 @@ func (s *StateStore) SnapshotState() (uint64, []byte, error) {
 	if err := s.db.sync(); err != nil {
 		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, err)
 	}
-	index, err := s.applied(snap)
+	index, err := s.readApplied(snap)
 	if err != nil {
 		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, err)
 	}
@@ -129,7 +156,9 @@ func (s *StateStore) RestoreState(index uint64, data []byte) error {
 	if len(data) > s.db.opts.MaxImageBytes {
 		return fmt.Errorf("restore state of group %d: image of %d bytes, limit %d: %w", s.group, len(data), s.db.opts.MaxImageBytes, ErrImageTooLarge)
 	}
-	cur, err := s.AppliedIndex()
+	s.appliedMu.Lock()
+	defer s.appliedMu.Unlock()
+	cur, err := s.appliedLocked()
 	if err != nil {
 		return fmt.Errorf("restore state of group %d: %w", s.group, err)
 	}
@@ -156,8 +185,10 @@ func (s *StateStore) RestoreState(index uint64, data []byte) error {
 		return fmt.Errorf("restore state of group %d: %w", s.group, err)
 	}
 	if err := s.db.commit(b, pebble.Sync); err != nil {
+		s.appliedKnown = false
 		return fmt.Errorf("restore state of group %d at %d: %w", s.group, index, err)
 	}
+	s.applied = index
 	return nil
 }
 
@@ -203,7 +234,7 @@ func (s *StateStore) scan(r pebble.Reader, start, end []byte, fn func(k, v []byt
 	return nil
 }
 
-func (s *StateStore) applied(r pebble.Reader) (uint64, error) {
+func (s *StateStore) readApplied(r pebble.Reader) (uint64, error) {
 	v, ok, err := s.db.get(r, s.appliedKey)
 	if err != nil || !ok {
 		return 0, err
@@ -262,6 +293,21 @@ func (b *stateBatch) Delete(key []byte) error {
 	return nil
 }
 
+// DeleteRange writes one range tombstone over [start, end); reads through
+// the batch see the range deleted at once.
+func (b *stateBatch) DeleteRange(start, end []byte) error {
+	if err := b.check(len(start) + len(end)); err != nil {
+		return fmt.Errorf("state delete range [%q, %q): %w", start, end, err)
+	}
+	if bytes.Compare(start, end) >= 0 {
+		return fmt.Errorf("state delete range [%q, %q): empty or inverted range", start, end)
+	}
+	if err := b.b.DeleteRange(b.s.key(nil, start), b.s.key(nil, end), nil); err != nil {
+		return fmt.Errorf("state delete range [%q, %q): %w", start, end, err)
+	}
+	return nil
+}
+
 func (b *stateBatch) check(add int) error {
 	if b.done {
 		return errBatchDone
@@ -279,20 +325,25 @@ func (b *stateBatch) Commit(appliedIndex uint64) error {
 	if b.done {
 		return errBatchDone
 	}
-	cur, err := b.s.applied(b.b)
+	s := b.s
+	s.appliedMu.Lock()
+	defer s.appliedMu.Unlock()
+	cur, err := s.appliedLocked()
 	if err != nil {
 		return fmt.Errorf("commit at %d: %w", appliedIndex, err)
 	}
 	if appliedIndex < cur {
 		return fmt.Errorf("commit at %d: behind applied index %d", appliedIndex, cur)
 	}
-	if err := b.b.Set(b.s.appliedKey, binary.BigEndian.AppendUint64(nil, appliedIndex), nil); err != nil {
+	if err := b.b.Set(s.appliedKey, binary.BigEndian.AppendUint64(nil, appliedIndex), nil); err != nil {
 		return fmt.Errorf("commit at %d: %w", appliedIndex, err)
 	}
 	b.done = true
-	if err := b.s.db.commit(b.b, pebble.NoSync); err != nil {
-		return fmt.Errorf("commit state of group %d at %d: %w", b.s.group, appliedIndex, err)
+	if err := s.db.commit(b.b, pebble.NoSync); err != nil {
+		s.appliedKnown = false
+		return fmt.Errorf("commit state of group %d at %d: %w", s.group, appliedIndex, err)
 	}
+	s.applied = appliedIndex
 	return nil
 }
 

@@ -83,6 +83,36 @@ func TestStoreBatch(t *testing.T) {
 	}
 }
 
+func TestStoreBatchDeleteRange(t *testing.T) {
+	s := memory.NewStore()
+	b := s.NewBatch()
+	for _, k := range []string{"x/1", "x/2", "x/3", "x/4", "y"} {
+		_ = b.Set([]byte(k), []byte("1"))
+	}
+	if err := b.Commit(1); err != nil {
+		t.Fatal(err)
+	}
+	b = s.NewBatch()
+	_ = b.Set([]byte("x/25"), []byte("2"))
+	if err := b.DeleteRange([]byte("x/2"), []byte("x/4")); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Set([]byte("x/3"), []byte("3"))
+	if err := b.DeleteRange([]byte("x/4"), []byte("x/2")); err == nil {
+		t.Fatal("inverted range accepted")
+	}
+	want := []string{"x/1=1", "x/3=3", "x/4=1", "y=1"}
+	if got := scanAll(t, b, "", ""); !slices.Equal(got, want) {
+		t.Fatalf("through the batch: %v, want %v", got, want)
+	}
+	if err := b.Commit(2); err != nil {
+		t.Fatal(err)
+	}
+	if got := scanAll(t, s, "", ""); !slices.Equal(got, want) {
+		t.Fatalf("committed: %v, want %v", got, want)
+	}
+}
+
 func TestStoreSnapshotRestore(t *testing.T) {
 	s := memory.NewStore()
 	b := s.NewBatch()

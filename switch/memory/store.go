@@ -244,6 +244,28 @@ func (b *batch) Set(key, value []byte) error {
 
 func (b *batch) Delete(key []byte) error { return b.put(key, nil) }
 
+func (b *batch) DeleteRange(start, end []byte) error {
+	if b.closed {
+		return errClosed
+	}
+	if bytes.Compare(start, end) >= 0 {
+		return fmt.Errorf("delete range [%q, %q): empty or inverted range", start, end)
+	}
+	var keys [][]byte
+	if err := b.Scan(start, end, func(k, _ []byte) bool {
+		keys = append(keys, k)
+		return true
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := b.put(k, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (b *batch) Commit(appliedIndex uint64) error {
 	if b.closed {
 		return errClosed
