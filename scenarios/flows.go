@@ -447,7 +447,10 @@ func breadthFlows() map[string]flowDef {
 		"redirect_klarna_se":     {doc: "Klarna pay later in SE/SEK (its own route: local currency only)", run: flowRedirect("klarna_paylater", "SE", "SEK")},
 		"redirect_klarna_gb":     {doc: "Klarna pay later in GB/GBP", run: flowRedirect("klarna_paylater", "GB", "GBP")},
 		"bancontact_pos":         {doc: "Bancontact at a Belgian pos terminal (redirect method on the pos channel)", run: flowRedirectChannel("bancontact", "BE", "EUR", txswitch.ChannelPOS)},
-		"redirect_declined":      {doc: "iDEAL whose amount plus surcharge is a decline amount: pending, then declined by the bank's notification", run: flowRedirectDeclined},
+		"redirect_declined":      {doc: "iDEAL whose amount plus surcharge is a decline amount: pending, then declined by the bank's notification", run: flowRedirectDeclined("ideal", "NL", "EUR", 76)},
+		"mobilepay_declined":     {doc: "MobilePay (DK/DKK) with a decline amount: pending, then declined by psp_a's notification", run: flowRedirectDeclined("mobilepay", "DK", "DKK", 5)},
+		"bancontact_declined":    {doc: "Bancontact with a decline amount: pending, then declined by psp_c's notification", run: flowRedirectDeclined("bancontact", "BE", "EUR", 5)},
+		"klarna_declined":        {doc: "Klarna (NL/EUR) with an insufficient-funds amount: pending, then declined by psp_c's notification", run: flowRedirectDeclined("klarna_paylater", "NL", "EUR", 51)},
 		"klarna_credit_note":     {doc: "Klarna pay later completed, then a third refunded: a credit note on the shopper's invoice", run: flowKlarnaCreditNote},
 		"capture_full":           {doc: "manual capture: authorize, capture everything at once", run: flowCaptureFull},
 		"capture_partial_only":   {doc: "manual capture: authorize, capture half, never the rest", run: flowCapturePartialOnly},
@@ -534,20 +537,23 @@ func flowRedirectChannel(method, country, currency, channel string) func(*flowCt
 	}
 }
 
-// flowRedirectDeclined pays by iDEAL an order ending in 76: with the
-// EUR 0.29 surcharge the bank is asked for an amount ending in 05, which
-// its decline rule refuses.
-func flowRedirectDeclined(f *flowCtx) {
-	v := f.amount(1000, 90000)
-	v = v - v%100 + 76
-	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, v)
-	if !ok {
-		return
-	}
-	if p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "ideal"}); ok {
-		// The redirect is accepted (pending); the bank declines later.
-		f.run.Outcome = "declined"
-		f.awaitSettled(p)
+// flowRedirectDeclined pays by a redirect method an order whose amount
+// ends in suffix. iDEAL adds its EUR 0.29 surcharge, so an order ending in
+// 76 asks the bank for an amount ending in 05, which its decline rule
+// refuses.
+func flowRedirectDeclined(method, country, currency string, suffix int64) func(*flowCtx) {
+	return func(f *flowCtx) {
+		v := f.amount(1000, 90000)
+		v = v - v%100 + suffix
+		o, ok := f.mustOrder(country, currency, txswitch.ChannelOnline, v)
+		if !ok {
+			return
+		}
+		if p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: method}); ok {
+			// The redirect is accepted (pending); the bank declines later.
+			f.run.Outcome = "declined"
+			f.awaitSettled(p)
+		}
 	}
 }
 
@@ -846,6 +852,10 @@ var methodCases = []methodCase{
 	{"nl_eur_above_ideal_max", "Dutch online EUR 50,000.01+ (above iDEAL's and Klarna's ceilings)", "NL", "EUR", txswitch.ChannelOnline, txswitch.DefaultIDEALMaxAmount + 1, txswitch.DefaultIDEALMaxAmount + 100000},
 	{"nl_eur_below_klarna_min", "Dutch online EUR below 1.00 (under Klarna's floor)", "NL", "EUR", txswitch.ChannelOnline, 1, txswitch.DefaultKlarnaMinAmount - 1},
 	{"dk_eur_online", "Danish online EUR (MobilePay pays out in DKK only there)", "DK", "EUR", txswitch.ChannelOnline, 1000, 100000},
+	{"be_eur_moto", "Belgian moto EUR", "BE", "EUR", txswitch.ChannelMOTO, 1000, 100000},
+	{"se_eur_online", "Swedish online EUR (Klarna pays out in SEK only there)", "SE", "EUR", txswitch.ChannelOnline, 1000, 100000},
+	{"ch_chf_online", "Swiss online CHF", "CH", "CHF", txswitch.ChannelOnline, 1000, 100000},
+	{"pl_pln_online", "Polish online PLN", "PL", "PLN", txswitch.ChannelOnline, 1000, 100000},
 }
 
 func flowMethods(mc methodCase) func(*flowCtx) {

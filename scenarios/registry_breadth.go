@@ -49,6 +49,8 @@ func init() {
 				return opFault(f, e, op, func(mb *sim.MethodBehaviour) { mb.Latency = sim.Latency{FixedMillis: f.Latency.D().Milliseconds()} }), nil
 			}}
 	}
+	faultKinds["leader_transfer"] = faultDef{doc: "graceful leader change through the admin API (POST /v1/admin/leader) to a follower", target: targetNone,
+		build: func(e *env, f Fault) (chaos.Fault, error) { return &transferFault{e: e}, nil }}
 	for name, c := range configChanges {
 		faultKinds["config_"+name] = faultDef{doc: "routing configuration changed through the admin API: " + c.doc, target: targetNone,
 			build: func(e *env, f Fault) (chaos.Fault, error) {
@@ -188,6 +190,33 @@ var configChanges = map[string]configChange{
 		}
 		return fmt.Errorf("no card_high_value fraud rule")
 	}},
+	"provider_timeout_short": {doc: "every provider's timeout lowered to 250ms", change: func(c *txswitch.RoutingConfig) error {
+		for i := range c.Providers {
+			c.Providers[i].TimeoutMillis = 250
+		}
+		return nil
+	}},
+	"sepa_reroute": {doc: "SEPA routes reversed: psp_a first", change: func(c *txswitch.RoutingConfig) error {
+		m, err := method(c, "sepa_debit")
+		if err == nil {
+			slices.Reverse(m.Routes)
+		}
+		return err
+	}},
+	"bancontact_disabled": {doc: "Bancontact disabled", change: func(c *txswitch.RoutingConfig) error {
+		m, err := method(c, "bancontact")
+		if err == nil {
+			m.Enabled = false
+		}
+		return err
+	}},
+	"card_no_moto": {doc: "card no longer accepted on the moto channel", change: func(c *txswitch.RoutingConfig) error {
+		m, err := method(c, "card")
+		if err == nil {
+			m.Channels = slices.DeleteFunc(m.Channels, func(ch string) bool { return ch == txswitch.ChannelMOTO })
+		}
+		return err
+	}},
 	"breaker_hair_trigger": {doc: "every provider's breaker opens on the first failure", change: func(c *txswitch.RoutingConfig) error {
 		for i := range c.Providers {
 			c.Providers[i].Breaker.ConsecutiveFailures = 1
@@ -298,4 +327,75 @@ func (f *configFault) Undo(ctx context.Context) error {
 	}
 	f.add(at, "undo", false, fmt.Sprintf("previous configuration back as version %d", applied.Version), err)
 	return err
+}
+
+// transferFault hands leadership to a follower through the admin API: a
+// graceful leader change, unlike a crash. It fired when a different
+// leader was seen afterwards.
+type transferFault struct {
+	e      *env
+	mu     sync.Mutex
+	events []chaos.Event
+}
+
+func (f *transferFault) Kind() string   { return "leader_transfer" }
+func (f *transferFault) Target() string { return "" }
+
+func (f *transferFault) add(ev chaos.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ev.Kind = "leader_transfer"
+	f.events = append(f.events, ev)
+}
+
+func (f *transferFault) Fired() []chaos.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.events)
+}
+
+// transferWait bounds the wait for the new leader to show.
+const transferWait = 5 * time.Second
+
+func (f *transferFault) Inject(ctx context.Context) error {
+	start := time.Now()
+	lead := f.e.c.LeaderNode()
+	var from, to uint64
+	if lead != nil {
+		from = lead.Raft().Status().ID
+		for _, n := range f.e.c.Running() {
+			if id := n.Raft().Status().ID; id != from {
+				to = id
+				break
+			}
+		}
+	}
+	if from == 0 || to == 0 {
+		err := fmt.Errorf("leader_transfer: no leader or no follower to hand over to")
+		f.add(chaos.Event{At: start, Action: "inject", Err: err.Error()})
+		return err
+	}
+	err := f.e.adminCall(ctx, http.MethodPost, "/v1/admin/leader", map[string]uint64{"to": to}, nil)
+	if err != nil {
+		err = fmt.Errorf("leader_transfer %d -> %d: %w", from, to, err)
+		f.add(chaos.Event{At: start, Action: "inject", Err: err.Error()})
+		return err
+	}
+	f.add(chaos.Event{At: start, Action: "inject", Target: fmt.Sprintf("%d->%d", from, to), Detail: fmt.Sprintf("asked leader %d to hand over to %d", from, to)})
+	var now uint64
+	for deadline := time.Now().Add(transferWait); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(20 * time.Millisecond) {
+		if n := f.e.c.LeaderNode(); n != nil {
+			if now = n.Raft().Status().ID; now != from {
+				break
+			}
+		}
+	}
+	f.add(chaos.Event{At: time.Now(), Action: "effect", Hit: now != 0 && now != from, Detail: fmt.Sprintf("leader %d -> %d", from, now)})
+	return nil
+}
+
+// Undo does nothing: the new leader stays.
+func (f *transferFault) Undo(context.Context) error {
+	f.add(chaos.Event{At: time.Now(), Action: "undo", Detail: "leadership stays where it went"})
+	return nil
 }
