@@ -46,7 +46,11 @@ func init() {
 			doc:    fmt.Sprintf("PSP answers %s requests after latency, beyond the provider timeout (needs an in-doubt expectation)", op),
 			target: targetProvider, params: []string{"latency"},
 			build: func(e *env, f Fault) (chaos.Fault, error) {
-				return opFault(f, e, op, func(mb *sim.MethodBehaviour) { mb.Latency = sim.Latency{FixedMillis: f.Latency.D().Milliseconds()} }), nil
+				// A hung request books nothing: the effect shows at the
+				// switch (the in-doubt expectation), not at the PSP.
+				pf := opFault(f, e, op, func(mb *sim.MethodBehaviour) { mb.Latency = sim.Latency{FixedMillis: f.Latency.D().Milliseconds()} })
+				pf.unobservable = true
+				return pf, nil
 			}}
 	}
 	faultKinds["leader_transfer"] = faultDef{doc: "graceful leader change through the admin API (POST /v1/admin/leader) to a follower", target: targetNone,
@@ -62,7 +66,7 @@ func init() {
 // opFault builds a provider fault that touches only op requests (status
 // inquiries stay healthy, so in-doubt resolution works), and proves it
 // fired by counting the PSP's refusals or ledger entries of op.
-func opFault(f Fault, e *env, op txswitch.ProviderOp, set func(*sim.MethodBehaviour)) chaos.Fault {
+func opFault(f Fault, e *env, op txswitch.ProviderOp, set func(*sim.MethodBehaviour)) *countedFault {
 	s := e.c.Sims[f.Target]
 	inner := chaos.NewProviderFault(chaos.ProviderSpec{Kind: f.Kind, Name: f.Target, Sim: s, Base: e.baseBehaviour,
 		Change: func(b *sim.Behaviour) {
@@ -87,6 +91,8 @@ type countedFault struct {
 	*chaos.ProviderFault
 	sim *sim.Server
 	op  txswitch.ProviderOp
+	// unobservable faults record no effect: the PSP cannot see them.
+	unobservable bool
 
 	mu              sync.Mutex
 	refused, booked uint64
@@ -111,6 +117,9 @@ func (f *countedFault) Inject(ctx context.Context) error {
 
 func (f *countedFault) Undo(ctx context.Context) error {
 	err := f.ProviderFault.Undo(ctx)
+	if f.unobservable {
+		return err
+	}
 	refused, booked := f.count()
 	f.mu.Lock()
 	defer f.mu.Unlock()
