@@ -74,12 +74,28 @@ func (f *flowCtx) send(op, method, path, target string, body any, bad bool) resp
 }
 
 // amount draws a value in [lo, hi] that no built-in decline rule matches.
-func (f *flowCtx) amount(lo, hi int64) int64 {
+func (f *flowCtx) amount(lo, hi int64) int64 { return f.amountCharged(lo, hi, 0) }
+
+// amountCharged draws an order value in [lo, hi] such that the amount the
+// PSP is asked for (the value plus the method's fixed surcharge) matches
+// no built-in decline rule: iDEAL's EUR 0.29 turns ...76 into ...05.
+func (f *flowCtx) amountCharged(lo, hi, surcharge int64) int64 {
 	v := lo + f.rng.Int64N(hi-lo+1)
-	if s := v % 100; s == 5 || s == 51 {
+	for {
+		if s := (v + surcharge) % 100; s != 5 && s != 51 {
+			return v
+		}
 		v++
 	}
-	return v
+}
+
+// fixedSurcharge is the shipped configuration's fixed surcharge of a
+// method (the scenarios do not change it, except config_ideal_surcharge).
+func fixedSurcharge(method string) int64 {
+	if method == "ideal" {
+		return 29
+	}
+	return 0
 }
 
 func (f *flowCtx) order(country, currency, channel string, value int64) (txswitch.Order, bool) {
@@ -212,7 +228,7 @@ func flowPOSSale(f *flowCtx) {
 // the simulated bank's notification lands (bounded).
 func flowRedirect(method, country, currency string) func(*flowCtx) {
 	return func(f *flowCtx) {
-		o, ok := f.order(country, currency, txswitch.ChannelOnline, f.amount(1000, 100000))
+		o, ok := f.order(country, currency, txswitch.ChannelOnline, f.amountCharged(1000, 100000, fixedSurcharge(method)))
 		if !ok {
 			f.run.Pays, f.run.Outcome = true, "failed"
 			return
@@ -527,7 +543,7 @@ func (f *flowCtx) awaitSettled(p txswitch.Payment) txswitch.Payment {
 
 func flowRedirectChannel(method, country, currency, channel string) func(*flowCtx) {
 	return func(f *flowCtx) {
-		o, ok := f.mustOrder(country, currency, channel, f.amount(1000, 100000))
+		o, ok := f.mustOrder(country, currency, channel, f.amountCharged(1000, 100000, fixedSurcharge(method)))
 		if !ok {
 			return
 		}
@@ -819,7 +835,7 @@ func flowKeyReuseOrder(f *flowCtx) {
 // flowIDEALSurcharge asks for the methods (the offer shows the surcharge)
 // and pays by iDEAL (the payment carries it).
 func flowIDEALSurcharge(f *flowCtx) {
-	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, f.amountCharged(1000, 100000, fixedSurcharge("ideal")))
 	if !ok {
 		return
 	}
