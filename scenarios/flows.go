@@ -99,16 +99,7 @@ func fixedSurcharge(method string) int64 {
 }
 
 func (f *flowCtx) order(country, currency, channel string, value int64) (txswitch.Order, bool) {
-	var o txswitch.Order
-	r := f.send("create_order", http.MethodPost, "/v1/orders", "", txswitch.CreateOrderRequest{
-		Reference: fmt.Sprintf("scn-%d", f.id), Amount: txswitch.Money{Value: value, Currency: currency},
-		Customer: txswitch.Customer{Country: country, ID: fmt.Sprintf("cust-%d", f.id)}, Channel: channel,
-	}, false)
-	if r.status != http.StatusCreated || json.Unmarshal(r.body, &o) != nil || o.ID == "" {
-		return o, false
-	}
-	f.run.OrderID = o.ID
-	return o, true
+	return f.orderWith(country, currency, channel, "", value)
 }
 
 // pay creates a payment and records the flow's outcome.
@@ -145,9 +136,8 @@ func flowCardPay(f *flowCtx) { f.payCard("automatic") }
 func flowCardDeclined(f *flowCtx) {
 	v := f.amount(1000, 90000)
 	v = v - v%100 + 5 // ends in 05: the sim's do_not_honor
-	o, ok := f.order("NL", "EUR", txswitch.ChannelOnline, v)
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, v)
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
@@ -213,9 +203,8 @@ func flowCancel(f *flowCtx) {
 }
 
 func flowPOSSale(f *flowCtx) {
-	o, ok := f.order("DE", "EUR", txswitch.ChannelPOS, f.amount(500, 50000))
+	o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelPOS, f.amount(500, 50000))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
@@ -228,9 +217,8 @@ func flowPOSSale(f *flowCtx) {
 // the simulated bank's notification lands (bounded).
 func flowRedirect(method, country, currency string) func(*flowCtx) {
 	return func(f *flowCtx) {
-		o, ok := f.order(country, currency, txswitch.ChannelOnline, f.amountCharged(1000, 100000, fixedSurcharge(method)))
+		o, ok := f.mustOrder(country, currency, txswitch.ChannelOnline, f.amountCharged(1000, 100000, fixedSurcharge(method)))
 		if !ok {
-			f.run.Pays, f.run.Outcome = true, "failed"
 			return
 		}
 		p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: method})
@@ -254,9 +242,8 @@ func flowRedirect(method, country, currency string) func(*flowCtx) {
 }
 
 func flowSEPA(f *flowCtx) {
-	o, ok := f.order("DE", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "sepa_debit"})
@@ -267,9 +254,8 @@ func flowMultiCurrency(f *flowCtx) {
 		country, currency string
 		lo, hi            int64
 	}{{"GB", "GBP", 500, 90000}, {"US", "USD", 500, 90000}, {"JP", "JPY", 100, 90000}}[f.rng.IntN(3)]
-	o, ok := f.order(cur.country, cur.currency, txswitch.ChannelOnline, f.amount(cur.lo, cur.hi))
+	o, ok := f.mustOrder(cur.country, cur.currency, txswitch.ChannelOnline, f.amount(cur.lo, cur.hi))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
@@ -278,9 +264,8 @@ func flowMultiCurrency(f *flowCtx) {
 // flowRetrySameKey sends one payment request twice, sequentially, with
 // the same key: the idempotency check compares the two answers.
 func flowRetrySameKey(f *flowCtx) {
-	o, ok := f.order("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.run.Pays, f.run.Outcome = true, "failed"
@@ -387,23 +372,27 @@ func flowBadInput(f *flowCtx) {
 	f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_refunded", ID: p.ID, Value: 0})
 }
 
+// review approves or rejects a held payment through the admin API.
+func (f *flowCtx) review(p txswitch.Payment, approve, bad bool) resp {
+	decision := "reject"
+	if approve {
+		decision = "approve"
+	}
+	return f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "review", method: http.MethodPost, path: "/v1/admin/payments/" + p.ID + "/review",
+		key: f.key(), target: p.ID, auth: f.c.env.c.AdminToken, bad: bad, body: txswitch.ReviewRequest{Decision: decision, Note: "scenario"}})
+}
+
 func flowFraudReview(approve bool) func(*flowCtx) {
 	return func(f *flowCtx) {
-		o, ok := f.order("DE", "EUR", txswitch.ChannelOnline, f.amount(txswitch.DefaultCardHoldAmount, 2*txswitch.DefaultCardHoldAmount))
+		o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelOnline, f.amount(txswitch.DefaultCardHoldAmount, 2*txswitch.DefaultCardHoldAmount))
 		if !ok {
-			f.run.Pays, f.run.Outcome = true, "failed"
 			return
 		}
 		p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
 		if !ok || p.Status != txswitch.PaymentHeldForReview {
 			return
 		}
-		decision := "reject"
-		if approve {
-			decision = "approve"
-		}
-		f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "review", method: http.MethodPost, path: "/v1/admin/payments/" + p.ID + "/review",
-			key: f.key(), target: p.ID, auth: f.c.env.c.AdminToken, body: txswitch.ReviewRequest{Decision: decision, Note: "scenario"}})
+		f.review(p, approve, false)
 	}
 }
 
@@ -425,9 +414,8 @@ func flowReadAfterWrite(f *flowCtx) {
 // second while the first can still take money, so the ledgers never show
 // two charges for the order.
 func flowImpatientRetry(f *flowCtx) {
-	o, ok := f.order("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
@@ -720,8 +708,7 @@ func flowReviewNotHeld(f *flowCtx) {
 	if !ok || p.Status != txswitch.PaymentCaptured {
 		return
 	}
-	r := f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "review", method: http.MethodPost, path: "/v1/admin/payments/" + p.ID + "/review",
-		key: f.key(), target: p.ID, auth: f.c.env.c.AdminToken, bad: true, body: txswitch.ReviewRequest{Decision: "reject", Note: "scenario"}})
+	r := f.review(p, false, true)
 	f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_captured", ID: p.ID, Value: p.Captured.Value})
 }
 
@@ -736,12 +723,7 @@ func flowFraudEmail(approve bool) func(*flowCtx) {
 		if !ok || p.Status != txswitch.PaymentHeldForReview {
 			return
 		}
-		decision := "reject"
-		if approve {
-			decision = "approve"
-		}
-		f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "review", method: http.MethodPost, path: "/v1/admin/payments/" + p.ID + "/review",
-			key: f.key(), target: p.ID, auth: f.c.env.c.AdminToken, body: txswitch.ReviewRequest{Decision: decision, Note: "scenario"}})
+		f.review(p, approve, false)
 	}
 }
 

@@ -242,28 +242,38 @@ type configFault struct {
 	e      *env
 	change func(*txswitch.RoutingConfig) error
 
-	mu     sync.Mutex
-	saved  *txswitch.RoutingConfig
-	events []chaos.Event
+	eventLog
+	mu    sync.Mutex
+	saved *txswitch.RoutingConfig
 }
 
 func (f *configFault) Kind() string   { return f.kind }
 func (f *configFault) Target() string { return "" }
 
 func (f *configFault) add(at time.Time, action string, hit bool, detail string, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	ev := chaos.Event{At: at, Kind: f.kind, Action: action, Hit: hit, Detail: detail}
 	if err != nil {
 		ev.Err = err.Error()
 	}
-	f.events = append(f.events, ev)
+	f.record(ev)
 }
 
-func (f *configFault) Fired() []chaos.Event {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.events)
+// eventLog is the Fired bookkeeping of the faults defined here.
+type eventLog struct {
+	logMu  sync.Mutex
+	events []chaos.Event
+}
+
+func (l *eventLog) record(ev chaos.Event) {
+	l.logMu.Lock()
+	defer l.logMu.Unlock()
+	l.events = append(l.events, ev)
+}
+
+func (l *eventLog) Fired() []chaos.Event {
+	l.logMu.Lock()
+	defer l.logMu.Unlock()
+	return slices.Clone(l.events)
 }
 
 // configApplyWait bounds the wait for every running node to apply a new
@@ -342,25 +352,16 @@ func (f *configFault) Undo(ctx context.Context) error {
 // graceful leader change, unlike a crash. It fired when a different
 // leader was seen afterwards.
 type transferFault struct {
-	e      *env
-	mu     sync.Mutex
-	events []chaos.Event
+	eventLog
+	e *env
 }
 
 func (f *transferFault) Kind() string   { return "leader_transfer" }
 func (f *transferFault) Target() string { return "" }
 
 func (f *transferFault) add(ev chaos.Event) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	ev.Kind = "leader_transfer"
-	f.events = append(f.events, ev)
-}
-
-func (f *transferFault) Fired() []chaos.Event {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.events)
+	f.record(ev)
 }
 
 // transferWait bounds the wait for the new leader to show.
