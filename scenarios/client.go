@@ -17,6 +17,8 @@ const (
 	maxBody        = 4 << 20
 	retryBackoff   = 100 * time.Millisecond
 	maxRetryBackof = time.Second
+	// clientIdleTimeout closes unused keep-alive connections (see newClient).
+	clientIdleTimeout = 500 * time.Millisecond
 )
 
 // client is the recording HTTP client of one scenario: every attempt is
@@ -32,7 +34,11 @@ type client struct {
 }
 
 func newClient(e *env, retries, storm int) *client {
-	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 30 * time.Second}
+	// A short idle timeout: net/http dials spare connections that may never
+	// carry a request, and a node's graceful API shutdown waits for such
+	// never-used connections until its drain timeout (5s), during which a
+	// stopping leader still leads and no election starts.
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: clientIdleTimeout}
 	return &client{env: e, http: &http.Client{Timeout: clientTimeout, Transport: tr}, hist: e.hist, retries: retries, storm: storm}
 }
 

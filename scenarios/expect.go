@@ -35,6 +35,12 @@ func (e Expect) name() string {
 		return "members"
 	case e.MethodHidden != nil:
 		return "method_hidden"
+	case e.OrderStatus != nil:
+		return "order_status"
+	case e.MethodsOffered != nil:
+		return "methods_offered"
+	case e.Surcharge != nil:
+		return "surcharge"
 	}
 	return "unknown"
 }
@@ -64,6 +70,12 @@ func (e Expect) check(ev *Evidence) CheckResult {
 		return expectMembers(ev, *e.MemberCount)
 	case e.MethodHidden != nil:
 		return expectHidden(ev, *e.MethodHidden)
+	case e.OrderStatus != nil:
+		return expectOrderStatus(ev, *e.OrderStatus)
+	case e.MethodsOffered != nil:
+		return expectMethods(ev, *e.MethodsOffered)
+	case e.Surcharge != nil:
+		return expectSurcharge(ev, *e.Surcharge)
 	}
 	return result("unknown", "", []string{"unknown expectation"})
 }
@@ -428,4 +440,244 @@ func expectHidden(ev *Evidence, x ExpectHidden) CheckResult {
 		v = append(v, fmt.Sprintf("no checkout happened while every breaker of %s was open: nothing to judge", x.Method))
 	}
 	return result(name, fmt.Sprintf("%s offered in %d checkouts before the fault; %d checkouts judged while its breakers were open", x.Method, before, during), v)
+}
+
+// ExpectMethods: every checkout (GET methods) of Flow answered in Window
+// offered each of Offered and none of Absent; an Absent method with a
+// reason must be listed as excluded for that reason (the API says why).
+// after_faults judges checkouts that started After past the last undo
+// (a method comes back once its providers do).
+type ExpectMethods struct {
+	Flow    string            `yaml:"flow"`
+	Offered []string          `yaml:"offered"`
+	Absent  map[string]string `yaml:"absent"`
+	Window  string            `yaml:"window"` // whole | during_faults | after_faults
+	After   Duration          `yaml:"after"`
+}
+
+// ExpectSurcharge: every payment of Flow by Method carries the surcharge
+// the method's configuration (Fixed minor units plus BasisPoints of the
+// amount) gives, and every offer of Method at those flows' checkouts shows
+// the same; Window during_faults judges only payments and checkouts made
+// while the faults (a configuration change) were in force.
+type ExpectSurcharge struct {
+	Flow        string `yaml:"flow"`
+	Method      string `yaml:"method"`
+	Fixed       int64  `yaml:"fixed"`
+	BasisPoints int64  `yaml:"basis_points"`
+	Window      string `yaml:"window"`
+}
+
+// validateBreadth validates the breadth expectations.
+func (e Expect) validateBreadth(s *Scenario, window func(*string) error, status func(string) error, flow func(string) error) error {
+	switch {
+	case e.OrderStatus != nil:
+		if e.OrderStatus.Flow == "" || len(e.OrderStatus.Statuses) == 0 {
+			return fmt.Errorf("order_status: flow and statuses required")
+		}
+		for _, st := range e.OrderStatus.Statuses {
+			if !slices.Contains(orderStatuses, st) {
+				return fmt.Errorf("order_status: unknown order status %q", st)
+			}
+		}
+		return flow(e.OrderStatus.Flow)
+	case e.MethodsOffered != nil:
+		x := e.MethodsOffered
+		if x.Flow == "" || len(x.Offered)+len(x.Absent) == 0 {
+			return fmt.Errorf("methods_offered: flow and offered or absent methods required")
+		}
+		if _, ok := s.Traffic.Mix[x.Flow]; !ok {
+			return fmt.Errorf("methods_offered: flow %q is not in the mix", x.Flow)
+		}
+		for m, r := range x.Absent {
+			if slices.Contains(x.Offered, m) {
+				return fmt.Errorf("methods_offered: %s both offered and absent", m)
+			}
+			if r != "" && !slices.Contains(exclusionReasons, r) {
+				return fmt.Errorf("methods_offered: unknown exclusion reason %q (known: %v)", r, exclusionReasons)
+			}
+		}
+		if x.Window == "after_faults" {
+			if len(s.Faults) == 0 {
+				return fmt.Errorf("methods_offered: window after_faults without faults")
+			}
+			return nil
+		}
+		if x.After != 0 {
+			return fmt.Errorf("methods_offered: after only applies to window after_faults")
+		}
+		return window(&x.Window)
+	case e.Surcharge != nil:
+		x := e.Surcharge
+		if x.Flow == "" || x.Method == "" || x.Fixed < 0 || x.BasisPoints < 0 {
+			return fmt.Errorf("surcharge: flow, method and non-negative fixed/basis_points required")
+		}
+		if err := flow(x.Flow); err != nil {
+			return err
+		}
+		return window(&x.Window)
+	}
+	return nil
+}
+
+var orderStatuses = []string{txswitch.OrderCreated, txswitch.OrderPending, txswitch.OrderHeldForReview, txswitch.OrderAuthorized,
+	txswitch.OrderPaid, txswitch.OrderPartiallyRefunded, txswitch.OrderRefunded, txswitch.OrderFailed, txswitch.OrderCancelled, txswitch.OrderExpired}
+
+// exclusionReasons are the documented MethodExclusion reasons.
+var exclusionReasons = []string{"disabled", "country", "currency", "channel", "amount_below_min", "amount_above_max", "no_route", "all_providers_down"}
+
+// mixChecksOut reports whether the mix has a flow that asks for methods.
+func mixChecksOut(mix map[string]float64) bool {
+	for f := range mix {
+		if f == "checkout_methods" || strings.HasPrefix(f, "methods_") {
+			return true
+		}
+	}
+	return false
+}
+
+func expectOrderStatus(ev *Evidence, x ExpectFinal) CheckResult {
+	name := "order_status"
+	view := ev.view()
+	var v []string
+	n := 0
+	for _, r := range ev.Runs {
+		o := view[r.OrderID]
+		if r.Flow != x.Flow || o == nil {
+			continue
+		}
+		n++
+		if !slices.Contains(x.Statuses, o.Status) && len(v) < 10 {
+			v = append(v, fmt.Sprintf("order %s of flow %s ended %s (paid %v, refunded %v), want one of %v", o.ID, x.Flow, o.Status,
+				txswitch.FormatMoney(o.Captured), txswitch.FormatMoney(o.Refunded), x.Statuses))
+		}
+	}
+	if n == 0 {
+		v = append(v, fmt.Sprintf("no order of flow %s to judge", x.Flow))
+	}
+	return result(name, fmt.Sprintf("%d orders of %s", n, x.Flow), v)
+}
+
+// lastUndo is when the last fault was undone.
+func (ev *Evidence) lastUndo() (time.Time, bool) {
+	var to time.Time
+	for _, f := range ev.Faults {
+		for _, e := range f.Events {
+			if e.Action == "undo" && e.At.After(to) {
+				to = e.At
+			}
+		}
+	}
+	return to, !to.IsZero()
+}
+
+func expectMethods(ev *Evidence, x ExpectMethods) CheckResult {
+	name := "methods_offered"
+	judge := func(c *Call) bool { return ev.inWindow(x.Window, c.Start) && ev.inWindow(x.Window, c.End) }
+	if x.Window == "after_faults" {
+		to, ok := ev.lastUndo()
+		if !ok {
+			return result(name, "", []string{"no fault was undone: nothing to judge after it"})
+		}
+		from := to.Add(x.After.D())
+		judge = func(c *Call) bool { return !c.Start.Before(from) }
+	}
+	n := 0
+	var v []string
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if c.Op != "get_methods" || c.Flow != x.Flow || c.Status != 200 || !judge(c) {
+			continue
+		}
+		var m txswitch.MethodsResponse
+		if json.Unmarshal(c.Body, &m) != nil {
+			v = append(v, fmt.Sprintf("call #%d: unreadable methods answer %s", c.Seq, clip(c.Body)))
+			continue
+		}
+		n++
+		offered := map[string]bool{}
+		for _, o := range m.Methods {
+			offered[o.Method] = true
+		}
+		why := map[string]string{}
+		for _, e := range m.Excluded {
+			why[e.Method] = e.Reason
+		}
+		for _, want := range x.Offered {
+			if !offered[want] && len(v) < 10 {
+				v = append(v, fmt.Sprintf("call #%d via %s did not offer %s (excluded: %q): %s", c.Seq, c.Node, want, why[want], clip(c.Body)))
+			}
+		}
+		for _, m := range sortedKeys(x.Absent) {
+			reason := x.Absent[m]
+			switch {
+			case offered[m]:
+				if len(v) < 10 {
+					v = append(v, fmt.Sprintf("call #%d via %s offered %s, which must not be offered: %s", c.Seq, c.Node, m, clip(c.Body)))
+				}
+			case reason != "" && why[m] != reason:
+				if len(v) < 10 {
+					v = append(v, fmt.Sprintf("call #%d via %s excluded %s for %q, want %q", c.Seq, c.Node, m, why[m], reason))
+				}
+			}
+		}
+	}
+	if n == 0 {
+		v = append(v, fmt.Sprintf("no checkout of flow %s answered in window %s: nothing to judge", x.Flow, x.Window))
+	}
+	return result(name, fmt.Sprintf("%d checkouts of %s judged (window %s)", n, x.Flow, x.Window), v)
+}
+
+func expectSurcharge(ev *Evidence, x ExpectSurcharge) CheckResult {
+	name := "surcharge"
+	mc := txswitch.MethodConfig{Surcharge: txswitch.SurchargeConfig{FixedMinor: x.Fixed, BasisPoints: x.BasisPoints}}
+	pays, view := ev.payments(), ev.view()
+	var v []string
+	nPay, nOffer := 0, 0
+	seen := map[string]bool{}
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if c.Flow != x.Flow || c.Status != 200 && c.Status != 201 || !ev.inWindow(x.Window, c.Start) || !ev.inWindow(x.Window, c.End) {
+			continue
+		}
+		switch c.Op {
+		case "create_payment":
+			var ack txswitch.Payment
+			if json.Unmarshal(c.Body, &ack) != nil || ack.Method != x.Method || seen[ack.ID] || pays[ack.ID] == nil {
+				continue
+			}
+			seen[ack.ID] = true
+			p := pays[ack.ID]
+			nPay++
+			want := txswitch.Surcharge(mc, p.Amount)
+			got := txswitch.Money{Currency: p.Amount.Currency}
+			if p.Surcharge != nil {
+				got = *p.Surcharge
+			}
+			if got.Value != want.Value && len(v) < 10 {
+				v = append(v, fmt.Sprintf("payment %s (%s of %s) carries surcharge %s, want %s", p.ID, x.Method, txswitch.FormatMoney(p.Amount),
+					txswitch.FormatMoney(got), txswitch.FormatMoney(want)))
+			}
+		case "get_methods":
+			var m txswitch.MethodsResponse
+			if json.Unmarshal(c.Body, &m) != nil {
+				continue
+			}
+			o := view[c.Target]
+			for _, off := range m.Methods {
+				if off.Method != x.Method || o == nil {
+					continue
+				}
+				nOffer++
+				if want := txswitch.Surcharge(mc, o.Amount); off.Surcharge.Value != want.Value && len(v) < 10 {
+					v = append(v, fmt.Sprintf("call #%d offered %s on order %s (%s) with surcharge %s, want %s", c.Seq, x.Method, o.ID,
+						txswitch.FormatMoney(o.Amount), txswitch.FormatMoney(off.Surcharge), txswitch.FormatMoney(want)))
+				}
+			}
+		}
+	}
+	if nPay == 0 {
+		v = append(v, fmt.Sprintf("no %s payment of flow %s in window %s to judge", x.Method, x.Flow, x.Window))
+	}
+	return result(name, fmt.Sprintf("%d %s payments and %d offers judged", nPay, x.Method, nOffer), v)
 }

@@ -41,6 +41,12 @@ func init() {
 		"checkout_methods":    {doc: "NL order; the checkout asks which methods to show (GET methods)", run: flowCheckoutMethods},
 		"impatient_retry":     {doc: "a misbehaving client pays again with a NEW idempotency key whatever the first answer", run: flowImpatientRetry},
 	}
+	for name, d := range breadthFlows() {
+		flows[name] = d
+	}
+	for _, mc := range methodCases {
+		flows["methods_"+mc.name] = flowDef{doc: "checkout of a " + mc.doc + " order: GET methods", run: flowMethods(mc)}
+	}
 }
 
 // flowCtx is one running flow instance.
@@ -68,25 +74,32 @@ func (f *flowCtx) send(op, method, path, target string, body any, bad bool) resp
 }
 
 // amount draws a value in [lo, hi] that no built-in decline rule matches.
-func (f *flowCtx) amount(lo, hi int64) int64 {
+func (f *flowCtx) amount(lo, hi int64) int64 { return f.amountCharged(lo, hi, 0) }
+
+// amountCharged draws an order value in [lo, hi] such that the amount the
+// PSP is asked for (the value plus the method's fixed surcharge) matches
+// no built-in decline rule: iDEAL's EUR 0.29 turns ...76 into ...05.
+func (f *flowCtx) amountCharged(lo, hi, surcharge int64) int64 {
 	v := lo + f.rng.Int64N(hi-lo+1)
-	if s := v % 100; s == 5 || s == 51 {
+	for {
+		if s := (v + surcharge) % 100; s != 5 && s != 51 {
+			return v
+		}
 		v++
 	}
-	return v
+}
+
+// fixedSurcharge is the shipped configuration's fixed surcharge of a
+// method (the scenarios do not change it, except config_ideal_surcharge).
+func fixedSurcharge(method string) int64 {
+	if method == "ideal" {
+		return 29
+	}
+	return 0
 }
 
 func (f *flowCtx) order(country, currency, channel string, value int64) (txswitch.Order, bool) {
-	var o txswitch.Order
-	r := f.send("create_order", http.MethodPost, "/v1/orders", "", txswitch.CreateOrderRequest{
-		Reference: fmt.Sprintf("scn-%d", f.id), Amount: txswitch.Money{Value: value, Currency: currency},
-		Customer: txswitch.Customer{Country: country, ID: fmt.Sprintf("cust-%d", f.id)}, Channel: channel,
-	}, false)
-	if r.status != http.StatusCreated || json.Unmarshal(r.body, &o) != nil || o.ID == "" {
-		return o, false
-	}
-	f.run.OrderID = o.ID
-	return o, true
+	return f.orderWith(country, currency, channel, "", value)
 }
 
 // pay creates a payment and records the flow's outcome.
@@ -123,9 +136,8 @@ func flowCardPay(f *flowCtx) { f.payCard("automatic") }
 func flowCardDeclined(f *flowCtx) {
 	v := f.amount(1000, 90000)
 	v = v - v%100 + 5 // ends in 05: the sim's do_not_honor
-	o, ok := f.order("NL", "EUR", txswitch.ChannelOnline, v)
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, v)
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
@@ -191,9 +203,8 @@ func flowCancel(f *flowCtx) {
 }
 
 func flowPOSSale(f *flowCtx) {
-	o, ok := f.order("DE", "EUR", txswitch.ChannelPOS, f.amount(500, 50000))
+	o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelPOS, f.amount(500, 50000))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
@@ -206,9 +217,8 @@ func flowPOSSale(f *flowCtx) {
 // the simulated bank's notification lands (bounded).
 func flowRedirect(method, country, currency string) func(*flowCtx) {
 	return func(f *flowCtx) {
-		o, ok := f.order(country, currency, txswitch.ChannelOnline, f.amount(1000, 100000))
+		o, ok := f.mustOrder(country, currency, txswitch.ChannelOnline, f.amountCharged(1000, 100000, fixedSurcharge(method)))
 		if !ok {
-			f.run.Pays, f.run.Outcome = true, "failed"
 			return
 		}
 		p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: method})
@@ -232,9 +242,8 @@ func flowRedirect(method, country, currency string) func(*flowCtx) {
 }
 
 func flowSEPA(f *flowCtx) {
-	o, ok := f.order("DE", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "sepa_debit"})
@@ -245,9 +254,8 @@ func flowMultiCurrency(f *flowCtx) {
 		country, currency string
 		lo, hi            int64
 	}{{"GB", "GBP", 500, 90000}, {"US", "USD", 500, 90000}, {"JP", "JPY", 100, 90000}}[f.rng.IntN(3)]
-	o, ok := f.order(cur.country, cur.currency, txswitch.ChannelOnline, f.amount(cur.lo, cur.hi))
+	o, ok := f.mustOrder(cur.country, cur.currency, txswitch.ChannelOnline, f.amount(cur.lo, cur.hi))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
@@ -256,9 +264,8 @@ func flowMultiCurrency(f *flowCtx) {
 // flowRetrySameKey sends one payment request twice, sequentially, with
 // the same key: the idempotency check compares the two answers.
 func flowRetrySameKey(f *flowCtx) {
-	o, ok := f.order("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.run.Pays, f.run.Outcome = true, "failed"
@@ -365,23 +372,27 @@ func flowBadInput(f *flowCtx) {
 	f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_refunded", ID: p.ID, Value: 0})
 }
 
+// review approves or rejects a held payment through the admin API.
+func (f *flowCtx) review(p txswitch.Payment, approve, bad bool) resp {
+	decision := "reject"
+	if approve {
+		decision = "approve"
+	}
+	return f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "review", method: http.MethodPost, path: "/v1/admin/payments/" + p.ID + "/review",
+		key: f.key(), target: p.ID, auth: f.c.env.c.AdminToken, bad: bad, body: txswitch.ReviewRequest{Decision: decision, Note: "scenario"}})
+}
+
 func flowFraudReview(approve bool) func(*flowCtx) {
 	return func(f *flowCtx) {
-		o, ok := f.order("DE", "EUR", txswitch.ChannelOnline, f.amount(txswitch.DefaultCardHoldAmount, 2*txswitch.DefaultCardHoldAmount))
+		o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelOnline, f.amount(txswitch.DefaultCardHoldAmount, 2*txswitch.DefaultCardHoldAmount))
 		if !ok {
-			f.run.Pays, f.run.Outcome = true, "failed"
 			return
 		}
 		p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
 		if !ok || p.Status != txswitch.PaymentHeldForReview {
 			return
 		}
-		decision := "reject"
-		if approve {
-			decision = "approve"
-		}
-		f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "review", method: http.MethodPost, path: "/v1/admin/payments/" + p.ID + "/review",
-			key: f.key(), target: p.ID, auth: f.c.env.c.AdminToken, body: txswitch.ReviewRequest{Decision: decision, Note: "scenario"}})
+		f.review(p, approve, false)
 	}
 }
 
@@ -403,9 +414,8 @@ func flowReadAfterWrite(f *flowCtx) {
 // second while the first can still take money, so the ledgers never show
 // two charges for the order.
 func flowImpatientRetry(f *flowCtx) {
-	o, ok := f.order("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
 	if !ok {
-		f.run.Pays, f.run.Outcome = true, "failed"
 		return
 	}
 	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
@@ -425,4 +435,433 @@ func flowCheckoutMethods(f *flowCtx) {
 		return
 	}
 	f.send("get_methods", http.MethodGet, "/v1/orders/"+o.ID+"/methods", o.ID, nil, false)
+}
+
+// breadthFlows are the flows of every remaining API path and status
+// transition (the regression family): redirect methods per market,
+// partial and repeated captures and refunds, refunds in other channels and
+// as pay-later credit notes, declines followed by a second attempt, the
+// moto and pos channels, review by e-mail rule, and idempotent retries of
+// every write.
+func breadthFlows() map[string]flowDef {
+	return map[string]flowDef{
+		"redirect_mobilepay_dk":  {doc: "MobilePay in DK/DKK (redirect, psp_a first)", run: flowRedirect("mobilepay", "DK", "DKK")},
+		"redirect_mobilepay_fi":  {doc: "MobilePay in FI/EUR (redirect, psp_a first)", run: flowRedirect("mobilepay", "FI", "EUR")},
+		"redirect_klarna_nl":     {doc: "Klarna pay later in NL/EUR (redirect, psp_c first)", run: flowRedirect("klarna_paylater", "NL", "EUR")},
+		"redirect_klarna_se":     {doc: "Klarna pay later in SE/SEK (its own route: local currency only)", run: flowRedirect("klarna_paylater", "SE", "SEK")},
+		"redirect_klarna_gb":     {doc: "Klarna pay later in GB/GBP", run: flowRedirect("klarna_paylater", "GB", "GBP")},
+		"bancontact_pos":         {doc: "Bancontact at a Belgian pos terminal (redirect method on the pos channel)", run: flowRedirectChannel("bancontact", "BE", "EUR", txswitch.ChannelPOS)},
+		"redirect_declined":      {doc: "iDEAL whose amount plus surcharge is a decline amount: pending, then declined by the bank's notification", run: flowRedirectDeclined("ideal", "NL", "EUR", 76)},
+		"mobilepay_declined":     {doc: "MobilePay (DK/DKK) with a decline amount: pending, then declined by psp_a's notification", run: flowRedirectDeclined("mobilepay", "DK", "DKK", 5)},
+		"bancontact_declined":    {doc: "Bancontact with a decline amount: pending, then declined by psp_c's notification", run: flowRedirectDeclined("bancontact", "BE", "EUR", 5)},
+		"klarna_declined":        {doc: "Klarna (NL/EUR) with an insufficient-funds amount: pending, then declined by psp_c's notification", run: flowRedirectDeclined("klarna_paylater", "NL", "EUR", 51)},
+		"klarna_credit_note":     {doc: "Klarna pay later completed, then a third refunded: a credit note on the shopper's invoice", run: flowKlarnaCreditNote},
+		"capture_full":           {doc: "manual capture: authorize, capture everything at once", run: flowCaptureFull},
+		"capture_partial_only":   {doc: "manual capture: authorize, capture half, never the rest", run: flowCapturePartialOnly},
+		"capture_several":        {doc: "manual capture: three partial captures of a quarter, then the rest", run: flowCaptureSeveral},
+		"refund_then_rest":       {doc: "pay, refund a third (partially_refunded), then the rest (refunded)", run: flowRefundThenRest},
+		"refund_moto":            {doc: "mail/telephone order paid by card, refunded in the moto channel", run: flowRefundMOTO},
+		"moto_card":              {doc: "mail/telephone order paid by card", run: flowChannelPay("DE", txswitch.ChannelMOTO, "card")},
+		"moto_sepa":              {doc: "mail/telephone order paid by SEPA debit", run: flowChannelPay("DE", txswitch.ChannelMOTO, "sepa_debit")},
+		"sepa_refund":            {doc: "SEPA debit, refunded in full", run: flowSEPARefund},
+		"decline_then_retry":     {doc: "a decline (amount ending in 05) leaves the order open; two further attempts pay it in full", run: flowDeclineThenRetry},
+		"card_insufficient":      {doc: "card payment with an amount ending in 51: declined insufficient_funds", run: flowCardInsufficient},
+		"cancel_after_capture":   {doc: "cancel of a captured payment: refused with 409, nothing changes", run: flowCancelAfterCapture},
+		"refund_too_much":        {doc: "a refund above the captured amount: refused, nothing refunded", run: flowRefundTooMuch},
+		"review_not_held":        {doc: "an admin review of a payment that is not held: refused, nothing changes", run: flowReviewNotHeld},
+		"fraud_email_approve":    {doc: "SEPA payment from a disposable mailbox held for review, approved", run: flowFraudEmail(true)},
+		"fraud_email_reject":     {doc: "SEPA payment from a disposable mailbox held for review, rejected", run: flowFraudEmail(false)},
+		"fraud_gbp_not_held":     {doc: "a high-value card payment in GBP: the hold rule is for EUR only, so it is captured at once", run: flowFraudGBP},
+		"retry_same_key_order":   {doc: "the same order creation sent twice with one key: one order", run: flowRetryOrder},
+		"retry_same_key_capture": {doc: "the same partial capture sent twice with one key: captured once", run: flowRetryCapture},
+		"retry_same_key_refund":  {doc: "the same partial refund sent twice with one key: refunded once", run: flowRetryRefund},
+		"key_reuse_refund":       {doc: "a refund's key reused with another amount: 422, nothing refunded", run: flowKeyReuseRefund},
+		"key_reuse_order":        {doc: "an order's key reused with another body: 422, no second order", run: flowKeyReuseOrder},
+		"ideal_surcharge":        {doc: "NL checkout, then iDEAL: the method's surcharge is offered and charged", run: flowIDEALSurcharge},
+	}
+}
+
+// orderWith creates an order with a customer e-mail (fraud rules match it).
+func (f *flowCtx) orderWith(country, currency, channel, email string, value int64) (txswitch.Order, bool) {
+	var o txswitch.Order
+	r := f.send("create_order", http.MethodPost, "/v1/orders", "", txswitch.CreateOrderRequest{
+		Reference: fmt.Sprintf("scn-%d", f.id), Amount: txswitch.Money{Value: value, Currency: currency},
+		Customer: txswitch.Customer{Country: country, ID: fmt.Sprintf("cust-%d", f.id), Email: email}, Channel: channel,
+	}, false)
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &o) != nil || o.ID == "" {
+		return o, false
+	}
+	f.run.OrderID = o.ID
+	return o, true
+}
+
+// mustOrder creates an order for a paying flow; a failure counts as a
+// failed payment attempt.
+func (f *flowCtx) mustOrder(country, currency, channel string, value int64) (txswitch.Order, bool) {
+	o, ok := f.order(country, currency, channel, value)
+	if !ok {
+		f.run.Pays, f.run.Outcome = true, "failed"
+	}
+	return o, ok
+}
+
+// getPayment reads a payment back.
+func (f *flowCtx) getPayment(id string) (txswitch.Payment, bool) {
+	var p txswitch.Payment
+	r := f.send("get_payment", http.MethodGet, "/v1/payments/"+id, id, nil, false)
+	return p, r.status == http.StatusOK && json.Unmarshal(r.body, &p) == nil
+}
+
+// awaitSettled polls a pending payment until the bank's notification
+// lands (bounded), and returns its last state.
+func (f *flowCtx) awaitSettled(p txswitch.Payment) txswitch.Payment {
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Status == txswitch.PaymentPending && time.Now().Before(deadline) {
+		select {
+		case <-f.ctx.Done():
+			return p
+		case <-time.After(100 * time.Millisecond):
+		}
+		if got, ok := f.getPayment(p.ID); ok {
+			p = got
+		}
+	}
+	return p
+}
+
+func flowRedirectChannel(method, country, currency, channel string) func(*flowCtx) {
+	return func(f *flowCtx) {
+		o, ok := f.mustOrder(country, currency, channel, f.amountCharged(1000, 100000, fixedSurcharge(method)))
+		if !ok {
+			return
+		}
+		if p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: method}); ok {
+			f.awaitSettled(p)
+		}
+	}
+}
+
+// flowRedirectDeclined pays by a redirect method an order whose amount
+// ends in suffix. iDEAL adds its EUR 0.29 surcharge, so an order ending in
+// 76 asks the bank for an amount ending in 05, which its decline rule
+// refuses.
+func flowRedirectDeclined(method, country, currency string, suffix int64) func(*flowCtx) {
+	return func(f *flowCtx) {
+		v := f.amount(1000, 90000)
+		v = v - v%100 + suffix
+		o, ok := f.mustOrder(country, currency, txswitch.ChannelOnline, v)
+		if !ok {
+			return
+		}
+		if p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: method}); ok {
+			// The redirect is accepted (pending); the bank declines later.
+			f.run.Outcome = "declined"
+			f.awaitSettled(p)
+		}
+	}
+}
+
+func flowKlarnaCreditNote(f *flowCtx) {
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	if !ok {
+		return
+	}
+	p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "klarna_paylater"})
+	if !ok {
+		return
+	}
+	if p = f.awaitSettled(p); p.Status != txswitch.PaymentCaptured {
+		return
+	}
+	third := txswitch.Money{Value: p.Captured.Value / 3, Currency: p.Captured.Currency}
+	f.refund(p, &third, txswitch.ChannelOnline)
+	f.read(p)
+}
+
+func flowCaptureFull(f *flowCtx) {
+	_, p, ok := f.payCard("manual")
+	if ok && p.Status == txswitch.PaymentAuthorized {
+		f.capture(p, nil)
+		f.read(p)
+	}
+}
+
+func flowCapturePartialOnly(f *flowCtx) {
+	_, p, ok := f.payCard("manual")
+	if ok && p.Status == txswitch.PaymentAuthorized {
+		half := txswitch.Money{Value: p.Authorized.Value / 2, Currency: p.Authorized.Currency}
+		f.capture(p, &half)
+		f.read(p)
+	}
+}
+
+func flowCaptureSeveral(f *flowCtx) {
+	_, p, ok := f.payCard("manual")
+	if !ok || p.Status != txswitch.PaymentAuthorized {
+		return
+	}
+	q := txswitch.Money{Value: p.Authorized.Value / 4, Currency: p.Authorized.Currency}
+	for range 3 {
+		if _, ok := f.capture(p, &q); !ok {
+			return
+		}
+	}
+	f.capture(p, nil)
+	f.read(p)
+}
+
+func flowRefundThenRest(f *flowCtx) {
+	_, p, ok := f.payCard("automatic")
+	if !ok || p.Status != txswitch.PaymentCaptured {
+		return
+	}
+	third := txswitch.Money{Value: p.Captured.Value / 3, Currency: p.Captured.Currency}
+	if f.refund(p, &third, txswitch.ChannelOnline) {
+		f.read(p)
+		f.refund(p, nil, txswitch.ChannelOnline)
+	}
+}
+
+func flowRefundMOTO(f *flowCtx) {
+	o, ok := f.mustOrder("FR", "EUR", txswitch.ChannelMOTO, f.amount(1000, 100000))
+	if !ok {
+		return
+	}
+	p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	if ok && p.Status == txswitch.PaymentCaptured {
+		half := txswitch.Money{Value: p.Captured.Value / 2, Currency: p.Captured.Currency}
+		f.refund(p, &half, txswitch.ChannelMOTO)
+	}
+}
+
+func flowChannelPay(country, channel, method string) func(*flowCtx) {
+	return func(f *flowCtx) {
+		o, ok := f.mustOrder(country, "EUR", channel, f.amount(1000, 100000))
+		if ok {
+			f.pay(o.ID, txswitch.CreatePaymentRequest{Method: method})
+		}
+	}
+}
+
+func flowSEPARefund(f *flowCtx) {
+	o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelOnline, f.amount(1000, 100000))
+	if !ok {
+		return
+	}
+	p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "sepa_debit"})
+	if ok && p.Status == txswitch.PaymentCaptured {
+		f.refund(p, nil, "")
+	}
+}
+
+// flowDeclineThenRetry: the first attempt (the whole amount, ending in
+// 05) is declined; the shopper then pays the order in two parts that no
+// decline rule matches, so the order ends paid.
+func flowDeclineThenRetry(f *flowCtx) {
+	v := f.amount(1000, 90000)
+	v = v - v%100 + 5
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, v)
+	if !ok {
+		return
+	}
+	p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	if !ok || p.Status != txswitch.PaymentDeclined {
+		return
+	}
+	first := txswitch.Money{Value: v - 5, Currency: "EUR"}
+	if p, ok = f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Amount: &first}); !ok || p.Status != txswitch.PaymentCaptured {
+		return
+	}
+	f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Amount: &txswitch.Money{Value: 5, Currency: "EUR"}})
+}
+
+func flowCardInsufficient(f *flowCtx) {
+	v := f.amount(1000, 90000)
+	v = v - v%100 + 51
+	o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelOnline, v)
+	if ok {
+		f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	}
+}
+
+func flowCancelAfterCapture(f *flowCtx) {
+	_, p, ok := f.payCard("automatic")
+	if !ok || p.Status != txswitch.PaymentCaptured {
+		return
+	}
+	r := f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "cancel", method: http.MethodPost, path: "/v1/payments/" + p.ID + "/cancel", key: f.key(), target: p.ID, bad: true})
+	f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_captured", ID: p.ID, Value: p.Captured.Value})
+	f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_refunded", ID: p.ID, Value: 0})
+}
+
+func flowRefundTooMuch(f *flowCtx) {
+	_, p, ok := f.payCard("automatic")
+	if !ok || p.Status != txswitch.PaymentCaptured {
+		return
+	}
+	r := f.bad("refund", "/v1/payments/"+p.ID+"/refunds", p.ID, fmt.Sprintf(`{"amount":{"value":%d,"currency":%q}}`, p.Captured.Value+1, p.Captured.Currency))
+	f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_refunded", ID: p.ID, Value: 0})
+}
+
+func flowReviewNotHeld(f *flowCtx) {
+	_, p, ok := f.payCard("automatic")
+	if !ok || p.Status != txswitch.PaymentCaptured {
+		return
+	}
+	r := f.review(p, false, true)
+	f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_captured", ID: p.ID, Value: p.Captured.Value})
+}
+
+func flowFraudEmail(approve bool) func(*flowCtx) {
+	return func(f *flowCtx) {
+		o, ok := f.orderWith("DE", "EUR", txswitch.ChannelOnline, fmt.Sprintf("shopper%d@mailinator.com", f.id), f.amount(1000, 100000))
+		if !ok {
+			f.run.Pays, f.run.Outcome = true, "failed"
+			return
+		}
+		p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "sepa_debit"})
+		if !ok || p.Status != txswitch.PaymentHeldForReview {
+			return
+		}
+		f.review(p, approve, false)
+	}
+}
+
+func flowFraudGBP(f *flowCtx) {
+	o, ok := f.mustOrder("GB", "GBP", txswitch.ChannelOnline, f.amount(txswitch.DefaultCardHoldAmount, 2*txswitch.DefaultCardHoldAmount))
+	if ok {
+		f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	}
+}
+
+// twice sends one write twice in a row with the same key and body: the
+// idempotency check compares the answers.
+func (f *flowCtx) twice(op, path, target string, body any) resp {
+	k := f.key()
+	var r resp
+	for range 2 {
+		r = f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: op, method: http.MethodPost, path: path, key: k, target: target, body: body})
+	}
+	return r
+}
+
+func flowRetryOrder(f *flowCtx) {
+	r := f.twice("create_order", "/v1/orders", "", txswitch.CreateOrderRequest{
+		Reference: fmt.Sprintf("scn-%d", f.id), Amount: txswitch.Money{Value: f.amount(1000, 100000), Currency: "EUR"},
+		Customer: txswitch.Customer{Country: "NL", ID: fmt.Sprintf("cust-%d", f.id)}, Channel: txswitch.ChannelOnline,
+	})
+	if o, ok := orderOf(r.body); ok && r.status == http.StatusCreated {
+		f.run.OrderID = o.ID
+		f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	}
+}
+
+func flowRetryCapture(f *flowCtx) {
+	_, p, ok := f.payCard("manual")
+	if !ok || p.Status != txswitch.PaymentAuthorized {
+		return
+	}
+	half := txswitch.Money{Value: p.Authorized.Value / 2, Currency: p.Authorized.Currency}
+	r := f.twice("capture", "/v1/payments/"+p.ID+"/captures", p.ID, txswitch.CaptureRequest{Amount: &half})
+	if r.status/100 == 2 {
+		f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_captured", ID: p.ID, Value: half.Value})
+	}
+}
+
+func flowRetryRefund(f *flowCtx) {
+	_, p, ok := f.payCard("automatic")
+	if !ok || p.Status != txswitch.PaymentCaptured {
+		return
+	}
+	half := txswitch.Money{Value: p.Captured.Value / 2, Currency: p.Captured.Currency}
+	r := f.twice("refund", "/v1/payments/"+p.ID+"/refunds", p.ID, txswitch.RefundRequest{Amount: &half, Reason: "return", Channel: txswitch.ChannelOnline})
+	if r.status/100 == 2 {
+		f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_refunded", ID: p.ID, Value: half.Value})
+	}
+}
+
+func flowKeyReuseRefund(f *flowCtx) {
+	_, p, ok := f.payCard("automatic")
+	if !ok || p.Status != txswitch.PaymentCaptured {
+		return
+	}
+	k := f.key()
+	path := "/v1/payments/" + p.ID + "/refunds"
+	third := txswitch.Money{Value: p.Captured.Value / 3, Currency: p.Captured.Currency}
+	r := f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "refund", method: http.MethodPost, path: path, key: k, target: p.ID,
+		body: txswitch.RefundRequest{Amount: &third}})
+	if r.status/100 != 2 {
+		return
+	}
+	r = f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "refund", method: http.MethodPost, path: path, key: k, target: p.ID, bad: true,
+		body: txswitch.RefundRequest{}})
+	f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_refunded", ID: p.ID, Value: third.Value})
+}
+
+func flowKeyReuseOrder(f *flowCtx) {
+	k := f.key()
+	body := txswitch.CreateOrderRequest{
+		Reference: fmt.Sprintf("scn-%d", f.id), Amount: txswitch.Money{Value: f.amount(1000, 100000), Currency: "EUR"},
+		Customer: txswitch.Customer{Country: "NL", ID: fmt.Sprintf("cust-%d", f.id)}, Channel: txswitch.ChannelOnline,
+	}
+	r := f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "create_order", method: http.MethodPost, path: "/v1/orders", key: k, body: body})
+	o, ok := orderOf(r.body)
+	if r.status != http.StatusCreated || !ok {
+		return
+	}
+	f.run.OrderID = o.ID
+	body.Amount.Value++
+	f.c.do(f.ctx, req{flowID: f.id, flow: f.name, op: "create_order", method: http.MethodPost, path: "/v1/orders", key: k, body: body, bad: true})
+}
+
+// flowIDEALSurcharge asks for the methods (the offer shows the surcharge)
+// and pays by iDEAL (the payment carries it).
+func flowIDEALSurcharge(f *flowCtx) {
+	o, ok := f.mustOrder("NL", "EUR", txswitch.ChannelOnline, f.amountCharged(1000, 100000, fixedSurcharge("ideal")))
+	if !ok {
+		return
+	}
+	f.send("get_methods", http.MethodGet, "/v1/orders/"+o.ID+"/methods", o.ID, nil, false)
+	if p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "ideal"}); ok {
+		f.awaitSettled(p)
+	}
+}
+
+// methodCase is one kind of checkout: which methods fit it is the routing
+// configuration's answer to country, currency, amount and channel.
+type methodCase struct {
+	name, doc                  string
+	country, currency, channel string
+	lo, hi                     int64
+}
+
+var methodCases = []methodCase{
+	{"nl_eur_online", "Dutch online EUR", "NL", "EUR", txswitch.ChannelOnline, 1000, 100000},
+	{"be_eur_online", "Belgian online EUR", "BE", "EUR", txswitch.ChannelOnline, 1000, 100000},
+	{"be_eur_pos", "Belgian pos EUR", "BE", "EUR", txswitch.ChannelPOS, 1000, 100000},
+	{"de_eur_pos", "German pos EUR", "DE", "EUR", txswitch.ChannelPOS, 1000, 100000},
+	{"nl_eur_moto", "Dutch moto EUR", "NL", "EUR", txswitch.ChannelMOTO, 1000, 100000},
+	{"dk_dkk_online", "Danish online DKK", "DK", "DKK", txswitch.ChannelOnline, 1000, 100000},
+	{"fi_eur_online", "Finnish online EUR", "FI", "EUR", txswitch.ChannelOnline, 1000, 100000},
+	{"se_sek_online", "Swedish online SEK", "SE", "SEK", txswitch.ChannelOnline, 1000, 100000},
+	{"gb_gbp_online", "British online GBP", "GB", "GBP", txswitch.ChannelOnline, 1000, 100000},
+	{"us_usd_online", "US online USD", "US", "USD", txswitch.ChannelOnline, 1000, 100000},
+	{"jp_jpy_online", "Japanese online JPY", "JP", "JPY", txswitch.ChannelOnline, 100, 90000},
+	{"nl_eur_above_ideal_max", "Dutch online EUR 50,000.01+ (above iDEAL's and Klarna's ceilings)", "NL", "EUR", txswitch.ChannelOnline, txswitch.DefaultIDEALMaxAmount + 1, txswitch.DefaultIDEALMaxAmount + 100000},
+	{"nl_eur_below_klarna_min", "Dutch online EUR below 1.00 (under Klarna's floor)", "NL", "EUR", txswitch.ChannelOnline, 1, txswitch.DefaultKlarnaMinAmount - 1},
+	{"dk_eur_online", "Danish online EUR (MobilePay pays out in DKK only there)", "DK", "EUR", txswitch.ChannelOnline, 1000, 100000},
+	{"be_eur_moto", "Belgian moto EUR", "BE", "EUR", txswitch.ChannelMOTO, 1000, 100000},
+	{"se_eur_online", "Swedish online EUR (Klarna pays out in SEK only there)", "SE", "EUR", txswitch.ChannelOnline, 1000, 100000},
+	{"ch_chf_online", "Swiss online CHF", "CH", "CHF", txswitch.ChannelOnline, 1000, 100000},
+	{"pl_pln_online", "Polish online PLN", "PL", "PLN", txswitch.ChannelOnline, 1000, 100000},
+}
+
+func flowMethods(mc methodCase) func(*flowCtx) {
+	return func(f *flowCtx) {
+		o, ok := f.order(mc.country, mc.currency, mc.channel, f.amount(mc.lo, mc.hi))
+		if !ok {
+			return
+		}
+		f.send("get_methods", http.MethodGet, "/v1/orders/"+o.ID+"/methods", o.ID, nil, false)
+	}
 }

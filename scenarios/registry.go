@@ -139,7 +139,8 @@ var AlwaysOn = []string{CheckNoLostWrites, CheckNeverChargedTwice, CheckMoneyAdd
 	CheckBadInput, CheckFaultFired, CheckReplicasAgree, CheckSettled, CheckTrafficRan, CheckReadsSeeWrites, CheckLinearizable}
 
 var expectNames = []string{"breaker_open", "leader_change", "availability", "saw_status", "timeline_event",
-	"provider_used", "final_status", "min_acked", "rejected", "members", "method_hidden"}
+	"provider_used", "final_status", "min_acked", "rejected", "members", "method_hidden",
+	"order_status", "methods_offered", "surcharge"}
 
 var providerNames = txswitch.DefaultProviderNames()
 
@@ -384,7 +385,7 @@ func (e Expect) validate(s *Scenario) error {
 	n := 0
 	for _, set := range []bool{e.BreakerOpen != nil, e.LeaderChange != nil, e.Availability != nil, e.SawStatus != nil,
 		e.TimelineEvent != nil, e.ProviderUsed != nil, e.FinalStatus != nil, e.MinAcked != nil, e.Rejected != nil, e.MemberCount != nil,
-		e.MethodHidden != nil} {
+		e.MethodHidden != nil, e.OrderStatus != nil, e.MethodsOffered != nil, e.Surcharge != nil} {
 		if set {
 			n++
 		}
@@ -503,9 +504,11 @@ func (e Expect) validate(s *Scenario) error {
 				return fmt.Errorf("method_hidden: unknown provider %q", p)
 			}
 		}
-		if _, ok := s.Traffic.Mix["checkout_methods"]; !ok {
-			return fmt.Errorf("method_hidden: the mix needs checkout_methods to observe the checkout")
+		if !mixChecksOut(s.Traffic.Mix) {
+			return fmt.Errorf("method_hidden: the mix needs checkout_methods (or a methods_* flow) to observe the checkout")
 		}
+	default:
+		return e.validateBreadth(s, window, status, flow)
 	}
 	return nil
 }

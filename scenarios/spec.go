@@ -142,6 +142,10 @@ type Expect struct {
 	Rejected      *ExpectRejected     `yaml:"rejected"`
 	MemberCount   *ExpectMembers      `yaml:"members"`
 	MethodHidden  *ExpectHidden       `yaml:"method_hidden"`
+	// The breadth expectations (expect.go).
+	OrderStatus    *ExpectFinal     `yaml:"order_status"`
+	MethodsOffered *ExpectMethods   `yaml:"methods_offered"`
+	Surcharge      *ExpectSurcharge `yaml:"surcharge"`
 }
 
 // ExpectHidden: Method was offered before the first fault, and no
