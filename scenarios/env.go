@@ -24,6 +24,8 @@ type env struct {
 	baseBehaviour sim.Behaviour
 	start         time.Time
 	admin         *http.Client
+	// ext runs the central database and disks (nil-safe when unused).
+	ext *extEnv
 }
 
 // redirectMethods complete asynchronously at the simulated PSPs, as the

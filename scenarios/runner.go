@@ -156,6 +156,7 @@ func RunAll(ctx context.Context, scs []Scenario, opts Options) []Result {
 		})
 	}
 	wg.Wait()
+	ShutdownCentral()
 	return results
 }
 
@@ -194,9 +195,13 @@ func judge(sc *Scenario, ev *Evidence) []CheckResult {
 		out = append(out, alwaysOn[name](ev))
 	}
 	for _, e := range sc.Expect {
+		if r, ok := e.checkExt(ev); ok {
+			out = append(out, r)
+			continue
+		}
 		out = append(out, e.check(ev))
 	}
-	return out
+	return append(out, extAlwaysOn(sc, ev)...)
 }
 
 // verdict: every check passes, except that a scenario with expect_fail
@@ -232,12 +237,17 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 		log = zap.NewNop()
 	}
 	var l *cluster.Local
-	var err error
+	lcfg := cluster.LocalConfig{Nodes: sc.Topology.Nodes, Seed: seed,
+		TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)}
+	ext, err := setupExt(ctx, sc, &lcfg)
+	if err != nil {
+		return nil, err
+	}
+	defer ext.close() // after the cluster has stopped (defers run last-in first-out)
 	// StartLocal picks ports that were free a moment earlier; with
 	// scenarios in parallel another cluster may take one first. Retry.
 	for attempt := 0; attempt < 3; attempt++ {
-		l, err = cluster.StartLocal(cluster.LocalConfig{Nodes: sc.Topology.Nodes, Seed: seed,
-			TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)})
+		l, err = cluster.StartLocal(lcfg)
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
@@ -248,12 +258,15 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	phase("start")
 	c := chaos.NewCluster(l, chaos.ClusterOptions{TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)})
 	defer c.Close()
-	e := &env{sc: sc, seed: seed, c: c, hist: &History{}, baseBehaviour: baseBehaviour(sc.Config), admin: &http.Client{Timeout: 10 * time.Second}}
+	e := &env{sc: sc, seed: seed, c: c, hist: &History{}, baseBehaviour: baseBehaviour(sc.Config), admin: &http.Client{Timeout: 10 * time.Second}, ext: ext}
 	// Idle keep-alive connections would hold each node's graceful API
 	// shutdown for its full drain timeout: close them first (defers run
 	// last-in first-out).
 	defer e.admin.CloseIdleConnections()
 	if err := e.tune(ctx); err != nil {
+		return nil, err
+	}
+	if err := ext.ready(ctx, e); err != nil {
 		return nil, err
 	}
 	for name, s := range l.Sims {
@@ -277,6 +290,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	octx, ostop := context.WithCancel(ctx)
 	var owg sync.WaitGroup
 	owg.Go(func() { observe(octx, e, &obs, &obsMu) })
+	owg.Go(func() { ext.observe(octx, e) })
 
 	cl := newClient(e, *sc.Traffic.Retries, shapes[sc.Traffic.Shape].concurrentRetries)
 	defer cl.close()
@@ -351,6 +365,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	if lead := c.LeaderNode(); lead != nil {
 		ev.Members = len(lead.Raft().Status().Members)
 	}
+	ev.Ext = ext.collect(ctx, e, ev)
 	phase("collect")
 	return ev, nil
 }
