@@ -333,7 +333,12 @@ func (r *centralRun) collect(ctx context.Context, e *env) *CentralEvidence {
 		return out
 	}
 	defer conn.Close(context.Background())
+	// Done when PostgreSQL holds as many events as the outbox, or when the
+	// exporter has claimed everything (its watermark at the head) for a
+	// second without PostgreSQL holding them: then waiting longer shows
+	// nothing new, and central_exactly_once says what is missing.
 	deadline := time.Now().Add(drainLimit)
+	var claimedSince time.Time
 	for {
 		head, ok := leaderHead(e)
 		var n int64
@@ -342,10 +347,22 @@ func (r *centralRun) collect(ctx context.Context, e *env) *CentralEvidence {
 			out.DrainedAt = time.Now()
 			break
 		}
+		switch wm, wok := leaderWatermark(e); {
+		case !ok || !wok || wm < head:
+			claimedSince = time.Time{}
+		case claimedSince.IsZero():
+			claimedSince = time.Now()
+		case time.Since(claimedSince) > time.Second:
+			return r.read(ctx, conn, e, out)
+		}
 		if time.Now().After(deadline) || !sleepUntil(ctx, time.Now().Add(100*time.Millisecond)) {
 			break
 		}
 	}
+	return r.read(ctx, conn, e, out)
+}
+
+func (r *centralRun) read(ctx context.Context, conn *pgx.Conn, e *env, out *CentralEvidence) *CentralEvidence {
 	// Read until the head did not move while reading (bounded).
 	for attempt := 0; attempt < 3; attempt++ {
 		before, _ := leaderHead(e)
@@ -360,6 +377,15 @@ func (r *centralRun) collect(ctx context.Context, e *env) *CentralEvidence {
 		}
 	}
 	return out
+}
+
+func leaderWatermark(e *env) (uint64, bool) {
+	lead := e.c.LeaderNode()
+	if lead == nil {
+		return 0, false
+	}
+	w, err := lead.Service().ExportWatermark()
+	return w, err == nil
 }
 
 func leaderHead(e *env) (uint64, bool) {

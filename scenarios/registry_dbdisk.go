@@ -209,6 +209,11 @@ type extEnv struct {
 	disks   *chaos.Disks
 	mu      sync.Mutex
 	samples []ExtSample
+	// The sampler runs past the traffic and settle, through collect's wait
+	// for the export to drain (export_drained judges that wait).
+	stopSampling chan struct{}
+	sampling     sync.WaitGroup
+	stopOnce     sync.Once
 }
 
 // setupExt prepares the database and disks and adds them to cfg.
@@ -234,9 +239,22 @@ func setupExt(ctx context.Context, sc *Scenario, cfg *cluster.LocalConfig) (*ext
 }
 
 func (x *extEnv) close() {
-	if x != nil && x.central != nil {
+	if x == nil {
+		return
+	}
+	x.stop()
+	if x.central != nil {
 		x.central.close()
 	}
+}
+
+func (x *extEnv) stop() {
+	x.stopOnce.Do(func() {
+		if x.stopSampling != nil {
+			close(x.stopSampling)
+		}
+	})
+	x.sampling.Wait()
 }
 
 // ready runs after the cluster is up and tuned, before the clock starts.
@@ -247,11 +265,21 @@ func (x *extEnv) ready(ctx context.Context, e *env) error {
 	return x.central.waitMigrated(ctx, e)
 }
 
-// observe samples until ctx ends.
-func (x *extEnv) observe(ctx context.Context, e *env) {
+// observe starts the sampler, which runs until collect (or close) stops
+// it; it returns at once.
+func (x *extEnv) observe(_ context.Context, e *env) {
 	if x == nil {
 		return
 	}
+	x.stopSampling = make(chan struct{})
+	x.sampling.Add(1)
+	go func() {
+		defer x.sampling.Done()
+		x.sample(e)
+	}()
+}
+
+func (x *extEnv) sample(e *env) {
 	t := time.NewTicker(extSampleEvery)
 	defer t.Stop()
 	for {
@@ -276,7 +304,7 @@ func (x *extEnv) observe(ctx context.Context, e *env) {
 		x.samples = append(x.samples, s)
 		x.mu.Unlock()
 		select {
-		case <-ctx.Done():
+		case <-x.stopSampling:
 			return
 		case <-t.C:
 		}
@@ -292,6 +320,7 @@ func (x *extEnv) collect(ctx context.Context, e *env, _ *Evidence) *ExtEvidence 
 	if x.central != nil {
 		out.Central = x.central.collect(ctx, e)
 	}
+	x.stop()
 	x.mu.Lock()
 	out.Samples = append([]ExtSample(nil), x.samples...)
 	x.mu.Unlock()
