@@ -193,13 +193,9 @@ func (f *DiskFault) Inject(context.Context) error {
 }
 
 func (f *DiskFault) inject() error {
-	slot, err := f.c.resolveSlot(f.spec)
+	slot, n, err := f.c.runningSlot(f.spec)
 	if err != nil {
 		return err
-	}
-	n := f.c.Local.Node(slot)
-	if n == nil {
-		return fmt.Errorf("node n%d is not running", slot+1)
 	}
 	inj := f.disks.Injector(slot)
 	if inj == nil {
