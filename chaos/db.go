@@ -224,6 +224,12 @@ func (f *DBToxic) Inject(ctx context.Context) error {
 	}
 	f.on = true
 	took, perr := f.db.Probe(ctx, probeTimeout+f.minWait)
+	for i := 0; i < 5 && f.minWait > 0 && perr != nil && took < f.minWait; i++ {
+		// Refused at once: another fault has the database away right now
+		// (e.g. an outage ending as the slowness begins). Probe again.
+		time.Sleep(100 * time.Millisecond)
+		took, perr = f.db.Probe(ctx, probeTimeout+f.minWait)
+	}
 	var hit bool
 	var why string
 	switch {
