@@ -156,9 +156,10 @@ func (d *Disks) crash(slot int) error {
 // restarts it on the rest, as an operator restarts a node after replacing
 // a disk controller.
 //
-// While an error fault is on, the fault watches the node's /readyz and
-// records the first refusal ("observed" event, the body as detail): the
-// node must say why it stopped taking writes.
+// While the fault is on, it watches the node's /readyz and records the
+// first refusal ("observed" event, the body as detail): under an error
+// fault the node must say why it stopped taking writes; under a slow disk
+// it must not refuse at all.
 type DiskFault struct {
 	record
 	c       *Cluster
@@ -205,10 +206,8 @@ func (f *DiskFault) inject() error {
 	f.setTarget("n" + strconv.Itoa(slot+1))
 	f.before = inj.Hits()
 	inj.Set(f.mode, f.latency)
-	if f.failing() {
-		f.stopWatch, f.watchDone = make(chan struct{}), make(chan struct{})
-		go f.watch("http://" + n.APIAddr() + "/readyz")
-	}
+	f.stopWatch, f.watchDone = make(chan struct{}), make(chan struct{})
+	go f.watch("http://" + n.APIAddr() + "/readyz")
 	return nil
 }
 

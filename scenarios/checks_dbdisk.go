@@ -231,19 +231,30 @@ func expectExportDrained(ev *Evidence, x ExpectWithin) CheckResult {
 func expectDiskRefused(ev *Evidence, x ExpectDiskRefused) CheckResult {
 	name := "disk_refused"
 	var seen []string
+	faults := 0
 	for _, f := range ev.Faults {
 		if !isDiskFault(f.Spec.Kind) {
 			continue
 		}
+		faults++
 		for _, e := range f.Events {
 			if e.Action != "observed" {
 				continue
 			}
 			seen = append(seen, e.Detail)
-			if strings.Contains(e.Detail, "storage failed") && strings.Contains(e.Detail, x.Reason) {
+			if !x.Never && strings.Contains(e.Detail, "storage failed") && strings.Contains(e.Detail, x.Reason) {
 				return result(name, fmt.Sprintf("%s: %s", e.Target, clipString(e.Detail, 300)), nil)
 			}
 		}
+	}
+	if x.Never {
+		if faults == 0 {
+			return result(name, "", []string{"no disk fault to judge"})
+		}
+		if len(seen) > 0 {
+			return result(name, "", []string{fmt.Sprintf("the node refused readiness under a fault it should ride out: %q", seen)})
+		}
+		return result(name, fmt.Sprintf("stayed ready under %d disk fault(s)", faults), nil)
 	}
 	if len(seen) == 0 {
 		return result(name, "", []string{"the node under the disk fault never refused readiness"})

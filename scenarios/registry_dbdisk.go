@@ -118,9 +118,11 @@ type ExpectExportLag struct {
 }
 
 // ExpectDiskRefused: the node under a disk fault stopped being ready and
-// said why: its /readyz answer names the storage failure and Reason.
+// said why: its /readyz answer names the storage failure and Reason. With
+// Never, the opposite: the node stayed ready throughout (a slow disk).
 type ExpectDiskRefused struct {
 	Reason string `yaml:"reason"`
+	Never  bool   `yaml:"never"`
 }
 
 // validateExt validates an expectation of this file; handled is false for
@@ -145,8 +147,8 @@ func (e Expect) validateExt(s *Scenario) (handled bool, err error) {
 		return true, fmt.Errorf("within is required")
 	case e.ExportLag != nil && e.ExportLag.MinEvents == 0 && !e.ExportLag.Failing:
 		return true, fmt.Errorf("export_lag: say what must show (min_events, failing)")
-	case e.DiskRefused != nil && e.DiskRefused.Reason == "":
-		return true, fmt.Errorf("disk_refused: reason is required")
+	case e.DiskRefused != nil && (e.DiskRefused.Reason == "") == !e.DiskRefused.Never:
+		return true, fmt.Errorf("disk_refused: want a reason, or never: true")
 	}
 	return true, nil
 }
