@@ -255,9 +255,11 @@ func (f *DiskFault) Undo(context.Context) error {
 	err := f.restart()
 	detail := ""
 	if f.failing() && err == nil {
-		detail = fmt.Sprintf("n%d restarted on its synced data", f.slot+1)
+		detail = fmt.Sprintf("n%d restarted on its synced data (stop and restart took %v)", f.slot+1, time.Since(start).Round(time.Millisecond))
 	}
-	f.addAt(start, "undo", false, detail, err)
+	// Recorded once the node runs again (the stop drains the API for up
+	// to 5 s): catching up is timed from here.
+	f.add("undo", false, detail, err)
 	f.add("effect", hits > 0, fmt.Sprintf("%d WAL operations hit (%s)", hits, f.mode), nil)
 	f.inj = nil
 	return err
