@@ -163,9 +163,10 @@ func (f *DBDown) Undo(ctx context.Context) error {
 	f.done = false
 	start := time.Now()
 	err := up(ctx, f.db, f.mode)
-	// Recorded when the database answers again (not when the restart
-	// began): that is when "the database returned" for the export.
-	f.add("undo", false, "back after "+time.Since(start).Round(time.Millisecond).String(), err)
+	// Recorded as of the restart's start: the database may take its first
+	// connections (and the exporter drain the backlog) before our probe
+	// sees it answer, so only then is a backlog certain to be waiting.
+	f.addAt(start, "undo", false, "", err)
 	return err
 }
 
@@ -345,8 +346,9 @@ func (f *DBFlap) Undo(ctx context.Context) error {
 	close(f.stop)
 	<-f.done
 	f.stop = nil
+	start := time.Now()
 	err := up(ctx, f.db, DBUnreachable)
-	f.add("undo", false, "", err)
+	f.addAt(start, "undo", false, "", err)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.add("effect", f.hits > 0, fmt.Sprintf("%d down phases, %d probed down", f.cycles, f.hits), nil)
