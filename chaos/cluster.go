@@ -111,6 +111,19 @@ func (c *Cluster) resolveSlot(target string) (int, error) {
 	return -1, fmt.Errorf("unknown node target %q (leader, follower, n1..n%d)", target, size)
 }
 
+// runningSlot resolves target to a slot whose node is running.
+func (c *Cluster) runningSlot(target string) (int, *cluster.Node, error) {
+	slot, err := c.resolveSlot(target)
+	if err != nil {
+		return -1, nil, err
+	}
+	n := c.Local.Node(slot)
+	if n == nil {
+		return -1, nil, fmt.Errorf("node n%d is not running", slot+1)
+	}
+	return slot, n, nil
+}
+
 // ValidNodeTarget reports whether target names a node of a size-node
 // cluster (checked when a scenario file is loaded).
 func ValidNodeTarget(target string, size int) bool {

@@ -89,13 +89,9 @@ func (f *WipeRejoin) Inject(ctx context.Context) error {
 }
 
 func (f *WipeRejoin) inject(ctx context.Context) error {
-	slot, err := f.c.resolveSlot(f.spec)
+	slot, n, err := f.c.runningSlot(f.spec)
 	if err != nil {
 		return err
-	}
-	n := f.c.Local.Node(slot)
-	if n == nil {
-		return fmt.Errorf("node n%d is not running", slot+1)
 	}
 	f.slot, f.oldID = slot, n.ID()
 	f.setTarget("n" + strconv.Itoa(slot+1))

@@ -868,6 +868,14 @@ func (n *Node) shutdown(err error) {
 	n.appendWG.Wait()
 	n.mu.Lock()
 	n.stopErr = err
+	// A stopped node leads nothing and knows no leader: a leader whose disk
+	// failed must not go on claiming leadership (to routing, status and
+	// chaos) while the others elect a new one.
+	if n.lead.IsLeader || n.lead.LeaderID != 0 {
+		n.lead = txswitch.Leadership{Term: n.lead.Term}
+		close(n.leaderCh)
+		n.leaderCh = make(chan struct{})
+	}
 	ws := n.waiters
 	rs := n.reads
 	n.waiters = make(map[propKey]*waiter)

@@ -29,6 +29,8 @@ type env struct {
 	// the other.
 	t tierCluster
 	p *chaos.ProcCluster
+	// ext runs the central database and disks (nil-safe when unused).
+	ext *extEnv
 }
 
 // redirectMethods complete asynchronously at the simulated PSPs, as the

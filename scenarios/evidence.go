@@ -31,6 +31,9 @@ type Evidence struct {
 	Observations []Observation
 	// Members is the raft membership size at the end (0: unknown).
 	Members int
+	// Ext is what the central database and disk extensions collected
+	// (nil when the scenario uses neither).
+	Ext *ExtEvidence `json:"ext,omitempty"`
 }
 
 // FaultRun is one scheduled fault and what its injector recorded.

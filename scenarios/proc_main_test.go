@@ -9,5 +9,6 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	removeBuiltBinary()
+	ShutdownCentral() // no PostgreSQL outlives the test binary
 	os.Exit(code)
 }

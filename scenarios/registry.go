@@ -229,14 +229,23 @@ func (s *Scenario) validate() error {
 		return fmt.Errorf("a mutant fault needs expect_fail: the scenario exists to prove a check fails")
 	}
 	for i, e := range s.Expect {
+		if handled, err := e.validateExt(s); handled {
+			if err != nil {
+				return fmt.Errorf("expect[%d]: %w", i, err)
+			}
+			continue
+		}
 		if err := e.validate(s); err != nil {
 			return fmt.Errorf("expect[%d]: %w", i, err)
 		}
 	}
 	for _, c := range s.ExpectFail {
-		if !slices.Contains(AlwaysOn, c) && !slices.Contains(expectNames, c) {
+		if !slices.Contains(AlwaysOn, c) && !slices.Contains(expectNames, c) && !slices.Contains(extChecks, c) {
 			return fmt.Errorf("expect_fail: unknown check %q", c)
 		}
+	}
+	if err := validateExt(s); err != nil {
+		return err
 	}
 	if s.Settle == 0 {
 		s.Settle = Duration(10 * time.Second)

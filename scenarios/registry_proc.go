@@ -48,7 +48,12 @@ func init() {
 // validateTier checks the topology's tier.
 func (t *Topology) validateTier() error {
 	switch t.Tier {
-	case "", tierInProcess, tierProcess:
+	case tierProcess:
+		if t.CentralDB {
+			return fmt.Errorf("topology.central_db: the process tier has no central database yet; use the in_process tier")
+		}
+		return nil
+	case "", tierInProcess:
 		return nil
 	}
 	return fmt.Errorf("topology.tier %q: want %s or %s", t.Tier, tierInProcess, tierProcess)

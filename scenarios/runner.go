@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txswitch/txswitch/chaos"
+	"github.com/txswitch/txswitch/cmd/cluster"
 	"github.com/txswitch/txswitch/providers/sim"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
@@ -155,6 +156,7 @@ func RunAll(ctx context.Context, scs []Scenario, opts Options) []Result {
 		})
 	}
 	wg.Wait()
+	ShutdownCentral()
 	return results
 }
 
@@ -193,9 +195,13 @@ func judge(sc *Scenario, ev *Evidence) []CheckResult {
 		out = append(out, alwaysOn[name](ev))
 	}
 	for _, e := range sc.Expect {
+		if r, ok := e.checkExt(ev); ok {
+			out = append(out, r)
+			continue
+		}
 		out = append(out, e.check(ev))
 	}
-	return out
+	return append(out, extAlwaysOn(sc, ev)...)
 }
 
 // verdict: every check passes, except that a scenario with expect_fail
@@ -230,18 +236,30 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	if log == nil {
 		log = zap.NewNop()
 	}
-	t, c, p, err := startTier(ctx, sc, seed, log)
+	// The central database and disks are prepared in the in-process
+	// cluster's configuration before it starts; ext is closed after the
+	// cluster has stopped (defers run last-in first-out).
+	var ext *extEnv
+	t, c, p, err := startTier(ctx, sc, seed, log, func(lcfg *cluster.LocalConfig) error {
+		var err error
+		ext, err = setupExt(ctx, sc, lcfg)
+		return err
+	})
+	defer ext.close()
 	if err != nil {
 		return nil, err
 	}
 	phase("start")
 	defer t.close()
-	e := &env{sc: sc, seed: seed, t: t, c: c, p: p, hist: &History{}, baseBehaviour: baseBehaviour(sc.Config), admin: &http.Client{Timeout: 10 * time.Second}}
+	e := &env{sc: sc, seed: seed, t: t, c: c, p: p, hist: &History{}, baseBehaviour: baseBehaviour(sc.Config), admin: &http.Client{Timeout: 10 * time.Second}, ext: ext}
 	// Idle keep-alive connections would hold each node's graceful API
 	// shutdown for its full drain timeout: close them first (defers run
 	// last-in first-out).
 	defer e.admin.CloseIdleConnections()
 	if err := e.tune(ctx); err != nil {
+		return nil, err
+	}
+	if err := ext.ready(ctx, e); err != nil {
 		return nil, err
 	}
 	for name, s := range t.sims() {
@@ -265,6 +283,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	octx, ostop := context.WithCancel(ctx)
 	var owg sync.WaitGroup
 	owg.Go(func() { observe(octx, e, &obs, &obsMu) })
+	owg.Go(func() { ext.observe(octx, e) })
 
 	cl := newClient(e, *sc.Traffic.Retries, shapes[sc.Traffic.Shape].concurrentRetries)
 	defer cl.close()
@@ -338,6 +357,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	ev.ReadErrors = append(ev.ReadErrors, t.crashes()...)
 	ev.Timelines = readTimelines(ctx, e, sc, ev)
 	ev.Members = t.members()
+	ev.Ext = ext.collect(ctx, e, ev)
 	phase("collect")
 	return ev, nil
 }

@@ -79,6 +79,10 @@ type Scenario struct {
 type Topology struct {
 	Nodes int    `yaml:"nodes"` // default 3
 	Tier  string `yaml:"tier"`  // in_process (default) | process
+	// CentralDB gives the cluster a real PostgreSQL to export to (see
+	// central.go; in_process tier only); its scenarios also run
+	// central_exactly_once.
+	CentralDB bool `yaml:"central_db"`
 }
 
 // Tuning adjusts the routing configuration and node timers for the run:
@@ -146,6 +150,11 @@ type Expect struct {
 	OrderStatus    *ExpectFinal     `yaml:"order_status"`
 	MethodsOffered *ExpectMethods   `yaml:"methods_offered"`
 	Surcharge      *ExpectSurcharge `yaml:"surcharge"`
+	// Central database and disk expectations (judged in central.go, disk.go).
+	ExportDrained *ExpectWithin      `yaml:"export_drained"`
+	ExportLag     *ExpectExportLag   `yaml:"export_lag"`
+	DiskRefused   *ExpectDiskRefused `yaml:"disk_refused"`
+	CaughtUp      *ExpectWithin      `yaml:"caught_up"`
 }
 
 // ExpectHidden: Method was offered before the first fault, and no

@@ -264,7 +264,9 @@ func removeBuiltBinary() {
 }
 
 // startTier starts the scenario's cluster in its tier.
-func startTier(ctx context.Context, sc *Scenario, seed uint64, log *zap.Logger) (tierCluster, *chaos.Cluster, *chaos.ProcCluster, error) {
+// prep adjusts the in-process cluster's configuration once before it
+// starts (the central database and disks); the process tier has neither.
+func startTier(ctx context.Context, sc *Scenario, seed uint64, log *zap.Logger, prep func(*cluster.LocalConfig) error) (tierCluster, *chaos.Cluster, *chaos.ProcCluster, error) {
 	if sc.Topology.Tier == tierProcess {
 		bin, err := ProcessBinary()
 		if err != nil {
@@ -298,11 +300,17 @@ func startTier(ctx context.Context, sc *Scenario, seed uint64, log *zap.Logger) 
 		}
 		return procTier{p}, nil, p, nil
 	}
+	lcfg := cluster.LocalConfig{Nodes: sc.Topology.Nodes, Seed: seed,
+		TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)}
+	if prep != nil {
+		if err := prep(&lcfg); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	var l *cluster.Local
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		l, err = cluster.StartLocal(cluster.LocalConfig{Nodes: sc.Topology.Nodes, Seed: seed,
-			TickInterval: sc.Config.TickInterval.D(), ResolveEvery: sc.Config.ResolveEvery.D(), Logger: log.Named(sc.Name)})
+		l, err = cluster.StartLocal(lcfg)
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}

@@ -31,6 +31,17 @@ func (s exportSource) AdvanceExportWatermark(ctx context.Context, seq uint64) er
 func (s exportSource) IsLeader() bool              { return s.n.raft.Leadership().IsLeader }
 func (s exportSource) OutboxHead() (uint64, error) { return s.n.svc.OutboxHead() }
 
+// ExportTuning shortens the exporter's timers. The shipped defaults (a
+// breaker open 10 s, backoff up to 30 s, 30 s per batch) suit a database
+// that is down for minutes; scenarios that take it down for seconds set
+// shorter ones so that the catch-up is measured in seconds too.
+type ExportTuning struct {
+	BreakerOpen  time.Duration
+	BackoffMax   time.Duration
+	WriteTimeout time.Duration
+	PollInterval time.Duration
+}
+
 // centralDB runs the node's side of the central database: migrations (under
 // PostgreSQL's advisory lock, so nodes migrate one at a time), then the
 // exporter. Neither ever blocks a payment: a database that is down at start
@@ -47,9 +58,12 @@ func startCentral(ctx context.Context, n *Node, url string) (*centralDB, error) 
 	if err != nil {
 		return nil, fmt.Errorf("central database %s: %w", redactURL(url), err)
 	}
+	t := n.cfg.Export
 	exp, err := central.NewExporter(ctx, central.ExporterConfig{
 		Pool: pool, Source: exportSource{n}, Logger: n.log.Named("central"),
 		Registry: n.registry, BacklogAlarm: n.cfg.ExportBacklogAlarm,
+		Breaker:    central.BreakerSettings{OpenTimeout: t.BreakerOpen},
+		BackoffMax: t.BackoffMax, WriteTimeout: t.WriteTimeout, PollInterval: t.PollInterval,
 	})
 	if err != nil {
 		pool.Close()

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"github.com/txswitch/txswitch/consensus"
@@ -36,7 +37,14 @@ type LocalConfig struct {
 	APIKey, AdminToken string
 	MerchantID         string // default mer_demo
 	// CentralDB is a PostgreSQL URL every node exports to (empty: none).
-	CentralDB    string
+	CentralDB string
+	// Export tunes every node's exporter (zero: the shipped defaults).
+	Export ExportTuning
+	// FS, when set, gives slot i's filesystem (0-based) each time the slot
+	// starts or restarts (nil: the OS filesystem). Chaos uses it to put a
+	// switchable fault injector under one node's Pebble, and to restart a
+	// node on what its disk held at a crash.
+	FS           func(slot int) vfs.FS
 	Seed         uint64
 	TickInterval time.Duration
 	ResolveEvery time.Duration
@@ -125,13 +133,13 @@ func StartLocal(cfg LocalConfig) (_ *Local, err error) {
 			AdminToken: l.AdminToken, ProviderSecrets: secrets, SeedConfig: &seed,
 			TickInterval: cfg.TickInterval, ResolveEvery: cfg.ResolveEvery,
 			SnapshotEvery: cfg.SnapshotEvery, SnapshotKeep: cfg.SnapshotKeep,
-			CentralDB: cfg.CentralDB, ExportBacklogAlarm: 1_000_000,
+			CentralDB: cfg.CentralDB, ExportBacklogAlarm: 1_000_000, Export: cfg.Export,
 			Logger: cfg.Logger.Named("node" + strconv.Itoa(i+1)),
 		})
 	}
 	l.nodes = make([]*Node, cfg.Nodes)
 	for i := range l.configs {
-		if l.nodes[i], err = Start(l.configs[i]); err != nil {
+		if l.nodes[i], err = l.start(i); err != nil {
 			return nil, fmt.Errorf("start node %d: %w", i+1, err)
 		}
 	}
@@ -234,12 +242,21 @@ func (l *Local) RestartNode(i int) error {
 	if l.nodes[i] != nil {
 		return fmt.Errorf("node %d is running", i+1)
 	}
-	n, err := Start(l.configs[i])
+	n, err := l.start(i)
 	if err != nil {
 		return err
 	}
 	l.nodes[i] = n
 	return nil
+}
+
+// start starts slot i on the filesystem LocalConfig.FS gives it now.
+func (l *Local) start(i int) (*Node, error) {
+	cfg := l.configs[i]
+	if l.cfg.FS != nil {
+		cfg.FS = l.cfg.FS(i)
+	}
+	return Start(cfg)
 }
 
 // APIAddrs lists every slot's API address.

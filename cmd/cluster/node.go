@@ -69,6 +69,8 @@ type Config struct {
 	// wait for export (0: no alarm).
 	CentralDB          string
 	ExportBacklogAlarm uint64
+	// Export tunes the exporter's timers (zero fields: central's defaults).
+	Export ExportTuning
 
 	TickInterval time.Duration
 	// SnapshotEvery and SnapshotKeep are passed to consensus (0: its
