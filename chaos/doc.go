@@ -17,6 +17,13 @@
 // loopback get kill -9, SIGTERM, SIGSTOP, a wiped dir and a rejoin, and
 // toxiproxy toxics on the raft links between them (netproxy.go), so what
 // only a real process shows — fsync before the ack, a frozen leader, a
-// real TCP reset — is tested too. Central-database (PostgreSQL) faults
-// plug in as another Fault implementation; nothing here fakes them.
+// real TCP reset — is tested too.
+//
+// The central database (db.go): a real PostgreSQL behind an in-process
+// toxiproxy proxy per cluster, killed, stopped, made unreachable, slow,
+// reset or flapping. Disks (disk.go): each in-process node's Pebble on a
+// crashable filesystem under errorfs, with write errors, sync errors, a
+// full disk or slow syncs switched on and off at run time; the undo
+// restarts the node on only what its disk had synced. Nothing here fakes
+// a fault: each checks its own effect.
 package chaos
