@@ -94,9 +94,12 @@ func (c *Cluster) resolveSlot(target string) (int, error) {
 		if lead < 0 {
 			return -1, errors.New("no leader to pick a follower of")
 		}
+		// A node whose raft stopped (its disk failed) is still a running
+		// slot but no longer a follower: a fault aimed at "a follower"
+		// must hit one that is serving.
 		for k := 1; k < size; k++ {
 			i := (lead + k) % size
-			if c.Local.Node(i) != nil {
+			if n := c.Local.Node(i); n != nil && !n.Raft().Status().Stopped {
 				return i, nil
 			}
 		}

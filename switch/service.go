@@ -278,18 +278,32 @@ func (s *Svc) idemStart(c Caller, op, target string, body any) (*idemRef, *Reply
 // ---------------------------------------------------------------------------
 // Auth and config.
 
-// Authenticate maps an API key to its merchant.
-func (s *Svc) Authenticate(_ context.Context, apiKey string) (string, error) {
+// Authenticate maps an API key to its merchant. A node without a routing
+// configuration (a new member still catching up) cannot tell and answers
+// 503; a key this node does not know is confirmed through a barrier first,
+// so a node behind on configuration changes does not refuse a key the
+// cluster already accepts.
+func (s *Svc) Authenticate(ctx context.Context, apiKey string) (string, error) {
 	unauthorized := NewError(KindUnauthorized, CodeUnauthorized, "", "missing or unknown API key")
-	cfg, ok := s.m.Config()
-	if !ok || apiKey == "" {
+	if apiKey == "" {
 		return "", unauthorized
 	}
-	mc, ok := cfg.MerchantForKeyHash(HashAPIKey(apiKey))
-	if !ok {
-		return "", unauthorized
+	hash := HashAPIKey(apiKey)
+	for confirmed := false; ; confirmed = true {
+		cfg, ok := s.m.Config()
+		if !ok {
+			return "", NewError(KindUnavailable, CodeNotConfigured, "", "this node has no routing configuration yet (it is catching up); retry shortly or on another node")
+		}
+		if mc, ok := cfg.MerchantForKeyHash(hash); ok {
+			return mc.ID, nil
+		}
+		if confirmed {
+			return "", unauthorized
+		}
+		if err := s.barrier(ctx); err != nil {
+			return "", err
+		}
 	}
-	return mc.ID, nil
 }
 
 // GetConfig returns the routing configuration.
@@ -348,36 +362,52 @@ func notFound(what, id string) *Error {
 }
 
 // readOrder loads an order the caller may see.
+// readOrder and readPayment read a resource for caller c. Without barrier
+// they read this node's state as it is (writes are judged again in apply),
+// but a miss is confirmed through a barrier before it is answered: a node
+// that is behind, or a deposed leader that has not heard of the new term,
+// must not answer 404 for what the cluster has acknowledged (it answers
+// 503 when it cannot reach a quorum, and the client retries elsewhere).
 func (s *Svc) readOrder(ctx context.Context, c Caller, id string, barrier bool) (*orderRec, error) {
-	if barrier {
-		if err := s.barrier(ctx); err != nil {
+	for {
+		if barrier {
+			if err := s.barrier(ctx); err != nil {
+				return nil, err
+			}
+		}
+		o, err := loadOrder(s.store, id)
+		if err != nil {
 			return nil, err
 		}
+		if o != nil && o.MerchantID == c.MerchantID {
+			return o, nil
+		}
+		if barrier {
+			return nil, notFound("order", id)
+		}
+		barrier = true
 	}
-	o, err := loadOrder(s.store, id)
-	if err != nil {
-		return nil, err
-	}
-	if o == nil || o.MerchantID != c.MerchantID {
-		return nil, notFound("order", id)
-	}
-	return o, nil
 }
 
 func (s *Svc) readPayment(ctx context.Context, c Caller, id string, barrier bool) (*paymentRec, error) {
-	if barrier {
-		if err := s.barrier(ctx); err != nil {
+	for {
+		if barrier {
+			if err := s.barrier(ctx); err != nil {
+				return nil, err
+			}
+		}
+		p, err := loadPayment(s.store, id)
+		if err != nil {
 			return nil, err
 		}
+		if p != nil && p.MerchantID == c.MerchantID {
+			return p, nil
+		}
+		if barrier {
+			return nil, notFound("payment", id)
+		}
+		barrier = true
 	}
-	p, err := loadPayment(s.store, id)
-	if err != nil {
-		return nil, err
-	}
-	if p == nil || p.MerchantID != c.MerchantID {
-		return nil, notFound("payment", id)
-	}
-	return p, nil
 }
 
 // GetOrder returns an order with its payments.

@@ -20,6 +20,8 @@ type Log struct {
 	lead    txswitch.Leadership
 	faults  []fault
 	after   func(data []byte)
+	// barrierErr makes ReadBarrier fail (a node cut off from the quorum).
+	barrierErr error
 }
 
 type fault struct {
@@ -101,12 +103,23 @@ func (l *Log) applyLocked(data []byte) (any, error) {
 	return res[0], nil
 }
 
-// ReadBarrier returns at once: the single node's machine is always current.
+// FailBarrier makes every ReadBarrier return err (nil: succeed again), as
+// on a node that cannot reach a quorum.
+func (l *Log) FailBarrier(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.barrierErr = err
+}
+
+// ReadBarrier returns at once: the single node's machine is always current
+// (unless FailBarrier says otherwise).
 func (l *Log) ReadBarrier(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("read barrier: %w", txswitch.ErrTimeout)
 	}
-	return nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.barrierErr
 }
 
 // Leadership reports the configured view.
