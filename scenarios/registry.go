@@ -105,6 +105,8 @@ var faultKinds = map[string]faultDef{
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewPartition(e.c, f.Target, false), nil }},
 	"partition_one_way": {doc: "target cannot send raft messages (still receives)", target: targetPartition,
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewPartition(e.c, f.Target, true), nil }},
+	"message_loss": {doc: "every node drops a share (rate) of its outgoing raft messages (seeded)", target: targetNone, params: []string{"rate"},
+		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewMessageLoss(e.c, f.Rate, e.seed), nil }},
 	"mutant_double_book": {doc: "MUTANT: charge a payment a second time straight at the PSP", target: targetProvider, mutant: true,
 		build: func(e *env, f Fault) (chaos.Fault, error) {
 			return chaos.NewDoubleBook(f.Target, e.t.sims()[f.Target]), nil
