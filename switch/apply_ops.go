@@ -147,19 +147,9 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 	default:
 		return reject(KindInvalid, CodeInvalidCommand, "", "unknown outcome "+c.Outcome), nil
 	}
-	p, err := ac.loadPayment(c.PaymentID)
-	if err != nil {
-		return nil, err
-	}
-	if p == nil {
-		return reject(KindNotFound, CodePaymentNotFound, "", "payment "+c.PaymentID+" not found"), nil
-	}
-	o, err := ac.loadOrder(p.OrderID)
-	if err != nil {
-		return nil, err
-	}
-	if o == nil {
-		return nil, fmt.Errorf("payment %s: order %s missing", p.ID, p.OrderID)
+	p, o, rej, err := ac.loadPaymentAndOrder(c.PaymentID)
+	if rej != nil || err != nil {
+		return rej, err
 	}
 	d, err := ac.loadInDoubt(c.OpID)
 	if err != nil {

@@ -202,19 +202,9 @@ func opWord(op ProviderOp, capture bool) string {
 }
 
 func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
-	p, err := ac.loadPayment(c.PaymentID)
-	if err != nil {
-		return nil, err
-	}
-	if p == nil {
-		return reject(KindNotFound, CodePaymentNotFound, "", "payment "+c.PaymentID+" not found"), nil
-	}
-	o, err := ac.loadOrder(p.OrderID)
-	if err != nil {
-		return nil, err
-	}
-	if o == nil {
-		return nil, fmt.Errorf("payment %s: order %s missing", p.ID, p.OrderID)
+	p, o, rej, err := ac.loadPaymentAndOrder(c.PaymentID)
+	if rej != nil || err != nil {
+		return rej, err
 	}
 	switch c.Outcome {
 	case outcomeApproved, outcomeDeclined, outcomePending, outcomeNotFound, outcomeFailed, outcomeInDoubt:
@@ -497,4 +487,23 @@ func (ac *applyCtx) notify(c *cmdNotify) (*ApplyResult, error) {
 
 func statusReply(s string) Reply {
 	return Reply{Status: 200, Body: []byte(`{"status":"` + s + `"}`)}
+}
+
+// loadPaymentAndOrder loads a payment a command names and its order: a
+// missing payment is the command's rejection (rej), a payment without its
+// order is corrupt state (err).
+func (ac *applyCtx) loadPaymentAndOrder(paymentID string) (p *paymentRec, o *orderRec, rej *ApplyResult, err error) {
+	if p, err = ac.loadPayment(paymentID); err != nil {
+		return nil, nil, nil, err
+	}
+	if p == nil {
+		return nil, nil, reject(KindNotFound, CodePaymentNotFound, "", "payment "+paymentID+" not found"), nil
+	}
+	if o, err = ac.loadOrder(p.OrderID); err != nil {
+		return nil, nil, nil, err
+	}
+	if o == nil {
+		return nil, nil, nil, fmt.Errorf("payment %s: order %s missing", p.ID, p.OrderID)
+	}
+	return p, o, nil, nil
 }

@@ -118,19 +118,9 @@ func (s *Svc) expireOne(ctx context.Context, d InDoubt) (bool, error) {
 
 // paymentExpire applies a confirmed cancellation of an expired attempt.
 func (ac *applyCtx) paymentExpire(c *cmdPaymentExpire) (*ApplyResult, error) {
-	p, err := ac.loadPayment(c.PaymentID)
-	if err != nil {
-		return nil, err
-	}
-	if p == nil {
-		return reject(KindNotFound, CodePaymentNotFound, "", "payment "+c.PaymentID+" not found"), nil
-	}
-	o, err := ac.loadOrder(p.OrderID)
-	if err != nil {
-		return nil, err
-	}
-	if o == nil {
-		return nil, fmt.Errorf("payment %s: order %s missing", p.ID, p.OrderID)
+	p, o, rej, err := ac.loadPaymentAndOrder(c.PaymentID)
+	if rej != nil || err != nil {
+		return rej, err
 	}
 	if p.Open == nil || p.Open.N != c.Attempt || p.Status != PaymentPending {
 		return ac.lateResult(o, p, c.At, fmt.Sprintf("expiry of attempt %d", c.Attempt), sourceExpiry, string(c.Result.Outcome), c.Result.Code)
