@@ -107,6 +107,12 @@ var faultKinds = map[string]faultDef{
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewPartition(e.c, f.Target, true), nil }},
 	"message_loss": {doc: "every node drops a share (rate) of its outgoing raft messages (seeded)", target: targetNone, params: []string{"rate"},
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewMessageLoss(e.c, f.Rate, e.seed), nil }},
+	"message_delay": {doc: "every node holds a share (rate) of its raft messages up to latency (late, reordered)", target: targetNone, params: []string{"rate", "latency"},
+		build: func(e *env, f Fault) (chaos.Fault, error) {
+			return chaos.NewMessageDelay(e.c, f.Rate, f.Latency.D(), e.seed), nil
+		}},
+	"message_duplicate": {doc: "every node sends a share (rate) of its raft messages twice", target: targetNone, params: []string{"rate"},
+		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewMessageDuplicate(e.c, f.Rate, e.seed), nil }},
 	"mutant_double_book": {doc: "MUTANT: charge a payment a second time straight at the PSP", target: targetProvider, mutant: true,
 		build: func(e *env, f Fault) (chaos.Fault, error) {
 			return chaos.NewDoubleBook(f.Target, e.t.sims()[f.Target]), nil

@@ -91,6 +91,8 @@ func (c *Config) setDefaults() {
 // Stats counts messages.
 type Stats struct {
 	Sent, Dropped, Received, ReceiveDropped uint64
+	// Delayed and Duplicated count what SetShaper did.
+	Delayed, Duplicated uint64
 }
 
 // Transport is a consensus.Transport over TCP: one listener for inbound
@@ -115,7 +117,15 @@ type Transport struct {
 	rdropped atomic.Uint64
 	// filter is the fault-injection hook of SetFilter (nil: none).
 	filter atomic.Pointer[func(to uint64) bool]
+	// shaper is the fault-injection hook of SetShaper (nil: none).
+	shaper     atomic.Pointer[Shaper]
+	delayed    atomic.Uint64
+	duplicated atomic.Uint64
 }
+
+// Shaper decides, per message to a peer, whether to send it twice and how
+// long to hold it first (a fault-injection hook, see SetShaper).
+type Shaper func(to uint64) (duplicate bool, delay time.Duration)
 
 type handlerBox struct{ h consensus.Handler }
 
@@ -170,6 +180,21 @@ func (t *Transport) SetFilter(drop func(to uint64) bool) {
 	t.filter.Store(&drop)
 }
 
+// SetShaper installs a fault-injection hook that delays and duplicates
+// messages as a slow or retransmitting network would (raft must tolerate
+// late, reordered and repeated messages); nil removes it. A delayed
+// message waits in a timer, not in the loop, and is queued (or dropped
+// when the queue is full or the peer is gone) when it fires. shape runs on
+// the raft loop: it must be fast and must not block. Production code never
+// sets a shaper.
+func (t *Transport) SetShaper(shape Shaper) {
+	if shape == nil {
+		t.shaper.Store(nil)
+		return
+	}
+	t.shaper.Store(&shape)
+}
+
 // Addr is the listening address.
 func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
 
@@ -189,7 +214,8 @@ func (t *Transport) h() consensus.Handler {
 
 // Stats returns the counters.
 func (t *Transport) Stats() Stats {
-	return Stats{Sent: t.sent.Load(), Dropped: t.dropped.Load(), Received: t.received.Load(), ReceiveDropped: t.rdropped.Load()}
+	return Stats{Sent: t.sent.Load(), Dropped: t.dropped.Load(), Received: t.received.Load(), ReceiveDropped: t.rdropped.Load(),
+		Delayed: t.delayed.Load(), Duplicated: t.duplicated.Load()}
 }
 
 // Close stops every goroutine and closes every connection.
@@ -250,6 +276,10 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 	if f := t.filter.Load(); f != nil {
 		filter = *f
 	}
+	var shape Shaper
+	if s := t.shaper.Load(); s != nil {
+		shape = *s
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range msgs {
@@ -258,11 +288,44 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 			t.drop(m)
 			continue
 		}
-		select {
-		case p.q <- m:
-		default:
-			t.drop(m)
+		copies := 1
+		if shape != nil {
+			dup, delay := shape(m.GetTo())
+			if dup {
+				copies = 2
+				t.duplicated.Add(1)
+			}
+			if delay > 0 {
+				t.delayed.Add(1)
+				time.AfterFunc(delay, func() { t.enqueueLate(p, m, copies) })
+				continue
+			}
 		}
+		for range copies {
+			t.enqueueLocked(p, m)
+		}
+	}
+}
+
+// enqueueLocked queues m for p without blocking (t.mu held).
+func (t *Transport) enqueueLocked(p *peer, m *raftpb.Message) {
+	select {
+	case p.q <- m:
+	default:
+		t.drop(m)
+	}
+}
+
+// enqueueLate queues a message a shaper delayed, unless its peer is gone.
+func (t *Transport) enqueueLate(p *peer, m *raftpb.Message, copies int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed || t.peers[m.GetTo()] != p {
+		t.drop(m)
+		return
+	}
+	for range copies {
+		t.enqueueLocked(p, m)
 	}
 }
 

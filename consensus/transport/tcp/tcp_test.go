@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -332,5 +334,43 @@ func TestFilterDropsChosenPeersAndLookupFindsLiveTransports(t *testing.T) {
 	}
 	if _, ok := Lookup(addr); ok {
 		t.Fatal("a closed transport is still found by Lookup")
+	}
+}
+
+// The shaper duplicates and delays chosen messages: a duplicated one
+// arrives twice, a delayed one arrives after the undelayed one sent after
+// it (reordered), and lifting the shaper restores plain delivery.
+func TestShaperDuplicatesAndDelays(t *testing.T) {
+	a, _ := newT(t, 1, nil)
+	b, brec := newT(t, 2, nil)
+	a.AddPeer(2, b.Addr().String())
+	a.SetShaper(func(uint64) (bool, time.Duration) { return true, 0 })
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 1)})
+	waitN(t, brec, 2)
+	var slow atomic.Bool
+	slow.Store(true)
+	a.SetShaper(func(uint64) (bool, time.Duration) {
+		if slow.CompareAndSwap(true, false) {
+			return false, 200 * time.Millisecond
+		}
+		return false, 0
+	})
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 2)}) // delayed
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 3)}) // overtakes it
+	waitN(t, brec, 2)
+	a.SetShaper(nil)
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 4)})
+	waitN(t, brec, 1)
+	brec.mu.Lock()
+	var got []uint64
+	for _, m := range brec.msgs {
+		got = append(got, m.GetIndex())
+	}
+	brec.mu.Unlock()
+	if want := []uint64{1, 1, 3, 2, 4}; !slices.Equal(got, want) {
+		t.Fatalf("peer 2 got indexes %v, want %v", got, want)
+	}
+	if st := a.Stats(); st.Duplicated != 1 || st.Delayed != 1 || st.Dropped != 0 {
+		t.Fatalf("stats = %+v", st)
 	}
 }
