@@ -13,8 +13,9 @@ type stateSyncer interface {
 // snapshots as metadata only and builds an image only for a follower that
 // needs one (consensus.StateSyncer). It does not take applyMu: the store's
 // SyncState is safe concurrently with Apply, and holding the lock would
-// stall apply for the length of a sync. A store without SyncState is
-// asked for its image instead (held in memory: nothing to sync).
+// stall apply for the length of a sync. A store without SyncState holds
+// its state in memory: there is nothing to sync, and its applied index is
+// the answer.
 func (m *Machine) SyncState() (uint64, error) {
 	if s, ok := m.store.(stateSyncer); ok {
 		idx, err := s.SyncState()
@@ -23,6 +24,5 @@ func (m *Machine) SyncState() (uint64, error) {
 		}
 		return idx, nil
 	}
-	idx, _, err := m.Snapshot()
-	return idx, err
+	return m.AppliedIndex(), nil
 }
