@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txswitch/txswitch/cmd/cluster"
+	"github.com/txswitch/txswitch/internal/freeport"
 	"github.com/txswitch/txswitch/providers/sim"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
@@ -754,15 +754,9 @@ func (c *ProcCluster) joinNew(ctx context.Context) (*Proc, error) {
 	return p, nil
 }
 
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// freeAddr returns a loopback address with a free port outside the
+// ephemeral range, for a child process to bind.
+func freeAddr() (string, error) { return freeport.Addr() }
 
 func randomToken(prefix string) string {
 	b := make([]byte, 16)

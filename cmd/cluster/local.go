@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/txswitch/txswitch/consensus"
+	"github.com/txswitch/txswitch/internal/freeport"
 	"github.com/txswitch/txswitch/providers/sim"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
@@ -295,13 +295,7 @@ func orRandom(v, prefix string) string {
 	return prefix + hex.EncodeToString(b)
 }
 
-// freeAddr returns a loopback address with a port that was free a moment
-// ago. Bootstrap needs every member's address before any node starts.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
+// freeAddr returns a loopback address with a free port outside the
+// ephemeral range. Bootstrap needs every member's address before any node
+// starts.
+func freeAddr() (string, error) { return freeport.Addr() }

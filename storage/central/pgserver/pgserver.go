@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txswitch/txswitch/internal/freeport"
 )
 
 // readyTimeout bounds how long a starting server may take to accept
@@ -166,12 +167,11 @@ func (s *Server) URL(db string) string {
 func (s *Server) Port() int { return s.port }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
-		return 0, fmt.Errorf("pgserver: free port: %w", err)
+		return 0, fmt.Errorf("pgserver: %w", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return p, nil
 }
 
 // Restart starts the postmaster (again) on the same port and data directory
