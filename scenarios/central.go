@@ -342,7 +342,7 @@ func (r *centralRun) collect(ctx context.Context, e *env) *CentralEvidence {
 	for {
 		head, ok := leaderHead(e)
 		var n int64
-		qerr := conn.QueryRow(ctx, `SELECT count(*) FROM exported_events`).Scan(&n)
+		qerr := conn.QueryRow(ctx, `SELECT last_seq FROM export_progress`).Scan(&n)
 		if ok && qerr == nil && head > 0 && uint64(n) >= head {
 			out.DrainedAt = time.Now()
 			break
@@ -401,12 +401,12 @@ func readTables(ctx context.Context, conn *pgx.Conn, out *CentralEvidence) error
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ev := &out.Events
-	if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT event_id), count(DISTINCT seq), coalesce(min(seq),0), coalesce(max(seq),0) FROM exported_events`).
+	if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT event_id), count(DISTINCT seq), coalesce(min(seq),0), coalesce(max(seq),0) FROM exported_event_log`).
 		Scan(&ev.Count, &ev.DistinctIDs, &ev.DistinctSeqs, &ev.Min, &ev.Max); err != nil {
-		return fmt.Errorf("read exported_events: %w", err)
+		return fmt.Errorf("read exported_event_log: %w", err)
 	}
 	out.Gaps = nil
-	rows, err := conn.Query(ctx, `SELECT s FROM generate_series(1, $1::bigint) s WHERE NOT EXISTS (SELECT 1 FROM exported_events WHERE seq = s) ORDER BY s LIMIT 20`, ev.Max)
+	rows, err := conn.Query(ctx, `SELECT s FROM generate_series(1, $1::bigint) s WHERE NOT EXISTS (SELECT 1 FROM exported_event_log WHERE seq = s) ORDER BY s LIMIT 20`, ev.Max)
 	if err != nil {
 		return fmt.Errorf("read gaps: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 
 // checkCentralExactlyOnce judges PostgreSQL's own tables, read after the
 // export drained (DESIGN invariant 5): every outbox event exactly once and
-// none missing (exported_events holds seq 1..head, each once, under as
+// none missing (exported_event_log holds seq 1..head, each once, under as
 // many distinct ids), and the resource tables hold what the client was
 // told and what every node serves: each acknowledged order, payment and
 // refund present with its acknowledged amount, and each payment and order
@@ -32,7 +32,7 @@ func checkCentralExactlyOnce(ev *Evidence) CheckResult {
 	case head == 0:
 		v = append(v, "the outbox head is 0: nothing was exported, the check would judge nothing")
 	case e.Count != head || e.DistinctIDs != head || e.DistinctSeqs != head || e.Min != 1 || e.Max != head:
-		v = append(v, fmt.Sprintf("exported_events: %d rows, %d distinct ids, %d distinct seqs, seq %d..%d; want each of 1..%d (the outbox head) once",
+		v = append(v, fmt.Sprintf("exported_event_log: %d rows, %d distinct ids, %d distinct seqs, seq %d..%d; want each of 1..%d (the outbox head) once",
 			e.Count, e.DistinctIDs, e.DistinctSeqs, e.Min, e.Max, head))
 	}
 	if len(c.Gaps) > 0 {

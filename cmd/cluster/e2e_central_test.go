@@ -349,10 +349,10 @@ func verifyCentral(t *testing.T, l *Local, dbURL string, load *centralLoad) {
 
 	// 1. Exactly once, no gaps: seq set = 1..head.
 	var count, distinctSeq, distinctID, minSeq, maxSeq int64
-	pgRows(t, pool, `SELECT count(*), count(DISTINCT seq), count(DISTINCT event_id), coalesce(min(seq),0), coalesce(max(seq),0) FROM exported_events`,
+	pgRows(t, pool, `SELECT count(*), count(DISTINCT seq), count(DISTINCT event_id), coalesce(min(seq),0), coalesce(max(seq),0) FROM exported_event_log`,
 		func(r pgx.Rows) error { return r.Scan(&count, &distinctSeq, &distinctID, &minSeq, &maxSeq) })
 	if h := int64(head); count != h || distinctSeq != h || distinctID != h || minSeq != 1 || maxSeq != h {
-		t.Fatalf("exported_events: %d rows, %d distinct seqs, %d distinct ids, seq %d..%d; outbox head %d",
+		t.Fatalf("exported_event_log: %d rows, %d distinct seqs, %d distinct ids, seq %d..%d; outbox head %d",
 			count, distinctSeq, distinctID, minSeq, maxSeq, head)
 	}
 	if h2, _, _, ok := exportState(l); !ok || h2 != head {

@@ -169,7 +169,7 @@ func (c *demoCentral) printIntro() {
 	u, _ := url.Parse(c.url)
 	fmt.Printf(`Look at the exported rows (payments never wait for them; the summary line shows the export lag):
   %s '%s' -c 'SELECT status, count(*), sum(amount_minor) FROM payments GROUP BY status'
-  %s '%s' -c 'SELECT count(*), max(seq) FROM exported_events'
+  %s '%s' -c 'SELECT last_seq, updated_at FROM export_progress'
 `, psql, u.Redacted(), psql, u.Redacted())
 	if c.srv != nil {
 		fmt.Printf(`Take the database down and bring it back (payments continue, the export backlog grows, then catches up):

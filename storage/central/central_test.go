@@ -91,16 +91,24 @@ func eventually(t testing.TB, what string, cond func() bool) {
 // sums per merchant.
 func verifyDatabase(t testing.TB, pool *pgxpool.Pool, src *fakeSource) {
 	t.Helper()
-	ctx := context.Background()
 	head := src.Head()
-	var n, distinct, lo, hi int64
-	if err := pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT event_id), coalesce(min(seq),0), coalesce(max(seq),0) FROM exported_events`).
-		Scan(&n, &distinct, &lo, &hi); err != nil {
+	var n, distinct, lo, hi, progress int64
+	if err := pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT seq), coalesce(min(seq),0), coalesce(max(seq),0),
+		(SELECT last_seq FROM export_progress) FROM exported_event_log`).
+		Scan(&n, &distinct, &lo, &hi, &progress); err != nil {
 		t.Fatal(err)
 	}
-	if n != int64(head) || distinct != n || lo != 1 || hi != int64(head) {
-		t.Fatalf("exported_events: %d rows (%d distinct), seq %d..%d; want exactly 1..%d", n, distinct, lo, hi, head)
+	if n != int64(head) || distinct != n || lo != 1 || hi != int64(head) || progress != int64(head) {
+		t.Fatalf("exported_event_log: %d rows (%d distinct), seq %d..%d, progress %d; want exactly 1..%d", n, distinct, lo, hi, progress, head)
 	}
+	verifyRows(t, pool, src)
+}
+
+// verifyRows checks the tables' content against the source's truth: rows
+// equal to the latest resources, sums per merchant.
+func verifyRows(t testing.TB, pool *pgxpool.Pool, src *fakeSource) {
+	t.Helper()
+	ctx := context.Background()
 	orders, payments, orderSeq := src.truth()
 
 	rows, err := pool.Query(ctx, `SELECT id, status, captured_minor, refunded_minor, last_event_seq FROM orders`)
@@ -416,7 +424,7 @@ func TestReplayIsIdempotent(t *testing.T) {
 	commits.Wait()
 	stop1()
 	var inPG int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM exported_events`).Scan(&inPG); err != nil || inPG == 0 {
+	if err := pool.QueryRow(context.Background(), `SELECT last_seq FROM export_progress`).Scan(&inPG); err != nil || inPG == 0 {
 		t.Fatalf("leader 1 committed nothing: %d (%v)", inPG, err)
 	}
 	if wm, _ := src.ExportWatermark(); wm != 0 {
@@ -440,7 +448,10 @@ func TestReplayIsIdempotent(t *testing.T) {
 }
 
 // TestOutOfOrderBatchesNeverGoBackwards writes batches directly, newest
-// first, then replays older ones.
+// first, then replays older ones: the rows end at the newest state. (The
+// exporter never starts a batch above an unapplied event, which writeRows
+// relies on for its ledger; this test does, so it judges the rows and
+// that only the first write counted as new.)
 func TestOutOfOrderBatchesNeverGoBackwards(t *testing.T) {
 	pool := migratedDB(t)
 	src := newFakeSource()
@@ -451,16 +462,20 @@ func TestOutOfOrderBatchesNeverGoBackwards(t *testing.T) {
 	}
 	ctx := context.Background()
 	half := len(all) / 2
-	for _, batch := range [][]int{{half, len(all)}, {0, half}, {0, len(all)}, {10, 20}} {
+	for i, batch := range [][]int{{half, len(all)}, {0, half}, {0, len(all)}, {10, 20}} {
 		rows, _, err := decodeBatch(all[batch[0]:batch[1]])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := writeRows(ctx, pool, rows); err != nil {
+		added, err := writeRows(ctx, pool, rows)
+		if err != nil {
 			t.Fatalf("write %v: %v", batch, err)
 		}
+		if want := map[bool]int64{true: int64(len(all) - half)}[i == 0]; added != want {
+			t.Fatalf("write %v: %d events new, want %d", batch, added, want)
+		}
 	}
-	verifyDatabase(t, pool, src)
+	verifyRows(t, pool, src)
 }
 
 func TestFollowerDoesNotExport(t *testing.T) {
@@ -476,7 +491,7 @@ func TestFollowerDoesNotExport(t *testing.T) {
 		t.Fatalf("follower step: wait %v failed %v", wait, failed)
 	}
 	var n int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM exported_events`).Scan(&n); err != nil || n != 0 {
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM exported_event_log`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("follower exported %d events (%v)", n, err)
 	}
 	src.leader.Store(true)
@@ -584,7 +599,15 @@ func TestMigrationWhileExporting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := MigrateWith(ctx, pool, nil, all[:1], MigrateOptions{}); err != nil {
+	// The tables and the bookkeeping this exporter writes (0001, 0004)
+	// first; the index and check migrations (0002, 0003) run under load.
+	var first []Migration
+	for _, m := range all {
+		if m.Version == 1 || m.Version == 4 {
+			first = append(first, m)
+		}
+	}
+	if _, err := MigrateWith(ctx, pool, nil, first, MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zapcore.WarnLevel)
@@ -611,7 +634,7 @@ func TestMigrationWhileExporting(t *testing.T) {
 	if err != nil {
 		t.Fatalf("migrate under load: %v", err)
 	}
-	if len(applied) != len(all) {
+	if len(applied) != len(all)+1-len(first) {
 		t.Fatalf("applied %v under load", applied)
 	}
 	<-producing

@@ -106,21 +106,36 @@ type ExportStats struct {
 	Backlog       uint64  `json:"backlog"`              // events held in the outbox for export (= LagEvents: trimmed exactly behind the watermark)
 	BreakerState  string  `json:"breaker_state"`        // closed, half-open, open
 	LastError     string  `json:"last_error,omitempty"` // "" after a successful write
-	ExportedTotal uint64  `json:"exported_total"`       // events newly recorded in exported_events by this exporter
+	ExportedTotal uint64  `json:"exported_total"`       // events newly applied to PostgreSQL by this exporter
 }
 
 // Exporter ships the outbox to PostgreSQL, exactly once (DESIGN invariant 5).
 //
-// Exactly once, step by step: (1) read events after the Raft-replicated
-// watermark W; (2) in ONE PostgreSQL transaction upsert their rows and
-// insert their ids into exported_events; COMMIT; (3) advance W through Raft.
-// A crash between (2) and (3) — the leader dies after COMMIT — leaves W
-// behind what PostgreSQL holds, and the next leader exports the same events
-// again. That second write changes nothing: resource upserts only apply an
-// event newer than the row's last_event_seq (equal is not newer), timeline
-// rows and exported_events rows are ON CONFLICT DO NOTHING. So each event
-// appears once, and since (3) happens only after (2) commits and the outbox
-// is trimmed only behind W, no event is ever skipped.
+// Exactly once, step by step: (1) read the events after the Raft-replicated
+// watermark W; (2) in ONE PostgreSQL transaction: lock the export_progress
+// row (its last_seq P), upsert the events' rows, record the range of seqs
+// new to the database, (max(P, W), last], in exported_ranges and raise P
+// to last; COMMIT; (3) advance W through Raft to last.
+//
+// Invariant: every event <= P, and every event <= W, is applied in
+// PostgreSQL. P only rises in the transaction that applies the events up
+// to it; W only rises after such a COMMIT. So no event is ever skipped:
+// step (1) reads everything after W, and the outbox is trimmed only behind
+// W.
+//
+// A leader change mid-batch: if the old leader died before COMMIT, nothing
+// of its batch is there. If it died between (2) and (3), W is behind P and
+// the next leader writes events (W, P] again. That changes nothing: resource
+// upserts only apply an event newer than the row's last_event_seq (equal is
+// not newer), timeline and provider-attempt rows are ON CONFLICT DO NOTHING;
+// and the recorded range starts above P, so no event is counted twice. A
+// deposed leader still finishing a batch and the new leader's first batch
+// take turns on the progress row's lock; the second sees the first's P.
+// Hence exported_ranges tiles 1..P without overlap: each event once.
+//
+// (During a rolling upgrade, an exporter of the previous release records
+// events in exported_events and does not raise P; then W may pass P and the
+// range starts above W instead. exported_event_log reads both ledgers.)
 type Exporter struct {
 	cfg     ExporterConfig
 	pool    *pgxpool.Pool
@@ -497,7 +512,7 @@ func (e *Exporter) succeeded(oldWM, wm, head uint64, added uint64) {
 }
 
 // write stores one decoded batch in one transaction and returns how many
-// events were new to exported_events.
+// of its events were new to the database.
 func (e *Exporter) write(ctx context.Context, rows *batchRows) (int64, error) {
 	wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
 	defer cancel()
@@ -519,36 +534,69 @@ func (e *Exporter) warnUnknown(kinds []string) {
 	}
 }
 
-// writeRows sends every table's statement in one pipelined batch inside one
+// Statements of the export bookkeeping (migration 0004).
+const (
+	// lockProgressSQL comes first in every batch transaction: the row lock
+	// makes two exporters (a deposed leader still finishing a batch, the new
+	// one starting) take turns, so the second one's later statements see
+	// the first one's commit.
+	lockProgressSQL = `SELECT last_seq FROM export_progress WHERE id = 1 FOR UPDATE`
+	// recordRangeSQL records what this transaction newly applied (seqs
+	// above the progress row, up to the batch's last) and raises the row.
+	// The CTEs read the row as locked by lockProgressSQL; the INSERT's
+	// RETURNING says how many events were new (no row: none).
+	recordRangeSQL = `WITH old AS (SELECT last_seq FROM export_progress WHERE id = 1),
+up AS (UPDATE export_progress SET last_seq = $2, updated_at = now() WHERE id = 1 AND last_seq < $2)
+INSERT INTO exported_ranges (first_seq, last_seq)
+SELECT GREATEST(old.last_seq + 1, $1), $2 FROM old WHERE old.last_seq < $2
+RETURNING last_seq - first_seq + 1`
+)
+
+// writeRows sends the whole batch as one pipelined round trip inside one
 // transaction: a batch is all in PostgreSQL or not at all. The commit must
 // be durable when it returns (never synchronous_commit = off here): the
-// watermark advanced after it lets the outbox forget these events.
+// watermark advanced after it lets the outbox forget these events. It
+// returns how many of the batch's events were new to the database (the
+// rest were applied before, by an earlier leader).
 func writeRows(ctx context.Context, pool *pgxpool.Pool, rows *batchRows) (int64, error) {
+	if rows.first == 0 || rows.last < rows.first {
+		return 0, fmt.Errorf("write: batch without events (seq %d..%d)", rows.first, rows.last)
+	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 	var b pgx.Batch
+	b.Queue(lockProgressSQL)
 	var names []string
-	for _, rs := range append(rows.sets, rows.exported) {
+	for _, rs := range rows.sets {
 		if len(rs.rows) == 0 {
 			continue
 		}
 		b.Queue(rs.spec.sql, rs.args()...)
 		names = append(names, rs.spec.name)
 	}
+	b.Queue(recordRangeSQL, int64(rows.first), int64(rows.last))
 	br := tx.SendBatch(ctx, &b)
-	var added int64
+	var progress int64
+	if err := br.QueryRow().Scan(&progress); err != nil {
+		br.Close()
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, errors.New("lock export progress: the export_progress row is missing (see migration 0004)")
+		}
+		return 0, fmt.Errorf("lock export progress: %w", err)
+	}
 	for _, name := range names {
-		tag, err := br.Exec()
-		if err != nil {
+		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return 0, fmt.Errorf("upsert %s: %w", name, err)
 		}
-		if name == exportedTable.name {
-			added = tag.RowsAffected()
-		}
+	}
+	var added int64
+	if err := br.QueryRow().Scan(&added); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		br.Close()
+		return 0, fmt.Errorf("record exported range %d..%d after %d: %w", rows.first, rows.last, progress, err)
 	}
 	if err := br.Close(); err != nil {
 		return 0, fmt.Errorf("batch: %w", err)

@@ -153,9 +153,6 @@ var (
 		{"op", tText}, {"provider", tText}, {"attempt", tInt4}, {"latency_ms", tInt8N}, {"outcome", tText},
 		{"code", tText}, {"at", tTime},
 	}}).build()
-	exportedTable = (&tableSpec{name: "exported_events", conflict: "event_id", cols: []column{
-		{"event_id", tText}, {"seq", tInt8}, {"kind", tText},
-	}}).build()
 )
 
 // rowSet collects one table's rows of a batch, keyed so that within a batch
@@ -233,22 +230,20 @@ func (r *rowSet) args() []any {
 
 // batchRows is a decoded batch, ready to write.
 type batchRows struct {
-	sets     []*rowSet // in write order
-	exported *rowSet
-	byName   map[string]*rowSet
+	sets   []*rowSet // in write order
+	byName map[string]*rowSet
+	// first..last are the batch's event seqs (dense): the range recorded as
+	// exported, rows or not (unknown kinds have none).
+	first, last uint64
 }
 
 func newBatchRows() *batchRows {
 	b := &batchRows{byName: map[string]*rowSet{}}
 	for _, spec := range []*tableSpec{merchantsTable, ordersTable, orderLinesTable, paymentsTable,
-		capturesTable, refundsTable, timelineTable, attemptsTable, exportedTable} {
+		capturesTable, refundsTable, timelineTable, attemptsTable} {
 		rs := newRowSet(spec)
 		b.byName[spec.name] = rs
-		if spec == exportedTable {
-			b.exported = rs
-		} else {
-			b.sets = append(b.sets, rs)
-		}
+		b.sets = append(b.sets, rs)
 	}
 	return b
 }
@@ -260,9 +255,9 @@ func optString(s string) *string {
 	return &s
 }
 
-// decodeBatch turns outbox events into rows. Unknown kinds are still
-// recorded in exported_events (they were delivered; a newer release's kinds
-// are loaded once this exporter knows them — see README).
+// decodeBatch turns outbox events (dense in seq) into rows. Unknown kinds
+// are still recorded as exported (they were delivered; a newer release's
+// kinds are loaded once this exporter knows them — see README).
 func decodeBatch(events []txswitch.OutboxEvent) (*batchRows, []string, error) {
 	b := newBatchRows()
 	var unknown []string
@@ -275,7 +270,9 @@ func decodeBatch(events []txswitch.OutboxEvent) (*batchRows, []string, error) {
 				return nil, nil, fmt.Errorf("event %s (seq %d, kind %s): %w: %v", ev.ID, ev.Seq, ev.Kind, errBadEvent, err)
 			}
 		}
-		b.exported.put(ev.ID, ev.Seq, ev.ID, int64(ev.Seq), ev.Kind)
+	}
+	if len(events) > 0 {
+		b.first, b.last = events[0].Seq, events[len(events)-1].Seq
 	}
 	return b, unknown, nil
 }
