@@ -51,6 +51,9 @@ type BenchResult struct {
 	// CPUPerOp is the process CPU time of the measured period divided by
 	// Ops (0 without ops).
 	CPUPerOp time.Duration
+	// DBCPUPerOp is the central database server's CPU time of the measured
+	// period divided by Ops (0 when not measured).
+	DBCPUPerOp time.Duration
 	// Extra holds further measurements (fsyncs/s, pay-call percentiles).
 	Extra map[string]string
 }
@@ -654,6 +657,10 @@ const (
 
 // PaymentsBenchConfig configures BenchPayments.
 type PaymentsBenchConfig struct {
+	// DBCPU, when set, reads the central database server's CPU time so far
+	// (it shares the machine's cores): the result then has DBCPUPerOp.
+	DBCPU func() time.Duration
+
 	// Dir holds the nodes' data dirs (default: a temp dir, removed after).
 	Dir     string
 	Clients int // default 512
@@ -800,11 +807,15 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 			return BenchResult{}, err
 		}
 	}
+	dbCPU := func() time.Duration { return 0 }
+	if cfg.DBCPU != nil {
+		dbCPU = cfg.DBCPU
+	}
 	measuring.Store(true)
-	start, cpu0 := time.Now(), processCPU()
+	start, cpu0, db0 := time.Now(), processCPU(), dbCPU()
 	sleepErr := sleepCtx(ctx, cfg.Duration)
 	measuring.Store(false)
-	elapsed, cpu := time.Since(start), processCPU().sub(cpu0)
+	elapsed, cpu, db := time.Since(start), processCPU().sub(cpu0), dbCPU()-db0
 	close(stop)
 	wg.Wait()
 	if sleepErr != nil {
@@ -812,6 +823,10 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 	}
 	res, _ := mergeRecorders("payments create+pay", settings, recs, elapsed)
 	reportCPU(&res, cpu, elapsed, "payment")
+	if cfg.DBCPU != nil && res.Ops > 0 {
+		res.DBCPUPerOp = db / time.Duration(res.Ops)
+		res.Extra["central db cpu/payment"] = fmt.Sprintf("%v (%.2f cores)", res.DBCPUPerOp.Round(time.Microsecond), db.Seconds()/elapsed.Seconds())
+	}
 	payRes, _ := mergeRecorders("", nil, payRecs, elapsed)
 	res.Extra["pay call latency"] = fmt.Sprintf("p50 %v  p90 %v  p99 %v  max %v",
 		payRes.P50.Round(time.Microsecond), payRes.P90.Round(time.Microsecond), payRes.P99.Round(time.Microsecond), payRes.Max.Round(time.Microsecond))

@@ -27,6 +27,9 @@ func reportBench(b *testing.B, res BenchResult) {
 	b.ReportMetric(float64(res.P99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(res.Max.Microseconds())/1000, "max-ms")
 	b.ReportMetric(float64(res.CPUPerOp.Microseconds()), "cpu-us/op")
+	if res.DBCPUPerOp > 0 {
+		b.ReportMetric(float64(res.DBCPUPerOp.Microseconds()), "db-cpu-us/op")
+	}
 	errs := 0
 	for _, n := range res.Errors {
 		errs += n

@@ -684,7 +684,9 @@ func TestE2ECentralSlowDatabase(t *testing.T) {
 // BenchmarkPaymentsCentral runs BenchPayments without and with the export
 // to a private PostgreSQL, same settings otherwise, to measure what the
 // export costs the payments (the target: within 10 %). Run with
-// -benchtime 1x -count 2 -cluster.bench.clients 64.
+// -benchtime 1x -count 2 -cluster.bench.clients 64. With the export it
+// also reports db-cpu-us/op, PostgreSQL's CPU per payment on the same
+// cores (cpu-us/op is the switch process alone).
 func BenchmarkPaymentsCentral(b *testing.B) {
 	TuneGC() // as txswitch bench and a node run
 	for _, export := range []bool{false, true} {
@@ -698,12 +700,12 @@ func BenchmarkPaymentsCentral(b *testing.B) {
 				srv = pgtest.NewServer(b)
 			}
 			for b.Loop() {
-				var url string
+				cfg := PaymentsBenchConfig{Dir: b.TempDir(), Clients: *benchClients, Duration: *benchDuration, Target: TargetLeader}
 				if srv != nil {
-					url = srv.NewDatabase(b) // a fresh outbox needs a fresh database
+					cfg.CentralDB = srv.NewDatabase(b) // a fresh outbox needs a fresh database
+					cfg.DBCPU = srv.CPUTime
 				}
-				res, err := BenchPayments(context.Background(), PaymentsBenchConfig{Dir: b.TempDir(),
-					Clients: *benchClients, Duration: *benchDuration, Target: TargetLeader, CentralDB: url})
+				res, err := BenchPayments(context.Background(), cfg)
 				if err != nil {
 					b.Fatal(err)
 				}
