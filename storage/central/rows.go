@@ -295,8 +295,8 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 		}
 		b.byName["merchants"].put(m.ID, ev.Seq, m.ID, m.Name, seq)
 	case KindOrder:
-		var o txswitch.Order
-		if err := json.Unmarshal(ev.Resource, &o); err != nil {
+		o, err := txswitch.DecodeOrder(ev.Resource)
+		if err != nil {
 			return err
 		}
 		if o.ID == "" {
@@ -314,8 +314,8 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 			b.putPayment(ev, &o.Payments[i])
 		}
 	case KindPayment:
-		var p txswitch.Payment
-		if err := json.Unmarshal(ev.Resource, &p); err != nil {
+		p, err := txswitch.DecodePayment(ev.Resource)
+		if err != nil {
 			return err
 		}
 		if p.ID == "" {
@@ -341,8 +341,8 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 		}
 		b.putRefund(ev, &r)
 	case KindTimeline:
-		var t txswitch.TimelineEvent
-		if err := json.Unmarshal(ev.Resource, &t); err != nil {
+		t, err := txswitch.DecodeTimelineEvent(ev.Resource)
+		if err != nil {
 			return err
 		}
 		if ev.OrderID == "" {
