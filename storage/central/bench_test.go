@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
+
+	"github.com/txswitch/txswitch/storage/central/pgtest"
 )
 
 // BenchmarkCatchUp measures the catch-up rate after an outage: 100,000
@@ -15,9 +17,14 @@ import (
 //
 //	go test -run '^$' -bench CatchUp -benchtime 3x ./storage/central/
 func BenchmarkCatchUp(b *testing.B) {
-	for _, batch := range []int{1000, 5000} {
+	for _, batch := range []int{500, 1000, 5000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			pool := migratedDB(b)
+			// A private server, so that its CPU time is this bench's alone.
+			srv := pgtest.NewServer(b)
+			pool := newPool(b, srv.NewDatabase(b))
+			if _, err := Migrate(context.Background(), pool, zap.NewNop()); err != nil {
+				b.Fatal(err)
+			}
 			proto := newFakeSource()
 			proto.produceMerchants()
 			for proto.Head() < 100_000 {
@@ -33,6 +40,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			}
 			ctx := context.Background()
 			var walBytes int64
+			var dbCPU time.Duration
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()
@@ -51,7 +59,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				lsn0 := walLSN(b, pool)
+				lsn0, cpu0 := walLSN(b, pool), srv.CPUTime()
 				b.StartTimer()
 				for {
 					if wm, _ := src.ExportWatermark(); wm == src.head {
@@ -63,6 +71,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				}
 				b.StopTimer()
 				walBytes += walDiff(b, pool, lsn0)
+				dbCPU += srv.CPUTime() - cpu0
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(len(all))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
@@ -70,6 +79,7 @@ func BenchmarkCatchUp(b *testing.B) {
 			// The database's own share of the cost (it runs on the same cores
 			// as the switch): WAL written per event exported.
 			b.ReportMetric(float64(walBytes)/float64(len(all))/float64(b.N), "wal_bytes/event")
+			b.ReportMetric(float64(dbCPU.Microseconds())/float64(len(all))/float64(b.N), "db_cpu_us/event")
 		})
 	}
 }
