@@ -47,14 +47,18 @@ func centralOutage() time.Duration {
 // exporting to it, directly or (proxyAddr set) through a proxy in front of
 // srv. It returns the cluster and the database's direct URL. Cleanup stops
 // the cluster before the server.
-func startCentralE2E(t *testing.T, srv *pgtest.Server, proxyAddr string) (*Local, string) {
+func startCentralE2E(t *testing.T, srv *pgtest.Server, proxyAddr string, tune ...ExportTuning) (*Local, string) {
 	t.Helper()
 	direct := srv.NewDatabase(t)
 	viaCluster := direct
 	if proxyAddr != "" {
 		viaCluster = strings.Replace(direct, fmt.Sprintf("127.0.0.1:%d", srv.Port()), proxyAddr, 1)
 	}
-	l, err := StartLocal(LocalConfig{Dir: t.TempDir(), ResolveEvery: 100 * time.Millisecond, CentralDB: viaCluster})
+	cfg := LocalConfig{Dir: t.TempDir(), ResolveEvery: 100 * time.Millisecond, CentralDB: viaCluster}
+	for _, x := range tune {
+		cfg.Export = x
+	}
+	l, err := StartLocal(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,7 +611,9 @@ func TestE2ECentralLeaderDiesDuringExport(t *testing.T) {
 	}
 	srv := pgtest.NewServer(t)
 	proxy := centralProxy(t, srv)
-	l, dbURL := startCentralE2E(t, srv, proxy.Listen)
+	// Batches of 1000 at most (not the whole backlog at once), so the
+	// drain takes several.
+	l, dbURL := startCentralE2E(t, srv, proxy.Listen, ExportTuning{Batch: 1000, BatchMax: 1000})
 	waitFor(t, time.Minute, "the schema to be migrated", func() bool {
 		_, _, st, ok := exportState(l)
 		return ok && st.CentralDB != "" && !strings.Contains(st.CentralDB, "not reachable")

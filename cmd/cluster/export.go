@@ -40,6 +40,9 @@ type ExportTuning struct {
 	BackoffMax   time.Duration
 	WriteTimeout time.Duration
 	PollInterval time.Duration
+	// Batch and BatchMax bound the events per transaction (see
+	// central.ExporterConfig; zero: the defaults).
+	Batch, BatchMax int
 }
 
 // centralDB runs the node's side of the central database: migrations (under
@@ -64,6 +67,7 @@ func startCentral(ctx context.Context, n *Node, url string) (*centralDB, error) 
 		Registry: n.registry, BacklogAlarm: n.cfg.ExportBacklogAlarm,
 		Breaker:    central.BreakerSettings{OpenTimeout: t.BreakerOpen},
 		BackoffMax: t.BackoffMax, WriteTimeout: t.WriteTimeout, PollInterval: t.PollInterval,
+		Batch: t.Batch, BatchMax: t.BatchMax,
 	})
 	if err != nil {
 		pool.Close()

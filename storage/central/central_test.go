@@ -399,6 +399,54 @@ func TestExportAllEventsOnce(t *testing.T) {
 	}
 }
 
+// TestBatchGrowsWithTheBacklog: behind, a batch takes the backlog up to
+// BatchMax; keeping up, Batch. Read off the ledger: one exported_ranges row
+// per transaction.
+func TestBatchGrowsWithTheBacklog(t *testing.T) {
+	for _, c := range []struct {
+		name            string
+		batch, batchMax int
+		backlog         uint64 // events before the exporter starts (about)
+		wantMaxRange    int64  // largest transaction
+	}{
+		{"backlog above BatchMax", 200, 700, 2000, 700},
+		{"BatchMax at Batch", 200, 200, 2000, 200},
+		{"backlog below Batch", 5000, 8000, 2000, 0}, // one transaction: the whole backlog
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pool := migratedDB(t)
+			src := newFakeSource()
+			src.produceMerchants()
+			for src.Head() < c.backlog {
+				src.produceOrders(10)
+			}
+			cfg := testConfig(pool, src, zap.NewNop())
+			cfg.Batch, cfg.BatchMax = c.batch, c.batchMax
+			e, err := NewExporter(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for wm, _ := src.ExportWatermark(); wm < src.Head(); wm, _ = src.ExportWatermark() {
+				if _, failed := e.step(context.Background(), 0); failed {
+					t.Fatalf("step: %+v", e.Stats())
+				}
+			}
+			var n, largest int64
+			if err := pool.QueryRow(context.Background(), `SELECT count(*), max(last_seq - first_seq + 1) FROM exported_ranges`).Scan(&n, &largest); err != nil {
+				t.Fatal(err)
+			}
+			want := c.wantMaxRange
+			if want == 0 {
+				want = int64(src.Head())
+			}
+			if largest != want || n != (int64(src.Head())+want-1)/want {
+				t.Fatalf("%d transactions, the largest %d events; want %d of at most %d for %d events", n, largest, (int64(src.Head())+want-1)/want, want, src.Head())
+			}
+			verifyDatabase(t, pool, src)
+		})
+	}
+}
+
 // TestReplayIsIdempotent covers the crash window of exactly-once: the
 // leader commits a batch to PostgreSQL and dies before the watermark
 // advances; the next leader exports the same events again.

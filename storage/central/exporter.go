@@ -59,8 +59,9 @@ type BreakerSettings struct {
 // Bounds and defaults of the exporter.
 const (
 	DefaultBatch        = 1000
+	DefaultBatchMax     = 5000
 	MaxBatch            = 10000
-	defaultPoll         = 200 * time.Millisecond
+	defaultPoll         = time.Second
 	defaultFollowerPoll = 500 * time.Millisecond
 	defaultBackoffMin   = 100 * time.Millisecond
 	defaultBackoffMax   = 30 * time.Second
@@ -72,9 +73,14 @@ type ExporterConfig struct {
 	Pool   *pgxpool.Pool // used as is and not closed by the exporter
 	URL    string        // used when Pool is nil; the exporter owns that pool
 	Source Source
-	// Batch is the most events written per transaction (default 1000, at
-	// most MaxBatch).
-	Batch  int
+	// Batch is the events read per transaction when the exporter keeps up
+	// (default 1000, at most MaxBatch). Behind, a batch takes the whole
+	// backlog up to BatchMax (default 5000, at least Batch, at most
+	// MaxBatch): fewer, larger transactions and watermark proposals, and
+	// fewer resource rows written twice because their events straddle two
+	// batches (each such row is one more non-HOT update of every index).
+	Batch    int
+	BatchMax int
 	Logger *zap.Logger
 	Clock  Clock
 	// Registry receives the txswitch_export_* metrics (optional).
@@ -83,8 +89,11 @@ type ExporterConfig struct {
 	// BacklogAlarm: a warning is logged once each time the unexported
 	// backlog rises above this many events (0: no alarm).
 	BacklogAlarm uint64
-	// PollInterval is the wait when the outbox is drained (Kick wakes the
-	// exporter early); FollowerPoll the wait while not leader.
+	// PollInterval is the wait after a batch that drained the outbox (Kick
+	// wakes the exporter early): the export lag when idle, and what the
+	// next batch accumulates meanwhile (default 1s; shorter means more,
+	// smaller transactions for the same events). FollowerPoll is the wait
+	// while not leader.
 	PollInterval time.Duration
 	FollowerPoll time.Duration
 	// BackoffMin/Max bound the capped exponential backoff (with jitter)
@@ -169,6 +178,10 @@ func NewExporter(ctx context.Context, cfg ExporterConfig) (*Exporter, error) {
 	if cfg.Batch > MaxBatch {
 		cfg.Batch = MaxBatch
 	}
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = DefaultBatchMax
+	}
+	cfg.BatchMax = min(max(cfg.BatchMax, cfg.Batch), MaxBatch)
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -325,6 +338,7 @@ var errShutdown = errors.New("exporter shutting down")
 // prepared is a batch read from the source and decoded, ready to write.
 type prepared struct {
 	after     uint64 // the watermark it was read after
+	limit     int    // the most events it was read with
 	events    []txswitch.OutboxEvent
 	rows      *batchRows
 	unknown   []string
@@ -336,9 +350,9 @@ type prepared struct {
 // exporter goroutine or, for the next batch, on one helper goroutine while
 // the current batch is being written (so the Source must allow concurrent
 // reads), which overlaps JSON decoding with the database round trips.
-func (e *Exporter) prepare(after uint64) *prepared {
-	p := &prepared{after: after}
-	p.events, p.readErr = e.src.ReadOutbox(after, e.cfg.Batch)
+func (e *Exporter) prepare(after uint64, limit int) *prepared {
+	p := &prepared{after: after, limit: limit}
+	p.events, p.readErr = e.src.ReadOutbox(after, limit)
 	if p.readErr != nil || len(p.events) == 0 {
 		return p
 	}
@@ -382,7 +396,7 @@ func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool)
 		return e.fail(fmt.Errorf("read outbox head: %w", err), failures)
 	}
 	if p == nil || p.after != wm || p.readErr != nil || len(p.events) == 0 {
-		p = e.prepare(wm)
+		p = e.prepare(wm, e.batchLimit(wm, head))
 	}
 	if p.readErr != nil {
 		return e.fail(fmt.Errorf("read outbox after %d: %w", wm, p.readErr), failures)
@@ -397,10 +411,11 @@ func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool)
 	}
 	e.warnUnknown(p.unknown)
 	first, last := p.events[0].Seq, p.events[len(p.events)-1].Seq
-	full := len(p.events) == e.cfg.Batch
+	full := len(p.events) == p.limit
 	if full {
 		ch := make(chan *prepared, 1) // buffered: the helper never blocks
-		go func() { ch <- e.prepare(last) }()
+		limit := e.batchLimit(last, head)
+		go func() { ch <- e.prepare(last, limit) }()
 		e.next = ch
 	}
 	added, err := e.breaker.Execute(func() (int64, error) { return e.write(ctx, p.rows) })
@@ -424,6 +439,16 @@ func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool)
 		return 0, false // more waiting: go on at once
 	}
 	return e.cfg.PollInterval, false
+}
+
+// batchLimit is how many events to read after wm: the backlog, within
+// [Batch, BatchMax].
+func (e *Exporter) batchLimit(wm, head uint64) int {
+	backlog := uint64(0)
+	if head > wm {
+		backlog = head - wm
+	}
+	return int(min(max(backlog, uint64(e.cfg.Batch)), uint64(e.cfg.BatchMax)))
 }
 
 func checkDense(wm uint64, events []txswitch.OutboxEvent) error {
