@@ -81,8 +81,8 @@ type ExporterConfig struct {
 	// batches (each such row is one more non-HOT update of every index).
 	Batch    int
 	BatchMax int
-	Logger *zap.Logger
-	Clock  Clock
+	Logger   *zap.Logger
+	Clock    Clock
 	// Registry receives the txswitch_export_* metrics (optional).
 	Registry *prometheus.Registry
 	Breaker  BreakerSettings
