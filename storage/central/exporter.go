@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
@@ -136,8 +137,10 @@ type ExportStats struct {
 // of its batch is there. If it died between (2) and (3), W is behind P and
 // the next leader writes events (W, P] again. That changes nothing: resource
 // upserts only apply an event newer than the row's last_event_seq (equal is
-// not newer), timeline and provider-attempt rows are ON CONFLICT DO NOTHING;
-// and the recorded range starts above P, so no event is counted twice. A
+// not newer), timeline and provider-attempt rows are ON CONFLICT DO NOTHING
+// (a batch this exporter believes fresh inserts them plainly, and a unique
+// violation sends it again with ON CONFLICT: see writeRows); and the
+// recorded range starts above P, so no event is counted twice. A
 // deposed leader still finishing a batch and the new leader's first batch
 // take turns on the progress row's lock; the second sees the first's P.
 // Hence exported_ranges tiles 1..P without overlap: each event once.
@@ -155,6 +158,11 @@ type Exporter struct {
 	breaker *gobreaker.CircuitBreaker[int64]
 	kick    chan struct{}
 	next    chan *prepared // the prefetched batch, if any (Run's goroutine only)
+	// progress is export_progress.last_seq as of this exporter's last
+	// commit (Run's goroutine only): a hint for writeRows' fresh, never
+	// relied on for correctness.
+	progress      uint64
+	progressKnown bool
 
 	mu       sync.Mutex
 	stats    ExportStats
@@ -541,11 +549,16 @@ func (e *Exporter) succeeded(oldWM, wm, head uint64, added uint64) {
 func (e *Exporter) write(ctx context.Context, rows *batchRows) (int64, error) {
 	wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
 	defer cancel()
-	added, err := writeRows(wctx, e.pool, rows)
-	if err != nil && ctx.Err() != nil {
-		return 0, fmt.Errorf("%w: %v", errShutdown, err)
+	fresh := e.progressKnown && rows.first > e.progress
+	added, progress, err := writeRows(wctx, e.pool, rows, fresh)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, fmt.Errorf("%w: %v", errShutdown, err)
+		}
+		return 0, err
 	}
-	return added, err
+	e.progress, e.progressKnown = progress, true
+	return added, nil
 }
 
 func (e *Exporter) warnUnknown(kinds []string) {
@@ -577,19 +590,39 @@ SELECT GREATEST(old.last_seq + 1, $1), $2 FROM old WHERE old.last_seq < $2
 RETURNING last_seq - first_seq + 1`
 )
 
-// writeRows sends the whole batch as one pipelined round trip inside one
+// uniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+const uniqueViolation = "23505"
+
+// writeRows writes one batch in one transaction (see writeOnce). fresh says
+// that, as far as this exporter knows, none of the batch's events is in the
+// database yet (they all follow the progress row it last committed): then
+// immutable rows are plainly INSERTed. Should one exist after all (another
+// exporter got there first), that transaction fails on the unique key and
+// the batch is written again with ON CONFLICT DO NOTHING: correctness never
+// rests on fresh. It returns how many events were new and the progress row
+// after the commit.
+func writeRows(ctx context.Context, pool *pgxpool.Pool, rows *batchRows, fresh bool) (added int64, progress uint64, err error) {
+	if fresh {
+		added, progress, err = writeOnce(ctx, pool, rows, true)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != uniqueViolation {
+			return added, progress, err
+		}
+	}
+	return writeOnce(ctx, pool, rows, false)
+}
+
+// writeOnce sends the whole batch as one pipelined round trip inside one
 // transaction: a batch is all in PostgreSQL or not at all. The commit must
 // be durable when it returns (never synchronous_commit = off here): the
-// watermark advanced after it lets the outbox forget these events. It
-// returns how many of the batch's events were new to the database (the
-// rest were applied before, by an earlier leader).
-func writeRows(ctx context.Context, pool *pgxpool.Pool, rows *batchRows) (int64, error) {
+// watermark advanced after it lets the outbox forget these events.
+func writeOnce(ctx context.Context, pool *pgxpool.Pool, rows *batchRows, fresh bool) (int64, uint64, error) {
 	if rows.first == 0 || rows.last < rows.first {
-		return 0, fmt.Errorf("write: batch without events (seq %d..%d)", rows.first, rows.last)
+		return 0, 0, fmt.Errorf("write: batch without events (seq %d..%d)", rows.first, rows.last)
 	}
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
+		return 0, 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
 	var b pgx.Batch
@@ -599,7 +632,11 @@ func writeRows(ctx context.Context, pool *pgxpool.Pool, rows *batchRows) (int64,
 		if len(rs.rows) == 0 {
 			continue
 		}
-		b.Queue(rs.spec.sql, rs.args()...)
+		sql := rs.spec.sql
+		if fresh && rs.spec.insertSQL != "" {
+			sql = rs.spec.insertSQL
+		}
+		b.Queue(sql, rs.args()...)
 		names = append(names, rs.spec.name)
 	}
 	b.Queue(recordRangeSQL, int64(rows.first), int64(rows.last))
@@ -608,26 +645,26 @@ func writeRows(ctx context.Context, pool *pgxpool.Pool, rows *batchRows) (int64,
 	if err := br.QueryRow().Scan(&progress); err != nil {
 		br.Close()
 		if errors.Is(err, pgx.ErrNoRows) {
-			return 0, errors.New("lock export progress: the export_progress row is missing (see migration 0004)")
+			return 0, 0, errors.New("lock export progress: the export_progress row is missing (see migration 0004)")
 		}
-		return 0, fmt.Errorf("lock export progress: %w", err)
+		return 0, 0, fmt.Errorf("lock export progress: %w", err)
 	}
 	for _, name := range names {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
-			return 0, fmt.Errorf("upsert %s: %w", name, err)
+			return 0, 0, fmt.Errorf("upsert %s: %w", name, err)
 		}
 	}
 	var added int64
 	if err := br.QueryRow().Scan(&added); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		br.Close()
-		return 0, fmt.Errorf("record exported range %d..%d after %d: %w", rows.first, rows.last, progress, err)
+		return 0, 0, fmt.Errorf("record exported range %d..%d after %d: %w", rows.first, rows.last, progress, err)
 	}
 	if err := br.Close(); err != nil {
-		return 0, fmt.Errorf("batch: %w", err)
+		return 0, 0, fmt.Errorf("batch: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit: %w", err)
+		return 0, 0, fmt.Errorf("commit: %w", err)
 	}
-	return added, nil
+	return added, max(uint64(progress), rows.last), nil
 }

@@ -74,6 +74,10 @@ type tableSpec struct {
 	// is newer; otherwise ON CONFLICT DO NOTHING (immutable rows).
 	guarded bool
 	sql     string
+	// insertSQL (immutable tables only) is sql without ON CONFLICT: cheaper
+	// (no speculative insertion) when none of the rows can exist yet, and
+	// failing with unique_violation if one does.
+	insertSQL string
 }
 
 func (t *tableSpec) build() *tableSpec {
@@ -94,6 +98,7 @@ func (t *tableSpec) build() *tableSpec {
 	fmt.Fprintf(&b, "INSERT INTO %s (%s)\nSELECT %s FROM unnest(%s) AS u(%s)\nON CONFLICT (%s) ",
 		t.name, strings.Join(names, ", "), strings.Join(sel, ", "), strings.Join(params, ", "), strings.Join(names, ", "), t.conflict)
 	if !t.guarded {
+		t.insertSQL = strings.TrimSuffix(b.String(), "\nON CONFLICT ("+t.conflict+") ")
 		b.WriteString("DO NOTHING")
 	} else {
 		var sets []string
