@@ -450,6 +450,49 @@ func TestBatchGrowsWithTheBacklog(t *testing.T) {
 	}
 }
 
+// TestPreviousReleaseLedger: during a rolling upgrade a previous-release
+// exporter (one exported_events row per event, export_progress untouched)
+// may lead and advance the Raft watermark past the progress row. The new
+// exporter then records its range from the watermark: exported_event_log
+// still holds every event exactly once. Simulated here by moving the first
+// part of the export from the new ledger to exported_events.
+func TestPreviousReleaseLedger(t *testing.T) {
+	pool := migratedDB(t)
+	ctx := context.Background()
+	src := newFakeSource()
+	src.produceMerchants()
+	src.produceOrders(60)
+	cfg := testConfig(pool, src, zap.NewNop())
+	e1, err := NewExporter(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for wm, _ := src.ExportWatermark(); wm < src.Head(); wm, _ = src.ExportWatermark() {
+		if _, failed := e1.step(ctx, 0); failed {
+			t.Fatalf("step: %+v", e1.Stats())
+		}
+	}
+	old := src.Head()
+	// What the previous release would have left: its ledger, no progress.
+	if _, err := pool.Exec(ctx, `INSERT INTO exported_events (event_id, seq, kind)
+		SELECT 'evt_' || s, s, 'order' FROM exported_ranges r, generate_series(r.first_seq, r.last_seq) s;
+		DELETE FROM exported_ranges; UPDATE export_progress SET last_seq = 0`); err != nil {
+		t.Fatal(err)
+	}
+
+	src.produceOrders(40)
+	e2, err := NewExporter(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runExporter(t, e2)
+	waitExported(t, e2, src.Head())
+	verifyDatabase(t, pool, src)
+	if got := e2.Stats().ExportedTotal; got != src.Head()-old {
+		t.Fatalf("the new exporter counted %d events new, want %d (after the previous release's %d)", got, src.Head()-old, old)
+	}
+}
+
 // TestReplayIsIdempotent covers the crash window of exactly-once: the
 // leader commits a batch to PostgreSQL and dies before the watermark
 // advances; the next leader exports the same events again.
