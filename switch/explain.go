@@ -83,6 +83,9 @@ const (
 	CauseAwaitingShopper   = "awaiting_shopper"
 	CauseNoPaymentAttempts = "no_payment_attempt"
 	CauseExpired           = "payment_expired"
+	// CauseCancelInDoubt: the provider did not answer a cancellation; the
+	// authorization may or may not be voided until a status inquiry says.
+	CauseCancelInDoubt = "cancellation_in_doubt"
 )
 
 // downCodes are provider error codes meaning "the provider is down".
@@ -139,6 +142,11 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 		}
 	}
 	for _, p := range ps {
+		if c := p.Cancellation; c != nil && c.Status == PaymentInDoubt {
+			add(Cause{Code: CauseCancelInDoubt, PaymentID: p.ID, Provider: p.Provider,
+				Message: fmt.Sprintf("%s gave no definite answer to the cancellation of the %s authorization; the switch is asking it whether the authorization was voided and will not send the cancellation again",
+					p.Provider, FormatMoney(p.Authorized))})
+		}
 		switch p.Status {
 		case PaymentDeclined:
 			code := "declined"
@@ -217,6 +225,9 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 	case OrderPaid:
 		return fmt.Sprintf("The order is paid: %s captured with %s at %s%s.", FormatMoney(o.Captured), settled.Method, settled.Provider, why)
 	case OrderAuthorized:
+		if c := first(CauseCancelInDoubt); c != nil {
+			return fmt.Sprintf("The order is authorized for %s, but its cancellation is in doubt: %s.", FormatMoney(o.Authorized), c.Message)
+		}
 		return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why)
 	case OrderRefunded:
 		return fmt.Sprintf("The order was paid and then fully refunded (%s).", FormatMoney(o.Refunded))

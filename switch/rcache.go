@@ -181,6 +181,11 @@ func clonePaymentResource(p Payment) Payment {
 	for i := range p.Refunds {
 		p.Refunds[i].Failure = clonePtr(p.Refunds[i].Failure)
 	}
+	if p.Cancellation != nil {
+		c := *p.Cancellation
+		c.Failure = clonePtr(c.Failure)
+		p.Cancellation = &c
+	}
 	return p
 }
 
