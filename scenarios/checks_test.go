@@ -161,6 +161,10 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 		{"in doubt after settling", CheckSettled, func(t *testing.T, ev *Evidence) {
 			ev.Final["n1"]["ord_1"].Payments[0].Status = txswitch.PaymentInDoubt
 		}, "still in_doubt"},
+		{"cancellation in doubt after settling", CheckSettled, func(t *testing.T, ev *Evidence) {
+			p := &ev.Final["n1"]["ord_1"].Payments[0]
+			p.Status, p.Captured, p.Cancellation = txswitch.PaymentAuthorized, eur(0), &txswitch.Cancellation{Attempt: 1, Status: "in_doubt"}
+		}, "pending capture, refund or cancellation"},
 		{"nothing acknowledged", CheckTrafficRan, func(t *testing.T, ev *Evidence) {
 			for i := range ev.Calls {
 				ev.Calls[i].Status = 503
@@ -195,6 +199,14 @@ func TestIdempotencyToleratesInDoubtThenFinal(t *testing.T) {
 	if r := checkIdempotency(ev); !r.Passed {
 		t.Fatalf("an in-doubt answer followed by the final one is allowed: %v", r.Violations)
 	}
+	// So is a cancel answered "cancellation in doubt", then cancelled.
+	cancelFirst := cancelCall(t, "in_doubt", 60, 70)
+	cancelRetry := cancelCall(t, "succeeded", 80, 90)
+	ev.Calls = append(ev.Calls, cancelFirst, cancelRetry)
+	if r := checkIdempotency(ev); !r.Passed {
+		t.Fatalf("a cancellation in doubt followed by the final answer is allowed: %v", r.Violations)
+	}
+	ev.Calls = ev.Calls[:3]
 	// A reused key answered 422 is the correct refusal.
 	reuse := retry
 	reuse.Seq, reuse.Start, reuse.End, reuse.Req = 3, at(60), at(70), json.RawMessage(`{"method":"x"}`)
@@ -324,6 +336,30 @@ func TestVerdictWithExpectFail(t *testing.T) {
 	}
 }
 
+// cancelled is pay_1 with a cancellation of status st ("" for none):
+// cancelled when it succeeded, still authorized otherwise.
+func cancelled(st string) txswitch.Payment {
+	if st == "succeeded" {
+		p := payment("pay_1", "ord_1", txswitch.PaymentCancelled, "psp_a", 900, 0, 0)
+		p.Authorized = eur(0)
+		p.Cancellation = &txswitch.Cancellation{Attempt: 1, Status: st}
+		return p
+	}
+	p := payment("pay_1", "ord_1", txswitch.PaymentAuthorized, "psp_a", 900, 0, 0)
+	if st != "" {
+		p.Cancellation = &txswitch.Cancellation{Attempt: 1, Status: st}
+	}
+	return p
+}
+
+func cancelCall(t *testing.T, st string, start, end int) Call {
+	return Call{Op: "cancel", Method: "POST", Key: "x", Target: "pay_1", Status: 200, Start: at(start), End: at(end), Body: js(t, cancelled(st))}
+}
+
+func readCancel(t *testing.T, st string, start, end int) Call {
+	return Call{Op: "get_payment", Method: "GET", Target: "pay_1", Status: 200, Start: at(start), End: at(end), Body: js(t, cancelled(st))}
+}
+
 func linCalls(t *testing.T, extra ...Call) []Call {
 	t.Helper()
 	created := payment("pay_1", "ord_1", txswitch.PaymentAuthorized, "psp_a", 900, 0, 0)
@@ -358,6 +394,13 @@ func TestLinearizable(t *testing.T) {
 		{"a capture cannot be undone", linCalls(t, captureCall(t, "k", 300, 0, 0, 20, 30), readCall(t, 300, 40, 50), readCall(t, 0, 60, 70)), false},
 		{"retries of one key apply once", linCalls(t, captureCall(t, "k", 300, 503, 0, 20, 30), captureCall(t, "k", 300, 201, 300, 40, 50), readCall(t, 300, 60, 70)), true},
 		{"a read showing money never captured", linCalls(t, readCall(t, 500, 40, 50)), false},
+		// The cancel of moments/charge_then_timeout/during_cancel: the
+		// provider voided but did not answer in time.
+		{"cancel answered as if nothing happened", linCalls(t, cancelCall(t, "", 20, 30), readCall(t, 0, 40, 50)), false},
+		{"cancel in doubt, then resolved as voided", linCalls(t, cancelCall(t, "in_doubt", 20, 30), readCancel(t, "in_doubt", 40, 50), readCancel(t, "succeeded", 60, 70)), true},
+		{"cancel in doubt, then resolved as not voided", linCalls(t, cancelCall(t, "in_doubt", 20, 30), readCancel(t, "failed", 60, 70), readCall(t, 0, 80, 90)), true},
+		{"a void cannot be undone", linCalls(t, cancelCall(t, "in_doubt", 20, 30), readCancel(t, "succeeded", 40, 50), readCall(t, 0, 60, 70)), false},
+		{"an acknowledged void", linCalls(t, cancelCall(t, "succeeded", 20, 30), readCancel(t, "succeeded", 40, 50)), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
