@@ -284,6 +284,13 @@ func checkMoneyAddsUp(ev *Evidence) CheckResult {
 				if lm.charges != 1 {
 					v = append(v, fmt.Sprintf("payment %s is %s but the PSP ledgers hold %d approved charges", p.ID, p.Status, lm.charges))
 				}
+				if lm.cancelled {
+					v = append(v, fmt.Sprintf("payment %s is %s but a PSP voided its authorization", p.ID, p.Status))
+				}
+			case txswitch.PaymentCancelled:
+				if lm.charges > 0 && !lm.cancelled {
+					v = append(v, fmt.Sprintf("payment %s is cancelled but the PSP ledgers hold its authorization, never voided", p.ID))
+				}
 			}
 		}
 		if o.Refunded.Value > o.Captured.Value {

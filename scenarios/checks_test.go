@@ -120,6 +120,18 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 			}
 			ev.Ledgers["psp_a"][0].Captured = false
 		}, "is declined but a PSP holds an approved charge"},
+		{"voided at the PSP, authorized at the switch", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			ev.Ledgers["psp_a"] = append(ev.Ledgers["psp_a"], sim.LedgerEntry{Seq: 2, PaymentID: "pay_1", Op: txswitch.OpCancel, Status: txswitch.OutcomeApproved})
+		}, "a PSP voided its authorization"},
+		{"cancelled at the switch, never voided at the PSP", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			for _, n := range []string{"n1", "n2"} {
+				o := ev.Final[n]["ord_1"]
+				p := &o.Payments[0]
+				p.Status, p.Captured, p.Authorized = txswitch.PaymentCancelled, eur(0), eur(0)
+				o.Captured = eur(0)
+			}
+			ev.Ledgers["psp_a"][0].Captured = false
+		}, "never voided"},
 		{"order totals do not sum", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
 			ev.Final["n1"]["ord_1"].Captured = eur(999)
 		}, "its payments sum to 1000"},
