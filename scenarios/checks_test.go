@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -422,6 +423,29 @@ func TestLinearizable(t *testing.T) {
 			r := checkLinearizable(&Evidence{Calls: tc.calls})
 			if r.Passed != tc.ok {
 				t.Fatalf("passed=%v, want %v: %s %v", r.Passed, tc.ok, r.Note, r.Violations)
+			}
+		})
+	}
+}
+
+func TestDiffering(t *testing.T) {
+	p := payment("pay_1", "ord_1", txswitch.PaymentAuthorized, "psp_a", 1000, 0, 0)
+	voided := p
+	voided.Status = txswitch.PaymentCancelled
+	cases := []struct {
+		name   string
+		n1, n2 *txswitch.Order
+		want   []string
+	}{
+		{"same", order("ord_1", p), order("ord_1", p), nil},
+		{"one node saw the resolution", order("ord_1", p), order("ord_1", voided), []string{"ord_1"}},
+		{"missing on one node", order("ord_1", p), nil, []string{"ord_1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			final := map[string]map[string]*txswitch.Order{"n1": {"ord_1": tc.n1}, "n2": {"ord_1": tc.n2}}
+			if got := differing(final, []string{"ord_1"}); !slices.Equal(got, tc.want) {
+				t.Fatalf("differing = %v, want %v", got, tc.want)
 			}
 		})
 	}
