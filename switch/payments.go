@@ -194,7 +194,7 @@ func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
 			}
 		}
 		dctx, cancel := s.detached(ctx)
-		res, err := s.proposeResult(dctx, cmdTypePaymentResult, cmd)
+		res, err := s.proposeAnywhere(dctx, cmdTypePaymentResult, cmd)
 		cancel()
 		s.done(call.Key)
 		if err != nil {

@@ -208,8 +208,9 @@ func (s *Svc) propose(ctx context.Context, typ string, cmd any) (*ApplyResult, e
 	return res, nil
 }
 
-// proposeResult records the answer of a provider call that was already
-// made. Unlike propose it does not require this node to lead: the call's
+// proposeAnywhere proposes a command any member may: the answer of a
+// provider call that was already made, a member's version report. Unlike
+// propose it does not require this node to lead: the call's
 // outcome is a fact whoever records it, apply ignores a result that comes
 // late (the next leader's resolver may have settled the attempt), and
 // recording it through the new leader answers the client instead of
@@ -217,7 +218,7 @@ func (s *Svc) propose(ctx context.Context, typ string, cmd any) (*ApplyResult, e
 // hands it over, and raft drops proposals during the transfer). A dropped
 // proposal, or none while no leader is known, never applied, so it is
 // proposed again until ctx ends.
-func (s *Svc) proposeResult(ctx context.Context, typ string, cmd any) (*ApplyResult, error) {
+func (s *Svc) proposeAnywhere(ctx context.Context, typ string, cmd any) (*ApplyResult, error) {
 	data, err := encodeCommand(typ, cmd)
 	if err != nil {
 		return nil, err
@@ -248,7 +249,7 @@ func (s *Svc) proposeResult(ctx context.Context, typ string, cmd any) (*ApplyRes
 	}
 }
 
-// The backoff of proposeResult: an election or transfer takes a few
+// The backoff of proposeAnywhere: an election or transfer takes a few
 // heartbeats.
 const (
 	resultRetryMin = 10 * time.Millisecond

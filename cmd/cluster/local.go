@@ -248,6 +248,14 @@ func (l *Local) ShutdownNode(i int) (uint64, error) {
 	return n.Shutdown()
 }
 
+// SetNodeVersions sets the cluster versions slot i claims from its next
+// start on: a test's way to restart a node on a newer (or older) binary.
+func (l *Local) SetNodeVersions(i int, r txswitch.VersionRange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.configs[i].Versions = r
+}
+
 // RestartNode starts node i again on its data dir and addresses.
 func (l *Local) RestartNode(i int) error {
 	l.mu.Lock()

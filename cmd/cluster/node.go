@@ -84,6 +84,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Failpoint is the consensus test hook (nil in production).
 	Failpoint func(name string)
+	// Versions overrides the cluster versions this node claims to run
+	// (zero: the binary's, txswitch.BinaryVersions); tests play a rolling
+	// upgrade with it.
+	Versions txswitch.VersionRange
 }
 
 // Node is one running txswitch node.
@@ -150,7 +154,11 @@ func Start(cfg Config) (_ *Node, err error) {
 
 	logStore := n.db.LogStore(cfg.Group)
 	state := n.db.StateStore(cfg.Group)
-	if n.machine, err = txswitch.NewMachine(state); err != nil {
+	versions := cfg.Versions
+	if versions == (txswitch.VersionRange{}) {
+		versions = txswitch.BinaryVersions
+	}
+	if n.machine, err = txswitch.NewMachineFor(state, versions); err != nil {
 		return nil, fmt.Errorf("load state machine: %w", err)
 	}
 	n.providers = providers.NewRegistry(providers.RegistryOptions{
@@ -216,7 +224,11 @@ func Start(cfg Config) (_ *Node, err error) {
 			n.central.run(ctx)
 		}()
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		n.versionLoop(ctx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		if err := n.api.Serve(n.apiLn); err != nil {
