@@ -16,6 +16,10 @@ type applyCtx struct {
 	b         Batch
 	bs        *batchState
 	newConfig *RoutingConfig
+	// newClusterVersion is the gate this command moved (0: none).
+	newClusterVersion int
+	// binary is what this node's binary runs (see version.go).
+	binary VersionRange
 	// loaded is this command's identity map of cached-table records: key →
 	// the live object (nil: absent). See rcache.go.
 	loaded map[string]any
@@ -87,6 +91,10 @@ func (ac *applyCtx) apply(data []byte) (*ApplyResult, error) {
 		return ac.expireIdem(c)
 	case *cmdPaymentExpire:
 		return ac.paymentExpire(c)
+	case *cmdNodeVersion:
+		return ac.nodeVersion(c)
+	case *cmdClusterVersion:
+		return ac.clusterVersion(c)
 	}
 	return reject(KindInvalid, CodeInvalidCommand, "", fmt.Sprintf("no handler for %T", cmd)), nil
 }

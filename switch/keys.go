@@ -25,6 +25,8 @@ import (
 //	m/outbox_seq                          last assigned outbox seq (8 bytes big-endian)
 //	m/watermark                           export watermark (8 bytes big-endian)
 //	m/config                              RoutingConfig JSON
+//	m/cluster_version                     the cluster version gate (8 bytes big-endian; absent: 1)
+//	m/node_version/<member id>            VersionRange JSON: what that member's binary supports
 const (
 	prefixOrder         = "o/"
 	prefixPayment       = "p/"
@@ -38,6 +40,8 @@ const (
 	keyOutboxSeq        = "m/outbox_seq"
 	keyWatermark        = "m/watermark"
 	keyConfig           = "m/config"
+	keyClusterVersion   = "m/cluster_version"
+	prefixNodeVersion   = "m/node_version/"
 )
 
 func orderKey(id string) []byte   { return []byte(prefixOrder + id) }

@@ -208,6 +208,54 @@ func (s *Svc) propose(ctx context.Context, typ string, cmd any) (*ApplyResult, e
 	return res, nil
 }
 
+// proposeAnywhere proposes a command any member may: the answer of a
+// provider call that was already made, a member's version report. Unlike
+// propose it does not require this node to lead: the call's
+// outcome is a fact whoever records it, apply ignores a result that comes
+// late (the next leader's resolver may have settled the attempt), and
+// recording it through the new leader answers the client instead of
+// leaving the payment in doubt when leadership moves (a rolling release
+// hands it over, and raft drops proposals during the transfer). A dropped
+// proposal, or none while no leader is known, never applied, so it is
+// proposed again until ctx ends.
+func (s *Svc) proposeAnywhere(ctx context.Context, typ string, cmd any) (*ApplyResult, error) {
+	data, err := encodeCommand(typ, cmd)
+	if err != nil {
+		return nil, err
+	}
+	wait := resultRetryMin
+	for {
+		v, err := s.log.Propose(ctx, data)
+		if errors.Is(err, ErrDropped) || errors.Is(err, ErrNoLeader) {
+			select {
+			case <-ctx.Done():
+				return nil, mapLogError(err)
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, resultRetryMax)
+			continue
+		}
+		if err != nil {
+			return nil, mapLogError(err)
+		}
+		res, ok := v.(*ApplyResult)
+		if !ok || res == nil {
+			return nil, fmt.Errorf("propose %s: unexpected apply result %T", typ, v)
+		}
+		if res.Err != nil {
+			return res, res.Err
+		}
+		return res, nil
+	}
+}
+
+// The backoff of proposeAnywhere: an election or transfer takes a few
+// heartbeats.
+const (
+	resultRetryMin = 10 * time.Millisecond
+	resultRetryMax = 200 * time.Millisecond
+)
+
 // detached is a context for work that must finish even if the client
 // leaves: recording a provider's answer.
 func (s *Svc) detached(ctx context.Context) (context.Context, context.CancelFunc) {
