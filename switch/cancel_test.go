@@ -1,7 +1,7 @@
 package txswitch_test
 
 import (
-	"encoding/json"
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +9,26 @@ import (
 	txswitch "github.com/txswitch/txswitch/switch"
 	"github.com/txswitch/txswitch/switch/memory"
 )
+
+// gate moves the harness's cluster version to v: its single member reports
+// the binary's versions, then the gate moves one step at a time.
+func (h *harness) gate(v int) {
+	h.t.Helper()
+	if err := h.svc.ReportVersion(h.ctx, 1); err != nil {
+		h.t.Fatalf("ReportVersion: %v", err)
+	}
+	for range v {
+		if h.m.ClusterVersion() >= v {
+			return
+		}
+		if _, err := h.svc.AdvanceClusterVersion(h.ctx, []uint64{1}); err != nil {
+			h.t.Fatalf("AdvanceClusterVersion: %v", err)
+		}
+	}
+	if got := h.m.ClusterVersion(); got < v {
+		h.t.Fatalf("cluster version %d, want %d", got, v)
+	}
+}
 
 // cancellationOf fails unless p carries a cancellation with status.
 func cancellationOf(t *testing.T, p txswitch.Payment, status string) *txswitch.Cancellation {
@@ -57,6 +77,7 @@ func TestCancelInDoubtResolved(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
+			h.gate(txswitch.VersionCancellation)
 			o, p := h.authorized()
 			h.a.Push(txswitch.OpCancel, memoryErr(timeoutErr("psp_a")))
 			r, err := h.svc.Cancel(h.ctx, caller("void-1"), p.ID)
@@ -149,6 +170,7 @@ func TestCancelInDoubtResolved(t *testing.T) {
 func TestCancelIntentResolvedByNextLeader(t *testing.T) {
 	h := newHarness(t)
 	h.log.SetLeadership(txswitch.Leadership{IsLeader: true, LeaderID: 1, Term: 1})
+	h.gate(txswitch.VersionCancellation)
 	o, p := h.authorized()
 	h.log.Fail(func(d []byte) bool { return strings.Contains(string(d), `"type":"op_intent"`) }, txswitch.ErrTimeout, true)
 	_, err := h.svc.Cancel(h.ctx, caller("void-1"), p.ID)
@@ -179,57 +201,27 @@ func TestCancelIntentResolvedByNextLeader(t *testing.T) {
 	}
 }
 
-// A cancellation that went in doubt on a node without the cancellation
-// field (a rolling upgrade: the record has pending_cancel but no
-// cancellation) decodes, and its resolution records the outcome.
-func TestCancelInDoubtFromRecordWithoutCancellation(t *testing.T) {
+// A rolling upgrade: while the cluster runs version 1 an in-doubt
+// cancellation is recorded as before (no cancellation field anywhere in
+// the state), as a version-1 member applying the same log writes it; once
+// the gate has moved, the resolution of that same cancellation records it.
+func TestCancelInDoubtAcrossTheVersionGate(t *testing.T) {
 	h := newHarness(t)
 	_, p := h.authorized()
 	h.a.Push(txswitch.OpCancel, memoryErr(timeoutErr("psp_a")))
-	if _, err := h.svc.Cancel(h.ctx, caller("void-1"), p.ID); err != nil {
-		t.Fatal(err)
+	r, err := h.svc.Cancel(h.ctx, caller("void-1"), p.ID)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("cancel: %v %d", err, r.Status)
 	}
-	idx, data, err := h.m.Snapshot()
-	if err != nil {
-		t.Fatal(err)
+	if got := decode[txswitch.Payment](t, r); got.Cancellation != nil || strings.Contains(string(r.Body), "cancellation") {
+		t.Fatalf("version 1 wrote the cancellation: %s", r.Body)
 	}
-	var img struct {
-		Index uint64      `json:"index"`
-		KV    [][2][]byte `json:"kv"`
+	// What a version-1 binary would have written: no cancellation in any
+	// record, reply or outbox event.
+	if bytes.Contains(h.store.Dump(), []byte(`cancellation\"`)) || bytes.Contains(h.store.Dump(), []byte(`"cancellation"`)) {
+		t.Fatal("the state at cluster version 1 holds a cancellation")
 	}
-	if err := json.Unmarshal(data, &img); err != nil {
-		t.Fatal(err)
-	}
-	stripped := 0
-	for i, kv := range img.KV {
-		if string(kv[0]) != "p/"+p.ID {
-			continue
-		}
-		var rec map[string]json.RawMessage
-		if err := json.Unmarshal(kv[1], &rec); err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := rec["pending_cancel"]; !ok {
-			t.Fatalf("stored payment has no pending_cancel: %s", kv[1])
-		}
-		delete(rec, "cancellation")
-		if img.KV[i][1], err = json.Marshal(rec); err != nil {
-			t.Fatal(err)
-		}
-		stripped++
-	}
-	if stripped != 1 {
-		t.Fatalf("payment record found %d times in the image", stripped)
-	}
-	if data, err = json.Marshal(img); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.m.Restore(idx, data); err != nil {
-		t.Fatal(err)
-	}
-	if got := h.payment(p.ID); got.Cancellation != nil || got.Status != txswitch.PaymentAuthorized {
-		t.Fatalf("old record read as %s %+v", got.Status, got.Cancellation)
-	}
+	h.gate(txswitch.VersionCancellation)
 	h.clock.Advance(time.Minute)
 	h.a.Push(txswitch.OpStatus, approved("v"))
 	if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 1 {

@@ -44,7 +44,9 @@ func busyHarness(t *testing.T) *harness {
 	if _, err := h.svc.CreateOrder(h.ctx, caller("o4"), orderReq(42)); err != nil {
 		t.Fatal(err)
 	}
-	// A cancellation in doubt, settled by status inquiry.
+	// A cancellation in doubt, settled by status inquiry, recorded on the
+	// payment once the gate is at VersionCancellation.
+	h.gate(txswitch.VersionCancellation)
 	_, p5 := h.authorized()
 	h.a.Push(txswitch.OpCancel, memoryErr(timeoutErr("psp_a")))
 	if _, err := h.svc.Cancel(h.ctx, caller("x5"), p5.ID); err != nil {

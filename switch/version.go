@@ -29,9 +29,15 @@ const (
 	// BinaryMinVersion..BinaryMaxVersion are the cluster versions this
 	// binary runs: it reads the formats of both and writes the newer one
 	// only once the cluster version is there. Version 1 is every format
-	// written so far.
+	// written before the gate existed; the versions after it are listed
+	// below.
 	BinaryMinVersion = 1
-	BinaryMaxVersion = 1
+	BinaryMaxVersion = VersionCancellation
+	// VersionCancellation (2): a payment record carries its cancellation
+	// (Payment.Cancellation), so a void in doubt is visible. Below it the
+	// field is not written: a version-1 member would drop it and serve
+	// the payment differently.
+	VersionCancellation = 2
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,14 +11,16 @@ import (
 )
 
 // TestRollingUpgradeMovesTheClusterVersion restarts the members of a
-// cluster one by one on a binary that runs cluster version 2, with
-// payments between the restarts: the gate stays at 1 while any member
-// runs the old binary and moves to 2 on every member once the last one is
-// upgraded. A member restarted on the old binary afterwards refuses to
-// start instead of applying formats it cannot read.
+// cluster one by one on a binary that runs the next cluster version (one
+// past this binary's), with payments between the restarts: the gate stays
+// at this binary's version while any member runs it and moves one step on
+// every member once the last one is upgraded. A member restarted on the
+// old binary afterwards refuses to start instead of applying formats it
+// cannot read.
 func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
-	oldBin := txswitch.VersionRange{Min: 1, Max: 1}
-	newBin := txswitch.VersionRange{Min: 1, Max: 2}
+	cur, next := txswitch.BinaryMaxVersion, txswitch.BinaryMaxVersion+1
+	oldBin := txswitch.VersionRange{Min: 1, Max: cur}
+	newBin := txswitch.VersionRange{Min: 1, Max: next}
 	l := startE2E(t)
 	for i := 0; i < l.Size(); i++ {
 		l.SetNodeVersions(i, oldBin) // from the next start on
@@ -37,6 +40,15 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 			t.Fatalf("payment during the upgrade: %d %s", r.Status, r.Body)
 		}
 	}
+	// A new cluster of this binary moves its gate to the binary's version.
+	waitFor(t, 20*time.Second, "the new cluster at this binary's version", func() bool {
+		for _, n := range l.Nodes() {
+			if versionsOn(n).Cluster != cur {
+				return false
+			}
+		}
+		return true
+	})
 	for i := 0; i < l.Size(); i++ {
 		if _, err := l.ShutdownNode(i); err != nil {
 			t.Fatal(err)
@@ -65,15 +77,15 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 			}
 			time.Sleep(2 * VersionCheckEvery)
 			for _, n := range l.Nodes() {
-				if v := versionsOn(n).Cluster; v != 1 {
+				if v := versionsOn(n).Cluster; v != cur {
 					t.Fatalf("after %d of %d upgrades node %d is at cluster version %d", i+1, l.Size(), n.ID(), v)
 				}
 			}
 		}
 	}
-	waitFor(t, 20*time.Second, "cluster version 2 on every member", func() bool {
+	waitFor(t, 20*time.Second, "the next cluster version on every member", func() bool {
 		for _, n := range l.Nodes() {
-			if versionsOn(n).Cluster != 2 {
+			if versionsOn(n).Cluster != next {
 				return false
 			}
 		}
@@ -87,7 +99,7 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 	}
 	l.SetNodeVersions(0, oldBin)
 	err := l.RestartNode(0)
-	if err == nil || !strings.Contains(err.Error(), "cluster version 2") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cluster version %d", next)) {
 		t.Fatalf("an old binary started on a version-2 state: %v", err)
 	}
 }
