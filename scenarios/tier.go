@@ -41,7 +41,9 @@ type tierCluster interface {
 	adminToken() string
 	sims() map[string]*sim.Server
 	// configApplied reports whether every running node applied routing
-	// configuration version v.
+	// configuration version v and the cluster version gate as far as its
+	// binary goes (a new cluster moves it within seconds of its start), so
+	// the traffic meets the formats this binary writes.
 	configApplied(v uint64) bool
 	// sample fills o's leader, term, members and open breakers.
 	sample(o *Observation)
@@ -97,7 +99,7 @@ func (t inProc) crashes() []string { return nil }
 func (t inProc) configApplied(v uint64) bool {
 	for _, n := range t.c.Running() {
 		st, err := n.NodeStatus()
-		if err != nil || st.ConfigVersion < v {
+		if err != nil || st.ConfigVersion < v || st.Versions.Cluster < st.Versions.Binary.Max {
 			return false
 		}
 	}
@@ -195,7 +197,7 @@ func (t procTier) crashes() []string { return t.p.Crashes() }
 
 func (t procTier) configApplied(v uint64) bool {
 	for _, p := range t.p.Running() {
-		if st, fresh := p.Status(); !fresh || st.ConfigVersion < v {
+		if st, fresh := p.Status(); !fresh || st.ConfigVersion < v || st.Versions.Cluster < st.Versions.Binary.Max {
 			return false
 		}
 	}
