@@ -28,10 +28,10 @@ import (
 const (
 	// BinaryMinVersion..BinaryMaxVersion are the cluster versions this
 	// binary runs: it reads the formats of both and writes the newer one
-	// only once the cluster version is there. Version 1 is every format
-	// written so far.
+	// only once the cluster version is there. Version 1 is the formats of
+	// the first release; version 2 adds order expiry (VersionOrderExpiry).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = 1
+	BinaryMaxVersion = 2
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1

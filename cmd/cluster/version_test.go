@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,18 +11,15 @@ import (
 )
 
 // TestRollingUpgradeMovesTheClusterVersion restarts the members of a
-// cluster one by one on a binary that runs cluster version 2, with
-// payments between the restarts: the gate stays at 1 while any member
-// runs the old binary and moves to 2 on every member once the last one is
-// upgraded. A member restarted on the old binary afterwards refuses to
-// start instead of applying formats it cannot read.
+// cluster one by one on a binary that runs one more cluster version than
+// this one, with payments between the restarts: the gate stays where it
+// is while any member runs the old binary and moves on every member once
+// the last one is upgraded. A member restarted on the old binary
+// afterwards refuses to start instead of applying formats it cannot read.
 func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
-	oldBin := txswitch.VersionRange{Min: 1, Max: 1}
-	newBin := txswitch.VersionRange{Min: 1, Max: 2}
+	oldBin := txswitch.BinaryVersions
+	newBin := txswitch.VersionRange{Min: oldBin.Min, Max: oldBin.Max + 1}
 	l := startE2E(t)
-	for i := 0; i < l.Size(); i++ {
-		l.SetNodeVersions(i, oldBin) // from the next start on
-	}
 	versionsOn := func(n *Node) txswitch.VersionStatus {
 		vs, err := n.Service().Versions()
 		if err != nil {
@@ -29,6 +27,15 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 		}
 		return vs
 	}
+	// A new cluster moves to its binary's newest version by itself.
+	waitFor(t, 20*time.Second, "a new cluster at this binary's version", func() bool {
+		for _, n := range l.Nodes() {
+			if versionsOn(n).Cluster != oldBin.Max {
+				return false
+			}
+		}
+		return true
+	})
 	pay := func() {
 		t.Helper()
 		addr := e2eAnyAddr(t, l, true)
@@ -65,15 +72,15 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 			}
 			time.Sleep(2 * VersionCheckEvery)
 			for _, n := range l.Nodes() {
-				if v := versionsOn(n).Cluster; v != 1 {
+				if v := versionsOn(n).Cluster; v != oldBin.Max {
 					t.Fatalf("after %d of %d upgrades node %d is at cluster version %d", i+1, l.Size(), n.ID(), v)
 				}
 			}
 		}
 	}
-	waitFor(t, 20*time.Second, "cluster version 2 on every member", func() bool {
+	waitFor(t, 20*time.Second, "the new version on every member", func() bool {
 		for _, n := range l.Nodes() {
-			if versionsOn(n).Cluster != 2 {
+			if versionsOn(n).Cluster != newBin.Max {
 				return false
 			}
 		}
@@ -87,7 +94,7 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 	}
 	l.SetNodeVersions(0, oldBin)
 	err := l.RestartNode(0)
-	if err == nil || !strings.Contains(err.Error(), "cluster version 2") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cluster version %d", newBin.Max)) {
 		t.Fatalf("an old binary started on a version-2 state: %v", err)
 	}
 }
