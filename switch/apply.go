@@ -91,6 +91,8 @@ func (ac *applyCtx) apply(data []byte) (*ApplyResult, error) {
 		return ac.expireIdem(c)
 	case *cmdPaymentExpire:
 		return ac.paymentExpire(c)
+	case *cmdOrderExpire:
+		return ac.orderExpire(c)
 	case *cmdNodeVersion:
 		return ac.nodeVersion(c)
 	case *cmdClusterVersion:
@@ -577,6 +579,11 @@ func (ac *applyCtx) createOrder(c *cmdCreateOrder) (*ApplyResult, error) {
 	if err := ac.saveOrder(o, c.At); err != nil {
 		return nil, err
 	}
+	if o.ExpiresAt != nil {
+		if err := ac.b.Set(orderExpiryKey(*o.ExpiresAt, o.ID), nil); err != nil {
+			return nil, fmt.Errorf("index order expiry: %w", err)
+		}
+	}
 	view := o.Order
 	view.Payments = []Payment{}
 	body, err := encodeOrder(&view)
@@ -685,6 +692,9 @@ func deriveOrderStatus(o *orderRec, ps []*paymentRec) string {
 		return OrderPaid
 	case capt.Value > 0 || auth.Value > 0:
 		return OrderAuthorized
+	}
+	if o.Status == OrderExpired {
+		return OrderExpired // no payment is accepted after expiry
 	}
 	for _, p := range ps {
 		if p.Status == PaymentHeldForReview {

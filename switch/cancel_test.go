@@ -10,26 +10,6 @@ import (
 	"github.com/txswitch/txswitch/switch/memory"
 )
 
-// gate moves the harness's cluster version to v: its single member reports
-// the binary's versions, then the gate moves one step at a time.
-func (h *harness) gate(v int) {
-	h.t.Helper()
-	if err := h.svc.ReportVersion(h.ctx, 1); err != nil {
-		h.t.Fatalf("ReportVersion: %v", err)
-	}
-	for range v {
-		if h.m.ClusterVersion() >= v {
-			return
-		}
-		if _, err := h.svc.AdvanceClusterVersion(h.ctx, []uint64{1}); err != nil {
-			h.t.Fatalf("AdvanceClusterVersion: %v", err)
-		}
-	}
-	if got := h.m.ClusterVersion(); got < v {
-		h.t.Fatalf("cluster version %d, want %d", got, v)
-	}
-}
-
 // cancellationOf fails unless p carries a cancellation with status.
 func cancellationOf(t *testing.T, p txswitch.Payment, status string) *txswitch.Cancellation {
 	t.Helper()

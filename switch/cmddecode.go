@@ -280,6 +280,10 @@ func (d *canonDec) createOrder() *cmdCreateOrder {
 	o.CreatedAt = d.time()
 	d.lit(`,"updated_at":`)
 	o.UpdatedAt = d.time()
+	if d.opt(`,"expires_at":`) {
+		t := d.time()
+		o.ExpiresAt = &t
+	}
 	d.lit(`}`)
 	return c
 }

@@ -328,6 +328,8 @@ func newCommand(typ string) any {
 		cmd = &cmdExpireIdem{}
 	case cmdTypePaymentExpire:
 		cmd = &cmdPaymentExpire{}
+	case cmdTypeOrderExpire:
+		cmd = &cmdOrderExpire{}
 	case cmdTypeNodeVersion:
 		cmd = &cmdNodeVersion{}
 	case cmdTypeClusterVersion:

@@ -415,6 +415,11 @@ func appendOrder(b []byte, o *Order) ([]byte, error) {
 	if b, err = appendTimeField(b, "updated_at", o.UpdatedAt); err != nil {
 		return nil, err
 	}
+	if o.ExpiresAt != nil {
+		if b, err = appendTimeField(b, "expires_at", *o.ExpiresAt); err != nil {
+			return nil, err
+		}
+	}
 	return append(b, '}'), nil
 }
 

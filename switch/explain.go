@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -187,6 +188,9 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 	if len(ps) == 0 {
 		add(Cause{Code: CauseNoPaymentAttempts, Message: "no payment has been attempted for this order"})
 	}
+	if o.Status == OrderExpired && o.ExpiresAt != nil {
+		add(Cause{Code: CauseOrderExpired, Message: fmt.Sprintf("no payment succeeded before the order expired at %s", o.ExpiresAt.UTC().Format(time.RFC3339))})
+	}
 	if causes == nil {
 		causes = []Cause{}
 	}
@@ -235,6 +239,18 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		return fmt.Sprintf("The order was paid; %s of %s has been refunded.", FormatMoney(o.Refunded), FormatMoney(o.Captured))
 	case OrderHeldForReview:
 		return "The order is not paid yet: its payment is held for manual fraud review and no provider has been asked."
+	case OrderExpired:
+		msg := "The order expired unpaid"
+		if o.ExpiresAt != nil {
+			msg += " at " + o.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		switch {
+		case len(ps) == 0:
+			return msg + ": no payment was ever attempted."
+		case last.Failure != nil:
+			return msg + "; its last payment failed: " + last.Failure.Message + "."
+		}
+		return msg + "."
 	case OrderPending:
 		if c := first(CauseInDoubt); c != nil {
 			return "The order is not paid yet: " + c.Message + "."

@@ -170,6 +170,10 @@ func cloneOrder(o *orderRec) *orderRec {
 		c.Payments[i] = clonePaymentResource(c.Payments[i])
 	}
 	c.paymentIDs = slices.Clone(o.paymentIDs)
+	if o.ExpiresAt != nil {
+		t := *o.ExpiresAt
+		c.ExpiresAt = &t
+	}
 	return &c
 }
 

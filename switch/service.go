@@ -140,6 +140,9 @@ func (s *Svc) Run(ctx context.Context) {
 			if _, err := s.ResolveInDoubt(ctx); err != nil {
 				s.logger.Warn("in-doubt resolution pass failed", zap.Error(err))
 			}
+			if _, err := s.ExpireOrders(ctx); err != nil {
+				s.logger.Warn("order expiry pass failed", zap.Error(err))
+			}
 		case <-house.C:
 			if _, err := s.ExpireIdempotency(ctx); err != nil {
 				s.logger.Warn("idempotency expiry failed", zap.Error(err))
@@ -597,6 +600,11 @@ func (s *Svc) CreateOrder(ctx context.Context, c Caller, req CreateOrderRequest)
 		ID: s.ids.New(PrefixOrder), MerchantID: c.MerchantID, Reference: req.Reference, Amount: req.Amount,
 		Customer: req.Customer, Channel: req.Channel, Lines: req.Lines,
 	}}
+	// Version 2 format: older members would drop the field (gate).
+	if s.VersionActive(VersionOrderExpiry) {
+		exp := now.Add(s.orderExpiry(c.MerchantID))
+		cmd.Order.ExpiresAt = &exp
+	}
 	res, err := s.propose(ctx, cmdTypeCreateOrder, cmd)
 	if err != nil {
 		return Reply{}, err

@@ -116,6 +116,9 @@ type Order struct {
 	Payments   []Payment   `json:"payments"`
 	CreatedAt  time.Time   `json:"created_at"`
 	UpdatedAt  time.Time   `json:"updated_at"`
+	// ExpiresAt is when the order expires if it is still unpaid (nil: it
+	// does not expire: created before the cluster ran version 2).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Payment is the payment resource.

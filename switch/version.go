@@ -28,16 +28,16 @@ import (
 const (
 	// BinaryMinVersion..BinaryMaxVersion are the cluster versions this
 	// binary runs: it reads the formats of both and writes the newer one
-	// only once the cluster version is there. Version 1 is every format
-	// written before the gate existed; the versions after it are listed
-	// below.
+	// only once the cluster version is there. Version 1 is the formats of
+	// the first release; version 2 adds order expiry (VersionOrderExpiry),
+	// version 3 a payment's cancellation (VersionCancellation).
 	BinaryMinVersion = 1
 	BinaryMaxVersion = VersionCancellation
-	// VersionCancellation (2): a payment record carries its cancellation
+	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
-	// field is not written: a version-1 member would drop it and serve
-	// the payment differently.
-	VersionCancellation = 2
+	// field is not written: an older member would drop it and serve the
+	// payment differently.
+	VersionCancellation = 3
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1
@@ -228,28 +228,34 @@ func (s *Svc) ReportVersion(ctx context.Context, node uint64) error {
 	return nil
 }
 
-// AdvanceClusterVersion moves the gate one step when every member of
-// members (the current membership, learners included) and this binary
-// support the next version. It returns the cluster version afterwards.
-// Only the leader moves it; elsewhere it does nothing.
+// AdvanceClusterVersion moves the gate as far as every member of members
+// (the current membership, learners included) and this binary support,
+// one committed step at a time (a new cluster goes from 1 to this
+// binary's version in one call). It returns the cluster version
+// afterwards. Only the leader moves it; elsewhere it does nothing.
 func (s *Svc) AdvanceClusterVersion(ctx context.Context, members []uint64) (int, error) {
-	cur := s.m.ClusterVersion()
-	if !s.log.Leadership().IsLeader || len(members) == 0 || cur+1 > s.m.binary.Max {
-		return cur, nil
-	}
-	reports, err := s.m.memberVersions()
-	if err != nil {
-		return cur, err
-	}
-	for _, id := range members {
-		if r, ok := reports[id]; !ok || r.Max < cur+1 {
-			return cur, nil // someone still runs an older binary (or has not reported)
-		}
+	if !s.log.Leadership().IsLeader || len(members) == 0 {
+		return s.m.ClusterVersion(), nil
 	}
 	members = slices.Sorted(slices.Values(members))
-	if _, err := s.propose(ctx, cmdTypeClusterVersion, &cmdClusterVersion{To: cur + 1, Members: members}); err != nil {
-		return s.m.ClusterVersion(), fmt.Errorf("move the cluster version to %d: %w", cur+1, err)
+	for range s.m.binary.Max { // bounded: each pass moves one step or returns
+		cur := s.m.ClusterVersion()
+		if cur+1 > s.m.binary.Max {
+			return cur, nil
+		}
+		reports, err := s.m.memberVersions()
+		if err != nil {
+			return cur, err
+		}
+		for _, id := range members {
+			if r, ok := reports[id]; !ok || r.Max < cur+1 {
+				return cur, nil // someone still runs an older binary (or has not reported)
+			}
+		}
+		if _, err := s.propose(ctx, cmdTypeClusterVersion, &cmdClusterVersion{To: cur + 1, Members: members}); err != nil {
+			return s.m.ClusterVersion(), fmt.Errorf("move the cluster version to %d: %w", cur+1, err)
+		}
+		s.logger.Info("cluster version moved", zap.Int("from", cur), zap.Int("to", cur+1))
 	}
-	s.logger.Info("cluster version moved", zap.Int("from", cur), zap.Int("to", cur+1))
 	return s.m.ClusterVersion(), nil
 }

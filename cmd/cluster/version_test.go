@@ -11,20 +11,15 @@ import (
 )
 
 // TestRollingUpgradeMovesTheClusterVersion restarts the members of a
-// cluster one by one on a binary that runs the next cluster version (one
-// past this binary's), with payments between the restarts: the gate stays
-// at this binary's version while any member runs it and moves one step on
-// every member once the last one is upgraded. A member restarted on the
-// old binary afterwards refuses to start instead of applying formats it
-// cannot read.
+// cluster one by one on a binary that runs one more cluster version than
+// this one, with payments between the restarts: the gate stays where it
+// is while any member runs the old binary and moves on every member once
+// the last one is upgraded. A member restarted on the old binary
+// afterwards refuses to start instead of applying formats it cannot read.
 func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
-	cur, next := txswitch.BinaryMaxVersion, txswitch.BinaryMaxVersion+1
-	oldBin := txswitch.VersionRange{Min: 1, Max: cur}
-	newBin := txswitch.VersionRange{Min: 1, Max: next}
+	oldBin := txswitch.BinaryVersions
+	newBin := txswitch.VersionRange{Min: oldBin.Min, Max: oldBin.Max + 1}
 	l := startE2E(t)
-	for i := 0; i < l.Size(); i++ {
-		l.SetNodeVersions(i, oldBin) // from the next start on
-	}
 	versionsOn := func(n *Node) txswitch.VersionStatus {
 		vs, err := n.Service().Versions()
 		if err != nil {
@@ -32,6 +27,15 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 		}
 		return vs
 	}
+	// A new cluster moves to its binary's newest version by itself.
+	waitFor(t, 20*time.Second, "a new cluster at this binary's version", func() bool {
+		for _, n := range l.Nodes() {
+			if versionsOn(n).Cluster != oldBin.Max {
+				return false
+			}
+		}
+		return true
+	})
 	pay := func() {
 		t.Helper()
 		addr := e2eAnyAddr(t, l, true)
@@ -40,15 +44,6 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 			t.Fatalf("payment during the upgrade: %d %s", r.Status, r.Body)
 		}
 	}
-	// A new cluster of this binary moves its gate to the binary's version.
-	waitFor(t, 20*time.Second, "the new cluster at this binary's version", func() bool {
-		for _, n := range l.Nodes() {
-			if versionsOn(n).Cluster != cur {
-				return false
-			}
-		}
-		return true
-	})
 	for i := 0; i < l.Size(); i++ {
 		if _, err := l.ShutdownNode(i); err != nil {
 			t.Fatal(err)
@@ -77,15 +72,15 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 			}
 			time.Sleep(2 * VersionCheckEvery)
 			for _, n := range l.Nodes() {
-				if v := versionsOn(n).Cluster; v != cur {
+				if v := versionsOn(n).Cluster; v != oldBin.Max {
 					t.Fatalf("after %d of %d upgrades node %d is at cluster version %d", i+1, l.Size(), n.ID(), v)
 				}
 			}
 		}
 	}
-	waitFor(t, 20*time.Second, "the next cluster version on every member", func() bool {
+	waitFor(t, 20*time.Second, "the new version on every member", func() bool {
 		for _, n := range l.Nodes() {
-			if versionsOn(n).Cluster != next {
+			if versionsOn(n).Cluster != newBin.Max {
 				return false
 			}
 		}
@@ -99,7 +94,7 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 	}
 	l.SetNodeVersions(0, oldBin)
 	err := l.RestartNode(0)
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cluster version %d", next)) {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cluster version %d", newBin.Max)) {
 		t.Fatalf("an old binary started on a version-2 state: %v", err)
 	}
 }
