@@ -107,13 +107,21 @@ func (r *recorder) ok(d time.Duration) {
 
 func (r *recorder) fail(cause string) { r.errors[cause]++ }
 
-// slow keeps the few slowest operations with their start.
+// slow keeps the slow operations (bounded) with their start, for
+// RaftBenchConfig.TraceSlow.
 func (r *recorder) slow(start time.Time, d time.Duration) {
-	if d < 30*time.Millisecond {
+	if d < slowThreshold || len(r.slowest) >= maxSlowPerWorker {
 		return
 	}
 	r.slowest = append(r.slowest, stageEvent{start, d})
 }
+
+const (
+	// slowThreshold is the latency from which TraceSlow looks at a proposal.
+	slowThreshold = 50 * time.Millisecond
+	// maxSlowPerWorker bounds the slow proposals each worker keeps.
+	maxSlowPerWorker = 1024
+)
 
 // percentiles sorts samples (in place) and returns p50, p90, p99, max.
 func percentiles(samples []time.Duration) (p50, p90, p99, mx time.Duration) {
@@ -278,6 +286,21 @@ func (m *recordMachine) Restore(index uint64, data []byte) error {
 type syncCounter struct {
 	consensus.LogStore
 	saves stage
+	// records times the snapshot records and log compactions, which the
+	// Ready loop itself writes.
+	records stage
+}
+
+func (s *syncCounter) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
+	start := time.Now()
+	defer s.records.record(start)
+	return s.LogStore.CreateSnapshot(index, cs, data)
+}
+
+func (s *syncCounter) Compact(index uint64) error {
+	start := time.Now()
+	defer s.records.record(start)
+	return s.LogStore.Compact(index)
 }
 
 func (s *syncCounter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
@@ -295,7 +318,8 @@ func (s *syncCounter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raf
 type applyTimer struct {
 	*recordMachine
 	applies stage
-	snaps   stage
+	syncs   stage // SyncState: what consensus' own snapshots cost
+	images  stage // Snapshot: state images, built only for followers
 }
 
 func (a *applyTimer) Apply(cmds []txswitch.Command) ([]any, error) {
@@ -311,7 +335,7 @@ func (a *applyTimer) Apply(cmds []txswitch.Command) ([]any, error) {
 // every SnapshotEvery entries, which production does not do.
 func (a *applyTimer) SyncState() (uint64, error) {
 	start := time.Now()
-	defer a.snaps.record(start)
+	defer a.syncs.record(start)
 	return a.recordMachine.SyncState()
 }
 
@@ -319,7 +343,7 @@ func (a *applyTimer) SyncState() (uint64, error) {
 // compete for the CPU and the disk).
 func (a *applyTimer) Snapshot() (uint64, []byte, error) {
 	start := time.Now()
-	defer a.snaps.record(start)
+	defer a.images.record(start)
 	return a.recordMachine.Snapshot()
 }
 
@@ -359,7 +383,8 @@ type raftBenchNode struct {
 // stages lists the node's timed stages in report order.
 func (n *raftBenchNode) stages() []namedStage {
 	return []namedStage{
-		{"synced Save", &n.logs.saves}, {"Apply", &n.apply.applies}, {"snapshot", &n.apply.snaps},
+		{"synced Save", &n.logs.saves}, {"Apply", &n.apply.applies}, {"snapshot state sync", &n.apply.syncs}, {"snapshot record+compact (loop)", &n.logs.records},
+		{"snapshot state image", &n.apply.images},
 		{"pebble flush", &n.pebble.flush}, {"pebble compaction", &n.pebble.compaction},
 		{"pebble write stall", &n.pebble.stall}, {"pebble WAL created", &n.pebble.walCreated},
 	}
@@ -531,6 +556,10 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 			st.start()
 		}
 	}
+	var sched stage
+	sched.start()
+	schedStop := make(chan struct{})
+	go schedSampler(&sched, 20*time.Millisecond, 20*time.Millisecond, schedStop)
 	sched0, gc0 := runtimeHist("/sched/latencies:seconds"), runtimeHist("/sched/pauses/total/gc:seconds")
 	measuring.Store(true)
 	start, cpu0 := time.Now(), processCPU()
@@ -539,6 +568,8 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	elapsed, cpu := time.Since(start), processCPU().sub(cpu0)
 	sched1, gc1 := runtimeHist("/sched/latencies:seconds"), runtimeHist("/sched/pauses/total/gc:seconds")
 	sent1 := sentBy()
+	close(schedStop)
+	sched.stop()
 	for _, n := range nodes {
 		for _, st := range n.stages() {
 			st.stop()
@@ -566,7 +597,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	res.Extra["goroutine run-queue wait"] = histDelta(sched0, sched1)
 	res.Extra["gc stop-the-world pauses"] = histDelta(gc0, gc1)
 	if cfg.TraceSlow != nil {
-		traceSlow(cfg.TraceSlow, recs, nodes)
+		traceSlow(cfg.TraceSlow, recs, nodes, slices.Index(nodes, leader), &sched, start, start.Add(elapsed))
 	}
 	return res, nil
 }
