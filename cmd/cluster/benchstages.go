@@ -439,6 +439,9 @@ func traceSched(w io.Writer, nodes []*raftBenchNode, sched *stage, from, to time
 		rate(len(in), covered), maxIn, covered.Round(time.Millisecond), rate(len(out), total-covered), maxOut, (total - covered).Round(time.Millisecond))
 }
 
+// maxAttributed bounds the slow proposals attributeSlow checks.
+const maxAttributed = 2000
+
 // attributeSlow counts, for the proposals slower than slowThreshold, what
 // overlapped them: each cause is counted independently, so a proposal may
 // count under several, and "none" under no other.
@@ -477,6 +480,17 @@ func attributeSlow(w io.Writer, slow []stageEvent, nodes []*raftBenchNode, leade
 				anyNode(func(n *raftBenchNode) *stage { return &n.logs.records }, 0)(from, to)
 		}},
 		{"run-queue wait >= 20ms", longer(sched, 20*time.Millisecond)},
+	}
+	// Each check scans a stage's events: attribute an even sample when
+	// there are many slow proposals.
+	if k := len(slow)/maxAttributed + 1; k > 1 {
+		slices.SortFunc(slow, func(a, b stageEvent) int { return a.at.Compare(b.at) })
+		sample := slow[:0:0]
+		for i := 0; i < len(slow); i += k {
+			sample = append(sample, slow[i])
+		}
+		fmt.Fprintf(w, "(attributing every %dth of %d slow proposals)\n", k, len(slow))
+		slow = sample
 	}
 	counts := make([]int, len(causes))
 	none := 0
