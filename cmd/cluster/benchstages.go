@@ -95,6 +95,9 @@ func (s *stage) summary() string {
 		sum += e.dur
 	}
 	_, _, p99, mx := percentiles(ds)
+	if mx == 0 {
+		return fmt.Sprintf("n %d", s.count) // events without a duration
+	}
 	r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
 	return fmt.Sprintf("n %d avg %v p99 %v max %v", s.count, r(sum/time.Duration(len(ds))), r(p99), r(mx))
 }

@@ -29,6 +29,10 @@ func TestStage(t *testing.T) {
 	if got, want := s.summary(), "n 3 avg 20.33ms p99 10ms max 50ms"; got != want {
 		t.Errorf("summary = %q, want %q", got, want)
 	}
+	instant := stage{events: []stageEvent{{base, 0}, {base, 0}}, count: 2}
+	if got, want := instant.summary(), "n 2"; got != want {
+		t.Errorf("summary of events without duration = %q, want %q", got, want)
+	}
 	// Off: nothing is recorded.
 	s.record(time.Now())
 	if s.n() != 3 {
