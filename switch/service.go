@@ -198,6 +198,12 @@ func (s *Svc) propose(ctx context.Context, typ string, cmd any) (*ApplyResult, e
 		return nil, err
 	}
 	v, err := s.log.Propose(ctx, data)
+	return applied(typ, v, err)
+}
+
+// applied unwraps what Log.Propose returned: the apply result, with a
+// domain rejection as its error.
+func applied(typ string, v any, err error) (*ApplyResult, error) {
 	if err != nil {
 		return nil, mapLogError(err)
 	}
@@ -238,17 +244,7 @@ func (s *Svc) proposeAnywhere(ctx context.Context, typ string, cmd any) (*ApplyR
 			wait = min(2*wait, resultRetryMax)
 			continue
 		}
-		if err != nil {
-			return nil, mapLogError(err)
-		}
-		res, ok := v.(*ApplyResult)
-		if !ok || res == nil {
-			return nil, fmt.Errorf("propose %s: unexpected apply result %T", typ, v)
-		}
-		if res.Err != nil {
-			return res, res.Err
-		}
-		return res, nil
+		return applied(typ, v, err)
 	}
 }
 

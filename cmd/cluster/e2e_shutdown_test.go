@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"testing"
-	"time"
 
 	"github.com/txswitch/txswitch/providers/sim"
 	txswitch "github.com/txswitch/txswitch/switch"
@@ -29,23 +28,7 @@ func TestShutdownHandsLeadershipOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	type answer struct {
-		r   e2eResp
-		err error
-	}
-	done := make(chan answer, 1)
-	go func() {
-		r, err := e2eSend(leader, e2eRawReq{Method: "POST", Path: "/v1/orders/" + o.ID + "/payments",
-			Headers: e2eMerchantHeaders(l.APIKey, e2eNewKey("pay")), Body: []byte(`{"method":"card"}`)})
-		done <- answer{r, err}
-	}()
-	var paymentID string
-	waitFor(t, 10*time.Second, "the committed intent", func() bool {
-		if got := e2eGetOrder(t, l, leader, o.ID); len(got.Payments) == 1 {
-			paymentID = got.Payments[0].ID
-		}
-		return paymentID != ""
-	})
+	done, paymentID := e2ePayInBackground(t, l, leader, leader, o.ID)
 
 	to, err := l.ShutdownNode(li)
 	if err != nil {
