@@ -98,6 +98,7 @@ type Node struct {
 	tr        *tcptransport.Transport
 	raft      *consensus.Node
 	machine   *txswitch.Machine
+	versions  txswitch.VersionRange // the cluster versions this node runs
 	svc       *txswitch.Svc
 	providers *providers.Registry
 	api       *api.Server
@@ -158,6 +159,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	if versions == (txswitch.VersionRange{}) {
 		versions = txswitch.BinaryVersions
 	}
+	n.versions = versions
 	if n.machine, err = txswitch.NewMachineFor(state, versions); err != nil {
 		return nil, fmt.Errorf("load state machine: %w", err)
 	}

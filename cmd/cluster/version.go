@@ -13,12 +13,18 @@ import (
 // on the new binary; the gate follows within this period).
 const VersionCheckEvery = time.Second
 
+// versionCheckSoon is the period while this node's report has not landed
+// or the cluster runs an older version than this binary: a new cluster
+// (and the last node of an upgrade) reaches its version within a few
+// heartbeats instead of a second, so clients see the new formats soon.
+const versionCheckSoon = 100 * time.Millisecond
+
 // versionLoop reports this node's binary versions to the replicated state
 // (until it lands: at start there may be no leader yet) and, while this
 // node leads, moves the cluster version gate once every member supports
 // the next version.
 func (n *Node) versionLoop(ctx context.Context) {
-	t := time.NewTicker(VersionCheckEvery)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	reported := false
 	for {
@@ -45,6 +51,11 @@ func (n *Node) versionLoop(ctx context.Context) {
 				n.log.Warn("cluster version gate", zap.Error(err))
 			}
 		}
+		next := VersionCheckEvery
+		if !reported || n.machine.ClusterVersion() < n.versions.Max {
+			next = versionCheckSoon
+		}
+		t.Reset(next)
 		select {
 		case <-ctx.Done():
 			return
