@@ -56,6 +56,8 @@ type ProcConfig struct {
 	// LogLevel is the nodes' log level (default warn).
 	LogLevel string
 	Logger   *zap.Logger
+	// CentralDB is the PostgreSQL URL the nodes export to ("": none).
+	CentralDB string
 }
 
 // ProcCluster is a running cluster of node processes, the simulated PSPs
@@ -177,6 +179,9 @@ func StartProcs(ctx context.Context, cfg ProcConfig) (_ *ProcCluster, err error)
 	}
 	for name, s := range secrets {
 		c.baseArgs = append(c.baseArgs, "--provider-secret", name+"="+s)
+	}
+	if cfg.CentralDB != "" {
+		c.baseArgs = append(c.baseArgs, "--central-db", cfg.CentralDB)
 	}
 
 	// Each node gets its own member list: its peers' raft addresses are

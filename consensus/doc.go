@@ -16,13 +16,16 @@
 // they depend on are saved, this node counts toward a quorum only once its
 // own append is durable, and a proposer hears back only after its entry is
 // committed and applied locally. A storage or apply error stops the node.
-// The loop never waits for a disk sync: a leader keeps replicating and
-// applying while its own append syncs (its MsgApps may leave first, Raft
-// thesis §10.2.1), appends queued meanwhile share the next sync, and
-// snapshots never copy the state on the loop: a node's own snapshot is a
-// metadata record written after the state machine synced (off the loop),
-// and a state image is built, off the loop, only when a follower needs one
-// (snapshot.go). Raft's reads of the recent log tail are served from memory
+// The loop does not wait for the appends' syncs: a leader keeps
+// replicating and applying while its own append syncs (its MsgApps may
+// leave first, Raft thesis §10.2.1), appends queued meanwhile share the
+// next sync, and snapshots never copy the state on the loop: a node's own
+// snapshot is a metadata record written after the state machine synced
+// (off the loop), and a state image is built, off the loop, only when a
+// follower needs one (snapshot.go). Two rare writes do sync on the loop:
+// the snapshot record with its log compaction (once per SnapshotEvery
+// entries; it queues behind an append's sync in flight, up to tens of ms
+// under load) and a membership change (SaveMembership). Raft's reads of the recent log tail are served from memory
 // (cachedLogStore).
 //
 // The node also owns membership (ConfChangeV2 with member addresses carried

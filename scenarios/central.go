@@ -265,10 +265,14 @@ func (r *centralRun) waitMigrated(ctx context.Context, e *env) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		pending := ""
-		for _, n := range e.c.Running() {
-			st, err := n.NodeStatus()
-			if err != nil || st.Export == nil || strings.Contains(st.CentralDB, "not reachable") {
-				pending = fmt.Sprintf("node %d: %s", n.ID(), st.CentralDB)
+		for i, st := range e.t.statuses() {
+			switch {
+			case st == nil:
+				pending = fmt.Sprintf("node #%d: no status yet", i+1)
+			case st.Export == nil || strings.Contains(st.CentralDB, "not reachable"):
+				pending = fmt.Sprintf("node %d: %s", st.Raft.ID, st.CentralDB)
+			}
+			if pending != "" {
 				break
 			}
 		}
@@ -380,21 +384,13 @@ func (r *centralRun) read(ctx context.Context, conn *pgx.Conn, e *env, out *Cent
 }
 
 func leaderWatermark(e *env) (uint64, bool) {
-	lead := e.c.LeaderNode()
-	if lead == nil {
-		return 0, false
-	}
-	w, err := lead.Service().ExportWatermark()
-	return w, err == nil
+	w, _, ok := e.t.outboxMarks()
+	return w, ok
 }
 
 func leaderHead(e *env) (uint64, bool) {
-	lead := e.c.LeaderNode()
-	if lead == nil {
-		return 0, false
-	}
-	h, err := lead.Service().OutboxHead()
-	return h, err == nil
+	_, h, ok := e.t.outboxMarks()
+	return h, ok
 }
 
 func readTables(ctx context.Context, conn *pgx.Conn, out *CentralEvidence) error {

@@ -233,6 +233,9 @@ func unsettled(p *txswitch.Payment) bool {
 			return true
 		}
 	}
+	if c := p.Cancellation; c != nil && (c.Status == "pending" || c.Status == "in_doubt") {
+		return true
+	}
 	return false
 }
 
@@ -281,6 +284,13 @@ func checkMoneyAddsUp(ev *Evidence) CheckResult {
 				if lm.charges != 1 {
 					v = append(v, fmt.Sprintf("payment %s is %s but the PSP ledgers hold %d approved charges", p.ID, p.Status, lm.charges))
 				}
+				if lm.cancelled {
+					v = append(v, fmt.Sprintf("payment %s is %s but a PSP voided its authorization", p.ID, p.Status))
+				}
+			case txswitch.PaymentCancelled:
+				if lm.charges > 0 && !lm.cancelled {
+					v = append(v, fmt.Sprintf("payment %s is cancelled but the PSP ledgers hold its authorization, never voided", p.ID))
+				}
 			}
 		}
 		if o.Refunded.Value > o.Captured.Value {
@@ -311,14 +321,11 @@ func finalAnswer(c *Call) bool {
 	case c.Status == 0, c.Status >= 500, c.Status == 409, c.Status == 429:
 		return false
 	case c.Status >= 200 && c.Status < 300:
-		var p struct {
-			Status string `json:"status"`
-		}
-		if json.Unmarshal(c.Body, &p) == nil {
-			switch p.Status {
-			case txswitch.PaymentInDoubt, txswitch.PaymentPending, txswitch.PaymentHeldForReview:
-				return false
-			}
+		// A payment whose own status is settled may still carry a capture,
+		// refund or cancellation in doubt: its retry answers the outcome.
+		var p txswitch.Payment
+		if json.Unmarshal(c.Body, &p) == nil && (unsettled(&p) || p.Status == txswitch.PaymentHeldForReview) {
+			return false
 		}
 	}
 	return true
@@ -489,7 +496,7 @@ func checkSettled(ev *Evidence) CheckResult {
 	for _, id := range sortedKeys(ev.payments()) {
 		p := ev.payments()[id]
 		if unsettled(p) {
-			v = append(v, fmt.Sprintf("payment %s still %s (or with a pending capture/refund) after the settle time", p.ID, p.Status))
+			v = append(v, fmt.Sprintf("payment %s still %s (or with a pending capture, refund or cancellation) after the settle time", p.ID, p.Status))
 		}
 	}
 	return result(CheckSettled, "", v)

@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,18 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 			}
 			ev.Ledgers["psp_a"][0].Captured = false
 		}, "is declined but a PSP holds an approved charge"},
+		{"voided at the PSP, authorized at the switch", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			ev.Ledgers["psp_a"] = append(ev.Ledgers["psp_a"], sim.LedgerEntry{Seq: 2, PaymentID: "pay_1", Op: txswitch.OpCancel, Status: txswitch.OutcomeApproved})
+		}, "a PSP voided its authorization"},
+		{"cancelled at the switch, never voided at the PSP", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			for _, n := range []string{"n1", "n2"} {
+				o := ev.Final[n]["ord_1"]
+				p := &o.Payments[0]
+				p.Status, p.Captured, p.Authorized = txswitch.PaymentCancelled, eur(0), eur(0)
+				o.Captured = eur(0)
+			}
+			ev.Ledgers["psp_a"][0].Captured = false
+		}, "never voided"},
 		{"order totals do not sum", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
 			ev.Final["n1"]["ord_1"].Captured = eur(999)
 		}, "its payments sum to 1000"},
@@ -161,6 +174,10 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 		{"in doubt after settling", CheckSettled, func(t *testing.T, ev *Evidence) {
 			ev.Final["n1"]["ord_1"].Payments[0].Status = txswitch.PaymentInDoubt
 		}, "still in_doubt"},
+		{"cancellation in doubt after settling", CheckSettled, func(t *testing.T, ev *Evidence) {
+			p := &ev.Final["n1"]["ord_1"].Payments[0]
+			p.Status, p.Captured, p.Cancellation = txswitch.PaymentAuthorized, eur(0), &txswitch.Cancellation{Attempt: 1, Status: "in_doubt"}
+		}, "pending capture, refund or cancellation"},
 		{"nothing acknowledged", CheckTrafficRan, func(t *testing.T, ev *Evidence) {
 			for i := range ev.Calls {
 				ev.Calls[i].Status = 503
@@ -195,6 +212,14 @@ func TestIdempotencyToleratesInDoubtThenFinal(t *testing.T) {
 	if r := checkIdempotency(ev); !r.Passed {
 		t.Fatalf("an in-doubt answer followed by the final one is allowed: %v", r.Violations)
 	}
+	// So is a cancel answered "cancellation in doubt", then cancelled.
+	cancelFirst := cancelCall(t, "in_doubt", 60, 70)
+	cancelRetry := cancelCall(t, "succeeded", 80, 90)
+	ev.Calls = append(ev.Calls, cancelFirst, cancelRetry)
+	if r := checkIdempotency(ev); !r.Passed {
+		t.Fatalf("a cancellation in doubt followed by the final answer is allowed: %v", r.Violations)
+	}
+	ev.Calls = ev.Calls[:3]
 	// A reused key answered 422 is the correct refusal.
 	reuse := retry
 	reuse.Seq, reuse.Start, reuse.End, reuse.Req = 3, at(60), at(70), json.RawMessage(`{"method":"x"}`)
@@ -324,6 +349,30 @@ func TestVerdictWithExpectFail(t *testing.T) {
 	}
 }
 
+// cancelled is pay_1 with a cancellation of status st ("" for none):
+// cancelled when it succeeded, still authorized otherwise.
+func cancelled(st string) txswitch.Payment {
+	if st == "succeeded" {
+		p := payment("pay_1", "ord_1", txswitch.PaymentCancelled, "psp_a", 900, 0, 0)
+		p.Authorized = eur(0)
+		p.Cancellation = &txswitch.Cancellation{Attempt: 1, Status: st}
+		return p
+	}
+	p := payment("pay_1", "ord_1", txswitch.PaymentAuthorized, "psp_a", 900, 0, 0)
+	if st != "" {
+		p.Cancellation = &txswitch.Cancellation{Attempt: 1, Status: st}
+	}
+	return p
+}
+
+func cancelCall(t *testing.T, st string, start, end int) Call {
+	return Call{Op: "cancel", Method: "POST", Key: "x", Target: "pay_1", Status: 200, Start: at(start), End: at(end), Body: js(t, cancelled(st))}
+}
+
+func readCancel(t *testing.T, st string, start, end int) Call {
+	return Call{Op: "get_payment", Method: "GET", Target: "pay_1", Status: 200, Start: at(start), End: at(end), Body: js(t, cancelled(st))}
+}
+
 func linCalls(t *testing.T, extra ...Call) []Call {
 	t.Helper()
 	created := payment("pay_1", "ord_1", txswitch.PaymentAuthorized, "psp_a", 900, 0, 0)
@@ -358,6 +407,13 @@ func TestLinearizable(t *testing.T) {
 		{"a capture cannot be undone", linCalls(t, captureCall(t, "k", 300, 0, 0, 20, 30), readCall(t, 300, 40, 50), readCall(t, 0, 60, 70)), false},
 		{"retries of one key apply once", linCalls(t, captureCall(t, "k", 300, 503, 0, 20, 30), captureCall(t, "k", 300, 201, 300, 40, 50), readCall(t, 300, 60, 70)), true},
 		{"a read showing money never captured", linCalls(t, readCall(t, 500, 40, 50)), false},
+		// The cancel of moments/charge_then_timeout/during_cancel: the
+		// provider voided but did not answer in time.
+		{"cancel answered as if nothing happened", linCalls(t, cancelCall(t, "", 20, 30), readCall(t, 0, 40, 50)), false},
+		{"cancel in doubt, then resolved as voided", linCalls(t, cancelCall(t, "in_doubt", 20, 30), readCancel(t, "in_doubt", 40, 50), readCancel(t, "succeeded", 60, 70)), true},
+		{"cancel in doubt, then resolved as not voided", linCalls(t, cancelCall(t, "in_doubt", 20, 30), readCancel(t, "failed", 60, 70), readCall(t, 0, 80, 90)), true},
+		{"a void cannot be undone", linCalls(t, cancelCall(t, "in_doubt", 20, 30), readCancel(t, "succeeded", 40, 50), readCall(t, 0, 60, 70)), false},
+		{"an acknowledged void", linCalls(t, cancelCall(t, "succeeded", 20, 30), readCancel(t, "succeeded", 40, 50)), true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -367,6 +423,29 @@ func TestLinearizable(t *testing.T) {
 			r := checkLinearizable(&Evidence{Calls: tc.calls})
 			if r.Passed != tc.ok {
 				t.Fatalf("passed=%v, want %v: %s %v", r.Passed, tc.ok, r.Note, r.Violations)
+			}
+		})
+	}
+}
+
+func TestDiffering(t *testing.T) {
+	p := payment("pay_1", "ord_1", txswitch.PaymentAuthorized, "psp_a", 1000, 0, 0)
+	voided := p
+	voided.Status = txswitch.PaymentCancelled
+	cases := []struct {
+		name   string
+		n1, n2 *txswitch.Order
+		want   []string
+	}{
+		{"same", order("ord_1", p), order("ord_1", p), nil},
+		{"one node saw the resolution", order("ord_1", p), order("ord_1", voided), []string{"ord_1"}},
+		{"missing on one node", order("ord_1", p), nil, []string{"ord_1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			final := map[string]map[string]*txswitch.Order{"n1": {"ord_1": tc.n1}, "n2": {"ord_1": tc.n2}}
+			if got := differing(final, []string{"ord_1"}); !slices.Equal(got, tc.want) {
+				t.Fatalf("differing = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -53,6 +53,8 @@ func init() {
 				return pf, nil
 			}}
 	}
+	faultKinds["rolling_upgrade"] = faultDef{doc: "every node restarted in turn (followers first) on a binary running one more cluster version; the gate must move only after the last", target: targetNone,
+		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewRollingUpgrade(e.c), nil }}
 	faultKinds["leader_transfer"] = faultDef{doc: "graceful leader change through the admin API (POST /v1/admin/leader) to a follower", target: targetNone,
 		build: func(e *env, f Fault) (chaos.Fault, error) { return &transferFault{e: e}, nil }}
 	for name, c := range configChanges {

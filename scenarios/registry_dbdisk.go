@@ -286,21 +286,10 @@ func (x *extEnv) sample(e *env) {
 	defer t.Stop()
 	for {
 		s := ExtSample{At: time.Now()}
-		var lead *cluster.Node
-		var leadTerm uint64
-		for _, n := range e.c.Running() {
-			st := n.Raft().Status()
-			ns := NodeSample{ID: st.ID, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Stopped: st.Stopped,
-				Leader: n.Raft().Leadership().IsLeader}
-			s.Nodes = append(s.Nodes, ns)
-			if ns.Leader && !ns.Stopped && st.Term >= leadTerm {
-				lead, leadTerm = n, st.Term
-			}
-		}
-		if lead != nil && x.central != nil {
-			if st, err := lead.NodeStatus(); err == nil && st.Export != nil {
-				s.Export = st.Export
-			}
+		if e.c != nil {
+			x.sampleInProcess(e, &s)
+		} else {
+			x.sampleProcesses(e, &s)
 		}
 		x.mu.Lock()
 		x.samples = append(x.samples, s)
@@ -310,6 +299,47 @@ func (x *extEnv) sample(e *env) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// sampleInProcess reads raft's own view of each node (cheap, and there
+// even when a failed disk makes the node's status unreadable).
+func (x *extEnv) sampleInProcess(e *env, s *ExtSample) {
+	var lead *cluster.Node
+	var leadTerm uint64
+	for _, n := range e.c.Running() {
+		st := n.Raft().Status()
+		ns := NodeSample{ID: st.ID, Term: st.Term, Commit: st.Commit, Applied: st.Applied, Stopped: st.Stopped,
+			Leader: n.Raft().Leadership().IsLeader}
+		s.Nodes = append(s.Nodes, ns)
+		if ns.Leader && !ns.Stopped && st.Term >= leadTerm {
+			lead, leadTerm = n, st.Term
+		}
+	}
+	if lead != nil && x.central != nil {
+		if st, err := lead.NodeStatus(); err == nil && st.Export != nil {
+			s.Export = st.Export
+		}
+	}
+}
+
+// sampleProcesses reads the statuses the process tier polls.
+func (x *extEnv) sampleProcesses(e *env, s *ExtSample) {
+	var lead *cluster.Status
+	for _, st := range e.t.statuses() {
+		if st == nil {
+			continue
+		}
+		r := st.Raft
+		ns := NodeSample{ID: r.ID, Term: r.Term, Commit: r.Commit, Applied: r.Applied, Stopped: r.Stopped,
+			Leader: r.Leader == r.ID && r.ID != 0}
+		s.Nodes = append(s.Nodes, ns)
+		if ns.Leader && !ns.Stopped && (lead == nil || r.Term >= lead.Raft.Term) {
+			lead = st
+		}
+	}
+	if lead != nil && x.central != nil && lead.Export != nil {
+		s.Export = lead.Export
 	}
 }
 

@@ -49,9 +49,6 @@ func init() {
 func (t *Topology) validateTier() error {
 	switch t.Tier {
 	case tierProcess:
-		if t.CentralDB {
-			return fmt.Errorf("topology.central_db: the process tier has no central database yet; use the in_process tier")
-		}
 		return nil
 	case "", tierInProcess:
 		return nil

@@ -1,11 +1,13 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"path"
 	"slices"
@@ -449,14 +451,62 @@ func settle(ctx context.Context, e *env, ids []string, limit time.Duration) {
 	}
 }
 
-// readFinal reads every known order from every running node.
+// finalRereads bounds how often readFinal reads again the orders the nodes
+// disagree on, finalRereadGap apart.
+const (
+	finalRereads   = 3
+	finalRereadGap = 300 * time.Millisecond
+)
+
+// readFinal reads every known order from every running node. Reads go
+// through each node's read barrier, so two nodes can only disagree if a
+// write committed between their reads (work the settle did not wait for)
+// or if their states really diverged. The orders that differ are read
+// again a few times: a commit in between shows the same on every node the
+// second time, a divergence stays and replicas_agree reports it.
 func readFinal(ctx context.Context, e *env, ids []string) (map[string]map[string]*txswitch.Order, []string) {
+	addrs := e.t.runningAddrs()
+	out, errs := readOrders(ctx, e, addrs, ids)
+	for range finalRereads {
+		diff := differing(out, ids)
+		if len(diff) == 0 || !sleepUntil(ctx, time.Now().Add(finalRereadGap)) {
+			break
+		}
+		again, errs2 := readOrders(ctx, e, addrs, diff)
+		for addr, byID := range again {
+			maps.Copy(out[addr], byID)
+		}
+		errs = append(errs, errs2...)
+	}
+	sort.Strings(errs)
+	return out, errs
+}
+
+// differing returns the ids whose order is not the same on every node.
+func differing(final map[string]map[string]*txswitch.Order, ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		var ref []byte
+		for _, byID := range final {
+			b, _ := json.Marshal(byID[id])
+			if ref == nil {
+				ref = b
+			} else if !bytes.Equal(b, ref) {
+				out = append(out, id)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func readOrders(ctx context.Context, e *env, addrs, ids []string) (map[string]map[string]*txswitch.Order, []string) {
 	out := map[string]map[string]*txswitch.Order{}
 	var errs []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
-	for _, addr := range e.t.runningAddrs() {
+	for _, addr := range addrs {
 		byID := map[string]*txswitch.Order{}
 		out[addr] = byID
 		for _, id := range ids {
@@ -481,7 +531,6 @@ func readFinal(ctx context.Context, e *env, ids []string) (map[string]map[string
 		}
 	}
 	wg.Wait()
-	sort.Strings(errs)
 	return out, errs
 }
 

@@ -41,7 +41,9 @@ type tierCluster interface {
 	adminToken() string
 	sims() map[string]*sim.Server
 	// configApplied reports whether every running node applied routing
-	// configuration version v.
+	// configuration version v and the cluster version gate as far as its
+	// binary goes (a new cluster moves it within seconds of its start), so
+	// the traffic meets the formats this binary writes.
 	configApplied(v uint64) bool
 	// sample fills o's leader, term, members and open breakers.
 	sample(o *Observation)
@@ -50,6 +52,11 @@ type tierCluster interface {
 	members() int
 	// crashes lists nodes that died without a fault telling them to.
 	crashes() []string
+	// statuses is every running node's status (in process: taken now;
+	// in processes: the last one polled, nil when not fresh).
+	statuses() []*cluster.Status
+	// outboxMarks is the leader's export watermark and outbox head.
+	outboxMarks() (watermark, head uint64, ok bool)
 	close()
 }
 
@@ -94,10 +101,33 @@ func (t inProc) close()                                             { t.c.Close(
 // raft stopped shows in its reads.
 func (t inProc) crashes() []string { return nil }
 
+func (t inProc) statuses() []*cluster.Status {
+	var out []*cluster.Status
+	for _, n := range t.c.Running() {
+		st, err := n.NodeStatus()
+		if err != nil {
+			out = append(out, nil)
+			continue
+		}
+		out = append(out, &st)
+	}
+	return out
+}
+
+func (t inProc) outboxMarks() (uint64, uint64, bool) {
+	lead := t.c.LeaderNode()
+	if lead == nil {
+		return 0, 0, false
+	}
+	w, err1 := lead.Service().ExportWatermark()
+	h, err2 := lead.Service().OutboxHead()
+	return w, h, err1 == nil && err2 == nil
+}
+
 func (t inProc) configApplied(v uint64) bool {
 	for _, n := range t.c.Running() {
 		st, err := n.NodeStatus()
-		if err != nil || st.ConfigVersion < v {
+		if err != nil || st.ConfigVersion < v || st.Versions.Cluster < st.Versions.Binary.Max {
 			return false
 		}
 	}
@@ -193,9 +223,35 @@ func (t procTier) waitReady(ctx context.Context, d time.Duration) error {
 func (t procTier) close()            { t.p.Close() }
 func (t procTier) crashes() []string { return t.p.Crashes() }
 
+func (t procTier) statuses() []*cluster.Status {
+	var out []*cluster.Status
+	for _, p := range t.p.Running() {
+		st, fresh := p.Status()
+		if !fresh || p.Paused() {
+			st = nil
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// outboxMarks reads the leader's last polled status: the backlog is the
+// head minus the watermark (the outbox is trimmed exactly behind it).
+func (t procTier) outboxMarks() (uint64, uint64, bool) {
+	lead := t.p.Leader()
+	if lead == nil {
+		return 0, 0, false
+	}
+	st, fresh := lead.Status()
+	if !fresh {
+		return 0, 0, false
+	}
+	return st.Outbox.Watermark, st.Outbox.Watermark + st.Outbox.Backlog, true
+}
+
 func (t procTier) configApplied(v uint64) bool {
 	for _, p := range t.p.Running() {
-		if st, fresh := p.Status(); !fresh || st.ConfigVersion < v {
+		if st, fresh := p.Status(); !fresh || st.ConfigVersion < v || st.Versions.Cluster < st.Versions.Binary.Max {
 			return false
 		}
 	}
@@ -264,13 +320,20 @@ func removeBuiltBinary() {
 }
 
 // startTier starts the scenario's cluster in its tier.
-// prep adjusts the in-process cluster's configuration once before it
-// starts (the central database and disks); the process tier has neither.
+// prep adjusts the cluster's configuration once before it starts (the
+// central database and disks); the process tier takes the central
+// database from it (it has no disk faults).
 func startTier(ctx context.Context, sc *Scenario, seed uint64, log *zap.Logger, prep func(*cluster.LocalConfig) error) (tierCluster, *chaos.Cluster, *chaos.ProcCluster, error) {
 	if sc.Topology.Tier == tierProcess {
 		bin, err := ProcessBinary()
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("the txswitch binary for the process tier: %w", err)
+		}
+		var ext cluster.LocalConfig
+		if prep != nil {
+			if err := prep(&ext); err != nil {
+				return nil, nil, nil, err
+			}
 		}
 		var p *chaos.ProcCluster
 		// $TXSWITCH_PROC_KEEP keeps each scenario's data dirs and node
@@ -290,7 +353,7 @@ func startTier(ctx context.Context, sc *Scenario, seed uint64, log *zap.Logger, 
 				}
 			}
 			p, err = chaos.StartProcs(ctx, chaos.ProcConfig{Binary: bin, Nodes: sc.Topology.Nodes, Seed: seed, Dir: dir,
-				TickInterval: sc.Config.TickInterval.D(), Logger: log.Named(sc.Name)})
+				TickInterval: sc.Config.TickInterval.D(), Logger: log.Named(sc.Name), CentralDB: ext.CentralDB})
 			if err == nil || !strings.Contains(err.Error(), "address already in use") {
 				break
 			}

@@ -16,6 +16,10 @@ type applyCtx struct {
 	b         Batch
 	bs        *batchState
 	newConfig *RoutingConfig
+	// newClusterVersion is the gate this command moved (0: none).
+	newClusterVersion int
+	// binary is what this node's binary runs (see version.go).
+	binary VersionRange
 	// loaded is this command's identity map of cached-table records: key →
 	// the live object (nil: absent). See rcache.go.
 	loaded map[string]any
@@ -87,6 +91,12 @@ func (ac *applyCtx) apply(data []byte) (*ApplyResult, error) {
 		return ac.expireIdem(c)
 	case *cmdPaymentExpire:
 		return ac.paymentExpire(c)
+	case *cmdOrderExpire:
+		return ac.orderExpire(c)
+	case *cmdNodeVersion:
+		return ac.nodeVersion(c)
+	case *cmdClusterVersion:
+		return ac.clusterVersion(c)
 	}
 	return reject(KindInvalid, CodeInvalidCommand, "", fmt.Sprintf("no handler for %T", cmd)), nil
 }
@@ -569,6 +579,11 @@ func (ac *applyCtx) createOrder(c *cmdCreateOrder) (*ApplyResult, error) {
 	if err := ac.saveOrder(o, c.At); err != nil {
 		return nil, err
 	}
+	if o.ExpiresAt != nil {
+		if err := ac.b.Set(orderExpiryKey(*o.ExpiresAt, o.ID), nil); err != nil {
+			return nil, fmt.Errorf("index order expiry: %w", err)
+		}
+	}
 	view := o.Order
 	view.Payments = []Payment{}
 	body, err := encodeOrder(&view)
@@ -677,6 +692,9 @@ func deriveOrderStatus(o *orderRec, ps []*paymentRec) string {
 		return OrderPaid
 	case capt.Value > 0 || auth.Value > 0:
 		return OrderAuthorized
+	}
+	if o.Status == OrderExpired {
+		return OrderExpired // no payment is accepted after expiry
 	}
 	for _, p := range ps {
 		if p.Status == PaymentHeldForReview {

@@ -97,6 +97,13 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 		amount = p.Authorized
 		p.PendingCancel = c.OpID
 		p.CancelAttempts++
+		v, err := readClusterVersion(ac.b)
+		if err != nil {
+			return nil, err
+		}
+		if v >= VersionCancellation {
+			p.Cancellation = &Cancellation{Attempt: p.CancelAttempts, Status: "pending", CreatedAt: c.At, UpdatedAt: c.At}
+		}
 		key, typ = c.OpID, "cancel_requested"
 		msg = fmt.Sprintf("Cancellation of the %s authorization requested at %s.", FormatMoney(amount), p.Provider)
 	default:
@@ -209,6 +216,9 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		evType = "refund_" + status
 		evMsg = fmt.Sprintf("Refund %s of %s %s at %s.", c.OpID, FormatMoney(d.Amount), outcomeVerb(c.Outcome, code), d.Provider)
 	case opCancel:
+		if err := ac.recordCancellation(p, d, c, status, pd.Message); err != nil {
+			return nil, err
+		}
 		if final {
 			p.PendingCancel = ""
 		}
@@ -280,6 +290,28 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		}
 	}
 	return &ApplyResult{Reply: reply}, nil
+}
+
+// recordCancellation sets the payment's cancellation to the result c of
+// the cancellation d (status as opResult computed it), from cluster
+// version VersionCancellation on.
+func (ac *applyCtx) recordCancellation(p *paymentRec, d *inDoubtRec, c *cmdOpResult, status, message string) error {
+	v, err := readClusterVersion(ac.b)
+	if err != nil || v < VersionCancellation {
+		return err
+	}
+	cn := p.Cancellation
+	if cn == nil || cn.Attempt != p.CancelAttempts {
+		// The intent was applied before the gate moved to the version
+		// that records cancellations: start the record here.
+		cn = &Cancellation{Attempt: p.CancelAttempts, CreatedAt: d.At}
+		p.Cancellation = cn
+	}
+	cn.Status, cn.UpdatedAt = status, c.At
+	if status == "failed" {
+		cn.Failure = &Failure{Code: firstNonEmpty(c.Result.Code, c.ErrCode, c.Outcome), Message: firstNonEmpty(message, "the provider did not cancel the authorization")}
+	}
+	return nil
 }
 
 func outcomeVerb(outcome, code string) string {

@@ -57,6 +57,10 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 	if o == nil || o.MerchantID != c.MerchantID {
 		return reject(KindNotFound, CodeOrderNotFound, "", "order "+c.OrderID+" not found"), nil
 	}
+	if orderExpiredAt(o, c.At) {
+		return reject(KindConflict, CodeOrderExpired, "",
+			fmt.Sprintf("order %s expired unpaid at %s; create a new order", o.ID, o.ExpiresAt.UTC().Format(time.RFC3339))), nil
+	}
 	if c.PaymentID == "" || c.Method == "" {
 		return reject(KindInvalid, CodeInvalidCommand, "", "payment id and method are required"), nil
 	}

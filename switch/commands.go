@@ -13,9 +13,10 @@ import (
 // provider's answer — so every node computes the same state.
 //
 // Versioning: a node reads the command versions N-1 and N and writes N only
-// after the cluster version gate (DESIGN.md) has moved to N. Today N = 1, so
-// only version 1 exists; when version 2 comes, decodeCommand keeps accepting
-// version 1 and maps it onto the version 2 structs.
+// after the cluster version gate (version.go) has moved to N. Today N = 1,
+// so only version 1 exists; when version 2 comes, decodeCommand keeps
+// accepting version 1 and maps it onto the version 2 structs, and the
+// proposers of the new format check Svc.VersionActive(2).
 const (
 	CommandVersion    = 1
 	minCommandVersion = 1
@@ -327,6 +328,12 @@ func newCommand(typ string) any {
 		cmd = &cmdExpireIdem{}
 	case cmdTypePaymentExpire:
 		cmd = &cmdPaymentExpire{}
+	case cmdTypeOrderExpire:
+		cmd = &cmdOrderExpire{}
+	case cmdTypeNodeVersion:
+		cmd = &cmdNodeVersion{}
+	case cmdTypeClusterVersion:
+		cmd = &cmdClusterVersion{}
 	}
 	return cmd
 }

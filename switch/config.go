@@ -18,6 +18,10 @@ type MerchantConfig struct {
 	Name string `json:"name"`
 	// APIKeyHashes are hex SHA-256 of the merchant's API keys.
 	APIKeyHashes []string `json:"api_key_hashes"`
+	// OrderExpirySeconds is how long an order may stay unpaid before it
+	// expires (0: DefaultOrderExpiry). A shop's checkout session is
+	// usually a day; a point of sale wants minutes.
+	OrderExpirySeconds int64 `json:"order_expiry_seconds,omitempty"`
 }
 
 // MethodConfig is a payment method, where it may be offered, what it costs,

@@ -306,6 +306,22 @@ func appendPayment(b []byte, p *Payment) ([]byte, error) {
 		}
 		b = append(b, ']')
 	}
+	if c := p.Cancellation; c != nil {
+		b = append(b, `,"cancellation":{"attempt":`...)
+		b = strconv.AppendInt(b, int64(c.Attempt), 10)
+		b = appendStringField(b, "status", c.Status)
+		if c.Failure != nil {
+			b = append(b, `,"failure":`...)
+			b = appendFailure(b, c.Failure)
+		}
+		if b, err = appendTimeField(b, "created_at", c.CreatedAt); err != nil {
+			return nil, err
+		}
+		if b, err = appendTimeField(b, "updated_at", c.UpdatedAt); err != nil {
+			return nil, err
+		}
+		b = append(b, '}')
+	}
 	if b, err = appendTimeField(b, "created_at", p.CreatedAt); err != nil {
 		return nil, err
 	}
@@ -398,6 +414,11 @@ func appendOrder(b []byte, o *Order) ([]byte, error) {
 	}
 	if b, err = appendTimeField(b, "updated_at", o.UpdatedAt); err != nil {
 		return nil, err
+	}
+	if o.ExpiresAt != nil {
+		if b, err = appendTimeField(b, "expires_at", *o.ExpiresAt); err != nil {
+			return nil, err
+		}
 	}
 	return append(b, '}'), nil
 }

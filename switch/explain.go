@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -83,6 +84,9 @@ const (
 	CauseAwaitingShopper   = "awaiting_shopper"
 	CauseNoPaymentAttempts = "no_payment_attempt"
 	CauseExpired           = "payment_expired"
+	// CauseCancelInDoubt: the provider did not answer a cancellation; the
+	// authorization may or may not be voided until a status inquiry says.
+	CauseCancelInDoubt = "cancellation_in_doubt"
 )
 
 // downCodes are provider error codes meaning "the provider is down".
@@ -139,6 +143,11 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 		}
 	}
 	for _, p := range ps {
+		if c := p.Cancellation; c != nil && c.Status == PaymentInDoubt {
+			add(Cause{Code: CauseCancelInDoubt, PaymentID: p.ID, Provider: p.Provider,
+				Message: fmt.Sprintf("%s gave no definite answer to the cancellation of the %s authorization; the switch is asking it whether the authorization was voided and will not send the cancellation again",
+					p.Provider, FormatMoney(p.Authorized))})
+		}
 		switch p.Status {
 		case PaymentDeclined:
 			code := "declined"
@@ -179,6 +188,9 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 	if len(ps) == 0 {
 		add(Cause{Code: CauseNoPaymentAttempts, Message: "no payment has been attempted for this order"})
 	}
+	if o.Status == OrderExpired && o.ExpiresAt != nil {
+		add(Cause{Code: CauseOrderExpired, Message: fmt.Sprintf("no payment succeeded before the order expired at %s", o.ExpiresAt.UTC().Format(time.RFC3339))})
+	}
 	if causes == nil {
 		causes = []Cause{}
 	}
@@ -217,6 +229,9 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 	case OrderPaid:
 		return fmt.Sprintf("The order is paid: %s captured with %s at %s%s.", FormatMoney(o.Captured), settled.Method, settled.Provider, why)
 	case OrderAuthorized:
+		if c := first(CauseCancelInDoubt); c != nil {
+			return fmt.Sprintf("The order is authorized for %s, but its cancellation is in doubt: %s.", FormatMoney(o.Authorized), c.Message)
+		}
 		return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why)
 	case OrderRefunded:
 		return fmt.Sprintf("The order was paid and then fully refunded (%s).", FormatMoney(o.Refunded))
@@ -224,6 +239,18 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		return fmt.Sprintf("The order was paid; %s of %s has been refunded.", FormatMoney(o.Refunded), FormatMoney(o.Captured))
 	case OrderHeldForReview:
 		return "The order is not paid yet: its payment is held for manual fraud review and no provider has been asked."
+	case OrderExpired:
+		msg := "The order expired unpaid"
+		if o.ExpiresAt != nil {
+			msg += " at " + o.ExpiresAt.UTC().Format(time.RFC3339)
+		}
+		switch {
+		case len(ps) == 0:
+			return msg + ": no payment was ever attempted."
+		case last.Failure != nil:
+			return msg + "; its last payment failed: " + last.Failure.Message + "."
+		}
+		return msg + "."
 	case OrderPending:
 		if c := first(CauseInDoubt); c != nil {
 			return "The order is not paid yet: " + c.Message + "."

@@ -104,3 +104,21 @@ func SetRecordCacheLimit(m *Machine, limit int) {
 	defer m.applyMu.Unlock()
 	m.records = newRecordCache(limit)
 }
+
+// NodeVersionCommand is the encoded report of member node's binary.
+func NodeVersionCommand(node uint64, r VersionRange) []byte {
+	return mustEncode(cmdTypeNodeVersion, &cmdNodeVersion{Node: node, Supports: r})
+}
+
+// ClusterVersionCommand is the encoded move of the gate to to.
+func ClusterVersionCommand(to int, members ...uint64) []byte {
+	return mustEncode(cmdTypeClusterVersion, &cmdClusterVersion{To: to, Members: members})
+}
+
+func mustEncode(typ string, cmd any) []byte {
+	b, err := encodeCommand(typ, cmd)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -92,6 +92,19 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
+// gate moves the harness's single-member cluster to at least version v,
+// as its node's version loop does in a real cluster: the member reports
+// the binary's versions, then the leader moves the gate as far as they go.
+func (h *harness) gate(v int) {
+	h.t.Helper()
+	if err := h.svc.ReportVersion(h.ctx, 1); err != nil {
+		h.t.Fatalf("ReportVersion: %v", err)
+	}
+	if got, err := h.svc.AdvanceClusterVersion(h.ctx, []uint64{1}); err != nil || got < v {
+		h.t.Fatalf("advance to version %d: %d %v", v, got, err)
+	}
+}
+
 func caller(key string) txswitch.Caller {
 	return txswitch.Caller{MerchantID: merchantA, IdempotencyKey: key}
 }

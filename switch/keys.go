@@ -25,6 +25,9 @@ import (
 //	m/outbox_seq                          last assigned outbox seq (8 bytes big-endian)
 //	m/watermark                           export watermark (8 bytes big-endian)
 //	m/config                              RoutingConfig JSON
+//	oe/<%016x unix nanos>/<order id>      empty: orders by expiry time, for the order expiry sweep (cluster version 2)
+//	m/cluster_version                     the cluster version gate (8 bytes big-endian; absent: 1)
+//	m/node_version/<member id>            VersionRange JSON: what that member's binary supports
 const (
 	prefixOrder         = "o/"
 	prefixPayment       = "p/"
@@ -38,6 +41,9 @@ const (
 	keyOutboxSeq        = "m/outbox_seq"
 	keyWatermark        = "m/watermark"
 	keyConfig           = "m/config"
+	prefixOrderExpiry   = "oe/"
+	keyClusterVersion   = "m/cluster_version"
+	prefixNodeVersion   = "m/node_version/"
 )
 
 func orderKey(id string) []byte   { return []byte(prefixOrder + id) }

@@ -31,9 +31,13 @@ type Machine struct {
 	outboxSeq uint64
 	seqKnown  bool
 
-	mu       sync.RWMutex // guards cfg and onConfig
-	cfg      *RoutingConfig
-	onConfig func(RoutingConfig)
+	// binary is the cluster versions this node's binary runs.
+	binary VersionRange
+
+	mu             sync.RWMutex // guards cfg, onConfig and clusterVersion
+	cfg            *RoutingConfig
+	onConfig       func(RoutingConfig)
+	clusterVersion int
 }
 
 var _ StateMachine = (*Machine)(nil)
@@ -94,8 +98,16 @@ func opRequest(kind string, d *inDoubtRec, p *paymentRec) ProviderRequest {
 }
 
 // NewMachine opens a machine over store, loading the cached configuration.
-func NewMachine(store Store) (*Machine, error) {
-	m := &Machine{store: store, records: newRecordCache(recordCacheGen), filter: newKeyFilter()}
+func NewMachine(store Store) (*Machine, error) { return NewMachineFor(store, BinaryVersions) }
+
+// NewMachineFor is NewMachine for a binary that runs the cluster versions
+// binary (tests play old and new binaries side by side with it). It fails
+// when the store is at a cluster version outside binary.
+func NewMachineFor(store Store, binary VersionRange) (*Machine, error) {
+	if !binary.valid() {
+		return nil, fmt.Errorf("machine: bad version range %+v", binary)
+	}
+	m := &Machine{store: store, records: newRecordCache(recordCacheGen), filter: newKeyFilter(), binary: binary}
 	if err := m.reloadCaches(); err != nil {
 		return nil, err
 	}
@@ -148,6 +160,7 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 	defer b.Close()
 	results := make([]any, len(cmds))
 	var newCfg *RoutingConfig
+	newVersion := 0
 	defer m.buf.trim()
 	bs := &batchState{committed: m.records, filter: m.filter, buf: &m.buf, written: make(map[string]any), outboxSeq: m.outboxSeq, seqLoaded: m.seqKnown}
 	loaded := make(map[string]any)
@@ -156,7 +169,7 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 			continue
 		}
 		clear(loaded)
-		ac := &applyCtx{b: b, bs: bs, loaded: loaded}
+		ac := &applyCtx{b: b, bs: bs, loaded: loaded, binary: m.binary}
 		res, err := ac.apply(c.Data)
 		if err != nil {
 			m.forgetCaches() // the node stops; leave nothing doubtful behind
@@ -165,6 +178,9 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 		results[i] = res
 		if ac.newConfig != nil {
 			newCfg = ac.newConfig
+		}
+		if ac.newClusterVersion != 0 {
+			newVersion = ac.newClusterVersion
 		}
 	}
 	if bs.seqDirty {
@@ -182,6 +198,11 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 	m.outboxSeq, m.seqKnown = bs.outboxSeq, bs.seqLoaded
 	if newCfg != nil {
 		m.setConfig(newCfg)
+	}
+	if newVersion != 0 {
+		m.mu.Lock()
+		m.clusterVersion = newVersion
+		m.mu.Unlock()
 	}
 	return results, nil
 }
@@ -216,6 +237,9 @@ func (m *Machine) forgetCaches() {
 }
 
 func (m *Machine) reloadCaches() error {
+	if err := m.loadClusterVersion(); err != nil {
+		return err
+	}
 	raw, err := m.store.Get([]byte(keyConfig))
 	if errors.Is(err, ErrNotFound) {
 		m.mu.Lock()

@@ -44,6 +44,19 @@ func busyHarness(t *testing.T) *harness {
 	if _, err := h.svc.CreateOrder(h.ctx, caller("o4"), orderReq(42)); err != nil {
 		t.Fatal(err)
 	}
+	// A cancellation in doubt, settled by status inquiry, recorded on the
+	// payment once the gate is at VersionCancellation.
+	h.gate(txswitch.VersionCancellation)
+	_, p5 := h.authorized()
+	h.a.Push(txswitch.OpCancel, memoryErr(timeoutErr("psp_a")))
+	if _, err := h.svc.Cancel(h.ctx, caller("x5"), p5.ID); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(time.Minute)
+	h.a.Push(txswitch.OpStatus, approved("v5"))
+	if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 1 {
+		t.Fatalf("resolve = %d %v", n, err)
+	}
 	return h
 }
 

@@ -98,7 +98,7 @@ func (s *Svc) operate(ctx context.Context, c Caller, paymentID, kind string, bod
 		rc.ErrCode = "pending"
 	}
 	dctx, cancel := s.detached(ctx)
-	rres, err := s.propose(dctx, cmdTypeOpResult, rc)
+	rres, err := s.proposeAnywhere(dctx, cmdTypeOpResult, rc)
 	cancel()
 	s.done(req.IdempotencyKey)
 	if err != nil {

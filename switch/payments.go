@@ -194,7 +194,7 @@ func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
 			}
 		}
 		dctx, cancel := s.detached(ctx)
-		res, err := s.propose(dctx, cmdTypePaymentResult, cmd)
+		res, err := s.proposeAnywhere(dctx, cmdTypePaymentResult, cmd)
 		cancel()
 		s.done(call.Key)
 		if err != nil {
@@ -204,6 +204,11 @@ func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
 		}
 		if res.Open == nil {
 			return res.Reply, nil
+		}
+		if !s.log.Leadership().IsLeader {
+			// Failing over is a new money-moving call: only the leader
+			// makes those. The next leader's resolver takes the attempt.
+			return Reply{}, errNotLeader()
 		}
 		call = res.Open
 	}

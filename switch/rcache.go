@@ -170,6 +170,10 @@ func cloneOrder(o *orderRec) *orderRec {
 		c.Payments[i] = clonePaymentResource(c.Payments[i])
 	}
 	c.paymentIDs = slices.Clone(o.paymentIDs)
+	if o.ExpiresAt != nil {
+		t := *o.ExpiresAt
+		c.ExpiresAt = &t
+	}
 	return &c
 }
 
@@ -180,6 +184,11 @@ func clonePaymentResource(p Payment) Payment {
 	p.Refunds = slices.Clone(p.Refunds)
 	for i := range p.Refunds {
 		p.Refunds[i].Failure = clonePtr(p.Refunds[i].Failure)
+	}
+	if p.Cancellation != nil {
+		c := *p.Cancellation
+		c.Failure = clonePtr(c.Failure)
+		p.Cancellation = &c
 	}
 	return p
 }

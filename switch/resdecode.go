@@ -181,6 +181,10 @@ func (d *canonDec) order() Order {
 	o.CreatedAt = d.time()
 	d.lit(`,"updated_at":`)
 	o.UpdatedAt = d.time()
+	if d.opt(`,"expires_at":`) {
+		t := d.time()
+		o.ExpiresAt = &t
+	}
 	d.lit(`}`)
 	return o
 }
@@ -255,6 +259,21 @@ func (d *canonDec) payment() Payment {
 			d.lit(`}`)
 			p.Captures = append(p.Captures, c)
 		}
+	}
+	if d.opt(`,"cancellation":{"attempt":`) {
+		c := &Cancellation{}
+		c.Attempt = int(d.int())
+		d.lit(`,"status":`)
+		c.Status = d.str()
+		if d.opt(`,"failure":`) {
+			c.Failure = d.failure()
+		}
+		d.lit(`,"created_at":`)
+		c.CreatedAt = d.time()
+		d.lit(`,"updated_at":`)
+		c.UpdatedAt = d.time()
+		d.lit(`}`)
+		p.Cancellation = c
 	}
 	d.lit(`,"created_at":`)
 	p.CreatedAt = d.time()

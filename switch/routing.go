@@ -350,6 +350,9 @@ func (cfg *RoutingConfig) Validate() *Error {
 		if len(m.Name) > maxTextLen {
 			return bad(p+".name", "merchant name is longer than %d bytes", maxTextLen)
 		}
+		if m.OrderExpirySeconds < 0 || m.OrderExpirySeconds > MaxOrderExpirySeconds {
+			return bad(p+".order_expiry_seconds", "order expiry must be 0 (the default, %s) or 1..%d seconds, got %d", DefaultOrderExpiry, MaxOrderExpirySeconds, m.OrderExpirySeconds)
+		}
 		if len(m.APIKeyHashes) == 0 {
 			return bad(p+".api_key_hashes", "merchant %q has no API key hashes, so it could never authenticate", m.ID)
 		}

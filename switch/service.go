@@ -140,6 +140,9 @@ func (s *Svc) Run(ctx context.Context) {
 			if _, err := s.ResolveInDoubt(ctx); err != nil {
 				s.logger.Warn("in-doubt resolution pass failed", zap.Error(err))
 			}
+			if _, err := s.ExpireOrders(ctx); err != nil {
+				s.logger.Warn("order expiry pass failed", zap.Error(err))
+			}
 		case <-house.C:
 			if _, err := s.ExpireIdempotency(ctx); err != nil {
 				s.logger.Warn("idempotency expiry failed", zap.Error(err))
@@ -195,6 +198,12 @@ func (s *Svc) propose(ctx context.Context, typ string, cmd any) (*ApplyResult, e
 		return nil, err
 	}
 	v, err := s.log.Propose(ctx, data)
+	return applied(typ, v, err)
+}
+
+// applied unwraps what Log.Propose returned: the apply result, with a
+// domain rejection as its error.
+func applied(typ string, v any, err error) (*ApplyResult, error) {
 	if err != nil {
 		return nil, mapLogError(err)
 	}
@@ -207,6 +216,44 @@ func (s *Svc) propose(ctx context.Context, typ string, cmd any) (*ApplyResult, e
 	}
 	return res, nil
 }
+
+// proposeAnywhere proposes a command any member may: the answer of a
+// provider call that was already made, a member's version report. Unlike
+// propose it does not require this node to lead: the call's
+// outcome is a fact whoever records it, apply ignores a result that comes
+// late (the next leader's resolver may have settled the attempt), and
+// recording it through the new leader answers the client instead of
+// leaving the payment in doubt when leadership moves (a rolling release
+// hands it over, and raft drops proposals during the transfer). A dropped
+// proposal, or none while no leader is known, never applied, so it is
+// proposed again until ctx ends.
+func (s *Svc) proposeAnywhere(ctx context.Context, typ string, cmd any) (*ApplyResult, error) {
+	data, err := encodeCommand(typ, cmd)
+	if err != nil {
+		return nil, err
+	}
+	wait := resultRetryMin
+	for {
+		v, err := s.log.Propose(ctx, data)
+		if errors.Is(err, ErrDropped) || errors.Is(err, ErrNoLeader) {
+			select {
+			case <-ctx.Done():
+				return nil, mapLogError(err)
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, resultRetryMax)
+			continue
+		}
+		return applied(typ, v, err)
+	}
+}
+
+// The backoff of proposeAnywhere: an election or transfer takes a few
+// heartbeats.
+const (
+	resultRetryMin = 10 * time.Millisecond
+	resultRetryMax = 200 * time.Millisecond
+)
 
 // detached is a context for work that must finish even if the client
 // leaves: recording a provider's answer.
@@ -549,6 +596,11 @@ func (s *Svc) CreateOrder(ctx context.Context, c Caller, req CreateOrderRequest)
 		ID: s.ids.New(PrefixOrder), MerchantID: c.MerchantID, Reference: req.Reference, Amount: req.Amount,
 		Customer: req.Customer, Channel: req.Channel, Lines: req.Lines,
 	}}
+	// Version 2 format: older members would drop the field (gate).
+	if s.VersionActive(VersionOrderExpiry) {
+		exp := now.Add(s.orderExpiry(c.MerchantID))
+		cmd.Order.ExpiresAt = &exp
+	}
 	res, err := s.propose(ctx, cmdTypeCreateOrder, cmd)
 	if err != nil {
 		return Reply{}, err

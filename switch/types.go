@@ -116,6 +116,9 @@ type Order struct {
 	Payments   []Payment   `json:"payments"`
 	CreatedAt  time.Time   `json:"created_at"`
 	UpdatedAt  time.Time   `json:"updated_at"`
+	// ExpiresAt is when the order expires if it is still unpaid (nil: it
+	// does not expire: created before the cluster ran version 2).
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }
 
 // Payment is the payment resource.
@@ -138,8 +141,29 @@ type Payment struct {
 	Attempt     int       `json:"attempt"`
 	Refunds     []Refund  `json:"refunds,omitempty"`
 	Captures    []Capture `json:"captures,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	// Cancellation is the latest request to void the authorization, from
+	// the moment it is made: a void the provider has not confirmed yet is
+	// visible here, not only after it succeeded. Absent in records written
+	// before it existed (they decode as nil).
+	Cancellation *Cancellation `json:"cancellation,omitempty"`
+	CreatedAt    time.Time     `json:"created_at"`
+	UpdatedAt    time.Time     `json:"updated_at"`
+}
+
+// Cancellation is a payment's (latest) request to void its authorization.
+// While its status is pending or in_doubt the payment keeps its status
+// (authorized): the void may or may not have happened at the provider, and
+// the switch settles it by a status inquiry under the same key, never by a
+// second void.
+type Cancellation struct {
+	// Attempt numbers the payment's cancellation requests: a declined or
+	// failed cancellation may be retried, as attempt 2 under a new
+	// provider key.
+	Attempt   int       `json:"attempt"`
+	Status    string    `json:"status"` // pending | succeeded | failed | in_doubt
+	Failure   *Failure  `json:"failure,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Capture is one (partial) capture of a payment.

@@ -28,6 +28,8 @@ type Status struct {
 	CentralDB     string `json:"central_db"`
 	// Export is the exporter's view (nil without a central database).
 	Export *central.ExportStats `json:"export,omitempty"`
+	// Versions is the cluster version gate as this node has applied it.
+	Versions txswitch.VersionStatus `json:"versions"`
 }
 
 // OutboxStatus is the export side of the journal.
@@ -45,6 +47,9 @@ func (n *Node) NodeStatus() (Status, error) {
 	}
 	if st.Outbox.Watermark, err = n.svc.ExportWatermark(); err != nil {
 		return st, fmt.Errorf("export watermark: %w", err)
+	}
+	if st.Versions, err = n.svc.Versions(); err != nil {
+		return st, fmt.Errorf("versions: %w", err)
 	}
 	if rc, ok := n.machine.Config(); ok {
 		st.ConfigVersion = rc.Version

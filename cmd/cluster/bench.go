@@ -90,10 +90,11 @@ const maxSamples = 4 << 20
 // recorder collects latencies and errors of one worker; merged at the end
 // so workers never contend on a lock.
 type recorder struct {
-	lat    []time.Duration
-	cap    int
-	ops    int
-	errors map[string]int
+	slowest []stageEvent
+	lat     []time.Duration
+	cap     int
+	ops     int
+	errors  map[string]int
 }
 
 func newRecorder(capacity int) *recorder {
@@ -108,6 +109,22 @@ func (r *recorder) ok(d time.Duration) {
 }
 
 func (r *recorder) fail(cause string) { r.errors[cause]++ }
+
+// slow keeps the slow operations (bounded) with their start, for
+// RaftBenchConfig.TraceSlow.
+func (r *recorder) slow(start time.Time, d time.Duration) {
+	if d < slowThreshold || len(r.slowest) >= maxSlowPerWorker {
+		return
+	}
+	r.slowest = append(r.slowest, stageEvent{start, d})
+}
+
+const (
+	// slowThreshold is the latency from which TraceSlow looks at a proposal.
+	slowThreshold = 50 * time.Millisecond
+	// maxSlowPerWorker bounds the slow proposals each worker keeps.
+	maxSlowPerWorker = 1024
+)
 
 // percentiles sorts samples (in place) and returns p50, p90, p99, max.
 func percentiles(samples []time.Duration) (p50, p90, p99, mx time.Duration) {
@@ -169,6 +186,7 @@ type recordMachine struct {
 var (
 	_ txswitch.StateMachine = (*recordMachine)(nil)
 	_ consensus.StateSyncer = (*recordMachine)(nil)
+	_ consensus.StateSyncer = (*applyTimer)(nil)
 )
 
 // recordResult is what Apply returns for one command.
@@ -267,11 +285,25 @@ func (m *recordMachine) Restore(index uint64, data []byte) error {
 }
 
 // syncCounter wraps a LogStore to count synced Saves (fsyncs of the log)
-// and the time spent in them.
+// and time each of them.
 type syncCounter struct {
 	consensus.LogStore
-	syncs    atomic.Uint64
-	syncTime atomic.Int64 // nanoseconds
+	saves stage
+	// records times the snapshot records and log compactions, which the
+	// Ready loop itself writes.
+	records stage
+}
+
+func (s *syncCounter) CreateSnapshot(index uint64, cs *raftpb.ConfState, data []byte) (*raftpb.Snapshot, error) {
+	start := time.Now()
+	defer s.records.record(start)
+	return s.LogStore.CreateSnapshot(index, cs, data)
+}
+
+func (s *syncCounter) Compact(index uint64) error {
+	start := time.Now()
+	defer s.records.record(start)
+	return s.LogStore.Compact(index)
 }
 
 func (s *syncCounter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot, sync bool) error {
@@ -280,24 +312,42 @@ func (s *syncCounter) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raf
 	}
 	start := time.Now()
 	err := s.LogStore.Save(hs, ents, snap, sync)
-	s.syncs.Add(1)
-	s.syncTime.Add(int64(time.Since(start)))
+	s.saves.record(start)
 	return err
 }
 
-// applyTimer wraps a state machine to time its Apply calls.
+// applyTimer wraps the benchmark's state machine to time its Apply calls
+// and snapshots.
 type applyTimer struct {
-	txswitch.StateMachine
-	calls atomic.Uint64
-	time  atomic.Int64 // nanoseconds
+	*recordMachine
+	applies stage
+	syncs   stage // SyncState: what consensus' own snapshots cost
+	images  stage // Snapshot: state images, built only for followers
 }
 
 func (a *applyTimer) Apply(cmds []txswitch.Command) ([]any, error) {
 	start := time.Now()
-	res, err := a.StateMachine.Apply(cmds)
-	a.calls.Add(1)
-	a.time.Add(int64(time.Since(start)))
+	res, err := a.recordMachine.Apply(cmds)
+	a.applies.record(start)
 	return res, err
+}
+
+// SyncState forwards to the wrapped state machine: consensus snapshots a
+// StateSyncer with a sync and a record, and anything else with a full
+// state image, so hiding it would make the benchmark copy the whole state
+// every SnapshotEvery entries, which production does not do.
+func (a *applyTimer) SyncState() (uint64, error) {
+	start := time.Now()
+	defer a.syncs.record(start)
+	return a.recordMachine.SyncState()
+}
+
+// Snapshot times the state image builds (off the Ready loop, but they
+// compete for the CPU and the disk).
+func (a *applyTimer) Snapshot() (uint64, []byte, error) {
+	start := time.Now()
+	defer a.images.record(start)
+	return a.recordMachine.Snapshot()
 }
 
 // ---------------------------------------------------------------------------
@@ -318,14 +368,29 @@ type RaftBenchConfig struct {
 	// needs one); a huge value measures the log path alone.
 	SnapshotEvery uint64
 	Logger        *zap.Logger
+	// TraceSlow, when set, receives for the slowest proposals what every
+	// node's stages (Save, Apply, snapshot, pebble flush, compaction, write
+	// stall) did while they waited: a debugging aid for the latency tail.
+	TraceSlow io.Writer
 }
 
 type raftBenchNode struct {
-	db    *pebblestore.DB
-	tr    *tcptransport.Transport
-	node  *consensus.Node
-	logs  *syncCounter
-	apply *applyTimer
+	db     *pebblestore.DB
+	tr     *tcptransport.Transport
+	node   *consensus.Node
+	logs   *syncCounter
+	apply  *applyTimer
+	pebble *pebbleStages
+}
+
+// stages lists the node's timed stages in report order.
+func (n *raftBenchNode) stages() []namedStage {
+	return []namedStage{
+		{"synced Save", &n.logs.saves}, {"Apply", &n.apply.applies}, {"snapshot state sync", &n.apply.syncs}, {"snapshot record+compact (loop)", &n.logs.records},
+		{"snapshot state image", &n.apply.images},
+		{"pebble flush", &n.pebble.flush}, {"pebble compaction", &n.pebble.compaction},
+		{"pebble write stall", &n.pebble.stall}, {"pebble WAL created", &n.pebble.walCreated},
+	}
 }
 
 // BenchRaft measures committed-and-applied proposals per second of a raft
@@ -375,7 +440,8 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	peers := make([]consensus.Peer, cfg.Nodes)
 	for i := range nodes {
 		id := uint64(i + 1)
-		db, err := pebblestore.Open(filepath.Join(cfg.Dir, "node"+strconv.Itoa(i+1)), pebblestore.Options{Logger: cfg.Logger.Named("pebble")})
+		ps := newPebbleStages()
+		db, err := pebblestore.Open(filepath.Join(cfg.Dir, "node"+strconv.Itoa(i+1)), pebblestore.Options{Logger: cfg.Logger.Named("pebble"), EventListener: ps.listener()})
 		if err != nil {
 			return BenchResult{}, err
 		}
@@ -385,7 +451,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 			return BenchResult{}, err
 		}
 		nodes[i] = &raftBenchNode{db: db, tr: tr, logs: &syncCounter{LogStore: db.LogStore(DefaultGroup)},
-			apply: &applyTimer{StateMachine: &recordMachine{st: db.StateStore(DefaultGroup), blind: true}}}
+			apply: &applyTimer{recordMachine: &recordMachine{st: db.StateStore(DefaultGroup), blind: true}}, pebble: ps}
 		peers[i] = consensus.Peer{ID: id, RaftAddr: tr.Addr().String()}
 	}
 	for i, n := range nodes {
@@ -469,6 +535,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 					continue
 				}
 				rec.ok(d)
+				rec.slow(start, d)
 			}
 		})
 	}
@@ -479,25 +546,38 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 			return BenchResult{}, err
 		}
 	}
-	type counters struct {
-		syncs, applies  uint64
-		syncNs, applyNs int64
-		sent            uint64
-	}
-	read := func() []counters {
-		out := make([]counters, len(nodes))
+	sentBy := func() []uint64 {
+		out := make([]uint64, len(nodes))
 		for i, n := range nodes {
-			out[i] = counters{n.logs.syncs.Load(), n.apply.calls.Load(), n.logs.syncTime.Load(), n.apply.time.Load(), n.tr.Stats().Sent}
+			out[i] = n.tr.Stats().Sent
 		}
 		return out
 	}
-	c0 := read()
+	sent0 := sentBy()
+	for _, n := range nodes {
+		for _, st := range n.stages() {
+			st.start()
+		}
+	}
+	var sched stage
+	sched.start()
+	schedStop := make(chan struct{})
+	go schedSampler(&sched, 20*time.Millisecond, 20*time.Millisecond, schedStop)
+	sched0, gc0 := runtimeHist("/sched/latencies:seconds"), runtimeHist("/sched/pauses/total/gc:seconds")
 	measuring.Store(true)
 	start, cpu0 := time.Now(), processCPU()
 	sleepErr := sleepCtx(ctx, cfg.Duration)
 	measuring.Store(false)
 	elapsed, cpu := time.Since(start), processCPU().sub(cpu0)
-	c1 := read()
+	sched1, gc1 := runtimeHist("/sched/latencies:seconds"), runtimeHist("/sched/pauses/total/gc:seconds")
+	sent1 := sentBy()
+	close(schedStop)
+	sched.stop()
+	for _, n := range nodes {
+		for _, st := range n.stages() {
+			st.stop()
+		}
+	}
 	close(stop)
 	wg.Wait()
 	if sleepErr != nil {
@@ -505,21 +585,23 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	}
 	res, _ := mergeRecorders("raft propose→commit→apply", settings, recs, elapsed)
 	reportCPU(&res, cpu, elapsed, "proposal")
-	var fsyncs, saves, applies, sent []string
-	for i := range nodes {
-		d := counters{c1[i].syncs - c0[i].syncs, c1[i].applies - c0[i].applies, c1[i].syncNs - c0[i].syncNs, c1[i].applyNs - c0[i].applyNs, c1[i].sent - c0[i].sent}
-		sent = append(sent, fmt.Sprintf("node%d %.0f", i+1, float64(d.sent)/elapsed.Seconds()))
-		fsyncs = append(fsyncs, fmt.Sprintf("node%d %.0f", i+1, float64(d.syncs)/elapsed.Seconds()))
-		saves = append(saves, fmt.Sprintf("node%d %v", i+1, avg(d.syncNs, d.syncs)))
-		applies = append(applies, fmt.Sprintf("node%d %v", i+1, avg(d.applyNs, d.applies)))
-		if uint64(i+1) == leader.node.ID() && d.syncs > 0 {
-			res.Extra["proposals/fsync"] = fmt.Sprintf("%.1f (leader)", float64(res.Ops)/float64(d.syncs))
+	var fsyncs, sent []string
+	for i, n := range nodes {
+		syncs := n.logs.saves.n()
+		sent = append(sent, fmt.Sprintf("node%d %.0f", i+1, float64(sent1[i]-sent0[i])/elapsed.Seconds()))
+		fsyncs = append(fsyncs, fmt.Sprintf("node%d %.0f", i+1, float64(syncs)/elapsed.Seconds()))
+		if uint64(i+1) == leader.node.ID() && syncs > 0 {
+			res.Extra["proposals/fsync"] = fmt.Sprintf("%.1f (leader)", float64(res.Ops)/float64(syncs))
 		}
 	}
 	res.Extra["fsyncs/s"] = strings.Join(fsyncs, ", ")
-	res.Extra["synced Save avg"] = strings.Join(saves, ", ")
-	res.Extra["Apply call avg"] = strings.Join(applies, ", ")
 	res.Extra["raft messages sent/s"] = strings.Join(sent, ", ")
+	reportStages(&res, nodes)
+	res.Extra["goroutine run-queue wait"] = histDelta(sched0, sched1)
+	res.Extra["gc stop-the-world pauses"] = histDelta(gc0, gc1)
+	if cfg.TraceSlow != nil {
+		traceSlow(cfg.TraceSlow, recs, nodes, slices.Index(nodes, leader), &sched, start, start.Add(elapsed))
+	}
 	return res, nil
 }
 

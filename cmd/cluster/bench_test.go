@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -83,14 +85,25 @@ func TestBenchmarksRunCorrectly(t *testing.T) {
 	}
 	ctx := context.Background()
 	t.Run("raft", func(t *testing.T) {
+		var trace bytes.Buffer
 		res, err := BenchRaft(ctx, RaftBenchConfig{Dir: t.TempDir(), Proposers: 8, PayloadBytes: 64,
-			Duration: time.Second, Warmup: 200 * time.Millisecond})
+			Duration: time.Second, Warmup: 200 * time.Millisecond, SnapshotEvery: 500, TraceSlow: &trace})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Log("\n" + res.String())
+		t.Log("\n" + res.String() + trace.String())
 		if res.Ops == 0 || len(res.Errors) != 0 {
 			t.Fatalf("ops %d, errors %v", res.Ops, res.Errors)
+		}
+		// Snapshots go through SyncState (a record), never a state image.
+		if st := res.Extra["stage snapshot state sync"]; strings.HasPrefix(st, "node1 n 0") {
+			t.Errorf("stage snapshot state sync = %q: no snapshot in %d proposals with SnapshotEvery 500", st, res.Ops)
+		}
+		if st := res.Extra["stage snapshot state image"]; st != "node1 n 0; node2 n 0; node3 n 0" {
+			t.Errorf("stage snapshot state image = %q: want no image (no follower needed one)", st)
+		}
+		if !strings.Contains(trace.String(), "proposals took >= ") {
+			t.Errorf("trace has no attribution of slow proposals:\n%s", trace.String())
 		}
 		if res.P50 <= 0 || res.P50 > res.P99 || res.P99 > res.Max {
 			t.Fatalf("percentiles out of order: %v %v %v", res.P50, res.P99, res.Max)

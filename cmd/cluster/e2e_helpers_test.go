@@ -429,3 +429,30 @@ func e2eJsonUnmarshalStrict(b []byte, v any) error {
 	d.DisallowUnknownFields()
 	return d.Decode(v)
 }
+
+// e2eAnswer is a request's answer or transport error.
+type e2eAnswer struct {
+	r   e2eResp
+	err error
+}
+
+// e2ePayInBackground sends a card payment for orderID to addr from a
+// goroutine and returns where its answer arrives and the payment's id,
+// once watch (a node's API address) shows the committed intent.
+func e2ePayInBackground(t *testing.T, l *Local, addr, watch, orderID string) (<-chan e2eAnswer, string) {
+	t.Helper()
+	done := make(chan e2eAnswer, 1)
+	go func() {
+		r, err := e2eSend(addr, e2eRawReq{Method: "POST", Path: "/v1/orders/" + orderID + "/payments",
+			Headers: e2eMerchantHeaders(l.APIKey, e2eNewKey("pay")), Body: []byte(`{"method":"card"}`)})
+		done <- e2eAnswer{r, err}
+	}()
+	var paymentID string
+	waitFor(t, 10*time.Second, "the committed intent", func() bool {
+		if got := e2eGetOrder(t, l, watch, orderID); len(got.Payments) == 1 {
+			paymentID = got.Payments[0].ID
+		}
+		return paymentID != ""
+	})
+	return done, paymentID
+}

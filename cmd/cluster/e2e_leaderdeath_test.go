@@ -47,26 +47,9 @@ func TestE2ELeaderDiesBetweenIntentAndResult(t *testing.T) {
 			}
 			amount := int64(6540 + 10*k)
 			o := e2eCreateOrder(t, l, leader, e2eOrderReq(amount, "EUR", "NL"))
-			type answer struct {
-				r   e2eResp
-				err error
-			}
-			done := make(chan answer, 1)
-			go func() {
-				r, err := e2eSend(leader, e2eRawReq{Method: "POST", Path: "/v1/orders/" + o.ID + "/payments",
-					Headers: e2eMerchantHeaders(l.APIKey, e2eNewKey("pay")), Body: []byte(`{"method":"card"}`)})
-				done <- answer{r, err}
-			}()
 			// The intent is committed (another node shows the payment)
 			// and psp_a has the request.
-			var paymentID string
-			waitFor(t, 10*time.Second, "the committed intent", func() bool {
-				got := e2eGetOrder(t, l, other, o.ID)
-				if len(got.Payments) == 1 {
-					paymentID = got.Payments[0].ID
-				}
-				return paymentID != ""
-			})
+			done, paymentID := e2ePayInBackground(t, l, leader, other, o.ID)
 			if tt.wantCaptured {
 				waitFor(t, 10*time.Second, "psp_a to book the charge", func() bool { return psA.Totals(paymentID).Charges == 1 })
 			} else {

@@ -235,6 +235,27 @@ func (l *Local) StopNode(i int) error {
 	return n.Stop()
 }
 
+// ShutdownNode stops node i as a release does (Node.Shutdown: a leader
+// hands leadership off first) and returns the successor's id, or 0.
+func (l *Local) ShutdownNode(i int) (uint64, error) {
+	l.mu.Lock()
+	n := l.nodes[i]
+	l.nodes[i] = nil
+	l.mu.Unlock()
+	if n == nil {
+		return 0, nil
+	}
+	return n.Shutdown()
+}
+
+// SetNodeVersions sets the cluster versions slot i claims from its next
+// start on: a test's way to restart a node on a newer (or older) binary.
+func (l *Local) SetNodeVersions(i int, r txswitch.VersionRange) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.configs[i].Versions = r
+}
+
 // RestartNode starts node i again on its data dir and addresses.
 func (l *Local) RestartNode(i int) error {
 	l.mu.Lock()

@@ -84,6 +84,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Failpoint is the consensus test hook (nil in production).
 	Failpoint func(name string)
+	// Versions overrides the cluster versions this node claims to run
+	// (zero: the binary's, txswitch.BinaryVersions); tests play a rolling
+	// upgrade with it.
+	Versions txswitch.VersionRange
 }
 
 // Node is one running txswitch node.
@@ -94,6 +98,7 @@ type Node struct {
 	tr        *tcptransport.Transport
 	raft      *consensus.Node
 	machine   *txswitch.Machine
+	versions  txswitch.VersionRange // the cluster versions this node runs
 	svc       *txswitch.Svc
 	providers *providers.Registry
 	api       *api.Server
@@ -150,7 +155,12 @@ func Start(cfg Config) (_ *Node, err error) {
 
 	logStore := n.db.LogStore(cfg.Group)
 	state := n.db.StateStore(cfg.Group)
-	if n.machine, err = txswitch.NewMachine(state); err != nil {
+	versions := cfg.Versions
+	if versions == (txswitch.VersionRange{}) {
+		versions = txswitch.BinaryVersions
+	}
+	n.versions = versions
+	if n.machine, err = txswitch.NewMachineFor(state, versions); err != nil {
 		return nil, fmt.Errorf("load state machine: %w", err)
 	}
 	n.providers = providers.NewRegistry(providers.RegistryOptions{
@@ -216,7 +226,11 @@ func Start(cfg Config) (_ *Node, err error) {
 			n.central.run(ctx)
 		}()
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		n.versionLoop(ctx)
+	}()
 	go func() {
 		defer n.wg.Done()
 		if err := n.api.Serve(n.apiLn); err != nil {
@@ -328,8 +342,53 @@ func (n *Node) Providers() *providers.Registry { return n.providers }
 // Registry is the node's metrics registry.
 func (n *Node) Registry() *prometheus.Registry { return n.registry }
 
-// Stop stops the node gracefully: the API stops taking requests, then the
-// service loops, raft, the transport and the journal close.
+// HandOffTimeout bounds how long Shutdown waits for a successor to take
+// leadership before it stops anyway (the cluster then elects one).
+const HandOffTimeout = 3 * time.Second
+
+// Shutdown is the stop of a release: a leader first hands leadership to
+// its most caught-up active follower, so the cluster does not sit through
+// an election timeout with no leader (writes refused) and the calls in
+// flight here record their results through the successor; then Stop. It
+// returns the successor's id (0: this node did not lead, or no follower
+// could take over in time; the cluster then elects one as after a crash).
+func (n *Node) Shutdown() (uint64, error) {
+	to := n.handOff()
+	return to, n.Stop()
+}
+
+func (n *Node) handOff() uint64 {
+	if n.raft == nil || !n.raft.Leadership().IsLeader {
+		return 0
+	}
+	st := n.raft.Status()
+	var to, match uint64
+	for id, pr := range st.Progress {
+		if id == st.ID || pr.Learner || !pr.RecentActive {
+			continue
+		}
+		if to == 0 || pr.Match > match || (pr.Match == match && id < to) {
+			to, match = id, pr.Match
+		}
+	}
+	if to == 0 {
+		n.log.Warn("stopping the leader with no active follower to hand leadership to")
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), HandOffTimeout)
+	defer cancel()
+	if err := n.raft.TransferLeadership(ctx, to); err != nil {
+		n.log.Warn("leadership hand-off before stopping failed; the cluster elects a leader", zap.Uint64("to", to), zap.Error(err))
+		return 0
+	}
+	n.log.Info("handed leadership off before stopping", zap.Uint64("to", to))
+	return to
+}
+
+// Stop stops the node: the API stops taking requests (those in flight
+// get up to 5 s), then the service loops, raft, the transport and the
+// journal close. A leader stopped this way leaves the cluster to elect a
+// successor; Shutdown hands leadership off first.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
 		if n.api != nil {

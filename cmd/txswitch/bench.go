@@ -24,6 +24,8 @@ func runBench(args []string) error {
 	dir := fs.String("dir", "", "where the data dirs go (default: a temp dir; use a real disk, fsync is on)")
 	proposers := fs.Int("proposers", 256, "concurrent proposers (raft)")
 	payload := fs.Int("payload", 256, "proposal size in bytes (raft)")
+	traceSlow := fs.Bool("trace-slow", false, "raft: print, for the slowest proposals, what each node's Save, Apply, snapshot and pebble flush/compaction/stall did meanwhile (stderr)")
+	snapEvery := fs.Uint64("snapshot-every", 0, "raft: applied entries between snapshots (0: the consensus default)")
 	clients := fs.Int("clients", 512, "concurrent HTTP clients (payments)")
 	slowClients := fs.Int("slow-clients", 2000, "concurrent HTTP clients (payments-slow)")
 	target := fs.String("target", cluster.TargetLeader, "payments: send to the leader, or to all nodes (followers forward)")
@@ -52,7 +54,11 @@ func runBench(args []string) error {
 		fmt.Fprintf(os.Stderr, "running %s for %s...\n", w, *duration)
 		switch strings.TrimSpace(w) {
 		case "raft":
-			res, err = cluster.BenchRaft(ctx, cluster.RaftBenchConfig{Dir: *dir, Proposers: *proposers, PayloadBytes: *payload, Duration: *duration})
+			rc := cluster.RaftBenchConfig{Dir: *dir, Proposers: *proposers, PayloadBytes: *payload, Duration: *duration, SnapshotEvery: *snapEvery}
+			if *traceSlow {
+				rc.TraceSlow = os.Stderr
+			}
+			res, err = cluster.BenchRaft(ctx, rc)
 		case "payments":
 			res, err = cluster.BenchPayments(ctx, cluster.PaymentsBenchConfig{Dir: *dir, Clients: *clients, Duration: *duration, Target: *target})
 		case "payments-slow":

@@ -169,8 +169,10 @@ func runNode(args []string) error {
 		log.Info("signal received, stopping", zap.String("signal", s.String()))
 	case <-n.Raft().Done():
 		log.Error("raft node stopped", zap.Error(n.Raft().Err()))
+		return n.Stop()
 	}
-	return n.Stop()
+	_, err = n.Shutdown()
+	return err
 }
 
 // mergeNodeFile loads the YAML file into f for every field no flag set.

@@ -83,7 +83,7 @@ func printStatus(w io.Writer, st cluster.Status) {
 	fmt.Fprintf(w, "node %d (%s)  state %s  leader %d  term %d  commit %d  applied %d  snapshot %d\n",
 		r.ID, st.APIAddr, strings.TrimPrefix(r.State, "State"), r.Leader, r.Term, r.Commit, r.Applied, r.SnapshotIndex)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nMEMBER\tRAFT\tAPI\tMATCH\tNEXT\tSTATE")
+	fmt.Fprintln(tw, "\nMEMBER\tRAFT\tAPI\tMATCH\tNEXT\tSTATE\tVERSIONS")
 	for _, m := range r.Members {
 		match, next, state := "-", "-", "-"
 		if p, ok := r.Progress[m.ID]; ok {
@@ -93,13 +93,18 @@ func printStatus(w io.Writer, st cluster.Status) {
 		if m.ID == r.Leader {
 			lead = " *"
 		}
-		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, lead, m.RaftAddr, m.APIAddr, match, next, state)
+		versions := "not reported"
+		if v, ok := st.Versions.Members[m.ID]; ok {
+			versions = fmt.Sprintf("%d..%d", v.Min, v.Max)
+		}
+		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, lead, m.RaftAddr, m.APIAddr, match, next, state, versions)
 	}
 	_ = tw.Flush()
 	if len(r.Progress) == 0 {
 		fmt.Fprintln(w, "(peer progress unknown: no leader reachable)")
 	}
-	fmt.Fprintf(w, "\nrouting config version %d\noutbox backlog %d events, export watermark %d\ncentral database: %s\n",
+	fmt.Fprintf(w, "\ncluster version %d (this binary runs %d..%d)\n", st.Versions.Cluster, st.Versions.Binary.Min, st.Versions.Binary.Max)
+	fmt.Fprintf(w, "routing config version %d\noutbox backlog %d events, export watermark %d\ncentral database: %s\n",
 		st.ConfigVersion, st.Outbox.Backlog, st.Outbox.Watermark, st.CentralDB)
 	var names []string
 	for p := range st.Breakers {

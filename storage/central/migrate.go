@@ -310,3 +310,71 @@ func splitStatements(sql string) []string {
 	}
 	return out
 }
+
+// MigrationState is one migration as the database and this binary see it.
+type MigrationState struct {
+	Version int    `json:"version"`
+	Name    string `json:"name"`
+	// Applied is when the database recorded it (nil: pending).
+	Applied *time.Time `json:"applied_at,omitempty"`
+	// Known: this binary embeds it; a version applied by a newer release
+	// is not known here (expand phase of a rolling upgrade).
+	Known bool `json:"known"`
+	// ChecksumOK is false when the applied file differs from this
+	// binary's (someone edited an applied migration).
+	ChecksumOK bool `json:"checksum_ok"`
+}
+
+// MigrationStatus lists the embedded migrations and the ones recorded in
+// the database, in version order, without changing anything. A database
+// never migrated has every migration pending.
+func MigrationStatus(ctx context.Context, pool *pgxpool.Pool) ([]MigrationState, error) {
+	ms, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	type rec struct {
+		name, sum string
+		at        time.Time
+	}
+	done := map[int]rec{}
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return nil, fmt.Errorf("migration status: %w", err)
+	}
+	if exists {
+		rows, err := pool.Query(ctx, "SELECT version, name, checksum, applied_at FROM schema_migrations")
+		if err != nil {
+			return nil, fmt.Errorf("migration status: read schema_migrations: %w", err)
+		}
+		for rows.Next() {
+			var v int
+			var r rec
+			if err := rows.Scan(&v, &r.name, &r.sum, &r.at); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("migration status: scan: %w", err)
+			}
+			done[v] = r
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("migration status: read schema_migrations: %w", err)
+		}
+	}
+	var out []MigrationState
+	for _, m := range ms {
+		st := MigrationState{Version: m.Version, Name: m.Name, Known: true, ChecksumOK: true}
+		if r, ok := done[m.Version]; ok {
+			at := r.at
+			st.Applied, st.ChecksumOK = &at, r.sum == m.Checksum
+			delete(done, m.Version)
+		}
+		out = append(out, st)
+	}
+	for v, r := range done {
+		at := r.at
+		out = append(out, MigrationState{Version: v, Name: r.name, Applied: &at, ChecksumOK: true})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}

@@ -44,6 +44,11 @@ type Options struct {
 	// MaxBatchBytes bounds one state batch (default DefaultMaxBatchBytes);
 	// Set/Delete past it return ErrBatchTooLarge.
 	MaxBatchBytes int
+	// EventListener, when set, receives pebble's events (flushes,
+	// compactions, write stalls, WAL files): the benchmark and operators
+	// use it to tell storage stalls from other latency. Its functions run
+	// synchronously inside pebble and must not block.
+	EventListener *pebble.EventListener
 }
 
 func (o Options) withDefaults() Options {
@@ -132,6 +137,7 @@ func Open(dir string, opts Options) (_ *DB, err error) {
 		MemTableSize:       opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{opts.Logger.Named("pebble").Sugar()},
+		EventListener:      opts.EventListener,
 	}
 	// Bloom filters on every level (pebble has none by default): the state
 	// machine looks up many keys that do not exist (new ids, idempotency

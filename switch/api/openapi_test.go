@@ -144,6 +144,7 @@ func TestOpenAPIResponseSchemasMatchGoTypes(t *testing.T) {
 		"Payment":              reflect.TypeFor[txswitch.Payment](),
 		"Refund":               reflect.TypeFor[txswitch.Refund](),
 		"Capture":              reflect.TypeFor[txswitch.Capture](),
+		"Cancellation":         reflect.TypeFor[txswitch.Cancellation](),
 		"MethodsResponse":      reflect.TypeFor[txswitch.MethodsResponse](),
 		"TimelineResponse":     reflect.TypeFor[txswitch.TimelineResponse](),
 		"Explanation":          reflect.TypeFor[txswitch.Explanation](),

@@ -1,0 +1,261 @@
+package txswitch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"go.uber.org/zap"
+)
+
+// The cluster version gate (DESIGN.md, "Rolling online schema changes").
+//
+// A node that applies a command it cannot decode rejects it instead of
+// executing it, so during a rolling upgrade a new binary writing a new
+// format would make the old members' state silently diverge. The gate
+// prevents that: the cluster version is replicated state, every member
+// reports the versions its binary supports (a node_version command at
+// start), and the leader moves the cluster version one step only when
+// every current member supports the next one. Code that writes a new
+// record or command format asks Svc.VersionActive first and keeps writing
+// the old format until the gate has moved. A member whose binary cannot
+// run the cluster's version (a downgrade past the gate, a stale node
+// rejoining) stops at the apply of the bump or at restore, with an error
+// that says so, instead of diverging.
+const (
+	// BinaryMinVersion..BinaryMaxVersion are the cluster versions this
+	// binary runs: it reads the formats of both and writes the newer one
+	// only once the cluster version is there. Version 1 is the formats of
+	// the first release; version 2 adds order expiry (VersionOrderExpiry),
+	// version 3 a payment's cancellation (VersionCancellation).
+	BinaryMinVersion = 1
+	BinaryMaxVersion = VersionCancellation
+	// VersionCancellation: a payment record carries its cancellation
+	// (Payment.Cancellation), so a void in doubt is visible. Below it the
+	// field is not written: an older member would drop it and serve the
+	// payment differently.
+	VersionCancellation = 3
+	// initialClusterVersion is the version of a cluster that never moved
+	// its gate (no m/cluster_version key).
+	initialClusterVersion = 1
+)
+
+// BinaryVersions is what this binary supports.
+var BinaryVersions = VersionRange{Min: BinaryMinVersion, Max: BinaryMaxVersion}
+
+// VersionRange is the cluster versions a binary can run.
+type VersionRange struct {
+	Min int `json:"min"`
+	Max int `json:"max"`
+}
+
+func (r VersionRange) valid() bool { return r.Min >= 1 && r.Max >= r.Min }
+
+// VersionStatus is what an operator sees of the gate: the cluster's
+// version, this node's binary, and every member's report.
+type VersionStatus struct {
+	Cluster int                     `json:"cluster"`
+	Binary  VersionRange            `json:"binary"`
+	Members map[uint64]VersionRange `json:"members"`
+}
+
+const (
+	cmdTypeNodeVersion    = "node_version"
+	cmdTypeClusterVersion = "cluster_version"
+)
+
+// cmdNodeVersion records what member Node's binary supports.
+type cmdNodeVersion struct {
+	cmdHeader
+	Node     uint64       `json:"node"`
+	Supports VersionRange `json:"supports"`
+}
+
+// cmdClusterVersion moves the gate to To; Members is the membership the
+// leader checked (apply checks their reports again).
+type cmdClusterVersion struct {
+	cmdHeader
+	To      int      `json:"to"`
+	Members []uint64 `json:"members"`
+}
+
+// CodeVersionNotSupported rejects a gate move some member cannot run.
+const CodeVersionNotSupported = "cluster_version_not_supported"
+
+func nodeVersionKey(node uint64) []byte {
+	return []byte(prefixNodeVersion + strconv.FormatUint(node, 10))
+}
+
+func (ac *applyCtx) nodeVersion(c *cmdNodeVersion) (*ApplyResult, error) {
+	if c.Node == 0 || !c.Supports.valid() {
+		return reject(KindInvalid, CodeInvalidCommand, "", fmt.Sprintf("node_version: bad report %d %+v", c.Node, c.Supports)), nil
+	}
+	if err := ac.putJSON(nodeVersionKey(c.Node), c.Supports); err != nil {
+		return nil, err
+	}
+	return &ApplyResult{}, nil
+}
+
+func (ac *applyCtx) clusterVersion(c *cmdClusterVersion) (*ApplyResult, error) {
+	cur, err := readClusterVersion(ac.b)
+	if err != nil {
+		return nil, err
+	}
+	if c.To != cur+1 {
+		// Another bump got there first (a leader change raced): nothing to do.
+		return reject(KindConflict, CodeVersionNotSupported, "", fmt.Sprintf("cluster version is %d; a move to %d must come from %d", cur, c.To, c.To-1)), nil
+	}
+	if len(c.Members) == 0 {
+		return reject(KindInvalid, CodeInvalidCommand, "", "cluster_version: no members"), nil
+	}
+	for _, id := range c.Members {
+		var r VersionRange
+		ok, err := getJSON(ac.b, nodeVersionKey(id), &r)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || r.Max < c.To || r.Min > c.To {
+			return reject(KindConflict, CodeVersionNotSupported, "", fmt.Sprintf("member %d has not reported support for cluster version %d (reported %+v)", id, c.To, r)), nil
+		}
+	}
+	// The check of the members' reports is deterministic; this one is
+	// not (it is about this node's binary), and it stops only the member
+	// that should not have been counted as supporting the version.
+	if c.To > ac.binary.Max {
+		return nil, fmt.Errorf("the cluster moved to version %d but this binary runs versions %d..%d: upgrade this node", c.To, ac.binary.Min, ac.binary.Max)
+	}
+	if err := ac.b.Set([]byte(keyClusterVersion), encodeUint64(uint64(c.To))); err != nil {
+		return nil, fmt.Errorf("set cluster version: %w", err)
+	}
+	ac.newClusterVersion = c.To
+	return &ApplyResult{}, nil
+}
+
+func readClusterVersion(r Reader) (int, error) {
+	raw, err := r.Get([]byte(keyClusterVersion))
+	if errors.Is(err, ErrNotFound) {
+		return initialClusterVersion, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("get cluster version: %w", err)
+	}
+	v, err := decodeUint64(raw)
+	if err != nil {
+		return 0, fmt.Errorf("decode cluster version: %w", err)
+	}
+	return int(v), nil
+}
+
+// ClusterVersion is the applied cluster version.
+func (m *Machine) ClusterVersion() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.clusterVersion
+}
+
+// loadClusterVersion reads the gate from the store and refuses a state
+// this binary cannot run.
+func (m *Machine) loadClusterVersion() error {
+	v, err := readClusterVersion(m.store)
+	if err != nil {
+		return err
+	}
+	if v < m.binary.Min || v > m.binary.Max {
+		return fmt.Errorf("the state is at cluster version %d but this binary runs versions %d..%d", v, m.binary.Min, m.binary.Max)
+	}
+	m.mu.Lock()
+	m.clusterVersion = v
+	m.mu.Unlock()
+	return nil
+}
+
+// memberVersions reads every member's report from the store.
+func (m *Machine) memberVersions() (map[uint64]VersionRange, error) {
+	out := map[uint64]VersionRange{}
+	start, end := prefixRange(prefixNodeVersion)
+	var derr error
+	err := m.store.Scan(start, end, func(k, v []byte) bool {
+		id, err := strconv.ParseUint(string(k[len(prefixNodeVersion):]), 10, 64)
+		if err != nil {
+			derr = fmt.Errorf("node version key %q: %w", k, err)
+			return false
+		}
+		var r VersionRange
+		if err := json.Unmarshal(v, &r); err != nil {
+			derr = fmt.Errorf("node version of %d: %w", id, err)
+			return false
+		}
+		out[id] = r
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan node versions: %w", err)
+	}
+	return out, derr
+}
+
+// VersionActive reports whether the cluster runs version v: code writing
+// a format introduced in v must check it and write the old format until
+// then.
+func (s *Svc) VersionActive(v int) bool { return s.m.ClusterVersion() >= v }
+
+// Versions is the gate as this node has applied it.
+func (s *Svc) Versions() (VersionStatus, error) {
+	members, err := s.m.memberVersions()
+	if err != nil {
+		return VersionStatus{}, err
+	}
+	return VersionStatus{Cluster: s.m.ClusterVersion(), Binary: s.m.binary, Members: members}, nil
+}
+
+// ReportVersion records what this node's binary supports, unless the
+// replicated state already says so. Any member may call it (the proposal
+// is forwarded to the leader).
+func (s *Svc) ReportVersion(ctx context.Context, node uint64) error {
+	members, err := s.m.memberVersions()
+	if err != nil {
+		return err
+	}
+	if r, ok := members[node]; ok && r == s.m.binary {
+		return nil
+	}
+	if _, err := s.proposeAnywhere(ctx, cmdTypeNodeVersion, &cmdNodeVersion{Node: node, Supports: s.m.binary}); err != nil {
+		return fmt.Errorf("report versions %d..%d of node %d: %w", s.m.binary.Min, s.m.binary.Max, node, err)
+	}
+	return nil
+}
+
+// AdvanceClusterVersion moves the gate as far as every member of members
+// (the current membership, learners included) and this binary support,
+// one committed step at a time (a new cluster goes from 1 to this
+// binary's version in one call). It returns the cluster version
+// afterwards. Only the leader moves it; elsewhere it does nothing.
+func (s *Svc) AdvanceClusterVersion(ctx context.Context, members []uint64) (int, error) {
+	if !s.log.Leadership().IsLeader || len(members) == 0 {
+		return s.m.ClusterVersion(), nil
+	}
+	members = slices.Sorted(slices.Values(members))
+	for range s.m.binary.Max { // bounded: each pass moves one step or returns
+		cur := s.m.ClusterVersion()
+		if cur+1 > s.m.binary.Max {
+			return cur, nil
+		}
+		reports, err := s.m.memberVersions()
+		if err != nil {
+			return cur, err
+		}
+		for _, id := range members {
+			if r, ok := reports[id]; !ok || r.Max < cur+1 {
+				return cur, nil // someone still runs an older binary (or has not reported)
+			}
+		}
+		if _, err := s.propose(ctx, cmdTypeClusterVersion, &cmdClusterVersion{To: cur + 1, Members: members}); err != nil {
+			return s.m.ClusterVersion(), fmt.Errorf("move the cluster version to %d: %w", cur+1, err)
+		}
+		s.logger.Info("cluster version moved", zap.Int("from", cur), zap.Int("to", cur+1))
+	}
+	return s.m.ClusterVersion(), nil
+}
