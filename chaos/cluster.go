@@ -79,18 +79,35 @@ func (c *Cluster) Close() {
 	c.Local.Close()
 }
 
+// leaderWait bounds how long a "leader" or "follower" target waits for a
+// leader: a fault right after a restart or election may find none for a
+// few heartbeats (more on a loaded machine), and aiming at no node would
+// make the fault miss.
+const leaderWait = 5 * time.Second
+
+// leaderSlot is the leader's slot, waiting up to leaderWait for one.
+func (c *Cluster) leaderSlot() int {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		if i := c.Local.LeaderIndex(); i >= 0 || time.Now().After(deadline) {
+			return i
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // resolveSlot maps a node target to a Local slot: "leader", "follower"
 // (the first running follower after the leader), or "n1".."nN" (1-based).
 func (c *Cluster) resolveSlot(target string) (int, error) {
 	size := c.Local.Size()
 	switch {
 	case target == "leader":
-		if i := c.Local.LeaderIndex(); i >= 0 {
+		if i := c.leaderSlot(); i >= 0 {
 			return i, nil
 		}
 		return -1, errors.New("no leader among the local slots")
 	case target == "follower":
-		lead := c.Local.LeaderIndex()
+		lead := c.leaderSlot()
 		if lead < 0 {
 			return -1, errors.New("no leader to pick a follower of")
 		}
