@@ -52,6 +52,7 @@ const (
 	tInt8N colType = "int8?"
 	tInt4  colType = "int4"
 	tTime  colType = "timestamptz"
+	tTimeN colType = "timestamptz?"
 	tJSONN colType = "jsonb?"
 )
 
@@ -125,7 +126,7 @@ var (
 		{"id", tText}, {"merchant_id", tText}, {"reference", tText}, {"status", tText},
 		{"amount_minor", tInt8}, {"currency", tText}, {"customer_country", tText}, {"customer_id", tText},
 		{"channel", tText}, {"authorized_minor", tInt8}, {"captured_minor", tInt8}, {"refunded_minor", tInt8},
-		{"created_at", tTime}, {"updated_at", tTime}, {"last_event_seq", tInt8},
+		{"created_at", tTime}, {"updated_at", tTime}, {"expires_at", tTimeN}, {"last_event_seq", tInt8},
 	}}).build()
 	orderLinesTable = (&tableSpec{name: "order_lines", conflict: "order_id, line_no", guarded: true, cols: []column{
 		{"order_id", tText}, {"line_no", tInt4}, {"sku", tText}, {"quantity", tInt8},
@@ -137,7 +138,8 @@ var (
 		{"amount_minor", tInt8}, {"surcharge_minor", tInt8}, {"authorized_minor", tInt8},
 		{"captured_minor", tInt8}, {"refunded_minor", tInt8}, {"capture_mode", tText},
 		{"failure_code", tTextN}, {"failure_message", tTextN}, {"attempt", tInt4},
-		{"created_at", tTime}, {"updated_at", tTime}, {"last_event_seq", tInt8},
+		{"created_at", tTime}, {"updated_at", tTime},
+		{"cancellation_status", tTextN}, {"cancellation_failure_code", tTextN}, {"last_event_seq", tInt8},
 	}}).build()
 	capturesTable = (&tableSpec{name: "captures", conflict: "id", guarded: true, cols: []column{
 		{"id", tText}, {"payment_id", tText}, {"order_id", tText}, {"merchant_id", tText},
@@ -228,6 +230,12 @@ func (r *rowSet) args() []any {
 				a[j] = r.rows[k][i].(time.Time)
 			}
 			out[i] = a
+		case tTimeN:
+			a := make([]*time.Time, len(keys))
+			for j, k := range keys {
+				a[j] = r.rows[k][i].(*time.Time)
+			}
+			out[i] = a
 		}
 	}
 	return out
@@ -309,7 +317,7 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 		}
 		b.byName["orders"].put(o.ID, ev.Seq, o.ID, o.MerchantID, o.Reference, o.Status,
 			o.Amount.Value, o.Amount.Currency, o.Customer.Country, o.Customer.ID, o.Channel,
-			o.Authorized.Value, o.Captured.Value, o.Refunded.Value, o.CreatedAt, o.UpdatedAt, seq)
+			o.Authorized.Value, o.Captured.Value, o.Refunded.Value, o.CreatedAt, o.UpdatedAt, o.ExpiresAt, seq)
 		for i, l := range o.Lines {
 			b.byName["order_lines"].put(fmt.Sprintf("%s\x00%06d", o.ID, i), ev.Seq,
 				o.ID, int32(i+1), l.SKU, l.Quantity, l.UnitAmount, l.Category, seq)
@@ -390,9 +398,16 @@ func (b *batchRows) putPayment(ev *txswitch.OutboxEvent, p *txswitch.Payment) {
 	if merchant == "" {
 		merchant = ev.MerchantID
 	}
+	var cstatus, ccode *string
+	if c := p.Cancellation; c != nil {
+		cstatus = &c.Status
+		if c.Failure != nil {
+			ccode = &c.Failure.Code
+		}
+	}
 	b.byName["payments"].put(p.ID, ev.Seq, p.ID, p.OrderID, merchant, p.Status, p.Provider, p.ProviderRef,
 		p.Method, p.Amount.Currency, p.Amount.Value, surcharge, p.Authorized.Value, p.Captured.Value,
-		p.Refunded.Value, p.CaptureMode, fcode, fmsg, int32(p.Attempt), p.CreatedAt, p.UpdatedAt, int64(ev.Seq))
+		p.Refunded.Value, p.CaptureMode, fcode, fmsg, int32(p.Attempt), p.CreatedAt, p.UpdatedAt, cstatus, ccode, int64(ev.Seq))
 	// Embedded captures and refunds are as new as the payment event.
 	for i := range p.Captures {
 		b.putCapture(ev, &p.Captures[i])
