@@ -1,0 +1,31 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/txswitch/txswitch/cmd/cluster"
+	"github.com/txswitch/txswitch/consensus"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// The status an operator reads during a rolling upgrade: the cluster
+// version, this binary's range, and each member's report (or its absence).
+func TestPrintStatusShowsVersions(t *testing.T) {
+	st := cluster.Status{
+		Raft: consensus.Status{ID: 1, State: "StateLeader", Leader: 1, Term: 4,
+			Members:  []consensus.Peer{{ID: 1, RaftAddr: "r1", APIAddr: "a1"}, {ID: 2, RaftAddr: "r2", APIAddr: "a2"}},
+			Progress: map[uint64]consensus.PeerProgress{1: {Match: 9, Next: 10, State: "StateReplicate"}, 2: {Match: 9, Next: 10, State: "StateReplicate"}}},
+		Versions: txswitch.VersionStatus{Cluster: 2, Binary: txswitch.VersionRange{Min: 1, Max: 3},
+			Members: map[uint64]txswitch.VersionRange{1: {Min: 1, Max: 3}}},
+	}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	out := b.String()
+	for _, want := range []string{"cluster version 2 (this binary runs 1..3)", "1..3", "not reported"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+}
