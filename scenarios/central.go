@@ -349,6 +349,7 @@ func (r *centralRun) collect(ctx context.Context, e *env) *CentralEvidence {
 		qerr := conn.QueryRow(ctx, `SELECT last_seq FROM export_progress`).Scan(&n)
 		if ok && qerr == nil && head > 0 && uint64(n) >= head {
 			out.DrainedAt = time.Now()
+			waitWatermark(ctx, e, head)
 			break
 		}
 		switch wm, wok := leaderWatermark(e); {
@@ -364,6 +365,24 @@ func (r *centralRun) collect(ctx context.Context, e *env) *CentralEvidence {
 		}
 	}
 	return r.read(ctx, conn, e, out)
+}
+
+// waitWatermark waits (bounded) until the leader's Raft watermark reaches
+// head, plus two sampling periods: PostgreSQL holds a batch at its COMMIT,
+// but the watermark that export_drained reads from the samples moves only
+// after the exporter's proposal applies, and the sampler stops when the
+// tables have been read.
+func waitWatermark(ctx context.Context, e *env, head uint64) {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if wm, ok := leaderWatermark(e); ok && wm >= head {
+			break
+		}
+		if !sleepUntil(ctx, time.Now().Add(20*time.Millisecond)) {
+			return
+		}
+	}
+	sleepUntil(ctx, time.Now().Add(2*extSampleEvery))
 }
 
 func (r *centralRun) read(ctx context.Context, conn *pgx.Conn, e *env, out *CentralEvidence) *CentralEvidence {
