@@ -18,19 +18,8 @@ func TestE2ECentralExpiryAndCancellation(t *testing.T) {
 	}
 	srv := pgtest.NewServer(t)
 	l, dbURL := startCentralE2E(t, srv, "")
-	waitFor(t, 20*time.Second, "the cluster version of cancellations", func() bool {
-		for _, n := range l.Nodes() {
-			if !n.Service().VersionActive(txswitch.VersionCancellation) {
-				return false
-			}
-		}
-		return true
-	})
-	cfg := e2eRoutingConfig(t, l)
-	for i := range cfg.Merchants {
-		cfg.Merchants[i].OrderExpirySeconds = 1
-	}
-	e2ePutConfig(t, l, cfg)
+	e2eWaitVersion(t, l, txswitch.VersionCancellation)
+	e2eSetOrderExpiry(t, l, 1)
 	leader := e2eAnyAddr(t, l, true)
 	unpaid := e2eCreateOrder(t, l, leader, e2eOrderReq(1100, "EUR", "NL"))
 	voided := e2eCreateOrder(t, l, leader, e2eOrderReq(2200, "EUR", "NL"))

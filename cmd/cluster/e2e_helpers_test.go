@@ -456,3 +456,27 @@ func e2ePayInBackground(t *testing.T, l *Local, addr, watch, orderID string) (<-
 	})
 	return done, paymentID
 }
+
+// e2eWaitVersion waits until every running node runs cluster version v
+// (a new cluster moves its gate within a few checks of its start).
+func e2eWaitVersion(t *testing.T, l *Local, v int) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("cluster version %d on every node", v), func() bool {
+		for _, n := range l.Nodes() {
+			if !n.Service().VersionActive(v) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// e2eSetOrderExpiry gives every merchant orders that expire after seconds.
+func e2eSetOrderExpiry(t *testing.T, l *Local, seconds int64) {
+	t.Helper()
+	cfg := e2eRoutingConfig(t, l)
+	for i := range cfg.Merchants {
+		cfg.Merchants[i].OrderExpirySeconds = seconds
+	}
+	e2ePutConfig(t, l, cfg)
+}

@@ -13,19 +13,8 @@ import (
 // and refuses a payment with 409 order_expired; a paid one is untouched.
 func TestE2EOrderExpiry(t *testing.T) {
 	l := startE2E(t)
-	waitFor(t, 20*time.Second, "cluster version 2", func() bool {
-		for _, n := range l.Nodes() {
-			if !n.Service().VersionActive(txswitch.VersionOrderExpiry) {
-				return false
-			}
-		}
-		return true
-	})
-	cfg := e2eRoutingConfig(t, l)
-	for i := range cfg.Merchants {
-		cfg.Merchants[i].OrderExpirySeconds = 2
-	}
-	e2ePutConfig(t, l, cfg)
+	e2eWaitVersion(t, l, txswitch.VersionOrderExpiry)
+	e2eSetOrderExpiry(t, l, 2)
 	leader := e2eAnyAddr(t, l, true)
 	unpaid := e2eCreateOrder(t, l, leader, e2eOrderReq(1200, "EUR", "NL"))
 	paid := e2eCreateOrder(t, l, leader, e2eOrderReq(1300, "EUR", "NL"))
