@@ -163,10 +163,22 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		return nil, err
 	}
 	if d == nil || d.Kind != c.Kind || d.PaymentID != p.ID {
-		return ac.lateResult(o, p, c.At, c.Kind+" "+c.OpID, c.Source, c.Outcome, c.Result.Code)
+		res, err := ac.lateResult(o, p, c.At, c.Kind+" "+c.OpID, c.Source, c.Outcome, c.Result.Code)
+		if err != nil {
+			return nil, err
+		}
+		if res.Reply, err = currentOpReply(c.Kind, c.OpID, p); err != nil {
+			return nil, err
+		}
+		return res, nil
 	}
 	if c.Outcome == outcomeInDoubt && d.InDoubt {
-		return &ApplyResult{}, nil // already in doubt; nothing new
+		// Already in doubt; nothing new.
+		reply, err := currentOpReply(c.Kind, c.OpID, p)
+		if err != nil {
+			return nil, err
+		}
+		return &ApplyResult{Reply: reply}, nil
 	}
 	code := firstNonEmpty(c.Result.Code, c.ErrCode)
 	pd := providerData{Op: c.Kind, Provider: d.Provider, Key: d.Key, Amount: &d.Amount, Outcome: c.Outcome, Code: code,
@@ -326,6 +338,32 @@ func outcomeVerb(outcome, code string) string {
 		return "is in doubt (" + firstNonEmpty(code, "no answer") + ")"
 	}
 	return "failed (" + firstNonEmpty(code, "error") + ")"
+}
+
+// currentOpReply answers the caller of an operation whose own result
+// changed nothing (another node's resolver settled the operation, or
+// marked it in doubt, while the call was out: a leader change) with the
+// operation as it now stands, in the shape its result would have had: the
+// refund for a refund, the payment for a capture or cancel, a failed
+// capture or cancel as the error it failed with. Never the bare payment
+// for a refund: the client asked for a refund and reads a refund.
+func currentOpReply(kind, opID string, p *paymentRec) (Reply, error) {
+	switch kind {
+	case opRefund:
+		if i := indexRefund(p.Refunds, opID); i >= 0 {
+			return jsonReply(201, p.Refunds[i])
+		}
+	case opCapture:
+		if i := indexCapture(p.Captures, opID); i >= 0 && p.Captures[i].Status == "failed" {
+			return errorReply(NewError(KindUnprocessable, CodeCaptureFailed, "", "capture "+opID+" failed at the provider")), nil
+		}
+		return paymentReply(201, p)
+	case opCancel:
+		if c := p.Cancellation; c != nil && c.Status == "failed" && p.Status != PaymentCancelled {
+			return errorReply(NewError(KindUnprocessable, CodeCancelFailed, "", "the cancellation failed at the provider")), nil
+		}
+	}
+	return paymentReply(200, p)
 }
 
 func indexCapture(cs []Capture, id string) int {

@@ -3,6 +3,7 @@ package txswitch_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -325,5 +326,89 @@ func TestCancelRetryUsesNewKey(t *testing.T) {
 	c := h.a.CallsFor(txswitch.OpCancel)
 	if len(c) != 2 || c[0].IdempotencyKey != p.ID+"/cancel/1" || c[1].IdempotencyKey != p.ID+"/cancel/2" {
 		t.Fatalf("cancel calls = %+v", c)
+	}
+}
+
+// TestLateOperationResultAnswersTheOperation: a leader change while a
+// refund, capture or cancel call is out lets the next leader's resolver
+// settle the operation first; the caller's own result then arrives late
+// and changes nothing. Its caller must still be answered with the
+// operation, in the shape the API promises (a refund for a refund), as
+// the resolver settled it: not with the bare payment.
+func TestLateOperationResultAnswersTheOperation(t *testing.T) {
+	for _, tc := range []struct {
+		name, kind string
+		op         txswitch.ProviderOp
+		status     memory.Step
+		run        func(h *harness, p txswitch.Payment) (txswitch.Reply, error)
+		check      func(t *testing.T, r txswitch.ApplyResult)
+	}{
+		{"refund settled by the resolver", "refund", txswitch.OpRefund, approved("r"),
+			func(h *harness, p txswitch.Payment) (txswitch.Reply, error) {
+				return h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(300)})
+			},
+			func(t *testing.T, r txswitch.ApplyResult) {
+				ref := decode[txswitch.Refund](t, r.Reply)
+				if r.Reply.Status != 201 || ref.Status != "succeeded" || ref.Amount.Value != 300 || ref.PaymentID == "" {
+					t.Fatalf("reply %d %s, want 201 and the succeeded refund", r.Reply.Status, r.Reply.Body)
+				}
+			}},
+		{"capture settled by the resolver", "capture", txswitch.OpCapture, approved("c"),
+			func(h *harness, p txswitch.Payment) (txswitch.Reply, error) {
+				return h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(400)})
+			},
+			func(t *testing.T, r txswitch.ApplyResult) {
+				got := decode[txswitch.Payment](t, r.Reply)
+				if r.Reply.Status != 201 || got.Captured.Value != 400 {
+					t.Fatalf("reply %d %s, want 201 and the payment with 400 captured", r.Reply.Status, r.Reply.Body)
+				}
+			}},
+		{"capture the resolver found never received", "capture", txswitch.OpCapture, memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomeNotFound}},
+			func(h *harness, p txswitch.Payment) (txswitch.Reply, error) {
+				return h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(400)})
+			},
+			func(t *testing.T, r txswitch.ApplyResult) {
+				if r.Reply.Status != 422 || !strings.Contains(string(r.Reply.Body), "capture_failed") {
+					t.Fatalf("reply %d %s, want 422 capture_failed", r.Reply.Status, r.Reply.Body)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			_, p := h.authorized()
+			if tc.kind == "refund" {
+				if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.a.Push(tc.op, memoryErr(timeoutErr("psp_a")))
+			if _, err := tc.run(h, p); err != nil {
+				t.Fatal(err)
+			}
+			opID := ""
+			got := h.payment(p.ID)
+			switch tc.kind {
+			case "refund":
+				opID = got.Refunds[0].ID
+			case "capture":
+				opID = got.Captures[0].ID
+			}
+			h.clock.Advance(time.Minute)
+			h.a.Push(txswitch.OpStatus, tc.status)
+			if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 1 {
+				t.Fatalf("resolve %d %v", n, err)
+			}
+			late := fmt.Sprintf(`{"v":1,"type":"op_result","at":"2026-11-23T09:05:00Z","kind":%q,"payment_id":%q,"op_id":%q,"source":"call","outcome":"in_doubt","err_code":"timeout","latency_ms":5000}`,
+				tc.kind, p.ID, opID)
+			v, err := h.log.Propose(context.Background(), []byte(late))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := v.(*txswitch.ApplyResult)
+			if !res.Late || res.Err != nil {
+				t.Fatalf("result = %+v, want a late result", res)
+			}
+			tc.check(t, *res)
+		})
 	}
 }
