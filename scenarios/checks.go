@@ -486,9 +486,44 @@ func checkReplicasAgree(ev *Evidence) CheckResult {
 				break
 			}
 		}
+		if tl := timelineDiff(ev, nodes, id); tl != "" {
+			v = append(v, tl)
+		}
 	}
 	v = append(v, ev.ReadErrors...)
 	return result(CheckReplicasAgree, fmt.Sprintf("%d orders on %d nodes", len(ids), len(nodes)), v)
+}
+
+// timelineDiff says where the nodes' timelines of order id part, or "".
+// Nodes without a timeline read (the order missing there, or evidence
+// without timelines) are left to the order comparison.
+func timelineDiff(ev *Evidence, nodes []string, id string) string {
+	var ref []txswitch.TimelineEvent
+	refNode := ""
+	for _, n := range nodes {
+		tl, ok := ev.FinalTimelines[n][id]
+		if !ok {
+			continue
+		}
+		if refNode == "" {
+			ref, refNode = tl, n
+			continue
+		}
+		for i := 0; i < max(len(tl), len(ref)); i++ {
+			var a, b []byte
+			if i < len(ref) {
+				a, _ = json.Marshal(ref[i])
+			}
+			if i < len(tl) {
+				b, _ = json.Marshal(tl[i])
+			}
+			if !bytes.Equal(a, b) {
+				return fmt.Sprintf("timeline of order %s differs at event %d of %d/%d: node %s has %s, node %s has %s",
+					id, i+1, len(ref), len(tl), refNode, clip(a), n, clip(b))
+			}
+		}
+	}
+	return ""
 }
 
 func checkSettled(ev *Evidence) CheckResult {

@@ -63,7 +63,17 @@ func healthy(t *testing.T) *Evidence {
 		Runs:    []FlowRun{{ID: 1, Flow: "card_pay", Start: at(0), Pays: true, Outcome: "succeeded", OrderID: "ord_1"}},
 		Ledgers: map[string][]sim.LedgerEntry{"psp_a": {charge(1, "pay_1", 1000, true)}, "psp_b": nil},
 		Final:   map[string]map[string]*txswitch.Order{"n1": {"ord_1": o}, "n2": {"ord_1": order("ord_1", p)}},
+		FinalTimelines: map[string]map[string][]txswitch.TimelineEvent{
+			"n1": {"ord_1": timeline("order_created", "payment_captured")}, "n2": {"ord_1": timeline("order_created", "payment_captured")}},
 	}
+}
+
+func timeline(types ...string) []txswitch.TimelineEvent {
+	out := make([]txswitch.TimelineEvent, len(types))
+	for i, typ := range types {
+		out[i] = txswitch.TimelineEvent{Seq: uint64(i + 1), At: at(i), Type: typ}
+	}
+	return out
 }
 
 func TestCheckersPassOnHealthyEvidence(t *testing.T) {
@@ -171,6 +181,9 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 		{"replicas disagree", CheckReplicasAgree, func(t *testing.T, ev *Evidence) {
 			ev.Final["n2"]["ord_1"].Status = txswitch.OrderAuthorized
 		}, "ord_1 differs"},
+		{"a node applied an entry twice: its timeline has one event more", CheckReplicasAgree, func(t *testing.T, ev *Evidence) {
+			ev.FinalTimelines["n2"]["ord_1"] = timeline("order_created", "payment_captured", "late_result_ignored")
+		}, "timeline of order ord_1 differs at event 3 of 2/3"},
 		{"in doubt after settling", CheckSettled, func(t *testing.T, ev *Evidence) {
 			ev.Final["n1"]["ord_1"].Payments[0].Status = txswitch.PaymentInDoubt
 		}, "still in_doubt"},
@@ -440,11 +453,16 @@ func TestDiffering(t *testing.T) {
 		{"same", order("ord_1", p), order("ord_1", p), nil},
 		{"one node saw the resolution", order("ord_1", p), order("ord_1", voided), []string{"ord_1"}},
 		{"missing on one node", order("ord_1", p), nil, []string{"ord_1"}},
+		{"timelines differ", order("ord_1", p), order("ord_1", p), []string{"ord_1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			final := map[string]map[string]*txswitch.Order{"n1": {"ord_1": tc.n1}, "n2": {"ord_1": tc.n2}}
-			if got := differing(final, []string{"ord_1"}); !slices.Equal(got, tc.want) {
+			tls := map[string]map[string][]txswitch.TimelineEvent{"n1": {"ord_1": timeline("order_created")}, "n2": {"ord_1": timeline("order_created")}}
+			if tc.name == "timelines differ" {
+				tls["n2"]["ord_1"] = timeline("order_created", "order_created")
+			}
+			if got := differing(final, tls, []string{"ord_1"}); !slices.Equal(got, tc.want) {
 				t.Fatalf("differing = %v, want %v", got, tc.want)
 			}
 		})

@@ -24,11 +24,14 @@ type Evidence struct {
 	Ledgers   map[string][]sim.LedgerEntry
 	// Final maps node -> order id -> the order as that node served it
 	// (nil: 404 there). Nodes are keyed by API address.
-	Final        map[string]map[string]*txswitch.Order
-	ReadErrors   []string
-	Timelines    map[string][]txswitch.TimelineEvent
-	Faults       []FaultRun
-	Observations []Observation
+	Final map[string]map[string]*txswitch.Order
+	// FinalTimelines maps node -> order id -> that order's timeline as the
+	// node served it (absent: the order was not there).
+	FinalTimelines map[string]map[string][]txswitch.TimelineEvent
+	ReadErrors     []string
+	Timelines      map[string][]txswitch.TimelineEvent
+	Faults         []FaultRun
+	Observations   []Observation
 	// Members is the raft membership size at the end (0: unknown).
 	Members int
 	// Ext is what the central database and disk extensions collected

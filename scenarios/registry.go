@@ -51,6 +51,7 @@ const (
 	targetNode
 	targetPartition
 	targetNone
+	targetNodeOrAll // a node target, or "all" (every running node)
 )
 
 // faultDef is a fault kind: what its target is, which parameters it
@@ -123,6 +124,18 @@ var faultKinds = map[string]faultDef{
 		}},
 	"mutant_wipe_all": {doc: "MUTANT: wipe every node's data (total loss)", target: targetNone, mutant: true,
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewWipeAll(e.c), nil }},
+	// The switch itself broken (txswitch.Sabotage), on the target nodes
+	// for the fault's for.
+	"mutant_" + txswitch.FlawChargeTwiceOnRetry: {doc: "MUTANT: the switch re-sends a payment call that ended in doubt under a new idempotency key", target: targetNodeOrAll, mutant: true,
+		build: sabotage(txswitch.FlawChargeTwiceOnRetry)},
+	"mutant_" + txswitch.FlawAckBeforeCommit: {doc: "MUTANT: the switch answers 201 for an order before proposing it (proposed 300 ms later)", target: targetNodeOrAll, mutant: true,
+		build: sabotage(txswitch.FlawAckBeforeCommit)},
+	"mutant_" + txswitch.FlawApplyTwice: {doc: "MUTANT: the node applies every committed entry twice", target: targetNodeOrAll, mutant: true,
+		build: sabotage(txswitch.FlawApplyTwice)},
+}
+
+func sabotage(flaw string) func(*env, Fault) (chaos.Fault, error) {
+	return func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewSabotage(e.c, flaw, f.Target), nil }
 }
 
 // Check names: the always-on safety checks, then the expectation kinds.
@@ -353,6 +366,10 @@ func (f *Fault) validate(def faultDef, nodes int, dur time.Duration) error {
 	case targetNode:
 		if !chaos.ValidNodeTarget(f.Target, nodes) {
 			return fmt.Errorf("target %q: want leader, follower or n1..n%d", f.Target, nodes)
+		}
+	case targetNodeOrAll:
+		if f.Target != "all" && !chaos.ValidNodeTarget(f.Target, nodes) {
+			return fmt.Errorf("target %q: want all, leader, follower or n1..n%d", f.Target, nodes)
 		}
 	case targetPartition:
 		if !chaos.ValidPartitionTarget(f.Target) {

@@ -355,7 +355,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	for i, f := range faults {
 		ev.Faults = append(ev.Faults, FaultRun{Spec: sc.Faults[i], Events: f.Fired()})
 	}
-	ev.Final, ev.ReadErrors = readFinal(ctx, e, ids)
+	ev.Final, ev.FinalTimelines, ev.ReadErrors = readFinal(ctx, e, ids)
 	ev.ReadErrors = append(ev.ReadErrors, t.crashes()...)
 	ev.Timelines = readTimelines(ctx, e, sc, ev)
 	ev.Members = t.members()
@@ -458,37 +458,48 @@ const (
 	finalRereadGap = 300 * time.Millisecond
 )
 
-// readFinal reads every known order from every running node. Reads go
+// readFinal reads every known order, and its timeline, from every running
+// node (the timeline is replicated state too: a node that applied an entry
+// twice shows it there first). Reads go
 // through each node's read barrier, so two nodes can only disagree if a
 // write committed between their reads (work the settle did not wait for)
 // or if their states really diverged. The orders that differ are read
 // again a few times: a commit in between shows the same on every node the
 // second time, a divergence stays and replicas_agree reports it.
-func readFinal(ctx context.Context, e *env, ids []string) (map[string]map[string]*txswitch.Order, []string) {
+func readFinal(ctx context.Context, e *env, ids []string) (map[string]map[string]*txswitch.Order, map[string]map[string][]txswitch.TimelineEvent, []string) {
 	addrs := e.t.runningAddrs()
-	out, errs := readOrders(ctx, e, addrs, ids)
+	out, tls, errs := readOrders(ctx, e, addrs, ids)
 	for range finalRereads {
-		diff := differing(out, ids)
+		diff := differing(out, tls, ids)
 		if len(diff) == 0 || !sleepUntil(ctx, time.Now().Add(finalRereadGap)) {
 			break
 		}
-		again, errs2 := readOrders(ctx, e, addrs, diff)
+		again, tls2, errs2 := readOrders(ctx, e, addrs, diff)
 		for addr, byID := range again {
 			maps.Copy(out[addr], byID)
+		}
+		for addr, byID := range tls2 {
+			for _, id := range diff {
+				delete(tls[addr], id)
+			}
+			maps.Copy(tls[addr], byID)
 		}
 		errs = append(errs, errs2...)
 	}
 	sort.Strings(errs)
-	return out, errs
+	return out, tls, errs
 }
 
-// differing returns the ids whose order is not the same on every node.
-func differing(final map[string]map[string]*txswitch.Order, ids []string) []string {
+// differing returns the ids whose order or timeline is not the same on
+// every node.
+func differing(final map[string]map[string]*txswitch.Order, timelines map[string]map[string][]txswitch.TimelineEvent, ids []string) []string {
 	var out []string
 	for _, id := range ids {
 		var ref []byte
-		for _, byID := range final {
+		for addr, byID := range final {
 			b, _ := json.Marshal(byID[id])
+			t, _ := json.Marshal(timelines[addr][id])
+			b = append(b, t...)
 			if ref == nil {
 				ref = b
 			} else if !bytes.Equal(b, ref) {
@@ -500,21 +511,29 @@ func differing(final map[string]map[string]*txswitch.Order, ids []string) []stri
 	return out
 }
 
-func readOrders(ctx context.Context, e *env, addrs, ids []string) (map[string]map[string]*txswitch.Order, []string) {
+func readOrders(ctx context.Context, e *env, addrs, ids []string) (map[string]map[string]*txswitch.Order, map[string]map[string][]txswitch.TimelineEvent, []string) {
 	out := map[string]map[string]*txswitch.Order{}
+	tls := map[string]map[string][]txswitch.TimelineEvent{}
 	var errs []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for _, addr := range addrs {
 		byID := map[string]*txswitch.Order{}
-		out[addr] = byID
+		tlByID := map[string][]txswitch.TimelineEvent{}
+		out[addr], tls[addr] = byID, tlByID
 		for _, id := range ids {
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
 				var o txswitch.Order
 				code, err := e.get(ctx, addr, "/v1/orders/"+id, &o)
+				var tl txswitch.TimelineResponse
+				tlCode := 0
+				var tlErr error
+				if err == nil && code == http.StatusOK {
+					tlCode, tlErr = e.get(ctx, addr, "/v1/orders/"+id+"/timeline", &tl)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -527,11 +546,19 @@ func readOrders(ctx context.Context, e *env, addrs, ids []string) (map[string]ma
 				default:
 					errs = append(errs, fmt.Sprintf("read order %s from node %s: status %d", id, addr, code))
 				}
+				switch {
+				case tlErr != nil:
+					errs = append(errs, fmt.Sprintf("read the timeline of order %s from node %s: %v", id, addr, tlErr))
+				case tlCode == http.StatusOK:
+					tlByID[id] = tl.Events
+				case tlCode != 0:
+					errs = append(errs, fmt.Sprintf("read the timeline of order %s from node %s: status %d", id, addr, tlCode))
+				}
 			})
 		}
 	}
 	wg.Wait()
-	return out, errs
+	return out, tls, errs
 }
 
 // readTimelines reads the timelines the expectations need.

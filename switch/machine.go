@@ -34,6 +34,9 @@ type Machine struct {
 	// binary is the cluster versions this node's binary runs.
 	binary VersionRange
 
+	// sabotage is off except in mutant scenarios (sabotage.go).
+	sabotage Sabotage
+
 	mu             sync.RWMutex // guards cfg, onConfig and clusterVersion
 	cfg            *RoutingConfig
 	onConfig       func(RoutingConfig)
@@ -171,6 +174,14 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 		clear(loaded)
 		ac := &applyCtx{b: b, bs: bs, loaded: loaded, binary: m.binary}
 		res, err := ac.apply(c.Data)
+		if err == nil && m.sabotage.applyTwice.Load() {
+			// FlawApplyTwice: the entry again, into the same batch; the
+			// proposer is answered by the first application.
+			clear(loaded)
+			again := &applyCtx{b: b, bs: bs, loaded: loaded, binary: m.binary}
+			_, err = again.apply(c.Data)
+			m.sabotage.firedApply.Add(1)
+		}
 		if err != nil {
 			m.forgetCaches() // the node stops; leave nothing doubtful behind
 			return nil, fmt.Errorf("apply entry %d: %w", c.Index, err)

@@ -186,6 +186,9 @@ func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
 			req.NotifyURL = s.cfg.NotifyURL(call.Provider)
 		}
 		result, perr, latency := s.callOpen(ctx, call, req.Method, req)
+		if s.m.sabotage.chargeTwiceOnRetry.Load() {
+			result, perr, latency = s.retryInDoubt(ctx, call.Provider, req, result, perr, latency)
+		}
 		cmd := &cmdPaymentResult{At: s.clock.Now(), PaymentID: req.PaymentID, Attempt: call.Attempt, Source: sourceCall, LatencyMs: latency.Milliseconds()}
 		classify(result, perr, &cmd.Outcome, &cmd.Result, &cmd.ErrCode, &cmd.ErrMessage)
 		if cmd.Outcome == outcomeFailed {
@@ -392,4 +395,22 @@ func (s *Svc) Notify(ctx context.Context, provider string, n ProviderNotificatio
 		return replyOf(res), err
 	}
 	return res.Reply, nil
+}
+
+// retryInDoubt is FlawChargeTwiceOnRetry (sabotage.go), the bug the
+// resolver exists to prevent: a call that ended in doubt is sent once more
+// under a fresh idempotency key, and its answer taken for the attempt's.
+func (s *Svc) retryInDoubt(ctx context.Context, provider string, req ProviderRequest, res ProviderResult, err error, latency time.Duration) (ProviderResult, error, time.Duration) {
+	var pe *ProviderError
+	if !errors.As(err, &pe) || pe.Definitive {
+		return res, err, latency
+	}
+	s.m.sabotage.firedRetry.Add(1)
+	again := req
+	again.IdempotencyKey = req.IdempotencyKey + "-retry"
+	s.logger.Warn("SABOTAGE charge_twice_on_retry: sending an in-doubt call again under a new key",
+		zap.String("provider", provider), zap.String("key", again.IdempotencyKey))
+	res, err, latency = s.call(ctx, provider, req.Method, again)
+	s.done(again.IdempotencyKey)
+	return res, err, latency
 }

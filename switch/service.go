@@ -601,11 +601,38 @@ func (s *Svc) CreateOrder(ctx context.Context, c Caller, req CreateOrderRequest)
 		exp := now.Add(s.orderExpiry(c.MerchantID))
 		cmd.Order.ExpiresAt = &exp
 	}
+	if s.m.sabotage.ackBeforeCommit.Load() {
+		return s.ackBeforeCommit(cmd)
+	}
 	res, err := s.propose(ctx, cmdTypeCreateOrder, cmd)
 	if err != nil {
 		return Reply{}, err
 	}
 	return res.Reply, nil
+}
+
+// ackBeforeCommit is FlawAckBeforeCommit (sabotage.go): the order apply
+// would create, answered before its command is even proposed.
+func (s *Svc) ackBeforeCommit(cmd *cmdCreateOrder) (Reply, error) {
+	view := cmd.Order
+	view.Status, view.CreatedAt, view.Payments = OrderCreated, cmd.At, []Payment{}
+	zero := Money{Currency: view.Amount.Currency}
+	view.Authorized, view.Captured, view.Refunded = zero, zero, zero
+	body, err := encodeOrder(&view)
+	if err != nil {
+		return Reply{}, err
+	}
+	s.m.sabotage.firedAck.Add(1)
+	go func() {
+		time.Sleep(AckBeforeCommitDelay)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := s.propose(ctx, cmdTypeCreateOrder, cmd); err != nil {
+			s.logger.Warn("SABOTAGE ack_before_commit: an acknowledged order was never committed",
+				zap.String("order", cmd.Order.ID), zap.Error(err))
+		}
+	}()
+	return Reply{Status: 201, Body: body}, nil
 }
 
 func derefReply(r *Reply) Reply {
