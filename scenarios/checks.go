@@ -116,6 +116,12 @@ func checkNoLostWrites(ev *Evidence) CheckResult {
 			continue
 		}
 		judged++
+		if r.PaymentID == "" || !strings.HasPrefix(r.ID, txswitch.PrefixRefund+"_") {
+			// The API promises the refund: a client cannot tell what it
+			// acknowledged from anything else.
+			v = append(v, fmt.Sprintf("refund call #%d (via %s) acknowledged %d with a body that is not a refund: %s", c.Seq, c.Node, c.Status, clip(c.Body)))
+			continue
+		}
 		for _, n := range nodes {
 			got := findRefund(ev.Final[n][r.OrderID], r.PaymentID, r.ID)
 			switch {

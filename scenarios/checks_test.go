@@ -108,6 +108,10 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 			r := txswitch.Refund{ID: "ref_1", PaymentID: "pay_1", OrderID: "ord_1", Amount: eur(100), Status: "succeeded"}
 			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "refund", Method: "POST", Key: "k3", Target: "pay_1", Status: 201, Body: js(t, r), Start: at(40), End: at(50)})
 		}, "refund ref_1 of pay_1"},
+		{"refund acknowledged with the payment as its body", CheckNoLostWrites, func(t *testing.T, ev *Evidence) {
+			p := payment("pay_1", "ord_1", txswitch.PaymentPartiallyRefunded, "psp_a", 1000, 1000, 100)
+			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "refund", Method: "POST", Key: "k3", Target: "pay_1", Status: 200, Body: js(t, p), Start: at(40), End: at(50)})
+		}, "acknowledged 200 with a body that is not a refund"},
 		{"captured more than authorized", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
 			for _, n := range []string{"n1", "n2"} {
 				ev.Final[n]["ord_1"].Payments[0].Authorized = eur(500)
