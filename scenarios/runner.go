@@ -357,7 +357,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	}
 	ev.Final, ev.FinalTimelines, ev.ReadErrors = readFinal(ctx, e, ids)
 	ev.ReadErrors = append(ev.ReadErrors, t.crashes()...)
-	ev.Timelines = readTimelines(ctx, e, sc, ev)
+	ev.Timelines = timelinesFor(e, sc, ev)
 	ev.Members = t.members()
 	ev.Ext = ext.collect(ctx, e, ev)
 	phase("collect")
@@ -561,24 +561,26 @@ func readOrders(ctx context.Context, e *env, addrs, ids []string) (map[string]ma
 	return out, tls, errs
 }
 
-// readTimelines reads the timelines the expectations need.
-func readTimelines(ctx context.Context, e *env, sc *Scenario, ev *Evidence) map[string][]txswitch.TimelineEvent {
+// timelinesFor picks, for the orders the expectations judge by their
+// timeline, the timeline readFinal already read: the leader's, or any
+// node's when the leader has none (replicas_agree compares them).
+func timelinesFor(e *env, sc *Scenario, ev *Evidence) map[string][]txswitch.TimelineEvent {
 	out := map[string][]txswitch.TimelineEvent{}
+	lead := e.t.leaderAddr()
 	for _, x := range sc.Expect {
 		if x.TimelineEvent == nil {
 			continue
 		}
 		for _, id := range timelineOrders(ev, *x.TimelineEvent) {
-			if _, done := out[id]; done {
+			if tl, ok := ev.FinalTimelines[lead][id]; ok {
+				out[id] = tl
 				continue
 			}
-			lead := e.t.leaderAddr()
-			if lead == "" {
-				continue
-			}
-			var tl txswitch.TimelineResponse
-			if code, err := e.get(ctx, lead, "/v1/orders/"+id+"/timeline", &tl); err == nil && code == http.StatusOK {
-				out[id] = tl.Events
+			for _, n := range ev.nodes() {
+				if tl, ok := ev.FinalTimelines[n][id]; ok {
+					out[id] = tl
+					break
+				}
 			}
 		}
 	}
