@@ -25,38 +25,66 @@ const dedupWindow = 1 << 16
 const loadChunkBytes = 8 << 20
 
 // recentKeys is a bounded FIFO set of proposal keys.
+//
+// Every node records the keys it appends, but only a leader asks (has):
+// the ring of keys is cheap to keep, the index over it (a map of up to
+// limit keys) is not, at two random map operations per appended entry. So
+// the index is built from the ring when a node first needs it and dropped
+// when it stops leading (unindex); a follower only writes the ring.
 type recentKeys struct {
-	set   map[propKey]struct{}
+	set   map[propKey]struct{} // nil: not indexed
 	order []propKey
 	head  int
 	limit int
 }
 
-// newRecentKeys sizes the set for limit keys up front: it is full after
-// limit entries and stays so, and growing it on the way costs rehashes on
-// the Ready loop (a few MB per node, held for the node's lifetime anyway).
 func newRecentKeys(limit int) *recentKeys {
-	return &recentKeys{set: make(map[propKey]struct{}, limit), order: make([]propKey, 0, limit), limit: limit}
+	return &recentKeys{order: make([]propKey, 0, limit), limit: limit}
 }
 
+// has reports whether k is among the last limit keys added, building the
+// index first if there is none (a few ms for a full ring, once per term
+// this node leads).
 func (r *recentKeys) has(k propKey) bool {
+	if r.set == nil {
+		r.index()
+	}
 	_, ok := r.set[k]
 	return ok
 }
 
 func (r *recentKeys) add(k propKey) {
-	if _, ok := r.set[k]; ok {
-		return
+	if r.set != nil {
+		if _, ok := r.set[k]; ok {
+			return
+		}
+		r.set[k] = struct{}{}
 	}
-	r.set[k] = struct{}{}
 	if len(r.order) < r.limit {
 		r.order = append(r.order, k)
 		return
 	}
-	delete(r.set, r.order[r.head])
+	if r.set != nil {
+		// The evicted key may still be in the ring under a later slot
+		// (re-appended while not indexed): then it is forgotten a little
+		// early, which the bounded guarantee allows.
+		delete(r.set, r.order[r.head])
+	}
 	r.order[r.head] = k
 	r.head = (r.head + 1) % r.limit
 }
+
+// index builds the set from the ring. It is sized for limit keys up
+// front: it is full after limit entries and stays so while indexed.
+func (r *recentKeys) index() {
+	r.set = make(map[propKey]struct{}, r.limit)
+	for _, k := range r.order {
+		r.set[k] = struct{}{}
+	}
+}
+
+// unindex drops the index (the ring stays): the node no longer leads.
+func (r *recentKeys) unindex() { r.set = nil }
 
 // dedupForwarded removes, on the leader, the entries of a forwarded
 // proposal that are already in the log (or were just proposed); nil when

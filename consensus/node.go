@@ -561,6 +561,7 @@ func (n *Node) handleReady() error {
 		n.leading = rd.SoftState.RaftState == raft.StateLeader
 		if !n.leading {
 			n.sendSnap = nil // only a leader sends snapshots: free the image
+			n.recent.unindex()
 		}
 	}
 	n.handleReadStates(rd.ReadStates)
