@@ -367,7 +367,16 @@ type RaftBenchConfig struct {
 	// is a record plus a log compaction (no state image unless a follower
 	// needs one); a huge value measures the log path alone.
 	SnapshotEvery uint64
-	Logger        *zap.Logger
+	// Rate, when > 0, paces the proposers to Rate proposals/s in total
+	// (open loop, each proposer on a fixed schedule of Proposers/Rate
+	// seconds) instead of a closed loop. Latency is then counted from the
+	// scheduled send time, not the actual one, so a stall that delays the
+	// following sends shows up in their latency too (no coordinated
+	// omission). A closed loop measures latency at saturation, where it is
+	// Proposers/throughput by Little's law; a paced run measures it at a
+	// given load.
+	Rate   float64
+	Logger *zap.Logger
 	// TraceSlow, when set, receives for the slowest proposals what every
 	// node's stages (Save, Apply, snapshot, pebble flush, compaction, write
 	// stall) did while they waited: a debugging aid for the latency tail.
@@ -396,7 +405,7 @@ func (n *raftBenchNode) stages() []namedStage {
 // BenchRaft measures committed-and-applied proposals per second of a raft
 // group over the real TCP transport on loopback and Pebble on disk with
 // synced Saves: Proposers goroutines each propose PayloadBytes commands to
-// the leader in a closed loop for Duration.
+// the leader in a closed loop (or paced to Rate) for Duration.
 func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err error) {
 	if cfg.Nodes <= 0 {
 		cfg.Nodes = 3
@@ -474,8 +483,14 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	if snapEvery == 0 {
 		snapEvery = consensus.DefaultSnapshotEvery
 	}
+	proposersDesc := strconv.Itoa(cfg.Proposers) + " closed-loop, each proposal bounded by a >= 4s deadline"
+	var interval time.Duration // between one proposer's scheduled sends (paced)
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(cfg.Proposers) / cfg.Rate * float64(time.Second))
+		proposersDesc = fmt.Sprintf("%d paced to %.0f proposals/s in total (one every %v each; latency from the scheduled send), each proposal bounded by a >= 4s deadline", cfg.Proposers, cfg.Rate, interval)
+	}
 	settings := map[string]string{
-		"nodes": strconv.Itoa(cfg.Nodes) + " in this process", "proposers": strconv.Itoa(cfg.Proposers) + " closed-loop, each proposal bounded by a >= 4s deadline",
+		"nodes": strconv.Itoa(cfg.Nodes) + " in this process", "proposers": proposersDesc,
 		"payload": fmt.Sprintf("%d bytes", cfg.PayloadBytes), "fsync": "on (synced Save per Ready)",
 		"transport": "TCP on loopback", "storage": "pebble on disk (" + cfg.Dir + "), one DB per node, default pebblestore options",
 		"state machine": "one pebble write per command (blind: no read), applied index in the same batch",
@@ -508,7 +523,21 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 			// measured); it is renewed so each proposal has 4 to 5 s.
 			dl := renewingDeadline{parent: ctx}
 			defer dl.stop()
+			// Paced: proposer p's sends are scheduled every interval,
+			// the proposers staggered across it.
+			next := time.Now().Add(interval * time.Duration(p) / time.Duration(cfg.Proposers))
 			for seq := uint64(1); ; seq++ {
+				if interval > 0 {
+					if wait := time.Until(next); wait > 0 {
+						select {
+						case <-stop:
+							return
+						case <-ctx.Done():
+							return
+						case <-time.After(wait):
+						}
+					}
+				}
 				select {
 				case <-stop:
 					return
@@ -518,7 +547,11 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 				}
 				binary.BigEndian.PutUint64(payload[8:], seq)
 				start := time.Now()
-				v, err := leader.node.Propose(dl.get(start), payload)
+				if interval > 0 {
+					start = next // behind schedule: the lag is latency too
+					next = next.Add(interval)
+				}
+				v, err := leader.node.Propose(dl.get(time.Now()), payload)
 				d := time.Since(start)
 				if !measuring.Load() {
 					continue

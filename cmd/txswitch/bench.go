@@ -28,6 +28,7 @@ func runBench(args []string) error {
 	payload := fs.Int("payload", 256, "proposal size in bytes (raft)")
 	traceSlow := fs.Bool("trace-slow", false, "raft: print, for the slowest proposals, what each node's Save, Apply, snapshot and pebble flush/compaction/stall did meanwhile (stderr)")
 	snapEvery := fs.Uint64("snapshot-every", 0, "raft: applied entries between snapshots (0: the consensus default)")
+	rate := fs.Float64("rate", 0, "raft: pace the proposers to this many proposals/s in total, latency counted from each scheduled send (0: closed loop, latency at saturation)")
 	clients := fs.Int("clients", 512, "concurrent HTTP clients (payments)")
 	slowClients := fs.Int("slow-clients", 2000, "concurrent HTTP clients (payments-slow)")
 	target := fs.String("target", cluster.TargetLeader, "payments: send to the leader, or to all nodes (followers forward)")
@@ -72,7 +73,7 @@ func runBench(args []string) error {
 		}
 		switch w {
 		case "raft":
-			rc := cluster.RaftBenchConfig{Dir: dir, Proposers: *proposers, PayloadBytes: *payload, Duration: *duration, SnapshotEvery: *snapEvery}
+			rc := cluster.RaftBenchConfig{Dir: dir, Proposers: *proposers, PayloadBytes: *payload, Duration: *duration, SnapshotEvery: *snapEvery, Rate: *rate}
 			if *traceSlow {
 				rc.TraceSlow = os.Stderr
 			}
