@@ -109,6 +109,26 @@ func TestBenchmarksRunCorrectly(t *testing.T) {
 			t.Fatalf("percentiles out of order: %v %v %v", res.P50, res.P99, res.Max)
 		}
 	})
+	// Paced: the schedule, not the cluster, sets the rate (a closed loop of
+	// 8 proposers does thousands per second here).
+	t.Run("raft/paced", func(t *testing.T) {
+		const rate = 300
+		res, err := BenchRaft(ctx, RaftBenchConfig{Dir: t.TempDir(), Proposers: 8, PayloadBytes: 64,
+			Duration: time.Second, Warmup: 200 * time.Millisecond, Rate: rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log("\n" + res.String())
+		if res.Ops == 0 || len(res.Errors) != 0 {
+			t.Fatalf("ops %d, errors %v", res.Ops, res.Errors)
+		}
+		if res.OpsPerSec > 1.5*rate {
+			t.Errorf("%.0f proposals/s paced to %d/s", res.OpsPerSec, rate)
+		}
+		if !strings.Contains(res.Settings["proposers"], "paced to 300 proposals/s") {
+			t.Errorf("settings do not say the run was paced: %q", res.Settings["proposers"])
+		}
+	})
 	for _, target := range []string{TargetLeader, TargetAll} {
 		t.Run("payments/"+target, func(t *testing.T) {
 			res, err := BenchPayments(ctx, PaymentsBenchConfig{Dir: t.TempDir(), Clients: 4,
