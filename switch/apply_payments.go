@@ -357,7 +357,11 @@ func resultEventType(source string) string {
 }
 
 // lateResult records a result for something no longer open and changes
-// nothing else.
+// nothing else. Its reply is the payment as settled, 201 as the call that
+// created it would have had (and as the stored idempotent reply has): the
+// caller whose own result came late asked POST /payments, and a status
+// that depends on who settled first would tell it something else
+// happened. Operations replace the reply with their own (currentOpReply).
 func (ac *applyCtx) lateResult(o *orderRec, p *paymentRec, at time.Time, what, source, outcome, code string) (*ApplyResult, error) {
 	if err := ac.event(o, at, "late_result_ignored", p.ID,
 		fmt.Sprintf("Ignored a late %s result (%s) for %s: it is no longer open (payment is %s).", source, outcome, what, p.Status),
@@ -367,7 +371,7 @@ func (ac *applyCtx) lateResult(o *orderRec, p *paymentRec, at time.Time, what, s
 	if err := ac.putOrder(o); err != nil {
 		return nil, err
 	}
-	reply, err := paymentReply(200, p)
+	reply, err := paymentReply(201, p)
 	if err != nil {
 		return nil, err
 	}

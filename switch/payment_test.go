@@ -334,8 +334,14 @@ func TestLateResultIgnored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := v.(*txswitch.ApplyResult); !res.Late || res.Err != nil {
+	res := v.(*txswitch.ApplyResult)
+	if !res.Late || res.Err != nil {
 		t.Fatalf("result = %+v", res)
+	}
+	// The late caller hears what a retry with its key would: 201 and the
+	// payment as the resolver settled it.
+	if got := decode[txswitch.Payment](t, res.Reply); res.Reply.Status != 201 || got.ID != p.ID || got.Status != txswitch.PaymentDeclined {
+		t.Fatalf("late reply = %d %s", res.Reply.Status, res.Reply.Body)
 	}
 	after := h.payment(p.ID)
 	bj, _ := json.Marshal(before)
