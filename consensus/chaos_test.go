@@ -87,6 +87,7 @@ func TestRandomizedChaos(t *testing.T) {
 	c := newCluster(t, 5, int64(seed), func(cfg *Config) {
 		cfg.SnapshotEvery = 64
 		cfg.SnapshotKeep = 16
+		cfg.LagRetain = 48 // short absences catch up from the log, longer ones by snapshot
 		cfg.MaxProposalQueue = 64
 		id := cfg.ID
 		cfg.Failpoint = func(name string) {
@@ -301,6 +302,7 @@ func TestRandomizedMembership(t *testing.T) {
 	c := newCluster(t, 3, int64(seed), func(cfg *Config) {
 		cfg.SnapshotEvery = 30
 		cfg.SnapshotKeep = 5
+		cfg.LagRetain = 20 // short absences catch up from the log, longer ones by snapshot
 	})
 	c.leader()
 

@@ -279,6 +279,7 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 			c := newCluster(t, 3, 7, func(cfg *Config) {
 				cfg.SnapshotEvery = 20
 				cfg.SnapshotKeep = 5
+				cfg.LagRetain = 5 // nothing kept for the lagging node
 				if tc.imageOnly {
 					cfg.StateMachine = consensustest.ImageOnly{SM: cfg.StateMachine}
 				}
@@ -319,6 +320,65 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 			c.restart(lag)
 			c.mustPropose(c.node(lag), "after-restart", "k", "x")
 			c.assertConverged()
+		})
+	}
+}
+
+// TestLeaderKeepsTheLogForALaggingMember: while a follower is down, the
+// leader's snapshots compact the log no further than the follower's match
+// index, up to LagRetain entries behind the snapshot; the follower then
+// catches up from the log, without a state image. Past LagRetain it needs
+// one.
+func TestLeaderKeepsTheLogForALaggingMember(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		lagRetain uint64
+		proposals int
+		snapshot  bool // the follower must be caught up by a snapshot
+	}{
+		{"absence within LagRetain: caught up from the log", 1000, 120, false},
+		{"absence past LagRetain: caught up from a snapshot", 40, 120, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCluster(t, 3, 11, func(cfg *Config) {
+				cfg.SnapshotEvery = 20
+				cfg.SnapshotKeep = 5
+				cfg.LagRetain = tc.lagRetain
+			})
+			lead := c.leader()
+			lag := c.follower(lead.ID()).ID()
+			c.crash(lag)
+			lagApplied := c.member(lag).sm.AppliedIndex()
+			for i := range tc.proposals {
+				c.mustPropose(lead, fmt.Sprintf("r%d", i), fmt.Sprintf("k%d", i%5), fmt.Sprint(i))
+			}
+			st := lead.Status()
+			if st.SnapshotIndex < lagApplied+20 {
+				t.Fatalf("leader's snapshot at %d, want one well past the lagging node's %d", st.SnapshotIndex, lagApplied)
+			}
+			first, _ := c.member(lead.ID()).store.FirstIndex()
+			kept := first <= lagApplied+1
+			if kept == tc.snapshot {
+				t.Fatalf("leader's first index %d, lagging node applied %d, snapshot %d: log kept for it = %t", first, lagApplied, st.SnapshotIndex, kept)
+			}
+			// The other follower is not behind: its own log is compacted
+			// by SnapshotKeep alone, whatever the leader keeps.
+			other := c.follower(lead.ID()) // the lagging node is down: not live
+			if f, _ := c.member(other.ID()).store.FirstIndex(); f <= lagApplied+1 {
+				t.Fatalf("follower %d kept its log from %d: only a leader keeps it for others", other.ID(), f)
+			}
+			c.restart(lag)
+			c.assertConverged()
+			if got := c.member(lag).sm.Restores() > 0; got != tc.snapshot {
+				t.Fatalf("lagging node restored a snapshot: %t, want %t", got, tc.snapshot)
+			}
+			// Once nobody is behind, the next snapshots compact again.
+			for i := range 40 {
+				c.mustPropose(lead, fmt.Sprintf("s%d", i), "k", fmt.Sprint(i))
+			}
+			if f, _ := c.member(lead.ID()).store.FirstIndex(); f <= lagApplied+1 {
+				t.Fatalf("leader still keeps its log from %d after the member caught up", f)
+			}
 		})
 	}
 }

@@ -22,7 +22,9 @@ import (
 //     StateMachine.Snapshot for a state machine without it) and hands the
 //     index back on snapc; the loop then records the snapshot there
 //     (LogStore.CreateSnapshot with metadata only, synced) and only then
-//     compacts the log to SnapshotKeep entries behind it. The loop never
+//     compacts the log to SnapshotKeep entries behind it (a leader keeps
+//     the entries a member that is behind still needs, up to LagRetain,
+//     so that a restarted node catches up from the log, not an image). The loop never
 //     copies or writes the state: recording is one small synced write.
 //   - When raft needs to send a snapshot (a follower is behind the log's
 //     first index), Storage.Snapshot (raftStorage) returns the last image
@@ -177,7 +179,7 @@ func (n *Node) recordSnapshot(idx uint64) error {
 		if err != nil {
 			return fmt.Errorf("first index: %w", err)
 		}
-		if c := idx - n.cfg.SnapshotKeep; c >= first {
+		if c := n.compactTo(idx); c >= first {
 			if err := n.store.Compact(c); err != nil && !errors.Is(err, raft.ErrCompacted) {
 				return fmt.Errorf("compact to %d: %w", c, err)
 			}
@@ -185,6 +187,34 @@ func (n *Node) recordSnapshot(idx uint64) error {
 	}
 	n.log.Info("recorded snapshot", zap.Uint64("index", idx))
 	return nil
+}
+
+// compactTo is how far the log may be compacted after a snapshot at idx
+// (idx > SnapshotKeep): SnapshotKeep entries behind it, and on a leader
+// not past the match index of a member that is behind, down to LagRetain
+// entries behind it. A member beyond that gets a snapshot.
+func (n *Node) compactTo(idx uint64) uint64 {
+	c := idx - n.cfg.SnapshotKeep
+	if !n.leading || n.cfg.LagRetain <= n.cfg.SnapshotKeep {
+		return c
+	}
+	var floor uint64
+	if idx > n.cfg.LagRetain {
+		floor = idx - n.cfg.LagRetain
+	}
+	var lagging []uint64
+	for id, pr := range n.rn.Status().Progress {
+		if id == n.cfg.ID || pr.Match >= c {
+			continue
+		}
+		lagging = append(lagging, id)
+		c = max(floor, pr.Match)
+	}
+	if len(lagging) > 0 {
+		n.log.Info("keeping the log for members that are behind", zap.Uint64s("members", lagging),
+			zap.Uint64("snapshot", idx), zap.Uint64("compact_to", c))
+	}
+	return c
 }
 
 // restoreSnapshot replaces the state machine with a snapshot raft received

@@ -119,8 +119,10 @@ func (c *crashCluster) start(m *crashMember) {
 		// Apply calls and the mid-apply failpoint has a "middle".
 		MaxBatch: 4,
 		// Frequent snapshots and compaction, so a restarted node may
-		// need a snapshot from the leader.
-		SnapshotEvery: 64, SnapshotKeep: 16,
+		// need a snapshot from the leader (the leader keeps up to 48
+		// entries for a member that is behind, so short absences catch
+		// up from the log).
+		SnapshotEvery: 64, SnapshotKeep: 16, LagRetain: 48,
 		Logger: c.logger().Named("node" + strconv.FormatUint(m.id, 10)),
 		Failpoint: func(name string) {
 			if p := m.armed.Load(); p != nil && *p == name && m.armed.CompareAndSwap(p, nil) {

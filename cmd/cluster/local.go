@@ -48,10 +48,11 @@ type LocalConfig struct {
 	Seed         uint64
 	TickInterval time.Duration
 	ResolveEvery time.Duration
-	// SnapshotEvery and SnapshotKeep tune every node's snapshots (0: the
-	// defaults); tests make them small to force catch-up by snapshot.
-	SnapshotEvery, SnapshotKeep uint64
-	Logger                      *zap.Logger
+	// SnapshotEvery, SnapshotKeep and LagRetain tune every node's
+	// snapshots and log compaction (0: the defaults); tests make them small
+	// to force catch-up by snapshot.
+	SnapshotEvery, SnapshotKeep, LagRetain uint64
+	Logger                                 *zap.Logger
 }
 
 // Local is a running local cluster.
@@ -132,7 +133,7 @@ func StartLocal(cfg LocalConfig) (_ *Local, err error) {
 			RaftListen: p.RaftAddr, APIListen: p.APIAddr,
 			AdminToken: l.AdminToken, ProviderSecrets: secrets, SeedConfig: &seed,
 			TickInterval: cfg.TickInterval, ResolveEvery: cfg.ResolveEvery,
-			SnapshotEvery: cfg.SnapshotEvery, SnapshotKeep: cfg.SnapshotKeep,
+			SnapshotEvery: cfg.SnapshotEvery, SnapshotKeep: cfg.SnapshotKeep, LagRetain: cfg.LagRetain,
 			CentralDB: cfg.CentralDB, ExportBacklogAlarm: 1_000_000, Export: cfg.Export,
 			Logger: cfg.Logger.Named("node" + strconv.Itoa(i+1)),
 		})

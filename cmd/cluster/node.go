@@ -73,10 +73,11 @@ type Config struct {
 	Export ExportTuning
 
 	TickInterval time.Duration
-	// SnapshotEvery and SnapshotKeep are passed to consensus (0: its
-	// defaults): a snapshot every SnapshotEvery applied entries, and
-	// SnapshotKeep entries kept behind it for slow followers.
-	SnapshotEvery, SnapshotKeep uint64
+	// SnapshotEvery, SnapshotKeep and LagRetain are passed to consensus
+	// (0: its defaults): a snapshot every SnapshotEvery applied entries,
+	// SnapshotKeep entries kept behind it, and on the leader up to
+	// LagRetain for members that are behind.
+	SnapshotEvery, SnapshotKeep, LagRetain uint64
 	// ResolveEvery is the in-doubt resolver's period (0: the default).
 	ResolveEvery time.Duration
 	Logger       *zap.Logger
@@ -193,7 +194,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	n.raft, err = consensus.NewNode(consensus.Config{
 		ID: id, Group: cfg.Group,
 		LogStore: logStore, StateMachine: n.machine, Transport: n.tr,
-		TickInterval: cfg.TickInterval, SnapshotEvery: cfg.SnapshotEvery, SnapshotKeep: cfg.SnapshotKeep,
+		TickInterval: cfg.TickInterval, SnapshotEvery: cfg.SnapshotEvery, SnapshotKeep: cfg.SnapshotKeep, LagRetain: cfg.LagRetain,
 		Peers: peers, Join: join,
 		Logger: n.log.Named("raft"), Failpoint: cfg.Failpoint,
 	})

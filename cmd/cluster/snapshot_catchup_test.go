@@ -8,12 +8,13 @@ import (
 )
 
 // A follower that was down while the leader compacted its log past the
-// follower's last entry can only catch up from a snapshot image of the
+// follower's last entry (LagRetain no larger than SnapshotKeep: the leader
+// keeps nothing more for it) can only catch up from a snapshot image of the
 // payment state machine (built on demand from Pebble): afterwards it serves
 // every order and payment exactly as the leader does.
 func TestLaggingNodeCatchesUpFromAPaymentStateSnapshot(t *testing.T) {
 	const every, keep = 40, 10
-	l, err := StartLocal(LocalConfig{Dir: t.TempDir(), ResolveEvery: 100 * time.Millisecond, SnapshotEvery: every, SnapshotKeep: keep})
+	l, err := StartLocal(LocalConfig{Dir: t.TempDir(), ResolveEvery: 100 * time.Millisecond, SnapshotEvery: every, SnapshotKeep: keep, LagRetain: keep})
 	if err != nil {
 		t.Fatal(err)
 	}
