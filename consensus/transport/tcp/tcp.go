@@ -427,16 +427,21 @@ func (p *peer) run() {
 		}
 		var err error
 		_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.WriteTimeout))
+		// What could not be framed is dropped (and reported) alone; the
+		// rest of the batch, written, is what the code below reports.
+		written := batch[:0:0]
 		for _, m := range batch {
-			if buf, err = appendFrame(buf[:0], p.t.cfg.Group, m, p.t.cfg.MaxFrameSize); err != nil {
+			var ferr error
+			if buf, ferr = appendFrame(buf[:0], p.t.cfg.Group, m, p.t.cfg.MaxFrameSize); ferr != nil {
 				// Too large to ever send: drop it alone.
-				log.Error("raft message not sent", zap.Error(err))
+				log.Error("raft message not sent", zap.Error(ferr))
 				p.t.drop(m)
 				continue
 			}
 			if _, err = w.Write(buf); err != nil {
 				break
 			}
+			written = append(written, m)
 		}
 		if err == nil {
 			err = w.Flush()
@@ -449,9 +454,9 @@ func (p *peer) run() {
 			p.fail(batch)
 			continue
 		}
-		p.t.sent.Add(uint64(len(batch)))
+		p.t.sent.Add(uint64(len(written)))
 		if h := p.t.h(); h != nil {
-			for _, m := range batch {
+			for _, m := range written {
 				if m.GetType() == raftpb.MsgSnap {
 					h.ReportSnapshot(p.id, raft.SnapshotFinish)
 				}

@@ -200,6 +200,45 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 	}
 }
 
+// TestOversizedSnapshotFailsAlone: a snapshot too large for a frame is
+// dropped and reported failed, never as delivered, and the messages around
+// it still go out on the same connection.
+func TestOversizedSnapshotFailsAlone(t *testing.T) {
+	a, arec := newT(t, 1, func(c *Config) { c.MaxFrameSize = 4096 })
+	b, brec := newT(t, 2, nil)
+	a.AddPeer(2, b.Addr().String())
+	snap := msg(raftpb.MsgSnap, 1, 2, 7)
+	snap.Snapshot = &raftpb.Snapshot{Data: make([]byte, 10_000), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}}
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 1), snap})
+	waitN(t, brec, 1)
+	deadline := time.Now().Add(20 * time.Second)
+	for arec.snapCount(raft.SnapshotFailure) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("oversized snapshot not reported failed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 2)})
+	waitN(t, brec, 1)
+	if n := arec.snapCount(raft.SnapshotFinish); n != 0 {
+		t.Fatalf("oversized snapshot reported delivered %d times", n)
+	}
+	arec.mu.Lock()
+	unreachable := arec.unreachable[2]
+	arec.mu.Unlock()
+	if unreachable != 0 {
+		t.Fatalf("peer reported unreachable %d times: the connection was dropped over one oversized message", unreachable)
+	}
+	// The sender counts a write after its flush, which may be after the
+	// receiver has the message.
+	for st := a.Stats(); st.Sent != 2 || st.Dropped != 1; st = a.Stats() {
+		if time.Now().After(deadline) || st.Sent > 2 {
+			t.Fatalf("stats %+v, want 2 sent and 1 dropped", st)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestFrameLimits(t *testing.T) {
 	big := msg(raftpb.MsgApp, 1, 2, 1)
 	big.Entries = []*raftpb.Entry{{Data: make([]byte, 2000)}}
