@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -127,6 +128,20 @@ func TestBenchmarksRunCorrectly(t *testing.T) {
 		}
 		if !strings.Contains(res.Settings["proposers"], "paced to 300 proposals/s") {
 			t.Errorf("settings do not say the run was paced: %q", res.Settings["proposers"])
+		}
+	})
+	t.Run("fsync", func(t *testing.T) {
+		dir := t.TempDir()
+		res, err := BenchFsync(ctx, FsyncBenchConfig{Dir: dir, Writers: 2, Bytes: 4096, Duration: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log("\n" + res.String())
+		if res.Ops == 0 || len(res.Errors) != 0 || res.P50 <= 0 || res.P50 > res.Max {
+			t.Fatalf("ops %d, errors %v, p50 %v, max %v", res.Ops, res.Errors, res.P50, res.Max)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Fatalf("left %d files in %s", len(left), dir)
 		}
 	})
 	for _, target := range []string{TargetLeader, TargetAll} {

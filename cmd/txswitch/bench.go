@@ -21,7 +21,7 @@ func init() {
 
 func runBench(args []string) error {
 	fs := newFlags("bench", "[--what raft,payments,payments-slow] [--duration D]")
-	what := fs.String("what", "raft,payments,payments-slow", "comma-separated: raft (proposals), payments (0 ms PSP latency), payments-slow (100 ms PSP latency)")
+	what := fs.String("what", "raft,payments,payments-slow", "comma-separated: raft (proposals), payments (0 ms PSP latency), payments-slow (100 ms PSP latency), fsync (the disk alone: 3 writers appending 32 KB and fdatasync, to set against the raft bench's synced Save)")
 	duration := fs.Duration("duration", 10*time.Second, "measured period of each benchmark (after a warm-up)")
 	dir := fs.String("dir", "", "where the data dirs go (default: a temp dir; use a real disk, fsync is on)")
 	proposers := fs.Int("proposers", 256, "concurrent proposers (raft)")
@@ -83,6 +83,8 @@ func runBench(args []string) error {
 		case "payments-slow":
 			res, err = cluster.BenchPayments(ctx, cluster.PaymentsBenchConfig{Dir: dir, Clients: *slowClients, Duration: *duration,
 				ProviderLatency: 100 * time.Millisecond, Target: *target})
+		case "fsync":
+			res, err = cluster.BenchFsync(ctx, cluster.FsyncBenchConfig{Dir: dir, Duration: *duration})
 		default:
 			return fmt.Errorf("unknown benchmark %q: %w", w, errUsage)
 		}
