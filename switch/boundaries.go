@@ -3,6 +3,7 @@ package txswitch
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -102,6 +103,22 @@ type Store interface {
 	// applied index; RestoreState replaces everything with such an image.
 	SnapshotState() (index uint64, data []byte, err error)
 	RestoreState(index uint64, data []byte) error
+	// OpenImage and RestoreImage are the streamed forms of SnapshotState
+	// and RestoreState, in bounded memory whatever the size of the state:
+	// OpenImage pins a consistent view of the state and its applied index,
+	// durable when it returns; RestoreImage replaces the state with an
+	// image of size bytes read from r. A crash during RestoreImage leaves
+	// AppliedIndex where it was (below index), so the restore is redone.
+	OpenImage() (StateImage, error)
+	RestoreImage(index uint64, r io.Reader, size int64) error
+}
+
+// StateImage is a consistent view of the state at Index, written on
+// demand, as many times as asked (concurrently too), until Close.
+type StateImage interface {
+	Index() uint64
+	WriteTo(w io.Writer) (int64, error)
+	Close() error
 }
 
 // Batch is an atomic write over the state key space.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 )
@@ -227,6 +228,30 @@ func (m *Machine) Snapshot() (uint64, []byte, error) {
 		return 0, nil, fmt.Errorf("snapshot state: %w", err)
 	}
 	return idx, data, nil
+}
+
+// OpenImage pins the state for a streamed snapshot image (the streamed
+// form of Snapshot, see Store.OpenImage).
+func (m *Machine) OpenImage() (StateImage, error) {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	im, err := m.store.OpenImage()
+	if err != nil {
+		return nil, fmt.Errorf("open state image: %w", err)
+	}
+	return im, nil
+}
+
+// RestoreImage replaces the state with a streamed snapshot image of size
+// bytes and reloads caches (the streamed form of Restore).
+func (m *Machine) RestoreImage(index uint64, r io.Reader, size int64) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	m.forgetCaches()
+	if err := m.store.RestoreImage(index, r, size); err != nil {
+		return fmt.Errorf("restore state image at %d: %w", index, err)
+	}
+	return m.reloadCaches()
 }
 
 // Restore replaces the state with a snapshot image and reloads caches.

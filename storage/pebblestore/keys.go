@@ -13,6 +13,9 @@ import "encoding/binary"
 //	0x01 group kindSnapData           that snapshot's data blob
 //	0x01 group kindMembership         membership record (see encodeMembership)
 //	0x01 group kindApplied            state machine applied index (8 bytes BE)
+//	0x01 group kindRestoring          index of a RestoreImage in progress (8 bytes BE)
+//	0x01 group kindImage index seq    chunk seq of a state image staged for index
+//	0x01 group kindImageDone index    size (8) of that image, once staged whole
 //	0x01 group kindEntry index        raftpb.Entry, index big-endian so key order is log order
 //	0x02 group userKey                state machine value
 //
@@ -30,6 +33,9 @@ const (
 	kindMembership byte = 'm'
 	kindApplied    byte = 'a'
 	kindEntry      byte = 'e'
+	kindImage      byte = 'i'
+	kindImageDone  byte = 'j'
+	kindRestoring  byte = 'r'
 )
 
 var nodeIDKey = []byte{prefixNode, 'n', 'o', 'd', 'e', '-', 'i', 'd'}

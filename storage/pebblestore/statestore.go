@@ -184,6 +184,11 @@ func (s *StateStore) RestoreState(index uint64, data []byte) error {
 	if err := b.Set(s.appliedKey, binary.BigEndian.AppendUint64(nil, index), nil); err != nil {
 		return fmt.Errorf("restore state of group %d: %w", s.group, err)
 	}
+	// A streamed restore that crashed left its marker: this one replaces
+	// the whole state, so the state is whole again.
+	if err := b.Delete(groupKey(s.group, kindRestoring), nil); err != nil {
+		return fmt.Errorf("restore state of group %d: %w", s.group, err)
+	}
 	if err := s.db.commit(b, pebble.Sync); err != nil {
 		s.appliedKnown = false
 		return fmt.Errorf("restore state of group %d at %d: %w", s.group, index, err)

@@ -1,10 +1,12 @@
 package memory_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	txswitch "github.com/txswitch/txswitch/switch"
@@ -136,6 +138,25 @@ func TestStoreSnapshotRestore(t *testing.T) {
 	}
 	if err := s2.RestoreState(8, img); err == nil {
 		t.Fatal("index mismatch accepted")
+	}
+	// The streamed forms carry the same image.
+	im, err := s.OpenImage()
+	if err != nil || im.Index() != 7 {
+		t.Fatalf("open image: %v", err)
+	}
+	var buf bytes.Buffer
+	if _, err := im.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	s3 := memory.NewStore()
+	if err := s3.RestoreImage(7, &buf, int64(buf.Len())); err != nil {
+		t.Fatal(err)
+	}
+	if string(s3.Dump()) != string(s.Dump()) {
+		t.Fatal("streamed restore differs")
+	}
+	if err := s3.RestoreImage(7, strings.NewReader("{}"), 10); err == nil {
+		t.Fatal("short image accepted")
 	}
 }
 

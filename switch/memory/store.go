@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 
@@ -134,6 +135,42 @@ func (s *Store) RestoreState(index uint64, data []byte) error {
 	s.applied = index
 	return nil
 }
+
+// OpenImage implements txswitch.Store: the image is taken at once (the
+// store is in memory anyway).
+func (s *Store) OpenImage() (txswitch.StateImage, error) {
+	index, data, err := s.SnapshotState()
+	if err != nil {
+		return nil, err
+	}
+	return &memImage{index: index, data: data}, nil
+}
+
+// RestoreImage implements txswitch.Store by reading the whole image.
+func (s *Store) RestoreImage(index uint64, r io.Reader, size int64) error {
+	data, err := io.ReadAll(io.LimitReader(r, size))
+	if err != nil {
+		return fmt.Errorf("read snapshot image: %w", err)
+	}
+	if int64(len(data)) != size {
+		return fmt.Errorf("snapshot image of %d bytes, %d announced", len(data), size)
+	}
+	return s.RestoreState(index, data)
+}
+
+type memImage struct {
+	index uint64
+	data  []byte
+}
+
+func (m *memImage) Index() uint64 { return m.index }
+
+func (m *memImage) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(m.data)
+	return int64(n), err
+}
+
+func (m *memImage) Close() error { return nil }
 
 // Dump renders the whole key space and applied index deterministically,
 // for comparing two stores in tests.
