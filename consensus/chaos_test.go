@@ -88,6 +88,8 @@ func TestRandomizedChaos(t *testing.T) {
 		cfg.SnapshotEvery = 64
 		cfg.SnapshotKeep = 16
 		cfg.LagRetain = 48 // short absences catch up from the log, longer ones by snapshot
+		// Snapshot images inline on even seeds, streamed and staged on odd.
+		cfg.StreamImages = func() bool { return seed%2 == 1 }
 		cfg.MaxProposalQueue = 64
 		id := cfg.ID
 		cfg.Failpoint = func(name string) {
@@ -303,6 +305,7 @@ func TestRandomizedMembership(t *testing.T) {
 		cfg.SnapshotEvery = 30
 		cfg.SnapshotKeep = 5
 		cfg.LagRetain = 20 // short absences catch up from the log, longer ones by snapshot
+		cfg.StreamImages = func() bool { return seed%2 == 1 }
 	})
 	c.leader()
 

@@ -166,6 +166,11 @@ type Config struct {
 	// only after a long absence. A follower compacts by SnapshotKeep
 	// alone: it does not know the others' progress.
 	LagRetain uint64
+	// StreamImages, when it returns true, makes this node send state
+	// images as streams next to the MsgSnap instead of inside it (see
+	// images.go), if its state machine is an ImageStreamer. Every member
+	// must then read them: wire it to the cluster version gate. nil: never.
+	StreamImages func() bool
 	// ProposalTimeout bounds Propose, ReadBarrier and membership calls whose
 	// ctx has no deadline.
 	ProposalTimeout time.Duration

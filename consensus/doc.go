@@ -28,6 +28,15 @@
 // under load) and a membership change (SaveMembership). Raft's reads of the recent log tail are served from memory
 // (cachedLogStore).
 //
+// A state image a follower needs goes inside the MsgSnap, or, from cluster
+// version 4 (Config.StreamImages) with a state machine that can stream
+// (ImageStreamer), as a stream next to it: pinned on the leader, staged by
+// the follower's log store, restored in bounded batches, so the size of
+// the state machine is bounded by neither memory nor the transport's
+// frame (images.go). A leader keeps its log for a member that is behind,
+// up to LagRetain entries, so that a restarted node catches up from the
+// log and needs no image at all.
+//
 // The node also owns membership (ConfChangeV2 with member addresses carried
 // in the change's context and persisted through LogStore.SaveMembership and
 // inside snapshots), snapshots and log compaction, and linearizable reads

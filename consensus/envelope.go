@@ -164,10 +164,25 @@ func decodeMembership(b []byte) (membership, error) {
 // record of a snapshot this node took itself, whose state the state machine
 // already holds durably at (or past) the snapshot's index, so only the
 // metadata is written (see Node.maybeSnapshot).
+//
+// Version 3 has none either: the image travels as a stream next to the
+// MsgSnap (images.go) and the receiver stages it in its log store under the
+// snapshot's index before raft sees the message.
 const (
-	snapEnvelopeV1   = 1
-	snapEnvelopeMeta = 2
+	snapEnvelopeV1     = 1
+	snapEnvelopeMeta   = 2
+	snapEnvelopeStream = 3
 )
+
+// encodeSnapshotStreamed encodes the data of a snapshot whose image is
+// streamed.
+func encodeSnapshotStreamed(m *membership) []byte {
+	return appendSnapshotData(snapEnvelopeStream, m, nil)
+}
+
+// snapshotStreamed reports whether snapshot data says its image is
+// streamed (and staged by the receiver).
+func snapshotStreamed(b []byte) bool { return len(b) > 0 && b[0] == snapEnvelopeStream }
 
 func encodeSnapshotData(m *membership, image []byte) []byte {
 	return appendSnapshotData(snapEnvelopeV1, m, image)
@@ -188,9 +203,9 @@ func appendSnapshotData(version byte, m *membership, image []byte) []byte {
 }
 
 // decodeSnapshotData returns the membership and, if hasImage, the state
-// machine image.
+// machine image (a streamed snapshot has none inline: see snapshotStreamed).
 func decodeSnapshotData(b []byte) (m membership, image []byte, hasImage bool, err error) {
-	if len(b) == 0 || (b[0] != snapEnvelopeV1 && b[0] != snapEnvelopeMeta) {
+	if len(b) == 0 || (b[0] != snapEnvelopeV1 && b[0] != snapEnvelopeMeta && b[0] != snapEnvelopeStream) {
 		return membership{}, nil, false, errors.New("decode snapshot: unknown envelope version")
 	}
 	hasImage = b[0] == snapEnvelopeV1

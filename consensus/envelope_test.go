@@ -36,6 +36,7 @@ func TestSnapshotDataRoundTrip(t *testing.T) {
 		{"with image", encodeSnapshotData(&m, []byte("image")), true, "image"},
 		{"with empty image", encodeSnapshotData(&m, nil), true, ""},
 		{"metadata only", encodeSnapshotMeta(&m), false, ""},
+		{"image streamed", encodeSnapshotStreamed(&m), false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, img, hasImage, err := decodeSnapshotData(tc.data)
@@ -44,7 +45,10 @@ func TestSnapshotDataRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range [][]byte{nil, {1, 200}, {3, 0}, append(encodeSnapshotMeta(&m), 'x')} {
+	if !snapshotStreamed(encodeSnapshotStreamed(&m)) || snapshotStreamed(encodeSnapshotMeta(&m)) || snapshotStreamed(encodeSnapshotData(&m, nil)) {
+		t.Fatal("snapshotStreamed tells the envelopes apart wrongly")
+	}
+	for _, bad := range [][]byte{nil, {1, 200}, {4, 0}, append(encodeSnapshotMeta(&m), 'x'), append(encodeSnapshotStreamed(&m), 'x')} {
 		if _, _, _, err := decodeSnapshotData(bad); err == nil {
 			t.Fatalf("decoded bad snapshot data %x", bad)
 		}

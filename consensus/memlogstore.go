@@ -1,14 +1,19 @@
 package consensus
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"slices"
 	"sync"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	txswitch "github.com/txswitch/txswitch/switch"
 )
 
 // MemLogStore is an in-memory LogStore (raft.MemoryStorage plus the
@@ -26,9 +31,80 @@ type MemLogStore struct {
 	memCS     *raftpb.ConfState
 	memMeta   []byte
 	snapshots int
+	staged    map[uint64][]byte // state images staged whole (ImageStager)
 }
 
-var _ LogStore = (*MemLogStore)(nil)
+var (
+	_ LogStore    = (*MemLogStore)(nil)
+	_ ImageStager = (*MemLogStore)(nil)
+)
+
+// StageImage implements ImageStager (no validation: the KV's images are
+// its own JSON).
+func (s *MemLogStore) StageImage(index uint64) (txswitch.ImageSink, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failErr != nil {
+		return nil, s.failErr
+	}
+	if _, ok := s.staged[index]; ok {
+		return nil, txswitch.ErrImageStaged
+	}
+	return &memSink{s: s, index: index}, nil
+}
+
+// OpenStagedImage implements ImageStager.
+func (s *MemLogStore) OpenStagedImage(index uint64) (io.Reader, int64, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.staged[index]
+	if !ok {
+		return nil, 0, false, nil
+	}
+	return bytes.NewReader(b), int64(len(b)), true, nil
+}
+
+// DropStagedImages implements ImageStager.
+func (s *MemLogStore) DropStagedImages(upTo uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.staged {
+		if i <= upTo {
+			delete(s.staged, i)
+		}
+	}
+	return nil
+}
+
+// Staged reports the indexes of the images staged whole.
+func (s *MemLogStore) Staged() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.staged))
+}
+
+type memSink struct {
+	s     *MemLogStore
+	index uint64
+	buf   bytes.Buffer
+}
+
+func (w *memSink) Write(p []byte) (int, error) { return w.buf.Write(p) }
+
+func (w *memSink) Commit() (int64, error) {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	if w.s.failErr != nil {
+		return 0, w.s.failErr
+	}
+	if w.s.staged == nil {
+		w.s.staged = map[uint64][]byte{}
+	}
+	w.s.staged[w.index] = bytes.Clone(w.buf.Bytes())
+	return int64(w.buf.Len()), nil
+}
+
+func (w *memSink) Abort() {}
 
 // NewMemLogStore returns an empty in-memory LogStore.
 func NewMemLogStore() *MemLogStore {

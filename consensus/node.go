@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -85,6 +86,10 @@ type Node struct {
 	snapWG    sync.WaitGroup
 	sendSnap  *raftpb.Snapshot
 	snapWant  bool
+	// sendImage is the streamed image of sendSnap, if it is streamed
+	// (images.go); transports take references to it under imgMu.
+	imgMu     sync.Mutex
+	sendImage *sharedImage
 	// snapPending: a snapshot received from the leader is being persisted
 	// and not yet restored into the state machine.
 	snapPending bool
@@ -280,15 +285,30 @@ func (n *Node) recover() (fresh bool, err error) {
 	// state machine leaves the state machine behind the log's first index:
 	// finish the restore now, or raft could not resume.
 	if applied := n.sm.AppliedIndex(); !raft.IsEmptySnap(snap) && n.snapIndex > applied {
-		if !hasImage {
+		if snapshotStreamed(snap.GetData()) {
+			n.log.Info("restoring state machine from the staged image of the stored snapshot",
+				zap.Uint64("snapshot", n.snapIndex), zap.Uint64("applied", applied))
+			if err := n.restoreStaged(n.snapIndex); err != nil {
+				return false, fmt.Errorf("restore state machine from snapshot %d: %w", n.snapIndex, err)
+			}
+		} else if !hasImage {
 			// A snapshot without image is recorded only once the state
 			// machine durably holds its index (see maybeSnapshot).
 			return false, fmt.Errorf("state machine applied %d is behind this node's own snapshot %d: state lost", applied, n.snapIndex)
+		} else {
+			n.log.Info("restoring state machine from stored snapshot",
+				zap.Uint64("snapshot", n.snapIndex), zap.Uint64("applied", applied))
+			if err := n.sm.Restore(n.snapIndex, image); err != nil {
+				return false, fmt.Errorf("restore state machine from snapshot %d: %w", n.snapIndex, err)
+			}
 		}
-		n.log.Info("restoring state machine from stored snapshot",
-			zap.Uint64("snapshot", n.snapIndex), zap.Uint64("applied", applied))
-		if err := n.sm.Restore(n.snapIndex, image); err != nil {
-			return false, fmt.Errorf("restore state machine from snapshot %d: %w", n.snapIndex, err)
+	}
+	// Staged images are used by now (above) or stale: a received snapshot
+	// raft did not take, or one restored before a crash that left its
+	// image behind.
+	if st, ok := n.cfg.LogStore.(ImageStager); ok {
+		if err := st.DropStagedImages(math.MaxUint64); err != nil {
+			return false, fmt.Errorf("drop staged images: %w", err)
 		}
 	}
 	n.applied = n.sm.AppliedIndex()
@@ -560,7 +580,7 @@ func (n *Node) handleReady() error {
 	if rd.SoftState != nil {
 		n.leading = rd.SoftState.RaftState == raft.StateLeader
 		if !n.leading {
-			n.sendSnap = nil // only a leader sends snapshots: free the image
+			n.dropSendSnap() // only a leader sends snapshots: free the image
 			n.recent.unindex()
 		}
 	}
@@ -803,7 +823,7 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 	// member just added needs one whose ConfState includes it (raft
 	// rejects one that does not), which the next build provides.
 	n.snapEpoch++
-	n.sendSnap = nil
+	n.dropSendSnap()
 	n.confState = proto.Clone(cs).(*raftpb.ConfState)
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
@@ -875,8 +895,18 @@ func (n *Node) observeLeadership(rd raft.Ready) {
 func (n *Node) shutdown(err error) {
 	n.ticker.Stop()
 	// The owner closes the stores once Done is closed: a snapshot still
-	// being built must finish first (its result is dropped).
+	// being built must finish first (its result is dropped), and the
+	// images pinned for followers are released (a transport still writing
+	// one holds it until its write ends).
 	n.snapWG.Wait()
+	select {
+	case r := <-n.snapc:
+		if r.img != nil {
+			_ = r.img.Close()
+		}
+	default:
+	}
+	n.setSendImage(nil)
 	close(n.appendStop)
 	n.appendWG.Wait()
 	n.mu.Lock()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.uber.org/zap"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -187,7 +189,7 @@ func TestMembershipRemoveReaddReplace(t *testing.T) {
 	if err := c.follower(lead.ID()).RemoveMember(ctx, lead.ID()); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("membership change on a follower: %v", err)
 	}
-	if err := lead.RemoveMember(ctx, victim); err != nil {
+	if err := settled(ctx, func() error { return lead.RemoveMember(ctx, victim) }); err != nil {
 		t.Fatal(err)
 	}
 	c.crash(victim)
@@ -202,7 +204,8 @@ func TestMembershipRemoveReaddReplace(t *testing.T) {
 	c.mustPropose(lead, "after-remove", "k", "1")
 
 	// Re-adding the same machine gives a NEW id, never the removed one.
-	newID, err := lead.AddMember(ctx, addrOf(victim)+"-again", "api-again")
+	var newID uint64
+	err := settled(ctx, func() (err error) { newID, err = lead.AddMember(ctx, addrOf(victim)+"-again", "api-again"); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +223,8 @@ func TestMembershipRemoveReaddReplace(t *testing.T) {
 			old = id
 		}
 	}
-	replID, err := lead.ReplaceMember(ctx, old, addrOf(100), apiOf(100))
+	var replID uint64
+	err = settled(ctx, func() (err error) { replID, err = lead.ReplaceMember(ctx, old, addrOf(100), apiOf(100)); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,10 +250,24 @@ func TestMembershipRemoveReaddReplace(t *testing.T) {
 	}
 }
 
+// settled calls change until it is not refused with ErrConfChangeInProgress
+// (a leader just elected refuses membership changes until it has applied
+// its log: "retry shortly") or ctx ends.
+func settled(ctx context.Context, change func() error) error {
+	for {
+		err := change()
+		if !errors.Is(err, ErrConfChangeInProgress) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestRemoveLeaderStepsDown(t *testing.T) {
 	c := newCluster(t, 3, 6, nil)
 	lead := c.leader()
-	if err := lead.RemoveMember(ctxT(t, 20*time.Second), lead.ID()); err != nil {
+	ctx := ctxT(t, 20*time.Second)
+	if err := settled(ctx, func() error { return lead.RemoveMember(ctx, lead.ID()) }); err != nil {
 		t.Fatal(err)
 	}
 	rest := slices.DeleteFunc(c.liveIDs(), func(id uint64) bool { return id == lead.ID() })
@@ -271,9 +289,11 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		imageOnly bool
+		streamed  bool
 	}{
-		{"state syncer", false},
-		{"image only", true},
+		{"state syncer", false, false},
+		{"image only", true, false},
+		{"streamed image", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, 3, 7, func(cfg *Config) {
@@ -282,6 +302,9 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 				cfg.LagRetain = 5 // nothing kept for the lagging node
 				if tc.imageOnly {
 					cfg.StateMachine = consensustest.ImageOnly{SM: cfg.StateMachine}
+				}
+				if tc.streamed {
+					cfg.StreamImages = func() bool { return true }
 				}
 			})
 			lead := c.leader()
@@ -310,6 +333,17 @@ func TestLaggingNodeCatchesUpFromSnapshot(t *testing.T) {
 			c.assertConverged()
 			if c.member(lag).sm.Restores() == 0 {
 				t.Fatal("lagging node caught up without a snapshot")
+			}
+			// The snapshot it installed says how its image came.
+			snap, err := c.member(lag).store.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := snapshotStreamed(snap.GetData()); got != tc.streamed {
+				t.Fatalf("installed snapshot streamed = %t, want %t", got, tc.streamed)
+			}
+			if staged := c.member(lag).store.Staged(); len(staged) != 0 {
+				t.Fatalf("staged images left after the restore: %v", staged)
 			}
 			// The restored node knows everybody's address from the snapshot.
 			if got := len(c.node(lag).Members()); got != 3 {
@@ -348,23 +382,28 @@ func TestLeaderKeepsTheLogForALaggingMember(t *testing.T) {
 			lead := c.leader()
 			lag := c.follower(lead.ID()).ID()
 			c.crash(lag)
-			lagApplied := c.member(lag).sm.AppliedIndex()
+			// What it needs next is what follows its durable log (which
+			// may hold entries its state machine had not applied yet).
+			lagLast, err := c.member(lag).store.LastIndex()
+			if err != nil {
+				t.Fatal(err)
+			}
 			for i := range tc.proposals {
 				c.mustPropose(lead, fmt.Sprintf("r%d", i), fmt.Sprintf("k%d", i%5), fmt.Sprint(i))
 			}
 			st := lead.Status()
-			if st.SnapshotIndex < lagApplied+20 {
-				t.Fatalf("leader's snapshot at %d, want one well past the lagging node's %d", st.SnapshotIndex, lagApplied)
+			if st.SnapshotIndex < lagLast+20 {
+				t.Fatalf("leader's snapshot at %d, want one well past the lagging node's %d", st.SnapshotIndex, lagLast)
 			}
 			first, _ := c.member(lead.ID()).store.FirstIndex()
-			kept := first <= lagApplied+1
+			kept := first <= lagLast+1
 			if kept == tc.snapshot {
-				t.Fatalf("leader's first index %d, lagging node applied %d, snapshot %d: log kept for it = %t", first, lagApplied, st.SnapshotIndex, kept)
+				t.Fatalf("leader's first index %d, lagging node's last entry %d, snapshot %d: log kept for it = %t", first, lagLast, st.SnapshotIndex, kept)
 			}
 			// The other follower is not behind: its own log is compacted
 			// by SnapshotKeep alone, whatever the leader keeps.
 			other := c.follower(lead.ID()) // the lagging node is down: not live
-			if f, _ := c.member(other.ID()).store.FirstIndex(); f <= lagApplied+1 {
+			if f, _ := c.member(other.ID()).store.FirstIndex(); f <= lagLast+1 {
 				t.Fatalf("follower %d kept its log from %d: only a leader keeps it for others", other.ID(), f)
 			}
 			c.restart(lag)
@@ -376,7 +415,7 @@ func TestLeaderKeepsTheLogForALaggingMember(t *testing.T) {
 			for i := range 40 {
 				c.mustPropose(lead, fmt.Sprintf("s%d", i), "k", fmt.Sprint(i))
 			}
-			if f, _ := c.member(lead.ID()).store.FirstIndex(); f <= lagApplied+1 {
+			if f, _ := c.member(lead.ID()).store.FirstIndex(); f <= lagLast+1 {
 				t.Fatalf("leader still keeps its log from %d after the member caught up", f)
 			}
 		})
@@ -537,6 +576,61 @@ func TestRestartRestoresStoredSnapshot(t *testing.T) {
 	}
 }
 
+// A crash between persisting a received streamed snapshot and restoring
+// the state machine from its staged image is finished at restart, from
+// the staged image, which is then dropped.
+func TestRestartRestoresStagedImage(t *testing.T) {
+	src := consensustest.NewKV()
+	if _, err := src.Apply([]txswitch.Command{{Index: 1, Term: 1, Data: put("a", "k", "from-image")}, {Index: 2, Term: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	idx, img, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := membership{Version: 1, MaxID: 3, Members: []Peer{{ID: 1, RaftAddr: "a"}, {ID: 2, RaftAddr: "b"}, {ID: 3, RaftAddr: "c"}}}
+	store := NewMemLogStore()
+	sink, err := store.StageImage(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Write(img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// And a stale one, of a snapshot raft never took.
+	stale, _ := store.StageImage(idx + 100)
+	_, _ = stale.Write([]byte("stale"))
+	_, _ = stale.Commit()
+	snap := snapshotFor(idx, 1, []uint64{1, 2, 3}, encodeSnapshotStreamed(&mem))
+	if err := store.Save(hardState(1, 0, idx), nil, snap, true); err != nil {
+		t.Fatal(err)
+	}
+	sm := consensustest.NewKV()
+	c := newCluster(t, 0, 12, nil)
+	m := &member{id: 2, store: store, sm: sm}
+	c.start(m, nil, false)
+	if sm.AppliedIndex() != idx || sm.Get("k") != "from-image" {
+		t.Fatalf("state machine not restored: applied %d, k=%q", sm.AppliedIndex(), sm.Get("k"))
+	}
+	if staged := store.Staged(); len(staged) != 0 {
+		t.Fatalf("staged images left after start: %v", staged)
+	}
+
+	// Without its staged image the snapshot cannot be installed: the node
+	// refuses to start rather than run on a state it does not have.
+	bare := NewMemLogStore()
+	if err := bare.Save(hardState(1, 0, idx), nil, snap, true); err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewNode(Config{ID: 2, LogStore: bare, StateMachine: consensustest.NewKV(), Transport: c.net.Endpoint(2, c.group), Logger: zap.NewNop()})
+	if err == nil || !strings.Contains(err.Error(), "no staged image") {
+		t.Fatalf("start without the staged image: %v", err)
+	}
+}
+
 // Crashing a follower at every failpoint and restarting it never loses or
 // double-applies an entry.
 func TestCrashAtFailpoints(t *testing.T) {
@@ -625,7 +719,9 @@ func TestJoinFromSnapshot(t *testing.T) {
 	for i := range 40 {
 		c.mustPropose(lead, fmt.Sprintf("j%d", i), "k", fmt.Sprint(i))
 	}
-	id, err := lead.AddMember(ctxT(t, 20*time.Second), addrOf(9), apiOf(9))
+	ctx := ctxT(t, 20*time.Second)
+	var id uint64
+	err := settled(ctx, func() (err error) { id, err = lead.AddMember(ctx, addrOf(9), apiOf(9)); return err })
 	if err != nil {
 		t.Fatal(err)
 	}

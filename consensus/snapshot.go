@@ -53,7 +53,9 @@ type snapResult struct {
 	index    uint64
 	image    []byte
 	hasImage bool
-	err      error
+	// img is the image pinned for streaming (images.go), instead of image.
+	img txswitch.StateImage
+	err error
 }
 
 // raftStorage is what raft reads: the cached log store, with Snapshot
@@ -79,7 +81,7 @@ func (n *Node) snapshotForFollower() (*raftpb.Snapshot, error) {
 		if err == nil && n.sendSnap.GetMetadata().GetIndex()+1 >= first {
 			return n.sendSnap, nil
 		}
-		n.sendSnap = nil // the log was compacted past it
+		n.dropSendSnap() // the log was compacted past it
 	}
 	n.snapWant = true
 	return nil, raft.ErrSnapshotTemporarilyUnavailable
@@ -101,13 +103,20 @@ func (n *Node) maybeSnapshot() {
 	if !canSync {
 		image = true
 	}
+	streamer, stream := n.sm.(ImageStreamer)
+	stream = stream && image && n.streaming()
 	n.snapBusy = true
 	epoch := n.snapEpoch
 	n.snapWG.Go(func() {
 		r := snapResult{epoch: epoch, hasImage: image}
-		if image {
+		switch {
+		case stream:
+			if r.img, r.err = streamer.OpenImage(); r.err == nil {
+				r.index = r.img.Index()
+			}
+		case image:
 			r.index, r.image, r.err = n.sm.Snapshot()
-		} else {
+		default:
 			r.index, r.err = syncer.SyncState()
 		}
 		// Never blocks: snapc has room for the one build in flight.
@@ -128,6 +137,14 @@ func (n *Node) maybeSnapshot() {
 // the next one is started when due (or when raft asks again).
 func (n *Node) finishSnapshot(r snapResult) error {
 	n.snapBusy = false
+	if r.img != nil {
+		// Kept below only as the image of sendSnap.
+		defer func() {
+			if r.img != nil {
+				_ = r.img.Close()
+			}
+		}()
+	}
 	if r.err != nil {
 		return fmt.Errorf("state machine snapshot (applied %d): %w", n.applied, r.err)
 	}
@@ -156,9 +173,17 @@ func (n *Node) finishSnapshot(r snapResult) error {
 				Index: new(r.index), Term: new(term),
 				ConfState: proto.Clone(n.confState).(*raftpb.ConfState),
 			},
-			Data: encodeSnapshotData(&n.mem, r.image),
 		}
-		n.log.Info("built snapshot image for followers", zap.Uint64("index", r.index), zap.Int("bytes", len(r.image)))
+		if r.img != nil {
+			n.sendSnap.Data = encodeSnapshotStreamed(&n.mem)
+			n.setSendImage(r.img)
+			r.img = nil // the node's now
+			n.log.Info("pinned snapshot image for followers (streamed)", zap.Uint64("index", r.index))
+		} else {
+			n.sendSnap.Data = encodeSnapshotData(&n.mem, r.image)
+			n.setSendImage(nil)
+			n.log.Info("built snapshot image for followers", zap.Uint64("index", r.index), zap.Int("bytes", len(r.image)))
+		}
 	}
 	return nil
 }
@@ -226,18 +251,24 @@ func (n *Node) restoreSnapshot(snap *raftpb.Snapshot) error {
 	if err != nil {
 		return fmt.Errorf("snapshot %d: %w", idx, err)
 	}
-	if !hasImage {
+	switch {
+	case snapshotStreamed(snap.GetData()):
+		if err := n.restoreStaged(idx); err != nil {
+			return fmt.Errorf("restore state machine from snapshot %d: %w", idx, err)
+		}
+	case !hasImage:
 		return fmt.Errorf("received snapshot %d carries no state image", idx)
-	}
-	if err := n.sm.Restore(idx, image); err != nil {
-		return fmt.Errorf("restore state machine from snapshot %d: %w", idx, err)
+	default:
+		if err := n.sm.Restore(idx, image); err != nil {
+			return fmt.Errorf("restore state machine from snapshot %d: %w", idx, err)
+		}
 	}
 	old := n.mem
 	n.mem = mem
 	n.mem.Version = 1
 	n.applied, n.snapIndex = idx, idx
 	n.snapEpoch++ // a build started before may predate this state
-	n.sendSnap = nil
+	n.dropSendSnap()
 	n.confState = proto.Clone(raftpb.EnsureConfState(snap.GetMetadata().GetConfState())).(*raftpb.ConfState)
 	for _, p := range old.Members {
 		if _, ok := n.mem.get(p.ID); !ok && p.ID != n.cfg.ID {

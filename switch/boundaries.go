@@ -121,6 +121,18 @@ type StateImage interface {
 	Close() error
 }
 
+// ImageSink receives a state image a follower stages (consensus hands it
+// what the transport reads; storage keeps it): Commit validates the whole
+// image and makes it durable, Abort discards it.
+type ImageSink interface {
+	io.Writer
+	Commit() (size int64, err error)
+	Abort()
+}
+
+// ErrImageStaged: the image of that snapshot is already staged whole.
+var ErrImageStaged = errors.New("state image already staged")
+
 // Batch is an atomic write over the state key space.
 type Batch interface {
 	Reader

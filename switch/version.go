@@ -30,14 +30,22 @@ const (
 	// binary runs: it reads the formats of both and writes the newer one
 	// only once the cluster version is there. Version 1 is the formats of
 	// the first release; version 2 adds order expiry (VersionOrderExpiry),
-	// version 3 a payment's cancellation (VersionCancellation).
+	// version 3 a payment's cancellation (VersionCancellation), version 4
+	// streamed snapshot images (VersionStreamedImages).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionCancellation
+	BinaryMaxVersion = VersionStreamedImages
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
 	// payment differently.
 	VersionCancellation = 3
+	// VersionStreamedImages: a leader sends a follower that needs a
+	// snapshot the state image as a stream next to the raft message
+	// (consensus/images.go), in bounded memory and whatever its size,
+	// instead of inside the message. Below it a member may not read such
+	// a snapshot (an older binary would stop on it), so the image goes
+	// inside the message, bounded by the transport's frame size.
+	VersionStreamedImages = 4
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1

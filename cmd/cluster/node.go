@@ -23,7 +23,14 @@ import (
 
 // The structural contract between consensus and storage, checked here
 // because neither may import the other.
-var _ consensus.LogStore = (*pebblestore.LogStore)(nil)
+var (
+	_ consensus.LogStore    = (*pebblestore.LogStore)(nil)
+	_ consensus.ImageStager = (*pebblestore.LogStore)(nil)
+)
+
+// Snapshot images stream from and to Pebble in bounded memory (from cluster
+// version txswitch.VersionStreamedImages on).
+var _ consensus.ImageStreamer = (*txswitch.Machine)(nil)
 
 // The machine syncs its Pebble state instead of copying it, so a node's own
 // snapshots are metadata records and images are built only for followers.
@@ -195,7 +202,8 @@ func Start(cfg Config) (_ *Node, err error) {
 		ID: id, Group: cfg.Group,
 		LogStore: logStore, StateMachine: n.machine, Transport: n.tr,
 		TickInterval: cfg.TickInterval, SnapshotEvery: cfg.SnapshotEvery, SnapshotKeep: cfg.SnapshotKeep, LagRetain: cfg.LagRetain,
-		Peers: peers, Join: join,
+		StreamImages: func() bool { return n.machine.ClusterVersion() >= txswitch.VersionStreamedImages },
+		Peers:        peers, Join: join,
 		Logger: n.log.Named("raft"), Failpoint: cfg.Failpoint,
 	})
 	if err != nil {

@@ -19,6 +19,8 @@ func TestLaggingNodeCatchesUpFromAPaymentStateSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(l.Close)
+	// Images stream once every member runs VersionStreamedImages.
+	e2eWaitVersion(t, l, txswitch.VersionStreamedImages)
 	leaderAddr := e2eAnyAddr(t, l, true)
 	slot := -1
 	for i := range 3 {
@@ -66,6 +68,18 @@ func TestLaggingNodeCatchesUpFromAPaymentStateSnapshot(t *testing.T) {
 		st := n.raft.Status()
 		return st.Applied >= lead.raft.Status().Commit && st.SnapshotIndex > stoppedAt
 	})
+	// The cluster runs version 4 (VersionStreamedImages): the image came
+	// as a stream, was staged, restored from, and dropped.
+	snap, err := n.db.LogStore(n.cfg.Group).Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := snap.GetData(); len(d) == 0 || d[0] != 3 {
+		t.Fatalf("installed snapshot data starts %x, want envelope 3 (image streamed)", d[:min(len(d), 1)])
+	}
+	if _, _, ok, err := n.db.LogStore(n.cfg.Group).OpenStagedImage(snap.GetMetadata().GetIndex()); ok || err != nil {
+		t.Fatalf("staged image left after the restore (%v)", err)
+	}
 	for _, pp := range all {
 		o := e2eGetOrder(t, l, n.APIAddr(), pp.order)
 		if o.Status != txswitch.OrderPaid || len(o.Payments) != 1 || o.Payments[0].ID != pp.payment.ID || o.Captured.Value != pp.payment.Captured.Value {

@@ -3,6 +3,7 @@ package consensustest
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"sync"
 
@@ -150,6 +151,46 @@ func (kv *KV) Restore(index uint64, data []byte) error {
 	kv.restores++
 	return nil
 }
+
+// OpenImage implements consensus.ImageStreamer: the image is taken at once
+// (the KV is in memory anyway) and written on demand.
+func (kv *KV) OpenImage() (txswitch.StateImage, error) {
+	index, data, err := kv.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return BytesImage{At: index, Data: data}, nil
+}
+
+// RestoreImage implements consensus.ImageStreamer.
+func (kv *KV) RestoreImage(index uint64, r io.Reader, size int64) error {
+	data, err := io.ReadAll(io.LimitReader(r, size))
+	if err != nil {
+		return fmt.Errorf("restore kv: read image: %w", err)
+	}
+	if int64(len(data)) != size {
+		return fmt.Errorf("restore kv: image of %d bytes, %d announced", len(data), size)
+	}
+	return kv.Restore(index, data)
+}
+
+// BytesImage is a txswitch.StateImage over bytes already built.
+type BytesImage struct {
+	At   uint64
+	Data []byte
+}
+
+// Index implements txswitch.StateImage.
+func (b BytesImage) Index() uint64 { return b.At }
+
+// WriteTo implements txswitch.StateImage.
+func (b BytesImage) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(b.Data)
+	return int64(n), err
+}
+
+// Close implements txswitch.StateImage.
+func (b BytesImage) Close() error { return nil }
 
 // Get reads a register (a local read: call Log.ReadBarrier first for a
 // linearizable one).

@@ -2,6 +2,8 @@ package memnet
 
 import (
 	"context"
+	"errors"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -9,6 +11,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	txswitch "github.com/txswitch/txswitch/switch"
 )
 
 // Handler receives deliveries (consensus.Node implements it; declared here
@@ -250,7 +254,12 @@ func (n *Network) DeliverDue() int {
 	delivered := 0
 	for _, d := range ds {
 		isSnap := d.p.msg.GetType() == raftpb.MsgSnap
-		ok := !d.blocked && d.to != nil && d.to.Step(context.Background(), d.p.group, d.p.msg) == nil
+		ok := !d.blocked && d.to != nil
+		if ok && isSnap {
+			// A streamed image goes with its MsgSnap, staged first.
+			ok = streamImage(d.from, d.to, d.p.msg) == nil
+		}
+		ok = ok && d.to.Step(context.Background(), d.p.group, d.p.msg) == nil
 		n.mu.Lock()
 		if ok {
 			n.stats.Delivered++
@@ -277,6 +286,51 @@ func (n *Network) DeliverDue() int {
 		}
 	}
 	return delivered
+}
+
+// imageSender and imageReceiver are consensus.ImageSender and
+// ImageReceiver (declared here: memnet does not import consensus).
+type imageSender interface {
+	OpenSnapshotImage(m *raftpb.Message) (img io.WriterTo, release func(), ok bool, err error)
+}
+
+type imageReceiver interface {
+	StageSnapshotImage(m *raftpb.Message) (sink txswitch.ImageSink, ok bool, err error)
+}
+
+// streamImage hands the image a streamed MsgSnap stands for from the
+// sender to the receiver's staging, as the TCP transport streams it after
+// the message. A MsgSnap that carries its data needs nothing.
+func streamImage(from, to Handler, m *raftpb.Message) error {
+	s, ok := from.(imageSender)
+	if !ok {
+		return nil
+	}
+	img, release, streamed, err := s.OpenSnapshotImage(m)
+	if !streamed {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer release()
+	r, ok := to.(imageReceiver)
+	if !ok {
+		return errors.New("memnet: the receiver cannot stage a streamed snapshot image")
+	}
+	sink, streamed, err := r.StageSnapshotImage(m)
+	if err != nil {
+		return err
+	}
+	if !streamed {
+		return errors.New("memnet: the receiver does not take a stream for this snapshot")
+	}
+	if _, err := img.WriteTo(sink); err != nil {
+		sink.Abort()
+		return err
+	}
+	_, err = sink.Commit()
+	return err
 }
 
 func cmpU(a, b uint64) int {

@@ -8,6 +8,7 @@ import (
 	"math"
 
 	"github.com/cockroachdb/pebble/v2"
+	txswitch "github.com/txswitch/txswitch/switch"
 )
 
 // Staged state images: a follower receives the state image of a snapshot
@@ -18,11 +19,15 @@ import (
 // stageChunkBytes is the size of one staged chunk (one pebble batch).
 const stageChunkBytes = 1 << 20
 
-// ErrAlreadyStaged: an image for that index is already staged whole (the
-// same snapshot sent twice); the new copy is not needed.
-var ErrAlreadyStaged = errors.New("pebblestore: state image already staged")
+// ErrAlreadyStaged (txswitch.ErrImageStaged): an image for that index is
+// already staged whole (the same snapshot sent twice); the new copy is not
+// needed.
+var ErrAlreadyStaged = txswitch.ErrImageStaged
 
 // ImageSink receives a state image being staged.
+var _ txswitch.ImageSink = (*ImageSink)(nil)
+
+// ImageSink receives a state image being staged (txswitch.ImageSink).
 type ImageSink struct {
 	s     *LogStore
 	index uint64
@@ -44,7 +49,7 @@ func imageDoneKey(group, index uint64) []byte {
 
 // StageImage starts staging the image of the snapshot at index. Whatever
 // an earlier, unfinished staging of the same index left is discarded.
-func (s *LogStore) StageImage(index uint64) (*ImageSink, error) {
+func (s *LogStore) StageImage(index uint64) (txswitch.ImageSink, error) {
 	if err := s.db.usable(); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,10 @@
 //
 // Wire format, per message: uint32 big-endian length of what follows,
 // uint64 big-endian raft group id, then the protobuf-encoded raftpb.Message.
+// A MsgSnap whose state image is streamed (consensus/images.go) is followed
+// by the image in chunks (uint32 length, bytes; 0 ends it, 0xFFFFFFFF
+// aborts it), which the reader stages through its handler before it steps
+// the message, so an image is bounded by neither the frame size nor memory.
 // Frames above MaxFrameSize are refused on both sides (a reader closes the
 // connection: its framing can no longer be trusted). Connections are
 // one-way: each node dials each peer for its own messages and reads

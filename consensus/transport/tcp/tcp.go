@@ -431,14 +431,37 @@ func (p *peer) run() {
 		// rest of the batch, written, is what the code below reports.
 		written := batch[:0:0]
 		for _, m := range batch {
+			img, release, ierr := p.openImage(m)
+			if ierr != nil {
+				log.Warn("raft snapshot not sent: its image is gone", zap.Error(ierr))
+				p.t.drop(m)
+				continue
+			}
 			var ferr error
 			if buf, ferr = appendFrame(buf[:0], p.t.cfg.Group, m, p.t.cfg.MaxFrameSize); ferr != nil {
 				// Too large to ever send: drop it alone.
 				log.Error("raft message not sent", zap.Error(ferr))
+				if release != nil {
+					release()
+				}
 				p.t.drop(m)
 				continue
 			}
-			if _, err = w.Write(buf); err != nil {
+			if _, err = w.Write(buf); err == nil && img != nil {
+				var ok bool
+				ok, err = p.t.writeImage(conn, w, img)
+				if err == nil && !ok {
+					// Aborted in good order: the peer discards it and
+					// the connection goes on.
+					p.t.drop(m)
+					release()
+					continue
+				}
+			}
+			if release != nil {
+				release()
+			}
+			if err != nil {
 				break
 			}
 			written = append(written, m)
@@ -463,6 +486,26 @@ func (p *peer) run() {
 			}
 		}
 	}
+}
+
+// openImage returns the image to stream after m, if m is a streamed
+// MsgSnap (see consensus.ImageSender); release must then be called.
+func (p *peer) openImage(m *raftpb.Message) (io.WriterTo, func(), error) {
+	if m.GetType() != raftpb.MsgSnap {
+		return nil, nil, nil
+	}
+	s, ok := p.t.h().(consensus.ImageSender)
+	if !ok {
+		return nil, nil, nil
+	}
+	img, release, streamed, err := s.OpenSnapshotImage(m)
+	if !streamed {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return img, release, nil
 }
 
 // fail reports a batch that may not have reached the peer.
@@ -618,6 +661,17 @@ func (t *Transport) serve(c net.Conn) {
 		}
 		t.received.Add(1)
 		h := t.h()
+		if m.GetType() == raftpb.MsgSnap {
+			var step bool
+			if step, buf, err = t.receiveImage(h, r, buf, m); err != nil {
+				t.log.Warn("raft inbound connection closed", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
+				return
+			}
+			if !step {
+				t.rdropped.Add(1)
+				continue
+			}
+		}
 		if h == nil {
 			t.rdropped.Add(1)
 			continue
@@ -630,4 +684,150 @@ func (t *Transport) serve(c net.Conn) {
 			buf = nil
 		}
 	}
+}
+
+// Streamed snapshot images (consensus/images.go). A MsgSnap whose image is
+// streamed is followed, on its connection, by the image in chunks:
+//
+//	uint32 length n (1..maxImageChunk) | n bytes   (repeated)
+//	uint32 0                                      (end of the image)
+//	uint32 0xFFFFFFFF                             (aborted: discard it)
+//
+// The reader stages the chunks through its handler and steps the MsgSnap
+// only once the whole image is staged. The image is written in bounded
+// memory on both sides, whatever its size; it holds the connection (and
+// the messages queued behind it) for as long as it takes.
+const (
+	imageChunk      = 1 << 20
+	maxImageChunk   = 4 << 20
+	imageChunkEnd   = 0
+	imageChunkAbort = 0xFFFFFFFF
+)
+
+// writeImage writes img as chunks to w, renewing the write deadline per
+// chunk. ok is false when the image could not be produced (the peer was
+// told to discard it); err is a write error (the connection is lost).
+func (t *Transport) writeImage(conn net.Conn, w *bufio.Writer, img io.WriterTo) (ok bool, err error) {
+	cw := &chunkWriter{conn: conn, w: w, timeout: t.cfg.WriteTimeout}
+	if _, werr := img.WriteTo(cw); werr != nil {
+		if cw.err != nil {
+			return false, cw.err // the connection failed
+		}
+		t.log.Warn("raft snapshot image aborted", zap.Error(werr))
+		return false, cw.mark(imageChunkAbort)
+	}
+	return true, cw.mark(imageChunkEnd)
+}
+
+type chunkWriter struct {
+	conn    net.Conn
+	w       *bufio.Writer
+	timeout time.Duration
+	err     error // the first write error: the connection is lost
+	hdr     [4]byte
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), imageChunk)
+		binary.BigEndian.PutUint32(c.hdr[:], uint32(k))
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+		if _, err := c.w.Write(c.hdr[:]); err != nil {
+			c.err = err
+			return n, err
+		}
+		if _, err := c.w.Write(p[:k]); err != nil {
+			c.err = err
+			return n, err
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}
+
+func (c *chunkWriter) mark(v uint32) error {
+	binary.BigEndian.PutUint32(c.hdr[:], v)
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	_, err := c.w.Write(c.hdr[:])
+	return err
+}
+
+// readImage reads the chunks following a streamed MsgSnap into sink. It
+// returns whether the image arrived whole (false: the sender aborted it,
+// the connection stays usable) or an error (the connection is not).
+func readImage(r *bufio.Reader, buf []byte, sink io.Writer) (whole bool, _ []byte, err error) {
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return false, buf, fmt.Errorf("read image chunk header: %w", err)
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		switch {
+		case n == imageChunkEnd:
+			_, failed := sink.(failedSink)
+			return !failed, buf, nil
+		case n == imageChunkAbort:
+			return false, buf, nil
+		case n > maxImageChunk:
+			return false, buf, fmt.Errorf("image chunk of %d bytes, limit %d", n, maxImageChunk)
+		}
+		buf = grow(buf, int(n))
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return false, buf, fmt.Errorf("read image chunk: %w", err)
+		}
+		if _, err := sink.Write(buf); err != nil {
+			// Keep reading: the framing is intact, only this image is
+			// lost.
+			sink = failedSink{err}
+		}
+	}
+}
+
+// receiveImage stages the image that follows a streamed MsgSnap m (see
+// consensus.ImageReceiver); step says whether m may go to raft now (its
+// data inline, or its image staged whole). err means the connection's
+// framing is lost.
+func (t *Transport) receiveImage(h consensus.Handler, r *bufio.Reader, buf []byte, m *raftpb.Message) (step bool, _ []byte, err error) {
+	rcv, ok := h.(consensus.ImageReceiver)
+	if !ok {
+		return true, buf, nil
+	}
+	sink, streamed, serr := rcv.StageSnapshotImage(m)
+	if !streamed {
+		return true, buf, nil
+	}
+	var w io.Writer = failedSink{serr}
+	if serr == nil {
+		w = sink
+	}
+	whole, buf, err := readImage(r, buf, w)
+	if serr != nil {
+		t.log.Warn("raft snapshot image not staged", zap.Error(serr))
+		return false, buf, err
+	}
+	if err != nil || !whole {
+		sink.Abort()
+		return false, buf, err
+	}
+	size, cerr := sink.Commit()
+	if cerr != nil {
+		t.log.Warn("raft snapshot image refused", zap.Uint64("index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Error(cerr))
+		return false, buf, nil
+	}
+	t.log.Info("raft snapshot image staged", zap.Uint64("index", m.GetSnapshot().GetMetadata().GetIndex()), zap.Int64("bytes", size))
+	return true, buf, nil
+}
+
+// failedSink swallows the rest of an image whose staging failed.
+type failedSink struct{ err error }
+
+func (f failedSink) Write(p []byte) (int, error) { return len(p), nil }
+
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -411,5 +412,166 @@ func TestShaperDuplicatesAndDelays(t *testing.T) {
 	}
 	if st := a.Stats(); st.Duplicated != 1 || st.Delayed != 1 || st.Dropped != 0 {
 		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// imageHandler is a recorder that streams images (consensus.ImageSender
+// and ImageReceiver) as a node does: every MsgSnap whose data is "streamed"
+// stands for image (or fails to write it after failAfter bytes).
+type imageHandler struct {
+	*recorder
+	image     []byte
+	failAfter int // > 0: the image breaks after that many bytes
+
+	mu       sync.Mutex
+	staged   [][]byte
+	stagedAt []int // len(msgs) when each image was staged
+	aborted  int
+}
+
+func streamedSnap(from, to, index uint64) *raftpb.Message {
+	m := msg(raftpb.MsgSnap, from, to, index)
+	m.Snapshot = &raftpb.Snapshot{Data: []byte("streamed"), Metadata: &raftpb.SnapshotMetadata{Index: new(index), Term: new(uint64(1))}}
+	return m
+}
+
+func (h *imageHandler) OpenSnapshotImage(m *raftpb.Message) (io.WriterTo, func(), bool, error) {
+	if string(m.GetSnapshot().GetData()) != "streamed" {
+		return nil, nil, false, nil
+	}
+	return imageWriter{h.image, h.failAfter}, func() {}, true, nil
+}
+
+type imageWriter struct {
+	data      []byte
+	failAfter int
+}
+
+func (w imageWriter) WriteTo(dst io.Writer) (int64, error) {
+	data := w.data
+	if w.failAfter > 0 {
+		data = data[:w.failAfter]
+	}
+	var n int64
+	for len(data) > 0 {
+		k := min(len(data), 100_000)
+		if _, err := dst.Write(data[:k]); err != nil {
+			return n, err
+		}
+		n += int64(k)
+		data = data[k:]
+	}
+	if w.failAfter > 0 {
+		return n, errors.New("image source failed")
+	}
+	return n, nil
+}
+
+func (h *imageHandler) StageSnapshotImage(m *raftpb.Message) (txswitch.ImageSink, bool, error) {
+	if string(m.GetSnapshot().GetData()) != "streamed" {
+		return nil, false, nil
+	}
+	return &testSink{h: h}, true, nil
+}
+
+type testSink struct {
+	h   *imageHandler
+	buf bytes.Buffer
+}
+
+func (s *testSink) Write(p []byte) (int, error) { return s.buf.Write(p) }
+
+func (s *testSink) Commit() (int64, error) {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	s.h.recorder.mu.Lock()
+	s.h.stagedAt = append(s.h.stagedAt, len(s.h.recorder.msgs))
+	s.h.recorder.mu.Unlock()
+	s.h.staged = append(s.h.staged, bytes.Clone(s.buf.Bytes()))
+	return int64(s.buf.Len()), nil
+}
+
+func (s *testSink) Abort() {
+	s.h.mu.Lock()
+	defer s.h.mu.Unlock()
+	s.h.aborted++
+}
+
+func newImageT(t *testing.T, id uint64, h *imageHandler, mod func(*Config)) *Transport {
+	t.Helper()
+	cfg := Config{ID: id, Group: 9, ListenAddr: "127.0.0.1:0", BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	tr, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.recorder = newRecorder()
+	tr.Start(h)
+	t.Cleanup(func() { _ = tr.Close() })
+	return tr
+}
+
+// TestStreamedSnapshotImage: a streamed snapshot's image follows its
+// MsgSnap in chunks, whatever the frame limit; the receiver stages it whole
+// before the MsgSnap reaches raft, and the connection goes on after it. An
+// image whose source fails midway is discarded in good order.
+func TestStreamedSnapshotImage(t *testing.T) {
+	image := make([]byte, 3*imageChunk+12345)
+	for i := range image {
+		image[i] = byte(i * 7)
+	}
+	src := &imageHandler{image: image}
+	dst := &imageHandler{}
+	// Frames of 4 KB: the image is 3 MB and goes anyway.
+	a := newImageT(t, 1, src, func(c *Config) { c.MaxFrameSize = 4096 })
+	b := newImageT(t, 2, dst, nil)
+	a.AddPeer(2, b.Addr().String())
+	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 1), streamedSnap(1, 2, 7), msg(raftpb.MsgApp, 1, 2, 2)})
+	waitN(t, dst.recorder, 3)
+	dst.mu.Lock()
+	if len(dst.staged) != 1 || !bytes.Equal(dst.staged[0], image) || dst.stagedAt[0] != 1 {
+		t.Fatalf("staged %d images (first %d bytes, staged after %v messages), want the %d-byte image staged after 1", len(dst.staged), len(dst.staged[0]), dst.stagedAt, len(image))
+	}
+	dst.mu.Unlock()
+	deadline := time.Now().Add(20 * time.Second)
+	for src.snapCount(raft.SnapshotFinish) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("streamed snapshot not reported delivered")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// The source breaks after 1.5 chunks: the receiver aborts, raft never
+	// sees the MsgSnap, the sender reports it failed, and the next message
+	// arrives on the same connection.
+	src.failAfter = imageChunk + imageChunk/2
+	a.Send([]*raftpb.Message{streamedSnap(1, 2, 8), msg(raftpb.MsgApp, 1, 2, 3)})
+	waitN(t, dst.recorder, 1)
+	dst.recorder.mu.Lock()
+	last := dst.recorder.msgs[len(dst.recorder.msgs)-1]
+	n := len(dst.recorder.msgs)
+	dst.recorder.mu.Unlock()
+	if last.GetType() != raftpb.MsgApp || last.GetIndex() != 3 || n != 4 {
+		t.Fatalf("after an aborted image got %d messages, last %v %d", n, last.GetType(), last.GetIndex())
+	}
+	dst.mu.Lock()
+	aborted, staged := dst.aborted, len(dst.staged)
+	dst.mu.Unlock()
+	if aborted != 1 || staged != 1 {
+		t.Fatalf("aborted %d, staged %d; want 1 and 1", aborted, staged)
+	}
+	for src.snapCount(raft.SnapshotFailure) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("aborted snapshot not reported failed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	src.recorder.mu.Lock()
+	unreachable := src.recorder.unreachable[2]
+	src.recorder.mu.Unlock()
+	if unreachable != 0 {
+		t.Fatalf("peer reported unreachable %d times", unreachable)
 	}
 }
