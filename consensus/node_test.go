@@ -547,18 +547,25 @@ func TestStorageErrorsStopTheNode(t *testing.T) {
 	}
 }
 
-// A crash between persisting a received snapshot and restoring the state
-// machine is finished at restart.
-func TestRestartRestoresStoredSnapshot(t *testing.T) {
+// snapshotSource is the image of a KV at index 2 whose register k holds v,
+// and the membership of a 3-node group.
+func snapshotSource(t *testing.T, v string) (uint64, []byte, membership) {
+	t.Helper()
 	src := consensustest.NewKV()
-	if _, err := src.Apply([]txswitch.Command{{Index: 1, Term: 1, Data: put("a", "k", "from-snapshot")}, {Index: 2, Term: 1}}); err != nil {
+	if _, err := src.Apply([]txswitch.Command{{Index: 1, Term: 1, Data: put("a", "k", v)}, {Index: 2, Term: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	idx, img, err := src.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem := membership{Version: 1, MaxID: 3, Members: []Peer{{ID: 1, RaftAddr: "a"}, {ID: 2, RaftAddr: "b"}, {ID: 3, RaftAddr: "c"}}}
+	return idx, img, membership{Version: 1, MaxID: 3, Members: []Peer{{ID: 1, RaftAddr: "a"}, {ID: 2, RaftAddr: "b"}, {ID: 3, RaftAddr: "c"}}}
+}
+
+// A crash between persisting a received snapshot and restoring the state
+// machine is finished at restart.
+func TestRestartRestoresStoredSnapshot(t *testing.T) {
+	idx, img, mem := snapshotSource(t, "from-snapshot")
 	store := NewMemLogStore()
 	snap := snapshotFor(idx, 1, []uint64{1, 2, 3}, encodeSnapshotData(&mem, img))
 	if err := store.Save(hardState(1, 0, idx), nil, snap, true); err != nil {
@@ -580,15 +587,7 @@ func TestRestartRestoresStoredSnapshot(t *testing.T) {
 // the state machine from its staged image is finished at restart, from
 // the staged image, which is then dropped.
 func TestRestartRestoresStagedImage(t *testing.T) {
-	src := consensustest.NewKV()
-	if _, err := src.Apply([]txswitch.Command{{Index: 1, Term: 1, Data: put("a", "k", "from-image")}, {Index: 2, Term: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	idx, img, err := src.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mem := membership{Version: 1, MaxID: 3, Members: []Peer{{ID: 1, RaftAddr: "a"}, {ID: 2, RaftAddr: "b"}, {ID: 3, RaftAddr: "c"}}}
+	idx, img, mem := snapshotSource(t, "from-image")
 	store := NewMemLogStore()
 	sink, err := store.StageImage(idx)
 	if err != nil {

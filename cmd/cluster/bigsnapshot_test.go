@@ -31,20 +31,7 @@ func TestCatchUpFromALargeStreamedImage(t *testing.T) {
 	if *bigSnapMB <= 0 {
 		t.Skip("set -cluster.bigsnap.mb to run")
 	}
-	l, err := StartLocal(LocalConfig{Dir: t.TempDir(), SnapshotEvery: 1000, SnapshotKeep: 100, LagRetain: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	e2eWaitVersion(t, l, txswitch.VersionStreamedImages)
-	leaderAddr := e2eAnyAddr(t, l, true)
-	slot := -1
-	for i := range l.Size() {
-		if n := l.Node(i); n != nil && n.APIAddr() != leaderAddr {
-			slot = i
-			break
-		}
-	}
+	l, leaderAddr, slot := startStreaming(t, LocalConfig{SnapshotEvery: 1000, SnapshotKeep: 100, LagRetain: 100})
 	if err := l.StopNode(slot); err != nil {
 		t.Fatal(err)
 	}

@@ -175,6 +175,29 @@ func e2eAnyAddr(t *testing.T, l *Local, leader bool) string {
 	return ns[0].APIAddr()
 }
 
+// startStreaming starts a 3-node cluster with the given snapshot settings,
+// waits until it streams snapshot images (cluster version
+// VersionStreamedImages), and returns it with the leader's API address
+// and the slot of a follower.
+func startStreaming(t *testing.T, cfg LocalConfig) (l *Local, leaderAddr string, follower int) {
+	t.Helper()
+	cfg.Dir = t.TempDir()
+	l, err := StartLocal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	e2eWaitVersion(t, l, txswitch.VersionStreamedImages)
+	leaderAddr = e2eAnyAddr(t, l, true)
+	for i := range l.Size() {
+		if n := l.Node(i); n != nil && n.APIAddr() != leaderAddr {
+			return l, leaderAddr, i
+		}
+	}
+	t.Fatal("no follower")
+	return nil, "", 0
+}
+
 // e2eFollowerAddr is a running follower's API address.
 func e2eFollowerAddr(t *testing.T, l *Local) string {
 	t.Helper()

@@ -14,21 +14,7 @@ import (
 // every order and payment exactly as the leader does.
 func TestLaggingNodeCatchesUpFromAPaymentStateSnapshot(t *testing.T) {
 	const every, keep = 40, 10
-	l, err := StartLocal(LocalConfig{Dir: t.TempDir(), ResolveEvery: 100 * time.Millisecond, SnapshotEvery: every, SnapshotKeep: keep, LagRetain: keep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(l.Close)
-	// Images stream once every member runs VersionStreamedImages.
-	e2eWaitVersion(t, l, txswitch.VersionStreamedImages)
-	leaderAddr := e2eAnyAddr(t, l, true)
-	slot := -1
-	for i := range 3 {
-		if n := l.Node(i); n != nil && n.APIAddr() != leaderAddr {
-			slot = i
-			break
-		}
-	}
+	l, leaderAddr, slot := startStreaming(t, LocalConfig{ResolveEvery: 100 * time.Millisecond, SnapshotEvery: every, SnapshotKeep: keep, LagRetain: keep})
 	stoppedAt := l.Node(slot).raft.Status().Applied
 	if err := l.StopNode(slot); err != nil {
 		t.Fatal(err)

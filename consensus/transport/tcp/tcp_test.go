@@ -69,6 +69,13 @@ func msg(typ raftpb.MessageType, from, to, index uint64) *raftpb.Message {
 
 func newT(t *testing.T, id uint64, mod func(*Config)) (*Transport, *recorder) {
 	t.Helper()
+	rec := newRecorder()
+	return startT(t, id, rec, mod), rec
+}
+
+// startT starts a transport for id delivering to h.
+func startT(t *testing.T, id uint64, h consensus.Handler, mod func(*Config)) *Transport {
+	t.Helper()
 	cfg := Config{ID: id, Group: 9, ListenAddr: "127.0.0.1:0", BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)
@@ -77,10 +84,9 @@ func newT(t *testing.T, id uint64, mod func(*Config)) (*Transport, *recorder) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := newRecorder()
-	tr.Start(rec)
+	tr.Start(h)
 	t.Cleanup(func() { _ = tr.Close() })
-	return tr, rec
+	return tr
 }
 
 func waitN(t *testing.T, r *recorder, n int) {
@@ -499,18 +505,8 @@ func (s *testSink) Abort() {
 
 func newImageT(t *testing.T, id uint64, h *imageHandler, mod func(*Config)) *Transport {
 	t.Helper()
-	cfg := Config{ID: id, Group: 9, ListenAddr: "127.0.0.1:0", BackoffMin: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond}
-	if mod != nil {
-		mod(&cfg)
-	}
-	tr, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	h.recorder = newRecorder()
-	tr.Start(h)
-	t.Cleanup(func() { _ = tr.Close() })
-	return tr
+	return startT(t, id, h, mod)
 }
 
 // TestStreamedSnapshotImage: a streamed snapshot's image follows its
