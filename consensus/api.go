@@ -86,10 +86,13 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 	return n.wait(ctx, k, w)
 }
 
-// ReadBarrier implements txswitch.Log with raft ReadIndex: each call sends a
-// fresh request context, waits for its ReadState (from the leader, which
-// confirms its leadership with a quorum), then until the state machine has
-// applied the read index.
+// ReadBarrier implements txswitch.Log with raft ReadIndex: it waits for a
+// ReadState (from the leader, which confirms its leadership with a quorum)
+// asked for after the call began, then until the state machine has applied
+// the read index. The reads the loop takes together share one ReadIndex
+// with a fresh request context (issueReads): on the leader every ReadIndex
+// is a heartbeat round to the followers, so one per read would cost a
+// round of messages per GET (or per request with an unknown API key).
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
@@ -112,8 +115,7 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 			n.finishRead(rw.key, txswitch.ErrNoLeader)
 			return
 		}
-		rw.issued = true
-		n.rn.ReadIndex(rctx)
+		n.pendingReads = append(n.pendingReads, rw)
 	})
 	if err != nil {
 		if n.dropRead(rw.key) {
@@ -152,18 +154,57 @@ func (n *Node) finishRead(key string, err error) {
 	}
 }
 
-// handleReadStates matches ReadStates to their readers; a reader is
-// released once applied >= its read index (maybe later, in releaseReads).
+// issueReads asks raft for one read index for every read taken since the
+// last call, under a request context of its own. Loop only.
+func (n *Node) issueReads() {
+	if len(n.pendingReads) == 0 {
+		return
+	}
+	if n.rn.BasicStatus().Lead == raft.None {
+		// Raft would drop the request silently: the leader was lost
+		// while the reads were being taken.
+		for _, rw := range n.pendingReads {
+			n.finishRead(rw.key, txswitch.ErrNoLeader)
+		}
+		clear(n.pendingReads)
+		n.pendingReads = n.pendingReads[:0]
+		return
+	}
+	k := n.newKey()
+	rctx := make([]byte, 0, 1+3*binary.MaxVarintLen64)
+	rctx = append(rctx, 'b') // a batch, never equal to a reader's key
+	rctx = binary.AppendUvarint(rctx, k.node)
+	rctx = binary.AppendUvarint(rctx, k.incarnation)
+	rctx = binary.AppendUvarint(rctx, k.seq)
+	batch := n.pendingReads
+	n.pendingReads = nil
+	n.mu.Lock()
+	for _, rw := range batch {
+		rw.issued = true
+	}
+	n.mu.Unlock()
+	n.readBatches[string(rctx)] = batch
+	n.readIndexes.Add(1)
+	n.rn.ReadIndex(rctx)
+}
+
+// handleReadStates matches ReadStates to their batches of readers; a
+// reader is released once applied >= its read index (maybe later, in
+// releaseReads).
 func (n *Node) handleReadStates(rss []raft.ReadState) {
 	for _, rs := range rss {
-		n.mu.Lock()
-		rw := n.reads[string(rs.RequestCtx)]
-		n.mu.Unlock()
-		if rw == nil {
-			continue // the reader gave up
+		batch := n.readBatches[string(rs.RequestCtx)]
+		delete(n.readBatches, string(rs.RequestCtx))
+		for _, rw := range batch {
+			n.mu.Lock()
+			live := n.reads[rw.key] == rw
+			n.mu.Unlock()
+			if !live {
+				continue // the reader gave up
+			}
+			rw.index = rs.Index
+			n.readsApplied = append(n.readsApplied, rw)
 		}
-		rw.index = rs.Index
-		n.readsApplied = append(n.readsApplied, rw)
 	}
 }
 
@@ -181,6 +222,9 @@ func (n *Node) releaseReads() {
 }
 
 func (n *Node) failIssuedReads(err error) {
+	// Their ReadStates may never come: forget the batches (a ReadState
+	// that still comes finds none, and its readers are failed below).
+	clear(n.readBatches)
 	n.mu.Lock()
 	var fail []*readWaiter
 	for key, rw := range n.reads {

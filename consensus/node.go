@@ -58,13 +58,18 @@ type Node struct {
 	cached   Status
 
 	// Owned by the loop goroutine.
-	rn               *raft.RawNode
-	applied          uint64
-	snapIndex        uint64
-	confState        *raftpb.ConfState
-	mem              membership
-	byIndex          map[uint64][]propKey
-	readsApplied     []*readWaiter
+	rn           *raft.RawNode
+	applied      uint64
+	snapIndex    uint64
+	confState    *raftpb.ConfState
+	mem          membership
+	byIndex      map[uint64][]propKey
+	readsApplied []*readWaiter
+	// pendingReads are reads taken and not yet asked for; readBatches the
+	// ones asked for, by the request context of their ReadIndex.
+	pendingReads     []*readWaiter
+	readBatches      map[string][]*readWaiter
+	readIndexes      atomic.Uint64 // ReadIndex requests made (tests)
 	idle             []chan struct{}
 	queued           []*proposal // taken from propc, not yet given to raft
 	leaderStartIndex uint64
@@ -141,26 +146,27 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:        cfg,
-		log:        cfg.Logger.With(zap.Uint64("raft_id", cfg.ID), zap.Uint64("group", cfg.Group)),
-		store:      newCachedLogStore(cfg.LogStore, logCacheBytes),
-		sm:         cfg.StateMachine,
-		tr:         cfg.Transport,
-		ticker:     cfg.Ticker,
-		propc:      make(chan *proposal, cfg.MaxProposalQueue),
-		recvc:      make(chan *raftpb.Message, inboxSize),
-		ctrlc:      make(chan func(), ctrlSize),
-		snapc:      make(chan snapResult, 1),
-		appendc:    make(chan *raftpb.Message, appendQueue),
-		localc:     make(chan appendDone, appendQueue),
-		appendStop: make(chan struct{}),
-		stopc:      make(chan struct{}),
-		donec:      make(chan struct{}),
-		waiters:    make(map[propKey]*waiter),
-		reads:      make(map[string]*readWaiter),
-		leaderCh:   make(chan struct{}),
-		byIndex:    make(map[uint64][]propKey),
-		recent:     newRecentKeys(dedupWindow),
+		cfg:         cfg,
+		log:         cfg.Logger.With(zap.Uint64("raft_id", cfg.ID), zap.Uint64("group", cfg.Group)),
+		store:       newCachedLogStore(cfg.LogStore, logCacheBytes),
+		sm:          cfg.StateMachine,
+		tr:          cfg.Transport,
+		ticker:      cfg.Ticker,
+		propc:       make(chan *proposal, cfg.MaxProposalQueue),
+		recvc:       make(chan *raftpb.Message, inboxSize),
+		ctrlc:       make(chan func(), ctrlSize),
+		snapc:       make(chan snapResult, 1),
+		appendc:     make(chan *raftpb.Message, appendQueue),
+		localc:      make(chan appendDone, appendQueue),
+		appendStop:  make(chan struct{}),
+		stopc:       make(chan struct{}),
+		donec:       make(chan struct{}),
+		waiters:     make(map[propKey]*waiter),
+		reads:       make(map[string]*readWaiter),
+		leaderCh:    make(chan struct{}),
+		byIndex:     make(map[uint64][]propKey),
+		readBatches: make(map[string][]*readWaiter),
+		recent:      newRecentKeys(dedupWindow),
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -416,11 +422,13 @@ func (n *Node) run() {
 			}
 		}
 		// (a) Take whatever else is queued, bounded, so that many concurrent
-		// proposals and messages share one Ready and hence one append.
+		// proposals and messages share one Ready and hence one append, and
+		// the reads taken share one ReadIndex.
 		if err := n.drain(); err != nil {
 			stopErr = n.appendStopErr(err)
 			return
 		}
+		n.issueReads()
 		for n.rn.HasReady() {
 			if err := n.handleReady(); err != nil {
 				// Never acknowledge what is not durable or not applied:
@@ -484,6 +492,16 @@ func (n *Node) drain() error {
 		break
 	}
 	n.proposeQueued()
+	// Control requests too (reads among them: see issueReads).
+	for range n.cfg.MaxBatch {
+		select {
+		case f := <-n.ctrlc:
+			f()
+			continue
+		default:
+		}
+		break
+	}
 	return nil
 }
 
