@@ -10,13 +10,20 @@ import (
 
 func buildImage(t testing.TB, index uint64, kvs ...kv) []byte {
 	t.Helper()
-	w := newImageWriter(index, DefaultMaxImageBytes)
+	var buf bytes.Buffer
+	w, err := newImageStreamWriter(&buf, index)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, p := range kvs {
 		if err := w.add([]byte(p.k), []byte(p.v)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return w.finish()
+	if err := w.finish(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 func TestImageRejectsNonCanonical(t *testing.T) {
@@ -36,8 +43,14 @@ func TestImageRejectsNonCanonical(t *testing.T) {
 			}
 		})
 	}
-	w := newImageWriter(1, 64)
-	if err := w.add([]byte("k"), make([]byte, 64)); !errors.Is(err, ErrImageTooLarge) {
+	w, err := newImageStreamWriter(&boundedBuffer{max: 64}, 1)
+	if err == nil {
+		err = w.add([]byte("k"), make([]byte, 64))
+	}
+	if err == nil {
+		err = w.finish()
+	}
+	if !errors.Is(err, ErrImageTooLarge) {
 		t.Fatalf("oversized image: %v", err)
 	}
 }

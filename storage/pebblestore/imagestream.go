@@ -136,29 +136,28 @@ func decodeImageStream(r io.Reader, size int64, fn func(k, v []byte) error) (ind
 		}
 		return int(l), nil
 	}
+	// field reads one length-prefixed key or value into dst's memory.
+	field := func(dst []byte) ([]byte, error) {
+		l, err := readLen()
+		if err != nil {
+			return dst, err
+		}
+		dst = grow(dst, l)
+		return dst, read(dst)
+	}
 	var (
 		n         uint64
 		prev, cur []byte
 		val       []byte
 	)
 	for consumed < end {
-		kl, err := readLen()
-		if err != nil {
-			return 0, fmt.Errorf("record %d key: %w", n, err)
-		}
-		cur = grow(cur, kl)
-		if err := read(cur); err != nil {
+		if cur, err = field(cur); err != nil {
 			return 0, fmt.Errorf("record %d key: %w", n, err)
 		}
 		if n > 0 && bytes.Compare(prev, cur) >= 0 {
 			return 0, fmt.Errorf("record %d: key %q not after %q: %w", n, cur, prev, ErrCorruptImage)
 		}
-		vl, err := readLen()
-		if err != nil {
-			return 0, fmt.Errorf("record %d value: %w", n, err)
-		}
-		val = grow(val, vl)
-		if err := read(val); err != nil {
+		if val, err = field(val); err != nil {
 			return 0, fmt.Errorf("record %d value: %w", n, err)
 		}
 		if fn != nil {

@@ -103,7 +103,10 @@ func (w *ImageSink) flush() error {
 
 // Commit stores the rest, validates the whole image as staged (framing,
 // order, count, checksum: ErrCorruptImage, and the staging is discarded)
-// and marks it complete, synced. It returns the image's size.
+// and marks it complete, synced. It returns the image's size. The restore
+// reads and checks it again, but a bad image must be refused here, before
+// raft saves its snapshot: past that point the node could only stop, at
+// every start.
 func (w *ImageSink) Commit() (int64, error) {
 	if w.done {
 		return 0, errors.New("pebblestore: image sink already committed or aborted")

@@ -91,38 +91,19 @@ func (s *StateStore) NewBatch() txswitch.Batch {
 }
 
 // SnapshotState returns a consistent image of every state key of the group
-// and its applied index, after making that state durable.
-//
-// Ordering: the pebble snapshot is taken FIRST and the WAL synced AFTER it,
-// so everything the image contains is durable when it is returned. Consensus
-// then records the raft snapshot and compacts the log behind index: were the
-// state not durable, a crash would leave the state machine behind a log that
-// no longer holds the entries to re-apply.
+// and its applied index, durable when it returns: OpenImage's image, written
+// into memory and refused past Options.MaxImageBytes (ErrImageTooLarge).
 func (s *StateStore) SnapshotState() (uint64, []byte, error) {
-	if err := s.db.usable(); err != nil {
+	im, err := s.OpenImage()
+	if err != nil {
 		return 0, nil, err
 	}
-	snap := s.db.pdb.NewSnapshot()
-	defer snap.Close()
-	if err := s.db.sync(); err != nil {
+	defer im.Close()
+	buf := &boundedBuffer{max: s.db.opts.MaxImageBytes}
+	if _, err := im.WriteTo(buf); err != nil {
 		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, err)
 	}
-	index, err := s.readApplied(snap)
-	if err != nil {
-		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, err)
-	}
-	w := newImageWriter(index, s.db.opts.MaxImageBytes)
-	var werr error
-	if err := s.scan(snap, nil, nil, func(k, v []byte) bool {
-		werr = w.add(k, v)
-		return werr == nil
-	}); err != nil {
-		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, err)
-	}
-	if werr != nil {
-		return 0, nil, fmt.Errorf("snapshot state of group %d: %w", s.group, werr)
-	}
-	return index, w.finish(), nil
+	return im.Index(), buf.b, nil
 }
 
 // SyncState makes the applied state durable without copying it and returns
@@ -144,11 +125,11 @@ func (s *StateStore) SyncState() (uint64, error) {
 }
 
 // RestoreState replaces the group's whole state with image data taken at
-// index: it validates the image, then deletes the state range and writes the
-// image and the applied index in ONE synced batch, so a crash leaves either
-// the old state or the new one. An invalid image (ErrCorruptImage), an index
-// that differs from the image's, or one behind the applied index changes
-// nothing.
+// index: it validates the whole image first, so an invalid image
+// (ErrCorruptImage), an index that differs from the image's, or one behind
+// the applied index changes nothing, then restores it as RestoreImage does
+// (a crash meanwhile leaves the applied index below index: consensus
+// restores again from the snapshot it saved).
 func (s *StateStore) RestoreState(index uint64, data []byte) error {
 	if err := s.db.usable(); err != nil {
 		return err
@@ -156,45 +137,14 @@ func (s *StateStore) RestoreState(index uint64, data []byte) error {
 	if len(data) > s.db.opts.MaxImageBytes {
 		return fmt.Errorf("restore state of group %d: image of %d bytes, limit %d: %w", s.group, len(data), s.db.opts.MaxImageBytes, ErrImageTooLarge)
 	}
-	s.appliedMu.Lock()
-	defer s.appliedMu.Unlock()
-	cur, err := s.appliedLocked()
-	if err != nil {
-		return fmt.Errorf("restore state of group %d: %w", s.group, err)
-	}
-	if index < cur {
-		return fmt.Errorf("restore state of group %d at %d: behind applied index %d", s.group, index, cur)
-	}
-	b := s.db.pdb.NewBatch()
-	defer b.Close()
-	if err := b.DeleteRange(s.lo, s.hi, nil); err != nil {
-		return fmt.Errorf("restore state of group %d: clear: %w", s.group, err)
-	}
-	var kbuf []byte
-	imgIndex, err := decodeImage(data, func(k, v []byte) error {
-		kbuf = s.key(kbuf, k)
-		return b.Set(kbuf, v, nil)
-	})
+	imgIndex, err := decodeImage(data, nil)
 	if err != nil {
 		return fmt.Errorf("restore state of group %d: %w", s.group, err)
 	}
 	if imgIndex != index {
 		return fmt.Errorf("restore state of group %d at %d: image is at %d: %w", s.group, index, imgIndex, ErrCorruptImage)
 	}
-	if err := b.Set(s.appliedKey, binary.BigEndian.AppendUint64(nil, index), nil); err != nil {
-		return fmt.Errorf("restore state of group %d: %w", s.group, err)
-	}
-	// A streamed restore that crashed left its marker: this one replaces
-	// the whole state, so the state is whole again.
-	if err := b.Delete(groupKey(s.group, kindRestoring), nil); err != nil {
-		return fmt.Errorf("restore state of group %d: %w", s.group, err)
-	}
-	if err := s.db.commit(b, pebble.Sync); err != nil {
-		s.appliedKnown = false
-		return fmt.Errorf("restore state of group %d at %d: %w", s.group, index, err)
-	}
-	s.applied = index
-	return nil
+	return s.RestoreImage(index, bytes.NewReader(data), int64(len(data)))
 }
 
 func (s *StateStore) get(r pebble.Reader, key []byte) ([]byte, error) {
