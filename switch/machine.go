@@ -231,10 +231,11 @@ func (m *Machine) Snapshot() (uint64, []byte, error) {
 }
 
 // OpenImage pins the state for a streamed snapshot image (the streamed
-// form of Snapshot, see Store.OpenImage).
+// form of Snapshot, see Store.OpenImage). It runs beside Apply without
+// applyMu, as SyncState does: the store's view is atomic with each applied
+// batch, and holding Apply for the WAL sync OpenImage makes would stall the
+// Ready loop.
 func (m *Machine) OpenImage() (StateImage, error) {
-	m.applyMu.Lock()
-	defer m.applyMu.Unlock()
 	im, err := m.store.OpenImage()
 	if err != nil {
 		return nil, fmt.Errorf("open state image: %w", err)
