@@ -300,31 +300,36 @@ type imageReceiver interface {
 
 // streamImage hands the image a streamed MsgSnap stands for from the
 // sender to the receiver's staging, as the TCP transport streams it after
-// the message. A MsgSnap that carries its data needs nothing.
+// the message. The receiver says whether a stream must follow (a MsgSnap
+// that carries its data needs none); when one must and the sender cannot
+// give it (it crashed since it sent the message), the delivery fails, as
+// a broken TCP stream would.
 func streamImage(from, to Handler, m *raftpb.Message) error {
-	s, ok := from.(imageSender)
+	r, ok := to.(imageReceiver)
 	if !ok {
 		return nil
 	}
-	img, release, streamed, err := s.OpenSnapshotImage(m)
+	sink, streamed, err := r.StageSnapshotImage(m)
 	if !streamed {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	s, ok := from.(imageSender)
+	if !ok {
+		sink.Abort()
+		return errors.New("memnet: the sender of a streamed snapshot is gone")
+	}
+	img, release, streamed, err := s.OpenSnapshotImage(m)
+	if err == nil && !streamed {
+		err = errors.New("memnet: the sender has no stream for this snapshot")
+	}
+	if err != nil {
+		sink.Abort()
 		return err
 	}
 	defer release()
-	r, ok := to.(imageReceiver)
-	if !ok {
-		return errors.New("memnet: the receiver cannot stage a streamed snapshot image")
-	}
-	sink, streamed, err := r.StageSnapshotImage(m)
-	if err != nil {
-		return err
-	}
-	if !streamed {
-		return errors.New("memnet: the receiver does not take a stream for this snapshot")
-	}
 	if _, err := img.WriteTo(sink); err != nil {
 		sink.Abort()
 		return err

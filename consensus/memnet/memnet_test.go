@@ -1,14 +1,18 @@
 package memnet
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"slices"
 	"sync"
 	"testing"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	txswitch "github.com/txswitch/txswitch/switch"
 )
 
 type sink struct {
@@ -147,5 +151,57 @@ func TestSnapshotReports(t *testing.T) {
 	n.DeliverDue()
 	if s[1].snaps[raft.SnapshotFinish] != 1 || s[1].snaps[raft.SnapshotFailure] != 1 {
 		t.Fatalf("snapshot reports = %v", s[1].snaps)
+	}
+}
+
+// imageSink is a sink that streams images: every MsgSnap it sends or
+// receives stands for image, staged by the receiver before the message.
+type imageSink struct {
+	sink
+	image   []byte
+	staged  [][]byte
+	aborted int
+}
+
+func (s *imageSink) OpenSnapshotImage(*raftpb.Message) (io.WriterTo, func(), bool, error) {
+	return bytes.NewReader(s.image), func() {}, true, nil
+}
+
+func (s *imageSink) StageSnapshotImage(*raftpb.Message) (txswitch.ImageSink, bool, error) {
+	return &stagingBuf{s: s}, true, nil
+}
+
+type stagingBuf struct {
+	s *imageSink
+	bytes.Buffer
+}
+
+func (b *stagingBuf) Commit() (int64, error) {
+	b.s.staged = append(b.s.staged, bytes.Clone(b.Bytes()))
+	return int64(b.Len()), nil
+}
+func (b *stagingBuf) Abort() { b.s.aborted++ }
+
+// TestStreamedSnapshots: a streamed snapshot's image is staged by the
+// receiver before the MsgSnap reaches it; when the sender is gone by the
+// time the message is delivered (a leader removed and stopped right after
+// sending), the delivery fails: the receiver never gets a MsgSnap without
+// its image.
+func TestStreamedSnapshots(t *testing.T) {
+	n := New(1)
+	a, b := &imageSink{image: []byte("the state")}, &imageSink{}
+	n.Attach(1, a)
+	n.Attach(2, b)
+	snap := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(uint64(1)), To: new(uint64(2)), Index: new(uint64(7))}
+	n.Endpoint(1, 1).Send([]*raftpb.Message{snap})
+	n.DeliverDue()
+	if len(b.staged) != 1 || string(b.staged[0]) != "the state" || !slices.Equal(b.got, []uint64{7}) {
+		t.Fatalf("staged %q, stepped %v", b.staged, b.got)
+	}
+	n.Endpoint(1, 1).Send([]*raftpb.Message{snap})
+	n.Detach(1)
+	n.DeliverDue()
+	if len(b.got) != 1 || b.aborted != 1 || len(b.staged) != 1 {
+		t.Fatalf("sender gone: stepped %v, aborted %d, staged %d", b.got, b.aborted, len(b.staged))
 	}
 }
