@@ -96,12 +96,9 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 func (n *Node) ReadBarrier(ctx context.Context) error {
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
-	k := n.newKey()
-	rctx := make([]byte, 0, 3*binary.MaxVarintLen64)
-	rctx = binary.AppendUvarint(rctx, k.node)
-	rctx = binary.AppendUvarint(rctx, k.incarnation)
-	rctx = binary.AppendUvarint(rctx, k.seq)
-	rw := &readWaiter{key: string(rctx), ch: make(chan error, 1)}
+	// The key only finds the reader on this node: the context raft sees
+	// is its batch's (issueReads).
+	rw := &readWaiter{key: string(binary.AppendUvarint(nil, n.seq.Add(1))), ch: make(chan error, 1)}
 	n.mu.Lock()
 	if n.stopErr != nil {
 		err := n.stopErr
@@ -170,9 +167,10 @@ func (n *Node) issueReads() {
 		n.pendingReads = n.pendingReads[:0]
 		return
 	}
+	// Unique across the group: the leader tracks the requests of every
+	// node by their context.
 	k := n.newKey()
-	rctx := make([]byte, 0, 1+3*binary.MaxVarintLen64)
-	rctx = append(rctx, 'b') // a batch, never equal to a reader's key
+	rctx := make([]byte, 0, 3*binary.MaxVarintLen64)
 	rctx = binary.AppendUvarint(rctx, k.node)
 	rctx = binary.AppendUvarint(rctx, k.incarnation)
 	rctx = binary.AppendUvarint(rctx, k.seq)

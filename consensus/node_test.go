@@ -612,68 +612,68 @@ func snapshotSource(t *testing.T, v string) (uint64, []byte, membership) {
 }
 
 // A crash between persisting a received snapshot and restoring the state
-// machine is finished at restart.
+// machine is finished at restart: from the image inside the snapshot, or
+// from the staged image of a streamed one, which is then dropped (with any
+// stale one).
 func TestRestartRestoresStoredSnapshot(t *testing.T) {
-	idx, img, mem := snapshotSource(t, "from-snapshot")
-	store := NewMemLogStore()
-	snap := snapshotFor(idx, 1, []uint64{1, 2, 3}, encodeSnapshotData(&mem, img))
-	if err := store.Save(hardState(1, 0, idx), nil, snap, true); err != nil {
-		t.Fatal(err)
-	}
-	sm := consensustest.NewKV()
-	c := newCluster(t, 0, 12, nil)
-	m := &member{id: 2, store: store, sm: sm}
-	c.start(m, nil, false)
-	if sm.AppliedIndex() != idx || sm.Get("k") != "from-snapshot" {
-		t.Fatalf("state machine not restored: applied %d, k=%q", sm.AppliedIndex(), sm.Get("k"))
-	}
-	if got := len(c.node(2).Members()); got != 3 {
-		t.Fatalf("members after restore = %d", got)
+	for _, tc := range []struct {
+		name     string
+		streamed bool
+	}{{"image inside the snapshot", false}, {"streamed image, staged", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			idx, img, mem := snapshotSource(t, tc.name)
+			store := NewMemLogStore()
+			data := encodeSnapshotData(&mem, img)
+			if tc.streamed {
+				data = encodeSnapshotStreamed(&mem)
+				stage(t, store, idx, img)
+				stage(t, store, idx+100, []byte("stale: of a snapshot raft never took"))
+			}
+			snap := snapshotFor(idx, 1, []uint64{1, 2, 3}, data)
+			if err := store.Save(hardState(1, 0, idx), nil, snap, true); err != nil {
+				t.Fatal(err)
+			}
+			sm := consensustest.NewKV()
+			c := newCluster(t, 0, 12, nil)
+			c.start(&member{id: 2, store: store, sm: sm}, nil, false)
+			if sm.AppliedIndex() != idx || sm.Get("k") != tc.name {
+				t.Fatalf("state machine not restored: applied %d, k=%q", sm.AppliedIndex(), sm.Get("k"))
+			}
+			if got := len(c.node(2).Members()); got != 3 {
+				t.Fatalf("members after restore = %d", got)
+			}
+			if staged := store.Staged(); len(staged) != 0 {
+				t.Fatalf("staged images left after start: %v", staged)
+			}
+		})
 	}
 }
 
-// A crash between persisting a received streamed snapshot and restoring
-// the state machine from its staged image is finished at restart, from
-// the staged image, which is then dropped.
-func TestRestartRestoresStagedImage(t *testing.T) {
-	idx, img, mem := snapshotSource(t, "from-image")
-	store := NewMemLogStore()
+func stage(t *testing.T, store *MemLogStore, idx uint64, img []byte) {
+	t.Helper()
 	sink, err := store.StageImage(idx)
+	if err == nil {
+		_, err = sink.Write(img)
+	}
+	if err == nil {
+		_, err = sink.Commit()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sink.Write(img); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sink.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	// And a stale one, of a snapshot raft never took.
-	stale, _ := store.StageImage(idx + 100)
-	_, _ = stale.Write([]byte("stale"))
-	_, _ = stale.Commit()
-	snap := snapshotFor(idx, 1, []uint64{1, 2, 3}, encodeSnapshotStreamed(&mem))
-	if err := store.Save(hardState(1, 0, idx), nil, snap, true); err != nil {
-		t.Fatal(err)
-	}
-	sm := consensustest.NewKV()
-	c := newCluster(t, 0, 12, nil)
-	m := &member{id: 2, store: store, sm: sm}
-	c.start(m, nil, false)
-	if sm.AppliedIndex() != idx || sm.Get("k") != "from-image" {
-		t.Fatalf("state machine not restored: applied %d, k=%q", sm.AppliedIndex(), sm.Get("k"))
-	}
-	if staged := store.Staged(); len(staged) != 0 {
-		t.Fatalf("staged images left after start: %v", staged)
-	}
+}
 
-	// Without its staged image the snapshot cannot be installed: the node
-	// refuses to start rather than run on a state it does not have.
+// A streamed snapshot whose staged image is missing cannot be installed:
+// the node refuses to start rather than run on a state it does not have.
+func TestRestartRefusesAStreamedSnapshotWithoutItsImage(t *testing.T) {
+	idx, _, mem := snapshotSource(t, "v")
+	snap := snapshotFor(idx, 1, []uint64{1, 2, 3}, encodeSnapshotStreamed(&mem))
+	c := newCluster(t, 0, 12, nil)
 	bare := NewMemLogStore()
 	if err := bare.Save(hardState(1, 0, idx), nil, snap, true); err != nil {
 		t.Fatal(err)
 	}
-	_, err = NewNode(Config{ID: 2, LogStore: bare, StateMachine: consensustest.NewKV(), Transport: c.net.Endpoint(2, c.group), Logger: zap.NewNop()})
+	_, err := NewNode(Config{ID: 2, LogStore: bare, StateMachine: consensustest.NewKV(), Transport: c.net.Endpoint(2, c.group), Logger: zap.NewNop()})
 	if err == nil || !strings.Contains(err.Error(), "no staged image") {
 		t.Fatalf("start without the staged image: %v", err)
 	}

@@ -103,15 +103,14 @@ func (n *Node) maybeSnapshot() {
 	if !canSync {
 		image = true
 	}
-	streamer, stream := n.sm.(ImageStreamer)
-	stream = stream && image && n.streaming()
+	stream := image && n.streaming()
 	n.snapBusy = true
 	epoch := n.snapEpoch
 	n.snapWG.Go(func() {
 		r := snapResult{epoch: epoch, hasImage: image}
 		switch {
 		case stream:
-			if r.img, r.err = streamer.OpenImage(); r.err == nil {
+			if r.img, r.err = n.sm.(ImageStreamer).OpenImage(); r.err == nil {
 				r.index = r.img.Index()
 			}
 		case image:

@@ -381,6 +381,7 @@ func (p *peer) run() {
 		backoff = p.t.cfg.BackoffMin
 		failing bool
 		batch   []*raftpb.Message
+		written []*raftpb.Message // the part of batch that went out
 		buf     []byte
 	)
 	defer func() {
@@ -429,7 +430,8 @@ func (p *peer) run() {
 		_ = conn.SetWriteDeadline(time.Now().Add(p.t.cfg.WriteTimeout))
 		// What could not be framed is dropped (and reported) alone; the
 		// rest of the batch, written, is what the code below reports.
-		written := batch[:0:0]
+		clear(written)
+		written = written[:0]
 		for _, m := range batch {
 			img, release, ierr := p.openImage(m)
 			if ierr != nil {
@@ -447,22 +449,23 @@ func (p *peer) run() {
 				p.t.drop(m)
 				continue
 			}
+			aborted := false
 			if _, err = w.Write(buf); err == nil && img != nil {
-				var ok bool
-				ok, err = p.t.writeImage(conn, w, img)
-				if err == nil && !ok {
-					// Aborted in good order: the peer discards it and
-					// the connection goes on.
-					p.t.drop(m)
-					release()
-					continue
-				}
+				var whole bool
+				whole, err = p.t.writeImage(conn, w, img)
+				// Aborted in good order (not whole, no error): the peer
+				// discards the image and the connection goes on.
+				aborted = err == nil && !whole
 			}
 			if release != nil {
 				release()
 			}
 			if err != nil {
 				break
+			}
+			if aborted {
+				p.t.drop(m)
+				continue
 			}
 			written = append(written, m)
 		}

@@ -63,6 +63,20 @@ func (r *recorder) snapCount(s raft.SnapshotStatus) int {
 	return r.snaps[s]
 }
 
+// waitSnaps waits until rec was told of a snapshot with status.
+func waitSnaps(t *testing.T, rec interface {
+	snapCount(raft.SnapshotStatus) int
+}, status raft.SnapshotStatus, what string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for rec.snapCount(status) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal(what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func msg(typ raftpb.MessageType, from, to, index uint64) *raftpb.Message {
 	return &raftpb.Message{Type: typ.Enum(), From: new(from), To: new(to), Index: new(index)}
 }
@@ -123,13 +137,7 @@ func TestSendDeliversInOrderWithGroup(t *testing.T) {
 		t.Fatalf("snapshot data %d bytes", got)
 	}
 	brec.mu.Unlock()
-	deadline := time.Now().Add(20 * time.Second)
-	for arec.snapCount(raft.SnapshotFinish) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("snapshot success not reported")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitSnaps(t, arec, raft.SnapshotFinish, "snapshot success not reported")
 }
 
 func TestFullQueueDropsAndReportsSnapshotFailure(t *testing.T) {
@@ -152,13 +160,7 @@ func TestFullQueueDropsAndReportsSnapshotFailure(t *testing.T) {
 	if d := a.Stats().Dropped; d < 40 {
 		t.Fatalf("dropped %d of 51 queued to a dead peer with queue 2", d)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for arec.snapCount(raft.SnapshotFailure) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("dropped snapshot not reported as failed")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitSnaps(t, arec, raft.SnapshotFailure, "dropped snapshot not reported as failed")
 	// Unknown peers are dropped too.
 	before := a.Stats().Dropped
 	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 99, 1)})
@@ -218,13 +220,7 @@ func TestOversizedSnapshotFailsAlone(t *testing.T) {
 	snap.Snapshot = &raftpb.Snapshot{Data: make([]byte, 10_000), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}}
 	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 1), snap})
 	waitN(t, brec, 1)
-	deadline := time.Now().Add(20 * time.Second)
-	for arec.snapCount(raft.SnapshotFailure) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("oversized snapshot not reported failed")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitSnaps(t, arec, raft.SnapshotFailure, "oversized snapshot not reported failed")
 	a.Send([]*raftpb.Message{msg(raftpb.MsgApp, 1, 2, 2)})
 	waitN(t, brec, 1)
 	if n := arec.snapCount(raft.SnapshotFinish); n != 0 {
@@ -238,6 +234,7 @@ func TestOversizedSnapshotFailsAlone(t *testing.T) {
 	}
 	// The sender counts a write after its flush, which may be after the
 	// receiver has the message.
+	deadline := time.Now().Add(20 * time.Second)
 	for st := a.Stats(); st.Sent != 2 || st.Dropped != 1; st = a.Stats() {
 		if time.Now().After(deadline) || st.Sent > 2 {
 			t.Fatalf("stats %+v, want 2 sent and 1 dropped", st)
@@ -531,13 +528,7 @@ func TestStreamedSnapshotImage(t *testing.T) {
 		t.Fatalf("staged %d images (first %d bytes, staged after %v messages), want the %d-byte image staged after 1", len(dst.staged), len(dst.staged[0]), dst.stagedAt, len(image))
 	}
 	dst.mu.Unlock()
-	deadline := time.Now().Add(20 * time.Second)
-	for src.snapCount(raft.SnapshotFinish) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("streamed snapshot not reported delivered")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitSnaps(t, src, raft.SnapshotFinish, "streamed snapshot not reported delivered")
 
 	// The source breaks after 1.5 chunks: the receiver aborts, raft never
 	// sees the MsgSnap, the sender reports it failed, and the next message
@@ -558,12 +549,7 @@ func TestStreamedSnapshotImage(t *testing.T) {
 	if aborted != 1 || staged != 1 {
 		t.Fatalf("aborted %d, staged %d; want 1 and 1", aborted, staged)
 	}
-	for src.snapCount(raft.SnapshotFailure) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("aborted snapshot not reported failed")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitSnaps(t, src, raft.SnapshotFailure, "aborted snapshot not reported failed")
 	src.recorder.mu.Lock()
 	unreachable := src.recorder.unreachable[2]
 	src.recorder.mu.Unlock()
