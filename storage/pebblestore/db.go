@@ -33,13 +33,13 @@ type Options struct {
 	CacheSize int64
 	// MemTableSize is the memtable size in bytes (default DefaultMemTableSize).
 	MemTableSize uint64
-	// MaxImageBytes bounds a state image (SnapshotState) and a raft snapshot's
-	// data (CreateSnapshot, Save). Both are built and stored as one value in
-	// memory and in one pebble batch, so the state machine of one group must
-	// stay well under this bound (default DefaultMaxImageBytes; pebble's hard
-	// limit for a batch is 4 GiB). Past it, snapshots fail loudly instead of
-	// exhausting memory: the state machine must then be trimmed (outbox
-	// exported and deleted) or the image streamed (not implemented).
+	// MaxImageBytes bounds a state image built in memory (SnapshotState)
+	// and a raft snapshot's data (CreateSnapshot, Save): the images of a
+	// cluster below version 4, which travel inside the MsgSnap. Past it,
+	// they fail loudly instead of exhausting memory (default
+	// DefaultMaxImageBytes; pebble's hard limit for a batch is 4 GiB).
+	// Streamed images (OpenImage, StageImage, RestoreImage: cluster
+	// version 4) are bounded by neither.
 	MaxImageBytes int
 	// MaxBatchBytes bounds one state batch (default DefaultMaxBatchBytes);
 	// Set/Delete past it return ErrBatchTooLarge.
