@@ -90,11 +90,12 @@ const maxSamples = 4 << 20
 // recorder collects latencies and errors of one worker; merged at the end
 // so workers never contend on a lock.
 type recorder struct {
-	slowest []stageEvent
-	lat     []time.Duration
-	cap     int
-	ops     int
-	errors  map[string]int
+	slowest  []stageEvent
+	slowOver time.Duration // slow keeps operations from this latency on
+	lat      []time.Duration
+	cap      int
+	ops      int
+	errors   map[string]int
 }
 
 func newRecorder(capacity int) *recorder {
@@ -113,15 +114,15 @@ func (r *recorder) fail(cause string) { r.errors[cause]++ }
 // slow keeps the slow operations (bounded) with their start, for
 // RaftBenchConfig.TraceSlow.
 func (r *recorder) slow(start time.Time, d time.Duration) {
-	if d < slowThreshold || len(r.slowest) >= maxSlowPerWorker {
+	if d < r.slowOver || len(r.slowest) >= maxSlowPerWorker {
 		return
 	}
 	r.slowest = append(r.slowest, stageEvent{start, d})
 }
 
 const (
-	// slowThreshold is the latency from which TraceSlow looks at a proposal.
-	slowThreshold = 50 * time.Millisecond
+	// DefaultSlowOver is RaftBenchConfig.SlowOver's default.
+	DefaultSlowOver = 50 * time.Millisecond
 	// maxSlowPerWorker bounds the slow proposals each worker keeps.
 	maxSlowPerWorker = 1024
 )
@@ -381,6 +382,9 @@ type RaftBenchConfig struct {
 	// node's stages (Save, Apply, snapshot, pebble flush, compaction, write
 	// stall) did while they waited: a debugging aid for the latency tail.
 	TraceSlow io.Writer
+	// SlowOver is the latency from which TraceSlow looks at a proposal
+	// (default DefaultSlowOver).
+	SlowOver time.Duration
 }
 
 type raftBenchNode struct {
@@ -422,6 +426,9 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	}
 	if cfg.Warmup == 0 {
 		cfg.Warmup = time.Second
+	}
+	if cfg.SlowOver <= 0 {
+		cfg.SlowOver = DefaultSlowOver
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -511,6 +518,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	var wg sync.WaitGroup
 	for p := range cfg.Proposers {
 		recs[p] = newRecorder(maxSamples / cfg.Proposers)
+		recs[p].slowOver = cfg.SlowOver
 		wg.Go(func() {
 			rec := recs[p]
 			payload := make([]byte, cfg.PayloadBytes)
@@ -633,7 +641,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	res.Extra["goroutine run-queue wait"] = histDelta(sched0, sched1)
 	res.Extra["gc stop-the-world pauses"] = histDelta(gc0, gc1)
 	if cfg.TraceSlow != nil {
-		traceSlow(cfg.TraceSlow, recs, nodes, slices.Index(nodes, leader), &sched, start, start.Add(elapsed))
+		traceSlow(cfg.TraceSlow, cfg.SlowOver, recs, nodes, slices.Index(nodes, leader), &sched, start, start.Add(elapsed))
 	}
 	return res, nil
 }

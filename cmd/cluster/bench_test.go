@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func TestBenchmarksRunCorrectly(t *testing.T) {
 	t.Run("raft", func(t *testing.T) {
 		var trace bytes.Buffer
 		res, err := BenchRaft(ctx, RaftBenchConfig{Dir: t.TempDir(), Proposers: 8, PayloadBytes: 64,
-			Duration: time.Second, Warmup: 200 * time.Millisecond, SnapshotEvery: 500, TraceSlow: &trace})
+			Duration: time.Second, Warmup: 200 * time.Millisecond, SnapshotEvery: 500, TraceSlow: &trace, SlowOver: time.Nanosecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,8 +104,10 @@ func TestBenchmarksRunCorrectly(t *testing.T) {
 		if st := res.Extra["stage snapshot state image"]; st != "node1 n 0; node2 n 0; node3 n 0" {
 			t.Errorf("stage snapshot state image = %q: want no image (no follower needed one)", st)
 		}
-		if !strings.Contains(trace.String(), "proposals took >= ") {
-			t.Errorf("trace has no attribution of slow proposals:\n%s", trace.String())
+		// Every proposal is slower than SlowOver's 1ns: the trace must
+		// attribute some.
+		if m := regexp.MustCompile(`(\d+) proposals took >= 1ns`).FindStringSubmatch(trace.String()); m == nil || m[1] == "0" {
+			t.Errorf("trace attributes no proposal slower than 1ns:\n%s", trace.String())
 		}
 		if res.P50 <= 0 || res.P50 > res.P99 || res.P99 > res.Max {
 			t.Fatalf("percentiles out of order: %v %v %v", res.P50, res.P99, res.Max)

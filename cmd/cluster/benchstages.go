@@ -232,13 +232,13 @@ func (p *pebbleStages) stallReasons() string {
 
 // traceSlow prints, for the slowest proposals, what every node's stages
 // did during them (debugging aid).
-func traceSlow(w io.Writer, recs []*recorder, nodes []*raftBenchNode, leader int, sched *stage, from, to time.Time) {
+func traceSlow(w io.Writer, over time.Duration, recs []*recorder, nodes []*raftBenchNode, leader int, sched *stage, from, to time.Time) {
 	traceSched(w, nodes, sched, from, to)
 	var all []stageEvent
 	for _, r := range recs {
 		all = append(all, r.slowest...)
 	}
-	attributeSlow(w, all, nodes, leader, sched)
+	attributeSlow(w, over, all, nodes, leader, sched)
 	slices.SortFunc(all, func(a, b stageEvent) int { return int(b.dur - a.dur) })
 	traceFlushes(w, nodes)
 	// One window per distinct stall: skip proposals overlapping a printed one.
@@ -445,10 +445,10 @@ func traceSched(w io.Writer, nodes []*raftBenchNode, sched *stage, from, to time
 // maxAttributed bounds the slow proposals attributeSlow checks.
 const maxAttributed = 2000
 
-// attributeSlow counts, for the proposals slower than slowThreshold, what
+// attributeSlow counts, for the proposals slower than over, what
 // overlapped them: each cause is counted independently, so a proposal may
 // count under several, and "none" under no other.
-func attributeSlow(w io.Writer, slow []stageEvent, nodes []*raftBenchNode, leader int, sched *stage) {
+func attributeSlow(w io.Writer, over time.Duration, slow []stageEvent, nodes []*raftBenchNode, leader int, sched *stage) {
 	type cause struct {
 		name string
 		hit  func(from, to time.Time) bool
@@ -509,7 +509,7 @@ func attributeSlow(w io.Writer, slow []stageEvent, nodes []*raftBenchNode, leade
 			none++
 		}
 	}
-	fmt.Fprintf(w, "%d proposals took >= %v; overlapping them:\n", len(slow), slowThreshold)
+	fmt.Fprintf(w, "%d proposals took >= %v; overlapping them:\n", len(slow), over)
 	pct := func(n int) float64 { return 100 * float64(n) / float64(max(len(slow), 1)) }
 	for i, c := range causes {
 		fmt.Fprintf(w, "  %-34s %6d (%.0f%%)\n", c.name, counts[i], pct(counts[i]))

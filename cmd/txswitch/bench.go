@@ -27,6 +27,7 @@ func runBench(args []string) error {
 	proposers := fs.Int("proposers", 256, "concurrent proposers (raft)")
 	payload := fs.Int("payload", 256, "proposal size in bytes (raft)")
 	traceSlow := fs.Bool("trace-slow", false, "raft: print, for the slowest proposals, what each node's Save, Apply, snapshot and pebble flush/compaction/stall did meanwhile (stderr)")
+	slowOver := fs.Duration("slow-over", cluster.DefaultSlowOver, "raft, with --trace-slow: the latency from which a proposal counts as slow")
 	snapEvery := fs.Uint64("snapshot-every", 0, "raft: applied entries between snapshots (0: the consensus default)")
 	rate := fs.Float64("rate", 0, "raft: pace the proposers to this many proposals/s in total, latency counted from each scheduled send (0: closed loop, latency at saturation)")
 	clients := fs.Int("clients", 512, "concurrent HTTP clients (payments)")
@@ -76,6 +77,7 @@ func runBench(args []string) error {
 			rc := cluster.RaftBenchConfig{Dir: dir, Proposers: *proposers, PayloadBytes: *payload, Duration: *duration, SnapshotEvery: *snapEvery, Rate: *rate}
 			if *traceSlow {
 				rc.TraceSlow = os.Stderr
+				rc.SlowOver = *slowOver
 			}
 			res, err = cluster.BenchRaft(ctx, rc)
 		case "payments":
