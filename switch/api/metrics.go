@@ -16,6 +16,9 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	forwarded *prometheus.CounterVec
 	inFlight  prometheus.Gauge
+	// connsRejected counts connections answered 503 (or closed) because
+	// the node already served Options.Concurrency connections.
+	connsRejected prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,6 +39,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		inFlight: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "txswitch_http_in_flight_requests",
 			Help: "HTTP requests being served.",
+		})),
+		connsRejected: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "txswitch_http_connections_rejected_total",
+			Help: "Connections answered 503 overloaded (or closed) because the node already served its maximum of connections.",
 		})),
 	}
 }

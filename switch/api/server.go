@@ -77,7 +77,12 @@ type Options struct {
 	ForwardMaxConns int
 
 	// fasthttp.Server limits.
-	Concurrency  int           // simultaneous requests (default 10000); past it fasthttp answers 503
+	// Concurrency bounds the connections served at once (default 10000;
+	// fasthttp serves a keep-alive connection on one worker for its life).
+	// Past it a new connection is answered 503 overloaded with Retry-After
+	// and closed (connlimit.go).
+	Concurrency int
+
 	ReadTimeout  time.Duration // reading one request, headers and body (default 10 s)
 	WriteTimeout time.Duration // writing one response (default 10 s)
 	IdleTimeout  time.Duration // an idle keep-alive connection (default 60 s)
@@ -169,7 +174,7 @@ func New(opts Options) *Server {
 		Handler:                      s.handle,
 		ErrorHandler:                 s.protocolError,
 		Name:                         "txswitch",
-		Concurrency:                  opts.Concurrency,
+		Concurrency:                  fasthttpSlack(opts.Concurrency),
 		ReadTimeout:                  opts.ReadTimeout,
 		WriteTimeout:                 opts.WriteTimeout,
 		IdleTimeout:                  opts.IdleTimeout,
@@ -192,15 +197,16 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 // ListenAndServe serves on addr until Shutdown.
 func (s *Server) ListenAndServe(addr string) error {
-	if err := s.srv.ListenAndServe(addr); err != nil {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
 		return fmt.Errorf("api: serve %s: %w", addr, err)
 	}
-	return nil
+	return s.Serve(ln)
 }
 
 // Serve serves on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := s.srv.Serve(ln); err != nil {
+	if err := s.srv.Serve(s.limit(ln)); err != nil {
 		return fmt.Errorf("api: serve %s: %w", ln.Addr(), err)
 	}
 	return nil
