@@ -15,12 +15,14 @@
 // Request pipeline, in order (each step answers and stops on failure):
 //
 //  1. route and method: unknown path 404 not_found, wrong method 405 with Allow;
-//     admin routes answer 404 while Options.AdminToken is empty; a path id
-//     no resource can have (over 128 bytes, spaces, control characters)
-//     is 404 too, and a malformed member id 400;
-//  2. body size: larger than the route's limit → 413 body_too_large;
-//  3. authentication → 401 unauthorized (merchant key, admin token, or the
-//     provider's X-Provider-Signature);
+//     admin routes answer 404 while Options.AdminToken is empty;
+//  2. authentication by bearer (merchant key, admin token) → 401
+//     unauthorized, so that a caller without a valid key learns nothing
+//     else about its request;
+//  3. a path id no resource can have (over 128 bytes, spaces, control
+//     characters) is 404, a malformed member id 400; a body larger than
+//     the route's limit 413 body_too_large; then a provider notification's
+//     X-Provider-Signature (an HMAC of the body) → 401 unauthorized;
 //  4. Idempotency-Key format (writes only) → 400 invalid_idempotency_key;
 //  5. Content-Type and strict JSON decoding → 415 / 400;
 //  6. writes (and GET /v1/orders/{id}/methods) on a follower are forwarded

@@ -295,6 +295,20 @@ func (s *Server) handle(fc *fasthttp.RequestCtx) {
 // serve runs the request pipeline described in doc.go.
 func (s *Server) serve(rc *reqCtx) {
 	rt, fc := rc.route, rc.fc
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
+	defer cancel()
+	rc.ctx = ctx
+	// A caller without a valid key hears 401 whatever else is wrong with
+	// its request (API.md). A provider's notification is authenticated by
+	// a signature over its body, for the provider its path names, so those
+	// two are checked first for it.
+	bearer := rt.auth != authProvider
+	if bearer {
+		if err := s.authenticate(rc, nil); err != nil {
+			s.writeErr(rc, err)
+			return
+		}
+	}
 	if err := checkParam(rt.pattern, rc.id); err != nil {
 		s.writeErr(rc, err)
 		return
@@ -309,13 +323,11 @@ func (s *Server) serve(rc *reqCtx) {
 			fmt.Sprintf("the request body exceeds %d bytes", limit)))
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
-	defer cancel()
-	rc.ctx = ctx
-
-	if err := s.authenticate(rc, body); err != nil {
-		s.writeErr(rc, err)
-		return
+	if !bearer {
+		if err := s.authenticate(rc, body); err != nil {
+			s.writeErr(rc, err)
+			return
+		}
 	}
 	if rt.write {
 		key, err := idempotencyKey(&fc.Request.Header)
