@@ -183,6 +183,12 @@ type ProviderRequest struct {
 	ProviderRef string `json:"provider_ref,omitempty"`
 	// NotifyURL is where an asynchronous method reports completion.
 	NotifyURL string `json:"notify_url,omitempty"`
+	// PendingOnly (cancel only) ends the attempt only while it is still
+	// pending, as for an abandoned redirect: once the shopper completed,
+	// the provider refuses it instead of voiding the authorization, which
+	// the switch, having recorded the completion meanwhile, would still
+	// count as held.
+	PendingOnly bool `json:"pending_only,omitempty"`
 }
 
 // ProviderOutcome is what a provider said.

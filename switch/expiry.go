@@ -19,7 +19,11 @@ import (
 // expiry, in this order, so that money never moves behind the switch's back:
 //  1. a status inquiry: if the shopper did finish, the real outcome wins;
 //  2. a cancellation of the pending attempt at the provider (its own
-//     idempotency key, so a retry after a leader change is a replay);
+//     idempotency key, so a retry after a leader change is a replay), for
+//     the pending attempt only (PendingOnly): if the shopper completed
+//     between the inquiry and the cancellation, a plain cancel would void
+//     the authorization while the completion's notification records it
+//     as authorized;
 //  3. only when the provider confirms the cancellation is the payment
 //     marked failed with code "expired", and the order is open again.
 // A provider that refuses the cancellation (the shopper completed at that
@@ -96,7 +100,7 @@ func (s *Svc) expireOne(ctx context.Context, d InDoubt) (bool, error) {
 		return s.proposeResolution(ctx, d, st, stLatency)
 	}
 	cancel := req
-	cancel.Op, cancel.IdempotencyKey = OpCancel, expireKey(d.Key)
+	cancel.Op, cancel.IdempotencyKey, cancel.PendingOnly = OpCancel, expireKey(d.Key), true
 	cancel.ProviderRef = firstNonEmpty(st.ProviderRef, d.ProviderRef)
 	res, perr, latency := s.call(ctx, d.Provider, d.Method, cancel)
 	s.done(cancel.IdempotencyKey)

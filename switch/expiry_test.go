@@ -84,8 +84,8 @@ func TestPendingExpiry(t *testing.T) {
 				t.Fatalf("cancel calls = %d, want %d", len(cancels), tc.wantCancels)
 			}
 			for _, c := range cancels {
-				if c.IdempotencyKey != p.ID+"/1:expire" || c.ProviderRef != "b-1" {
-					t.Fatalf("cancel request = key %q ref %q", c.IdempotencyKey, c.ProviderRef)
+				if c.IdempotencyKey != p.ID+"/1:expire" || c.ProviderRef != "b-1" || !c.PendingOnly {
+					t.Fatalf("cancel request = key %q ref %q pending only %v, want the pending attempt alone cancelled", c.IdempotencyKey, c.ProviderRef, c.PendingOnly)
 				}
 			}
 			if n := len(h.b.CallsFor(txswitch.OpAuthorize)); n != 1 {

@@ -56,6 +56,9 @@ const (
 	// DeclineCancelledPending is the final status of a pending (redirect)
 	// authorization cancelled before the shopper completed it.
 	DeclineCancelledPending = "cancelled_before_completion"
+	// DeclineNotPending refuses a pending-only cancellation of an
+	// authorization that is no longer pending (the shopper completed).
+	DeclineNotPending = "not_pending"
 )
 
 var (
@@ -193,6 +196,9 @@ func (b *book) apply(req txswitch.ProviderRequest, ref string, now time.Time) (*
 	}
 	if req.Op == txswitch.OpCancel && a.status == txswitch.OutcomePending {
 		return a, b.cancelPending(a, now)
+	}
+	if req.Op == txswitch.OpCancel && req.PendingOnly {
+		return a, decline(ref, DeclineNotPending)
 	}
 	switch {
 	case a.status != txswitch.OutcomeApproved:

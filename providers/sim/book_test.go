@@ -230,12 +230,22 @@ func TestBookCancelPendingAuthorization(t *testing.T) {
 		statusWant   txswitch.ProviderOutcome
 		totals       Totals
 		completeLate bool // a completion after the cancellation must be refused
+		pendingOnly  bool // the switch's expiry cancellation
 	}{
 		{name: "abandoned", cancelWant: txswitch.OutcomeApproved, statusWant: txswitch.OutcomeDeclined, totals: Totals{}, completeLate: true},
 		{name: "abandoned with capture", capture: true, cancelWant: txswitch.OutcomeApproved, statusWant: txswitch.OutcomeDeclined, totals: Totals{}, completeLate: true},
 		{name: "completed first, manual capture: a void", completeAt: 1, cancelWant: txswitch.OutcomeApproved, statusWant: txswitch.OutcomeApproved, totals: Totals{Charges: 1}},
 		{name: "completed first, captured: refused", capture: true, completeAt: 1, cancelWant: txswitch.OutcomeDeclined, cancelCode: DeclineAlreadyCaptured,
 			statusWant: txswitch.OutcomeApproved, totals: Totals{Charges: 1, Authorized: 100, Captured: 100}},
+		{name: "abandoned, pending only", pendingOnly: true, cancelWant: txswitch.OutcomeApproved, statusWant: txswitch.OutcomeDeclined, totals: Totals{}, completeLate: true},
+		// The race the expiry's pending-only cancellation closes: the
+		// shopper completed after the switch's status inquiry; the
+		// authorization must stay held, as the completion's notification
+		// tells the switch, not be voided behind its back.
+		{name: "completed first, manual capture, pending only: refused, still held", pendingOnly: true, completeAt: 1,
+			cancelWant: txswitch.OutcomeDeclined, cancelCode: DeclineNotPending, statusWant: txswitch.OutcomeApproved, totals: Totals{Charges: 1, Authorized: 100}},
+		{name: "completed first, captured, pending only: refused", pendingOnly: true, capture: true, completeAt: 1,
+			cancelWant: txswitch.OutcomeDeclined, cancelCode: DeclineNotPending, statusWant: txswitch.OutcomeApproved, totals: Totals{Charges: 1, Authorized: 100, Captured: 100}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBook(10, "sim")
@@ -250,7 +260,9 @@ func TestBookCancelPendingAuthorization(t *testing.T) {
 					t.Fatal("complete refused")
 				}
 			}
-			cres, _, err := b.process(opReq(txswitch.OpCancel, "a:expire", "p1", res.ProviderRef, eur(100)), t0.Add(time.Minute), "", false, "")
+			cancel := opReq(txswitch.OpCancel, "a:expire", "p1", res.ProviderRef, eur(100))
+			cancel.PendingOnly = tc.pendingOnly
+			cres, _, err := b.process(cancel, t0.Add(time.Minute), "", false, "")
 			if err != nil || cres.Outcome != tc.cancelWant || cres.Code != tc.cancelCode {
 				t.Fatalf("cancel = %+v %v, want %s %q", cres, err, tc.cancelWant, tc.cancelCode)
 			}
@@ -262,6 +274,13 @@ func TestBookCancelPendingAuthorization(t *testing.T) {
 			}
 			if got := b.totals("p1"); got != tc.totals {
 				t.Fatalf("totals = %+v, want %+v", got, tc.totals)
+			}
+			if tc.pendingOnly && tc.completeAt == 1 && !tc.capture {
+				// Still capturable: the refusal left the authorization alone.
+				c, _, err := b.process(opReq(txswitch.OpCapture, "a:cap", "p1", res.ProviderRef, eur(100)), t0.Add(3*time.Minute), "", false, "")
+				if err != nil || c.Outcome != txswitch.OutcomeApproved {
+					t.Fatalf("capture after a refused pending-only cancel = %+v %v", c, err)
+				}
 			}
 		})
 	}
