@@ -62,6 +62,10 @@
 // while nothing is captured (already_captured), nothing on a declined or
 // still pending authorization (authorization_not_approved) or a cancelled
 // one (authorization_cancelled), same currency (currency_mismatch).
+// A cancel of a still pending authorization ends it before the bank can
+// complete it; with "pending_only": true (the switch's expiry) a cancel of
+// one that is no longer pending is refused (not_pending) instead of voiding
+// it.
 // A capture, refund or cancel names its authorization by provider_ref (it
 // must belong to payment_id); without one, the only approved authorization
 // of payment_id is used (unknown_authorization when there is none or more
