@@ -352,7 +352,17 @@ func (s *Svc) ReviewPayment(ctx context.Context, paymentID string, req ReviewReq
 		return Reply{}, err
 	}
 	if p == nil {
-		return Reply{}, notFound("payment", paymentID)
+		// A miss is confirmed through a barrier, as readPayment does: a
+		// leader just elected may not have applied the payment yet.
+		if err := s.barrier(ctx); err != nil {
+			return Reply{}, err
+		}
+		if p, err = loadPayment(s.store, paymentID); err != nil {
+			return Reply{}, err
+		}
+		if p == nil {
+			return Reply{}, notFound("payment", paymentID)
+		}
 	}
 	cmd := &cmdReview{At: s.clock.Now(), PaymentID: paymentID, Decision: req.Decision, Note: req.Note}
 	if req.Decision == ReviewApprove {

@@ -34,6 +34,14 @@ func TestMissesAreConfirmedBeforeAnswering(t *testing.T) {
 			_, err := h.svc.CreatePayment(h.ctx, caller("p"), "ord_unknown", txswitch.CreatePaymentRequest{Method: "card"})
 			return err
 		}, 503, "no_leader"},
+		{"review of an unknown payment, quorum reachable", nil, func(h *harness) error {
+			_, err := h.svc.ReviewPayment(h.ctx, "pay_unknown", txswitch.ReviewRequest{Decision: txswitch.ReviewReject})
+			return err
+		}, 404, "payment_not_found"},
+		{"review of an unknown payment, cut off", cut, func(h *harness) error {
+			_, err := h.svc.ReviewPayment(h.ctx, "pay_unknown", txswitch.ReviewRequest{Decision: txswitch.ReviewReject})
+			return err
+		}, 503, "no_leader"},
 		{"unknown API key, quorum reachable", nil, func(h *harness) error {
 			_, err := h.svc.Authenticate(h.ctx, "sk_nobody")
 			return err
