@@ -67,6 +67,9 @@ type Config struct {
 
 	AdminToken      string
 	ProviderSecrets map[string]string
+	// APIMaxConns bounds the API's connections (0: api's default); past it
+	// a new connection is answered 503 overloaded with Retry-After.
+	APIMaxConns int
 	// SeedConfig is proposed by the leader when the cluster has no routing
 	// configuration yet (a new cluster); it never overwrites one.
 	SeedConfig *txswitch.RoutingConfig
@@ -222,6 +225,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		Service: n.svc, Cluster: clusterInfo{n}, Admin: adminOps{n},
 		AdminToken: cfg.AdminToken, ProviderSecrets: cfg.ProviderSecrets,
 		NodeID: strconv.FormatUint(id, 10), Logger: n.log.Named("api"), Registry: n.registry,
+		Concurrency: cfg.APIMaxConns,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel

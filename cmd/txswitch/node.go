@@ -40,6 +40,7 @@ type nodeFile struct {
 	CentralDB     string            `yaml:"central_db"`
 	LogLevel      string            `yaml:"log_level"`
 	TickInterval  time.Duration     `yaml:"tick_interval"`
+	APIMaxConns   int               `yaml:"api_max_conns"`
 }
 
 // filePeer is a member in the configuration file.
@@ -79,26 +80,34 @@ func (s secretList) Set(v string) error {
 	return nil
 }
 
-func runNode(args []string) error {
-	fs := newFlags("node", "[--config FILE] [flags]")
+// nodeFlags defines the node's flags on fs, into f, peers and secrets, and
+// returns the --config path.
+func nodeFlags(fs *flag.FlagSet, f *nodeFile, peers *peerList, secrets secretList) *string {
 	configPath := fs.String("config", "", "YAML configuration file (flags override it)")
-	var f nodeFile
 	fs.Uint64Var(&f.ID, "id", 0, "member id (bootstrap only; a data dir remembers its id)")
 	fs.StringVar(&f.DataDir, "data-dir", "", "journal directory (required)")
 	fs.StringVar(&f.RaftListen, "raft-listen", "127.0.0.1:7100", "raft transport listen address")
 	fs.StringVar(&f.APIListen, "api-listen", "127.0.0.1:8100", "HTTP API listen address")
 	fs.StringVar(&f.RaftAdvertise, "raft-advertise", "", "raft address other members dial (default: the bound one)")
 	fs.StringVar(&f.APIAdvertise, "api-advertise", "", "API address other members forward to (default: the bound one)")
-	var peers peerList
-	fs.Var(&peers, "peer", "initial member id,raft_addr,api_addr of a NEW cluster (repeat for each, this node included)")
+	fs.Var(peers, "peer", "initial member id,raft_addr,api_addr of a NEW cluster (repeat for each, this node included)")
 	fs.StringVar(&f.Join, "join", "", "API address of a running member to join through (a fresh or wiped node gets a new id)")
 	fs.StringVar(&f.AdminToken, "admin-token", os.Getenv("TXSWITCH_ADMIN_TOKEN"), "admin API bearer token (env TXSWITCH_ADMIN_TOKEN)")
 	fs.StringVar(&f.RoutingConfig, "routing-config", "", "JSON routing configuration proposed when the cluster has none")
-	secrets := secretList{}
 	fs.Var(secrets, "provider-secret", "provider=secret for notification signatures (repeatable)")
 	fs.StringVar(&f.CentralDB, "central-db", os.Getenv("TXSWITCH_CENTRAL_DB"), "PostgreSQL URL the leader exports to (env TXSWITCH_CENTRAL_DB); empty: the embedded journal alone")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.TickInterval, "tick", 0, "raft tick interval (default 100ms)")
+	fs.IntVar(&f.APIMaxConns, "api-max-conns", 0, "API connections served at once; past it a new one is answered 503 overloaded with Retry-After (default 10000)")
+	return configPath
+}
+
+func runNode(args []string) error {
+	fs := newFlags("node", "[--config FILE] [flags]")
+	var f nodeFile
+	var peers peerList
+	secrets := secretList{}
+	configPath := nodeFlags(fs, &f, &peers, secrets)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -133,7 +142,7 @@ func runNode(args []string) error {
 		RaftListen: f.RaftListen, APIListen: f.APIListen,
 		RaftAdvertise: f.RaftAdvertise, APIAdvertise: f.APIAdvertise,
 		AdminToken: f.AdminToken, ProviderSecrets: f.Secrets,
-		TickInterval: f.TickInterval, Logger: log,
+		TickInterval: f.TickInterval, Logger: log, APIMaxConns: f.APIMaxConns,
 		CentralDB: f.CentralDB, ExportBacklogAlarm: 1_000_000,
 	}
 	if f.RoutingConfig != "" {
@@ -209,6 +218,9 @@ func mergeNodeFile(path string, fs *flag.FlagSet, f *nodeFile) error {
 	}
 	if !set["tick"] && file.TickInterval != 0 {
 		f.TickInterval = file.TickInterval
+	}
+	if !set["api-max-conns"] && file.APIMaxConns != 0 {
+		f.APIMaxConns = file.APIMaxConns
 	}
 	f.Peers = file.Peers
 	f.Secrets = file.Secrets
