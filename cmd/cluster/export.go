@@ -54,6 +54,8 @@ type centralDB struct {
 	exporter *central.Exporter
 	migrated atomic.Bool
 	log      *zap.Logger
+	// migrate is central.Migrate on pool (tests replace it).
+	migrate func(ctx context.Context) ([]int, error)
 }
 
 func startCentral(ctx context.Context, n *Node, url string) (*centralDB, error) {
@@ -73,25 +75,39 @@ func startCentral(ctx context.Context, n *Node, url string) (*centralDB, error) 
 		pool.Close()
 		return nil, err
 	}
-	return &centralDB{pool: pool, exporter: exp, log: n.log.Named("central")}, nil
+	c := &centralDB{pool: pool, exporter: exp, log: n.log.Named("central")}
+	c.migrate = func(ctx context.Context) ([]int, error) { return central.Migrate(ctx, pool, c.log) }
+	return c, nil
 }
 
-// run migrates, then exports until ctx ends.
+// migrateLogEvery repeats a migration failure that did not change in the
+// log, so that a node stuck before its first export keeps saying why.
+const migrateLogEvery = 5 * time.Minute
+
+// run migrates, then exports until ctx ends. A migration run has no
+// deadline of its own: each of its statements is bounded by the server's
+// statement_timeout (central.Migrate), and an index built concurrently on
+// a big table may take many minutes; a deadline shorter than that made the
+// node cancel the build, drop it on the next try and start it over for
+// ever. Until the schema is current, the backlog is still observed.
 func (c *centralDB) run(ctx context.Context) {
 	wait := 200 * time.Millisecond
-	logged := false
+	var lastErr string
+	var lastLog time.Time
 	for ctx.Err() == nil {
-		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		applied, err := central.Migrate(mctx, c.pool, c.log)
-		cancel()
+		applied, err := c.migrate(ctx)
 		if err == nil {
 			c.migrated.Store(true)
 			c.log.Info("central database schema is current", zap.Ints("applied_now", applied))
 			break
 		}
-		if !logged {
+		if ctx.Err() != nil {
+			return
+		}
+		c.exporter.ObserveBacklog(err)
+		if msg := err.Error(); msg != lastErr || time.Since(lastLog) >= migrateLogEvery {
 			c.log.Warn("central database not reachable or not migrated yet; payments continue, the outbox grows", zap.Error(err))
-			logged = true
+			lastErr, lastLog = msg, time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -114,7 +130,11 @@ func (c *centralDB) close() {
 func (c *centralDB) describe() string {
 	st := c.exporter.Stats()
 	if !c.migrated.Load() {
-		return "configured, not reachable yet (schema not migrated; exporting paused)"
+		s := fmt.Sprintf("configured, schema not migrated yet (exporting paused), lag %d events / %.1fs", st.LagEvents, st.LagSeconds)
+		if st.LastError != "" {
+			s += ", last error: " + st.LastError
+		}
+		return s
 	}
 	s := fmt.Sprintf("breaker %s, lag %d events / %.1fs", st.BreakerState, st.LagEvents, st.LagSeconds)
 	if st.LastError != "" {

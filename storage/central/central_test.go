@@ -745,3 +745,40 @@ func TestMigrationWhileExporting(t *testing.T) {
 		t.Fatalf("exporter warned during migration: %v", logs.All()[0].Message+" "+logs.All()[0].ContextMap()["error"].(string))
 	}
 }
+
+// Before its first export (the schema cannot be migrated: PostgreSQL is
+// down from the start) a node still shows its export lag and raises the
+// backlog alarm, from the replicated outbox alone; a follower shows none.
+func TestObserveBacklogWithoutTheDatabase(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	core, logs := observer.New(zapcore.InfoLevel)
+	src := newFakeSource()
+	src.produceMerchants()
+	src.produceOrders(30)
+	cfg := testConfig(pool, src, zap.New(core))
+	cfg.BacklogAlarm = 10
+	e, err := NewExporter(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.ObserveBacklog(errors.New("central database down"))
+	st := e.Stats()
+	if st.LagEvents != src.Head() || st.LagEvents == 0 || st.LastError != "central database down" || !st.Leader {
+		t.Fatalf("stats before the first export: %+v (head %d)", st, src.Head())
+	}
+	if got := metricValue(t, e.mBacklog); got != float64(src.Head()) {
+		t.Fatalf("backlog gauge %v, want %d", got, src.Head())
+	}
+	if logs.FilterMessage("export backlog above alarm threshold").Len() != 1 {
+		t.Fatalf("no backlog alarm: %v", logs.All())
+	}
+	src.leader.Store(false)
+	e.ObserveBacklog(nil)
+	if st := e.Stats(); st.LagEvents != 0 || st.Leader || metricValue(t, e.mBacklog) != 0 {
+		t.Fatalf("a follower reports lag: %+v", st)
+	}
+}

@@ -385,14 +385,7 @@ func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool)
 		e.next = nil
 	}
 	if !e.src.IsLeader() {
-		e.mu.Lock()
-		if e.stats.Leader {
-			// Only the leader's exporter reports lag; a deposed leader must
-			// not keep alarming with stale figures.
-			e.stats.Leader, e.stats.LastSeq, e.stats.LagSeconds = false, e.stats.Watermark, 0
-			e.setLagLocked()
-		}
-		e.mu.Unlock()
+		e.notLeader()
 		return e.cfg.FollowerPoll, false
 	}
 	wm, err := e.src.ExportWatermark()
@@ -471,6 +464,50 @@ func checkDense(wm uint64, events []txswitch.OutboxEvent) error {
 }
 
 // observe updates the lag figures from what the source reports.
+// notLeader clears the lag figures: only the leader's exporter reports
+// lag; a deposed leader must not keep alarming with stale figures.
+func (e *Exporter) notLeader() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.stats.Leader {
+		e.stats.Leader, e.stats.LastSeq, e.stats.LagSeconds = false, e.stats.Watermark, 0
+		e.setLagLocked()
+	}
+}
+
+// ObserveBacklog updates the lag figures, their gauges and the backlog
+// alarm from the replicated outbox alone, without the database. A node
+// calls it while it cannot export yet (the schema is not migrated because
+// PostgreSQL is down, or a migration fails), so that the export lag is
+// visible from the start of an outage and not only once Run runs. cause,
+// when not nil, is why nothing is exported (Stats().LastError).
+func (e *Exporter) ObserveBacklog(cause error) {
+	if !e.src.IsLeader() {
+		e.notLeader()
+		return
+	}
+	wm, err := e.src.ExportWatermark()
+	if err != nil {
+		return // the next call or Run reports it
+	}
+	head, err := e.src.OutboxHead()
+	if err != nil {
+		return
+	}
+	var oldest []txswitch.OutboxEvent // for the lag in seconds
+	if head > wm {
+		if oldest, err = e.src.ReadOutbox(wm, 1); err != nil {
+			return
+		}
+	}
+	e.observe(wm, head, oldest)
+	if cause != nil {
+		e.mu.Lock()
+		e.stats.LastError = cause.Error()
+		e.mu.Unlock()
+	}
+}
+
 func (e *Exporter) observe(wm, head uint64, events []txswitch.OutboxEvent) {
 	var lagSec float64
 	if len(events) > 0 {

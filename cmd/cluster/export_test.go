@@ -1,0 +1,91 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/txswitch/txswitch/storage/central"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// backlogSource is a leader's outbox of five events never exported.
+type backlogSource struct{ at time.Time }
+
+func (s backlogSource) ReadOutbox(after uint64, limit int) ([]txswitch.OutboxEvent, error) {
+	var out []txswitch.OutboxEvent
+	for seq := after + 1; seq <= 5 && len(out) < limit; seq++ {
+		out = append(out, txswitch.OutboxEvent{Seq: seq, At: s.at})
+	}
+	return out, nil
+}
+func (backlogSource) ExportWatermark() (uint64, error)                     { return 0, nil }
+func (backlogSource) AdvanceExportWatermark(context.Context, uint64) error { return nil }
+func (backlogSource) IsLeader() bool                                       { return true }
+func (backlogSource) OutboxHead() (uint64, error)                          { return 5, nil }
+
+// A node that cannot migrate its central database yet keeps retrying with
+// no deadline of its own (a long index build must be able to finish), says
+// why in the log whenever the reason changes (not once for ever, not at
+// every retry), and shows its export lag before its first export.
+func TestCentralWaitsToMigrateVisibly(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	core, logs := observer.New(zapcore.InfoLevel)
+	exp, err := central.NewExporter(context.Background(), central.ExporterConfig{Pool: pool,
+		Source: backlogSource{at: time.Now().Add(-time.Minute)}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &centralDB{pool: pool, exporter: exp, log: zap.New(core)}
+	// Refused twice, then a failing migration twice, then current.
+	errs := []error{errors.New("connection refused"), errors.New("connection refused"),
+		errors.New("migration 3: check constraint violated"), errors.New("migration 3: check constraint violated"), nil}
+	calls := 0
+	var described string
+	c.migrate = func(ctx context.Context) ([]int, error) {
+		if _, ok := ctx.Deadline(); ok {
+			t.Error("a migration run has a deadline: a long index build would be cancelled and started over")
+		}
+		if calls == 4 {
+			described = c.describe()
+		}
+		err := errs[calls]
+		calls++
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.migrated.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !c.migrated.Load() || calls != len(errs) {
+		t.Fatalf("migrated %v after %d runs", c.migrated.Load(), calls)
+	}
+	if !strings.Contains(described, "not migrated") || !strings.Contains(described, "lag 5 events") ||
+		!strings.Contains(described, "last error: migration 3: check constraint violated") {
+		t.Fatalf("describe while waiting = %q", described)
+	}
+	var said []string
+	for _, e := range logs.FilterMessageSnippet("not reachable or not migrated").All() {
+		said = append(said, e.ContextMap()["error"].(string))
+	}
+	if want := []string{"connection refused", "migration 3: check constraint violated"}; !slices.Equal(said, want) {
+		t.Fatalf("warnings %q, want one per distinct error %q", said, want)
+	}
+}
