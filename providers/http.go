@@ -155,15 +155,22 @@ func (p *HTTPProvider) Do(ctx context.Context, req txswitch.ProviderRequest) (tx
 	// failed half-way: WroteRequest would be more precise but is reported
 	// from the transport's write goroutine and can race with a read error,
 	// whereas GotConn runs on this goroutine before Do can return.
-	var handedOver atomic.Bool
+	//
+	// net/http re-sends a request that carries an Idempotency-Key on a fresh
+	// connection when a reused one broke after the request was written
+	// (Request.isReplayable). Each copy gets its own connection, so more
+	// than one GotConn means the answer is to a copy, and an earlier copy
+	// may have been processed: a "not processed" answer then says nothing
+	// about it and is not definitive (classify).
+	var conns atomic.Int32
 	trace := &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { handedOver.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) { conns.Add(1) },
 	}
 	httpReq = httpReq.WithContext(httptrace.WithClientTrace(ctx, trace))
 
 	resp, err := p.client.Do(httpReq)
 	if err != nil {
-		return txswitch.ProviderResult{}, p.transportError(ctx, req.Op, handedOver.Load(), fmt.Errorf("%s %s: %w", httpReq.Method, httpReq.URL.Path, err))
+		return txswitch.ProviderResult{}, p.transportError(ctx, req.Op, conns.Load() > 0, fmt.Errorf("%s %s: %w", httpReq.Method, httpReq.URL.Path, err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxResponseBody+1))
@@ -174,7 +181,15 @@ func (p *HTTPProvider) Do(ctx context.Context, req txswitch.ProviderRequest) (tx
 	if len(body) > wire.MaxResponseBody {
 		return txswitch.ProviderResult{}, p.fail(req.Op, false, CodeMalformed, fmt.Errorf("answer to %s exceeds %d bytes", httpReq.URL.Path, wire.MaxResponseBody))
 	}
-	return p.classify(req.Op, resp, body)
+	res, err := p.classify(req.Op, resp, body)
+	var pe *txswitch.ProviderError
+	if conns.Load() > 1 && errors.As(err, &pe) && pe.Definitive && pe.Code != CodeKeyFenced {
+		// A fenced key is refused whichever copy arrived first: a status
+		// inquiry reported it never received, so no copy was processed.
+		pe.Definitive = false
+		pe.Err = fmt.Errorf("%w (an answer to a copy the HTTP transport re-sent after a broken connection: an earlier copy may have been processed)", pe.Err)
+	}
+	return res, err
 }
 
 func (p *HTTPProvider) build(ctx context.Context, req txswitch.ProviderRequest) (*http.Request, error) {
@@ -207,8 +222,9 @@ func (p *HTTPProvider) build(ctx context.Context, req txswitch.ProviderRequest) 
 	}
 	r.Header.Set("Content-Type", "application/json")
 	// net/http may transparently re-send a request carrying this header on a
-	// fresh connection when a reused one broke; that is safe precisely
-	// because the PSP deduplicates by it.
+	// fresh connection when a reused one broke. The PSP deduplicates by it,
+	// so the copy cannot charge twice, but its answer may be about the copy
+	// alone (Do).
 	r.Header.Set(wire.HeaderIdempotencyKey, req.IdempotencyKey)
 	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -360,5 +361,50 @@ func TestConcurrentRetriesChargeOnce(t *testing.T) {
 	}
 	if got := s.Totals("pay_1"); got.Charges != 1 || len(s.LedgerFor("pay_1")) != 1 {
 		t.Fatalf("PSP totals %+v, ledger %+v", got, s.LedgerFor("pay_1"))
+	}
+}
+
+// net/http re-sends a request that carries an Idempotency-Key on a fresh
+// connection when a reused one broke after the request was written. The
+// first copy may have been processed, so an answer to the copy that says
+// "not processed" must not make the failure definitive: that would fail
+// the payment over to another provider after a charge (a double charge).
+func TestTransparentResendIsNeverDefinitive(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		key := r.Header.Get(wire.HeaderIdempotencyKey)
+		mu.Lock()
+		seen[key]++
+		n := seen[key]
+		mu.Unlock()
+		switch {
+		case key == "k1": // keeps the connection for the next request
+			_, _ = io.WriteString(w, `{"outcome":"approved","provider_ref":"r1"}`)
+		case n == 1: // charged, and the answer is lost with the connection
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				_ = conn.Close()
+			}
+		default: // the PSP now sheds load before it looks at the key
+			w.Header().Set(wire.HeaderProcessed, "false")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer hs.Close()
+	p := providers.NewHTTPProvider(cfgFor(hs.URL, 5000), providers.NewHTTPClient(2))
+	if res, err := p.Do(context.Background(), authorize("k1", "p1", 100)); err != nil || res.Outcome != txswitch.OutcomeApproved {
+		t.Fatalf("first call: %+v %v", res, err)
+	}
+	_, err := p.Do(context.Background(), authorize("k2", "p2", 100))
+	pe := providerError(t, err)
+	mu.Lock()
+	sent := seen["k2"]
+	mu.Unlock()
+	if sent != 2 {
+		t.Fatalf("the PSP got k2 %d times: the transport did not re-send it, so this test no longer exercises the re-send", sent)
+	}
+	if pe.Definitive {
+		t.Fatalf("%v: definitive after a transparent re-send of a request the PSP may have processed", pe)
 	}
 }
