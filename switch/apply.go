@@ -471,7 +471,11 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 		return fmt.Errorf("order %s: %w", o.ID, err)
 	}
 	o.Authorized, o.Captured, o.Refunded = orderTotals(o, ps)
-	o.Status = deriveOrderStatus(o, ps)
+	v, err := readClusterVersion(ac.b)
+	if err != nil {
+		return err
+	}
+	o.Status = deriveOrderStatus(o, ps, v >= VersionSurchargeDue)
 	o.UpdatedAt = at
 	rec, res, err := encodeOrderRec(ac.bs.buf.record[:0], o)
 	ac.bs.buf.record = rec
@@ -679,16 +683,34 @@ func checkInvariants(o *orderRec, ps []*paymentRec) error {
 	return nil
 }
 
+// amountDue is what the order's captures must cover: its amount plus the
+// surcharges of the payments that count towards it (the ones openAmount
+// subtracts).
+func amountDue(o *orderRec, ps []*paymentRec) int64 {
+	due := o.Amount.Value
+	for _, p := range ps {
+		if p.Surcharge != nil && reserves(p.Status) {
+			due += p.Surcharge.Value
+		}
+	}
+	return due
+}
+
 // deriveOrderStatus computes an order's status from its payments; it is a
-// pure function of stored state, so every node agrees.
-func deriveOrderStatus(o *orderRec, ps []*paymentRec) string {
+// pure function of stored state, so every node agrees. surchargeDue is
+// cluster version VersionSurchargeDue.
+func deriveOrderStatus(o *orderRec, ps []*paymentRec, surchargeDue bool) string {
 	auth, capt, refd := orderTotals(o, ps)
+	due := o.Amount.Value
+	if surchargeDue {
+		due = amountDue(o, ps)
+	}
 	switch {
 	case capt.Value > 0 && refd.Value >= capt.Value:
 		return OrderRefunded
 	case refd.Value > 0:
 		return OrderPartiallyRefunded
-	case capt.Value >= o.Amount.Value:
+	case capt.Value >= due:
 		return OrderPaid
 	case capt.Value > 0 || auth.Value > 0:
 		return OrderAuthorized

@@ -486,3 +486,45 @@ func TestPaymentsPerOrderBounded(t *testing.T) {
 		wantErr(t, err, 409, "too_many_payments")
 	})
 }
+
+// A payment's surcharge is the price of its method, not part of the goods:
+// a partial payment with a surcharge leaves the rest of the order open
+// (regression: iDEAL 9.80 + 0.29 on an order of 10.00 made it paid with
+// 0.20 open, and the rest was then taken on a paid order). Below cluster
+// version VersionSurchargeDue the old rule holds, so that members on both
+// binaries agree at every log index.
+func TestSurchargeDoesNotPayTheGoods(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		gate      bool
+		afterPart string
+	}{
+		{"at VersionSurchargeDue", true, txswitch.OrderAuthorized},
+		{"below it: the old rule", false, txswitch.OrderPaid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.gate {
+				h.gate(txswitch.VersionSurchargeDue)
+			}
+			o := h.createOrder(1000)
+			p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "ideal", Amount: &txswitch.Money{Value: 980, Currency: "EUR"}})
+			if p.Status != txswitch.PaymentCaptured || p.Captured.Value != 1009 {
+				t.Fatalf("ideal payment = %s captured %v", p.Status, p.Captured)
+			}
+			if got := h.order(o.ID); got.Status != tc.afterPart {
+				t.Fatalf("order after 9.80 + 0.29 of 10.00 = %s, want %s", got.Status, tc.afterPart)
+			}
+			if !tc.gate {
+				return
+			}
+			card := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+			if card.Status != txswitch.PaymentCaptured || card.Captured.Value != 20 {
+				t.Fatalf("the rest by card = %s captured %v, want 20", card.Status, card.Captured)
+			}
+			if got := h.order(o.ID); got.Status != txswitch.OrderPaid || got.Captured.Value != 1029 {
+				t.Fatalf("order = %s captured %v, want paid 1029", got.Status, got.Captured)
+			}
+		})
+	}
+}

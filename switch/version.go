@@ -31,9 +31,10 @@ const (
 	// only once the cluster version is there. Version 1 is the formats of
 	// the first release; version 2 adds order expiry (VersionOrderExpiry),
 	// version 3 a payment's cancellation (VersionCancellation), version 4
-	// streamed snapshot images (VersionStreamedImages).
+	// streamed snapshot images (VersionStreamedImages), version 5 the
+	// surcharges in what makes an order paid (VersionSurchargeDue).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionStreamedImages
+	BinaryMaxVersion = VersionSurchargeDue
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -46,6 +47,13 @@ const (
 	// a snapshot (an older binary would stop on it), so the image goes
 	// inside the message, bounded by the transport's frame size.
 	VersionStreamedImages = 4
+	// VersionSurchargeDue: an order is paid once its captures cover its
+	// amount plus the surcharges of the payments that count towards it.
+	// Below it the surcharge counted towards the goods: a partial payment
+	// with a surcharge (9.80 + 0.29 on an order of 10.00) made the order
+	// paid with 0.20 open. The order's status is replicated state, so the
+	// rule changes for every member at the same log index.
+	VersionSurchargeDue = 5
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1
