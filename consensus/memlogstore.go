@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -32,6 +33,9 @@ type MemLogStore struct {
 	memMeta   []byte
 	snapshots int
 	staged    map[uint64][]byte // state images staged whole (ImageStager)
+	// readErr, when set, fails every read of the log too, as a store that
+	// failed a write refuses everything after (pebblestore.ErrFailed).
+	readErr atomic.Pointer[error]
 }
 
 var (
@@ -116,6 +120,49 @@ func (s *MemLogStore) FailWith(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failErr = err
+}
+
+// FailReadsWith makes every read of the log (FirstIndex, LastIndex,
+// Entries, Term) fail with err from now on, besides FailWith's writes.
+func (s *MemLogStore) FailReadsWith(err error) { s.readErr.Store(&err) }
+
+func (s *MemLogStore) readFailure() error {
+	if p := s.readErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// FirstIndex implements raft.Storage.
+func (s *MemLogStore) FirstIndex() (uint64, error) {
+	if err := s.readFailure(); err != nil {
+		return 0, err
+	}
+	return s.MemoryStorage.FirstIndex()
+}
+
+// LastIndex implements raft.Storage.
+func (s *MemLogStore) LastIndex() (uint64, error) {
+	if err := s.readFailure(); err != nil {
+		return 0, err
+	}
+	return s.MemoryStorage.LastIndex()
+}
+
+// Entries implements raft.Storage.
+func (s *MemLogStore) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
+	if err := s.readFailure(); err != nil {
+		return nil, err
+	}
+	return s.MemoryStorage.Entries(lo, hi, maxSize)
+}
+
+// Term implements raft.Storage.
+func (s *MemLogStore) Term(i uint64) (uint64, error) {
+	if err := s.readFailure(); err != nil {
+		return 0, err
+	}
+	return s.MemoryStorage.Term(i)
 }
 
 // Syncs reports how many synced Saves happened (one per fsync on disk).

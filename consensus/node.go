@@ -108,6 +108,9 @@ type Node struct {
 	appendWG        sync.WaitGroup
 	appendsInFlight int
 	droppedInbound  atomic.Uint64
+	// readFailure is the first error of a log store read that raft cannot
+	// handle (raftStorage); raft panics on it, and the loop then stops.
+	readFailure atomic.Pointer[error]
 }
 
 var (
@@ -377,11 +380,20 @@ func (n *Node) run() {
 	stopErr := txswitch.ErrStopped
 	defer func() {
 		if r := recover(); r != nil {
-			if err, ok := r.(error); !ok || !errors.Is(err, ErrFailpointCrash) {
+			err, _ := r.(error)
+			switch failed := n.readFailure.Load(); {
+			case err != nil && errors.Is(err, ErrFailpointCrash):
+				n.log.Warn("raft loop crashed at failpoint")
+				stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, ErrFailpointCrash)
+			case failed != nil:
+				// Raft panics on a read error of its storage (it has no
+				// other way to report one); the store failed, so this node
+				// stops, as on a write error, instead of the process.
+				n.log.Error("raft node stopping: its log store failed a read", zap.Error(*failed), zap.Any("panic", r))
+				stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, *failed)
+			default:
 				panic(r)
 			}
-			n.log.Warn("raft loop crashed at failpoint")
-			stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, ErrFailpointCrash)
 		}
 		n.shutdown(stopErr)
 	}()

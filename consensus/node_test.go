@@ -572,6 +572,10 @@ func TestStorageErrorsStopTheNode(t *testing.T) {
 	}{
 		{"save", func(m *member) { m.store.FailWith(boom) }},
 		{"apply", func(m *member) { m.sm.FailWith(boom) }},
+		// A failed store refuses reads too; raft panics on a read error
+		// (here while sending the proposal to the followers), and the node
+		// must stop on it, not take the process down.
+		{"read", func(m *member) { m.store.FailWith(boom); m.store.FailReadsWith(boom) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newCluster(t, 3, 11, nil)

@@ -59,10 +59,50 @@ type snapResult struct {
 }
 
 // raftStorage is what raft reads: the cached log store, with Snapshot
-// served by the node (images are built on demand).
+// served by the node (images are built on demand). Raft panics on a read
+// error other than ErrCompacted and ErrUnavailable; such an error is kept
+// first (Node.readFailure) so that the loop stops the node on that panic
+// instead of crashing the process.
 type raftStorage struct {
 	LogStore
 	n *Node
+}
+
+func (s raftStorage) failed(err error) error {
+	if err != nil && !errors.Is(err, raft.ErrCompacted) && !errors.Is(err, raft.ErrUnavailable) {
+		s.n.readFailure.CompareAndSwap(nil, &err)
+	}
+	return err
+}
+
+// InitialState implements raft.Storage.
+func (s raftStorage) InitialState() (*raftpb.HardState, *raftpb.ConfState, error) {
+	hs, cs, err := s.LogStore.InitialState()
+	return hs, cs, s.failed(err)
+}
+
+// Entries implements raft.Storage.
+func (s raftStorage) Entries(lo, hi, maxSize uint64) ([]*raftpb.Entry, error) {
+	ents, err := s.LogStore.Entries(lo, hi, maxSize)
+	return ents, s.failed(err)
+}
+
+// Term implements raft.Storage.
+func (s raftStorage) Term(i uint64) (uint64, error) {
+	t, err := s.LogStore.Term(i)
+	return t, s.failed(err)
+}
+
+// LastIndex implements raft.Storage.
+func (s raftStorage) LastIndex() (uint64, error) {
+	i, err := s.LogStore.LastIndex()
+	return i, s.failed(err)
+}
+
+// FirstIndex implements raft.Storage.
+func (s raftStorage) FirstIndex() (uint64, error) {
+	i, err := s.LogStore.FirstIndex()
+	return i, s.failed(err)
 }
 
 // Snapshot implements raft.Storage. Raft calls it (on the loop) only to send
