@@ -219,6 +219,23 @@ func (n *Node) releaseReads() {
 	n.readsApplied = kept
 }
 
+// sweepReadBatches forgets the batches whose readers have all given up.
+// A follower forwards its ReadIndex to the leader once and raft never
+// retries it, so when that message or its answer is lost the batch would
+// otherwise stay until the next leader change. Loop only, on ticks.
+func (n *Node) sweepReadBatches() {
+	if len(n.readBatches) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for rctx, batch := range n.readBatches {
+		if !slices.ContainsFunc(batch, func(rw *readWaiter) bool { return n.reads[rw.key] == rw }) {
+			delete(n.readBatches, rctx)
+		}
+	}
+}
+
 func (n *Node) failIssuedReads(err error) {
 	// Their ReadStates may never come: forget the batches (a ReadState
 	// that still comes finds none, and its readers are failed below).

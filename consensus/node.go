@@ -404,6 +404,7 @@ func (n *Node) run() {
 			return
 		case <-tickC:
 			n.rn.Tick()
+			n.sweepReadBatches()
 		case m := <-n.recvc:
 			n.step(m)
 		case p := <-n.propc:

@@ -822,3 +822,34 @@ func TestDuplicatedForwardedProposalAppliesOnce(t *testing.T) {
 		t.Fatal("nothing was duplicated")
 	}
 }
+
+// A follower's ReadIndex goes to the leader once; when it is lost, its
+// readers time out, and their batch must not stay behind (it did until the
+// next leader change: a slow leak under a stable leader).
+func TestLostFollowerReadIsForgotten(t *testing.T) {
+	c := newCluster(t, 3, 13, nil)
+	lead := c.leader()
+	f := c.follower(lead.ID())
+	c.mustPropose(lead, "a", "k", "v")
+	c.net.BlockOneWay(f.ID(), lead.ID()) // the MsgReadIndex is lost
+	for range 3 {
+		if err := f.ReadBarrier(ctxT(t, 50*time.Millisecond)); err == nil {
+			t.Fatal("a read succeeded with its ReadIndex lost")
+		}
+	}
+	c.net.Heal()
+	batches := func() int {
+		got := make(chan int, 1)
+		if err := f.do(ctxT(t, 10*time.Second), func() { got <- len(f.readBatches) }); err != nil {
+			t.Fatal(err)
+		}
+		return <-got
+	}
+	c.waitFor("the lost reads' batches forgotten", func() bool { return batches() == 0 })
+	if c.leader().ID() != lead.ID() {
+		t.Fatal("the leader changed: the batches may have gone with it, not with the sweep")
+	}
+	if err := f.ReadBarrier(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatalf("read after healing: %v", err)
+	}
+}
