@@ -312,3 +312,46 @@ func (r *oneByte) Read(p []byte) (int, error) {
 	r.b = r.b[1:]
 	return 1, nil
 }
+
+// The same snapshot can be staged again on a new connection while the
+// reader of the old one has not yet seen it break. The old, superseded
+// sink can then neither write into the new staging nor, on its late
+// Abort, delete it (that left a follower whose raft had saved the snapshot
+// unable to restore it, at every start).
+func TestSupersededStagingLeavesTheNewOneAlone(t *testing.T) {
+	src := openFS(t, vfs.NewMem()).StateStore(1)
+	populate(t, src, 12, 40000)
+	idx, img := streamed(t, src)
+	ls := openFS(t, vfs.NewMem()).LogStore(1)
+	old, err := ls.StageImage(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Write(img[:stageChunkBytes+100]); err != nil { // a chunk stored, more buffered
+		t.Fatal(err)
+	}
+	fresh, err := ls.StageImage(idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fresh.Write(img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Write(img[:stageChunkBytes]); !errors.Is(err, errSuperseded) {
+		t.Fatalf("a superseded sink wrote a chunk: %v", err)
+	}
+	if size, err := fresh.Commit(); err != nil || size != int64(len(img)) {
+		t.Fatalf("commit of the new staging = %d, %v", size, err)
+	}
+	old.Abort()
+	if _, err := old.Commit(); err == nil {
+		t.Fatal("a superseded sink committed")
+	}
+	r, size, ok, err := ls.OpenStagedImage(idx)
+	if !ok || err != nil || size != int64(len(img)) {
+		t.Fatalf("the new staging after the old one's abort: %d %t %v", size, ok, err)
+	}
+	if got, err := io.ReadAll(r); err != nil || !bytes.Equal(got, img) {
+		t.Fatalf("staged image reads back %d bytes (%v), want %d", len(got), err, len(img))
+	}
+}

@@ -49,6 +49,12 @@ type LogStore struct {
 	loaded bool
 	c      logCache
 	buf    []byte // marshal scratch of writers (under wmu); pebble copies it
+
+	// stageMu guards staging: the sink that owns each index being staged
+	// (staging.go). A newer sink for an index supersedes the older one,
+	// which can then neither write nor drop anything of it.
+	stageMu sync.Mutex
+	staging map[uint64]*ImageSink
 }
 
 // logCache is what LogStore keeps in memory; a value type so a write can

@@ -47,12 +47,21 @@ func imageDoneKey(group, index uint64) []byte {
 	return binary.BigEndian.AppendUint64(groupKey(group, kindImageDone), index)
 }
 
+// errSuperseded: a newer staging of the same index took over this sink's.
+var errSuperseded = errors.New("pebblestore: image staging superseded by a newer one of the same index")
+
 // StageImage starts staging the image of the snapshot at index. Whatever
-// an earlier, unfinished staging of the same index left is discarded.
+// an earlier, unfinished staging of the same index left is discarded, and
+// that staging's sink, if still open, is superseded: the same snapshot can
+// arrive again on a new connection while the reader of the old one has
+// not yet seen it break, and that stale sink's Abort must not delete what
+// the new one staged.
 func (s *LogStore) StageImage(index uint64) (txswitch.ImageSink, error) {
 	if err := s.db.usable(); err != nil {
 		return nil, err
 	}
+	s.stageMu.Lock()
+	defer s.stageMu.Unlock()
 	if _, ok, err := s.db.get(s.db.pdb, imageDoneKey(s.group, index)); err != nil {
 		return nil, fmt.Errorf("stage image %d: %w", index, err)
 	} else if ok {
@@ -61,7 +70,23 @@ func (s *LogStore) StageImage(index uint64) (txswitch.ImageSink, error) {
 	if err := s.dropImages(index, index); err != nil {
 		return nil, fmt.Errorf("stage image %d: %w", index, err)
 	}
-	return &ImageSink{s: s, index: index, buf: make([]byte, 0, stageChunkBytes)}, nil
+	w := &ImageSink{s: s, index: index, buf: make([]byte, 0, stageChunkBytes)}
+	if s.staging == nil {
+		s.staging = map[uint64]*ImageSink{}
+	}
+	s.staging[index] = w
+	return w, nil
+}
+
+// ownsLocked reports whether w is still the staging of its index (stageMu
+// held).
+func (w *ImageSink) ownsLocked() bool { return w.s.staging[w.index] == w }
+
+// release ends w's ownership of its index (stageMu held).
+func (w *ImageSink) releaseLocked() {
+	if w.ownsLocked() {
+		delete(w.s.staging, w.index)
+	}
 }
 
 // Write buffers p and stores full chunks (unsynced).
@@ -86,6 +111,11 @@ func (w *ImageSink) Write(p []byte) (int, error) {
 func (w *ImageSink) flush() error {
 	if len(w.buf) == 0 {
 		return nil
+	}
+	w.s.stageMu.Lock()
+	defer w.s.stageMu.Unlock()
+	if !w.ownsLocked() {
+		return errSuperseded
 	}
 	b := w.s.db.pdb.NewBatch()
 	defer b.Close()
@@ -116,6 +146,12 @@ func (w *ImageSink) Commit() (int64, error) {
 		return 0, err
 	}
 	w.done = true
+	w.s.stageMu.Lock()
+	defer w.s.stageMu.Unlock()
+	if !w.ownsLocked() {
+		return 0, fmt.Errorf("stage image %d: %w", w.index, errSuperseded)
+	}
+	defer w.releaseLocked()
 	r, err := w.s.openChunks(w.index, w.size)
 	if err == nil {
 		var idx uint64
@@ -139,12 +175,19 @@ func (w *ImageSink) Commit() (int64, error) {
 	return w.size, nil
 }
 
-// Abort discards what was staged.
+// Abort discards what was staged, unless a newer staging of the index
+// superseded this one (then it is that one's).
 func (w *ImageSink) Abort() {
 	if w.done {
 		return
 	}
 	w.done = true
+	w.s.stageMu.Lock()
+	defer w.s.stageMu.Unlock()
+	if !w.ownsLocked() {
+		return
+	}
+	w.releaseLocked()
 	_ = w.s.dropImages(w.index, w.index)
 }
 
