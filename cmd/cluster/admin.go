@@ -109,27 +109,36 @@ func memberErr(err error) error {
 // member's status: a joining node must know where the others are before it
 // can answer the leader, long before it has applied the log that says so.
 func clusterMembers(memberAPI, adminToken string) ([]consensus.Peer, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	st, err := memberStatus(memberAPI, adminToken, 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("read members from %s: %w", memberAPI, err)
+	}
+	return st.Raft.Members, nil
+}
+
+// memberStatus reads a running member's status (GET /v1/admin/status).
+func memberStatus(memberAPI, adminToken string, timeout time.Duration) (Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	var st Status
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+memberAPI+"/v1/admin/status", nil)
 	if err != nil {
-		return nil, err
+		return st, err
 	}
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("read members from %s: %w", memberAPI, err)
+		return st, err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("read members from %s: status %d: %s", memberAPI, resp.StatusCode, b)
+		return st, fmt.Errorf("status %d: %s", resp.StatusCode, b)
 	}
-	var st Status
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("read members from %s: %w", memberAPI, err)
+		return st, err
 	}
-	return st.Raft.Members, nil
+	return st, nil
 }
 
 // joinCluster asks a running member (any: followers forward to the leader)

@@ -46,12 +46,19 @@ func TestWipedNodeRejoinsAsANewMember(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Restarting the wiped dir with its old bootstrap settings is refused:
-	// the dir has no identity and the journal would start empty.
+	// Restarting the wiped dir is refused: without bootstrap settings the
+	// dir has no identity; with its usual ones (as an operator's unchanged
+	// command would), the others know the id ran before.
 	restart := cfg
 	restart.Bootstrap = nil
 	if _, err := Start(restart); err == nil || !strings.Contains(err.Error(), "no node identity") {
 		t.Fatalf("wiped node restarted without joining: %v", err)
+	}
+	if err := os.RemoveAll(cfg.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Start(cfg); err == nil || !strings.Contains(err.Error(), "--join") {
+		t.Fatalf("wiped node bootstrapped again under its old id %d: %v", oldID, err)
 	}
 	if err := os.RemoveAll(cfg.DataDir); err != nil {
 		t.Fatal(err)

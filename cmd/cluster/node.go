@@ -298,6 +298,9 @@ func (n *Node) identity() (id uint64, join bool, err error) {
 		if !found {
 			return 0, false, fmt.Errorf("node %d is not among the bootstrap members", n.cfg.ID)
 		}
+		if err := n.refuseIfRanBefore(); err != nil {
+			return 0, false, err
+		}
 		id = n.cfg.ID
 	default:
 		return 0, false, fmt.Errorf("data dir %s has no node identity: bootstrap a new cluster or join a running one (a wiped node rejoins as a new member)", n.cfg.DataDir)
@@ -306,6 +309,37 @@ func (n *Node) identity() (id uint64, join bool, err error) {
 		return 0, false, fmt.Errorf("bind node id %d to %s: %w", id, n.cfg.DataDir, err)
 	}
 	return id, join, nil
+}
+
+// ranBeforeTimeout bounds asking one bootstrap member whether this node's
+// id has run before.
+const ranBeforeTimeout = 2 * time.Second
+
+// refuseIfRanBefore keeps a node whose data dir is empty from bootstrapping
+// under an id that has already run in the cluster, as a wiped node
+// restarted with its usual command would: with an empty log and no memory
+// of its vote it could elect a leader that lacks entries it had
+// acknowledged, and they would be lost. Every member reports its versions
+// at start (replicated), so a member that knows this id's report knows it
+// ran. Members it cannot reach are skipped: a new cluster whose members
+// start one by one still bootstraps.
+func (n *Node) refuseIfRanBefore() error {
+	for _, p := range n.cfg.Bootstrap {
+		if p.ID == n.cfg.ID || p.APIAddr == "" {
+			continue
+		}
+		st, err := memberStatus(p.APIAddr, n.cfg.AdminToken, ranBeforeTimeout)
+		if err != nil {
+			n.log.Info("bootstrap: could not ask a member whether this id ran before", zap.Uint64("member", p.ID), zap.Error(err))
+			continue
+		}
+		if _, ran := st.Versions.Members[n.cfg.ID]; ran {
+			return fmt.Errorf("node %d ran in this cluster before (member %d at %s knows it), but its data dir %s is empty: "+
+				"a wiped node must not come back under its old id; remove member %d and start this node with --join %s, it gets a new id",
+				n.cfg.ID, p.ID, p.APIAddr, n.cfg.DataDir, n.cfg.ID, p.APIAddr)
+		}
+	}
+	return nil
 }
 
 // seedConfig proposes the seed routing configuration once a leader exists,
