@@ -475,7 +475,7 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 	if err != nil {
 		return err
 	}
-	o.Status = deriveOrderStatus(o, ps, v >= VersionSurchargeDue)
+	o.Status = deriveOrderStatus(o, ps, v >= VersionMoneyRules)
 	o.UpdatedAt = at
 	rec, res, err := encodeOrderRec(ac.bs.buf.record[:0], o)
 	ac.bs.buf.record = rec
@@ -696,17 +696,31 @@ func amountDue(o *orderRec, ps []*paymentRec) int64 {
 	return due
 }
 
+// holdsUncaptured reports whether a payment still holds authorized money
+// not yet captured (more may be captured: the order is not over).
+func holdsUncaptured(ps []*paymentRec) bool {
+	for _, p := range ps {
+		switch p.Status {
+		case PaymentAuthorized, PaymentCaptured, PaymentPartiallyRefunded:
+			if p.Authorized.Value > p.Captured.Value+p.PendingCapture || p.PendingCapture > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // deriveOrderStatus computes an order's status from its payments; it is a
-// pure function of stored state, so every node agrees. surchargeDue is
-// cluster version VersionSurchargeDue.
-func deriveOrderStatus(o *orderRec, ps []*paymentRec, surchargeDue bool) string {
+// pure function of stored state, so every node agrees. moneyRules is
+// cluster version VersionMoneyRules (amountDue, holdsUncaptured).
+func deriveOrderStatus(o *orderRec, ps []*paymentRec, moneyRules bool) string {
 	auth, capt, refd := orderTotals(o, ps)
 	due := o.Amount.Value
-	if surchargeDue {
+	if moneyRules {
 		due = amountDue(o, ps)
 	}
 	switch {
-	case capt.Value > 0 && refd.Value >= capt.Value:
+	case capt.Value > 0 && refd.Value >= capt.Value && (!moneyRules || !holdsUncaptured(ps)):
 		return OrderRefunded
 	case refd.Value > 0:
 		return OrderPartiallyRefunded

@@ -136,13 +136,16 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 }
 
 // settledStatus is a payment's status from its amounts once authorized.
-func settledStatus(p *paymentRec) string {
+// moneyRules is cluster version VersionMoneyRules: from it, a payment
+// whose authorization is not all captured is not refunded (only
+// partially), so the rest stays capturable.
+func settledStatus(p *paymentRec, moneyRules bool) string {
 	switch {
 	case p.Captured.Value == 0:
 		return PaymentAuthorized
 	case p.Refunded.Value == 0:
 		return PaymentCaptured
-	case p.Refunded.Value >= p.Captured.Value:
+	case p.Refunded.Value >= p.Captured.Value && (!moneyRules || p.Captured.Value >= p.Authorized.Value):
 		return PaymentRefunded
 	}
 	return PaymentPartiallyRefunded
@@ -180,6 +183,11 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		}
 		return &ApplyResult{Reply: reply}, nil
 	}
+	v, err := readClusterVersion(ac.b)
+	if err != nil {
+		return nil, err
+	}
+	moneyRules := v >= VersionMoneyRules
 	code := firstNonEmpty(c.Result.Code, c.ErrCode)
 	pd := providerData{Op: c.Kind, Provider: d.Provider, Key: d.Key, Amount: &d.Amount, Outcome: c.Outcome, Code: code,
 		Message: firstNonEmpty(c.Result.Message, c.ErrMessage), ProviderRef: c.Result.ProviderRef, LatencyMs: c.LatencyMs, Source: c.Source}
@@ -206,7 +214,7 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		}
 		if ok {
 			p.Captured.Value += d.Amount.Value
-			p.Status = settledStatus(p)
+			p.Status = settledStatus(p, moneyRules)
 		}
 		evType = "capture_" + status
 		evMsg = fmt.Sprintf("Capture %s of %s %s at %s.", c.OpID, FormatMoney(d.Amount), outcomeVerb(c.Outcome, code), d.Provider)
@@ -221,7 +229,7 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		}
 		if ok {
 			p.Refunded.Value += d.Amount.Value
-			p.Status = settledStatus(p)
+			p.Status = settledStatus(p, moneyRules)
 		} else if final {
 			p.Refunds[i].Failure = &Failure{Code: firstNonEmpty(code, c.Outcome), Message: firstNonEmpty(pd.Message, "the provider did not refund")}
 		}

@@ -57,7 +57,11 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 	if o == nil || o.MerchantID != c.MerchantID {
 		return reject(KindNotFound, CodeOrderNotFound, "", "order "+c.OrderID+" not found"), nil
 	}
-	if orderExpiredAt(o, c.At) {
+	v, err := readClusterVersion(ac.b)
+	if err != nil {
+		return nil, err
+	}
+	if orderExpiredAt(o, c.At, v >= VersionMoneyRules) {
 		return reject(KindConflict, CodeOrderExpired, "",
 			fmt.Sprintf("order %s expired unpaid at %s; create a new order", o.ID, o.ExpiresAt.UTC().Format(time.RFC3339))), nil
 	}

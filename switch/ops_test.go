@@ -425,3 +425,56 @@ func TestLateOperationResultAnswersTheOperation(t *testing.T) {
 		})
 	}
 }
+
+// A partial shipment captured, returned and refunded before the rest
+// shipped: the rest of the authorization stays capturable (regression,
+// VersionMoneyRules: the payment became refunded and the next capture was
+// refused, the 600 held for ever). Below that version the old rule holds,
+// so that members on both binaries agree at every log index.
+func TestRefundedCaptureKeepsTheRestCapturable(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		gate        bool
+		afterRefund string // payment status
+		orderAfter  string
+	}{
+		{"at VersionMoneyRules", true, txswitch.PaymentPartiallyRefunded, txswitch.OrderPartiallyRefunded},
+		{"below it: the old rule", false, txswitch.PaymentRefunded, txswitch.OrderRefunded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.gate {
+				h.gate(txswitch.VersionMoneyRules)
+			}
+			o := h.createOrder(1000)
+			p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: txswitch.CaptureManual})
+			if _, err := h.svc.Capture(h.ctx, caller("ship-1"), p.ID, txswitch.CaptureRequest{Amount: eur(400)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.svc.Refund(h.ctx, caller("return-1"), p.ID, txswitch.RefundRequest{Amount: eur(400), Reason: "return"}); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.payment(p.ID).Status; got != tc.afterRefund {
+				t.Fatalf("payment after refunding the capture = %s, want %s", got, tc.afterRefund)
+			}
+			if got := h.order(o.ID).Status; got != tc.orderAfter {
+				t.Fatalf("order after refunding the capture = %s, want %s", got, tc.orderAfter)
+			}
+			_, err := h.svc.Capture(h.ctx, caller("ship-2"), p.ID, txswitch.CaptureRequest{Amount: eur(600)})
+			if !tc.gate {
+				wantErr(t, err, 409, txswitch.CodeInvalidState)
+				return
+			}
+			if err != nil {
+				t.Fatalf("capture of the rest: %v", err)
+			}
+			got := h.payment(p.ID)
+			if got.Status != txswitch.PaymentPartiallyRefunded || got.Captured.Value != 1000 || got.Refunded.Value != 400 {
+				t.Fatalf("payment = %s captured %v refunded %v", got.Status, got.Captured, got.Refunded)
+			}
+			if ord := h.order(o.ID); ord.Status != txswitch.OrderPartiallyRefunded || ord.Captured.Value != 1000 {
+				t.Fatalf("order = %s captured %v", ord.Status, ord.Captured)
+			}
+		})
+	}
+}

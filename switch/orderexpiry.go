@@ -57,11 +57,18 @@ func orderExpiryKey(at time.Time, orderID string) []byte {
 }
 
 // orderExpiredAt: at t, o takes no more payments because it expired.
-func orderExpiredAt(o *orderRec, t time.Time) bool {
+// moneyRules is cluster version VersionMoneyRules: from it, an order whose
+// payments were cancelled is as unpaid as a failed one.
+func orderExpiredAt(o *orderRec, t time.Time, moneyRules bool) bool {
 	if o.Status == OrderExpired {
 		return true
 	}
-	return o.ExpiresAt != nil && !t.Before(*o.ExpiresAt) && (o.Status == OrderCreated || o.Status == OrderFailed)
+	return o.ExpiresAt != nil && !t.Before(*o.ExpiresAt) && unpaidStatus(o.Status, moneyRules)
+}
+
+// unpaidStatus: an order in this status holds no money and expires.
+func unpaidStatus(status string, moneyRules bool) bool {
+	return status == OrderCreated || status == OrderFailed || (moneyRules && status == OrderCancelled)
 }
 
 func (ac *applyCtx) orderExpire(c *cmdOrderExpire) (*ApplyResult, error) {
@@ -79,9 +86,13 @@ func (ac *applyCtx) orderExpire(c *cmdOrderExpire) (*ApplyResult, error) {
 	if o == nil || o.ExpiresAt == nil || c.At.Before(*o.ExpiresAt) {
 		return &ApplyResult{}, nil // gone, never expiring, or not due: a stale index entry
 	}
-	switch o.Status {
-	case OrderCreated, OrderFailed:
-	case OrderPending, OrderHeldForReview:
+	v, err := readClusterVersion(ac.b)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case unpaidStatus(o.Status, v >= VersionMoneyRules):
+	case o.Status == OrderPending || o.Status == OrderHeldForReview:
 		// A payment is still moving: look again later.
 		if err := ac.b.Set(orderExpiryKey(c.At.Add(orderExpiryRecheck), o.ID), nil); err != nil {
 			return nil, fmt.Errorf("re-index order expiry: %w", err)

@@ -53,6 +53,19 @@ func TestOrderExpiry(t *testing.T) {
 				h.b.Push(txswitch.OpAuthorize, pendingStep())
 				h.pay(id, txswitch.CreatePaymentRequest{Method: "ideal"})
 			}},
+		// Regression (VersionMoneyRules): an order whose authorization was
+		// voided held no money but was never expired, and kept taking
+		// payments past its expiry.
+		{name: "cancelled then expires", advance: day, wantProposed: 1, wantStatus: txswitch.OrderExpired,
+			before: func(h *harness, id string) {
+				p := h.pay(id, txswitch.CreatePaymentRequest{Method: "card", Capture: txswitch.CaptureManual})
+				if _, err := h.svc.Cancel(h.ctx, caller("void"), p.ID); err != nil {
+					h.t.Fatalf("cancel: %v", err)
+				}
+				if st := h.order(id).Status; st != txswitch.OrderCancelled {
+					h.t.Fatalf("order after the void = %s", st)
+				}
+			}},
 		{name: "created at version 1 never expires", v1: true, advance: 2 * day, wantProposed: 0, wantStatus: txswitch.OrderCreated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

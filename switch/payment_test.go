@@ -491,7 +491,7 @@ func TestPaymentsPerOrderBounded(t *testing.T) {
 // a partial payment with a surcharge leaves the rest of the order open
 // (regression: iDEAL 9.80 + 0.29 on an order of 10.00 made it paid with
 // 0.20 open, and the rest was then taken on a paid order). Below cluster
-// version VersionSurchargeDue the old rule holds, so that members on both
+// version VersionMoneyRules the old rule holds, so that members on both
 // binaries agree at every log index.
 func TestSurchargeDoesNotPayTheGoods(t *testing.T) {
 	for _, tc := range []struct {
@@ -499,13 +499,13 @@ func TestSurchargeDoesNotPayTheGoods(t *testing.T) {
 		gate      bool
 		afterPart string
 	}{
-		{"at VersionSurchargeDue", true, txswitch.OrderAuthorized},
+		{"at VersionMoneyRules", true, txswitch.OrderAuthorized},
 		{"below it: the old rule", false, txswitch.OrderPaid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			if tc.gate {
-				h.gate(txswitch.VersionSurchargeDue)
+				h.gate(txswitch.VersionMoneyRules)
 			}
 			o := h.createOrder(1000)
 			p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "ideal", Amount: &txswitch.Money{Value: 980, Currency: "EUR"}})

@@ -31,10 +31,10 @@ const (
 	// only once the cluster version is there. Version 1 is the formats of
 	// the first release; version 2 adds order expiry (VersionOrderExpiry),
 	// version 3 a payment's cancellation (VersionCancellation), version 4
-	// streamed snapshot images (VersionStreamedImages), version 5 the
-	// surcharges in what makes an order paid (VersionSurchargeDue).
+	// streamed snapshot images (VersionStreamedImages), version 5 three
+	// money rules (VersionMoneyRules).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionSurchargeDue
+	BinaryMaxVersion = VersionMoneyRules
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -47,13 +47,20 @@ const (
 	// a snapshot (an older binary would stop on it), so the image goes
 	// inside the message, bounded by the transport's frame size.
 	VersionStreamedImages = 4
-	// VersionSurchargeDue: an order is paid once its captures cover its
-	// amount plus the surcharges of the payments that count towards it.
-	// Below it the surcharge counted towards the goods: a partial payment
-	// with a surcharge (9.80 + 0.29 on an order of 10.00) made the order
-	// paid with 0.20 open. The order's status is replicated state, so the
-	// rule changes for every member at the same log index.
-	VersionSurchargeDue = 5
+	// VersionMoneyRules: three money rules that change replicated state,
+	// hence from one log index on every member:
+	//   - an order is paid once its captures cover its amount plus the
+	//     surcharges of the payments that count towards it (the surcharge
+	//     counted towards the goods: iDEAL 9.80 + 0.29 on an order of 10.00
+	//     made it paid with 0.20 open);
+	//   - a payment whose captures are refunded but whose authorization is
+	//     not all captured stays partially_refunded and capturable (it became
+	//     refunded, and the rest of the authorization could be neither
+	//     captured nor released: a partial shipment returned before the next
+	//     one shipped);
+	//   - an order whose payments were cancelled expires like an unpaid one
+	//     (it kept taking payments past its expiry).
+	VersionMoneyRules = 5
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1
