@@ -204,6 +204,15 @@ func (s *Svc) propose(ctx context.Context, typ string, cmd any) (*ApplyResult, e
 // applied unwraps what Log.Propose returned: the apply result, with a
 // domain rejection as its error.
 func applied(typ string, v any, err error) (*ApplyResult, error) {
+	if errors.Is(err, ErrStopped) {
+		// A node stopping with a proposal in flight may have appended it,
+		// and the next leader may commit it (and, for a payment, its
+		// provider call may have been made): the outcome is unknown, and
+		// only a retry under the same key is safe. "Shutting down, retry
+		// elsewhere" would let a client retry under a new key and pay twice.
+		return nil, NewError(KindUnavailable, CodeOutcomeUnknown, "",
+			"this node stopped while the request was in flight; it may or may not have been executed: retry with the same Idempotency-Key on another node")
+	}
 	if err != nil {
 		return nil, mapLogError(err)
 	}

@@ -91,9 +91,10 @@ func memberErr(err error) error {
 		return nil
 	case errors.Is(err, consensus.ErrConfChangeInProgress):
 		return txswitch.NewError(txswitch.KindConflict, "membership_change_in_progress", "", err.Error())
-	case errors.Is(err, txswitch.ErrTimeout):
-		// The change may still commit: a blind retry could add a second
-		// member that never starts and weakens the quorum.
+	case errors.Is(err, txswitch.ErrTimeout), errors.Is(err, txswitch.ErrStopped):
+		// The change may still commit (a stopping node may have appended
+		// it): a blind retry could add a second member that never starts
+		// and weakens the quorum.
 		return txswitch.NewError(txswitch.KindUnavailable, "outcome_unknown", "", err.Error()+"; check the members before retrying")
 	case errors.Is(err, txswitch.ErrNoLeader), errors.Is(err, txswitch.ErrDropped):
 		return txswitch.NewError(txswitch.KindUnavailable, "not_leader", "", err.Error())
