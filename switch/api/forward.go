@@ -128,7 +128,14 @@ func (s *Server) forward(rc *reqCtx, body []byte) {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethodBytes(fc.Method())
-	req.SetRequestURIBytes(fc.RequestURI())
+	// The path and query alone: a client may send the target in absolute
+	// form (https://host/path), which the leader needs no more than the
+	// plain-HTTP client that forwards it can send.
+	target := append([]byte(nil), fc.URI().PathOriginal()...)
+	if q := fc.URI().QueryString(); len(q) > 0 {
+		target = append(append(target, '?'), q...)
+	}
+	req.SetRequestURIBytes(target)
 	req.Header.SetHost(client.Addr)
 	for _, h := range forwardedHeaders {
 		if v := fc.Request.Header.Peek(h); len(v) > 0 {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net"
 	"strings"
 	"sync"
@@ -75,6 +76,12 @@ func TestForwardWritesToLeader(t *testing.T) {
 	}{
 		{"create order", request{"POST", "/v1/orders", mh("Idempotency-Key", "idem-1", "X-Request-Id", "rid-1"), orderBody}, "CreateOrder",
 			map[string]string{"Idempotency-Key": "idem-1", "Authorization": "Bearer key-m1", "Content-Type": "application/json", "X-Request-Id": "rid-1"}},
+		// RFC 9112 lets a client send the target in absolute form; the
+		// follower forwards the path (it had forwarded the https:// URL,
+		// which its plain-HTTP client refused before sending: an
+		// outcome_unknown for ever, for a request the leader never saw).
+		{"absolute-form target", request{"POST", "https://node.example/v1/orders", mh("Idempotency-Key", "idem-abs"), orderBody}, "CreateOrder",
+			map[string]string{"Idempotency-Key": "idem-abs"}},
 		{"cancel", request{"POST", "/v1/payments/pay_1/cancel", [][2]string{{"Authorization", "Bearer key-m1"}}, ""}, "Cancel",
 			map[string]string{"Authorization": "Bearer key-m1"}},
 		{"notification", request{"POST", "/v1/notifications/simpsp", [][2]string{{"Content-Type", "application/json"}, {"X-Provider-Signature", sign("psp-secret", notif)}}, notif}, "Notify",
@@ -112,7 +119,9 @@ func TestForwardWritesToLeader(t *testing.T) {
 			if tt.wantMethod == "CreateOrder" {
 				// The order ids differ between two creations; compare the
 				// reply with what the leader stored instead.
-				get := leader.do(t, request{"GET", "/v1/orders/ord_1", mh(), ""})
+				var created struct{ ID string }
+				_ = json.Unmarshal(resp.body, &created)
+				get := leader.do(t, request{"GET", "/v1/orders/" + created.ID, mh(), ""})
 				if resp.status != 201 || string(resp.body) != string(get.body) {
 					t.Fatalf("follower answered %d %s; leader has %s", resp.status, resp.body, get.body)
 				}
