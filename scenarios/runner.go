@@ -296,6 +296,10 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	var fwg sync.WaitGroup
 	var undoMu sync.Mutex
 	undone := make([]bool, len(faults))
+	// A fault that could not be undone (a node that does not come back)
+	// fails the scenario: otherwise the checks would judge the survivors
+	// alone and pass.
+	var undoErrs []string
 	undo := func(i int) {
 		undoMu.Lock()
 		defer undoMu.Unlock()
@@ -307,6 +311,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 		defer cancel()
 		if err := faults[i].Undo(uctx); err != nil {
 			log.Warn("undo fault", zap.String("scenario", sc.Name), zap.String("kind", sc.Faults[i].Kind), zap.Error(err))
+			undoErrs = append(undoErrs, fmt.Sprintf("undo of fault %s (%s) failed: %v", sc.Faults[i].Kind, sc.Faults[i].Target, err))
 		}
 	}
 	for i, f := range sc.Faults {
@@ -357,6 +362,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	}
 	ev.Final, ev.FinalTimelines, ev.ReadErrors = readFinal(ctx, e, ids)
 	ev.ReadErrors = append(ev.ReadErrors, t.crashes()...)
+	ev.ReadErrors = append(ev.ReadErrors, undoErrs...)
 	ev.Timelines = timelinesFor(e, sc, ev)
 	ev.Members = t.members()
 	ev.Ext = ext.collect(ctx, e, ev)
