@@ -353,6 +353,13 @@ func checkIdempotency(ev *Evidence) CheckResult {
 			continue
 		}
 		sort.Slice(calls, func(a, b int) bool { return calls[a].End.Before(calls[b].End) })
+		// Copies of one request acknowledged with different resources were
+		// executed more than once, whatever their answers said: pending
+		// answers (a redirect payment, an operation in doubt) are not final
+		// and are not compared below, so compare what they created here.
+		if d := duplicateExecution(calls); d != "" {
+			v = append(v, "key "+k+": "+d)
+		}
 		firstAt := -1
 		for i, c := range calls {
 			if finalAnswer(c) && c.Status != 401 {
@@ -383,6 +390,31 @@ func checkIdempotency(ev *Evidence) CheckResult {
 		}
 	}
 	return result(CheckIdempotency, fmt.Sprintf("%d repeated requests compared", repeated), v)
+}
+
+// duplicateExecution names two copies of the first request under one key
+// that were acknowledged with different resource ids, or "".
+func duplicateExecution(calls []*Call) string {
+	var firstID string
+	var firstSeq int
+	for _, c := range calls {
+		if !c.Acked() || c.Path != calls[0].Path || !bytes.Equal(c.Req, calls[0].Req) {
+			continue
+		}
+		var r struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(c.Body, &r) != nil || r.ID == "" {
+			continue
+		}
+		switch {
+		case firstID == "":
+			firstID, firstSeq = r.ID, c.Seq
+		case r.ID != firstID:
+			return fmt.Sprintf("the same request was executed twice: call #%d created %s, call #%d created %s", firstSeq, firstID, c.Seq, r.ID)
+		}
+	}
+	return ""
 }
 
 func errorCode(body []byte) string {

@@ -156,6 +156,17 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 			c.Body = js(t, payment("pay_2", "ord_1", txswitch.PaymentCaptured, "psp_a", 1000, 1000, 0))
 			ev.Calls = append(ev.Calls, c)
 		}, "the first answer (call #1)"},
+		// Pending answers are not final and are not compared answer to
+		// answer; two copies that each created a payment still executed
+		// twice (regression: the check skipped keys without a final answer).
+		{"same key executed twice, both pending", CheckIdempotency, func(t *testing.T, ev *Evidence) {
+			c := ev.Calls[1]
+			c.Body = js(t, payment("pay_1", "ord_1", txswitch.PaymentPending, "psp_b", 1000, 0, 0))
+			ev.Calls[1] = c
+			c.Seq, c.Start, c.End = 2, at(40), at(50)
+			c.Body = js(t, payment("pay_2", "ord_1", txswitch.PaymentPending, "psp_b", 1000, 0, 0))
+			ev.Calls = append(ev.Calls, c)
+		}, "executed twice: call #1 created pay_1, call #2 created pay_2"},
 		{"same key, different body, executed", CheckIdempotency, func(t *testing.T, ev *Evidence) {
 			c := ev.Calls[1]
 			c.Seq, c.Start, c.End = 2, at(40), at(50)
