@@ -252,11 +252,18 @@ func checkMoneyAddsUp(ev *Evidence) CheckResult {
 	compared := 0
 	for _, oid := range sortedKeys(view) {
 		o := view[oid]
-		var capSum, refSum int64
+		var capSum, refSum, pspCaptured, due int64
+		due = o.Amount.Value
 		for i := range o.Payments {
 			p := &o.Payments[i]
 			capSum += p.Captured.Value
 			refSum += p.Refunded.Value
+			if lm := ledger[p.ID]; lm != nil {
+				pspCaptured += lm.captured
+			}
+			if p.Surcharge != nil {
+				due += p.Surcharge.Value
+			}
 			cur := p.Amount.Currency
 			for name, m := range map[string]txswitch.Money{"authorized": p.Authorized, "captured": p.Captured, "refunded": p.Refunded} {
 				if m.Value != 0 && m.Currency != cur {
@@ -301,6 +308,16 @@ func checkMoneyAddsUp(ev *Evidence) CheckResult {
 		}
 		if o.Refunded.Value > o.Captured.Value {
 			v = append(v, fmt.Sprintf("order %s: refunded %d > captured %d", oid, o.Refunded.Value, o.Captured.Value))
+		}
+		// Per order (DESIGN.md invariant 3), on the switch's totals and,
+		// independently, on what the PSPs captured for its payments: an
+		// order is never paid twice, whatever keys the payments had.
+		if o.Captured.Value > o.Authorized.Value {
+			v = append(v, fmt.Sprintf("order %s: captured %d > authorized %d", oid, o.Captured.Value, o.Authorized.Value))
+		}
+		if o.Captured.Value > due || pspCaptured > due {
+			v = append(v, fmt.Sprintf("order %s: captured %d at the switch, %d at the PSPs, over its amount %d plus surcharges (%d in all)",
+				oid, o.Captured.Value, pspCaptured, o.Amount.Value, due))
 		}
 		if o.Captured.Value != capSum || o.Refunded.Value != refSum {
 			v = append(v, fmt.Sprintf("order %s: totals captured %d refunded %d, its payments sum to %d and %d", oid, o.Captured.Value, o.Refunded.Value, capSum, refSum))

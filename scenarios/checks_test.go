@@ -38,10 +38,11 @@ func payment(id, order, status, provider string, amount, captured, refunded int6
 func order(id string, pays ...txswitch.Payment) *txswitch.Order {
 	o := &txswitch.Order{ID: id, Status: txswitch.OrderPaid, Amount: eur(1000), Payments: pays}
 	for _, p := range pays {
+		o.Authorized.Value += p.Authorized.Value
 		o.Captured.Value += p.Captured.Value
 		o.Refunded.Value += p.Refunded.Value
 	}
-	o.Captured.Currency, o.Refunded.Currency = "EUR", "EUR"
+	o.Authorized.Currency, o.Captured.Currency, o.Refunded.Currency = "EUR", "EUR", "EUR"
 	return o
 }
 
@@ -147,6 +148,14 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 			}
 			ev.Ledgers["psp_a"][0].Captured = false
 		}, "never voided"},
+		{"order paid twice under two payments", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
+			for _, n := range []string{"n1", "n2"} {
+				o := ev.Final[n]["ord_1"]
+				o.Payments = append(o.Payments, payment("pay_2", "ord_1", txswitch.PaymentCaptured, "psp_b", 1000, 1000, 0))
+				o.Captured, o.Authorized = eur(2000), eur(2000)
+			}
+			ev.Ledgers["psp_b"] = append(ev.Ledgers["psp_b"], charge(9, "pay_2", 1000, true))
+		}, "order ord_1: captured 2000 at the switch, 2000 at the PSPs, over its amount 1000"},
 		{"order totals do not sum", CheckMoneyAddsUp, func(t *testing.T, ev *Evidence) {
 			ev.Final["n1"]["ord_1"].Captured = eur(999)
 		}, "its payments sum to 1000"},
