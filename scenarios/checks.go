@@ -624,6 +624,18 @@ func checkReadsSeeWrites(ev *Evidence) CheckResult {
 			}
 		}
 	}
+	// The payment states acknowledged by writes: a read that starts after
+	// one must show that state or one it can move on to (a node serving a
+	// stale "pending" after "authorized" was acknowledged is a stale read).
+	acked := map[string][]*Call{}
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		if c.Acked() && c.Method != "GET" {
+			if p := paymentBody(c.Body); p != nil {
+				acked[p.ID] = append(acked[p.ID], c)
+			}
+		}
+	}
 	reads := 0
 	for i := range ev.Calls {
 		c := &ev.Calls[i]
@@ -637,7 +649,49 @@ func checkReadsSeeWrites(ev *Evidence) CheckResult {
 		reads++
 		if c.Status == 404 {
 			v = append(v, fmt.Sprintf("read of %s (call #%d via %s) answered 404 after its creation was acknowledged (call #%d via %s)", c.Target, c.Seq, c.Node, w.Seq, w.Node))
+			continue
+		}
+		if c.Status != 200 {
+			continue
+		}
+		for _, p := range readPayments(c) {
+			for _, wc := range acked[p.ID] {
+				if !c.Start.After(wc.End) {
+					continue
+				}
+				if was := paymentBody(wc.Body).Status; !reachable(was, p.Status) {
+					v = append(v, fmt.Sprintf("read of %s (call #%d via %s) shows payment %s %s after %s was acknowledged (call #%d via %s): a stale read",
+						c.Target, c.Seq, c.Node, p.ID, p.Status, was, wc.Seq, wc.Node))
+				}
+			}
 		}
 	}
 	return result(CheckReadsSeeWrites, fmt.Sprintf("%d reads after acknowledged writes", reads), v)
+}
+
+// paymentBody decodes a payment from a response body (nil when it is
+// something else: an order, a refund, an error).
+func paymentBody(b []byte) *txswitch.Payment {
+	var p txswitch.Payment
+	if json.Unmarshal(b, &p) != nil || !strings.HasPrefix(p.ID, "pay_") || p.Status == "" {
+		return nil
+	}
+	return &p
+}
+
+// readPayments are the payments a read returned: the payment, or the
+// order's payments.
+func readPayments(c *Call) []txswitch.Payment {
+	switch c.Op {
+	case "get_payment":
+		if p := paymentBody(c.Body); p != nil {
+			return []txswitch.Payment{*p}
+		}
+	case "get_order":
+		var o txswitch.Order
+		if json.Unmarshal(c.Body, &o) == nil {
+			return o.Payments
+		}
+	}
+	return nil
 }

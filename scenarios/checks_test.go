@@ -168,6 +168,10 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 		// Pending answers are not final and are not compared answer to
 		// answer; two copies that each created a payment still executed
 		// twice (regression: the check skipped keys without a final answer).
+		{"stale read after an acknowledged status", CheckReadsSeeWrites, func(t *testing.T, ev *Evidence) {
+			stale := payment("pay_1", "ord_1", txswitch.PaymentPending, "psp_a", 1000, 0, 0)
+			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "get_payment", Method: "GET", Node: "n2", Target: "pay_1", Status: 200, Body: js(t, stale), Start: at(40), End: at(45)})
+		}, "shows payment pay_1 pending after captured was acknowledged"},
 		{"same key executed twice, both pending", CheckIdempotency, func(t *testing.T, ev *Evidence) {
 			c := ev.Calls[1]
 			c.Body = js(t, payment("pay_1", "ord_1", txswitch.PaymentPending, "psp_b", 1000, 0, 0))
