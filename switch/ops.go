@@ -64,13 +64,19 @@ func (s *Svc) operate(ctx context.Context, c Caller, paymentID, kind string, bod
 	if !s.log.Leadership().IsLeader {
 		return Reply{}, errNotLeader()
 	}
-	ref, stored, err := s.idemStart(c, kind, paymentID, body)
-	if err != nil || stored != nil {
-		return derefReply(stored), err
-	}
 	p, err := s.readPayment(ctx, c, paymentID, false)
 	if err != nil {
 		return Reply{}, err
+	}
+	// The idempotency record is read AFTER the payment, as CreatePayment
+	// does: apply writes an operation's intent and its record in one
+	// batch, so a concurrent duplicate that sees the first request's
+	// reservation also sees its record and is answered as a duplicate. Read
+	// the other way round, a duplicate could find no record, then a payment
+	// with nothing left to capture, and be refused 409 invalid_state.
+	ref, stored, err := s.idemStart(c, kind, paymentID, body)
+	if err != nil || stored != nil {
+		return derefReply(stored), err
 	}
 	cmd, err := build(p)
 	if err != nil {

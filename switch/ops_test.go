@@ -478,3 +478,37 @@ func TestRefundedCaptureKeepsTheRestCapturable(t *testing.T) {
 		})
 	}
 }
+
+// A copy of a capture without an amount, sent while the first is out at
+// the provider, is answered as a duplicate (409 in progress), not refused
+// because the first already reserved what was left to capture.
+func TestConcurrentCopyOfAFullCapture(t *testing.T) {
+	h := newHarness(t)
+	h.gate(txswitch.VersionMoneyRules)
+	o := h.createOrder(1000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: txswitch.CaptureManual})
+	gate := make(chan struct{})
+	h.a.Push(txswitch.OpCapture, memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomeApproved, ProviderRef: "c-1"}, Block: gate})
+	first := make(chan error, 1)
+	go func() {
+		_, err := h.svc.Capture(h.ctx, caller("ship"), p.ID, txswitch.CaptureRequest{})
+		first <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.a.CallsFor(txswitch.OpCapture)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first capture never reached the provider")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	_, err := h.svc.Capture(h.ctx, caller("ship"), p.ID, txswitch.CaptureRequest{})
+	wantErr(t, err, 409, "idempotency_request_in_progress")
+	close(gate)
+	if err := <-first; err != nil {
+		t.Fatalf("first capture: %v", err)
+	}
+	r, err := h.svc.Capture(h.ctx, caller("ship"), p.ID, txswitch.CaptureRequest{})
+	if err != nil || r.Status != 201 {
+		t.Fatalf("copy after the first finished: %d %v, want its stored 201", r.Status, err)
+	}
+}
