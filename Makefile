@@ -5,7 +5,7 @@ BIN   := bin/txswitch
 # Every package but the scenario suite runs under the race detector: the
 # whole product is concurrent. The scenarios run without it (they are
 # whole clusters under load; the race detector would only slow them down).
-UNIT_PKGS  := ./consensus/... ./storage/... ./providers/... ./switch/... ./cmd/... ./chaos/...
+UNIT_PKGS  := ./consensus/... ./storage/... ./providers/... ./switch/... ./cmd/... ./chaos/... ./internal/...
 SMOKE_TAGS ?= smoke
 
 .PHONY: all build demo test deps check-go check-postgres fmt vet unit smoke bench scenarios clean

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -23,7 +26,7 @@ func init() {
 func runDemo(args []string) error {
 	fs := newFlags("demo", "[--nodes N] [--base-port P] [--data-dir DIR] [--rate R] [--central-db auto|off|URL]")
 	nodes := fs.Int("nodes", 3, "number of nodes")
-	basePort := fs.Int("base-port", 7000, "node i's API listens on base+i, its raft on base+100+i, PSP j on base+200+j (0: any free ports)")
+	basePort := fs.Int("base-port", 7000, "node n's API listens on base+n-1 (node 1 on base), its raft on base+100+n-1, PSP j on base+200+j-1 (0: any free ports)")
 	dataDir := fs.String("data-dir", "", "where the nodes keep their journals (default: a fresh temp dir, removed at exit)")
 	rate := fs.Float64("rate", 5, "generated orders per second (0: no generated traffic)")
 	every := fs.Duration("summary-every", 5*time.Second, "how often to print the live summary")
@@ -60,8 +63,12 @@ func runDemo(args []string) error {
 	}
 	defer central.close() // after the nodes have stopped exporting
 
+	apiKey, err := demoAPIKey(dir)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("Starting %d txswitch nodes and 3 simulated PSPs (journals in %s, logs in %s)...\n", *nodes, dir, logPath)
-	l, err := cluster.StartLocal(cluster.LocalConfig{Nodes: *nodes, Dir: dir, BasePort: *basePort, Logger: log, CentralDB: central.url})
+	l, err := cluster.StartLocal(cluster.LocalConfig{Nodes: *nodes, Dir: dir, BasePort: *basePort, Logger: log, CentralDB: central.url, APIKey: apiKey})
 	if err != nil {
 		return err
 	}
@@ -209,4 +216,28 @@ func breakerSummary(states map[string]map[string]txswitch.BreakerState) string {
 	}
 	sort.Strings(open)
 	return strings.Join(open, " ")
+}
+
+// demoAPIKeyFile keeps the demo merchant's API key in the data dir: the
+// cluster stores only its hash, in the routing configuration it seeds on
+// the first run, so a restart on the same --data-dir must print (and send
+// its traffic with) that same key, not a new one it would refuse.
+const demoAPIKeyFile = "demo-api-key"
+
+func demoAPIKey(dir string) (string, error) {
+	path := filepath.Join(dir, demoAPIKeyFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && len(strings.TrimSpace(string(b))) > 0:
+		return strings.TrimSpace(string(b)), nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("read the demo API key: %w", err)
+	}
+	r := make([]byte, 16)
+	_, _ = rand.Read(r) // crypto/rand.Read never fails (Go >= 1.24)
+	key := "sk_demo_" + hex.EncodeToString(r)
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keep the demo API key: %w", err)
+	}
+	return key, nil
 }

@@ -15,7 +15,7 @@ func init() {
 
 func runSimProvider(args []string) error {
 	fs := newFlags("sim-provider", "[--listen ADDR] [--name NAME] [--seed N]")
-	listen := fs.String("listen", "127.0.0.1:7100", "address to listen on")
+	listen := fs.String("listen", "127.0.0.1:7300", "address to listen on (not 7100: a node's default raft address)")
 	name := fs.String("name", "psp_sim", "provider name (in logs and the ledger)")
 	seed := fs.Uint64("seed", 1, "seed for latency and error draws (same seed, same draws)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
