@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +58,42 @@ type centralDB struct {
 	log      *zap.Logger
 	// migrate is central.Migrate on pool (tests replace it).
 	migrate func(ctx context.Context) ([]int, error)
+	// observeEvery is how often the backlog is observed while a migration
+	// run is under way (default observeWhileMigrating).
+	observeEvery time.Duration
+}
+
+// observeWhileMigrating: a run can wait long (another node's index build
+// holds the migration lock, or a statement runs for minutes), and the
+// export lag must stay visible meanwhile.
+const observeWhileMigrating = 5 * time.Second
+
+var errMigrating = errors.New("the central database schema is being migrated (or waiting for another node's migration); exporting resumes after it")
+
+// migrateObserved runs one migration run, observing the backlog while it
+// lasts.
+func (c *centralDB) migrateObserved(ctx context.Context) ([]int, error) {
+	every := c.observeEvery
+	if every <= 0 {
+		every = observeWhileMigrating
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				c.exporter.ObserveBacklog(errMigrating)
+			}
+		}
+	})
+	defer wg.Wait()
+	defer close(done)
+	return c.migrate(ctx)
 }
 
 func startCentral(ctx context.Context, n *Node, url string) (*centralDB, error) {
@@ -95,7 +133,7 @@ func (c *centralDB) run(ctx context.Context) {
 	var lastErr string
 	var lastLog time.Time
 	for ctx.Err() == nil {
-		applied, err := c.migrate(ctx)
+		applied, err := c.migrateObserved(ctx)
 		if err == nil {
 			c.migrated.Store(true)
 			c.log.Info("central database schema is current", zap.Ints("applied_now", applied))

@@ -89,3 +89,35 @@ func TestCentralWaitsToMigrateVisibly(t *testing.T) {
 		t.Fatalf("warnings %q, want one per distinct error %q", said, want)
 	}
 }
+
+// A migration run can wait long (another node holds the lock through an
+// index build); the export lag stays visible meanwhile.
+func TestCentralObservesTheBacklogDuringALongMigration(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	exp, err := central.NewExporter(context.Background(), central.ExporterConfig{Pool: pool,
+		Source: backlogSource{at: time.Now().Add(-time.Minute)}, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &centralDB{pool: pool, exporter: exp, log: zap.NewNop(), observeEvery: 10 * time.Millisecond}
+	release := make(chan struct{})
+	c.migrate = func(ctx context.Context) ([]int, error) {
+		<-release // a long index build
+		return nil, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	waitFor(t, 10*time.Second, "the backlog observed during the migration", func() bool {
+		d := c.describe()
+		return strings.Contains(d, "lag 5 events") && strings.Contains(d, "being migrated")
+	})
+	close(release)
+	waitFor(t, 10*time.Second, "migrated", c.migrated.Load)
+	cancel()
+	<-done
+}
