@@ -476,6 +476,15 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 		return err
 	}
 	o.Status = deriveOrderStatus(o, ps, v >= VersionMoneyRules)
+	if v >= VersionMoneyRules && o.Status == OrderCancelled && o.ExpiresAt != nil && !at.Before(*o.ExpiresAt) {
+		// Cancelled past its expiry: the sweep found it authorized (money
+		// held) and let it be; now that it holds none it expires here.
+		o.Status = OrderExpired
+		msg := fmt.Sprintf("Order expired unpaid: its payment was cancelled after %s, when it was due to expire.", o.ExpiresAt.UTC().Format(time.RFC3339))
+		if err := ac.event(o, at, "order_expired", "", msg, nil); err != nil {
+			return err
+		}
+	}
 	o.UpdatedAt = at
 	rec, res, err := encodeOrderRec(ac.bs.buf.record[:0], o)
 	ac.bs.buf.record = rec

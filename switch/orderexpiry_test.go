@@ -179,3 +179,28 @@ func TestOrderExpiryEdges(t *testing.T) {
 		}
 	})
 }
+
+// An order still authorized when its expiry came (money held: the sweep
+// lets it be) expires when that authorization is cancelled later.
+func TestOrderCancelledAfterItsExpiryExpires(t *testing.T) {
+	h := newHarness(t)
+	h.gate(txswitch.VersionMoneyRules)
+	o := h.createOrder(1000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: txswitch.CaptureManual})
+	h.clock.Advance(txswitch.DefaultOrderExpiry + time.Minute)
+	h.expireOrders()
+	if st := h.order(o.ID).Status; st != txswitch.OrderAuthorized {
+		t.Fatalf("order at its expiry with an authorization held = %s", st)
+	}
+	if _, err := h.svc.Cancel(h.ctx, caller("void"), p.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.order(o.ID).Status; st != txswitch.OrderExpired {
+		t.Fatalf("order after the void past its expiry = %s, want expired", st)
+	}
+	if !hasEvent(h.timeline(o.ID), "order_expired") {
+		t.Fatalf("no order_expired event: %v", eventTypes(h.timeline(o.ID)))
+	}
+	_, err := h.svc.CreatePayment(h.ctx, caller("late"), o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	wantErr(t, err, 409, txswitch.CodeOrderExpired)
+}
