@@ -117,6 +117,14 @@ func clusterMembers(memberAPI, adminToken string) ([]consensus.Peer, error) {
 	return st.Raft.Members, nil
 }
 
+// statusError: a member answered the status request with an error.
+type statusError struct {
+	code int
+	body string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.code, e.body) }
+
 // memberStatus reads a running member's status (GET /v1/admin/status).
 func memberStatus(memberAPI, adminToken string, timeout time.Duration) (Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -134,7 +142,7 @@ func memberStatus(memberAPI, adminToken string, timeout time.Duration) (Status, 
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("status %d: %s", resp.StatusCode, b)
+		return st, &statusError{code: resp.StatusCode, body: string(b)}
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
 		return st, err

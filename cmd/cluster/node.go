@@ -329,7 +329,15 @@ func (n *Node) refuseIfRanBefore() error {
 			continue
 		}
 		st, err := memberStatus(p.APIAddr, n.cfg.AdminToken, ranBeforeTimeout)
-		if err != nil {
+		var se *statusError
+		switch {
+		case errors.As(err, &se):
+			// The member answered but would not say (no or another admin
+			// token): the check cannot protect this bootstrap.
+			n.log.Warn("bootstrap: a running member would not say whether this id ran before; start nodes with the cluster's --admin-token so a wiped node cannot come back under its old id",
+				zap.Uint64("member", p.ID), zap.Error(err))
+			continue
+		case err != nil:
 			n.log.Info("bootstrap: could not ask a member whether this id ran before", zap.Uint64("member", p.ID), zap.Error(err))
 			continue
 		}
