@@ -225,6 +225,18 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		return nil
 	}
+	// ofLast is the cause of the last payment: an order can be paid again
+	// after a failed attempt, and why it is not paid now is why its last
+	// payment failed (an earlier attempt's wrong security code must not be
+	// blamed for a later provider outage).
+	ofLast := func(code string) *Cause {
+		for i := range causes {
+			if causes[i].Code == code && last != nil && causes[i].PaymentID == last.ID {
+				return &causes[i]
+			}
+		}
+		return nil
+	}
 	switch o.Status {
 	case OrderPaid:
 		return fmt.Sprintf("The order is paid: %s captured with %s at %s%s.", FormatMoney(o.Captured), settled.Method, settled.Provider, why)
@@ -252,39 +264,39 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		return msg + "."
 	case OrderPending:
-		if c := first(CauseInDoubt); c != nil {
+		if c := ofLast(CauseInDoubt); c != nil {
 			return "The order is not paid yet: " + c.Message + "."
 		}
-		if c := first(CauseAwaitingShopper); c != nil {
+		if c := ofLast(CauseAwaitingShopper); c != nil {
 			return "The order is not paid yet: " + c.Message + "."
 		}
 		return "The order is not paid yet: its payment is being processed."
 	case OrderCancelled:
-		if c := first(CauseReviewRejected); c != nil {
+		if c := ofLast(CauseReviewRejected); c != nil {
 			return "The order is not paid: " + c.Message + "."
 		}
 		return "The order is not paid: its authorization was cancelled."
 	case OrderFailed:
-		if c := first(CauseInvalidInput); c != nil {
+		if c := ofLast(CauseInvalidInput); c != nil {
 			return fmt.Sprintf("The order is not paid: %s declined the payment because %s.", c.Provider, c.Message)
 		}
-		if c := first(CauseDeclined); c != nil && last.Status == PaymentDeclined {
+		if c := ofLast(CauseDeclined); c != nil && last.Status == PaymentDeclined {
 			return "The order is not paid: " + c.Message + "; the customer can try again."
 		}
-		if c := first(CauseNoMethod); c != nil {
+		if c := ofLast(CauseNoMethod); c != nil {
 			down := ""
 			for _, d := range causes {
-				if d.Code == CauseProviderDown || d.Code == CauseProviderSlow {
+				if (d.Code == CauseProviderDown || d.Code == CauseProviderSlow) && d.PaymentID == last.ID {
 					down = " (" + d.Message + ")"
 					break
 				}
 			}
 			return "The order is not paid: " + c.Message + down + "."
 		}
-		if c := first(CauseNeverReceived); c != nil {
+		if c := ofLast(CauseNeverReceived); c != nil {
 			return "The order is not paid: " + c.Message + "."
 		}
-		if c := first(CauseExpired); c != nil && last.Failure != nil && last.Failure.Code == CodeExpired {
+		if c := ofLast(CauseExpired); c != nil && last.Failure != nil && last.Failure.Code == CodeExpired {
 			return "The order is not paid: " + c.Message + "; the customer can try again."
 		}
 		return "The order is not paid: its last payment failed."

@@ -162,3 +162,49 @@ func TestTimelineOrderAndSeq(t *testing.T) {
 		t.Fatalf("provider response data: %s", evs[3].Data)
 	}
 }
+
+// With several attempts, the summary says why the LAST one failed: the
+// customer may pay again after a decline, and an earlier attempt's cause
+// must not be blamed for the later failure.
+func TestExplainBlamesTheLastAttempt(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		second      func(h *harness)
+		wantInSum   []string
+		wantMissing string
+	}{
+		{"wrong security code, then every breaker open", func(h *harness) {
+			h.provs.SetState("psp_a", "card", txswitch.BreakerOpen)
+			h.provs.SetState("psp_b", "card", txswitch.BreakerOpen)
+		}, []string{"no provider could take card"}, "security code"},
+		{"wrong security code, then declined by the issuer", func(h *harness) {
+			h.a.Push(txswitch.OpAuthorize, declined("insufficient_funds"))
+		}, []string{"insufficient_funds", "try again"}, "security code"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			o := h.createOrder(1000)
+			h.a.Push(txswitch.OpAuthorize, declined("invalid_cvc"))
+			if p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); p.Status != txswitch.PaymentDeclined {
+				t.Fatalf("first attempt = %s", p.Status)
+			}
+			tc.second(h)
+			if p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); p.Status == txswitch.PaymentCaptured {
+				t.Fatalf("second attempt = %s", p.Status)
+			}
+			r, err := h.svc.Explain(h.ctx, caller(""), o.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ex := decode[txswitch.Explanation](t, r)
+			for _, w := range tc.wantInSum {
+				if !strings.Contains(ex.Summary, w) {
+					t.Fatalf("summary %q lacks %q", ex.Summary, w)
+				}
+			}
+			if strings.Contains(ex.Summary, tc.wantMissing) {
+				t.Fatalf("summary %q blames the first attempt", ex.Summary)
+			}
+		})
+	}
+}
