@@ -36,10 +36,29 @@ func (s *Svc) Methods(ctx context.Context, c Caller, orderID string) (Reply, err
 	if err != nil {
 		return Reply{}, err
 	}
-	oc := orderContext(o)
-	if open := openAmount(o, ps); open > 0 {
-		oc.Amount = open
+	// An order that takes no payment now (expired, or its amount covered by
+	// its payments) offers nothing: a method offered here would be refused
+	// with a 409 at the payment, and the offer would be recorded on the
+	// timeline after the order was closed.
+	reason, detail := "", ""
+	open := openAmount(o, ps)
+	switch {
+	case orderExpiredAt(o, s.clock.Now(), s.VersionActive(VersionMoneyRules)):
+		reason, detail = ExclusionOrderExpired, "the order expired unpaid; create a new order"
+	case open <= 0:
+		reason, detail = ExclusionNothingToPay, "the order's amount is covered by its payments"
 	}
+	if reason != "" {
+		resp := MethodsResponse{Methods: []MethodOffer{}}
+		for _, m := range cfg.Methods {
+			if m.Enabled {
+				resp.Excluded = append(resp.Excluded, MethodExclusion{Method: m.Name, Reason: reason, Detail: detail})
+			}
+		}
+		return jsonReply(200, resp)
+	}
+	oc := orderContext(o)
+	oc.Amount = open
 	resp := EligibleMethods(cfg, oc, s.health)
 	if resp.Methods == nil {
 		resp.Methods = []MethodOffer{}

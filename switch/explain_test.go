@@ -3,6 +3,7 @@ package txswitch_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	txswitch "github.com/txswitch/txswitch/switch"
 	"github.com/txswitch/txswitch/switch/memory"
@@ -204,6 +205,49 @@ func TestExplainBlamesTheLastAttempt(t *testing.T) {
 			}
 			if strings.Contains(ex.Summary, tc.wantMissing) {
 				t.Fatalf("summary %q blames the first attempt", ex.Summary)
+			}
+		})
+	}
+}
+
+// An order that takes no payment offers no method (each is excluded with
+// why), and records no offer: what it offered would be refused with 409.
+func TestNoMethodsForAClosedOrder(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		close  func(h *harness, orderID string)
+		reason string
+	}{
+		{"paid", func(h *harness, id string) { h.pay(id, txswitch.CreatePaymentRequest{Method: "card"}) }, txswitch.ExclusionNothingToPay},
+		{"expired", func(h *harness, id string) {
+			h.clock.Advance(txswitch.DefaultOrderExpiry + time.Minute)
+			h.expireOrders()
+		}, txswitch.ExclusionOrderExpired},
+		{"past its expiry, not swept yet", func(h *harness, id string) {
+			h.clock.Advance(txswitch.DefaultOrderExpiry + time.Minute)
+		}, txswitch.ExclusionOrderExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.gate(txswitch.VersionMoneyRules)
+			o := h.createOrder(1000)
+			tc.close(h, o.ID)
+			before := len(h.timeline(o.ID))
+			r, err := h.svc.Methods(h.ctx, caller(""), o.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := decode[txswitch.MethodsResponse](t, r)
+			if len(m.Methods) != 0 || len(m.Excluded) == 0 {
+				t.Fatalf("methods of a closed order: %+v", m)
+			}
+			for _, e := range m.Excluded {
+				if e.Reason != tc.reason {
+					t.Fatalf("exclusion %+v, want reason %s", e, tc.reason)
+				}
+			}
+			if after := len(h.timeline(o.ID)); after != before {
+				t.Fatalf("an offer was recorded on the closed order's timeline (%d -> %d events)", before, after)
 			}
 		})
 	}

@@ -38,6 +38,9 @@ const (
 	ExclusionAmountAboveMax   = "amount_above_max"
 	ExclusionNoRoute          = "no_route"
 	ExclusionAllProvidersDown = "all_providers_down"
+	// The order itself takes no payment now: every method is excluded.
+	ExclusionOrderExpired = "order_expired"
+	ExclusionNothingToPay = "nothing_to_pay"
 )
 
 // CodeMethodNotAvailable is the error code for paying with a method the
