@@ -471,7 +471,7 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 		return fmt.Errorf("order %s: %w", o.ID, err)
 	}
 	o.Authorized, o.Captured, o.Refunded = orderTotals(o, ps)
-	v, err := readClusterVersion(ac.b)
+	v, err := ac.version()
 	if err != nil {
 		return err
 	}

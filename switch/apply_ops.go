@@ -97,7 +97,7 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 		amount = p.Authorized
 		p.PendingCancel = c.OpID
 		p.CancelAttempts++
-		v, err := readClusterVersion(ac.b)
+		v, err := ac.version()
 		if err != nil {
 			return nil, err
 		}
@@ -183,7 +183,7 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		}
 		return &ApplyResult{Reply: reply}, nil
 	}
-	v, err := readClusterVersion(ac.b)
+	v, err := ac.version()
 	if err != nil {
 		return nil, err
 	}
@@ -316,7 +316,7 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 // the cancellation d (status as opResult computed it), from cluster
 // version VersionCancellation on.
 func (ac *applyCtx) recordCancellation(p *paymentRec, d *inDoubtRec, c *cmdOpResult, status, message string) error {
-	v, err := readClusterVersion(ac.b)
+	v, err := ac.version()
 	if err != nil || v < VersionCancellation {
 		return err
 	}

@@ -57,7 +57,7 @@ func (ac *applyCtx) paymentIntent(c *cmdPaymentIntent) (*ApplyResult, error) {
 	if o == nil || o.MerchantID != c.MerchantID {
 		return reject(KindNotFound, CodeOrderNotFound, "", "order "+c.OrderID+" not found"), nil
 	}
-	v, err := readClusterVersion(ac.b)
+	v, err := ac.version()
 	if err != nil {
 		return nil, err
 	}

@@ -86,7 +86,7 @@ func (ac *applyCtx) orderExpire(c *cmdOrderExpire) (*ApplyResult, error) {
 	if o == nil || o.ExpiresAt == nil || c.At.Before(*o.ExpiresAt) {
 		return &ApplyResult{}, nil // gone, never expiring, or not due: a stale index entry
 	}
-	v, err := readClusterVersion(ac.b)
+	v, err := ac.version()
 	if err != nil {
 		return nil, err
 	}

@@ -87,6 +87,9 @@ func cachedTable(k []byte) bool {
 
 // batchState is what one Apply call keeps across its commands.
 type batchState struct {
+	// version is the cluster version as of the command being applied (0:
+	// not read yet in this batch); see applyCtx.version.
+	version   int
 	committed *recordCache
 	filter    *keyFilter
 	// written: key → deep copy of the value last written in this batch,

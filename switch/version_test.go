@@ -165,3 +165,28 @@ func TestClusterVersionAdvance(t *testing.T) {
 		t.Fatalf("versions = %+v, %v", vs, err)
 	}
 }
+
+// Apply reads the cluster version once per batch: a move applied earlier
+// in the same batch is what the later commands see (two moves in one
+// batch: the second starts from the first's version).
+func TestClusterVersionMovesWithinOneBatch(t *testing.T) {
+	r := newReplica(t, txswitch.VersionRange{Min: 1, Max: 3})
+	if c, err := r.apply(t, txswitch.NodeVersionCommand(1, txswitch.VersionRange{Min: 1, Max: 3})); err != nil || c != "" {
+		t.Fatalf("report: %q %v", c, err)
+	}
+	res, err := r.m.Apply([]txswitch.Command{
+		{Index: 2, Term: 1, Data: txswitch.ClusterVersionCommand(2, 1)},
+		{Index: 3, Term: 1, Data: txswitch.ClusterVersionCommand(3, 1)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range res {
+		if ar := x.(*txswitch.ApplyResult); ar.Err != nil {
+			t.Fatalf("move %d in the batch refused: %v", i+2, ar.Err)
+		}
+	}
+	if v := r.m.ClusterVersion(); v != 3 {
+		t.Fatalf("cluster version %d after two moves in one batch, want 3", v)
+	}
+}
