@@ -149,8 +149,8 @@ func (p *HTTPProvider) Do(ctx context.Context, req txswitch.ProviderRequest) (tx
 	if err != nil {
 		return txswitch.ProviderResult{}, p.fail(req.Op, true, CodeInvalidRequest, err)
 	}
-	// handedOver flips when the request gets a connection, i.e. just before
-	// its bytes may leave. Until then the PSP certainly has nothing. After
+	// The request is handed over when it gets a connection (conns > 0),
+	// i.e. just before its bytes may leave. Until then the PSP certainly has nothing. After
 	// it we assume the PSP may have the whole request, even if the write
 	// failed half-way: WroteRequest would be more precise but is reported
 	// from the transport's write goroutine and can race with a read error,

@@ -463,7 +463,6 @@ func checkDense(wm uint64, events []txswitch.OutboxEvent) error {
 	return nil
 }
 
-// observe updates the lag figures from what the source reports.
 // notLeader clears the lag figures: only the leader's exporter reports
 // lag; a deposed leader must not keep alarming with stale figures.
 func (e *Exporter) notLeader() {
@@ -508,6 +507,7 @@ func (e *Exporter) ObserveBacklog(cause error) {
 	}
 }
 
+// observe updates the lag figures from what the source reports.
 func (e *Exporter) observe(wm, head uint64, events []txswitch.OutboxEvent) {
 	var lagSec float64
 	if len(events) > 0 {

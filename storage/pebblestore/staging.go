@@ -82,7 +82,7 @@ func (s *LogStore) StageImage(index uint64) (txswitch.ImageSink, error) {
 // held).
 func (w *ImageSink) ownsLocked() bool { return w.s.staging[w.index] == w }
 
-// release ends w's ownership of its index (stageMu held).
+// releaseLocked ends w's ownership of its index (stageMu held).
 func (w *ImageSink) releaseLocked() {
 	if w.ownsLocked() {
 		delete(w.s.staging, w.index)
