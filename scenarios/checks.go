@@ -260,9 +260,9 @@ func checkMoneyAddsUp(ev *Evidence) CheckResult {
 			refSum += p.Refunded.Value
 			if lm := ledger[p.ID]; lm != nil {
 				pspCaptured += lm.captured
-			}
-			if p.Surcharge != nil {
-				due += p.Surcharge.Value
+				if p.Surcharge != nil && lm.charges > 0 {
+					due += p.Surcharge.Value // the PSP charged it with the goods
+				}
 			}
 			cur := p.Amount.Currency
 			for name, m := range map[string]txswitch.Money{"authorized": p.Authorized, "captured": p.Captured, "refunded": p.Refunded} {
@@ -627,14 +627,9 @@ func checkReadsSeeWrites(ev *Evidence) CheckResult {
 	// The payment states acknowledged by writes: a read that starts after
 	// one must show that state or one it can move on to (a node serving a
 	// stale "pending" after "authorized" was acknowledged is a stale read).
-	acked := map[string][]*Call{}
-	for i := range ev.Calls {
-		c := &ev.Calls[i]
-		if c.Acked() && c.Method != "GET" {
-			if p := paymentBody(c.Body); p != nil {
-				acked[p.ID] = append(acked[p.ID], c)
-			}
-		}
+	acked := map[string][]ackedPayment{}
+	for _, a := range ev.ackedPayments() {
+		acked[a.p.ID] = append(acked[a.p.ID], a)
 	}
 	reads := 0
 	for i := range ev.Calls {
@@ -655,13 +650,10 @@ func checkReadsSeeWrites(ev *Evidence) CheckResult {
 			continue
 		}
 		for _, p := range readPayments(c) {
-			for _, wc := range acked[p.ID] {
-				if !c.Start.After(wc.End) {
-					continue
-				}
-				if was := paymentBody(wc.Body).Status; !reachable(was, p.Status) {
+			for _, a := range acked[p.ID] {
+				if c.Start.After(a.call.End) && !reachable(a.p.Status, p.Status) {
 					v = append(v, fmt.Sprintf("read of %s (call #%d via %s) shows payment %s %s after %s was acknowledged (call #%d via %s): a stale read",
-						c.Target, c.Seq, c.Node, p.ID, p.Status, was, wc.Seq, wc.Node))
+						c.Target, c.Seq, c.Node, p.ID, p.Status, a.p.Status, a.call.Seq, a.call.Node))
 				}
 			}
 		}
@@ -669,23 +661,14 @@ func checkReadsSeeWrites(ev *Evidence) CheckResult {
 	return result(CheckReadsSeeWrites, fmt.Sprintf("%d reads after acknowledged writes", reads), v)
 }
 
-// paymentBody decodes a payment from a response body (nil when it is
-// something else: an order, a refund, an error).
-func paymentBody(b []byte) *txswitch.Payment {
-	var p txswitch.Payment
-	if json.Unmarshal(b, &p) != nil || !strings.HasPrefix(p.ID, "pay_") || p.Status == "" {
-		return nil
-	}
-	return &p
-}
-
 // readPayments are the payments a read returned: the payment, or the
 // order's payments.
 func readPayments(c *Call) []txswitch.Payment {
 	switch c.Op {
 	case "get_payment":
-		if p := paymentBody(c.Body); p != nil {
-			return []txswitch.Payment{*p}
+		var p txswitch.Payment
+		if json.Unmarshal(c.Body, &p) == nil && p.ID != "" {
+			return []txswitch.Payment{p}
 		}
 	case "get_order":
 		var o txswitch.Order
