@@ -479,9 +479,7 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 	if v >= VersionMoneyRules && o.Status == OrderCancelled && o.ExpiresAt != nil && !at.Before(*o.ExpiresAt) {
 		// Cancelled past its expiry: the sweep found it authorized (money
 		// held) and let it be; now that it holds none it expires here.
-		o.Status = OrderExpired
-		msg := fmt.Sprintf("Order expired unpaid: its payment was cancelled after %s, when it was due to expire.", o.ExpiresAt.UTC().Format(time.RFC3339))
-		if err := ac.event(o, at, "order_expired", "", msg, nil); err != nil {
+		if err := ac.markExpired(o, at, "its payment was cancelled after "+o.ExpiresAt.UTC().Format(time.RFC3339)+", when it was due to expire"); err != nil {
 			return err
 		}
 	}
@@ -711,7 +709,7 @@ func holdsUncaptured(ps []*paymentRec) bool {
 	for _, p := range ps {
 		switch p.Status {
 		case PaymentAuthorized, PaymentCaptured, PaymentPartiallyRefunded:
-			if p.Authorized.Value > p.Captured.Value+p.PendingCapture || p.PendingCapture > 0 {
+			if p.Authorized.Value > p.Captured.Value {
 				return true
 			}
 		}

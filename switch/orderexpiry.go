@@ -101,15 +101,20 @@ func (ac *applyCtx) orderExpire(c *cmdOrderExpire) (*ApplyResult, error) {
 	default:
 		return &ApplyResult{}, nil // paid, authorized, cancelled, expired: nothing to expire
 	}
-	o.Status = OrderExpired
-	msg := fmt.Sprintf("Order expired unpaid: no payment succeeded by %s.", o.ExpiresAt.UTC().Format(time.RFC3339))
-	if err := ac.event(o, c.At, "order_expired", "", msg, nil); err != nil {
+	if err := ac.markExpired(o, c.At, "no payment succeeded by "+o.ExpiresAt.UTC().Format(time.RFC3339)); err != nil {
 		return nil, err
 	}
 	if err := ac.saveOrder(o, c.At); err != nil {
 		return nil, err
 	}
 	return &ApplyResult{}, nil
+}
+
+// markExpired sets o expired with its order_expired event (why completes
+// "Order expired unpaid: ..."); the caller saves o.
+func (ac *applyCtx) markExpired(o *orderRec, at time.Time, why string) error {
+	o.Status = OrderExpired
+	return ac.event(o, at, "order_expired", "", "Order expired unpaid: "+why+".", nil)
 }
 
 // orderExpiry is merchant's order lifetime.

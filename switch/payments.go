@@ -347,22 +347,10 @@ func (s *Svc) ReviewPayment(ctx context.Context, paymentID string, req ReviewReq
 	if len(req.Note) > 1000 {
 		return Reply{}, NewError(KindInvalid, "invalid_note", "note", "note is at most 1000 characters")
 	}
-	p, err := loadPayment(s.store, paymentID)
+	// Any merchant's payment: the review is the operator's.
+	p, err := s.readPaymentIf(ctx, paymentID, false, func(*paymentRec) bool { return true })
 	if err != nil {
 		return Reply{}, err
-	}
-	if p == nil {
-		// A miss is confirmed through a barrier, as readPayment does: a
-		// leader just elected may not have applied the payment yet.
-		if err := s.barrier(ctx); err != nil {
-			return Reply{}, err
-		}
-		if p, err = loadPayment(s.store, paymentID); err != nil {
-			return Reply{}, err
-		}
-		if p == nil {
-			return Reply{}, notFound("payment", paymentID)
-		}
 	}
 	cmd := &cmdReview{At: s.clock.Now(), PaymentID: paymentID, Decision: req.Decision, Note: req.Note}
 	if req.Decision == ReviewApprove {

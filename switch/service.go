@@ -417,7 +417,6 @@ func notFound(what, id string) *Error {
 	return NewError(KindNotFound, what+"_not_found", "", what+" "+id+" not found")
 }
 
-// readOrder loads an order the caller may see.
 // readOrder and readPayment read a resource for caller c. Without barrier
 // they read this node's state as it is (writes are judged again in apply),
 // but a miss is confirmed through a barrier before it is answered: a node
@@ -425,42 +424,55 @@ func notFound(what, id string) *Error {
 // must not answer 404 for what the cluster has acknowledged (it answers
 // 503 when it cannot reach a quorum, and the client retries elsewhere).
 func (s *Svc) readOrder(ctx context.Context, c Caller, id string, barrier bool) (*orderRec, error) {
-	for {
-		if barrier {
-			if err := s.barrier(ctx); err != nil {
-				return nil, err
-			}
-		}
-		o, err := loadOrder(s.store, id)
-		if err != nil {
-			return nil, err
-		}
-		if o != nil && o.MerchantID == c.MerchantID {
-			return o, nil
-		}
-		if barrier {
-			return nil, notFound("order", id)
-		}
-		barrier = true
+	var o *orderRec
+	found, err := s.confirmedRead(ctx, barrier, func() (bool, error) {
+		var err error
+		o, err = loadOrder(s.store, id)
+		return o != nil && o.MerchantID == c.MerchantID, err
+	})
+	if err != nil {
+		return nil, err
 	}
+	if !found {
+		return nil, notFound("order", id)
+	}
+	return o, nil
 }
 
 func (s *Svc) readPayment(ctx context.Context, c Caller, id string, barrier bool) (*paymentRec, error) {
+	return s.readPaymentIf(ctx, id, barrier, func(p *paymentRec) bool { return p.MerchantID == c.MerchantID })
+}
+
+// readPaymentIf reads payment id as readPayment does, visible when
+// visible says so (the admin API's review sees every merchant's).
+func (s *Svc) readPaymentIf(ctx context.Context, id string, barrier bool, visible func(*paymentRec) bool) (*paymentRec, error) {
+	var p *paymentRec
+	found, err := s.confirmedRead(ctx, barrier, func() (bool, error) {
+		var err error
+		p, err = loadPayment(s.store, id)
+		return p != nil && visible(p), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, notFound("payment", id)
+	}
+	return p, nil
+}
+
+// confirmedRead runs read, after a barrier when barrier is set; a miss
+// without one is read again after a barrier before it is answered.
+func (s *Svc) confirmedRead(ctx context.Context, barrier bool, read func() (found bool, err error)) (bool, error) {
 	for {
 		if barrier {
 			if err := s.barrier(ctx); err != nil {
-				return nil, err
+				return false, err
 			}
 		}
-		p, err := loadPayment(s.store, id)
-		if err != nil {
-			return nil, err
-		}
-		if p != nil && p.MerchantID == c.MerchantID {
-			return p, nil
-		}
-		if barrier {
-			return nil, notFound("payment", id)
+		found, err := read()
+		if err != nil || found || barrier {
+			return found, err
 		}
 		barrier = true
 	}
