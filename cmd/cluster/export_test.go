@@ -32,23 +32,30 @@ func (backlogSource) AdvanceExportWatermark(context.Context, uint64) error { ret
 func (backlogSource) IsLeader() bool                                       { return true }
 func (backlogSource) OutboxHead() (uint64, error)                          { return 5, nil }
 
-// A node that cannot migrate its central database yet keeps retrying with
-// no deadline of its own (a long index build must be able to finish), says
-// why in the log whenever the reason changes (not once for ever, not at
-// every retry), and shows its export lag before its first export.
-func TestCentralWaitsToMigrateVisibly(t *testing.T) {
+// waitingCentral is a node's central database part in front of a
+// database that is not there, exporting backlogSource; tests set migrate.
+func waitingCentral(t *testing.T, log *zap.Logger) *centralDB {
+	t.Helper()
 	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	core, logs := observer.New(zapcore.InfoLevel)
 	exp, err := central.NewExporter(context.Background(), central.ExporterConfig{Pool: pool,
 		Source: backlogSource{at: time.Now().Add(-time.Minute)}, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &centralDB{pool: pool, exporter: exp, log: zap.New(core)}
+	return &centralDB{pool: pool, exporter: exp, log: log}
+}
+
+// A node that cannot migrate its central database yet keeps retrying with
+// no deadline of its own (a long index build must be able to finish), says
+// why in the log whenever the reason changes (not once for ever, not at
+// every retry), and shows its export lag before its first export.
+func TestCentralWaitsToMigrateVisibly(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	c := waitingCentral(t, zap.New(core))
 	// Refused twice, then a failing migration twice, then current.
 	errs := []error{errors.New("connection refused"), errors.New("connection refused"),
 		errors.New("migration 3: check constraint violated"), errors.New("migration 3: check constraint violated"), nil}
@@ -93,17 +100,8 @@ func TestCentralWaitsToMigrateVisibly(t *testing.T) {
 // A migration run can wait long (another node holds the lock through an
 // index build); the export lag stays visible meanwhile.
 func TestCentralObservesTheBacklogDuringALongMigration(t *testing.T) {
-	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	exp, err := central.NewExporter(context.Background(), central.ExporterConfig{Pool: pool,
-		Source: backlogSource{at: time.Now().Add(-time.Minute)}, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &centralDB{pool: pool, exporter: exp, log: zap.NewNop(), observeEvery: 10 * time.Millisecond}
+	c := waitingCentral(t, zap.NewNop())
+	c.observeEvery = 10 * time.Millisecond
 	release := make(chan struct{})
 	c.migrate = func(ctx context.Context) ([]int, error) {
 		<-release // a long index build
