@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,10 +236,33 @@ func (c *cluster) waitFor(what string, cond func() bool) {
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			c.t.Fatalf("gave up waiting for %s", what)
+			c.t.Fatalf("gave up waiting for %s; cluster:\n%s", what, c.describe())
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// describe is every member's state for a failure message: where a wait
+// got stuck is what a replay cannot show (scheduling is not replayed).
+func (c *cluster) describe() string {
+	var b strings.Builder
+	c.mu.Lock()
+	ids := slices.Sorted(maps.Keys(c.members))
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.mu.Lock()
+		n, sm := c.members[id].node, c.members[id].sm
+		c.mu.Unlock()
+		if n == nil {
+			fmt.Fprintf(&b, "  node %d: down, state machine applied %d\n", id, sm.AppliedIndex())
+			continue
+		}
+		st := n.Status()
+		fmt.Fprintf(&b, "  node %d: %s term %d leader %d commit %d applied %d snapshot %d stopped %v (err %v), state machine applied %d, progress %+v\n",
+			id, st.State, st.Term, st.Leader, st.Commit, st.Applied, st.SnapshotIndex, st.Stopped, n.Err(), sm.AppliedIndex(), st.Progress)
+	}
+	fmt.Fprintf(&b, "  network %+v", c.net.Stats())
+	return b.String()
 }
 
 // leader waits for a leader that every live node in ids agrees on.

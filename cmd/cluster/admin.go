@@ -125,6 +125,18 @@ type statusError struct {
 
 func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.code, e.body) }
 
+func isStatusError(err error) bool {
+	var se *statusError
+	return errors.As(err, &se)
+}
+
+// unreachable reports a request that never reached a running member:
+// nothing listens at the address or the connection could not be made.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // memberStatus reads a running member's status (GET /v1/admin/status).
 func memberStatus(memberAPI, adminToken string, timeout time.Duration) (Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)

@@ -312,36 +312,48 @@ func (n *Node) identity() (id uint64, join bool, err error) {
 }
 
 // ranBeforeTimeout bounds asking one bootstrap member whether this node's
-// id has run before.
-const ranBeforeTimeout = 2 * time.Second
+// id has run before; ranBeforeAttempts how often a member that accepted
+// the connection but did not answer in time is asked again.
+const (
+	ranBeforeTimeout  = 2 * time.Second
+	ranBeforeAttempts = 3
+)
 
 // refuseIfRanBefore keeps a node whose data dir is empty from bootstrapping
 // under an id that has already run in the cluster, as a wiped node
 // restarted with its usual command would: with an empty log and no memory
-// of its vote it could elect a leader that lacks entries it had
-// acknowledged, and they would be lost. Every member reports its versions
-// at start (replicated), so a member that knows this id's report knows it
-// ran. Members it cannot reach are skipped: a new cluster whose members
-// start one by one still bootstraps.
+// of its vote it could vote twice in a term or elect a leader that lacks
+// entries it had acknowledged, and they would be lost. A member knows the
+// id ran if it applied the id's version report (replicated, sent at start)
+// or, as the leader, has seen the id acknowledge entries (the report may
+// not have landed before the node died). Members nothing answers for (not
+// running, no route) are skipped: a new cluster whose members start one by
+// one still bootstraps. A member that is there but does not answer in time
+// stops the start, since skipping it could let the wiped node in.
 func (n *Node) refuseIfRanBefore() error {
 	for _, p := range n.cfg.Bootstrap {
 		if p.ID == n.cfg.ID || p.APIAddr == "" {
 			continue
 		}
 		st, err := memberStatus(p.APIAddr, n.cfg.AdminToken, ranBeforeTimeout)
-		var se *statusError
+		for attempt := 1; attempt < ranBeforeAttempts && err != nil && !unreachable(err) && !isStatusError(err); attempt++ {
+			st, err = memberStatus(p.APIAddr, n.cfg.AdminToken, ranBeforeTimeout)
+		}
 		switch {
-		case errors.As(err, &se):
+		case isStatusError(err):
 			// The member answered but would not say (no or another admin
 			// token): the check cannot protect this bootstrap.
 			n.log.Warn("bootstrap: a running member would not say whether this id ran before; start nodes with the cluster's --admin-token so a wiped node cannot come back under its old id",
 				zap.Uint64("member", p.ID), zap.Error(err))
 			continue
-		case err != nil:
-			n.log.Info("bootstrap: could not ask a member whether this id ran before", zap.Uint64("member", p.ID), zap.Error(err))
+		case err != nil && unreachable(err):
+			n.log.Info("bootstrap: member not reachable, cannot ask whether this id ran before", zap.Uint64("member", p.ID), zap.Error(err))
 			continue
+		case err != nil:
+			return fmt.Errorf("bootstrap: ask member %d at %s whether node %d ran before: %w (start again once it answers)", p.ID, p.APIAddr, n.cfg.ID, err)
 		}
-		if _, ran := st.Versions.Members[n.cfg.ID]; ran {
+		_, reported := st.Versions.Members[n.cfg.ID]
+		if reported || st.Raft.Progress[n.cfg.ID].Match > 0 {
 			return fmt.Errorf("node %d ran in this cluster before (member %d at %s knows it), but its data dir %s is empty: "+
 				"a wiped node must not come back under its old id; remove member %d and start this node with --join %s, it gets a new id",
 				n.cfg.ID, p.ID, p.APIAddr, n.cfg.DataDir, n.cfg.ID, p.APIAddr)
