@@ -67,6 +67,12 @@ type Network struct {
 	blocked  map[linkKey]bool
 	queue    []packet
 	stats    Stats
+	// lostSnaps are MsgSnaps dropped at send, reported failed to their
+	// sender at the next DeliverDue: a transport that loses a MsgSnap must
+	// say so, or the leader waits for it forever (raft keeps the peer in
+	// StateSnapshot until told). Not reported from send, which runs on
+	// the sender's loop, and the report waits for that loop.
+	lostSnaps []linkKey
 }
 
 // New returns a healthy network whose random choices derive from seed.
@@ -201,6 +207,9 @@ func (n *Network) send(from, group uint64, msgs []*raftpb.Message) {
 		}
 		if copies == 0 || len(n.queue) >= MaxQueue {
 			n.stats.Dropped++
+			if m.GetType() == raftpb.MsgSnap {
+				n.lostSnaps = append(n.lostSnaps, linkKey{from, to})
+			}
 			continue
 		}
 		for range copies {
@@ -219,8 +228,8 @@ func (n *Network) send(from, group uint64, msgs []*raftpb.Message) {
 // DeliverDue delivers every message due by now, in (due time, send order)
 // order, and returns how many it handed to a node. A message on a blocked
 // link or to a detached node is dropped; its sender is told the peer is
-// unreachable and, for a snapshot, that it failed. A delivered snapshot is
-// reported finished.
+// unreachable and, for a snapshot, that it failed, as is a snapshot the
+// link dropped when it was sent. A delivered snapshot is reported finished.
 func (n *Network) DeliverDue() int {
 	n.mu.Lock()
 	var due []packet
@@ -249,7 +258,20 @@ func (n *Network) DeliverDue() int {
 	for _, p := range due {
 		ds = append(ds, delivery{p: p, to: n.handlers[p.to], from: n.handlers[p.from], blocked: n.blocked[linkKey{p.from, p.to}]})
 	}
+	lost := n.lostSnaps
+	n.lostSnaps = nil
+	senders := make([]Handler, len(lost))
+	for i, l := range lost {
+		senders[i] = n.handlers[l.from]
+	}
 	n.mu.Unlock()
+
+	for i, l := range lost {
+		if senders[i] != nil {
+			senders[i].ReportSnapshot(l.to, raft.SnapshotFailure)
+			senders[i].ReportUnreachable(l.to)
+		}
+	}
 
 	delivered := 0
 	for _, d := range ds {

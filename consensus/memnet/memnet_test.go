@@ -152,6 +152,17 @@ func TestSnapshotReports(t *testing.T) {
 	if s[1].snaps[raft.SnapshotFinish] != 1 || s[1].snaps[raft.SnapshotFailure] != 1 {
 		t.Fatalf("snapshot reports = %v", s[1].snaps)
 	}
+	// Lost on the way (the link drops everything): reported failed too,
+	// or the leader would wait for it forever.
+	n.SetFaults(1, 3, Faults{DropRate: 1})
+	n.Endpoint(1, 1).Send([]*raftpb.Message{{Type: raftpb.MsgSnap.Enum(), From: new(uint64(1)), To: new(uint64(3))}})
+	if got := s[1].snaps[raft.SnapshotFailure]; got != 1 {
+		t.Fatalf("reported during the send, from the sender's own loop: %d failures", got)
+	}
+	n.DeliverDue()
+	if s[1].snaps[raft.SnapshotFailure] != 2 || s[3].got != nil {
+		t.Fatalf("a dropped snapshot: reports %v, delivered %v", s[1].snaps, s[3].got)
+	}
 }
 
 // imageSink is a sink that streams images: every MsgSnap it sends or
