@@ -157,7 +157,47 @@ func (n *Node) StageSnapshotImage(m *raftpb.Message) (txswitch.ImageSink, bool, 
 	if err != nil {
 		return nil, true, fmt.Errorf("stage snapshot image %d: %w", idx, err)
 	}
+	for cur := n.stagedMax.Load(); idx > cur; cur = n.stagedMax.Load() {
+		if n.stagedMax.CompareAndSwap(cur, idx) {
+			break
+		}
+	}
 	return sink, true, nil
+}
+
+// imageSweepTicks is how many ticks apart staged images are swept.
+const imageSweepTicks = 50
+
+// sweepStagedImages drops, every imageSweepTicks ticks, the staged images
+// at or below the applied index. Raft takes a snapshot only above its
+// commit index, so those can never be restored; and restoreStaged drops
+// only what it restores, which leaves the images of MsgSnaps raft did not
+// take (a stale term, a duplicate that arrived after the restore, a step
+// that failed after staging) on disk until the next start otherwise.
+// Nothing is swept while a received snapshot awaits its restore; its
+// image is above the applied index anyway. Runs on the loop.
+func (n *Node) sweepStagedImages() error {
+	if n.imageSweepIn--; n.imageSweepIn > 0 {
+		return nil
+	}
+	n.imageSweepIn = imageSweepTicks
+	staged := n.stagedMax.Load()
+	if staged == 0 || n.snapPending {
+		return nil
+	}
+	st, ok := n.cfg.LogStore.(ImageStager)
+	if !ok {
+		return nil
+	}
+	if err := st.DropStagedImages(min(staged, n.applied)); err != nil {
+		return fmt.Errorf("sweep staged images up to %d: %w", min(staged, n.applied), err)
+	}
+	if n.applied >= staged {
+		// Only if nothing higher was staged meanwhile; else the next
+		// sweep looks again.
+		n.stagedMax.CompareAndSwap(staged, 0)
+	}
+	return nil
 }
 
 // discardSink takes the stream of an image already staged.

@@ -98,6 +98,11 @@ type Node struct {
 	// snapPending: a snapshot received from the leader is being persisted
 	// and not yet restored into the state machine.
 	snapPending bool
+	// stagedMax is the highest index of an image staged since the staged
+	// images were last swept (images.go: sweepStagedImages); imageSweepIn
+	// (loop-owned) counts the ticks to the next sweep.
+	stagedMax    atomic.Uint64
+	imageSweepIn int
 	// The append goroutine (append.go): appendc carries raft's appends to
 	// it, localc its completions back, appendStop stops it and appendWG
 	// lets shutdown wait for it; appendsInFlight (loop-owned) counts the
@@ -405,6 +410,11 @@ func (n *Node) run() {
 		case <-tickC:
 			n.rn.Tick()
 			n.sweepReadBatches()
+			if err := n.sweepStagedImages(); err != nil {
+				n.log.Error("raft node stopping on storage failure", zap.Error(err))
+				stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, err)
+				return
+			}
 		case m := <-n.recvc:
 			n.step(m)
 		case p := <-n.propc:

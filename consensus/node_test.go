@@ -853,3 +853,43 @@ func TestLostFollowerReadIsForgotten(t *testing.T) {
 		t.Fatalf("read after healing: %v", err)
 	}
 }
+
+// Images staged for MsgSnaps raft never took (a duplicate that arrived
+// after the restore, a step that failed after staging) are swept once the
+// applied index passes them, not kept on disk until the next start.
+func TestStagedImagesRaftDidNotTakeAreSwept(t *testing.T) {
+	c := newCluster(t, 3, 21, nil)
+	lead := c.leader()
+	for i := range 3 {
+		c.mustPropose(lead, fmt.Sprintf("before-%d", i), "k", "v")
+	}
+	f := c.follower(lead.ID())
+	store := c.member(f.ID()).store
+	applied := c.member(f.ID()).sm.AppliedIndex()
+	mem := membership{Version: 1, MaxID: 3, Members: []Peer{{ID: 1, RaftAddr: addrOf(1)}, {ID: 2, RaftAddr: addrOf(2)}, {ID: 3, RaftAddr: addrOf(3)}}}
+	stageVia := func(idx uint64) {
+		t.Helper()
+		m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(lead.ID()), To: new(f.ID()),
+			Snapshot: snapshotFor(idx, 1, []uint64{1, 2, 3}, encodeSnapshotStreamed(&mem))}
+		sink, streamed, err := f.StageSnapshotImage(m)
+		if err != nil || !streamed {
+			t.Fatalf("stage image %d: streamed %v, %v", idx, streamed, err)
+		}
+		if _, err := sink.Write([]byte("an image raft will not take")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sink.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	below, above := applied-1, applied+3
+	stageVia(below)
+	stageVia(above)
+	c.waitFor("the image below the applied index swept", func() bool {
+		return slices.Equal(store.Staged(), []uint64{above})
+	})
+	for i := range 4 {
+		c.mustPropose(lead, fmt.Sprintf("after-%d", i), "k", "v")
+	}
+	c.waitFor("the image the applied index passed swept", func() bool { return len(store.Staged()) == 0 })
+}
