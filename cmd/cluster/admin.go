@@ -125,9 +125,11 @@ type statusError struct {
 
 func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.code, e.body) }
 
-func isStatusError(err error) bool {
+// refusedToSay reports a member that answered but would not tell its
+// status to this admin token.
+func refusedToSay(err error) bool {
 	var se *statusError
-	return errors.As(err, &se)
+	return errors.As(err, &se) && (se.code == http.StatusUnauthorized || se.code == http.StatusForbidden)
 }
 
 // unreachable reports a request that never reached a running member:

@@ -138,11 +138,21 @@ func StartLocal(cfg LocalConfig) (_ *Local, err error) {
 			Logger: cfg.Logger.Named("node" + strconv.Itoa(i+1)),
 		})
 	}
+	// All at once, as operators and process supervisors start a new
+	// cluster: the bootstrap must not depend on the order.
 	l.nodes = make([]*Node, cfg.Nodes)
+	errs := make([]error, cfg.Nodes)
+	var wg sync.WaitGroup
 	for i := range l.configs {
-		if l.nodes[i], err = l.start(i); err != nil {
-			return nil, fmt.Errorf("start node %d: %w", i+1, err)
-		}
+		wg.Go(func() {
+			if l.nodes[i], errs[i] = l.start(i); errs[i] != nil {
+				errs[i] = fmt.Errorf("start node %d: %w", i+1, errs[i])
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	if err := l.WaitReady(30 * time.Second); err != nil {
 		return nil, err

@@ -144,6 +144,19 @@ func Start(cfg Config) (_ *Node, err error) {
 	if n.db, err = pebblestore.Open(cfg.DataDir, pebblestore.Options{FS: cfg.FS, Logger: cfg.Logger.Named("pebble")}); err != nil {
 		return nil, fmt.Errorf("open journal %s: %w", cfg.DataDir, err)
 	}
+	// A node about to bootstrap on an empty data dir asks the other
+	// bootstrap members whether its id ran before, and does so before it
+	// listens for the API itself: members starting together then find
+	// each other's port closed (a fresh member has nothing to tell) rather
+	// than open and silent while each waits for its own answer, which
+	// would stop them all.
+	if fresh, err := n.freshBootstrap(); err != nil {
+		return nil, err
+	} else if fresh {
+		if err := n.refuseIfRanBefore(); err != nil {
+			return nil, err
+		}
+	}
 	if n.apiLn, err = net.Listen("tcp", cfg.APIListen); err != nil {
 		return nil, fmt.Errorf("listen for the API on %s: %w", cfg.APIListen, err)
 	}
@@ -298,10 +311,7 @@ func (n *Node) identity() (id uint64, join bool, err error) {
 		if !found {
 			return 0, false, fmt.Errorf("node %d is not among the bootstrap members", n.cfg.ID)
 		}
-		if err := n.refuseIfRanBefore(); err != nil {
-			return 0, false, err
-		}
-		id = n.cfg.ID
+		id = n.cfg.ID // Start asked the others whether it ran before (refuseIfRanBefore)
 	default:
 		return 0, false, fmt.Errorf("data dir %s has no node identity: bootstrap a new cluster or join a running one (a wiped node rejoins as a new member)", n.cfg.DataDir)
 	}
@@ -309,6 +319,16 @@ func (n *Node) identity() (id uint64, join bool, err error) {
 		return 0, false, fmt.Errorf("bind node id %d to %s: %w", id, n.cfg.DataDir, err)
 	}
 	return id, join, nil
+}
+
+// freshBootstrap reports whether this node is about to bootstrap a new
+// cluster on an empty data dir (no identity bound to it, no --join).
+func (n *Node) freshBootstrap() (bool, error) {
+	_, bound, err := n.db.NodeID()
+	if err != nil {
+		return false, fmt.Errorf("read node identity: %w", err)
+	}
+	return !bound && n.cfg.Join == "" && len(n.cfg.Bootstrap) > 0 && n.cfg.ID != 0, nil
 }
 
 // ranBeforeTimeout bounds asking one bootstrap member whether this node's
@@ -326,23 +346,28 @@ const (
 // entries it had acknowledged, and they would be lost. A member knows the
 // id ran if it applied the id's version report (replicated, sent at start)
 // or, as the leader, has seen the id acknowledge entries (the report may
-// not have landed before the node died). Members nothing answers for (not
-// running, no route) are skipped: a new cluster whose members start one by
-// one still bootstraps. A member that is there but does not answer in time
-// stops the start, since skipping it could let the wiped node in.
+// not have landed before the node died). Members whose API port is closed
+// (not running, or fresh and asking the same question) or that cannot be
+// reached are skipped: a new cluster whose members start together or one
+// by one still bootstraps. A member that does not answer in time or
+// answers with an error (it is starting, overloaded) is asked again, and
+// then stops the start, since skipping it could let the wiped node in.
+// Left open: a wiped node started while every member that knows it is
+// down as well.
 func (n *Node) refuseIfRanBefore() error {
 	for _, p := range n.cfg.Bootstrap {
 		if p.ID == n.cfg.ID || p.APIAddr == "" {
 			continue
 		}
 		st, err := memberStatus(p.APIAddr, n.cfg.AdminToken, ranBeforeTimeout)
-		for attempt := 1; attempt < ranBeforeAttempts && err != nil && !unreachable(err) && !isStatusError(err); attempt++ {
+		for attempt := 1; attempt < ranBeforeAttempts && err != nil && !unreachable(err) && !refusedToSay(err); attempt++ {
+			time.Sleep(ranBeforeTimeout / 4)
 			st, err = memberStatus(p.APIAddr, n.cfg.AdminToken, ranBeforeTimeout)
 		}
 		switch {
-		case isStatusError(err):
-			// The member answered but would not say (no or another admin
-			// token): the check cannot protect this bootstrap.
+		case refusedToSay(err):
+			// Another admin token (or none): the check cannot protect
+			// this bootstrap.
 			n.log.Warn("bootstrap: a running member would not say whether this id ran before; start nodes with the cluster's --admin-token so a wiped node cannot come back under its old id",
 				zap.Uint64("member", p.ID), zap.Error(err))
 			continue

@@ -39,6 +39,9 @@ func TestRefuseIfRanBefore(t *testing.T) {
 		{"leader saw it acknowledge entries", answer(Status{Raft: consensus.Status{Progress: map[uint64]consensus.PeerProgress{self: {Match: 7}}}}), "admin", "ran in this cluster before"},
 		{"never seen", answer(Status{Raft: consensus.Status{Progress: map[uint64]consensus.PeerProgress{self: {Match: 0, Next: 4}}}}), "admin", ""},
 		{"member will not say", answer(Status{}), "other", ""},
+		{"member overloaded", func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, `{"error":{"code":"overloaded"}}`, http.StatusServiceUnavailable)
+		}, "admin", "start again once it answers"},
 		{"member not running", nil, "admin", ""},
 		{"member there but silent", func(w http.ResponseWriter, r *http.Request) {
 			select {
