@@ -78,8 +78,10 @@ func waitLeaderNot(t *testing.T, c *ProcCluster, not *Proc) *Proc {
 	return nil
 }
 
-// createOrder writes an order through addr (retrying 503s with the same
-// idempotency key) and returns its id once acknowledged.
+// createOrder writes an order through addr (retrying 503s, and the 409
+// idempotency_request_in_progress an earlier attempt still in flight
+// causes, with the same idempotency key) and returns its id once
+// acknowledged.
 func createOrder(t *testing.T, c *ProcCluster, addr, key string) string {
 	t.Helper()
 	body, _ := json.Marshal(txswitch.CreateOrderRequest{Reference: key, Amount: txswitch.Money{Value: 1234, Currency: "EUR"},
@@ -89,7 +91,7 @@ func createOrder(t *testing.T, c *ProcCluster, addr, key string) string {
 		req.Header.Set("Authorization", "Bearer "+c.APIKey)
 		req.Header.Set("Idempotency-Key", key)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+		resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -100,7 +102,14 @@ func createOrder(t *testing.T, c *ProcCluster, addr, key string) string {
 				}
 				return o.ID
 			}
-			if resp.StatusCode != http.StatusServiceUnavailable {
+			var e struct {
+				Error struct {
+					Code string `json:"code"`
+				} `json:"error"`
+			}
+			_ = json.Unmarshal(b, &e)
+			inProgress := resp.StatusCode == http.StatusConflict && e.Error.Code == "idempotency_request_in_progress"
+			if resp.StatusCode != http.StatusServiceUnavailable && !inProgress {
 				t.Fatalf("create order: %d %s", resp.StatusCode, b)
 			}
 		}

@@ -59,10 +59,7 @@ func TestCatchUpFromALargeStreamedImage(t *testing.T) {
 		return
 	}
 	t.Logf("%d payments in %v", total, time.Since(start).Round(time.Millisecond))
-	lead := l.Leader()
-	if lead == nil {
-		t.Fatal("no leader")
-	}
+	lead := l.Node(e2eLeaderIndex(t, l))
 	im, err := lead.machine.OpenImage()
 	if err != nil {
 		t.Fatal(err)

@@ -95,6 +95,7 @@ type centralLoad struct {
 	inDoubt   int         // payments answered in_doubt
 	byStatus  map[int]int // HTTP status -> answers
 	transport int         // requests without an answer
+	retried   int         // 503s (and 409 in progress) retried with the same key
 	bad       []string    // first unexpected answers, for the failure message
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -143,12 +144,35 @@ func (c *centralLoad) halt() {
 	c.wg.Wait()
 }
 
+// leaderless are the 503 codes of a node that has no leader to serve with.
+var leaderless = map[string]bool{txswitch.CodeNoLeader: true, txswitch.CodeNotLeader: true, "leader_unreachable": true}
+
 // send sends one merchant request to a node picked by n, counting the
-// answer. ok means a 2xx.
+// final answer. ok means a 2xx. A 503 with Retry-After for want of a
+// leader (an election: API.md allows it) is retried on the next node with
+// the same idempotency key, as e2eRetrying does, and so is the 409
+// idempotency_request_in_progress an attempt still in flight causes; a
+// 503 for any other cause (the central database must never be one), or
+// one still answered after 30 s, counts.
 func (c *centralLoad) send(n int, method, path string, body any) (e2eResp, bool) {
 	b, _ := json.Marshal(body)
-	r, err := e2eSend(c.addrs[n%len(c.addrs)], e2eRawReq{Method: method, Path: path,
-		Headers: e2eMerchantHeaders(c.l.APIKey, e2eNewKey("central")), Body: b})
+	key := e2eNewKey("central")
+	deadline := time.Now().Add(30 * time.Second)
+	var r e2eResp
+	var err error
+	for i := n; ; i++ {
+		r, err = e2eSend(c.addrs[i%len(c.addrs)], e2eRawReq{Method: method, Path: path,
+			Headers: e2eMerchantHeaders(c.l.APIKey, key), Body: b})
+		retry := err == nil && (r.Status == 503 && r.Header.Get("Retry-After") != "" && leaderless[r.errCode()] ||
+			r.Status == 409 && r.errCode() == "idempotency_request_in_progress")
+		if !retry || time.Now().After(deadline) {
+			break
+		}
+		c.mu.Lock()
+		c.retried++
+		c.mu.Unlock()
+		time.Sleep(30 * time.Millisecond)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -263,8 +287,8 @@ func (c *centralLoad) requireAllAnswered(t *testing.T, minFlows int) {
 			fivexx += n
 		}
 	}
-	t.Logf("traffic: %d flows, %d orders, %d payments (%d declined by amount rule, %d in doubt), %d refunds; answers by status %v; %d without answer",
-		c.flows, len(c.orders), len(c.payments), c.declines, c.inDoubt, len(c.refunds), c.byStatus, c.transport)
+	t.Logf("traffic: %d flows, %d orders, %d payments (%d declined by amount rule, %d in doubt), %d refunds; answers by status %v; %d without answer; %d retried",
+		c.flows, len(c.orders), len(c.payments), c.declines, c.inDoubt, len(c.refunds), c.byStatus, c.transport, c.retried)
 	if fivexx != 0 || c.transport != 0 || len(c.bad) != 0 {
 		t.Fatalf("%d 5xx answers, %d requests without answer, unexpected answers: %q", fivexx, c.transport, c.bad)
 	}
@@ -637,7 +661,7 @@ func TestE2ECentralLeaderDiesDuringExport(t *testing.T) {
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	old := l.LeaderIndex()
+	old := e2eLeaderIndex(t, l)
 	waitFor(t, centralCatchUp, "the leader to export part of the backlog", func() bool {
 		_, wm, _, ok := exportState(l)
 		return ok && wm > wm0

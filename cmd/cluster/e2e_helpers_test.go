@@ -175,6 +175,16 @@ func e2eAnyAddr(t *testing.T, l *Local, leader bool) string {
 	return ns[0].APIAddr()
 }
 
+// e2eLeaderIndex waits for a leader and returns its slot. LeaderIndex is
+// -1 during an election (frequent on a loaded machine with 20 ms ticks),
+// and StopNode(-1) or Node(-1) would panic and end the whole test binary.
+func e2eLeaderIndex(t *testing.T, l *Local) int {
+	t.Helper()
+	li := -1
+	waitFor(t, 30*time.Second, "a leader", func() bool { li = l.LeaderIndex(); return li >= 0 })
+	return li
+}
+
 // startStreaming starts a 3-node cluster with the given snapshot settings,
 // waits until it streams snapshot images (cluster version
 // VersionStreamedImages), and returns it with the leader's API address
@@ -201,7 +211,7 @@ func startStreaming(t *testing.T, cfg LocalConfig) (l *Local, leaderAddr string,
 // e2eFollowerAddr is a running follower's API address.
 func e2eFollowerAddr(t *testing.T, l *Local) string {
 	t.Helper()
-	li := l.LeaderIndex()
+	li := e2eLeaderIndex(t, l)
 	for i := 0; i < l.Size(); i++ {
 		if n := l.Node(i); n != nil && i != li {
 			return n.APIAddr()

@@ -36,10 +36,7 @@ func TestE2ELeaderDiesBetweenIntentAndResult(t *testing.T) {
 			// A timeout beyond the API's 5 s graceful shutdown: the old
 			// leader cannot record a result before it stops.
 			e2eTuneProviders(t, l, 8000, 5000)
-			li := l.LeaderIndex()
-			if li < 0 {
-				t.Fatal("no leader")
-			}
+			li := e2eLeaderIndex(t, l)
 			leader := l.Node(li).APIAddr()
 			other := l.Node((li + 1) % l.Size()).APIAddr()
 			if err := psA.SetBehaviour(sim.Behaviour{Methods: map[string]sim.MethodBehaviour{"*": tt.stall}}); err != nil {
@@ -71,8 +68,10 @@ func TestE2ELeaderDiesBetweenIntentAndResult(t *testing.T) {
 			// Back to short timeouts so the new leader's resolver asks
 			// soon. (The old call is bounded by 8 s and psp_a's stall
 			// outlives it, so nothing can be booked after the inquiry.)
+			// Short, but one a loaded machine meets: the inquiry and the
+			// second payment below must be answered, not in doubt.
 			waitFor(t, 20*time.Second, "a new leader", func() bool { return l.Leader() != nil })
-			e2eTuneProviders(t, l, 500, 5000)
+			e2eTuneProviders(t, l, 2000, 5000)
 			got := e2eWaitPayment(t, l, paymentID, "resolved by the new leader", func(p txswitch.Payment) bool {
 				return p.Status != txswitch.PaymentInDoubt && p.Status != txswitch.PaymentPending
 			})

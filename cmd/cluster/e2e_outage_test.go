@@ -31,7 +31,15 @@ func e2eExcludedReason(m txswitch.MethodsResponse, method string) string {
 // checkout and comes back once they recover.
 func TestE2EProviderOutage(t *testing.T) {
 	l := startE2E(t)
-	e2eTuneProviders(t, l, 1000, 3000)
+	// The breakers must stay open through the checks that follow their
+	// opening however slow the machine, so open_ms is long; it cannot be
+	// shortened before the recovery below, since changing a provider's
+	// breaker settings resets its breakers to closed (Registry.Configure),
+	// which would skip the half-open probe the recovery checks. No PSP
+	// here stalls, so the provider timeout only has to be one a loaded
+	// machine meets: healthy calls must be answered, not in doubt.
+	const openMs = 30_000
+	e2eTuneProviders(t, l, 10_000, openMs)
 	leader := e2eAnyAddr(t, l, true)
 	psA, psB, psC := l.Sims["psp_a"], l.Sims["psp_b"], l.Sims["psp_c"]
 
@@ -140,7 +148,7 @@ func TestE2EProviderOutage(t *testing.T) {
 		// successful probes; ideal is offered again.
 		psB.ResetBehaviour()
 		psC.ResetBehaviour()
-		waitFor(t, 20*time.Second, "ideal to be offered again", func() bool {
+		waitFor(t, openMs*time.Millisecond+30*time.Second, "ideal to be offered again", func() bool {
 			return e2eHas(e2eMethodNames(e2eMethodsOf(t, l, leader, o.ID)), "ideal")
 		})
 		r, p = e2ePay(t, l, leader, o.ID, txswitch.CreatePaymentRequest{Method: "ideal"})

@@ -14,8 +14,8 @@ import (
 // through the successor, charged once.
 func TestShutdownHandsLeadershipOff(t *testing.T) {
 	l := startE2E(t)
-	leader := e2eAnyAddr(t, l, true)
-	li := l.LeaderIndex()
+	li := e2eLeaderIndex(t, l)
+	leader := l.Node(li).APIAddr()
 	oldID := l.Node(li).ID()
 	o := e2eCreateOrder(t, l, leader, e2eOrderReq(4321, "EUR", "NL"))
 

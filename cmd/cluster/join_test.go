@@ -30,13 +30,13 @@ func TestWipedNodeRejoinsAsANewMember(t *testing.T) {
 	}
 	defer l.Close()
 	var o txswitch.Order
-	if code := call(t, l, l.Leader().APIAddr(), "POST", "/v1/orders", "before-wipe", txswitch.CreateOrderRequest{
+	if code := call(t, l, l.Node(e2eLeaderIndex(t, l)).APIAddr(), "POST", "/v1/orders", "before-wipe", txswitch.CreateOrderRequest{
 		Reference: "before", Amount: txswitch.Money{Value: 1000, Currency: "EUR"}, Customer: txswitch.Customer{Country: "NL"}, Channel: "online",
 	}, &o); code != 201 {
 		t.Fatalf("create order: %d", code)
 	}
 
-	victim := (l.LeaderIndex() + 1) % l.Size()
+	victim := (e2eLeaderIndex(t, l) + 1) % l.Size()
 	cfg := l.configs[victim]
 	oldID := cfg.ID
 	if err := l.StopNode(victim); err != nil {
@@ -64,7 +64,7 @@ func TestWipedNodeRejoinsAsANewMember(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	leader := l.Leader()
+	leader := l.Node(e2eLeaderIndex(t, l))
 	if err := leader.Raft().RemoveMember(t.Context(), oldID); err != nil {
 		t.Fatalf("remove the wiped member: %v", err)
 	}

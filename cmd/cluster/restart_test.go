@@ -142,7 +142,7 @@ func TestRestartKeepsAcknowledgedWork(t *testing.T) {
 	}
 
 	waitPays(10)
-	first := l.LeaderIndex()
+	first := e2eLeaderIndex(t, l)
 	restart(first)
 	for i := range l.Size() {
 		if i != first {
@@ -224,10 +224,7 @@ func restartTraffic(cl *restartClient, led *restartLedger, c, op int) {
 func checkRestartedState(t *testing.T, l *Local, led *restartLedger) {
 	t.Helper()
 	// Every node must have caught up before its local state is compared.
-	lead := l.Leader()
-	if lead == nil {
-		t.Fatal("no leader")
-	}
+	lead := l.Node(e2eLeaderIndex(t, l))
 	commit := lead.Raft().Status().Commit
 	deadline := time.Now().Add(30 * time.Second)
 	for _, n := range l.Nodes() {

@@ -52,7 +52,7 @@ func TestLocalClusterOrderAndPayThroughAFollower(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	follower := l.Node((l.LeaderIndex() + 1) % l.Size())
+	follower := l.Node((e2eLeaderIndex(t, l) + 1) % l.Size())
 
 	var o txswitch.Order
 	if code := call(t, l, follower.APIAddr(), "POST", "/v1/orders", "o-1", txswitch.CreateOrderRequest{

@@ -64,8 +64,9 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 		if i < l.Size()-1 {
 			// The upgraded member leads (it could move the gate), and past
 			// a few of its checks the gate still waits for the rest.
+			lead := l.Node(e2eLeaderIndex(t, l))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := l.Leader().Raft().TransferLeadership(ctx, id)
+			err := lead.Raft().TransferLeadership(ctx, id)
 			cancel()
 			if err != nil {
 				t.Fatalf("hand leadership to the upgraded node %d: %v", id, err)

@@ -428,7 +428,9 @@ func TestChargeThenTimeoutRecordsTheCharge(t *testing.T) {
 	if err := s.SetBehaviour(Behaviour{Methods: map[string]MethodBehaviour{AnyMethod: {ChargeThenTimeoutRate: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	client := &http.Client{Timeout: 100 * time.Millisecond}
+	// The stall (default 30s) outlasts the client's timeout, which is long
+	// enough for the request to reach the simulator on a loaded machine.
+	client := &http.Client{Timeout: 2 * time.Second}
 	b, _ := json.Marshal(authReq("k", "p", 100))
 	req, _ := http.NewRequest(http.MethodPost, s.URL()+wire.PaymentsPrefix+"authorize", bytes.NewReader(b))
 	req.Header.Set(wire.HeaderIdempotencyKey, "k")
@@ -436,6 +438,7 @@ func TestChargeThenTimeoutRecordsTheCharge(t *testing.T) {
 		resp.Body.Close()
 		t.Fatalf("got an answer (%d), want the client to time out", resp.StatusCode)
 	}
+	waitFor(t, "the charge to be booked", func() bool { return s.Totals("p").Charges == 1 })
 	if tot := s.Totals("p"); tot.Charges != 1 {
 		t.Fatalf("totals = %+v, want the charge booked", tot)
 	}
@@ -460,10 +463,13 @@ func TestChargeThenTimeoutOnCancelBooksTheVoid(t *testing.T) {
 	b, _ := json.Marshal(opReq(txswitch.OpCancel, key, "p", auth.ProviderRef, eur(100)))
 	req, _ := http.NewRequest(http.MethodPost, s.URL()+wire.PaymentsPrefix+"cancel", bytes.NewReader(b))
 	req.Header.Set(wire.HeaderIdempotencyKey, key)
-	if resp, err := (&http.Client{Timeout: 100 * time.Millisecond}).Do(req); err == nil {
+	// Shorter than the 5 s stall, long enough to reach the simulator on a
+	// loaded machine.
+	if resp, err := (&http.Client{Timeout: 2 * time.Second}).Do(req); err == nil {
 		resp.Body.Close()
 		t.Fatalf("got an answer (%d), want the client to time out", resp.StatusCode)
 	}
+	waitFor(t, "the void to be booked", func() bool { return s.Totals("p").Authorized == 0 })
 	if tot := s.Totals("p"); tot.Charges != 1 || tot.Authorized != 0 {
 		t.Fatalf("totals = %+v, want the authorization voided", tot)
 	}

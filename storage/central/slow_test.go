@@ -43,15 +43,22 @@ func TestSlowDatabase(t *testing.T) {
 	src := newFakeSource()
 	src.produceMerchants()
 	src.produceOrders(20)
-	cfg := testConfig(proxied, src, zap.NewNop())
-	cfg.WriteTimeout = 300 * time.Millisecond
-	e, err := NewExporter(ctx, cfg)
+	// testConfig's write timeout is one a loaded machine meets; only the
+	// slow phase runs with one below the injected latency. Run reads the
+	// timeout, so it is changed while the loop is stopped.
+	e, err := NewExporter(ctx, testConfig(proxied, src, zap.NewNop()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	runExporter(t, e)
+	stop := runExporter(t, e)
+	setWriteTimeout := func(d time.Duration) {
+		stop()
+		e.cfg.WriteTimeout = d
+		stop = runExporter(t, e)
+	}
 	waitExported(t, e, src.Head())
 
+	setWriteTimeout(300 * time.Millisecond)
 	if _, err := proxy.Toxics.AddToxicJson(strings.NewReader(
 		`{"name":"slow","type":"latency","stream":"downstream","attributes":{"latency":700}}`)); err != nil {
 		t.Fatal(err)
@@ -66,6 +73,7 @@ func TestSlowDatabase(t *testing.T) {
 	if err := proxy.Toxics.RemoveToxic(ctx, "slow"); err != nil {
 		t.Fatal(err)
 	}
+	setWriteTimeout(testConfig(nil, nil, nil).WriteTimeout)
 	src.produceOrders(10)
 	waitExported(t, e, src.Head())
 	verifyDatabase(t, direct, src)

@@ -206,8 +206,11 @@ func TestForwardOutcomeUnknown(t *testing.T) {
 	leader.svc.block = release
 	leader.svc.mu.Unlock()
 	defer close(release)
+	// The forward deadline also covers the dial, which must succeed (a
+	// failed dial is leader_unreachable) on a loaded machine; the leader
+	// blocks until the test ends, so any deadline expires.
 	f := newFollower(t, leader.addr, func(o *Options) {
-		o.RequestTimeout = 50 * time.Millisecond
+		o.RequestTimeout = time.Second
 		o.ForwardGrace = time.Millisecond
 	})
 	resp := f.do(t, request{"POST", "/v1/orders", mh("Idempotency-Key", "k1"), orderBody})
