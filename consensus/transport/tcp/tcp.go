@@ -432,7 +432,8 @@ func (p *peer) run() {
 		// rest of the batch, written, is what the code below reports.
 		clear(written)
 		written = written[:0]
-		for _, m := range batch {
+		var unsent []*raftpb.Message // from the message a write failed on
+		for i, m := range batch {
 			img, release, ierr := p.openImage(m)
 			if ierr != nil {
 				log.Warn("raft snapshot not sent: its image is gone", zap.Error(ierr))
@@ -461,6 +462,7 @@ func (p *peer) run() {
 				release()
 			}
 			if err != nil {
+				unsent = batch[i:]
 				break
 			}
 			if aborted {
@@ -477,7 +479,9 @@ func (p *peer) run() {
 			_ = conn.Close()
 			conn, w = nil, nil
 			failing = true
-			p.fail(batch)
+			// Each message is reported once: those dropped alone above
+			// were already.
+			p.fail(append(written, unsent...))
 			continue
 		}
 		p.t.sent.Add(uint64(len(written)))

@@ -243,6 +243,65 @@ func TestOversizedSnapshotFailsAlone(t *testing.T) {
 	}
 }
 
+// A snapshot dropped alone is reported failed once, also when a later
+// message of its batch then fails the connection (the batch's failure
+// report must not cover it again: a second report could abort the next
+// snapshot to that peer).
+func TestSnapshotDroppedAloneIsReportedOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	// A peer that accepts and never reads: a write larger than the socket
+	// buffers runs into the write deadline.
+	var heldMu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, c)
+			heldMu.Unlock()
+		}
+	}()
+	defer func() {
+		heldMu.Lock()
+		defer heldMu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	a, arec := newT(t, 1, func(c *Config) { c.MaxFrameSize = 24 << 20; c.WriteTimeout = 300 * time.Millisecond })
+	a.AddPeer(2, ln.Addr().String())
+	snap := msg(raftpb.MsgSnap, 1, 2, 7)
+	snap.Snapshot = &raftpb.Snapshot{Data: make([]byte, 25<<20), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}}
+	big := msg(raftpb.MsgApp, 1, 2, 8)
+	big.Entries = []*raftpb.Entry{{Index: new(uint64(8)), Term: new(uint64(1)), Data: make([]byte, 20<<20)}}
+	a.Send([]*raftpb.Message{snap, big})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		arec.mu.Lock()
+		unreachable := arec.unreachable[2]
+		arec.mu.Unlock()
+		if unreachable > 0 {
+			break // the big write failed and its batch was reported
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the write to a peer that does not read never failed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	waitSnaps(t, arec, raft.SnapshotFailure, "the dropped snapshot was not reported failed")
+	time.Sleep(50 * time.Millisecond) // room for a second report, were there one
+	if n := arec.snapCount(raft.SnapshotFailure); n != 1 {
+		t.Fatalf("the dropped snapshot was reported failed %d times", n)
+	}
+}
+
 func TestFrameLimits(t *testing.T) {
 	big := msg(raftpb.MsgApp, 1, 2, 1)
 	big.Entries = []*raftpb.Entry{{Data: make([]byte, 2000)}}
