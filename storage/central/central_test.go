@@ -2,6 +2,7 @@ package central
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -623,6 +624,123 @@ func TestBadEventStopsExportWithoutTrippingBreaker(t *testing.T) {
 	st := e.Stats()
 	if st.BreakerState != "closed" || st.Watermark != 0 || st.LastError == "" {
 		t.Fatalf("stats: %+v", st)
+	}
+}
+
+// PostgreSQL's text and jsonb cannot hold NUL. An event carrying one (a
+// PSP's message, a string an older release accepted) is exported without
+// the NULs instead of stopping the export of everything after it.
+func TestEventsWithNULAreExported(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceOrders(3)
+	var orderID string
+	src.mu.Lock()
+	nulled := map[string]bool{}
+	for i := range src.events {
+		ev := &src.events[i]
+		// Every event of the first order (its row is its last event's),
+		// and one timeline event.
+		if ev.Kind == KindOrder && orderID == "" {
+			orderID = ev.OrderID
+		}
+		if !(ev.Kind == KindOrder && ev.OrderID == orderID) && !(ev.Kind == KindTimeline && !nulled[KindTimeline]) {
+			continue
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(ev.Resource, &doc); err != nil {
+			t.Fatal(err)
+		}
+		switch ev.Kind {
+		case KindOrder:
+			doc["reference"] = "shop\x00-1"
+		case KindTimeline:
+			doc["message"] = "declined\x00"
+			doc["data"] = map[string]any{"psp_message": "card\x00 blocked", "k\x00": 1}
+		}
+		raw, err := json.Marshal(doc) // encodes NUL as \u0000
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev.Resource = raw
+		nulled[ev.Kind] = true
+	}
+	src.mu.Unlock()
+	if !nulled[KindOrder] || !nulled[KindTimeline] {
+		t.Fatalf("no order or timeline event to put a NUL in: %v", nulled)
+	}
+	e, err := NewExporter(context.Background(), testConfig(pool, src, zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, failed := e.step(context.Background(), 0); failed {
+		t.Fatalf("export stopped on a NUL: %+v", e.Stats())
+	}
+	if wm, _ := src.ExportWatermark(); wm != src.Head() {
+		t.Fatalf("watermark %d, head %d", wm, src.Head())
+	}
+	var ref string
+	if err := pool.QueryRow(context.Background(), `SELECT reference FROM orders WHERE id = $1`, orderID).Scan(&ref); err != nil {
+		t.Fatal(err)
+	}
+	if ref != "shop-1" {
+		t.Fatalf("reference %q", ref)
+	}
+	var n int
+	if err := pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM timeline_events WHERE message = 'declined' AND data->>'psp_message' = 'card blocked' AND data ? 'k'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("timeline events without their NULs: %d, %v", n, err)
+	}
+}
+
+// A refused batch (a data or constraint error) is the data's problem, not
+// the database being down: the breaker stays closed.
+func TestRefusedDataIsNotAnOutage(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&pgconn.PgError{Code: "22021"}, true}, // invalid byte sequence
+		{&pgconn.PgError{Code: "23514"}, true}, // check violation
+		{fmt.Errorf("write: %w", &pgconn.PgError{Code: "23502"}), true},
+		{&pgconn.PgError{Code: "08006"}, false}, // connection failure
+		{&pgconn.PgError{Code: "57P01"}, false}, // admin shutdown
+		{errors.New("dial tcp: connection refused"), false},
+	} {
+		if got := refusedData(tc.err); got != tc.want {
+			t.Errorf("refusedData(%v) = %v", tc.err, got)
+		}
+	}
+}
+
+// While the outbox cannot be read, the lag figures still follow its head,
+// so the backlog alarm can fire on that stall too.
+func TestLagFollowsTheOutboxItCannotRead(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceOrders(2)
+	cfg := testConfig(pool, src, zap.NewNop())
+	e, err := NewExporter(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, failed := e.step(context.Background(), 0); failed {
+		t.Fatalf("first export: %+v", e.Stats())
+	}
+	src.mu.Lock()
+	src.readErr = errors.New("journal read failed")
+	src.mu.Unlock()
+	src.produceOrders(3)
+	if _, failed := e.step(context.Background(), 0); !failed {
+		t.Fatal("a step that cannot read the outbox succeeded")
+	}
+	wm, _ := src.ExportWatermark()
+	if st := e.Stats(); st.LagEvents != src.Head()-wm || st.LagEvents == 0 || metricValue(t, e.mBacklog) != float64(st.LagEvents) {
+		t.Fatalf("lag while the outbox cannot be read: %+v (head %d, watermark %d)", st, src.Head(), wm)
+	}
+	e.ObserveBacklog(nil)
+	if st := e.Stats(); st.LagEvents != src.Head()-wm {
+		t.Fatalf("ObserveBacklog while the outbox cannot be read: %+v", st)
 	}
 }
 

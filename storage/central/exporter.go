@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -224,7 +225,7 @@ func NewExporter(ctx context.Context, cfg ExporterConfig) (*Exporter, error) {
 		MaxRequests: 1,
 		Timeout:     cfg.Breaker.OpenTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= cfg.Breaker.ConsecutiveFailures },
-		IsExcluded:  func(err error) bool { return errors.Is(err, errShutdown) },
+		IsExcluded:  func(err error) bool { return errors.Is(err, errShutdown) || refusedData(err) },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			// Logged once per change, never per retry.
 			if to == gobreaker.StateOpen {
@@ -400,6 +401,9 @@ func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool)
 		p = e.prepare(wm, e.batchLimit(wm, head))
 	}
 	if p.readErr != nil {
+		// The lag figures go on following the outbox while it cannot be
+		// read, or the backlog alarm could never fire on this stall.
+		e.observeCounts(wm, head)
 		return e.fail(fmt.Errorf("read outbox after %d: %w", wm, p.readErr), failures)
 	}
 	e.observe(wm, head, p.events)
@@ -496,7 +500,8 @@ func (e *Exporter) ObserveBacklog(cause error) {
 	var oldest []txswitch.OutboxEvent // for the lag in seconds
 	if head > wm {
 		if oldest, err = e.src.ReadOutbox(wm, 1); err != nil {
-			return
+			e.observeCounts(wm, head)
+			return // the next call or Run reports it
 		}
 	}
 	e.observe(wm, head, oldest)
@@ -518,6 +523,25 @@ func (e *Exporter) observe(wm, head uint64, events []txswitch.OutboxEvent) {
 	e.stats.Leader = true
 	e.stats.Watermark, e.stats.LastSeq, e.stats.LagSeconds = wm, max(head, wm), lagSec
 	e.setLagLocked()
+}
+
+// observeCounts is observe when the oldest event cannot be read: the
+// event counts follow; the lag in seconds keeps its last value.
+func (e *Exporter) observeCounts(wm, head uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stats.Leader = true
+	e.stats.Watermark, e.stats.LastSeq = wm, max(head, wm)
+	e.setLagLocked()
+}
+
+// refusedData reports PostgreSQL refusing the data of a batch (SQLSTATE
+// class 22, data exception, or 23, integrity constraint violation) rather
+// than failing: the database is up, so the breaker must not count it as
+// down. Export stalls on that batch, visibly (LastError, the lag).
+func refusedData(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23"))
 }
 
 func (e *Exporter) setLagLocked() {

@@ -197,13 +197,23 @@ func (r *rowSet) args() []any {
 		case tText:
 			a := make([]string, len(keys))
 			for j, k := range keys {
-				a[j] = r.rows[k][i].(string)
+				a[j] = withoutNUL(r.rows[k][i].(string))
 			}
 			out[i] = a
-		case tTextN, tJSONN:
+		case tTextN:
 			a := make([]*string, len(keys))
 			for j, k := range keys {
-				a[j] = r.rows[k][i].(*string)
+				if v := r.rows[k][i].(*string); v != nil {
+					a[j] = new(withoutNUL(*v))
+				}
+			}
+			out[i] = a
+		case tJSONN:
+			a := make([]*string, len(keys))
+			for j, k := range keys {
+				if v := r.rows[k][i].(*string); v != nil {
+					a[j] = new(jsonWithoutNUL(*v))
+				}
 			}
 			out[i] = a
 		case tInt8:
@@ -239,6 +249,57 @@ func (r *rowSet) args() []any {
 		}
 	}
 	return out
+}
+
+// PostgreSQL's text and jsonb cannot hold the NUL character, and one
+// event carrying it would stop the export of every later event (the batch
+// is refused, again and again). The journal keeps such strings as they
+// came (a PSP's message, or what an older release let a merchant send);
+// their PostgreSQL copy drops the NULs.
+
+func withoutNUL(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "")
+}
+
+// jsonWithoutNUL drops the NULs from the strings (and keys) of a JSON
+// document; it re-encodes only a document that may hold one.
+func jsonWithoutNUL(doc string) string {
+	if !strings.Contains(doc, `\u0000`) {
+		return doc
+	}
+	d := json.NewDecoder(strings.NewReader(doc))
+	d.UseNumber() // amounts stay exact
+	var v any
+	if err := d.Decode(&v); err != nil {
+		return doc // not JSON: PostgreSQL says so, as before
+	}
+	out, err := json.Marshal(dropNUL(v))
+	if err != nil {
+		return doc
+	}
+	return string(out)
+}
+
+func dropNUL(v any) any {
+	switch t := v.(type) {
+	case string:
+		return withoutNUL(t)
+	case []any:
+		for i := range t {
+			t[i] = dropNUL(t[i])
+		}
+		return t
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[withoutNUL(k)] = dropNUL(e)
+		}
+		return m
+	}
+	return v
 }
 
 // batchRows is a decoded batch, ready to write.

@@ -27,6 +27,9 @@ type fakeSource struct {
 	// simulates the leader dying after the PostgreSQL commit.
 	advanceHook func(seq uint64) error
 	regressions int // AdvanceExportWatermark called with seq < wm
+	// readErr, when set, fails every ReadOutbox (a journal that cannot be
+	// read).
+	readErr error
 
 	orders    map[string]txswitch.Order
 	payments  map[string]txswitch.Payment
@@ -48,6 +51,9 @@ func (s *fakeSource) IsLeader() bool { return s.leader.Load() }
 func (s *fakeSource) ReadOutbox(after uint64, limit int) ([]txswitch.OutboxEvent, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.readErr != nil {
+		return nil, s.readErr
+	}
 	if after < s.trimmed {
 		return nil, fmt.Errorf("read after %d: trimmed up to %d", after, s.trimmed)
 	}

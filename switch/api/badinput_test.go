@@ -57,6 +57,8 @@ func TestBadInputs(t *testing.T) {
 		{"negative breaker setting", request{"PUT", "/v1/admin/config", adminHeaders(), `{"providers":[{"breaker":{"half_open_max":-1}}]}`}, 400, "invalid_field", "providers[0].breaker.half_open_max"},
 		{"bad member address", request{"POST", "/v1/admin/members", adminHeaders(), `{"raft_addr":"nohost","api_addr":"h:1"}`}, 400, "invalid_field", "raft_addr"},
 		{"bad member id", request{"DELETE", "/v1/admin/members/abc", adminHeaders(), ``}, 400, "invalid_field", "id"},
+		{"NUL in a string", request{"POST", "/v1/orders", mh(), `{"reference":"shop\u00001"}`}, 400, "invalid_json", ""},
+		{"NUL in a refund reason", request{"POST", "/v1/payments/pay_1/refunds", mh(), `{"reason":"\u0000"}`}, 400, "invalid_json", ""},
 		{"invalid utf-8 key", request{"POST", "/v1/orders", mh(), "{\"\xff\":1}"}, 400, "invalid_json", ""},
 		{"invalid utf-8 value", request{"POST", "/v1/orders", mh(), "{\"reference\":\"a\xc3\"}"}, 400, "invalid_json", ""},
 		// Sizes and media types.

@@ -474,6 +474,11 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 						return nil, false, s.syntax("bad \\u escape")
 					}
 				}
+				if string(s.b[s.i+2:s.i+6]) == "0000" {
+					// The NUL character, which no field has a use for and
+					// the central database cannot store.
+					return nil, false, s.syntax("NUL character (\\u0000) in string")
+				}
 				s.i += 6
 			default:
 				return nil, false, s.syntax("bad string escape")

@@ -36,10 +36,38 @@ func scanAny(doc []byte) (accepted, ok bool) {
 	return false, true
 }
 
+// validWithoutNUL is encoding/json's idea of valid, less strings that hold
+// the NUL character, which the scanner refuses on purpose.
+func validWithoutNUL(doc []byte) bool {
+	body := []byte(`{"x":` + string(doc) + `}`)
+	var v any
+	return json.Valid(body) && json.Unmarshal(body, &v) == nil && !holdsNUL(v)
+}
+
+func holdsNUL(v any) bool {
+	switch t := v.(type) {
+	case string:
+		return strings.IndexByte(t, 0) >= 0
+	case []any:
+		for _, e := range t {
+			if holdsNUL(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, e := range t {
+			if strings.IndexByte(k, 0) >= 0 || holdsNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func TestScannerSyntaxMatchesEncodingJSON(t *testing.T) {
 	docs := []string{
 		`0`, `-0`, `12`, `-12.5e+3`, `1E9`, `0.5`, `01`, `1.`, `.5`, `-`, `+1`, `1e`, `1e+`, `--1`, `0x10`, `1_000`,
-		`"a"`, `"\u00e9"`, `"\ud83d\ude00"`, `"\x"`, `"\u12"`, `"\u12G4"`, "\"a\tb\"", `"a\/b"`, `"unterminated`, `"\"`,
+		`"a"`, `"\u0000"`, `"a\u0000b"`, `{"\u0000":1}`, `"a\\u0000"`, `"\u00e9"`, `"\ud83d\ude00"`, `"\x"`, `"\u12"`, `"\u12G4"`, "\"a\tb\"", `"a\/b"`, `"unterminated`, `"\"`,
 		`true`, `false`, `null`, `tru`, `nul`, `True`, `NaN`, `Infinity`,
 		`[]`, `[1,2]`, `[1,]`, `[,1]`, `[1 2]`, `[`, `]`, `{}`, `{"a":1}`, `{"a":1,}`, `{"a"}`, `{"a":}`, `{a:1}`, `{'a':1}`,
 		`{"a":{"b":[{"c":null}]}}`, `{"a":1 "b":2}`, `{"a":1}}`, ` [ 1 , { "k" : [ ] } ] `, `[[[[[[[[[[1]]]]]]]]]]`,
@@ -49,7 +77,7 @@ func TestScannerSyntaxMatchesEncodingJSON(t *testing.T) {
 		if !ok {
 			t.Fatalf("%q: unexpectedly deep", d)
 		}
-		if want := json.Valid([]byte(`{"x":` + d + `}`)); acc != want {
+		if want := validWithoutNUL([]byte(d)); acc != want {
 			t.Errorf("%q: scanner accepts = %v, encoding/json = %v", d, acc, want)
 		}
 	}
@@ -116,7 +144,7 @@ func FuzzScannerSyntax(f *testing.F) {
 		if !ok {
 			return
 		}
-		if want := json.Valid([]byte(`{"x":` + string(doc) + `}`)); acc != want {
+		if want := validWithoutNUL(doc); acc != want {
 			t.Fatalf("%q: scanner accepts = %v, encoding/json = %v", doc, acc, want)
 		}
 	})
