@@ -85,6 +85,10 @@ func excludedFromBreaker(err error) bool {
 	switch pe.Code {
 	case CodeInvalidRequest, CodeKeyReused, CodeCanceled:
 		return true
+	case CodeKeyFenced:
+		// A call that reached the PSP after a status inquiry had settled
+		// its key: our lateness (a stalled leader), not the PSP's health.
+		return true
 	case CodeNotSent:
 		// Our own connection pool was exhausted: that says nothing about
 		// the provider's health, and opening its breaker would turn a

@@ -200,6 +200,7 @@ func TestBreakerIgnoresCallerMistakes(t *testing.T) {
 	for _, err := range []error{
 		failure(true, "http_400"), failure(true, providers.CodeInvalidRequest), failure(false, providers.CodeKeyReused),
 		failure(false, providers.CodeCanceled), context.Canceled, failure(true, providers.CodeNotSent),
+		failure(true, providers.CodeKeyFenced),
 	} {
 		fakes["a"].set(txswitch.ProviderResult{}, err)
 		for range 3 {
