@@ -136,3 +136,31 @@ func TestStalledProposerDoesNotSendAfterTheDeadline(t *testing.T) {
 		})
 	}
 }
+
+// A provider with calls still in doubt cannot be dropped from the
+// configuration: only its status inquiry can settle them. Once they are
+// settled it can.
+func TestConfigKeepsAProviderWithOpenCalls(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	h.a.Push(txswitch.OpAuthorize, memoryErr(timeoutErr("psp_a")))
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	if p.Status != txswitch.PaymentInDoubt {
+		t.Fatalf("payment %s, want in doubt", p.Status)
+	}
+	withoutA := testConfig()
+	withoutA.Providers = withoutA.Providers[1:]
+	withoutA.Methods = []txswitch.MethodConfig{{Name: "card", Enabled: true, Routes: []txswitch.RouteConfig{{Provider: "psp_b"}}}}
+	h.unchanged(func() {
+		_, err := h.svc.PutConfig(h.ctx, withoutA)
+		wantErr(t, err, 409, txswitch.CodeProviderHasOpenCalls)
+	})
+	h.clock.Advance(time.Minute)
+	h.a.Push(txswitch.OpStatus, approved("r"))
+	if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 1 {
+		t.Fatalf("resolve = %d %v", n, err)
+	}
+	if r, err := h.svc.PutConfig(h.ctx, withoutA); err != nil || r.Status != 200 {
+		t.Fatalf("config without psp_a once its call settled: %v", err)
+	}
+}

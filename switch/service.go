@@ -379,11 +379,52 @@ func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	if e := cfg.Validate(); e != nil {
 		return Reply{}, e
 	}
+	if err := s.barrier(ctx); err != nil {
+		return Reply{}, err
+	}
+	if err := openCallsKeep(s.store, cfg); err != nil {
+		return Reply{}, err
+	}
 	res, err := s.propose(ctx, cmdTypeConfigPut, &cmdConfigPut{At: s.clock.Now(), Config: cfg})
 	if err != nil {
 		return Reply{}, err
 	}
 	return res.Reply, nil
+}
+
+// CodeProviderHasOpenCalls refuses a configuration without a provider that
+// still has calls without a final result.
+const CodeProviderHasOpenCalls = "provider_has_open_calls"
+
+// openCallsKeep refuses cfg if it drops a provider that calls without a
+// final result (intents, in doubt) still name: only that provider's status
+// inquiry can settle them, and without it they would stay in doubt for
+// good, holding their orders. The check reads the state as of the barrier;
+// a call opened at a dropped provider between it and the change's apply
+// is settled once the provider is configured again.
+func openCallsKeep(r Reader, cfg RoutingConfig) error {
+	kept := make(map[string]bool, len(cfg.Providers))
+	for _, p := range cfg.Providers {
+		kept[p.Name] = true
+	}
+	open, err := ListInDoubt(r, 0)
+	if err != nil {
+		return fmt.Errorf("list open calls: %w", err)
+	}
+	for _, d := range open {
+		if kept[d.Provider] {
+			continue
+		}
+		n := 0
+		for _, o := range open {
+			if o.Provider == d.Provider {
+				n++
+			}
+		}
+		return NewError(KindConflict, CodeProviderHasOpenCalls, "providers",
+			fmt.Sprintf("provider %s still has %d call(s) without a final result (payment %s among them); keep it configured until they are resolved", d.Provider, n, d.PaymentID))
+	}
+	return nil
 }
 
 // EnsureConfig stores cfg when no configuration exists (bootstrap). Safe
