@@ -495,6 +495,52 @@ func TestPreviousReleaseLedger(t *testing.T) {
 	}
 }
 
+// A previous-release exporter recorded a batch in exported_events and lost
+// leadership before the watermark moved; the new exporter then exports
+// from the watermark again, and its range overlaps that ledger. Each event
+// is still in exported_event_log once (migration 0006).
+func TestPreviousReleaseLedgerOverlap(t *testing.T) {
+	pool := migratedDB(t)
+	ctx := context.Background()
+	src := newFakeSource()
+	src.produceMerchants()
+	src.produceOrders(20)
+	src.mu.Lock()
+	src.advanceHook = func(uint64) error { return errors.New("leader died before the watermark moved") }
+	src.mu.Unlock()
+	e1, err := NewExporter(ctx, testConfig(pool, src, zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, failed := e1.step(ctx, 0); !failed {
+		t.Fatal("the watermark moved")
+	}
+	// What the previous release would have left: the batch in its ledger,
+	// no progress, the watermark where it was.
+	var recorded int64
+	if err := pool.QueryRow(ctx, `WITH moved AS (INSERT INTO exported_events (event_id, seq, kind)
+		SELECT 'evt_' || s, s, 'order' FROM exported_ranges r, generate_series(r.first_seq, r.last_seq) s RETURNING seq)
+		SELECT count(*) FROM moved`).Scan(&recorded); err != nil || recorded == 0 {
+		t.Fatalf("previous-release ledger: %d rows, %v", recorded, err)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM exported_ranges; UPDATE export_progress SET last_seq = 0`); err != nil {
+		t.Fatal(err)
+	}
+	if wm, _ := src.ExportWatermark(); wm != 0 {
+		t.Fatalf("watermark %d", wm)
+	}
+	src.mu.Lock()
+	src.advanceHook = nil
+	src.mu.Unlock()
+	e2, err := NewExporter(ctx, testConfig(pool, src, zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runExporter(t, e2)
+	waitExported(t, e2, src.Head())
+	verifyDatabase(t, pool, src)
+}
+
 // TestReplayIsIdempotent covers the crash window of exactly-once: the
 // leader commits a batch to PostgreSQL and dies before the watermark
 // advances; the next leader exports the same events again.

@@ -148,7 +148,10 @@ type ExportStats struct {
 //
 // (During a rolling upgrade, an exporter of the previous release records
 // events in exported_events and does not raise P; then W may pass P and the
-// range starts above W instead. exported_event_log reads both ledgers.)
+// range starts above W instead. exported_event_log reads both ledgers,
+// each event once: a range that overlaps the old ledger, when the previous
+// release committed a batch but not its watermark, hides those rows, see
+// migration 0006; the ExportedTotal figure does count them again.)
 type Exporter struct {
 	cfg     ExporterConfig
 	pool    *pgxpool.Pool
