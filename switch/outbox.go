@@ -13,16 +13,24 @@ import (
 // watermark, so while PostgreSQL is down it grows, bounded by disk alone;
 // OutboxBacklog makes that growth visible.
 
-// MaxOutboxRead bounds one ReadOutbox call.
-const MaxOutboxRead = 10_000
+// MaxOutboxRead bounds the events of one ReadOutbox call, and
+// MaxOutboxReadBytes their stored size: an order event carries all its
+// lines, so a count alone would let a backlog of large orders take
+// hundreds of MB per batch (and the exporter holds two batches).
+const (
+	MaxOutboxRead      = 10_000
+	MaxOutboxReadBytes = 16 << 20
+)
 
-// ReadOutbox returns up to limit events with seq > after, in seq order.
+// ReadOutbox returns up to limit events with seq > after, in seq order, and
+// fewer once they hold MaxOutboxReadBytes (at least one, whatever its size).
 func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 	if limit <= 0 || limit > MaxOutboxRead {
 		limit = MaxOutboxRead
 	}
 	var out []OutboxEvent
 	var decodeErr error
+	size := 0
 	_, end := prefixRange(prefixOutbox)
 	if err := s.store.Scan(outboxKey(after+1), end, func(k, v []byte) bool {
 		ev, ok := decodeOutboxEvent(v)
@@ -34,7 +42,8 @@ func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 			}
 		}
 		out = append(out, ev)
-		return len(out) < limit
+		size += len(v)
+		return len(out) < limit && size < MaxOutboxReadBytes
 	}); err != nil {
 		return nil, fmt.Errorf("scan outbox: %w", err)
 	}

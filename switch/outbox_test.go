@@ -2,6 +2,8 @@ package txswitch_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,4 +159,42 @@ func TestConfigAndAuthenticate(t *testing.T) {
 	o := h.createOrder(100)
 	_, err = h.svc.CreatePayment(h.ctx, caller(""), o.ID, txswitch.CreatePaymentRequest{Method: "ideal"})
 	wantErr(t, err, 422, "method_not_available")
+}
+
+// ReadOutbox bounds a read by the events' size too: large orders (each
+// event carries all its lines) stop a read short of its count, and the
+// next read goes on where it stopped.
+func TestReadOutboxBoundsBytes(t *testing.T) {
+	h := newHarness(t)
+	req := orderReq(1000 * 1000)
+	sku := strings.Repeat("s", 200)
+	for i := range 1000 {
+		req.Lines = append(req.Lines, txswitch.OrderLine{SKU: fmt.Sprintf("%s-%04d", sku, i), Quantity: 1, UnitAmount: 1000})
+	}
+	for range 110 { // about 24 MB of order events
+		if _, err := h.svc.CreateOrder(h.ctx, caller(""), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	head, _ := h.svc.OutboxHead()
+	first, err := h.svc.ReadOutbox(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := 0
+	for _, ev := range first {
+		size += len(ev.Resource)
+	}
+	if uint64(len(first)) >= head || size < txswitch.MaxOutboxReadBytes/2 || size > txswitch.MaxOutboxReadBytes+300_000 {
+		t.Fatalf("read %d of %d events, %d bytes of resources (bound %d)", len(first), head, size, txswitch.MaxOutboxReadBytes)
+	}
+	last := first[len(first)-1].Seq
+	rest, err := h.svc.ReadOutbox(last, 0)
+	if err != nil || len(rest) == 0 || rest[0].Seq != last+1 {
+		t.Fatalf("the next read after %d: %d events, %v", last, len(rest), err)
+	}
+	// One event larger than the bound is still read, alone.
+	if one, err := h.svc.ReadOutbox(0, 1); err != nil || len(one) != 1 {
+		t.Fatalf("a read of one: %d, %v", len(one), err)
+	}
 }

@@ -23,7 +23,8 @@ import (
 // domain side on top of the state machine).
 //
 // Contract: events are dense in Seq; ReadOutbox(after, limit) returns up to
-// limit events with Seq > after in Seq order; the outbox is trimmed only up
+// limit events with Seq > after in Seq order (fewer, but at least one when
+// there is one, to bound their size); the outbox is trimmed only up
 // to the export watermark, so every event after the watermark is readable.
 // ReadOutbox may be called from two goroutines at once (the exporter
 // prefetches the next batch while writing the current one).
@@ -350,7 +351,6 @@ var errShutdown = errors.New("exporter shutting down")
 // prepared is a batch read from the source and decoded, ready to write.
 type prepared struct {
 	after     uint64 // the watermark it was read after
-	limit     int    // the most events it was read with
 	events    []txswitch.OutboxEvent
 	rows      *batchRows
 	unknown   []string
@@ -363,7 +363,7 @@ type prepared struct {
 // the current batch is being written (so the Source must allow concurrent
 // reads), which overlaps JSON decoding with the database round trips.
 func (e *Exporter) prepare(after uint64, limit int) *prepared {
-	p := &prepared{after: after, limit: limit}
+	p := &prepared{after: after}
 	p.events, p.readErr = e.src.ReadOutbox(after, limit)
 	if p.readErr != nil || len(p.events) == 0 {
 		return p
@@ -419,7 +419,9 @@ func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool)
 	}
 	e.warnUnknown(p.unknown)
 	first, last := p.events[0].Seq, p.events[len(p.events)-1].Seq
-	full := len(p.events) == p.limit
+	// More waiting: the batch stopped at its limit (of events or bytes)
+	// before the head.
+	full := last < head
 	if full {
 		ch := make(chan *prepared, 1) // buffered: the helper never blocks
 		limit := e.batchLimit(last, head)
