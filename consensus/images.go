@@ -162,7 +162,21 @@ func (n *Node) StageSnapshotImage(m *raftpb.Message) (txswitch.ImageSink, bool, 
 			break
 		}
 	}
-	return sink, true, nil
+	n.stagings.Add(1)
+	return &stagingSink{ImageSink: sink, n: n}, true, nil
+}
+
+// stagingSink counts the commit of a staging: what a sweep dropped while
+// the image was still streaming may have been written again by then.
+type stagingSink struct {
+	txswitch.ImageSink
+	n *Node
+}
+
+func (s *stagingSink) Commit() (int64, error) {
+	size, err := s.ImageSink.Commit()
+	s.n.stagings.Add(1)
+	return size, err
 }
 
 // imageSweepTicks is how many ticks apart staged images are swept.
@@ -173,30 +187,34 @@ const imageSweepTicks = 50
 // commit index, so those can never be restored; and restoreStaged drops
 // only what it restores, which leaves the images of MsgSnaps raft did not
 // take (a stale term, a duplicate that arrived after the restore, a step
-// that failed after staging) on disk until the next start otherwise.
-// Nothing is swept while a received snapshot awaits its restore; its
-// image is above the applied index anyway. Runs on the loop.
+// that failed after staging) on disk until the next start otherwise. A
+// sweep runs only when a staging began or ended since the last one, or the
+// applied index passed more of what was staged. Nothing is swept while a
+// received snapshot awaits its restore; its image is above the applied
+// index anyway. Runs on the loop.
 func (n *Node) sweepStagedImages() error {
 	if n.imageSweepIn--; n.imageSweepIn > 0 {
 		return nil
 	}
 	n.imageSweepIn = imageSweepTicks
-	staged := n.stagedMax.Load()
-	if staged == 0 || n.snapPending {
+	if n.snapPending {
+		return nil
+	}
+	// Read before the drop: a staging that ends during it is seen next time.
+	stagings := n.stagings.Load()
+	upTo := min(n.stagedMax.Load(), n.applied)
+	if upTo == 0 || (stagings == n.sweptStagings && upTo <= n.sweptUpTo) {
 		return nil
 	}
 	st, ok := n.cfg.LogStore.(ImageStager)
 	if !ok {
 		return nil
 	}
-	if err := st.DropStagedImages(min(staged, n.applied)); err != nil {
-		return fmt.Errorf("sweep staged images up to %d: %w", min(staged, n.applied), err)
+	if err := st.DropStagedImages(upTo); err != nil {
+		return fmt.Errorf("sweep staged images up to %d: %w", upTo, err)
 	}
-	if n.applied >= staged {
-		// Only if nothing higher was staged meanwhile; else the next
-		// sweep looks again.
-		n.stagedMax.CompareAndSwap(staged, 0)
-	}
+	n.sweptStagings, n.sweptUpTo = stagings, upTo
+	n.imageSweeps.Add(1)
 	return nil
 }
 

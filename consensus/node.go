@@ -98,11 +98,16 @@ type Node struct {
 	// snapPending: a snapshot received from the leader is being persisted
 	// and not yet restored into the state machine.
 	snapPending bool
-	// stagedMax is the highest index of an image staged since the staged
-	// images were last swept (images.go: sweepStagedImages); imageSweepIn
-	// (loop-owned) counts the ticks to the next sweep.
-	stagedMax    atomic.Uint64
-	imageSweepIn int
+	// Staged images (images.go: sweepStagedImages): stagedMax is the
+	// highest index ever staged, stagings counts stagings begun and
+	// committed; loop-owned, imageSweepIn counts the ticks to the next
+	// sweep and sweptStagings, sweptUpTo are what the last one saw.
+	stagedMax     atomic.Uint64
+	stagings      atomic.Uint64
+	imageSweeps   atomic.Uint64 // sweeps that dropped (tests)
+	imageSweepIn  int
+	sweptStagings uint64
+	sweptUpTo     uint64
 	// The append goroutine (append.go): appendc carries raft's appends to
 	// it, localc its completions back, appendStop stops it and appendWG
 	// lets shutdown wait for it; appendsInFlight (loop-owned) counts the

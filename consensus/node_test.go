@@ -867,7 +867,7 @@ func TestStagedImagesRaftDidNotTakeAreSwept(t *testing.T) {
 	store := c.member(f.ID()).store
 	applied := c.member(f.ID()).sm.AppliedIndex()
 	mem := membership{Version: 1, MaxID: 3, Members: []Peer{{ID: 1, RaftAddr: addrOf(1)}, {ID: 2, RaftAddr: addrOf(2)}, {ID: 3, RaftAddr: addrOf(3)}}}
-	stageVia := func(idx uint64) {
+	begin := func(idx uint64) txswitch.ImageSink {
 		t.Helper()
 		m := &raftpb.Message{Type: raftpb.MsgSnap.Enum(), From: new(lead.ID()), To: new(f.ID()),
 			Snapshot: snapshotFor(idx, 1, []uint64{1, 2, 3}, encodeSnapshotStreamed(&mem))}
@@ -878,13 +878,22 @@ func TestStagedImagesRaftDidNotTakeAreSwept(t *testing.T) {
 		if _, err := sink.Write([]byte("an image raft will not take")); err != nil {
 			t.Fatal(err)
 		}
+		return sink
+	}
+	commit := func(sink txswitch.ImageSink) {
+		t.Helper()
 		if _, err := sink.Commit(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	below, above := applied-1, applied+3
-	stageVia(below)
-	stageVia(above)
+	// A sweep runs while the duplicate still streams; its commit comes
+	// after, and a later sweep must still see it.
+	streaming := begin(below)
+	sweeps := f.imageSweeps.Load()
+	c.waitFor("a sweep during the stream", func() bool { return f.imageSweeps.Load() > sweeps })
+	commit(streaming)
+	commit(begin(above))
 	c.waitFor("the image below the applied index swept", func() bool {
 		return slices.Equal(store.Staged(), []uint64{above})
 	})
