@@ -115,7 +115,7 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	events, _ := src.ReadOutbox(0, 1000)
 	b.ResetTimer()
 	for range b.N {
-		rows, _, err := decodeBatch(events)
+		rows, err := decodeBatch(events)
 		if err != nil {
 			b.Fatal(err)
 		}

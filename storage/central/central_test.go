@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -609,7 +610,7 @@ func TestOutOfOrderBatchesNeverGoBackwards(t *testing.T) {
 			ctx := context.Background()
 			half := len(all) / 2
 			for i, batch := range [][]int{{half, len(all)}, {0, half}, {0, len(all)}, {10, 20}} {
-				rows, _, err := decodeBatch(all[batch[0]:batch[1]])
+				rows, err := decodeBatch(all[batch[0]:batch[1]])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -952,5 +953,27 @@ func TestObserveBacklogWithoutTheDatabase(t *testing.T) {
 	e.ObserveBacklog(nil)
 	if st := e.Stats(); st.LagEvents != 0 || st.Leader || metricValue(t, e.mBacklog) != 0 {
 		t.Fatalf("a follower reports lag: %+v", st)
+	}
+}
+
+// An event of a kind this exporter does not know stops the export like an
+// undecodable one: recording it as exported would let the outbox forget
+// it with nothing in PostgreSQL.
+func TestUnknownKindStopsExport(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceOrders(2)
+	src.mu.Lock()
+	src.events[2].Kind = "voucher"
+	src.mu.Unlock()
+	e, err := NewExporter(context.Background(), testConfig(pool, src, zap.NewNop()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, failed := e.step(context.Background(), 0); !failed {
+		t.Fatal("a batch with an unknown kind was exported")
+	}
+	if st := e.Stats(); st.Watermark != 0 || !strings.Contains(st.LastError, `unknown kind "voucher"`) || st.BreakerState != "closed" {
+		t.Fatalf("stats: %+v", st)
 	}
 }

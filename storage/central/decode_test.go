@@ -25,7 +25,7 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Fuzz(func(t *testing.T, kind string, resource []byte) {
 		ev := txswitch.OutboxEvent{Seq: 7, ID: "evt_7", Kind: kind, MerchantID: "mer_x", OrderID: "ord_x",
 			At: time.Unix(0, 0), Resource: resource}
-		rows, _, err := decodeBatch([]txswitch.OutboxEvent{ev})
+		rows, err := decodeBatch([]txswitch.OutboxEvent{ev})
 		if err != nil {
 			return
 		}

@@ -174,7 +174,6 @@ type Exporter struct {
 	advanced chan struct{} // closed and replaced whenever the watermark moves
 	failing  bool          // a failure has been logged; the next success logs recovery
 	alarmed  bool
-	unknown  map[string]bool // unknown kinds already warned about
 
 	mLagEvents, mLagSeconds, mBacklog, mBreaker prometheus.Gauge
 	mEvents                                     prometheus.Counter
@@ -212,7 +211,7 @@ func NewExporter(ctx context.Context, cfg ExporterConfig) (*Exporter, error) {
 	}
 	e := &Exporter{
 		cfg: cfg, pool: cfg.Pool, src: cfg.Source, log: cfg.Logger.Named("export"), clock: cfg.Clock,
-		kick: make(chan struct{}, 1), advanced: make(chan struct{}), unknown: map[string]bool{},
+		kick: make(chan struct{}, 1), advanced: make(chan struct{}),
 	}
 	if e.pool == nil {
 		if cfg.URL == "" {
@@ -353,7 +352,6 @@ type prepared struct {
 	after     uint64 // the watermark it was read after
 	events    []txswitch.OutboxEvent
 	rows      *batchRows
-	unknown   []string
 	readErr   error
 	decodeErr error
 }
@@ -374,7 +372,7 @@ func (e *Exporter) prepare(after uint64, limit int) *prepared {
 		p.decodeErr = err
 		return p
 	}
-	p.rows, p.unknown, p.decodeErr = decodeBatch(p.events)
+	p.rows, p.decodeErr = decodeBatch(p.events)
 	return p
 }
 
@@ -417,7 +415,6 @@ func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool)
 		// Not the database's fault: the breaker is not involved.
 		return e.fail(p.decodeErr, failures)
 	}
-	e.warnUnknown(p.unknown)
 	first, last := p.events[0].Seq, p.events[len(p.events)-1].Seq
 	// More waiting: the batch stopped at its limit (of events or bytes)
 	// before the head.
@@ -625,17 +622,6 @@ func (e *Exporter) write(ctx context.Context, rows *batchRows) (int64, error) {
 	}
 	e.progress, e.progressKnown = progress, true
 	return added, nil
-}
-
-func (e *Exporter) warnUnknown(kinds []string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, k := range kinds {
-		if !e.unknown[k] {
-			e.unknown[k] = true
-			e.log.Warn("outbox event kind unknown to this exporter: recorded as exported, no resource row", zap.String("kind", k))
-		}
-	}
 }
 
 // Statements of the export bookkeeping (migration 0004).

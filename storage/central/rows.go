@@ -307,7 +307,7 @@ type batchRows struct {
 	sets   []*rowSet // in write order
 	byName map[string]*rowSet
 	// first..last are the batch's event seqs (dense): the range recorded as
-	// exported, rows or not (unknown kinds have none).
+	// exported.
 	first, last uint64
 }
 
@@ -329,29 +329,25 @@ func optString(s string) *string {
 	return &s
 }
 
-// decodeBatch turns outbox events (dense in seq) into rows. Unknown kinds
-// are still recorded as exported (they were delivered; a newer release's
-// kinds are loaded once this exporter knows them — see README).
-func decodeBatch(events []txswitch.OutboxEvent) (*batchRows, []string, error) {
+// decodeBatch turns outbox events (dense in seq) into rows. An event of a
+// kind this exporter does not know stops the batch like an undecodable one:
+// recording it as exported would let the outbox forget it with no row in
+// PostgreSQL. (A newer release writes a new kind only once the cluster
+// version gate has moved, when every member, this exporter's included,
+// runs that release; so it takes a bug to get here.)
+func decodeBatch(events []txswitch.OutboxEvent) (*batchRows, error) {
 	b := newBatchRows()
-	var unknown []string
 	for i := range events {
 		ev := &events[i]
 		if err := b.add(ev); err != nil {
-			if errors.Is(err, errUnknownKind) {
-				unknown = append(unknown, ev.Kind)
-			} else {
-				return nil, nil, fmt.Errorf("event %s (seq %d, kind %s): %w: %v", ev.ID, ev.Seq, ev.Kind, errBadEvent, err)
-			}
+			return nil, fmt.Errorf("event %s (seq %d, kind %s): %w: %v", ev.ID, ev.Seq, ev.Kind, errBadEvent, err)
 		}
 	}
 	if len(events) > 0 {
 		b.first, b.last = events[0].Seq, events[len(events)-1].Seq
 	}
-	return b, unknown, nil
+	return b, nil
 }
-
-var errUnknownKind = errors.New("unknown kind")
 
 func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 	seq := int64(ev.Seq)
@@ -441,7 +437,7 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 				ev.MerchantID, d.Op, d.Provider, int32(d.Attempt), d.LatencyMS, d.Outcome, d.Code, t.At)
 		}
 	default:
-		return errUnknownKind
+		return fmt.Errorf("unknown kind %q: an exporter older than the release that wrote it", ev.Kind)
 	}
 	return nil
 }
