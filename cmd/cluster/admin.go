@@ -198,9 +198,8 @@ func postJoin(ctx context.Context, memberAPI, adminToken string, body []byte) (i
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		// Only a refused connection proves nothing was asked.
-		var op *net.OpError
-		return 0, errors.As(err, &op) && op.Op == "dial", err
+		// Only a connection never made proves nothing was asked.
+		return 0, unreachable(err), err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
