@@ -741,8 +741,45 @@ func TestEventsWithNULAreExported(t *testing.T) {
 }
 
 // A refused batch (a data or constraint error) is the data's problem, not
-// the database being down: the breaker stays closed.
+// the database being down: the breaker stays closed, and the export stops
+// at that batch with the reason in LastError.
 func TestRefusedDataIsNotAnOutage(t *testing.T) {
+	pool := migratedDB(t)
+	src := newFakeSource()
+	src.produceOrders(2)
+	src.mu.Lock()
+	orderID := ""
+	for i := range src.events {
+		ev := &src.events[i]
+		if ev.Kind == KindOrder && orderID == "" {
+			orderID = ev.OrderID
+		}
+		if ev.Kind == KindOrder && ev.OrderID == orderID { // each: the row is its last event's
+			var doc map[string]any
+			if err := json.Unmarshal(ev.Resource, &doc); err != nil {
+				t.Fatal(err)
+			}
+			doc["refunded"] = map[string]any{"value": 999_999, "currency": "EUR"} // more than captured
+			ev.Resource, _ = json.Marshal(doc)
+		}
+	}
+	src.mu.Unlock()
+	cfg := testConfig(pool, src, zap.NewNop())
+	e, err := NewExporter(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 * cfg.Breaker.ConsecutiveFailures {
+		if _, failed := e.step(context.Background(), 0); !failed {
+			t.Fatal("a batch the database refuses was exported")
+		}
+	}
+	if st := e.Stats(); st.BreakerState != "closed" || st.Watermark != 0 || !strings.Contains(st.LastError, "23514") {
+		t.Fatalf("stats: %+v", st)
+	}
+}
+
+func TestRefusedDataClassification(t *testing.T) {
 	for _, tc := range []struct {
 		err  error
 		want bool

@@ -404,10 +404,10 @@ func (e *Exporter) step(ctx context.Context, failures int) (time.Duration, bool)
 	if p.readErr != nil {
 		// The lag figures go on following the outbox while it cannot be
 		// read, or the backlog alarm could never fire on this stall.
-		e.observeCounts(wm, head)
+		e.observe(wm, head, nil, false)
 		return e.fail(fmt.Errorf("read outbox after %d: %w", wm, p.readErr), failures)
 	}
-	e.observe(wm, head, p.events)
+	e.observe(wm, head, p.events, true)
 	if len(p.events) == 0 {
 		return e.cfg.PollInterval, false
 	}
@@ -500,13 +500,12 @@ func (e *Exporter) ObserveBacklog(cause error) {
 		return
 	}
 	var oldest []txswitch.OutboxEvent // for the lag in seconds
+	readable := true
 	if head > wm {
-		if oldest, err = e.src.ReadOutbox(wm, 1); err != nil {
-			e.observeCounts(wm, head)
-			return // the next call or Run reports it
-		}
+		oldest, err = e.src.ReadOutbox(wm, 1)
+		readable = err == nil // else the next call or Run reports it
 	}
-	e.observe(wm, head, oldest)
+	e.observe(wm, head, oldest, readable)
 	if cause != nil {
 		e.mu.Lock()
 		e.stats.LastError = cause.Error()
@@ -514,26 +513,21 @@ func (e *Exporter) ObserveBacklog(cause error) {
 	}
 }
 
-// observe updates the lag figures from what the source reports.
-func (e *Exporter) observe(wm, head uint64, events []txswitch.OutboxEvent) {
-	var lagSec float64
-	if len(events) > 0 {
-		lagSec = max(0, e.clock.Now().Sub(events[0].At).Seconds())
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.stats.Leader = true
-	e.stats.Watermark, e.stats.LastSeq, e.stats.LagSeconds = wm, max(head, wm), lagSec
-	e.setLagLocked()
-}
-
-// observeCounts is observe when the oldest event cannot be read: the
-// event counts follow; the lag in seconds keeps its last value.
-func (e *Exporter) observeCounts(wm, head uint64) {
+// observe updates the lag figures from what the source reports: events
+// start with the oldest not exported; when the outbox could not be read
+// (readable false) the lag in seconds keeps its last value and the counts
+// still follow the head, so the backlog alarm can fire on that stall too.
+func (e *Exporter) observe(wm, head uint64, events []txswitch.OutboxEvent, readable bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.stats.Leader = true
 	e.stats.Watermark, e.stats.LastSeq = wm, max(head, wm)
+	if readable {
+		e.stats.LagSeconds = 0
+		if len(events) > 0 {
+			e.stats.LagSeconds = max(0, e.clock.Now().Sub(events[0].At).Seconds())
+		}
+	}
 	e.setLagLocked()
 }
 

@@ -27,6 +27,9 @@ const orderBody = `{"reference":"shop-1234","amount":{"value":4998,"currency":"E
 // decoded body, and relays the reply.
 func TestRoutesReachService(t *testing.T) {
 	notif := `{"notification_id":"n1","idempotency_key":"pay_1-1","result":{"outcome":"approved","provider_ref":"r1"}}`
+	// The PSP's words reach the service as they are, a NUL included (only
+	// merchant and admin bodies refuse one).
+	notifNUL := `{"notification_id":"n2","idempotency_key":"pay_1-1","result":{"outcome":"declined","message":"card\u0000blocked"}}`
 	amt := &txswitch.Money{Value: 100, Currency: "EUR"}
 	tests := []struct {
 		name       string
@@ -64,6 +67,9 @@ func TestRoutesReachService(t *testing.T) {
 		{"notify", request{"POST", "/v1/notifications/simpsp", [][2]string{{"Content-Type", "application/json"}, {"X-Provider-Signature", sign("psp-secret", notif)}}, notif}, 200,
 			call{Method: "Notify", ID: "simpsp", Req: txswitch.ProviderNotification{NotificationID: "n1", IdempotencyKey: "pay_1-1",
 				Result: txswitch.ProviderResult{Outcome: txswitch.OutcomeApproved, ProviderRef: "r1"}}}},
+		{"notify with a NUL", request{"POST", "/v1/notifications/simpsp", [][2]string{{"Content-Type", "application/json"}, {"X-Provider-Signature", sign("psp-secret", notifNUL)}}, notifNUL}, 200,
+			call{Method: "Notify", ID: "simpsp", Req: txswitch.ProviderNotification{NotificationID: "n2", IdempotencyKey: "pay_1-1",
+				Result: txswitch.ProviderResult{Outcome: txswitch.OutcomeDeclined, Message: "card\x00blocked"}}}},
 		{"get config", request{"GET", "/v1/admin/config", adminHeaders(), ""}, 200, call{Method: "GetConfig"}},
 		{"put config", request{"PUT", "/v1/admin/config", adminHeaders(),
 			`{"version":0,"merchants":[{"id":"m1","name":"Shop","api_key_hashes":["ab"]}],"methods":[],"providers":[{"name":"p","base_url":"http://p","timeout_ms":100,"breaker":{"consecutive_failures":5,"failure_ratio":0.5,"min_requests":10,"interval_ms":1000,"open_ms":100,"half_open_max":1}}]}`}, 200,

@@ -158,7 +158,10 @@ func (s *shape) describe() string {
 
 // decodeStrict decodes body, which must be exactly one JSON object matching
 // v's type, into v (a pointer). Errors are *txswitch.Error with status 400.
-func decodeStrict(body []byte, v any) error {
+func decodeStrict(body []byte, v any) error { return decodeStrictWith(body, v, false) }
+
+// decodeStrictWith is decodeStrict; allowNUL accepts \u0000 in strings.
+func decodeStrictWith(body []byte, v any, allowNUL bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return txswitch.NewError(txswitch.KindInvalid, "missing_body", "", "a JSON request body is required")
 	}
@@ -170,7 +173,7 @@ func decodeStrict(body []byte, v any) error {
 	if b := bytes.TrimLeft(body, " \t\r\n"); b[0] != '{' {
 		return txswitch.NewError(txswitch.KindInvalid, "invalid_json", "", "the request body must be a JSON object")
 	}
-	sc := scanner{b: body}
+	sc := scanner{b: body, allowNUL: allowNUL}
 	if err := sc.value(shapeOf(reflect.TypeOf(v).Elem()), nil, 0); err != nil {
 		return err
 	}
@@ -222,8 +225,9 @@ func (p *pathElem) String() string {
 
 // scanner checks a JSON document against a shape, byte by byte.
 type scanner struct {
-	b []byte
-	i int
+	b        []byte
+	i        int
+	allowNUL bool // accept \u0000 in strings (see decodeStrictWith)
 }
 
 func (s *scanner) ws() {
@@ -474,7 +478,7 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 						return nil, false, s.syntax("bad \\u escape")
 					}
 				}
-				if string(s.b[s.i+2:s.i+6]) == "0000" {
+				if !s.allowNUL && string(s.b[s.i+2:s.i+6]) == "0000" {
 					// The NUL character, which no field has a use for and
 					// the central database cannot store.
 					return nil, false, s.syntax("NUL character (\\u0000) in string")

@@ -66,7 +66,10 @@ func withBody[T any](r route, call func(s *Server, rc *reqCtx, req T) (txswitch.
 		if len(b) == 0 && r.body == bodyOptional {
 			return v, nil
 		}
-		if err := decodeStrict(b, &v); err != nil {
+		// A PSP's notification is what the PSP says, NULs included (the
+		// exporter drops them for PostgreSQL); what merchants and
+		// operators send may not hold them.
+		if err := decodeStrictWith(b, &v, r.auth == authProvider); err != nil {
 			return nil, err
 		}
 		return v, nil

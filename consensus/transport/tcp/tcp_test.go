@@ -281,6 +281,9 @@ func TestSnapshotDroppedAloneIsReportedOnce(t *testing.T) {
 	snap.Snapshot = &raftpb.Snapshot{Data: make([]byte, 25<<20), Metadata: &raftpb.SnapshotMetadata{Index: new(uint64(7)), Term: new(uint64(1))}}
 	big := msg(raftpb.MsgApp, 1, 2, 8)
 	big.Entries = []*raftpb.Entry{{Index: new(uint64(8)), Term: new(uint64(1)), Data: make([]byte, 20<<20)}}
+	// One Send: both usually go out as one batch (the sender's goroutine
+	// wakes after they are queued), which is the case this test is for;
+	// split in two batches, each message is reported once all the same.
 	a.Send([]*raftpb.Message{snap, big})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -291,7 +294,7 @@ func TestSnapshotDroppedAloneIsReportedOnce(t *testing.T) {
 			break // the big write failed and its batch was reported
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the write to a peer that does not read never failed")
+			t.Fatalf("the write to a peer that does not read never failed: unreachable %v, snaps %v, stats %+v", arec.unreachable, arec.snaps, a.Stats())
 		}
 		time.Sleep(time.Millisecond)
 	}
