@@ -91,8 +91,12 @@ func (s *Svc) Explain(ctx context.Context, c Caller, orderID string) (Reply, err
 
 // Cause codes of an Explanation.
 const (
-	CauseProviderDown      = "provider_down"
-	CauseProviderSlow      = "provider_slow"
+	CauseProviderDown = "provider_down"
+	CauseProviderSlow = "provider_slow"
+	// CauseProviderRefused: the provider refused the request itself (a
+	// 4xx: credentials, a request it cannot take): neither the customer
+	// nor the provider's availability, but the integration with it.
+	CauseProviderRefused   = "provider_refused"
 	CauseDeclined          = "declined"
 	CauseInvalidInput      = "invalid_input"
 	CauseInDoubt           = "in_doubt"
@@ -116,12 +120,23 @@ func downCode(code string) bool {
 
 func slowCode(code string) bool { return code == "timeout" || code == "deadline_exceeded" }
 
+// refusedCode: the provider answered that it will not take the request as
+// sent (429, the provider shedding load, is its availability).
+func refusedCode(code string) bool {
+	return code == "invalid_request" || strings.HasPrefix(code, "http_4") && code != "http_429"
+}
+
 // inputCodes are decline codes caused by what the customer typed.
 var inputCodes = map[string]string{
 	"invalid_card":   "the customer entered an invalid card number",
 	"invalid_cvc":    "the customer entered a wrong security code",
 	"expired_card":   "the customer's card has expired",
 	"invalid_expiry": "the customer entered an invalid expiry date",
+}
+
+// providerTrouble: a cause that says why a provider did not take a payment.
+func providerTrouble(code string) bool {
+	return code == CauseProviderDown || code == CauseProviderSlow || code == CauseProviderRefused
 }
 
 func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
@@ -152,6 +167,9 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 			case d.Outcome == outcomeFailed && downCode(d.Code):
 				add(Cause{Code: CauseProviderDown, PaymentID: ev.PaymentID, Provider: d.Provider,
 					Message: fmt.Sprintf("%s was down (%s)", d.Provider, strings.ReplaceAll(d.Code, "_", " "))})
+			case d.Outcome == outcomeFailed && refusedCode(d.Code):
+				add(Cause{Code: CauseProviderRefused, PaymentID: ev.PaymentID, Provider: d.Provider,
+					Message: fmt.Sprintf("%s refused the request (%s): the switch's credentials or integration for it need attention, not the customer", d.Provider, strings.ReplaceAll(d.Code, "_", " "))})
 			case d.Outcome == outcomeFailed:
 				add(Cause{Code: CauseProviderDown, PaymentID: ev.PaymentID, Provider: d.Provider,
 					Message: fmt.Sprintf("%s failed without processing the payment (%s)", d.Provider, firstNonEmpty(d.Code, "error"))})
@@ -231,7 +249,7 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 	}
 	why := ""
 	for _, c := range causes {
-		if c.Code == CauseProviderDown || c.Code == CauseProviderSlow {
+		if providerTrouble(c.Code) {
 			why = " after " + c.Message
 			break
 		}
@@ -305,7 +323,7 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		if c := ofLast(CauseNoMethod); c != nil {
 			down := ""
 			for _, d := range causes {
-				if (d.Code == CauseProviderDown || d.Code == CauseProviderSlow) && d.PaymentID == last.ID {
+				if providerTrouble(d.Code) && d.PaymentID == last.ID {
 					down = " (" + d.Message + ")"
 					break
 				}

@@ -1,6 +1,8 @@
 package txswitch_test
 
 import (
+	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +82,38 @@ func TestExplain(t *testing.T) {
 			}
 			if !strings.HasSuffix(ex.Summary, ".") || strings.Count(ex.Summary, ". ") > 0 {
 				t.Fatalf("summary is not one sentence: %q", ex.Summary)
+			}
+		})
+	}
+}
+
+// A provider that refuses the request itself (credentials, a request it
+// cannot take) is an integration problem, told apart from one that is
+// down: the operator fixes the switch's side, nobody waits for the PSP.
+func TestExplainTellsARefusalFromAnOutage(t *testing.T) {
+	for _, tc := range []struct {
+		code, want, not, inSum string
+	}{
+		{"http_401", txswitch.CauseProviderRefused, txswitch.CauseProviderDown, "psp_a refused the request (http 401)"},
+		{"invalid_request", txswitch.CauseProviderRefused, txswitch.CauseProviderDown, "psp_a refused the request (invalid request)"},
+		{"http_429", txswitch.CauseProviderDown, txswitch.CauseProviderRefused, "psp_a failed without processing the payment (http_429)"},
+		{"http_503", txswitch.CauseProviderDown, txswitch.CauseProviderRefused, "psp_a was down (http 503)"},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			h := newHarness(t)
+			o := h.createOrder(1000)
+			h.a.Push(txswitch.OpAuthorize, memoryErr(&txswitch.ProviderError{Provider: "psp_a", Op: txswitch.OpAuthorize, Definitive: true, Code: tc.code, Err: errors.New("refused")}))
+			h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}) // fails over to psp_b
+			ex := decode[txswitch.Explanation](t, h.explain(o.ID))
+			var codes []string
+			for _, c := range ex.Causes {
+				codes = append(codes, c.Code)
+			}
+			if !slices.Contains(codes, tc.want) || slices.Contains(codes, tc.not) {
+				t.Fatalf("causes %v: want %s, not %s", codes, tc.want, tc.not)
+			}
+			if ex.Status != txswitch.OrderPaid || !strings.Contains(ex.Summary, tc.inSum) {
+				t.Fatalf("%s: %q", ex.Status, ex.Summary)
 			}
 		})
 	}
