@@ -2,7 +2,6 @@ package central
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -477,11 +476,7 @@ func TestPreviousReleaseLedger(t *testing.T) {
 	}
 	old := src.Head()
 	// What the previous release would have left: its ledger, no progress.
-	if _, err := pool.Exec(ctx, `INSERT INTO exported_events (event_id, seq, kind)
-		SELECT 'evt_' || s, s, 'order' FROM exported_ranges r, generate_series(r.first_seq, r.last_seq) s;
-		DELETE FROM exported_ranges; UPDATE export_progress SET last_seq = 0`); err != nil {
-		t.Fatal(err)
-	}
+	toPreviousReleaseLedger(t, pool)
 
 	src.produceOrders(40)
 	e2, err := NewExporter(ctx, cfg)
@@ -493,6 +488,22 @@ func TestPreviousReleaseLedger(t *testing.T) {
 	verifyDatabase(t, pool, src)
 	if got := e2.Stats().ExportedTotal; got != src.Head()-old {
 		t.Fatalf("the new exporter counted %d events new, want %d (after the previous release's %d)", got, src.Head()-old, old)
+	}
+}
+
+// toPreviousReleaseLedger rewrites what the exporter recorded as the
+// release before migration 0004 would have left it: one exported_events
+// row per event, no ranges, no progress.
+func toPreviousReleaseLedger(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	var moved int64
+	if err := pool.QueryRow(context.Background(), `WITH moved AS (INSERT INTO exported_events (event_id, seq, kind)
+		SELECT 'evt_' || s, s, 'order' FROM exported_ranges r, generate_series(r.first_seq, r.last_seq) s RETURNING seq)
+		SELECT count(*) FROM moved`).Scan(&moved); err != nil || moved == 0 {
+		t.Fatalf("previous-release ledger: %d rows, %v", moved, err)
+	}
+	if _, err := pool.Exec(context.Background(), `DELETE FROM exported_ranges; UPDATE export_progress SET last_seq = 0`); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -518,15 +529,7 @@ func TestPreviousReleaseLedgerOverlap(t *testing.T) {
 	}
 	// What the previous release would have left: the batch in its ledger,
 	// no progress, the watermark where it was.
-	var recorded int64
-	if err := pool.QueryRow(ctx, `WITH moved AS (INSERT INTO exported_events (event_id, seq, kind)
-		SELECT 'evt_' || s, s, 'order' FROM exported_ranges r, generate_series(r.first_seq, r.last_seq) s RETURNING seq)
-		SELECT count(*) FROM moved`).Scan(&recorded); err != nil || recorded == 0 {
-		t.Fatalf("previous-release ledger: %d rows, %v", recorded, err)
-	}
-	if _, err := pool.Exec(ctx, `DELETE FROM exported_ranges; UPDATE export_progress SET last_seq = 0`); err != nil {
-		t.Fatal(err)
-	}
+	toPreviousReleaseLedger(t, pool)
 	if wm, _ := src.ExportWatermark(); wm != 0 {
 		t.Fatalf("watermark %d", wm)
 	}
@@ -681,40 +684,12 @@ func TestEventsWithNULAreExported(t *testing.T) {
 	pool := migratedDB(t)
 	src := newFakeSource()
 	src.produceOrders(3)
-	var orderID string
-	src.mu.Lock()
-	nulled := map[string]bool{}
-	for i := range src.events {
-		ev := &src.events[i]
-		// Every event of the first order (its row is its last event's),
-		// and one timeline event.
-		if ev.Kind == KindOrder && orderID == "" {
-			orderID = ev.OrderID
-		}
-		if !(ev.Kind == KindOrder && ev.OrderID == orderID) && !(ev.Kind == KindTimeline && !nulled[KindTimeline]) {
-			continue
-		}
-		var doc map[string]any
-		if err := json.Unmarshal(ev.Resource, &doc); err != nil {
-			t.Fatal(err)
-		}
-		switch ev.Kind {
-		case KindOrder:
-			doc["reference"] = "shop\x00-1"
-		case KindTimeline:
-			doc["message"] = "declined\x00"
-			doc["data"] = map[string]any{"psp_message": "card\x00 blocked", "k\x00": 1}
-		}
-		raw, err := json.Marshal(doc) // encodes NUL as \u0000
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev.Resource = raw
-		nulled[ev.Kind] = true
-	}
-	src.mu.Unlock()
-	if !nulled[KindOrder] || !nulled[KindTimeline] {
-		t.Fatalf("no order or timeline event to put a NUL in: %v", nulled)
+	orderID := src.editFirstOrder(t, func(doc map[string]any) { doc["reference"] = "shop\x00-1" })
+	if !src.editEvent(t, KindTimeline, func(doc map[string]any) {
+		doc["message"] = "declined\x00"
+		doc["data"] = map[string]any{"psp_message": "card\x00 blocked", "k\x00": 1}
+	}) {
+		t.Fatal("no timeline event to put a NUL in")
 	}
 	e, err := NewExporter(context.Background(), testConfig(pool, src, zap.NewNop()))
 	if err != nil {
@@ -747,23 +722,9 @@ func TestRefusedDataIsNotAnOutage(t *testing.T) {
 	pool := migratedDB(t)
 	src := newFakeSource()
 	src.produceOrders(2)
-	src.mu.Lock()
-	orderID := ""
-	for i := range src.events {
-		ev := &src.events[i]
-		if ev.Kind == KindOrder && orderID == "" {
-			orderID = ev.OrderID
-		}
-		if ev.Kind == KindOrder && ev.OrderID == orderID { // each: the row is its last event's
-			var doc map[string]any
-			if err := json.Unmarshal(ev.Resource, &doc); err != nil {
-				t.Fatal(err)
-			}
-			doc["refunded"] = map[string]any{"value": 999_999, "currency": "EUR"} // more than captured
-			ev.Resource, _ = json.Marshal(doc)
-		}
-	}
-	src.mu.Unlock()
+	src.editFirstOrder(t, func(doc map[string]any) {
+		doc["refunded"] = map[string]any{"value": 999_999, "currency": "EUR"} // more than captured
+	})
 	cfg := testConfig(pool, src, zap.NewNop())
 	e, err := NewExporter(context.Background(), cfg)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	txswitch "github.com/txswitch/txswitch/switch"
@@ -233,3 +234,53 @@ func (s *fakeSource) truth() (map[string]txswitch.Order, map[string]txswitch.Pay
 }
 
 var errLeaderDied = errors.New("leader died before the watermark committed")
+
+// editFirstOrder rewrites every event of the first order (its row is its
+// last event's) through edit and returns the order's id. Strings holding
+// NUL are encoded as \u0000, as the switch encodes them.
+func (s *fakeSource) editFirstOrder(t *testing.T, edit func(doc map[string]any)) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := ""
+	for i := range s.events {
+		ev := &s.events[i]
+		if ev.Kind != KindOrder || id != "" && ev.OrderID != id {
+			continue
+		}
+		id = ev.OrderID
+		editResource(t, ev, edit)
+	}
+	if id == "" {
+		t.Fatal("no order event to edit")
+	}
+	return id
+}
+
+// editEvent rewrites the first retained event of kind through edit.
+func (s *fakeSource) editEvent(t *testing.T, kind string, edit func(doc map[string]any)) bool {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.events {
+		if s.events[i].Kind == kind {
+			editResource(t, &s.events[i], edit)
+			return true
+		}
+	}
+	return false
+}
+
+func editResource(t *testing.T, ev *txswitch.OutboxEvent, edit func(doc map[string]any)) {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(ev.Resource, &doc); err != nil {
+		t.Fatal(err)
+	}
+	edit(doc)
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Resource = raw
+}
