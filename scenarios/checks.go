@@ -188,9 +188,9 @@ func checkNeverChargedTwice(ev *Evidence) CheckResult {
 
 // ledgerMoney is the PSPs' account of one payment.
 type ledgerMoney struct {
-	charges            int
-	cancelled          bool
-	captured, refunded int64
+	charges                      int
+	cancelled                    bool
+	captured, refunded, released int64
 }
 
 func ledgerTotals(ledgers map[string][]sim.LedgerEntry) map[string]*ledgerMoney {
@@ -218,7 +218,11 @@ func ledgerTotals(ledgers map[string][]sim.LedgerEntry) map[string]*ledgerMoney 
 			case txswitch.OpRefund:
 				m.refunded += e.Amount.Value
 			case txswitch.OpCancel:
-				m.cancelled = true
+				if e.Release {
+					m.released += e.Amount.Value
+				} else {
+					m.cancelled = true
+				}
 			}
 		}
 	}
@@ -284,9 +288,13 @@ func checkMoneyAddsUp(ev *Evidence) CheckResult {
 			if lm == nil {
 				lm = &ledgerMoney{}
 			}
-			if lm.captured != p.Captured.Value || lm.refunded != p.Refunded.Value {
-				v = append(v, fmt.Sprintf("payment %s (%s at %s): switch captured %d refunded %d, PSP ledgers captured %d refunded %d",
-					p.ID, p.Status, p.Provider, p.Captured.Value, p.Refunded.Value, lm.captured, lm.refunded))
+			var released int64
+			if p.Released != nil {
+				released = p.Released.Value
+			}
+			if lm.captured != p.Captured.Value || lm.refunded != p.Refunded.Value || lm.released != released {
+				v = append(v, fmt.Sprintf("payment %s (%s at %s): switch captured %d refunded %d released %d, PSP ledgers captured %d refunded %d released %d",
+					p.ID, p.Status, p.Provider, p.Captured.Value, p.Refunded.Value, released, lm.captured, lm.refunded, lm.released))
 			}
 			switch p.Status {
 			case txswitch.PaymentDeclined, txswitch.PaymentFailed:

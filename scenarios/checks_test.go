@@ -430,6 +430,15 @@ func captureCall(t *testing.T, key string, amount int64, status int, captured in
 	return c
 }
 
+// releaseCall is a cancel of pay_1 after 300 of its 900 were captured,
+// answered with the payment's authorization at authorized (300 once the
+// rest is released).
+func releaseCall(t *testing.T, authorized int64, start, end int) Call {
+	p := payment("pay_1", "ord_1", txswitch.PaymentCaptured, "psp_a", 900, 300, 0)
+	p.Authorized = eur(authorized)
+	return Call{Op: "cancel", Method: "POST", Key: "r", Target: "pay_1", Status: 200, Start: at(start), End: at(end), Body: js(t, p)}
+}
+
 func readCall(t *testing.T, captured int64, start, end int) Call {
 	return Call{Op: "get_payment", Method: "GET", Target: "pay_1", Status: 200, Start: at(start), End: at(end),
 		Body: js(t, payment("pay_1", "ord_1", txswitch.PaymentCaptured, "psp_a", 900, captured, 0))}
@@ -455,6 +464,11 @@ func TestLinearizable(t *testing.T) {
 		{"cancel in doubt, then resolved as not voided", linCalls(t, cancelCall(t, "in_doubt", 20, 30), readCancel(t, "failed", 60, 70), readCall(t, 0, 80, 90)), true},
 		{"a void cannot be undone", linCalls(t, cancelCall(t, "in_doubt", 20, 30), readCancel(t, "succeeded", 40, 50), readCall(t, 0, 60, 70)), false},
 		{"an acknowledged void", linCalls(t, cancelCall(t, "succeeded", 20, 30), readCancel(t, "succeeded", 40, 50)), true},
+		// A cancel after a partial capture releases the rest: the payment
+		// stays captured and its authorization shrinks to the capture.
+		{"a release after a partial capture", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), releaseCall(t, 300, 40, 50), readCall(t, 300, 60, 70)), true},
+		{"a release answered as if nothing happened", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), releaseCall(t, 900, 40, 50)), false},
+		{"a release read as a void", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), releaseCall(t, 300, 40, 50), readCancel(t, "succeeded", 60, 70)), false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,7 @@ func init() {
 		"partial_refund":      {doc: "pay, refund a quarter online, a quarter at the pos", run: flowPartialRefund},
 		"full_refund":         {doc: "pay, refund everything", run: flowFullRefund},
 		"cancel":              {doc: "authorize (manual capture), cancel", run: flowCancel},
+		"release_rest":        {doc: "authorize (manual capture), capture a third (a partial shipment), cancel: the rest is released", run: flowReleaseRest},
 		"pos_sale":            {doc: "pos order paid by card, refunded at the pos", run: flowPOSSale},
 		"redirect_ideal":      {doc: "iDEAL (redirect): pending until the bank notifies", run: flowRedirect("ideal", "NL", "EUR")},
 		"redirect_bancontact": {doc: "Bancontact (redirect, psp_c first)", run: flowRedirect("bancontact", "BE", "EUR")},
@@ -200,6 +201,20 @@ func flowCancel(f *flowCtx) {
 		f.send("cancel", http.MethodPost, "/v1/payments/"+p.ID+"/cancel", p.ID, nil, false)
 		f.read(p)
 	}
+}
+
+func flowReleaseRest(f *flowCtx) {
+	_, p, ok := f.payCard("manual")
+	if !ok || p.Status != txswitch.PaymentAuthorized {
+		return
+	}
+	third := txswitch.Money{Value: p.Authorized.Value / 3, Currency: p.Authorized.Currency}
+	got, ok := f.capture(p, &third)
+	if !ok || got.Captured.Value != third.Value {
+		return // a capture in doubt: a release now is refused until it settles
+	}
+	f.send("cancel", http.MethodPost, "/v1/payments/"+p.ID+"/cancel", p.ID, nil, false)
+	f.read(p)
 }
 
 func flowPOSSale(f *flowCtx) {

@@ -103,10 +103,18 @@ var payModel = porcupine.NondeterministicModel{
 			}
 			return []interface{}{s, next}
 		case "cancel":
+			// A void, or once part is captured a release of the rest:
+			// the authorization shrinks to the captures.
 			next := s
-			next.cancelled = true
+			if s.captured > 0 {
+				next.authorized = s.captured
+			} else {
+				next.cancelled = true
+			}
 			if out.known {
-				if !out.st.cancelled {
+				// (A voided payment reads authorized 0; the model keeps
+				// its authorization as the mark that it was created.)
+				if out.st.cancelled != next.cancelled || (s.captured > 0 && out.st.authorized != next.authorized) {
 					return nil
 				}
 				return []interface{}{next}

@@ -692,12 +692,15 @@ func checkInvariants(o *orderRec, ps []*paymentRec) error {
 
 // amountDue is what the order's captures must cover: its amount plus the
 // surcharges of the payments that count towards it (the ones openAmount
-// subtracts).
+// subtracts), less what those payments released uncaptured.
 func amountDue(o *orderRec, ps []*paymentRec) int64 {
 	due := o.Amount.Value
 	for _, p := range ps {
 		if p.Surcharge != nil && reserves(p.Status) {
 			due += p.Surcharge.Value
+		}
+		if p.Released != nil && reserves(p.Status) {
+			due -= p.Released.Value // the merchant gave it up (VersionRelease)
 		}
 	}
 	return due

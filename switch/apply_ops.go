@@ -88,24 +88,33 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 		key, typ = c.OpID, "refund_requested"
 		msg = fmt.Sprintf("Refund %s of %s requested (channel %s, reason %q) at %s.", c.OpID, FormatMoney(amount), ch, c.Reason, p.Provider)
 	case opCancel:
-		if p.Status != PaymentAuthorized || p.Captured.Value > 0 || p.PendingCapture > 0 {
-			return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only an uncaptured authorization can be cancelled"), nil
-		}
-		if want := cancelKey(p.ID, p.CancelAttempts+1); c.OpID != want {
-			return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" was cancelled concurrently; retry"), nil
-		}
-		amount = p.Authorized
-		p.PendingCancel = c.OpID
-		p.CancelAttempts++
 		v, err := ac.version()
 		if err != nil {
 			return nil, err
 		}
+		if rej := cancellable(p, v); rej != nil {
+			return rej, nil
+		}
+		if want := cancelKey(p.ID, p.CancelAttempts+1); c.OpID != want {
+			return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" was cancelled concurrently; retry"), nil
+		}
+		// A void of the whole authorization, or (release) of what its
+		// captures left: the rest that will never be captured.
+		amount = Money{Value: p.Authorized.Value - p.Captured.Value, Currency: p.Authorized.Currency}
+		p.PendingCancel = c.OpID
+		p.CancelAttempts++
 		if v >= VersionCancellation {
 			p.Cancellation = &Cancellation{Attempt: p.CancelAttempts, Status: "pending", CreatedAt: c.At, UpdatedAt: c.At}
+			if v >= VersionRelease {
+				p.Cancellation.Amount = &Money{Value: amount.Value, Currency: amount.Currency}
+			}
 		}
 		key, typ = c.OpID, "cancel_requested"
 		msg = fmt.Sprintf("Cancellation of the %s authorization requested at %s.", FormatMoney(amount), p.Provider)
+		if p.Captured.Value > 0 {
+			msg = fmt.Sprintf("Release of the uncaptured %s of the %s authorization requested at %s (%s captured).",
+				FormatMoney(amount), FormatMoney(p.Authorized), p.Provider, FormatMoney(p.Captured))
+		}
 	default:
 		return reject(KindInvalid, CodeInvalidCommand, "", "unknown operation "+c.Kind), nil
 	}
@@ -133,6 +142,30 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 	}
 	req := opRequest(c.Kind, &d, p)
 	return &ApplyResult{Open: &OpenCall{Kind: c.Kind, PaymentID: p.ID, OpID: c.OpID, Provider: p.Provider, Key: key, At: c.At, request: &req}}, nil
+}
+
+// cancellable refuses a cancel of p the cluster at version v cannot run:
+// a void needs an uncaptured authorization; from VersionRelease, a payment
+// part of whose authorization was captured releases the rest, once no
+// capture is under way (its amount is not known to be captured or not).
+func cancellable(p *paymentRec, v int) *ApplyResult {
+	if p.Captured.Value == 0 {
+		if p.Status != PaymentAuthorized || p.PendingCapture > 0 {
+			return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only an uncaptured authorization can be cancelled")
+		}
+		return nil
+	}
+	switch {
+	case v < VersionRelease:
+		return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only an uncaptured authorization can be cancelled")
+	case p.Status != PaymentCaptured && p.Status != PaymentPartiallyRefunded:
+		return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; its authorization cannot be released")
+	case p.PendingCapture > 0:
+		return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has a capture under way; release the rest of its authorization once that capture settled")
+	case p.Captured.Value >= p.Authorized.Value:
+		return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is captured in full; no authorization is left to release")
+	}
+	return nil
 }
 
 // settledStatus is a payment's status from its amounts once authorized.
@@ -242,12 +275,29 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		if final {
 			p.PendingCancel = ""
 		}
-		if ok {
+		// No capture can start while the cancel is pending, so captures
+		// now mean the intent was a release of d.Amount.
+		release := p.Captured.Value > 0
+		if ok && release {
+			if d.Amount.Value > p.Authorized.Value-p.Captured.Value {
+				return nil, fmt.Errorf("payment %s: release of %d exceeds the uncaptured %d", p.ID, d.Amount.Value, p.Authorized.Value-p.Captured.Value)
+			}
+			p.Authorized.Value -= d.Amount.Value
+			rel := Money{Value: d.Amount.Value, Currency: d.Amount.Currency}
+			if p.Released != nil {
+				rel.Value += p.Released.Value
+			}
+			p.Released = &rel
+			p.Status = settledStatus(p, moneyRules)
+		} else if ok {
 			p.Status = PaymentCancelled
 			p.Authorized = Money{Currency: p.Amount.Currency}
 		}
 		evType = "cancel_" + status
 		evMsg = fmt.Sprintf("Cancellation of the authorization %s at %s.", outcomeVerb(c.Outcome, code), d.Provider)
+		if release {
+			evMsg = fmt.Sprintf("Release of the uncaptured %s %s at %s.", FormatMoney(d.Amount), outcomeVerb(c.Outcome, code), d.Provider)
+		}
 	}
 	if err := ac.event(o, c.At, evType, p.ID, evMsg, pd); err != nil {
 		return nil, err

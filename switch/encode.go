@@ -267,6 +267,9 @@ func appendPayment(b []byte, p *Payment) ([]byte, error) {
 	b = appendMoneyField(b, "authorized", p.Authorized)
 	b = appendMoneyField(b, "captured", p.Captured)
 	b = appendMoneyField(b, "refunded", p.Refunded)
+	if p.Released != nil {
+		b = appendMoneyField(b, "released", *p.Released)
+	}
 	b = appendStringField(b, "capture", p.CaptureMode)
 	b = appendOptStringField(b, "redirect_url", p.RedirectURL)
 	if p.Failure != nil {
@@ -310,6 +313,9 @@ func appendPayment(b []byte, p *Payment) ([]byte, error) {
 		b = append(b, `,"cancellation":{"attempt":`...)
 		b = strconv.AppendInt(b, int64(c.Attempt), 10)
 		b = appendStringField(b, "status", c.Status)
+		if c.Amount != nil {
+			b = appendMoneyField(b, "amount", *c.Amount)
+		}
 		if c.Failure != nil {
 			b = append(b, `,"failure":`...)
 			b = appendFailure(b, c.Failure)

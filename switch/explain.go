@@ -181,9 +181,13 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 	}
 	for _, p := range ps {
 		if c := p.Cancellation; c != nil && c.Status == PaymentInDoubt {
+			what := "the cancellation of the " + FormatMoney(p.Authorized) + " authorization"
+			if p.Captured.Value > 0 && c.Amount != nil {
+				what = "the release of the uncaptured " + FormatMoney(*c.Amount) + " of the authorization"
+			}
 			add(Cause{Code: CauseCancelInDoubt, PaymentID: p.ID, Provider: p.Provider,
-				Message: fmt.Sprintf("%s gave no definite answer to the cancellation of the %s authorization; the switch is asking it whether the authorization was voided and will not send the cancellation again",
-					p.Provider, FormatMoney(p.Authorized))})
+				Message: fmt.Sprintf("%s gave no definite answer to %s; the switch is asking it whether the authorization was voided and will not send the cancellation again",
+					p.Provider, what)})
 		}
 		switch p.Status {
 		case PaymentDeclined:
@@ -276,6 +280,16 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 	}
 	switch o.Status {
 	case OrderPaid:
+		released := Money{Currency: o.Amount.Currency}
+		for _, p := range ps {
+			if p.Released != nil {
+				released.Value += p.Released.Value
+			}
+		}
+		if released.Value > 0 {
+			return fmt.Sprintf("The order is paid: %s captured with %s at %s%s; the other %s of the authorization was released uncaptured.",
+				FormatMoney(o.Captured), settled.Method, settled.Provider, why, FormatMoney(released))
+		}
 		return fmt.Sprintf("The order is paid: %s captured with %s at %s%s.", FormatMoney(o.Captured), settled.Method, settled.Provider, why)
 	case OrderAuthorized:
 		if c := first(CauseCancelInDoubt); c != nil {

@@ -182,6 +182,7 @@ func cloneOrder(o *orderRec) *orderRec {
 
 func clonePaymentResource(p Payment) Payment {
 	p.Surcharge = clonePtr(p.Surcharge)
+	p.Released = clonePtr(p.Released)
 	p.Failure = clonePtr(p.Failure)
 	p.Captures = slices.Clone(p.Captures)
 	p.Refunds = slices.Clone(p.Refunds)
@@ -190,6 +191,7 @@ func clonePaymentResource(p Payment) Payment {
 	}
 	if p.Cancellation != nil {
 		c := *p.Cancellation
+		c.Amount = clonePtr(c.Amount)
 		c.Failure = clonePtr(c.Failure)
 		p.Cancellation = &c
 	}

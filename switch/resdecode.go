@@ -220,6 +220,10 @@ func (d *canonDec) payment() Payment {
 	p.Captured = d.money()
 	d.lit(`,"refunded":`)
 	p.Refunded = d.money()
+	if d.opt(`,"released":`) {
+		m := d.money()
+		p.Released = &m
+	}
 	d.lit(`,"capture":`)
 	p.CaptureMode = d.str()
 	if d.opt(`,"redirect_url":`) {
@@ -265,6 +269,10 @@ func (d *canonDec) payment() Payment {
 		c.Attempt = int(d.int())
 		d.lit(`,"status":`)
 		c.Status = d.str()
+		if d.opt(`,"amount":`) {
+			m := d.money()
+			c.Amount = &m
+		}
 		if d.opt(`,"failure":`) {
 			c.Failure = d.failure()
 		}

@@ -123,18 +123,22 @@ type Order struct {
 
 // Payment is the payment resource.
 type Payment struct {
-	ID          string    `json:"id"`
-	OrderID     string    `json:"order_id"`
-	MerchantID  string    `json:"merchant_id"`
-	Status      string    `json:"status"`
-	Provider    string    `json:"provider,omitempty"`
-	ProviderRef string    `json:"provider_ref,omitempty"`
-	Method      string    `json:"method"`
-	Amount      Money     `json:"amount"`
-	Surcharge   *Money    `json:"surcharge,omitempty"`
-	Authorized  Money     `json:"authorized"`
-	Captured    Money     `json:"captured"`
-	Refunded    Money     `json:"refunded"`
+	ID          string `json:"id"`
+	OrderID     string `json:"order_id"`
+	MerchantID  string `json:"merchant_id"`
+	Status      string `json:"status"`
+	Provider    string `json:"provider,omitempty"`
+	ProviderRef string `json:"provider_ref,omitempty"`
+	Method      string `json:"method"`
+	Amount      Money  `json:"amount"`
+	Surcharge   *Money `json:"surcharge,omitempty"`
+	Authorized  Money  `json:"authorized"`
+	Captured    Money  `json:"captured"`
+	Refunded    Money  `json:"refunded"`
+	// Released is the authorized money given back uncaptured after part
+	// of the authorization was captured (a cancel of a partially captured
+	// payment): the authorization shrank by it. Nil when nothing was.
+	Released    *Money    `json:"released,omitempty"`
 	CaptureMode string    `json:"capture"`
 	RedirectURL string    `json:"redirect_url,omitempty"`
 	Failure     *Failure  `json:"failure,omitempty"`
@@ -159,8 +163,12 @@ type Cancellation struct {
 	// Attempt numbers the payment's cancellation requests: a declined or
 	// failed cancellation may be retried, as attempt 2 under a new
 	// provider key.
-	Attempt   int       `json:"attempt"`
-	Status    string    `json:"status"` // pending | succeeded | failed | in_doubt
+	Attempt int    `json:"attempt"`
+	Status  string `json:"status"` // pending | succeeded | failed | in_doubt
+	// Amount is what the request voids: the whole authorization, or its
+	// uncaptured rest when part of it was captured (a release). Absent in
+	// records written before cluster version VersionRelease.
+	Amount    *Money    `json:"amount,omitempty"`
 	Failure   *Failure  `json:"failure,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`

@@ -32,9 +32,10 @@ const (
 	// the first release; version 2 adds order expiry (VersionOrderExpiry),
 	// version 3 a payment's cancellation (VersionCancellation), version 4
 	// streamed snapshot images (VersionStreamedImages), version 5 three
-	// money rules (VersionMoneyRules).
+	// money rules (VersionMoneyRules), version 6 the release of an
+	// authorization's uncaptured rest (VersionRelease).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionMoneyRules
+	BinaryMaxVersion = VersionRelease
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -61,6 +62,14 @@ const (
 	//   - an order whose payments were cancelled expires like an unpaid one
 	//     (it kept taking payments past its expiry).
 	VersionMoneyRules = 5
+	// VersionRelease: a cancel of a partially captured payment releases
+	// the authorization's uncaptured rest (a partial shipment whose other
+	// items will never ship), instead of being refused: the payment keeps
+	// its captures, its authorization shrinks to them, Payment.Released
+	// and Cancellation.Amount record the release, and the order counts as
+	// paid once its captures cover what was not released. An older member
+	// refuses such a cancel, hence the gate.
+	VersionRelease = 6
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1

@@ -152,6 +152,38 @@ func TestE2EFlows(t *testing.T) {
 		}
 	})
 
+	// A partial shipment whose other items will never ship: the rest of
+	// the authorization is released at the PSP (its own ledger says so),
+	// and the order is paid for what shipped.
+	t.Run("release the rest after a partial capture", func(t *testing.T) {
+		e2eWaitVersion(t, l, txswitch.VersionRelease)
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(5000, "EUR", "DE"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual"})
+		if r.Status != 201 || p.Status != txswitch.PaymentAuthorized {
+			t.Fatalf("authorize: %d %s", r.Status, r.Body)
+		}
+		if cr := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/captures", e2eNewKey("cap"), txswitch.CaptureRequest{Amount: e2eEur(1800)}); cr.Status != 201 {
+			t.Fatalf("capture: %d %s", cr.Status, cr.Body)
+		}
+		cr := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/cancel", e2eNewKey("rel"), nil)
+		if cr.Status != 200 {
+			t.Fatalf("release: %d %s", cr.Status, cr.Body)
+		}
+		got := e2eGetPayment(t, l, addr, p.ID)
+		if got.Status != txswitch.PaymentCaptured || got.Authorized.Value != 1800 || got.Released == nil || got.Released.Value != 3200 {
+			t.Fatalf("payment after the release: %+v", got)
+		}
+		if ord := e2eGetOrder(t, l, addr, o.ID); ord.Status != txswitch.OrderPaid || ord.Authorized.Value != 1800 || ord.Captured.Value != 1800 {
+			t.Fatalf("order after the release: %s authorized %d captured %d", ord.Status, ord.Authorized.Value, ord.Captured.Value)
+		}
+		if tot := l.Sims[p.Provider].Totals(p.ID); tot.Charges != 1 || tot.Authorized != 1800 || tot.Captured != 1800 || tot.Released != 3200 {
+			t.Fatalf("PSP ledger after the release: %+v", tot)
+		}
+		if more := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/captures", e2eNewKey("cap"), txswitch.CaptureRequest{Amount: e2eEur(1)}); more.Status != 422 {
+			t.Fatalf("capture after the release: %d %s", more.Status, more.Body)
+		}
+	})
+
 	t.Run("decline leaves the order open", func(t *testing.T) {
 		o := e2eCreateOrder(t, l, addr, e2eOrderReq(2410, "EUR", "NL"))
 		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card", Amount: e2eEur(1205)})

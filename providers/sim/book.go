@@ -28,7 +28,11 @@ type LedgerEntry struct {
 	// AuthRef is the authorization a capture, refund or cancel applied to.
 	AuthRef string `json:"auth_ref,omitempty"`
 	// Captured marks an authorization with capture (money moved at once).
-	Captured  bool      `json:"captured,omitempty"`
+	Captured bool `json:"captured,omitempty"`
+	// Release marks an approved cancel that released the uncaptured rest
+	// of a partially captured authorization (Amount) instead of voiding
+	// all of it.
+	Release   bool      `json:"release,omitempty"`
 	At        time.Time `json:"at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -39,9 +43,10 @@ type Totals struct {
 	// Charges counts approved authorizations: more than one for a payment id
 	// is a double charge.
 	Charges    int   `json:"charges"`
-	Authorized int64 `json:"authorized"` // approved authorizations minus cancelled ones
+	Authorized int64 `json:"authorized"` // approved authorizations minus cancelled and released amounts
 	Captured   int64 `json:"captured"`
 	Refunded   int64 `json:"refunded"`
+	Released   int64 `json:"released,omitempty"` // uncaptured rests released after partial captures
 }
 
 // Decline codes of the money rules.
@@ -53,6 +58,9 @@ const (
 	DeclineExceedsAuthorization = "amount_exceeds_authorization"
 	DeclineExceedsCaptured      = "amount_exceeds_captured"
 	DeclineAlreadyCaptured      = "already_captured"
+	// DeclineNotTheRest refuses a release whose amount is not the
+	// authorization's uncaptured rest (a release gives up all of it).
+	DeclineNotTheRest = "amount_not_uncaptured_rest"
 	// DeclineCancelledPending is the final status of a pending (redirect)
 	// authorization cancelled before the shopper completed it.
 	DeclineCancelledPending = "cancelled_before_completion"
@@ -105,6 +113,7 @@ type auth struct {
 	status    txswitch.ProviderOutcome
 	captured  int64
 	refunded  int64
+	released  int64 // the uncaptured rest given up after partial captures
 	cancelled bool
 }
 
@@ -172,6 +181,7 @@ func (b *book) process(req txswitch.ProviderRequest, now time.Time, declineCode 
 		a, res = b.apply(req, ref, now)
 		if a != nil {
 			e.AuthRef = a.ref
+			e.Release = req.Op == txswitch.OpCancel && res.Outcome == txswitch.OutcomeApproved && a.captured > 0
 		}
 	}
 	if res.Outcome != txswitch.OutcomePending {
@@ -187,8 +197,10 @@ func (b *book) process(req txswitch.ProviderRequest, now time.Time, declineCode 
 
 // apply runs a capture, refund or cancel against its authorization,
 // enforcing the money rules a real PSP enforces: capture <= authorized not
-// yet captured, refund <= captured not yet refunded, cancel only while
-// nothing is captured. A violation is a decline, not an error.
+// yet captured (nor released), refund <= captured not yet refunded, cancel
+// of the whole authorization while nothing is captured, of exactly its
+// uncaptured rest (a release) once some is. A violation is a decline, not
+// an error.
 func (b *book) apply(req txswitch.ProviderRequest, ref string, now time.Time) (*auth, txswitch.ProviderResult) {
 	a := b.findAuth(req)
 	if a == nil {
@@ -210,7 +222,7 @@ func (b *book) apply(req txswitch.ProviderRequest, ref string, now time.Time) (*
 	}
 	switch req.Op {
 	case txswitch.OpCapture:
-		if req.Amount.Value > a.amount.Value-a.captured {
+		if req.Amount.Value > a.amount.Value-a.captured-a.released {
 			return a, decline(ref, DeclineExceedsAuthorization)
 		}
 		a.captured += req.Amount.Value
@@ -221,7 +233,17 @@ func (b *book) apply(req txswitch.ProviderRequest, ref string, now time.Time) (*
 		a.refunded += req.Amount.Value
 	case txswitch.OpCancel:
 		if a.captured > 0 {
-			return a, decline(ref, DeclineAlreadyCaptured)
+			rest := a.amount.Value - a.captured - a.released
+			switch {
+			case rest == 0 || req.Amount.Value == 0 || req.Amount.Value == a.amount.Value:
+				// Nothing left, or a void of the whole authorization
+				// (which a cancel without an amount asks for).
+				return a, decline(ref, DeclineAlreadyCaptured)
+			case req.Amount.Value != rest || req.Amount.Currency != a.amount.Currency:
+				return a, decline(ref, DeclineNotTheRest)
+			}
+			a.released += rest
+			break
 		}
 		a.cancelled = true
 	}
@@ -338,8 +360,9 @@ func (b *book) totals(paymentID string) Totals {
 		}
 		t.Charges++
 		if !a.cancelled {
-			t.Authorized += a.amount.Value
+			t.Authorized += a.amount.Value - a.released
 		}
+		t.Released += a.released
 		t.Captured += a.captured
 		t.Refunded += a.refunded
 	}

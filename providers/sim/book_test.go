@@ -81,6 +81,26 @@ func TestBookMoneyRules(t *testing.T) {
 			totals: Totals{Charges: 1, Authorized: 1000, Captured: 1000},
 		},
 		{
+			// A partial shipment whose other items never ship: the
+			// merchant releases exactly the uncaptured rest; refunds go
+			// on, nothing more can be captured or released.
+			name: "release of the uncaptured rest after a partial capture",
+			pay:  "p1",
+			steps: []step{
+				{req: authReq("a", "p1", 1000), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCapture, "c1", "p1", ref1, eur(400)), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCancel, "x1", "p1", ref1, eur(1000)), outcome: txswitch.OutcomeDeclined, code: DeclineAlreadyCaptured},
+				{req: opReq(txswitch.OpCancel, "x2", "p1", ref1, eur(500)), outcome: txswitch.OutcomeDeclined, code: DeclineNotTheRest},
+				{req: opReq(txswitch.OpCancel, "x3", "p1", ref1, txswitch.Money{Value: 600, Currency: "USD"}), outcome: txswitch.OutcomeDeclined, code: DeclineNotTheRest},
+				{req: opReq(txswitch.OpCancel, "x4", "p1", ref1, eur(600)), outcome: txswitch.OutcomeApproved},
+				{req: opReq(txswitch.OpCancel, "x4", "p1", ref1, eur(600)), outcome: txswitch.OutcomeApproved, replayed: true},
+				{req: opReq(txswitch.OpCapture, "c2", "p1", ref1, eur(1)), outcome: txswitch.OutcomeDeclined, code: DeclineExceedsAuthorization},
+				{req: opReq(txswitch.OpCancel, "x5", "p1", ref1, eur(600)), outcome: txswitch.OutcomeDeclined, code: DeclineAlreadyCaptured},
+				{req: opReq(txswitch.OpRefund, "r1", "p1", ref1, eur(400)), outcome: txswitch.OutcomeApproved},
+			},
+			totals: Totals{Charges: 1, Authorized: 400, Captured: 400, Refunded: 400, Released: 600},
+		},
+		{
 			name: "replay returns the stored result; a different body is key reuse",
 			pay:  "p1",
 			steps: []step{
@@ -146,6 +166,12 @@ func TestBookMoneyRules(t *testing.T) {
 			}
 			if got := b.totals(tc.pay); got != tc.totals {
 				t.Fatalf("totals = %+v, want %+v", got, tc.totals)
+			}
+			// The ledger marks the approved releases, and only them.
+			for _, e := range b.ledger(tc.pay) {
+				if want := e.Op == txswitch.OpCancel && e.Status == txswitch.OutcomeApproved && tc.totals.Released > 0; e.Release != want {
+					t.Fatalf("ledger entry %s: release = %v", e.IdempotencyKey, e.Release)
+				}
 			}
 		})
 	}
