@@ -76,8 +76,11 @@ func pendingExpiry(cfg *RoutingConfig, method string) time.Duration {
 }
 
 // expired reports whether d is a pending payment attempt past its expiry.
+// An attempt first in doubt (its call timed out) that a status inquiry
+// then found pending counts too: expireOne asks again first and cancels
+// only what the provider still says is pending.
 func (s *Svc) expired(d InDoubt, now time.Time) bool {
-	if d.Kind != "payment" || !d.Pending || d.InDoubt {
+	if d.Kind != "payment" || !d.Pending {
 		return false
 	}
 	cfg, _ := s.m.Config()

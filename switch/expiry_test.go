@@ -149,3 +149,83 @@ func TestPendingExpiryConfig(t *testing.T) {
 		}
 	}
 }
+
+// A redirect the provider holds pending, but whose pending answer the
+// switch never recorded, still expires: the call timed out (the payment
+// went in doubt), or the leader died before the answer committed (the
+// client's request stayed in progress). The status inquiry's "pending" is
+// recorded (the payment shows pending with its redirect, a retry of the
+// request gets that answer), and past the method's expiry the attempt is
+// cancelled at the provider and the order is open again. Before, neither
+// ever happened: the order could take no other payment.
+func TestUnrecordedPendingExpires(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(h *harness, orderID string) string // returns the payment id
+	}{
+		{"call timed out", func(h *harness, orderID string) string {
+			h.b.Push(txswitch.OpAuthorize, memoryErr(timeoutErr("psp_b")))
+			p := h.pay(orderID, txswitch.CreatePaymentRequest{Method: "ideal"})
+			if p.Status != txswitch.PaymentInDoubt {
+				h.t.Fatalf("payment = %s", p.Status)
+			}
+			return p.ID
+		}},
+		{"leader died before the answer committed", func(h *harness, orderID string) string {
+			h.b.Push(txswitch.OpAuthorize, pendingStep())
+			h.log.Fail(func(d []byte) bool { return strings.Contains(string(d), `"type":"payment_result"`) }, txswitch.ErrStopped, false)
+			_, err := h.svc.CreatePayment(h.ctx, caller("k"), orderID, txswitch.CreatePaymentRequest{Method: "ideal"})
+			wantErr(h.t, err, 503, "outcome_unknown")
+			_, err = h.svc.CreatePayment(h.ctx, caller("k"), orderID, txswitch.CreatePaymentRequest{Method: "ideal"})
+			wantErr(h.t, err, 409, "idempotency_request_in_progress")
+			return h.order(orderID).Payments[0].ID
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			o := h.createOrder(1000)
+			id := tc.start(h, o.ID)
+			h.clock.Advance(time.Minute)
+			h.b.Push(txswitch.OpStatus, pendingStep())
+			if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.payment(id); got.Status != txswitch.PaymentPending || got.RedirectURL == "" {
+				t.Fatalf("after the inquiry: %s redirect %q", got.Status, got.RedirectURL)
+			}
+			if r, err := h.svc.CreatePayment(h.ctx, caller("k"), o.ID, txswitch.CreatePaymentRequest{Method: "ideal"}); tc.name != "call timed out" &&
+				(err != nil || decode[txswitch.Payment](t, r).Status != txswitch.PaymentPending) {
+				t.Fatalf("retry of the request: %v %s", err, r.Body)
+			}
+			// Another pass before the expiry records nothing new.
+			h.clock.Advance(2 * time.Minute)
+			h.b.Push(txswitch.OpStatus, pendingStep())
+			before := len(h.timeline(o.ID))
+			if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if after := len(h.timeline(o.ID)); after != before {
+				t.Fatalf("a second pending answer added %d timeline events", after-before)
+			}
+			h.clock.Advance(txswitch.DefaultPendingExpiry)
+			h.b.Push(txswitch.OpStatus, pendingStep())
+			h.b.Push(txswitch.OpCancel, approved("b-c1"))
+			if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil {
+				t.Fatal(err)
+			}
+			got := h.payment(id)
+			if got.Status != txswitch.PaymentFailed || got.Failure == nil || got.Failure.Code != txswitch.CodeExpired {
+				t.Fatalf("after the expiry: %s %+v", got.Status, got.Failure)
+			}
+			if cancels := h.b.CallsFor(txswitch.OpCancel); len(cancels) != 1 || !cancels[0].PendingOnly {
+				t.Fatalf("cancel calls = %+v", cancels)
+			}
+			if n := len(h.b.CallsFor(txswitch.OpAuthorize)); n != 1 {
+				t.Fatalf("authorize calls = %d", n)
+			}
+			if card := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); card.Status != txswitch.PaymentCaptured {
+				t.Fatalf("the order takes no other payment: %s", card.Status)
+			}
+		})
+	}
+}

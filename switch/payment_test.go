@@ -224,7 +224,9 @@ func TestResolver(t *testing.T) {
 		{"approved", approved("ref-9"), txswitch.PaymentCaptured, txswitch.OrderPaid, "", 1},
 		{"declined", declined("do_not_honor"), txswitch.PaymentDeclined, txswitch.OrderFailed, "do_not_honor", 1},
 		{"never received", memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomeNotFound}}, txswitch.PaymentFailed, txswitch.OrderFailed, "provider_never_received", 1},
-		{"still pending", memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomePending}}, txswitch.PaymentInDoubt, txswitch.OrderPending, "", 0},
+		// The provider holds it pending: recorded as such (its pending
+		// expiry then runs), not settled.
+		{"still pending", memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomePending}}, txswitch.PaymentPending, txswitch.OrderPending, "", 0},
 		{"inquiry fails", memoryErr(refusedErr("psp_a")), txswitch.PaymentInDoubt, txswitch.OrderPending, "", 0},
 	}
 	for _, tc := range tests {

@@ -129,6 +129,19 @@ func (s *Svc) proposeResolution(ctx context.Context, d InDoubt, res ProviderResu
 	switch res.Outcome {
 	case OutcomeApproved, OutcomeDeclined, OutcomeNotFound:
 	case OutcomePending:
+		if d.Kind != "payment" || d.Pending {
+			return false, nil // known to wait for the shopper: expiry ends it
+		}
+		// The provider holds the attempt pending (a redirect), but the
+		// switch never recorded that: the call timed out (in doubt), or
+		// its leader died before the pending answer committed. Recorded
+		// now, the payment shows it and its pending expiry runs;
+		// unrecorded, nothing ever ended it and the order could take no
+		// other payment. Still not settled: the shopper or expiry ends it.
+		if _, err := s.propose(ctx, cmdTypePaymentResult, &cmdPaymentResult{At: s.clock.Now(), PaymentID: d.PaymentID, Attempt: d.Attempt,
+			Source: sourceResolver, Outcome: outcomePending, Result: res, LatencyMs: latency.Milliseconds()}); err != nil {
+			return false, fmt.Errorf("propose pending answer of %s: %w", d.Key, err)
+		}
 		return false, nil
 	default:
 		return false, fmt.Errorf("status inquiry for %s: unexpected outcome %q", d.Key, res.Outcome)
