@@ -227,6 +227,24 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d != nil {
+		v, err := ac.version()
+		if err != nil {
+			return nil, err
+		}
+		if amountMismatch(v, c.Outcome, c.Result.Amount, d.Amount) {
+			first, err := ac.flagAmountMismatch(o, p, d, c.At, *c.Result.Amount)
+			if err != nil {
+				return nil, err
+			}
+			if !first && p.Status == PaymentInDoubt {
+				// The same answer again (the resolver asks on): nothing new.
+				reply, err := paymentReply(201, p)
+				return &ApplyResult{Reply: reply}, err
+			}
+			c.Outcome, c.ErrCode, c.ErrMessage = outcomeInDoubt, CodeAmountMismatch, "the provider approved another amount than asked"
+		}
+	}
 	pd := providerData{Op: string(OpAuthorize), Provider: open.Provider, Key: open.Key, Attempt: open.N,
 		Outcome: c.Outcome, Code: firstNonEmpty(c.Result.Code, c.ErrCode), Message: firstNonEmpty(c.Result.Message, c.ErrMessage),
 		ProviderRef: c.Result.ProviderRef, LatencyMs: c.LatencyMs, Source: c.Source}

@@ -599,6 +599,9 @@ func encodeInDoubt(d *inDoubtRec) ([]byte, error) {
 	if d.Pending {
 		b = append(b, `,"pending":true`...)
 	}
+	if d.AmountMismatch {
+		b = append(b, `,"amount_mismatch":true`...)
+	}
 	if d.Idem != nil {
 		b = append(b, `,"idem":`...)
 		b = appendIdemRef(b, d.Idem)

@@ -110,6 +110,10 @@ const (
 	// CauseCancelInDoubt: the provider did not answer a cancellation; the
 	// authorization may or may not be voided until a status inquiry says.
 	CauseCancelInDoubt = "cancellation_in_doubt"
+	// CauseAmountMismatch: the provider approved another amount than it
+	// was asked for; the switch booked nothing and keeps it in doubt until
+	// someone reconciles it with the provider.
+	CauseAmountMismatch = "provider_amount_mismatch"
 )
 
 // downCodes are provider error codes meaning "the provider is down".
@@ -148,6 +152,12 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 	}
 	for _, ev := range evs {
 		switch ev.Type {
+		case "amount_mismatch":
+			var d struct {
+				Provider string `json:"provider"`
+			}
+			_ = json.Unmarshal(ev.Data, &d) // the message says it all; the provider is a nicety
+			add(Cause{Code: CauseAmountMismatch, PaymentID: ev.PaymentID, Provider: d.Provider, Message: strings.TrimSuffix(ev.Message, ".")})
 		case "routing_decision":
 			var d routingData
 			if json.Unmarshal(ev.Data, &d) == nil {
@@ -315,6 +325,9 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		return msg + "."
 	case OrderPending:
+		if c := ofLast(CauseAmountMismatch); c != nil && last.Status == PaymentInDoubt {
+			return "The order is not paid yet: " + c.Message + "."
+		}
 		if c := ofLast(CauseInDoubt); c != nil {
 			return "The order is not paid yet: " + c.Message + "."
 		}

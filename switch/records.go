@@ -97,9 +97,12 @@ type inDoubtRec struct {
 	At          time.Time `json:"at"`
 	// InDoubt: the call failed without a definite answer. Otherwise the
 	// call may still be in flight, or the provider answered "pending".
-	InDoubt bool     `json:"in_doubt,omitempty"`
-	Pending bool     `json:"pending,omitempty"`
-	Idem    *idemRef `json:"idem,omitempty"`
+	InDoubt bool `json:"in_doubt,omitempty"`
+	Pending bool `json:"pending,omitempty"`
+	// AmountMismatch: the provider approved another amount than asked
+	// (VersionProviderAmount); recorded once on the timeline.
+	AmountMismatch bool     `json:"amount_mismatch,omitempty"`
+	Idem           *idemRef `json:"idem,omitempty"`
 }
 
 // InDoubt is an intent without a final result, as the resolver sees it.

@@ -33,9 +33,10 @@ const (
 	// version 3 a payment's cancellation (VersionCancellation), version 4
 	// streamed snapshot images (VersionStreamedImages), version 5 three
 	// money rules (VersionMoneyRules), version 6 the release of an
-	// authorization's uncaptured rest (VersionRelease).
+	// authorization's uncaptured rest (VersionRelease), version 7 the
+	// provider's amount checked (VersionProviderAmount).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionRelease
+	BinaryMaxVersion = VersionProviderAmount
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -70,6 +71,13 @@ const (
 	// paid once its captures cover what was not released. An older member
 	// refuses such a cancel, hence the gate.
 	VersionRelease = 6
+	// VersionProviderAmount: an approval whose amount, as the provider
+	// reports it, is not the amount asked for (another value or currency)
+	// does not settle the payment or operation as approved: it stays in
+	// doubt, with an amount_mismatch timeline event, until someone looks.
+	// Before, the switch booked the amount it had asked for, so its money
+	// could differ from the provider's.
+	VersionProviderAmount = 7
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1

@@ -1,0 +1,40 @@
+package txswitch
+
+import (
+	"fmt"
+	"time"
+)
+
+// CodeAmountMismatch marks a result the switch did not book because the
+// provider approved another amount than it was asked for.
+const CodeAmountMismatch = "amount_mismatch"
+
+// amountMismatch reports whether an approval carries an amount, as the
+// provider reports it, other than want (cluster version v from
+// VersionProviderAmount on). A provider that does not say is taken at its
+// word: the amount asked for.
+func amountMismatch(v int, outcome string, got *Money, want Money) bool {
+	return v >= VersionProviderAmount && outcome == outcomeApproved && got != nil &&
+		(got.Value != want.Value || got.Currency != want.Currency)
+}
+
+// flagAmountMismatch records on the timeline, once per intent d, that its
+// provider approved got instead of d.Amount. The caller keeps the intent in
+// doubt: booking either amount could make the switch's money differ from
+// the provider's, and only someone reconciling with the provider can tell
+// which is right (a partial approval, a currency conversion, a bug). It
+// reports false when d was flagged before (nothing written).
+func (ac *applyCtx) flagAmountMismatch(o *orderRec, p *paymentRec, d *inDoubtRec, at time.Time, got Money) (bool, error) {
+	if d.AmountMismatch {
+		return false, nil
+	}
+	d.AmountMismatch = true
+	what := d.Kind
+	if what == "payment" {
+		what = "authorization"
+	}
+	return true, ac.event(o, at, "amount_mismatch", p.ID,
+		fmt.Sprintf("%s approved the %s under key %s for %s, not the %s asked for; the switch books neither and keeps it in doubt: reconcile it with %s.",
+			d.Provider, what, d.Key, FormatMoney(got), FormatMoney(d.Amount), d.Provider),
+		map[string]any{"provider": d.Provider, "key": d.Key, "op": d.Kind, "asked": d.Amount, "reported": got})
+}

@@ -1,0 +1,121 @@
+package txswitch_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+	"github.com/txswitch/txswitch/switch/memory"
+)
+
+// approvedFor is an approval reporting that the provider processed m.
+func approvedFor(ref string, m txswitch.Money) memory.Step {
+	return memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomeApproved, ProviderRef: ref, Amount: &m}}
+}
+
+func countEvents(evs []txswitch.TimelineEvent, typ string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// An approval of another amount than asked (a partial approval, another
+// currency, a provider bug) is not booked: the payment stays in doubt with
+// one amount_mismatch event and an explain cause, the resolver's repeated
+// answers add nothing, and an answer with the right amount settles it.
+// Below VersionProviderAmount the old rule holds (the amount asked for is
+// booked), so that every member applies the same.
+func TestProviderAmountMismatch(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		gate     bool
+		reported txswitch.Money
+		booked   bool
+	}{
+		{"less than asked", true, txswitch.Money{Value: 900, Currency: "EUR"}, false},
+		{"another currency", true, txswitch.Money{Value: 1000, Currency: "USD"}, false},
+		{"the amount asked", true, txswitch.Money{Value: 1000, Currency: "EUR"}, true},
+		{"below the gate", false, txswitch.Money{Value: 900, Currency: "EUR"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.gate {
+				h.gate(txswitch.VersionProviderAmount)
+			}
+			o := h.createOrder(1000)
+			h.a.Push(txswitch.OpAuthorize, approvedFor("a-1", tc.reported))
+			p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+			if tc.booked {
+				if p.Status != txswitch.PaymentCaptured || p.Captured.Value != 1000 {
+					t.Fatalf("payment = %s captured %d", p.Status, p.Captured.Value)
+				}
+				return
+			}
+			if p.Status != txswitch.PaymentInDoubt || p.Authorized.Value != 0 || p.Captured.Value != 0 {
+				t.Fatalf("payment = %s authorized %d captured %d, want in doubt with nothing booked", p.Status, p.Authorized.Value, p.Captured.Value)
+			}
+			if n := countEvents(h.timeline(o.ID), "amount_mismatch"); n != 1 {
+				t.Fatalf("%d amount_mismatch events", n)
+			}
+			ex := decode[txswitch.Explanation](t, h.explain(o.ID))
+			if !hasCause(ex, txswitch.CauseAmountMismatch) || !strings.Contains(ex.Summary, "not the EUR 10.00 asked for") {
+				t.Fatalf("explain = %+v", ex)
+			}
+			// The resolver asks on and hears the same: nothing new.
+			h.clock.Advance(time.Minute)
+			h.a.Push(txswitch.OpStatus, approvedFor("a-1", tc.reported))
+			before := len(h.timeline(o.ID))
+			if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 1 {
+				t.Fatalf("resolve = %d %v", n, err)
+			}
+			if after := len(h.timeline(o.ID)); after != before || h.payment(p.ID).Status != txswitch.PaymentInDoubt {
+				t.Fatalf("the same answer again: %d new events, payment %s", after-before, h.payment(p.ID).Status)
+			}
+			// Reconciled at the provider: the right amount settles it.
+			h.clock.Advance(time.Hour)
+			h.a.Push(txswitch.OpStatus, approvedFor("a-1", txswitch.Money{Value: 1000, Currency: "EUR"}))
+			if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := h.payment(p.ID); got.Status != txswitch.PaymentCaptured || got.Captured.Value != 1000 || h.order(o.ID).Status != txswitch.OrderPaid {
+				t.Fatalf("after reconciliation: payment %s captured %d, order %s", got.Status, got.Captured.Value, h.order(o.ID).Status)
+			}
+			if n := len(h.a.CallsFor(txswitch.OpAuthorize)); n != 1 {
+				t.Fatalf("authorize calls = %d", n)
+			}
+		})
+	}
+}
+
+// The same for a capture: a provider that captured another amount than
+// asked leaves the capture in doubt, recorded once.
+func TestCaptureAmountMismatch(t *testing.T) {
+	h := newHarness(t)
+	h.gate(txswitch.VersionProviderAmount)
+	o, p := h.authorized()
+	h.a.Push(txswitch.OpCapture, approvedFor("c-1", txswitch.Money{Value: 300, Currency: "EUR"}))
+	r, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(400)})
+	if err != nil || r.Status != 201 {
+		t.Fatalf("capture: %v %d %s", err, r.Status, r.Body)
+	}
+	got := h.payment(p.ID)
+	if got.Captured.Value != 0 || len(got.Captures) != 1 || got.Captures[0].Status != txswitch.PaymentInDoubt {
+		t.Fatalf("payment after a mismatched capture: captured %d, captures %+v", got.Captured.Value, got.Captures)
+	}
+	h.clock.Advance(time.Minute)
+	h.a.Push(txswitch.OpStatus, approvedFor("c-1", txswitch.Money{Value: 300, Currency: "EUR"}))
+	if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := countEvents(h.timeline(o.ID), "amount_mismatch"); n != 1 {
+		t.Fatalf("%d amount_mismatch events", n)
+	}
+	if got := h.payment(p.ID); got.Captured.Value != 0 || got.Captures[0].Status != txswitch.PaymentInDoubt {
+		t.Fatalf("after the same answer again: captured %d, %+v", got.Captured.Value, got.Captures)
+	}
+}
