@@ -433,6 +433,15 @@ func (ac *applyCtx) review(c *cmdReview) (*ApplyResult, error) {
 	if err != nil || o == nil {
 		return nil, fmt.Errorf("payment %s: load order %s: %v", p.ID, p.OrderID, err)
 	}
+	v, err := ac.version()
+	if err != nil {
+		return nil, err
+	}
+	if c.Decision == ReviewApprove && v >= VersionProviderAmount && o.ExpiresAt != nil && !c.At.Before(*o.ExpiresAt) {
+		// The shopper's checkout is long gone: charging now would surprise them.
+		return reject(KindConflict, CodeOrderExpired, "",
+			fmt.Sprintf("order %s expired at %s; its held payment can only be rejected", o.ID, o.ExpiresAt.UTC().Format(time.RFC3339))), nil
+	}
 	res := &ApplyResult{}
 	if c.Decision == ReviewReject {
 		p.Status = PaymentCancelled

@@ -92,6 +92,11 @@ func (ac *applyCtx) orderExpire(c *cmdOrderExpire) (*ApplyResult, error) {
 	}
 	switch {
 	case unpaidStatus(o.Status, v >= VersionMoneyRules):
+	case o.Status == OrderHeldForReview && v >= VersionProviderAmount:
+		// No provider was asked: the holds end with the order.
+		if err := ac.endHolds(o, c.At); err != nil {
+			return nil, err
+		}
 	case o.Status == OrderPending || o.Status == OrderHeldForReview:
 		// A payment is still moving: look again later.
 		if err := ac.b.Set(orderExpiryKey(c.At.Add(orderExpiryRecheck), o.ID), nil); err != nil {
@@ -112,6 +117,32 @@ func (ac *applyCtx) orderExpire(c *cmdOrderExpire) (*ApplyResult, error) {
 
 // markExpired sets o expired with its order_expired event (why completes
 // "Order expired unpaid: ..."); the caller saves o.
+// CodeReviewExpired is the failure of a payment still held for review when
+// its order expired.
+const CodeReviewExpired = "review_expired"
+
+// endHolds cancels the payments of o still held for review (o expired).
+func (ac *applyCtx) endHolds(o *orderRec, at time.Time) error {
+	ps, err := ac.orderPayments(o)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if p.Status != PaymentHeldForReview {
+			continue
+		}
+		p.Status = PaymentCancelled
+		p.Failure = &Failure{Code: CodeReviewExpired, Message: "the order expired while the payment was held for manual review; no provider was asked"}
+		if err := ac.event(o, at, "review_expired", p.ID, "Hold ended: "+p.Failure.Message+".", nil); err != nil {
+			return err
+		}
+		if _, err := ac.savePayment(p, at); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (ac *applyCtx) markExpired(o *orderRec, at time.Time, why string) error {
 	o.Status = OrderExpired
 	return ac.event(o, at, "order_expired", "", "Order expired unpaid: "+why+".", nil)

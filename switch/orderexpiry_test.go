@@ -204,3 +204,45 @@ func TestOrderCancelledAfterItsExpiryExpires(t *testing.T) {
 	_, err := h.svc.CreatePayment(h.ctx, caller("late"), o.ID, txswitch.CreatePaymentRequest{Method: "card"})
 	wantErr(t, err, 409, txswitch.CodeOrderExpired)
 }
+
+// A payment held for review does not outlive its order: once the order
+// expired, approving the hold is refused (the shopper's checkout is long
+// gone) and the expiry sweep ends the hold and expires the order, which
+// before waited for an admin forever, refusing every other payment.
+func TestHeldPaymentEndsWithItsOrder(t *testing.T) {
+	day := 24 * time.Hour
+	t.Run("from the gate", func(t *testing.T) {
+		h := newHarness(t)
+		h.gate(txswitch.VersionProviderAmount)
+		o := h.createOrder(2_000_000)
+		p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		if p.Status != txswitch.PaymentHeldForReview {
+			t.Fatalf("payment = %s", p.Status)
+		}
+		h.clock.Advance(day + time.Minute)
+		h.unchanged(func() {
+			_, err := h.svc.ReviewPayment(h.ctx, p.ID, txswitch.ReviewRequest{Decision: txswitch.ReviewApprove})
+			wantErr(t, err, 409, txswitch.CodeOrderExpired)
+		})
+		if n := h.expireOrders(); n != 1 {
+			t.Fatalf("expiries proposed = %d", n)
+		}
+		got := h.payment(p.ID)
+		if got.Status != txswitch.PaymentCancelled || got.Failure == nil || got.Failure.Code != txswitch.CodeReviewExpired {
+			t.Fatalf("held payment after the expiry: %s %+v", got.Status, got.Failure)
+		}
+		if st := h.order(o.ID).Status; st != txswitch.OrderExpired {
+			t.Fatalf("order = %s", st)
+		}
+		evs := h.timeline(o.ID)
+		if !hasEvent(evs, "review_expired") || !hasEvent(evs, "order_expired") {
+			t.Fatalf("timeline = %v", eventTypes(evs))
+		}
+		if n := len(h.a.Calls()) + len(h.b.Calls()); n != 0 {
+			t.Fatalf("%d provider calls", n)
+		}
+		// A rejection of the ended hold is refused as for any settled payment.
+		_, err := h.svc.ReviewPayment(h.ctx, p.ID, txswitch.ReviewRequest{Decision: txswitch.ReviewReject})
+		wantErr(t, err, 409, txswitch.CodeInvalidState)
+	})
+}

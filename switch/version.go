@@ -76,7 +76,11 @@ const (
 	// does not settle the payment or operation as approved: it stays in
 	// doubt, with an amount_mismatch timeline event, until someone looks.
 	// Before, the switch booked the amount it had asked for, so its money
-	// could differ from the provider's.
+	// could differ from the provider's. Also from it, a payment held for
+	// review no longer outlives its order: approving it once the order
+	// expired is refused (order_expired), and the order expiry sweep
+	// cancels a hold still open then (review_expired) and expires the
+	// order, which before waited for an admin forever.
 	VersionProviderAmount = 7
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
