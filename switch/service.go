@@ -375,14 +375,24 @@ func (s *Svc) GetConfig(ctx context.Context) (Reply, error) {
 }
 
 // PutConfig validates and replicates a new routing configuration.
+//
+// Besides Validate (which apply repeats), the proposer refuses a change
+// that would lock every merchant out (no merchants) and one that drops or
+// re-points a provider that open calls still need (openCallsKeep). These
+// checks run only here, after a read barrier, so they need no cluster
+// version gate.
 func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	if e := cfg.Validate(); e != nil {
+		return Reply{}, e
+	}
+	if e := configUsable(&cfg); e != nil {
 		return Reply{}, e
 	}
 	if err := s.barrier(ctx); err != nil {
 		return Reply{}, err
 	}
-	if err := openCallsKeep(s.store, cfg); err != nil {
+	cur, _ := s.m.Config()
+	if err := openCallsKeep(s.store, cur, cfg); err != nil {
 		return Reply{}, err
 	}
 	res, err := s.propose(ctx, cmdTypeConfigPut, &cmdConfigPut{At: s.clock.Now(), Config: cfg})
@@ -392,37 +402,77 @@ func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	return res.Reply, nil
 }
 
-// CodeProviderHasOpenCalls refuses a configuration without a provider that
-// still has calls without a final result.
-const CodeProviderHasOpenCalls = "provider_has_open_calls"
+// configUsable refuses (400 invalid_config) a configuration that Validate
+// accepts but that would stop the switch from serving anyone: without
+// merchants every API key is refused (401) and no order can be created,
+// paid, captured or refunded. It is checked only when a change is
+// proposed (apply accepts such a configuration, as earlier releases did).
+func configUsable(cfg *RoutingConfig) *Error {
+	if len(cfg.Merchants) == 0 {
+		return NewError(KindInvalid, CodeInvalidConfig, "merchants",
+			"the configuration has no merchants: every API key would be refused (401) and no order could be created, paid, captured or refunded; keep at least one merchant")
+	}
+	return nil
+}
+
+// Codes of openCallsKeep.
+const (
+	// CodeProviderHasOpenCalls refuses a configuration without a provider
+	// that still has calls without a final result.
+	CodeProviderHasOpenCalls = "provider_has_open_calls"
+	// CodeProviderEndpointHasOpenCalls refuses a configuration that
+	// changes the base_url of such a provider.
+	CodeProviderEndpointHasOpenCalls = "provider_endpoint_has_open_calls"
+)
 
 // openCallsKeep refuses cfg if it drops a provider that calls without a
-// final result (intents, in doubt) still name: only that provider's status
-// inquiry can settle them, and without it they would stay in doubt for
-// good, holding their orders. The check reads the state as of the barrier;
-// a call opened at a dropped provider between it and the change's apply
-// is settled once the provider is configured again.
-func openCallsKeep(r Reader, cfg RoutingConfig) error {
-	kept := make(map[string]bool, len(cfg.Providers))
-	for _, p := range cfg.Providers {
-		kept[p.Name] = true
-	}
+// final result (intents, in doubt, pending at the shopper's bank) still
+// name, or changes its base_url: only a status inquiry at the endpoint
+// that received them can settle them. Dropped, they would stay in doubt
+// for good, holding their orders. Re-pointed, the inquiry would go to an
+// endpoint that never saw them, which answers not_found (and fences the
+// key there, not where the call went): the switch would conclude the
+// attempt was never received and open the order again while the old
+// endpoint may have charged. Timeouts and breaker settings may change.
+// cur is the configuration in force (nil when none is stored).
+//
+// The check reads the state as of the barrier; a call opened at a dropped
+// provider between it and the change's apply is settled once the provider
+// is configured again, but one opened at a re-pointed provider in that
+// window, if it ends in doubt, is asked about at the new endpoint.
+func openCallsKeep(r Reader, cur *RoutingConfig, cfg RoutingConfig) error {
 	open, err := ListInDoubt(r, 0)
 	if err != nil {
 		return fmt.Errorf("list open calls: %w", err)
 	}
+	if len(open) == 0 {
+		return nil
+	}
+	kept := make(map[string]int, len(cfg.Providers))
+	for i, p := range cfg.Providers {
+		kept[p.Name] = i
+	}
+	was := map[string]string{}
+	if cur != nil {
+		for _, p := range cur.Providers {
+			was[p.Name] = p.BaseURL
+		}
+	}
+	count := map[string]int{}
 	for _, d := range open {
-		if kept[d.Provider] {
-			continue
+		count[d.Provider]++
+	}
+	for _, d := range open {
+		i, ok := kept[d.Provider]
+		if !ok {
+			return NewError(KindConflict, CodeProviderHasOpenCalls, "providers",
+				fmt.Sprintf("provider %s still has %d call(s) without a final result (payment %s among them); keep it configured until they are resolved", d.Provider, count[d.Provider], d.PaymentID))
 		}
-		n := 0
-		for _, o := range open {
-			if o.Provider == d.Provider {
-				n++
-			}
+		old, known := was[d.Provider]
+		if to := cfg.Providers[i].BaseURL; known && to != old {
+			return NewError(KindConflict, CodeProviderEndpointHasOpenCalls, fmt.Sprintf("providers[%d].base_url", i),
+				fmt.Sprintf("provider %s still has %d call(s) without a final result (payment %s among them) sent to %s; only a status inquiry there can settle them, so keep its base_url until they are resolved (it cannot change to %s yet; timeouts and breaker settings may change)", d.Provider, count[d.Provider], d.PaymentID, old, to))
 		}
-		return NewError(KindConflict, CodeProviderHasOpenCalls, "providers",
-			fmt.Sprintf("provider %s still has %d call(s) without a final result (payment %s among them); keep it configured until they are resolved", d.Provider, n, d.PaymentID))
 	}
 	return nil
 }

@@ -1,0 +1,106 @@
+package txswitch_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	txswitch "github.com/txswitch/txswitch/switch"
+	"github.com/txswitch/txswitch/switch/memory"
+)
+
+// configErr returns err as a *txswitch.Error after wantErr checked it.
+func configErr(t *testing.T, err error, status int, code, field string) *txswitch.Error {
+	t.Helper()
+	wantErr(t, err, status, code)
+	e := err.(*txswitch.Error)
+	if e.Field != field {
+		t.Fatalf("field %q, want %q (%s)", e.Field, field, e.Message)
+	}
+	return e
+}
+
+// A provider whose calls still wait for a final result keeps its
+// endpoint: the status inquiry that settles them must reach the endpoint
+// that received them. Another endpoint never saw the call and answers
+// not_found, the switch would conclude "never received" and open the order
+// again while the first endpoint may have charged. Timeouts and breaker
+// settings may change; the endpoint may once the calls are settled.
+func TestConfigKeepsTheEndpointOfAProviderWithOpenCalls(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		provider int // index in testConfig().Providers
+		open     func(h *harness, orderID string) txswitch.Payment
+		settle   memory.Step
+	}{
+		{"in doubt", 0, func(h *harness, id string) txswitch.Payment {
+			h.a.Push(txswitch.OpAuthorize, memoryErr(timeoutErr("psp_a")))
+			return h.pay(id, txswitch.CreatePaymentRequest{Method: "card"})
+		}, approved("r")},
+		{"pending at the shopper's bank", 1, func(h *harness, id string) txswitch.Payment {
+			h.b.Push(txswitch.OpAuthorize, memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomePending, RedirectURL: "https://bank.test/r/1"}})
+			return h.pay(id, txswitch.CreatePaymentRequest{Method: "ideal"})
+		}, approved("r")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			o := h.createOrder(1000)
+			p := tc.open(h, o.ID)
+			if p.Status != txswitch.PaymentInDoubt && p.Status != txswitch.PaymentPending {
+				t.Fatalf("payment %s, want an open call", p.Status)
+			}
+			name := testConfig().Providers[tc.provider].Name
+			moved := testConfig()
+			moved.Providers[tc.provider].BaseURL = "https://other-endpoint.test"
+			h.unchanged(func() {
+				_, err := h.svc.PutConfig(h.ctx, moved)
+				e := configErr(t, err, 409, txswitch.CodeProviderEndpointHasOpenCalls, fmt.Sprintf("providers[%d].base_url", tc.provider))
+				for _, w := range []string{name, p.ID, testConfig().Providers[tc.provider].BaseURL, "https://other-endpoint.test"} {
+					if !strings.Contains(e.Message, w) {
+						t.Fatalf("message %q does not name %q", e.Message, w)
+					}
+				}
+			})
+			// Timeouts and breaker settings are not where the call went.
+			tuned := testConfig()
+			tuned.Providers[tc.provider].TimeoutMillis = 5000
+			tuned.Providers[tc.provider].Breaker.OpenMillis = 9000
+			if r, err := h.svc.PutConfig(h.ctx, tuned); err != nil || r.Status != 200 {
+				t.Fatalf("timeout and breaker change with an open call: %v", err)
+			}
+			if tc.provider == 0 {
+				h.a.Push(txswitch.OpStatus, tc.settle)
+			} else {
+				h.b.Push(txswitch.OpStatus, tc.settle)
+			}
+			h.clock.Advance(time.Minute)
+			if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 1 {
+				t.Fatalf("resolve = %d %v", n, err)
+			}
+			if r, err := h.svc.PutConfig(h.ctx, moved); err != nil || r.Status != 200 {
+				t.Fatalf("endpoint change once the call settled: %v", err)
+			}
+		})
+	}
+}
+
+// A configuration without merchants would lock every merchant out (every
+// API key refused): the proposer refuses it, and nothing changes.
+func TestConfigWithoutMerchantsIsRefused(t *testing.T) {
+	h := newHarness(t)
+	none := testConfig()
+	none.Merchants = nil
+	for _, cfg := range []txswitch.RoutingConfig{{}, none} {
+		h.unchanged(func() {
+			_, err := h.svc.PutConfig(h.ctx, cfg)
+			e := configErr(t, err, 400, txswitch.CodeInvalidConfig, "merchants")
+			if !strings.Contains(e.Message, "no merchants") {
+				t.Fatalf("message %q does not say why", e.Message)
+			}
+		})
+	}
+	if _, err := h.svc.Authenticate(h.ctx, keyA); err != nil {
+		t.Fatalf("merchant locked out: %v", err)
+	}
+}
