@@ -191,18 +191,25 @@ type ledgerMoney struct {
 	charges                      int
 	cancelled                    bool
 	captured, refunded, released int64
+	// chargedAt and declinedAt count, per PSP, the approved and the
+	// declined authorizations of the payment: the money and the refusals
+	// belong to the provider that booked them, not to the payment id alone.
+	chargedAt, declinedAt map[string]int
 }
 
 func ledgerTotals(ledgers map[string][]sim.LedgerEntry) map[string]*ledgerMoney {
 	out := map[string]*ledgerMoney{}
 	get := func(id string) *ledgerMoney {
 		if out[id] == nil {
-			out[id] = &ledgerMoney{}
+			out[id] = &ledgerMoney{chargedAt: map[string]int{}, declinedAt: map[string]int{}}
 		}
 		return out[id]
 	}
-	for _, es := range ledgers {
+	for psp, es := range ledgers {
 		for _, e := range es {
+			if e.Op == txswitch.OpAuthorize && e.Status == txswitch.OutcomeDeclined {
+				get(e.PaymentID).declinedAt[psp]++
+			}
 			if e.Status != txswitch.OutcomeApproved {
 				continue
 			}
@@ -210,6 +217,7 @@ func ledgerTotals(ledgers map[string][]sim.LedgerEntry) map[string]*ledgerMoney 
 			switch e.Op {
 			case txswitch.OpAuthorize:
 				m.charges++
+				m.chargedAt[psp]++
 				if e.Captured {
 					m.captured += e.Amount.Value
 				}
@@ -249,11 +257,30 @@ func unsettled(p *txswitch.Payment) bool {
 	return false
 }
 
+// pspsOf lists the PSPs whose count in byPSP is positive.
+func pspsOf(byPSP map[string]int) string {
+	var out []string
+	for _, psp := range sortedKeys(byPSP) {
+		if byPSP[psp] > 0 {
+			out = append(out, psp)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
 func checkMoneyAddsUp(ev *Evidence) CheckResult {
 	var v []string
 	ledger := ledgerTotals(ev.Ledgers)
 	view := ev.view()
 	compared := 0
+	// Declines and the provider a payment names are judged against the
+	// PSPs' ledgers only when the evidence holds them (a run always
+	// collects every simulated PSP's ledger; fabricated evidence may not).
+	haveLedgers := len(ev.Ledgers) > 0
+	declines, placed := 0, 0
 	for _, oid := range sortedKeys(view) {
 		o := view[oid]
 		var capSum, refSum, pspCaptured, due int64
@@ -301,9 +328,36 @@ func checkMoneyAddsUp(ev *Evidence) CheckResult {
 				if lm.charges > 0 && !lm.cancelled {
 					v = append(v, fmt.Sprintf("payment %s is %s but a PSP holds an approved charge for it", p.ID, p.Status))
 				}
+				// "declined" is the one failure availability leaves out, so
+				// the switch's word for it is not enough: the PSP it names
+				// must have declined an authorization of the payment. Every
+				// way the switch reaches declined is a PSP's declined
+				// authorization (its answer, its notification or its status
+				// inquiry) for the open attempt at p.Provider, and the
+				// simulated PSP records each one as a declined authorize
+				// entry, a pending redirect cancelled before completion
+				// included (DeclineCancelledPending). Fraud rejects
+				// (cancelled), expiries, no provider and a provider's
+				// 503/timeout/refusal are failed or cancelled, never declined.
+				if p.Status == txswitch.PaymentDeclined && haveLedgers {
+					declines++
+					if lm.declinedAt[p.Provider] == 0 {
+						v = append(v, fmt.Sprintf("payment %s is declined at %s but %s's ledger holds no declined authorization for it (declined authorizations at: %s): a decline no PSP gave",
+							p.ID, p.Provider, p.Provider, pspsOf(lm.declinedAt)))
+					}
+				}
 			case txswitch.PaymentAuthorized, txswitch.PaymentCaptured, txswitch.PaymentPartiallyRefunded, txswitch.PaymentRefunded:
 				if lm.charges != 1 {
 					v = append(v, fmt.Sprintf("payment %s is %s but the PSP ledgers hold %d approved charges", p.ID, p.Status, lm.charges))
+				}
+				// The money is at the provider the switch names: captures,
+				// refunds and voids go there, and reconciliation looks there.
+				if haveLedgers && lm.charges > 0 {
+					placed++
+					if lm.chargedAt[p.Provider] == 0 {
+						v = append(v, fmt.Sprintf("payment %s is %s at %s but its approved authorization is in the ledger of %s, not %s's",
+							p.ID, p.Status, p.Provider, pspsOf(lm.chargedAt), p.Provider))
+					}
 				}
 				if lm.cancelled {
 					v = append(v, fmt.Sprintf("payment %s is %s but a PSP voided its authorization", p.ID, p.Status))
@@ -341,7 +395,11 @@ func checkMoneyAddsUp(ev *Evidence) CheckResult {
 			v = append(v, fmt.Sprintf("the PSP ledgers hold %d approved charge(s) (captured %d) for payment %s, which the switch does not have", m.charges, m.captured, id))
 		}
 	}
-	return result(CheckMoneyAddsUp, fmt.Sprintf("%d orders, %d settled payments compared with the ledgers", len(view), compared), v)
+	note := fmt.Sprintf("%d orders, %d settled payments compared with the ledgers; %d declines and %d charges checked at the PSP the switch names", len(view), compared, declines, placed)
+	if !haveLedgers {
+		note = fmt.Sprintf("%d orders, %d settled payments; no PSP ledgers in the evidence: declines and providers not judged", len(view), compared)
+	}
+	return result(CheckMoneyAddsUp, note, v)
 }
 
 // finalAnswer reports whether a response is one the switch must repeat

@@ -570,8 +570,15 @@ func flowRedirectDeclined(method, country, currency string, suffix int64) func(*
 		}
 		if p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: method}); ok {
 			// The redirect is accepted (pending); the bank declines later.
-			f.run.Outcome = "declined"
-			f.awaitSettled(p)
+			// The flow is declined only if the payment ends declined (and
+			// money_adds_up checks that a PSP declined it): a payment that
+			// failed instead counts against availability.
+			switch p = f.awaitSettled(p); p.Status {
+			case txswitch.PaymentDeclined:
+				f.run.Outcome = "declined"
+			case txswitch.PaymentFailed:
+				f.run.Outcome = "failed"
+			}
 		}
 	}
 }
