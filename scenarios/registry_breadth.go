@@ -67,9 +67,11 @@ func init() {
 
 // opFault builds a provider fault that touches only op requests (status
 // inquiries stay healthy, so in-doubt resolution works), and proves it
-// fired by counting the PSP's refusals or ledger entries of op.
+// fired by counting the PSP's refusals or ledger entries of op. The PSP
+// is found through the tier (e.t): both tiers run the simulated PSPs in
+// this process, and e.c is nil in the process tier.
 func opFault(f Fault, e *env, op txswitch.ProviderOp, set func(*sim.MethodBehaviour)) *countedFault {
-	s := e.c.Sims[f.Target]
+	s := e.t.sims()[f.Target]
 	inner := chaos.NewProviderFault(chaos.ProviderSpec{Kind: f.Kind, Name: f.Target, Sim: s, Base: e.baseBehaviour,
 		Change: func(b *sim.Behaviour) {
 			if b.Methods == nil {

@@ -1,8 +1,15 @@
 package scenarios
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/txswitch/txswitch/chaos"
+	"github.com/txswitch/txswitch/providers/sim"
+	txswitch "github.com/txswitch/txswitch/switch"
 )
 
 // TestTierFaults: each tier accepts exactly the faults it can inject.
@@ -37,6 +44,60 @@ func TestTierFaults(t *testing.T) {
 				t.Fatalf("refused: %v", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// The provider faults limited to one operation work in the process tier:
+// its simulated PSPs run in this process too, reached through the tier
+// (regression: the builders read the in-process cluster, nil there, and
+// the run panicked).
+func TestOpFaultsInTheProcessTier(t *testing.T) {
+	var kinds []string
+	for _, k := range sortedKeys(faultKinds) {
+		if strings.HasPrefix(k, "provider_") && strings.Contains(k, "_on_") {
+			kinds = append(kinds, k)
+		}
+	}
+	if len(kinds) < 10 {
+		t.Fatalf("only %d op-limited provider faults: %v", len(kinds), kinds)
+	}
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			op := txswitch.ProviderOp(kind[strings.LastIndex(kind, "_on_")+len("_on_"):])
+			s := sim.New(sim.Config{Name: "psp_a"})
+			defer s.Close()
+			e := &env{t: procTier{p: &chaos.ProcCluster{Sims: map[string]*sim.Server{"psp_a": s}}}, baseBehaviour: baseBehaviour(Tuning{})}
+			f := Fault{Kind: kind, Target: "psp_a", Rate: 0.5, Stall: Duration(time.Second), Latency: Duration(time.Second)}
+			if err := faultInTier(kind, faultKinds[kind], tierProcess); err != nil {
+				t.Fatalf("refused in the process tier: %v", err)
+			}
+			var fault chaos.Fault
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("building %s in the process tier panicked: %v", kind, r)
+					}
+				}()
+				var err error
+				if fault, err = faultKinds[kind].build(e, f); err != nil {
+					t.Fatalf("build: %v", err)
+				}
+			}()
+			ctx := context.Background()
+			if err := fault.Inject(ctx); err != nil {
+				t.Fatalf("inject: %v", err)
+			}
+			mb, ok := s.Behaviour().Methods[sim.AnyMethod]
+			if !ok || !slices.Equal(mb.Ops, []txswitch.ProviderOp{op}) {
+				t.Fatalf("the PSP's behaviour after inject: %+v, want a fault on %s only", s.Behaviour(), op)
+			}
+			if err := fault.Undo(ctx); err != nil {
+				t.Fatalf("undo: %v", err)
+			}
+			if _, ok := s.Behaviour().Methods[sim.AnyMethod]; ok {
+				t.Fatalf("the PSP's behaviour after undo: %+v, want the base one", s.Behaviour())
 			}
 		})
 	}
