@@ -13,9 +13,20 @@ import (
 // maxShown bounds the violations printed per failed check.
 const maxShown = 8
 
-// ReproCommand is the one command that reruns exactly this scenario.
-func ReproCommand(name string, runSeed uint64) string {
-	return fmt.Sprintf("go run ./cmd/txswitch scenarios run --name '%s' --seed %d", name, runSeed)
+// ReproCommand is the one command that reruns exactly this scenario:
+// the same definition (--dir when it was loaded from a directory, dir),
+// the same name and the same run seed.
+func ReproCommand(name, dir string, runSeed uint64) string {
+	cmd := "go run ./cmd/txswitch scenarios run"
+	if dir != "" {
+		cmd += " --dir " + shellQuote(dir)
+	}
+	return fmt.Sprintf("%s --name %s --seed %d", cmd, shellQuote(name), runSeed)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // FailureReport explains a failed scenario: each failed check with its
@@ -44,7 +55,7 @@ func FailureReport(r Result, runSeed uint64) string {
 			fmt.Fprintf(&b, "    - %s\n", v)
 		}
 	}
-	fmt.Fprintf(&b, "  reproduce: %s\n", ReproCommand(r.Name, runSeed))
+	fmt.Fprintf(&b, "  reproduce: %s\n", ReproCommand(r.Name, r.Dir, runSeed))
 	return b.String()
 }
 

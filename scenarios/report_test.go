@@ -3,6 +3,8 @@ package scenarios
 import (
 	"bytes"
 	"encoding/xml"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +52,53 @@ func TestJUnitAndSummary(t *testing.T) {
 	buf.Reset()
 	if p, f := Summary(&buf, results); p != 1 || f != 1 || !strings.Contains(buf.String(), "1 passed, 1 failed") {
 		t.Fatalf("summary %d %d:\n%s", p, f, buf.String())
+	}
+}
+
+// The reproduce command reruns the same definition: a scenario loaded
+// from a directory (txswitch scenarios run --dir, which passes
+// os.DirFS(dir)) is rerun from that directory, a built-in one without
+// --dir (regression: --dir was left out, so the command ran the built-in
+// scenario of that name, or none).
+func TestReproCommandNamesTheDefinitionsDir(t *testing.T) {
+	tmp := t.TempDir()
+	doc := "name: mine/x\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n"
+	if err := os.WriteFile(filepath.Join(tmp, "a.yaml"), []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(tmp, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "sub", "b.yaml"), []byte(strings.Replace(doc, "mine/x", "mine/y", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := func(scs []Scenario, err error) Scenario {
+		t.Helper()
+		if err != nil || len(scs) == 0 {
+			t.Fatalf("load: %v (%d scenarios)", err, len(scs))
+		}
+		return scs[0]
+	}
+	cases := []struct {
+		name      string
+		sc        Scenario
+		want, not string
+	}{
+		{"built-in definition", first(LoadDefault()), "scenarios run --name '", "--dir"},
+		{"loaded with --dir", first(Load(os.DirFS(tmp), ".")), "scenarios run --dir '" + tmp + "' --name 'mine/x' --seed 7", ""},
+		{"loaded from a subdirectory", first(Load(os.DirFS(tmp), "sub")), "--dir '" + filepath.Join(tmp, "sub") + "' --name 'mine/y'", ""},
+		{"a directory with a quote in its name", Scenario{Name: "mine/x", Dir: "/tmp/it's"}, `--dir '/tmp/it'\''s' --name 'mine/x'`, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := Result{Name: tc.sc.Name, Dir: tc.sc.Dir, Seed: 3, Checks: []CheckResult{{Name: CheckSettled, Violations: []string{"x"}}}}
+			out := FailureReport(r, 7)
+			if !strings.Contains(out, "  reproduce: go run ./cmd/txswitch ") || !strings.Contains(out, tc.want) {
+				t.Fatalf("report lacks %q:\n%s", tc.want, out)
+			}
+			if tc.not != "" && strings.Contains(out, tc.not) {
+				t.Fatalf("report has %q:\n%s", tc.not, out)
+			}
+		})
 	}
 }

@@ -42,8 +42,10 @@ type Options struct {
 
 // Result is one scenario's verdict.
 type Result struct {
-	Name   string   `json:"name"`
-	File   string   `json:"file"`
+	Name string `json:"name"`
+	File string `json:"file"`
+	// Dir is the directory the definition was loaded from ("" built in).
+	Dir    string   `json:"dir,omitempty"`
 	Tags   []string `json:"tags"`
 	Seed   uint64   `json:"seed"`
 	Passed bool     `json:"passed"`
@@ -143,7 +145,7 @@ func RunAll(ctx context.Context, scs []Scenario, opts Options) []Result {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			results[i] = Result{Name: scs[i].Name, Error: "not run: " + ctx.Err().Error()}
+			results[i] = Result{Name: scs[i].Name, File: scs[i].File, Dir: scs[i].Dir, Error: "not run: " + ctx.Err().Error()}
 			continue
 		}
 		wg.Go(func() {
@@ -166,7 +168,7 @@ func RunAll(ctx context.Context, scs []Scenario, opts Options) []Result {
 // schedule, settle, collect the evidence and judge it.
 func Run(ctx context.Context, sc Scenario, opts Options) (res Result) {
 	seed := Seed(opts.Seed, sc.Name)
-	res = Result{Name: sc.Name, File: sc.File, Tags: sc.Tags, Seed: seed, ExpectFail: sc.ExpectFail}
+	res = Result{Name: sc.Name, File: sc.File, Dir: sc.Dir, Tags: sc.Tags, Seed: seed, ExpectFail: sc.ExpectFail}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
 	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.D())

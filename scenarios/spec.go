@@ -2,11 +2,14 @@ package scenarios
 
 import (
 	"bytes"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"path"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -73,6 +76,10 @@ type Scenario struct {
 
 	// File is where the scenario came from.
 	File string `yaml:"-"`
+	// Dir is the directory the scenario was loaded from (txswitch
+	// scenarios run --dir), "" for the built-in definitions: the
+	// reproduce command needs it to rerun the same definition.
+	Dir string `yaml:"-"`
 }
 
 // Topology is the cluster a scenario runs on.
@@ -244,6 +251,29 @@ var varRef = regexp.MustCompile(`\{([a-z_][a-z0-9_]*)\}`)
 // Load reads every *.yaml file under dir of fsys, expands matrices and
 // validates every scenario. Names must be unique across files.
 func Load(fsys fs.FS, dir string) ([]Scenario, error) {
+	return load(fsys, dir, sourceDir(fsys, dir))
+}
+
+// sourceDir is the directory to name in a reproduce command for
+// scenarios loaded from dir of fsys: "" for the built-in definitions;
+// for os.DirFS(root) (what txswitch scenarios run --dir passes), whose
+// type is a string holding its root, the absolute root/dir; else dir.
+func sourceDir(fsys fs.FS, dir string) string {
+	if e, ok := fsys.(embed.FS); ok && e == Defs {
+		return ""
+	}
+	v := reflect.ValueOf(fsys)
+	if v.Kind() != reflect.String {
+		return dir
+	}
+	d := filepath.Join(v.String(), filepath.FromSlash(dir))
+	if abs, err := filepath.Abs(d); err == nil {
+		d = abs
+	}
+	return d
+}
+
+func load(fsys fs.FS, dir, source string) ([]Scenario, error) {
 	var files []string
 	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -270,6 +300,7 @@ func Load(fsys fs.FS, dir string) ([]Scenario, error) {
 			return nil, err
 		}
 		for _, s := range scs {
+			s.Dir = source
 			if prev, dup := seen[s.Name]; dup {
 				return nil, fmt.Errorf("%s: scenario %q is also defined in %s", f, s.Name, prev)
 			}
@@ -309,11 +340,16 @@ func Parse(file string, data []byte) ([]Scenario, error) {
 	return out, nil
 }
 
+// splitDocs splits a file at its document separators: a line that is
+// "---" alone or followed by whitespace and at most a comment ("--- ",
+// "--- # note"). A "---" line with content after it is left in place:
+// the decoder then finds a second document in one piece and refuses it
+// (decodeStrict), instead of merging it unseen into the first.
 func splitDocs(data []byte) [][]byte {
 	var docs [][]byte
 	var cur []byte
 	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
-		if bytes.Equal(bytes.TrimRight(line, "\r\n"), []byte("---")) {
+		if isSeparator(line) {
 			docs = append(docs, cur)
 			cur = nil
 			continue
@@ -321,6 +357,21 @@ func splitDocs(data []byte) [][]byte {
 		cur = append(cur, line...)
 	}
 	return append(docs, cur)
+}
+
+func isSeparator(line []byte) bool {
+	rest, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("---"))
+	if !ok {
+		return false
+	}
+	if len(rest) == 0 {
+		return true
+	}
+	if rest[0] != ' ' && rest[0] != '\t' {
+		return false // "---x" is a plain scalar, not a marker
+	}
+	rest = bytes.TrimSpace(rest)
+	return len(rest) == 0 || rest[0] == '#'
 }
 
 func stripComments(doc []byte) []byte {
@@ -443,6 +494,17 @@ func decodeStrict(text []byte) (Scenario, error) {
 			return s, errors.New("empty document")
 		}
 		return s, err
+	}
+	// One document per piece: anything after it (a second document the
+	// splitter did not see, after "..." or a "--- content" line) would
+	// otherwise be dropped without a word.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		line := extra.Line
+		if err != nil {
+			return s, fmt.Errorf("unreadable content after the document: %w", err)
+		}
+		return s, fmt.Errorf("content after the document (a second YAML document, line %d of this one) without a separator line (\"---\" alone or with a comment): it would be dropped", line)
 	}
 	return s, nil
 }

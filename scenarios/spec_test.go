@@ -176,3 +176,49 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Every document of a file is read or the file is refused: a separator
+// line with trailing blanks or a comment splits like a bare "---", and a
+// second document the splitter does not see is an error, not silently
+// dropped (regression: "--- # note" merged the next scenario into the
+// previous document, whose decoding then ignored it).
+func TestParseReadsEveryDocument(t *testing.T) {
+	doc := func(name string) string {
+		return "name: " + name + "\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n"
+	}
+	cases := []struct {
+		name, text string
+		want       string // names joined by spaces, or an error fragment after "error: "
+	}{
+		{"bare separator", doc("a") + "---\n" + doc("b"), "a b"},
+		{"separator with a trailing blank", doc("a") + "--- \n" + doc("b"), "a b"},
+		{"separator with a comment", doc("a") + "--- # the next one\n" + doc("b"), "a b"},
+		{"separator with a tab and a comment", doc("a") + "---\t#x\n" + doc("b"), "a b"},
+		{"CRLF separator", doc("a") + "---\r\n" + doc("b"), "a b"},
+		{"leading separator and a comment-only document", "--- # header\n# only a comment\n---\n" + doc("a"), "a"},
+		{"document end marker without a separator", doc("a") + "...\n" + doc("b"), "error: content after the document"},
+		{"separator with content on its line", doc("a") + "--- {name: b, tags: [smoke]}\n", "error: content after the document"},
+		{"unreadable document", doc("a") + "---\nname: [b\n", "error: document 2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			scs, err := Parse("t.yaml", []byte(tc.text))
+			if want, isErr := strings.CutPrefix(tc.want, "error: "); isErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Fatalf("err %v, want one containing %q (parsed %d scenarios)", err, want, len(scs))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, s := range scs {
+				names = append(names, s.Name)
+			}
+			if got := strings.Join(names, " "); got != tc.want {
+				t.Fatalf("scenarios %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
