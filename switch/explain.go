@@ -36,15 +36,23 @@ func (s *Svc) Methods(ctx context.Context, c Caller, orderID string) (Reply, err
 	if err != nil {
 		return Reply{}, err
 	}
-	// An order that takes no payment now (expired, or its amount covered by
-	// its payments) offers nothing: a method offered here would be refused
-	// with a 409 at the payment, and the offer would be recorded on the
-	// timeline after the order was closed.
+	// An order that takes no payment now (expired, a payment still
+	// unsettled, or its amount covered by its payments) offers nothing: a
+	// method offered here would be refused with a 409 at the payment
+	// (order_expired, payment_in_progress, order_fully_paid; an unsettled
+	// payment comes before a covered amount, as in CreatePayment). Nothing is
+	// recorded on the timeline: the order's own events say why, and
+	// recording the empty offer of each running payment would spend the
+	// order's MaxOfferEvents twice per attempt (empty, then the real offer
+	// again once the payment failed).
 	reason, detail := "", ""
 	open := openAmount(o, ps)
+	busy := slices.IndexFunc(ps, func(p *paymentRec) bool { return unsettled(p.Status) })
 	switch {
 	case orderExpiredAt(o, s.clock.Now(), s.VersionActive(VersionMoneyRules)):
 		reason, detail = ExclusionOrderExpired, "the order expired unpaid; create a new order"
+	case busy >= 0:
+		reason, detail = ExclusionPaymentInProgress, fmt.Sprintf("payment %s of this order is still %s; wait for it to finish", ps[busy].ID, ps[busy].Status)
 	case open <= 0:
 		reason, detail = ExclusionNothingToPay, "the order's amount is covered by its payments"
 	}

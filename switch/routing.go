@@ -41,6 +41,10 @@ const (
 	// The order itself takes no payment now: every method is excluded.
 	ExclusionOrderExpired = "order_expired"
 	ExclusionNothingToPay = "nothing_to_pay"
+	// Another payment of the order is still unsettled (pending, in doubt,
+	// held for review): a new one would be refused with 409
+	// payment_in_progress until it finishes.
+	ExclusionPaymentInProgress = "payment_in_progress"
 )
 
 // CodeMethodNotAvailable is the error code for paying with a method the
