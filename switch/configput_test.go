@@ -104,3 +104,58 @@ func TestConfigWithoutMerchantsIsRefused(t *testing.T) {
 		t.Fatalf("merchant locked out: %v", err)
 	}
 }
+
+// A change carrying a version is accepted only if that is the current
+// version: two operators doing GET-edit-PUT do not silently undo each
+// other's changes. A change without a version overwrites, as before.
+func TestConfigVersionConflict(t *testing.T) {
+	h := newHarness(t)
+	get := func() txswitch.RoutingConfig {
+		r, err := h.svc.GetConfig(h.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return decode[txswitch.RoutingConfig](t, r)
+	}
+	first, second := get(), get()
+	if first.Version == 0 {
+		t.Fatal("stored configuration has no version")
+	}
+	first.Methods[0].Surcharge.FixedMinor = 10
+	r, err := h.svc.PutConfig(h.ctx, first)
+	if err != nil {
+		t.Fatalf("PUT with the current version: %v", err)
+	}
+	if v := decode[txswitch.RoutingConfig](t, r).Version; v != first.Version+1 {
+		t.Fatalf("new version %d, want %d", v, first.Version+1)
+	}
+	second.Methods[1].Surcharge.FixedMinor = 20
+	h.unchanged(func() {
+		_, err := h.svc.PutConfig(h.ctx, second)
+		e := configErr(t, err, 409, txswitch.CodeConfigVersionConflict, "version")
+		if !strings.Contains(e.Message, "version 2") || !strings.Contains(e.Message, "version 1") {
+			t.Fatalf("message %q does not give both versions", e.Message)
+		}
+	})
+	if got := get(); got.Methods[0].Surcharge.FixedMinor != 10 || got.Version != 2 {
+		t.Fatalf("first change lost: %+v", got.Methods[0].Surcharge)
+	}
+	// Re-read, re-apply, PUT with the current version: accepted.
+	third := get()
+	third.Methods[1].Surcharge.FixedMinor = 20
+	if _, err := h.svc.PutConfig(h.ctx, third); err != nil {
+		t.Fatalf("PUT after re-reading: %v", err)
+	}
+	// A version from the future is as wrong as a stale one.
+	future := get()
+	future.Version += 5
+	h.unchanged(func() {
+		_, err := h.svc.PutConfig(h.ctx, future)
+		configErr(t, err, 409, txswitch.CodeConfigVersionConflict, "version")
+	})
+	// Without a version: no check (today's behaviour).
+	blind := testConfig()
+	if r, err := h.svc.PutConfig(h.ctx, blind); err != nil || decode[txswitch.RoutingConfig](t, r).Version != 4 {
+		t.Fatalf("PUT without a version: %v", err)
+	}
+}

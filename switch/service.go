@@ -62,6 +62,10 @@ type Svc struct {
 	ids    IDGenerator
 	logger *zap.Logger
 
+	// configMu serializes PutConfig on this node, so that its checks
+	// (version, open calls) judge the configuration its change replaces.
+	configMu sync.Mutex
+
 	mu sync.Mutex
 	// inflight are provider keys this node is calling right now; the
 	// resolver leaves them alone.
@@ -377,10 +381,15 @@ func (s *Svc) GetConfig(ctx context.Context) (Reply, error) {
 // PutConfig validates and replicates a new routing configuration.
 //
 // Besides Validate (which apply repeats), the proposer refuses a change
-// that would lock every merchant out (no merchants) and one that drops or
+// that would lock every merchant out (no merchants), one based on a
+// version that is no longer current (cfg.Version, when not 0: an
+// optimistic-concurrency check for GET-edit-PUT), and one that drops or
 // re-points a provider that open calls still need (openCallsKeep). These
 // checks run only here, after a read barrier, so they need no cluster
-// version gate.
+// version gate; changes are serialized on this node (the leader, where
+// followers forward writes), so two concurrent PUTs with the same version
+// cannot both pass. Across a leader change in between, the check is best
+// effort: apply does not repeat it.
 func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	if e := cfg.Validate(); e != nil {
 		return Reply{}, e
@@ -388,10 +397,15 @@ func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	if e := configUsable(&cfg); e != nil {
 		return Reply{}, e
 	}
+	s.configMu.Lock()
+	defer s.configMu.Unlock()
 	if err := s.barrier(ctx); err != nil {
 		return Reply{}, err
 	}
 	cur, _ := s.m.Config()
+	if err := configVersionCurrent(cur, cfg.Version); err != nil {
+		return Reply{}, err
+	}
 	if err := openCallsKeep(s.store, cur, cfg); err != nil {
 		return Reply{}, err
 	}
@@ -413,6 +427,32 @@ func configUsable(cfg *RoutingConfig) *Error {
 			"the configuration has no merchants: every API key would be refused (401) and no order could be created, paid, captured or refunded; keep at least one merchant")
 	}
 	return nil
+}
+
+// CodeConfigVersionConflict refuses a configuration change based on a
+// version that is no longer the current one.
+const CodeConfigVersionConflict = "config_version_conflict"
+
+// configVersionCurrent refuses a change whose version (the version the
+// operator read and edited) is not the current one: someone else's change
+// was accepted in between and would be silently undone. Version 0 (or
+// none in the body) skips the check; versions start at 1.
+func configVersionCurrent(cur *RoutingConfig, version uint64) error {
+	if version == 0 {
+		return nil
+	}
+	var have uint64
+	if cur != nil {
+		have = cur.Version
+	}
+	if version == have {
+		return nil
+	}
+	msg := fmt.Sprintf("the configuration is at version %d, the change was based on version %d; GET it again, reapply your change and PUT it with version %d (or without a version to overwrite)", have, version, have)
+	if cur == nil {
+		msg = fmt.Sprintf("no configuration is stored yet, the change was based on version %d; PUT it without a version", version)
+	}
+	return NewError(KindConflict, CodeConfigVersionConflict, "version", msg)
 }
 
 // Codes of openCallsKeep.
