@@ -309,6 +309,14 @@ func (f *configFault) Inject(ctx context.Context) error {
 		f.add(time.Now(), "inject", false, "", err)
 		return err
 	}
+	// The undo puts the saved configuration back only over this change
+	// (PUT config refuses a stale version): a change someone else made
+	// meanwhile is reported, not silently overwritten.
+	f.mu.Lock()
+	if f.saved != nil {
+		f.saved.Version = applied.Version
+	}
+	f.mu.Unlock()
 	n, of := f.waitApplied(ctx, applied.Version)
 	f.add(time.Now(), "inject", false, fmt.Sprintf("config version %d applied on %d/%d running nodes", applied.Version, n, of), nil)
 	f.add(time.Now(), "effect", n > 0, fmt.Sprintf("config version %d in force", applied.Version), nil)
