@@ -11,7 +11,9 @@ import (
 // control precedence by ordering and the same input always names the same
 // rule. A rule's conditions are the fields it sets:
 //
-//   - MinAmount: oc.Amount >= MinAmount, in the order's minor units
+//   - MinAmount: oc.Amount >= MinAmount, in the order's minor units; the
+//     caller passes the order's amount, not the payment's, so splitting an
+//     order into smaller payments does not dodge the threshold
 //   - Currencies: the order's currency is listed (give it with MinAmount:
 //     a threshold written for EUR means nothing in HUF)
 //   - Countries: the customer's country is listed

@@ -151,7 +151,9 @@ func (s *Svc) CreatePayment(ctx context.Context, c Caller, orderID string, req C
 		Method: req.Method, Amount: amount, Surcharge: surcharge, CaptureMode: req.Capture, PaymentData: req.PaymentData,
 		Candidates: cands, Provider: provider, NoRoute: noRoute,
 	}
-	if rule, hold := HoldForReview(cfg, oc, req.Method); hold && provider != "" {
+	// Fraud rules judge the order, not this payment: an order of 9,000
+	// paid in two payments of 4,500 must not slip under a 5,000 threshold.
+	if rule, hold := HoldForReview(cfg, orderContext(o), req.Method); hold && provider != "" {
 		cmd.HoldRule = rule
 	}
 	res, err := s.propose(ctx, cmdTypePaymentIntent, cmd)
