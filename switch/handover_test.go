@@ -63,18 +63,24 @@ func TestResultOfACallStraddlingAHandOverIsRecorded(t *testing.T) {
 		},
 		{
 			// A definitive failure with another candidate left: the result
-			// is recorded, but failing over is a new money-moving call,
-			// which only a leader makes.
-			name: "no failover from a follower",
+			// is recorded through the new leader with the failover's
+			// intent, and the former leader makes that committed call (see
+			// runPayment; nobody else would send it).
+			name: "failover completed by the former leader",
 			op:   txswitch.OpAuthorize,
 			step: func(b <-chan struct{}) memory.Step { return memory.Step{Err: refusedErr("psp_a"), Block: b} },
 			run: func(h *harness, orderID string) (txswitch.Reply, error) {
 				return h.svc.CreatePayment(h.ctx, caller("pay"), orderID, txswitch.CreatePaymentRequest{Method: "card"})
 			},
 			check: func(t *testing.T, h *harness, orderID string, r txswitch.Reply, err error) {
-				wantErr(t, err, 503, "not_leader")
-				if n := len(h.b.CallsFor(txswitch.OpAuthorize)); n != 0 {
-					t.Fatalf("a follower failed over: %d calls to psp_b", n)
+				if err != nil || r.Status != 201 {
+					t.Fatalf("reply = %d %s, %v", r.Status, r.Body, err)
+				}
+				if p := decode[txswitch.Payment](t, r); p.Status != txswitch.PaymentCaptured || p.Provider != "psp_b" {
+					t.Fatalf("payment = %s at %s", p.Status, p.Provider)
+				}
+				if n := len(h.b.CallsFor(txswitch.OpAuthorize)); n != 1 {
+					t.Fatalf("%d calls to psp_b, want the one failover", n)
 				}
 				if !hasEvent(h.timeline(orderID), "failover") {
 					t.Fatalf("the refused attempt was not recorded: %v", eventTypes(h.timeline(orderID)))

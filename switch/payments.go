@@ -210,11 +210,14 @@ func (s *Svc) runPayment(ctx context.Context, call *OpenCall) (Reply, error) {
 		if res.Open == nil {
 			return res.Reply, nil
 		}
-		if !s.log.Leadership().IsLeader {
-			// Failing over is a new money-moving call: only the leader
-			// makes those. The next leader's resolver takes the attempt.
-			return Reply{}, errNotLeader()
-		}
+		// The failover's intent is committed: make its call, even if this
+		// node lost the lead meanwhile (the result above went through the
+		// new leader). Nobody else sends it: the next leader's resolver
+		// only asks about it, and would find the healthy candidate never
+		// asked (not_found) and fail the payment. Sending it is as safe as
+		// any call of a committed intent: callOpen sends only within the
+		// provider timeout after the intent, the resolver asks only after
+		// it, and a not_found fences the key at the PSP.
 		call = res.Open
 	}
 }

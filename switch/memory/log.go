@@ -49,7 +49,8 @@ func (l *Log) Fail(match func(data []byte) bool, err error, apply bool) {
 
 // AfterCommit sets fn to run after each proposal is applied, before
 // Propose returns: a test's way to stall the proposer at that point (e.g.
-// advance a fake clock between an intent and its provider call).
+// advance a fake clock between an intent and its provider call) or to
+// move leadership there. fn runs outside the log's lock.
 func (l *Log) AfterCommit(fn func(data []byte)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -68,10 +69,19 @@ func (l *Log) Propose(ctx context.Context, data []byte) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("propose: %w", txswitch.ErrTimeout)
 	}
+	res, err, after := l.propose(data)
+	if err == nil && after != nil {
+		// Outside the lock: the hook may change leadership.
+		after(data)
+	}
+	return res, err
+}
+
+func (l *Log) propose(data []byte) (any, error, func([]byte)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.lead.IsLeader && l.lead.LeaderID == 0 {
-		return nil, txswitch.ErrNoLeader
+		return nil, txswitch.ErrNoLeader, nil
 	}
 	// A follower that knows a leader forwards the proposal to it, as raft
 	// does; with one machine behind the log, that is the same commit.
@@ -82,16 +92,13 @@ func (l *Log) Propose(ctx context.Context, data []byte) (any, error) {
 		l.faults = append(l.faults[:i:i], l.faults[i+1:]...)
 		if f.apply {
 			if _, err := l.applyLocked(data); err != nil {
-				return nil, err
+				return nil, err, nil
 			}
 		}
-		return nil, f.err
+		return nil, f.err, nil
 	}
 	res, err := l.applyLocked(data)
-	if err == nil && l.after != nil {
-		l.after(data)
-	}
-	return res, err
+	return res, err, l.after
 }
 
 func (l *Log) applyLocked(data []byte) (any, error) {
