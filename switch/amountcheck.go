@@ -18,6 +18,22 @@ func amountMismatch(v int, outcome string, got *Money, want Money) bool {
 		(got.Value != want.Value || got.Currency != want.Currency)
 }
 
+// checkAmount turns a result approving another amount than d asked for
+// (amountMismatch) into an in-doubt one, through outcome, errCode and
+// errMsg, the result command's fields, and flags d (flagAmountMismatch).
+// first is false when d was flagged before.
+func (ac *applyCtx) checkAmount(o *orderRec, p *paymentRec, d *inDoubtRec, at time.Time, got *Money, outcome, errCode, errMsg *string) (mismatch, first bool, err error) {
+	v, err := ac.version()
+	if err != nil || !amountMismatch(v, *outcome, got, d.Amount) {
+		return false, false, err
+	}
+	if first, err = ac.flagAmountMismatch(o, p, d, at, *got); err != nil {
+		return true, false, err
+	}
+	*outcome, *errCode, *errMsg = outcomeInDoubt, CodeAmountMismatch, "the provider approved another amount than asked"
+	return true, first, nil
+}
+
 // flagAmountMismatch records on the timeline, once per intent d, that its
 // provider approved got instead of d.Amount. The caller keeps the intent in
 // doubt: booking either amount could make the switch's money differ from

@@ -208,24 +208,17 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		}
 		return res, nil
 	}
-	v, err := ac.version()
+	mismatch, first, err := ac.checkAmount(o, p, d, c.At, c.Result.Amount, &c.Outcome, &c.ErrCode, &c.ErrMessage)
 	if err != nil {
 		return nil, err
 	}
-	if amountMismatch(v, c.Outcome, c.Result.Amount, d.Amount) {
-		first, err := ac.flagAmountMismatch(o, p, d, c.At, *c.Result.Amount)
-		if err != nil {
+	if mismatch && first && d.InDoubt {
+		// Already in doubt: keep the flag and the event, nothing else.
+		if err := ac.putInDoubt(d); err != nil {
 			return nil, err
 		}
-		c.Outcome, c.ErrCode, c.ErrMessage = outcomeInDoubt, CodeAmountMismatch, "the provider approved another amount than asked"
-		if first && d.InDoubt {
-			// Already in doubt: keep the flag and the event, nothing else.
-			if err := ac.putInDoubt(d); err != nil {
-				return nil, err
-			}
-			if err := ac.putOrder(o); err != nil {
-				return nil, err
-			}
+		if err := ac.putOrder(o); err != nil {
+			return nil, err
 		}
 	}
 	if c.Outcome == outcomeInDoubt && d.InDoubt {
@@ -235,6 +228,10 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 			return nil, err
 		}
 		return &ApplyResult{Reply: reply}, nil
+	}
+	v, err := ac.version()
+	if err != nil {
+		return nil, err
 	}
 	moneyRules := v >= VersionMoneyRules
 	code := firstNonEmpty(c.Result.Code, c.ErrCode)

@@ -228,21 +228,14 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 		return nil, err
 	}
 	if d != nil {
-		v, err := ac.version()
+		mismatch, first, err := ac.checkAmount(o, p, d, c.At, c.Result.Amount, &c.Outcome, &c.ErrCode, &c.ErrMessage)
 		if err != nil {
 			return nil, err
 		}
-		if amountMismatch(v, c.Outcome, c.Result.Amount, d.Amount) {
-			first, err := ac.flagAmountMismatch(o, p, d, c.At, *c.Result.Amount)
-			if err != nil {
-				return nil, err
-			}
-			if !first && p.Status == PaymentInDoubt {
-				// The same answer again (the resolver asks on): nothing new.
-				reply, err := paymentReply(201, p)
-				return &ApplyResult{Reply: reply}, err
-			}
-			c.Outcome, c.ErrCode, c.ErrMessage = outcomeInDoubt, CodeAmountMismatch, "the provider approved another amount than asked"
+		if mismatch && !first && p.Status == PaymentInDoubt {
+			// The same answer again (the resolver asks on): nothing new.
+			reply, err := paymentReply(201, p)
+			return &ApplyResult{Reply: reply}, err
 		}
 	}
 	pd := providerData{Op: string(OpAuthorize), Provider: open.Provider, Key: open.Key, Attempt: open.N,
