@@ -89,6 +89,8 @@ func (ac *applyCtx) apply(data []byte) (*ApplyResult, error) {
 		return ac.watermark(c)
 	case *cmdExpireIdem:
 		return ac.expireIdem(c)
+	case *cmdExpireNotify:
+		return ac.expireNotify(c)
 	case *cmdPaymentExpire:
 		return ac.paymentExpire(c)
 	case *cmdOrderExpire:

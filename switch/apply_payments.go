@@ -464,7 +464,10 @@ func (ac *applyCtx) review(c *cmdReview) (*ApplyResult, error) {
 	return res, nil
 }
 
-// notify applies a provider's asynchronous report, once per notification id.
+// notify applies a provider's asynchronous report, once per notification id
+// (the dedupe marker expires after the idempotency retention from cluster
+// version 7; a report for a key with nothing open is recorded when the key
+// names a known payment, also from version 7: notifications.go).
 func (ac *applyCtx) notify(c *cmdNotify) (*ApplyResult, error) {
 	n := c.Notification
 	if n.NotificationID == "" || n.IdempotencyKey == "" || c.Provider == "" {
@@ -485,9 +488,20 @@ func (ac *applyCtx) notify(c *cmdNotify) (*ApplyResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	v, err := ac.version()
+	if err != nil {
+		return nil, err
+	}
 	if d == nil || d.Provider != c.Provider {
-		if err := ac.b.Set(nk, nil); err != nil {
-			return nil, fmt.Errorf("record notification: %w", err)
+		if err := ac.recordNotification(nk, c, v); err != nil {
+			return nil, err
+		}
+		if d == nil && v >= VersionProviderAmount {
+			// Nothing open under the key: leave a trace when it names a
+			// known payment (notifications.go).
+			if err := ac.lateNotification(c); err != nil {
+				return nil, err
+			}
 		}
 		return &ApplyResult{Reply: statusReply("ignored")}, nil
 	}
@@ -511,8 +525,8 @@ func (ac *applyCtx) notify(c *cmdNotify) (*ApplyResult, error) {
 	if res.Err != nil {
 		return res, nil
 	}
-	if err := ac.b.Set(nk, nil); err != nil {
-		return nil, fmt.Errorf("record notification: %w", err)
+	if err := ac.recordNotification(nk, c, v); err != nil {
+		return nil, err
 	}
 	return &ApplyResult{Reply: statusReply("accepted")}, nil
 }

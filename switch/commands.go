@@ -326,6 +326,8 @@ func newCommand(typ string) any {
 		cmd = &cmdWatermark{}
 	case cmdTypeExpireIdem:
 		cmd = &cmdExpireIdem{}
+	case cmdTypeExpireNotify:
+		cmd = &cmdExpireNotify{}
 	case cmdTypePaymentExpire:
 		cmd = &cmdPaymentExpire{}
 	case cmdTypeOrderExpire:

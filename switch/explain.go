@@ -166,6 +166,12 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 			}
 			_ = json.Unmarshal(ev.Data, &d) // the message says it all; the provider is a nicety
 			add(Cause{Code: CauseAmountMismatch, PaymentID: ev.PaymentID, Provider: d.Provider, Message: strings.TrimSuffix(ev.Message, ".")})
+		case "unbooked_provider_approval": // cluster version 7 (notifications.go)
+			var d struct {
+				Provider string `json:"provider"`
+			}
+			_ = json.Unmarshal(ev.Data, &d)
+			add(Cause{Code: CauseUnbookedApproval, PaymentID: ev.PaymentID, Provider: d.Provider, Message: strings.TrimSuffix(ev.Message, ".")})
 		case "routing_decision":
 			var d routingData
 			if json.Unmarshal(ev.Data, &d) == nil {

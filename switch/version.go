@@ -80,7 +80,15 @@ const (
 	// review no longer outlives its order: approving it once the order
 	// expired is refused (order_expired), and the order expiry sweep
 	// cancels a hold still open then (review_expired) and expires the
-	// order, which before waited for an admin forever.
+	// order, which before waited for an admin forever. Also from it
+	// (notifications.go), a provider notification for an attempt or
+	// cancellation no longer open is recorded on its order's timeline
+	// (late_result_ignored, bounded per order), and an approval the switch
+	// did not book as approved also as unbooked_provider_approval (an
+	// explain cause), where before it left no trace; and the notification
+	// dedupe markers are indexed by time (ne/) and expired after the
+	// idempotency retention by expire_notifications commands, a command an
+	// older member does not know.
 	VersionProviderAmount = 7
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
