@@ -3,7 +3,10 @@ package txswitch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -42,10 +45,25 @@ func ListInDoubt(r Reader, limit int) ([]InDoubt, error) {
 // MaxResolvePerPass bounds the status inquiries of one resolver pass.
 const MaxResolvePerPass = 256
 
+// DefaultResolvePassTimeout bounds one resolver pass when the service's
+// configuration sets no ResolvePassTimeout.
+const DefaultResolvePassTimeout = 30 * time.Second
+
 // ResolveInDoubt runs one resolver pass and returns how many intents it
 // settled. It does nothing on a follower. Right after this node becomes
 // leader (a new term), the retry schedule is reset so every intent is
 // examined at once.
+//
+// A pass picks the intents due (at most MaxResolvePerPass, in key order)
+// and asks each provider about its own ones in order, the providers in
+// parallel: a provider that hangs delays only its own intents. The pass
+// ends at its deadline (ResolvePassTimeout) or as soon as this node stops
+// leading the term it started in, whichever comes first: no inquiry starts
+// after that, and a status inquiry under way is abandoned (it moves no
+// money; the intent is asked again later). An expiry of a pending attempt
+// (expireOne: an inquiry, then a cancellation at the provider) already
+// begun runs to its end, bounded by its calls' provider timeouts, so a
+// pass may overrun its deadline by one of those per provider.
 func (s *Svc) ResolveInDoubt(ctx context.Context) (int, error) {
 	ld := s.log.Leadership()
 	if !ld.IsLeader {
@@ -68,8 +86,10 @@ func (s *Svc) ResolveInDoubt(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	now := s.clock.Now()
-	settled, asked := 0, 0
 	live := make(map[string]bool, len(list))
+	var providers []string // in the order of their first due intent
+	due := map[string][]InDoubt{}
+	asked := 0
 	for _, d := range list {
 		live[d.Key] = true
 		if asked >= MaxResolvePerPass || s.isInflight(d.Key) || now.Sub(d.At) < s.providerTimeout(d.Provider)+s.cfg.ResolveMargin {
@@ -82,23 +102,10 @@ func (s *Svc) ResolveInDoubt(ctx context.Context) (int, error) {
 			continue
 		}
 		asked++
-		resolve := s.resolveOne
-		if s.expired(d, now) {
-			resolve = s.expireOne
+		if due[d.Provider] == nil {
+			providers = append(providers, d.Provider)
 		}
-		done, err := resolve(ctx, d)
-		if err != nil {
-			s.logger.Info("in-doubt resolution deferred", zap.String("key", d.Key), zap.Error(err))
-		}
-		if done {
-			settled++
-			continue
-		}
-		b.delay = min(max(2*b.delay, s.cfg.ResolveEvery), s.cfg.ResolveMaxBackoff)
-		b.next = now.Add(b.delay)
-		s.mu.Lock()
-		s.backoff[d.Key] = b
-		s.mu.Unlock()
+		due[d.Provider] = append(due[d.Provider], d)
 	}
 	s.mu.Lock()
 	for k := range s.backoff {
@@ -107,20 +114,121 @@ func (s *Svc) ResolveInDoubt(ctx context.Context) (int, error) {
 		}
 	}
 	s.mu.Unlock()
-	return settled, nil
+	if asked == 0 {
+		return 0, nil
+	}
+	pass, cancel := s.passContext(ctx, ld.Term)
+	defer cancel()
+	var settled atomic.Int64
+	var wg sync.WaitGroup
+	for _, prov := range providers {
+		wg.Add(1)
+		go func(ds []InDoubt) {
+			defer wg.Done()
+			for _, d := range ds {
+				if pass.Err() != nil || !s.leads(ld.Term) {
+					return // the rest wait for the next pass, their schedule unchanged
+				}
+				if s.resolveDue(ctx, pass, d, now) {
+					settled.Add(1)
+				}
+			}
+		}(due[prov])
+	}
+	wg.Wait()
+	return int(settled.Load()), nil
 }
 
-// resolveOne asks the provider about one intent and proposes the answer.
-// It reports false (retry later) for pending answers and errors.
-func (s *Svc) resolveOne(ctx context.Context, d InDoubt) (bool, error) {
+// resolveDue asks about one due intent within pass and schedules the
+// next inquiry if it stays open. Proposals of answers use ctx, not pass:
+// an answer the provider gave is recorded even at the pass's deadline.
+func (s *Svc) resolveDue(ctx, pass context.Context, d InDoubt, now time.Time) bool {
+	var done bool
+	var err error
+	if s.expired(d, now) {
+		done, err = s.expireOne(ctx, d)
+	} else {
+		done, err = s.resolveOne(ctx, pass, d)
+	}
+	if err != nil {
+		s.logger.Info("in-doubt resolution deferred", zap.String("key", d.Key), zap.Error(err))
+	}
+	if done {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.backoff[d.Key]
+	b.delay = min(max(2*b.delay, s.cfg.ResolveEvery), s.cfg.ResolveMaxBackoff)
+	b.next = now.Add(b.delay)
+	s.backoff[d.Key] = b
+	return false
+}
+
+// passContext is ctx bounded by the pass deadline and ended as soon as
+// this node no longer leads term (checked every LeadershipPoll).
+func (s *Svc) passContext(ctx context.Context, term uint64) (context.Context, context.CancelFunc) {
+	pass, cancel := context.WithTimeout(ctx, s.cfg.ResolvePassTimeout)
+	go func() {
+		t := time.NewTicker(LeadershipPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-pass.Done():
+				return
+			case <-t.C:
+				if !s.leads(term) {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return pass, cancel
+}
+
+// leads reports whether this node still leads term.
+func (s *Svc) leads(term uint64) bool {
+	ld := s.log.Leadership()
+	return ld.IsLeader && ld.Term == term
+}
+
+// resolveOne asks the provider about one intent and proposes the answer
+// (with ctx). The inquiry runs within pass: unlike a money-moving call it
+// is not detached, so the pass's end abandons it. It reports false (retry
+// later) for pending answers and errors.
+func (s *Svc) resolveOne(ctx, pass context.Context, d InDoubt) (bool, error) {
 	req := ProviderRequest{IdempotencyKey: d.Key, Op: OpStatus, PaymentID: d.PaymentID, OrderID: d.OrderID,
 		MerchantID: d.MerchantID, Method: d.Method, Amount: d.Amount, Country: d.Country, Capture: d.Capture, ProviderRef: d.ProviderRef}
-	res, perr, latency := s.call(ctx, d.Provider, d.Method, req)
+	res, perr, latency := s.inquire(pass, d, req)
 	defer s.done(d.Key)
 	if perr != nil {
 		return false, perr
 	}
 	return s.proposeResolution(ctx, d, res, latency)
+}
+
+// inquire makes a status inquiry as callWithin does, with the provider's
+// timeout, but within ctx: the inquiry ends with the resolver pass. The
+// caller calls s.done(req.IdempotencyKey).
+func (s *Svc) inquire(ctx context.Context, d InDoubt, req ProviderRequest) (ProviderResult, error, time.Duration) {
+	s.mu.Lock()
+	s.inflight[req.IdempotencyKey] = struct{}{}
+	s.mu.Unlock()
+	p, ok := s.prov.Get(d.Provider, d.Method)
+	if !ok {
+		return ProviderResult{}, &ProviderError{Provider: d.Provider, Op: req.Op, Definitive: true, Code: "provider_not_configured",
+			Err: errors.New("no such provider")}, 0
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.providerTimeout(d.Provider))
+	defer cancel()
+	start := s.clock.Now()
+	res, err := p.Do(cctx, req)
+	latency := s.clock.Now().Sub(start)
+	if err != nil {
+		s.logger.Info("status inquiry failed", zap.String("provider", d.Provider), zap.String("key", req.IdempotencyKey), zap.Error(err))
+	}
+	return res, err, latency
 }
 
 // proposeResolution proposes the provider's answer to a status inquiry

@@ -37,6 +37,10 @@ type ServiceConfig struct {
 	// ResolveMaxBackoff caps the wait between inquiries of one intent
 	// whose provider errs or says pending (default 1 min).
 	ResolveMaxBackoff time.Duration
+	// ResolvePassTimeout bounds one resolver pass (default
+	// DefaultResolvePassTimeout): past it no inquiry starts and status
+	// inquiries under way are abandoned (see ResolveInDoubt).
+	ResolvePassTimeout time.Duration
 	// IdempotencyRetention is how long idempotency records are kept
 	// (default 24 h); HousekeepEvery how often expiry runs (default 1 min).
 	IdempotencyRetention time.Duration
@@ -97,6 +101,9 @@ func NewService(cfg ServiceConfig) *Svc {
 	if cfg.ResolveMaxBackoff <= 0 {
 		cfg.ResolveMaxBackoff = time.Minute
 	}
+	if cfg.ResolvePassTimeout <= 0 {
+		cfg.ResolvePassTimeout = DefaultResolvePassTimeout
+	}
 	if cfg.IdempotencyRetention <= 0 {
 		cfg.IdempotencyRetention = 24 * time.Hour
 	}
@@ -117,13 +124,53 @@ func NewService(cfg ServiceConfig) *Svc {
 // a new leader resolves in-doubt intents without waiting a full period.
 const LeadershipPoll = 100 * time.Millisecond
 
-// Run runs the resolver and idempotency expiry until ctx ends. Both act
-// only while this node leads.
+// Run runs the leader's housekeeping until ctx ends, each task in its own
+// loop so that a slow one never holds up the others (a resolver pass
+// waiting on a provider that hangs delayed order and idempotency expiry
+// and the reaction to a leader change by minutes):
+//   - the in-doubt resolver, every ResolveEvery and at once when this node
+//     becomes leader (a pass is bounded by ResolvePassTimeout and ends when
+//     this node loses the lead);
+//   - order expiry, every ResolveEvery;
+//   - idempotency record and notification marker expiry, every
+//     HousekeepEvery.
+//
+// Every task acts only while this node leads. Run returns once all loops
+// have stopped.
 func (s *Svc) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		s.resolveLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		s.every(ctx, s.cfg.ResolveEvery, func() {
+			if _, err := s.ExpireOrders(ctx); err != nil {
+				s.logger.Warn("order expiry pass failed", zap.Error(err))
+			}
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		s.every(ctx, s.cfg.HousekeepEvery, func() {
+			if _, err := s.ExpireIdempotency(ctx); err != nil {
+				s.logger.Warn("idempotency expiry failed", zap.Error(err))
+			}
+			if _, err := s.ExpireNotifications(ctx); err != nil {
+				s.logger.Warn("notification marker expiry failed", zap.Error(err))
+			}
+		})
+	}()
+	wg.Wait()
+}
+
+// resolveLoop runs resolver passes every ResolveEvery and as soon as this
+// node becomes leader (a new term).
+func (s *Svc) resolveLoop(ctx context.Context) {
 	resolve := time.NewTicker(s.cfg.ResolveEvery)
 	defer resolve.Stop()
-	house := time.NewTicker(s.cfg.HousekeepEvery)
-	defer house.Stop()
 	poll := time.NewTicker(LeadershipPoll)
 	defer poll.Stop()
 	var seen Leadership
@@ -144,13 +191,20 @@ func (s *Svc) Run(ctx context.Context) {
 			if _, err := s.ResolveInDoubt(ctx); err != nil {
 				s.logger.Warn("in-doubt resolution pass failed", zap.Error(err))
 			}
-			if _, err := s.ExpireOrders(ctx); err != nil {
-				s.logger.Warn("order expiry pass failed", zap.Error(err))
-			}
-		case <-house.C:
-			if _, err := s.ExpireIdempotency(ctx); err != nil {
-				s.logger.Warn("idempotency expiry failed", zap.Error(err))
-			}
+		}
+	}
+}
+
+// every runs fn every period until ctx ends.
+func (s *Svc) every(ctx context.Context, period time.Duration, fn func()) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }
