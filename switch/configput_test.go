@@ -159,3 +159,33 @@ func TestConfigVersionConflict(t *testing.T) {
 		t.Fatalf("PUT without a version: %v", err)
 	}
 }
+
+// A fraud rule whose email suffix can never match an address (Validate
+// accepts it) is refused where the change is proposed: it would silently
+// hold nothing. The three documented forms stay accepted.
+func TestConfigRefusesAnEmailSuffixThatCannotMatch(t *testing.T) {
+	for _, tc := range []struct {
+		suffix string
+		ok     bool
+	}{
+		{"example.com", true}, {"@example.com", true}, {".example.com", true},
+		{"@.example.com", false}, {"..", false}, {"example..com", false}, {"example.com.", false}, {".", false},
+	} {
+		t.Run(tc.suffix, func(t *testing.T) {
+			h := newHarness(t)
+			cfg := testConfig()
+			cfg.FraudRules = append(cfg.FraudRules, txswitch.FraudRule{Name: "domain", EmailSuffix: tc.suffix})
+			if cfg.Validate() != nil {
+				t.Skip("Validate already refuses it")
+			}
+			_, err := h.svc.PutConfig(h.ctx, cfg)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			configErr(t, err, 400, txswitch.CodeInvalidConfig, "fraud_rules[1].email_suffix")
+		})
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -480,7 +482,25 @@ func configUsable(cfg *RoutingConfig) *Error {
 		return NewError(KindInvalid, CodeInvalidConfig, "merchants",
 			"the configuration has no merchants: every API key would be refused (401) and no order could be created, paid, captured or refunded; keep at least one merchant")
 	}
+	for i, fr := range cfg.FraudRules {
+		if fr.EmailSuffix != "" && !matchableDomain(fr.EmailSuffix) {
+			return NewError(KindInvalid, CodeInvalidConfig, fmt.Sprintf("fraud_rules[%d].email_suffix", i),
+				fmt.Sprintf("email suffix %q can never match an email address: give a domain (example.com), a domain exactly (@example.com) or its subdomains (.example.com)", fr.EmailSuffix))
+		}
+	}
 	return nil
+}
+
+// matchableDomain reports whether a fraud rule's email suffix names a
+// domain emailMatches can match: after one leading '@' or '.', non-empty
+// labels separated by single dots. Validate accepts "@.example.com" or
+// "..", a rule that silently never holds anything.
+func matchableDomain(suffix string) bool {
+	d := suffix
+	if strings.HasPrefix(d, "@") || strings.HasPrefix(d, ".") {
+		d = d[1:] // one marker: "@." is neither form
+	}
+	return d != "" && !slices.Contains(strings.Split(d, "."), "")
 }
 
 // CodeConfigVersionConflict refuses a configuration change based on a
