@@ -1,11 +1,13 @@
 package txswitch
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -883,7 +885,15 @@ func (ac *applyCtx) expireIdem(c *cmdExpireIdem) (*ApplyResult, error) {
 	if limit <= 0 || limit > DefaultExpireLimit {
 		limit = DefaultExpireLimit
 	}
+	v, err := ac.version()
+	if err != nil {
+		return nil, err
+	}
+	cursor := v >= VersionProviderAmount
 	start, _ := prefixRange(prefixIdemExpiry)
+	if cursor && len(c.After) > 0 && bytes.Compare(c.After, start) >= 0 {
+		start = append(slices.Clip(c.After), 0) // the next key after it
+	}
 	var idx [][]byte
 	if err := ac.b.Scan(start, idemExpiryBefore(c.Before), func(k, _ []byte) bool {
 		idx = append(idx, append([]byte(nil), k...))
@@ -913,6 +923,10 @@ func (ac *applyCtx) expireIdem(c *cmdExpireIdem) (*ApplyResult, error) {
 		}
 		deleted++
 	}
-	body, _ := json.Marshal(map[string]int{"deleted": deleted, "scanned": len(idx)})
+	out := idemExpiryResult{Deleted: deleted, Scanned: len(idx)}
+	if cursor && len(idx) > 0 { // (the reply of earlier versions, unchanged)
+		out.Last = idx[len(idx)-1]
+	}
+	body, _ := json.Marshal(out)
 	return &ApplyResult{Reply: Reply{Status: 200, Body: body}}, nil
 }

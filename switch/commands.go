@@ -207,6 +207,12 @@ type cmdExpireIdem struct {
 	// Limit bounds the deletions of one command (0: DefaultExpireLimit), so
 	// one entry never turns into an unbounded batch.
 	Limit int `json:"limit,omitempty"`
+	// After, from cluster version VersionProviderAmount, starts the scan
+	// after this index key: records still in progress (kept) at the front
+	// of the index no longer make every command scan them again and
+	// delete nothing, which stopped expiry for good once a full batch of
+	// them was there.
+	After []byte `json:"after,omitempty"`
 }
 
 // DefaultExpireLimit bounds the idempotency records one expire command
@@ -338,4 +344,12 @@ func newCommand(typ string) any {
 		cmd = &cmdClusterVersion{}
 	}
 	return cmd
+}
+
+// idemExpiryResult is the reply of an idempotency expiry command.
+type idemExpiryResult struct {
+	Deleted int `json:"deleted"`
+	Scanned int `json:"scanned"`
+	// Last is the last index key scanned (the next command's After).
+	Last []byte `json:"last,omitempty"`
 }

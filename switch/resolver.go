@@ -276,20 +276,41 @@ func (s *Svc) ExpireIdempotency(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	before := s.clock.Now().Add(-s.cfg.IdempotencyRetention)
+	// A cursor past records still in progress needs every member to
+	// honour it (apply from VersionProviderAmount); before that, a batch
+	// that deleted nothing ends the pass as it always did.
+	cursor := s.VersionActive(VersionProviderAmount)
+	s.mu.Lock()
+	after := s.idemAfter
+	s.mu.Unlock()
+	if !cursor {
+		after = nil
+	}
 	total := 0
 	for range 100 { // bounded: at most 100 commands per pass
-		res, err := s.propose(ctx, cmdTypeExpireIdem, &cmdExpireIdem{Before: before, Limit: DefaultExpireLimit})
+		res, err := s.propose(ctx, cmdTypeExpireIdem, &cmdExpireIdem{Before: before, Limit: DefaultExpireLimit, After: after})
 		if err != nil {
 			return total, err
 		}
-		var out struct{ Deleted, Scanned int }
+		var out idemExpiryResult
 		if err := json.Unmarshal(res.Reply.Body, &out); err != nil {
 			return total, fmt.Errorf("decode expiry result: %w", err)
 		}
 		total += out.Deleted
-		if out.Scanned < DefaultExpireLimit || out.Deleted == 0 {
-			return total, nil
+		if out.Scanned < DefaultExpireLimit {
+			after = nil // reached the records not due yet: next pass from the oldest
+			break
 		}
+		if !cursor {
+			if out.Deleted == 0 {
+				break
+			}
+			continue
+		}
+		after = out.Last
 	}
+	s.mu.Lock()
+	s.idemAfter = after
+	s.mu.Unlock()
 	return total, nil
 }

@@ -79,6 +79,10 @@ type Svc struct {
 	// backoff is the resolver's per-key retry schedule (leader-local).
 	backoff  map[string]resolveBackoff
 	lastTerm uint64
+	// idemAfter is where the next idempotency expiry command scans from
+	// (leader-local; nil: the oldest record): past records still in
+	// progress, which expiry keeps.
+	idemAfter []byte
 }
 
 var _ Service = (*Svc)(nil)

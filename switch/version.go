@@ -88,7 +88,9 @@ const (
 	// explain cause), where before it left no trace; and the notification
 	// dedupe markers are indexed by time (ne/) and expired after the
 	// idempotency retention by expire_notifications commands, a command an
-	// older member does not know.
+	// older member does not know. Also from it, an idempotency expiry
+	// command scans from its After key (cmdExpireIdem), so records still
+	// in progress at the front of the index no longer stop expiry.
 	VersionProviderAmount = 7
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
