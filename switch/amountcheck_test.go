@@ -70,11 +70,18 @@ func TestProviderAmountMismatch(t *testing.T) {
 			h.clock.Advance(time.Minute)
 			h.a.Push(txswitch.OpStatus, approvedFor("a-1", tc.reported))
 			before := len(h.timeline(o.ID))
-			if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 1 {
-				t.Fatalf("resolve = %d %v", n, err)
+			if n, err := h.svc.ResolveInDoubt(h.ctx); err != nil || n != 0 {
+				t.Fatalf("resolve = %d %v; an answer that settles nothing is not settled", n, err)
 			}
 			if after := len(h.timeline(o.ID)); after != before || h.payment(p.ID).Status != txswitch.PaymentInDoubt {
 				t.Fatalf("the same answer again: %d new events, payment %s", after-before, h.payment(p.ID).Status)
+			}
+			// ... and it is asked about again only after a backoff, not
+			// at every pass.
+			asked := len(h.a.CallsFor(txswitch.OpStatus))
+			h.clock.Advance(500 * time.Millisecond)
+			if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil || len(h.a.CallsFor(txswitch.OpStatus)) != asked {
+				t.Fatalf("asked again at once: %d inquiries, %v", len(h.a.CallsFor(txswitch.OpStatus))-asked, err)
 			}
 			// Reconciled at the provider: the right amount settles it.
 			h.clock.Advance(time.Hour)

@@ -430,8 +430,11 @@ func (ac *applyCtx) review(c *cmdReview) (*ApplyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.Decision == ReviewApprove && v >= VersionProviderAmount && o.ExpiresAt != nil && !c.At.Before(*o.ExpiresAt) {
-		// The shopper's checkout is long gone: charging now would surprise them.
+	if c.Decision == ReviewApprove && v >= VersionProviderAmount && o.Status == OrderHeldForReview && o.ExpiresAt != nil && !c.At.Before(*o.ExpiresAt) {
+		// The shopper's checkout is long gone: charging now would surprise
+		// them. (An order partly paid by other payments is authorized,
+		// not held_for_review: it does not expire, and its held part may
+		// still be approved.)
 		return reject(KindConflict, CodeOrderExpired, "",
 			fmt.Sprintf("order %s expired at %s; its held payment can only be rejected", o.ID, o.ExpiresAt.UTC().Format(time.RFC3339))), nil
 	}

@@ -246,3 +246,30 @@ func TestHeldPaymentEndsWithItsOrder(t *testing.T) {
 		wantErr(t, err, 409, txswitch.CodeInvalidState)
 	})
 }
+
+// An order partly paid by another payment does not expire (it holds
+// money): its held part may still be approved after expires_at.
+func TestHeldPartOfAPartlyPaidOrderStaysApprovable(t *testing.T) {
+	h := newHarness(t)
+	h.gate(txswitch.VersionProviderAmount)
+	o := h.createOrder(1_200_000)
+	first := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Amount: &txswitch.Money{Value: 600_000, Currency: "EUR"}})
+	if first.Status != txswitch.PaymentHeldForReview {
+		t.Fatalf("first part = %s", first.Status)
+	}
+	if r, err := h.svc.ReviewPayment(h.ctx, first.ID, txswitch.ReviewRequest{Decision: txswitch.ReviewApprove}); err != nil || r.Status != 200 {
+		t.Fatalf("approve the first part: %v", err)
+	}
+	second := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	if second.Status != txswitch.PaymentHeldForReview {
+		t.Fatalf("second part = %s", second.Status)
+	}
+	h.clock.Advance(25 * time.Hour)
+	h.expireOrders()
+	if r, err := h.svc.ReviewPayment(h.ctx, second.ID, txswitch.ReviewRequest{Decision: txswitch.ReviewApprove}); err != nil || r.Status != 200 {
+		t.Fatalf("approve the second part after expires_at: %v", err)
+	}
+	if st := h.order(o.ID).Status; st != txswitch.OrderPaid {
+		t.Fatalf("order = %s", st)
+	}
+}

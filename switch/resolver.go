@@ -265,7 +265,15 @@ func (s *Svc) proposeResolution(ctx context.Context, d InDoubt, res ProviderResu
 	if err != nil {
 		return false, fmt.Errorf("propose resolution of %s: %w", d.Key, err)
 	}
-	return true, nil
+	// Settled only if apply closed the intent: an answer it does not book
+	// (an approval of another amount than asked) leaves it open, and
+	// counting that as settled would skip the backoff and ask the
+	// provider again every pass, forever.
+	left, err := loadInDoubt(s.store, d.Key)
+	if err != nil {
+		return false, fmt.Errorf("read in-doubt %s after its resolution: %w", d.Key, err)
+	}
+	return left == nil, nil
 }
 
 // ExpireIdempotency proposes the deletion of idempotency records older
