@@ -126,3 +126,85 @@ func TestCaptureAmountMismatch(t *testing.T) {
 		t.Fatalf("after the same answer again: captured %d, %+v", got.Captured.Value, got.Captures)
 	}
 }
+
+// An attempt the resolver cannot settle (the provider approved another
+// amount) is settled by an operator who reconciled it with the provider:
+// failed reopens the order, approved books the amount asked; both land on
+// the timeline with the operator's note. A payment not in doubt, a
+// missing note, or a cluster below version 7 is refused, changing nothing.
+func TestResolvePaymentByHand(t *testing.T) {
+	mismatched := func(t *testing.T, gate bool) (*harness, txswitch.Order, txswitch.Payment) {
+		h := newHarness(t)
+		if gate {
+			h.gate(txswitch.VersionProviderAmount)
+		}
+		o := h.createOrder(1000)
+		if gate {
+			h.a.Push(txswitch.OpAuthorize, approvedFor("a-1", txswitch.Money{Value: 900, Currency: "EUR"}))
+		} else {
+			h.a.Push(txswitch.OpAuthorize, memoryErr(timeoutErr("psp_a"))) // (no amount check below version 7)
+		}
+		p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		if p.Status != txswitch.PaymentInDoubt {
+			t.Fatalf("payment = %s", p.Status)
+		}
+		return h, o, p
+	}
+	t.Run("failed", func(t *testing.T) {
+		h, o, p := mismatched(t, true)
+		r, err := h.svc.ResolvePayment(h.ctx, p.ID, txswitch.ResolveRequest{Outcome: txswitch.ResolveFailed, Note: "voided the 9.00 authorization at psp_a, ticket 42"})
+		if err != nil || r.Status != 200 {
+			t.Fatalf("resolve: %v %d %s", err, r.Status, r.Body)
+		}
+		got := h.payment(p.ID)
+		if got.Status != txswitch.PaymentFailed || got.Failure == nil || got.Failure.Code != txswitch.CodeResolvedManually || !strings.Contains(got.Failure.Message, "ticket 42") {
+			t.Fatalf("payment = %s %+v", got.Status, got.Failure)
+		}
+		if !hasEvent(h.timeline(o.ID), "resolved_manually") {
+			t.Fatalf("timeline = %v", eventTypes(h.timeline(o.ID)))
+		}
+		if card := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); card.Status != txswitch.PaymentCaptured {
+			t.Fatalf("the order takes no other payment: %s", card.Status)
+		}
+		// Nothing left in doubt: the resolver asks nobody.
+		h.clock.Advance(time.Hour)
+		asked := len(h.a.CallsFor(txswitch.OpStatus))
+		if _, err := h.svc.ResolveInDoubt(h.ctx); err != nil || len(h.a.CallsFor(txswitch.OpStatus)) != asked {
+			t.Fatalf("still asked about: %v", err)
+		}
+	})
+	t.Run("approved", func(t *testing.T) {
+		h, o, p := mismatched(t, true)
+		r, err := h.svc.ResolvePayment(h.ctx, p.ID, txswitch.ResolveRequest{Outcome: txswitch.ResolveApproved, Note: "psp_a corrected the authorization to 10.00"})
+		if err != nil || r.Status != 200 {
+			t.Fatalf("resolve: %v %d %s", err, r.Status, r.Body)
+		}
+		if got := h.payment(p.ID); got.Status != txswitch.PaymentCaptured || got.Captured.Value != 1000 || h.order(o.ID).Status != txswitch.OrderPaid {
+			t.Fatalf("payment = %s captured %d, order %s", got.Status, got.Captured.Value, h.order(o.ID).Status)
+		}
+		evs := h.timeline(o.ID)
+		if !hasEvent(evs, "resolved_manually") || evs[len(evs)-1].Type != "resolved_manually" {
+			t.Fatalf("timeline = %v", eventTypes(evs))
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		h, _, p := mismatched(t, true)
+		h.unchanged(func() {
+			_, err := h.svc.ResolvePayment(h.ctx, p.ID, txswitch.ResolveRequest{Outcome: txswitch.ResolveFailed})
+			wantErr(t, err, 400, "invalid_note")
+			_, err = h.svc.ResolvePayment(h.ctx, p.ID, txswitch.ResolveRequest{Outcome: "maybe", Note: "x"})
+			wantErr(t, err, 400, "invalid_outcome")
+		})
+		o2 := h.createOrder(500)
+		settled := h.pay(o2.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		h.unchanged(func() {
+			_, err := h.svc.ResolvePayment(h.ctx, settled.ID, txswitch.ResolveRequest{Outcome: txswitch.ResolveFailed, Note: "x"})
+			wantErr(t, err, 409, txswitch.CodeInvalidState)
+		})
+		old, _, inDoubt := mismatched(t, false)
+		old.unchanged(func() {
+			_, err := old.svc.ResolvePayment(old.ctx, inDoubt.ID, txswitch.ResolveRequest{Outcome: txswitch.ResolveFailed, Note: "x"})
+			wantErr(t, err, 409, txswitch.CodeVersionNotSupported)
+		})
+	})
+}

@@ -93,6 +93,8 @@ func (ac *applyCtx) apply(data []byte) (*ApplyResult, error) {
 		return ac.expireIdem(c)
 	case *cmdExpireNotify:
 		return ac.expireNotify(c)
+	case *cmdResolveManually:
+		return ac.resolveManually(c)
 	case *cmdPaymentExpire:
 		return ac.paymentExpire(c)
 	case *cmdOrderExpire:

@@ -334,6 +334,8 @@ func newCommand(typ string) any {
 		cmd = &cmdExpireIdem{}
 	case cmdTypeExpireNotify:
 		cmd = &cmdExpireNotify{}
+	case cmdTypeResolveManually:
+		cmd = &cmdResolveManually{}
 	case cmdTypePaymentExpire:
 		cmd = &cmdPaymentExpire{}
 	case cmdTypeOrderExpire:

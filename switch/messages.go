@@ -60,6 +60,8 @@ func responseMessage(provider, source, outcome, code, msg string, latencyMs int6
 		return fmt.Sprintf("Notification from %s: %s.", provider, what)
 	case sourceExpiry:
 		return fmt.Sprintf("%s answered the cancellation of the expired attempt in %d ms: %s.", provider, latencyMs, what)
+	case sourceOperator:
+		return fmt.Sprintf("Recorded by an operator for %s: %s.", provider, what)
 	}
 	return fmt.Sprintf("%s answered in %d ms: %s.", provider, latencyMs, what)
 }

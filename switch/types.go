@@ -315,6 +315,9 @@ type Service interface {
 	// ReviewPayment releases (approve: the authorization proceeds) or
 	// rejects a payment held for manual fraud review. Admin only.
 	ReviewPayment(ctx context.Context, paymentID string, req ReviewRequest) (Reply, error)
+	// ResolvePayment settles a payment attempt in doubt by hand, after the
+	// operator reconciled it with the provider. Admin only.
+	ResolvePayment(ctx context.Context, paymentID string, req ResolveRequest) (Reply, error)
 
 	// Admin: routing configuration as replicated state.
 	GetConfig(ctx context.Context) (Reply, error)

@@ -78,6 +78,8 @@ func TestRoutesReachService(t *testing.T) {
 					Breaker: txswitch.BreakerConfig{ConsecutiveFailures: 5, FailureRatio: 0.5, MinRequests: 10, IntervalMillis: 1000, OpenMillis: 100, HalfOpenMax: 1}}}}}},
 		{"review", request{"POST", "/v1/admin/payments/pay_9/review", adminHeaders(), `{"decision":"approve","note":"ok"}`}, 200,
 			call{Method: "ReviewPayment", ID: "pay_9", Req: txswitch.ReviewRequest{Decision: "approve", Note: "ok"}}},
+		{"resolve", request{"POST", "/v1/admin/payments/pay_9/resolve", adminHeaders(), `{"outcome":"failed","note":"voided at the PSP"}`}, 200,
+			call{Method: "ResolvePayment", ID: "pay_9", Req: txswitch.ResolveRequest{Outcome: "failed", Note: "voided at the PSP"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

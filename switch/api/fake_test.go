@@ -165,6 +165,9 @@ func (f *fakeService) Notify(ctx context.Context, provider string, n txswitch.Pr
 func (f *fakeService) ReviewPayment(ctx context.Context, id string, req txswitch.ReviewRequest) (txswitch.Reply, error) {
 	return f.simple(ctx, "ReviewPayment", 200, txswitch.Caller{}, id, req)
 }
+func (f *fakeService) ResolvePayment(ctx context.Context, id string, req txswitch.ResolveRequest) (txswitch.Reply, error) {
+	return f.simple(ctx, "ResolvePayment", 200, txswitch.Caller{}, id, req)
+}
 func (f *fakeService) GetConfig(ctx context.Context) (txswitch.Reply, error) {
 	return f.simple(ctx, "GetConfig", 200, txswitch.Caller{}, "", nil)
 }

@@ -60,6 +60,10 @@ func (s *Server) review(rc *reqCtx, req txswitch.ReviewRequest) (txswitch.Reply,
 	return s.svc.ReviewPayment(rc.ctx, rc.id, req)
 }
 
+func (s *Server) resolve(rc *reqCtx, req txswitch.ResolveRequest) (txswitch.Reply, error) {
+	return s.svc.ResolvePayment(rc.ctx, rc.id, req)
+}
+
 func (s *Server) adminStatus(rc *reqCtx) (txswitch.Reply, error) {
 	st, err := s.opts.Admin.Status(rc.ctx)
 	if err != nil {

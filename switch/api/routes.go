@@ -123,6 +123,7 @@ func routeTable() []route {
 		}),
 		adminSized(withBody(write("PUT", "/v1/admin/config", authAdmin, bodyRequired), (*Server).putConfig)),
 		withBody(write("POST", "/v1/admin/payments/{id}/review", authAdmin, bodyRequired), (*Server).review),
+		withBody(write("POST", "/v1/admin/payments/{id}/resolve", authAdmin, bodyRequired), (*Server).resolve),
 		noBody(get("/v1/admin/status", authAdmin), (*Server).adminStatus),
 		withBody(write("POST", "/v1/admin/members", authAdmin, bodyRequired), (*Server).addMember),
 		noBody(write("DELETE", "/v1/admin/members/{id}", authAdmin, bodyEmpty), (*Server).removeMember),

@@ -1,0 +1,158 @@
+package txswitch
+
+import (
+	"context"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// Manual resolution of a payment attempt in doubt.
+//
+// The resolver settles an attempt in doubt by asking its provider, and
+// the provider's answer for a key does not change. When that answer is
+// one the switch cannot book (an approval of another amount or currency
+// than asked: amount_mismatch), the attempt stays in doubt for good and
+// its order can take no other payment. An operator who has reconciled it
+// with the provider (voided the odd authorization there, or had the
+// provider correct it) settles it here: failed (nothing is held at the
+// provider any more: the order is open again) or approved (the provider
+// holds the amount asked: booked as any approval). The note, required,
+// says what was done; it lands on the timeline with who-knows-what else
+// the operator found.
+
+const (
+	cmdTypeResolveManually = "resolve_manually"
+	// sourceOperator marks a result an operator recorded.
+	sourceOperator = "operator"
+	// CodeResolvedManually is the failure of an attempt an operator
+	// resolved as failed.
+	CodeResolvedManually = "resolved_manually"
+	// ResolveApproved and ResolveFailed are the outcomes of
+	// ResolveRequest.
+	ResolveApproved = "approved"
+	ResolveFailed   = "failed"
+	// maxResolveNote bounds ResolveRequest.Note (bytes).
+	maxResolveNote = 1000
+)
+
+// ResolveRequest is the body of POST /v1/admin/payments/{id}/resolve.
+type ResolveRequest struct {
+	Outcome string `json:"outcome"` // approved | failed
+	Note    string `json:"note"`    // required: what the operator did at the provider
+}
+
+// cmdResolveManually settles attempt Attempt of a payment in doubt.
+type cmdResolveManually struct {
+	cmdHeader
+	At        time.Time `json:"at"`
+	PaymentID string    `json:"payment_id"`
+	Attempt   int       `json:"attempt"`
+	Outcome   string    `json:"outcome"`
+	Note      string    `json:"note"`
+}
+
+func (r ResolveRequest) validate() *Error {
+	if r.Outcome != ResolveApproved && r.Outcome != ResolveFailed {
+		return NewError(KindInvalid, "invalid_outcome", "outcome", "outcome must be approved or failed")
+	}
+	if r.Note == "" || len(r.Note) > maxResolveNote || !utf8.ValidString(r.Note) {
+		return NewError(KindInvalid, "invalid_note", "note", fmt.Sprintf("note is required (at most %d bytes): say what was done at the provider", maxResolveNote))
+	}
+	return nil
+}
+
+// ResolvePayment settles a payment attempt in doubt by hand (admin only,
+// any merchant's payment). Only a payment in doubt qualifies: one whose
+// provider the resolver can still ask is settled by its answer.
+func (s *Svc) ResolvePayment(ctx context.Context, paymentID string, req ResolveRequest) (Reply, error) {
+	if !s.log.Leadership().IsLeader {
+		return Reply{}, errNotLeader()
+	}
+	if e := req.validate(); e != nil {
+		return Reply{}, e
+	}
+	if !s.VersionActive(VersionProviderAmount) {
+		return Reply{}, NewError(KindConflict, CodeVersionNotSupported, "",
+			fmt.Sprintf("resolving a payment by hand needs cluster version %d: every member must run a release that supports it", VersionProviderAmount))
+	}
+	p, err := s.readPaymentIf(ctx, paymentID, true, func(*paymentRec) bool { return true })
+	if err != nil {
+		return Reply{}, err
+	}
+	if p.Status != PaymentInDoubt || p.Open == nil {
+		return Reply{}, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only a payment in doubt is resolved by hand")
+	}
+	res, err := s.propose(ctx, cmdTypeResolveManually, &cmdResolveManually{At: s.clock.Now(), PaymentID: p.ID, Attempt: p.Open.N,
+		Outcome: req.Outcome, Note: req.Note})
+	if err != nil {
+		return replyOf(res), err
+	}
+	r := res.Reply
+	r.Status = 200
+	return r, nil
+}
+
+func (ac *applyCtx) resolveManually(c *cmdResolveManually) (*ApplyResult, error) {
+	v, err := ac.version()
+	if err != nil {
+		return nil, err
+	}
+	if v < VersionProviderAmount {
+		return reject(KindConflict, CodeVersionNotSupported, "", "resolve_manually needs cluster version 7"), nil
+	}
+	if e := (ResolveRequest{Outcome: c.Outcome, Note: c.Note}).validate(); e != nil {
+		return &ApplyResult{Err: e}, nil
+	}
+	p, o, rej, err := ac.loadPaymentAndOrder(c.PaymentID)
+	if rej != nil || err != nil {
+		return rej, err
+	}
+	if p.Status != PaymentInDoubt || p.Open == nil || p.Open.N != c.Attempt {
+		return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only a payment in doubt is resolved by hand"), nil
+	}
+	open := *p.Open
+	msg := fmt.Sprintf("An operator resolved attempt %d at %s (key %s) as %s: %s.", open.N, open.Provider, open.Key, c.Outcome, c.Note)
+	data := map[string]any{"provider": open.Provider, "key": open.Key, "attempt": open.N, "outcome": c.Outcome, "note": c.Note}
+	if c.Outcome == ResolveApproved {
+		// Booked as the provider's approval of the amount asked, through
+		// the path every approval takes; the order is then saved by it.
+		res, err := ac.paymentResult(&cmdPaymentResult{At: c.At, PaymentID: p.ID, Attempt: open.N, Source: sourceOperator,
+			Outcome: outcomeApproved, Result: ProviderResult{Outcome: OutcomeApproved, ProviderRef: p.ProviderRef}})
+		if err != nil || res.Err != nil {
+			return res, err
+		}
+		if o, err = ac.loadOrder(p.OrderID); err != nil {
+			return nil, err
+		}
+		if err := ac.event(o, c.At, "resolved_manually", p.ID, msg, data); err != nil {
+			return nil, err
+		}
+		return res, ac.putOrder(o)
+	}
+	p.Status = PaymentFailed
+	p.Failure = &Failure{Code: CodeResolvedManually, Message: fmt.Sprintf("an operator resolved attempt %d at %s as failed: %s", open.N, open.Provider, c.Note)}
+	p.Open = nil
+	if err := ac.del(inDoubtKey(open.Key)); err != nil {
+		return nil, err
+	}
+	if err := ac.event(o, c.At, "resolved_manually", p.ID, msg, data); err != nil {
+		return nil, err
+	}
+	finish := p.Idem
+	p.Idem = nil
+	body, err := ac.savePayment(p, c.At)
+	if err != nil {
+		return nil, err
+	}
+	if err := ac.saveOrder(o, c.At); err != nil {
+		return nil, err
+	}
+	reply := Reply{Status: 201, Body: body}
+	if finish != nil {
+		if err := ac.idemFinish(finish, reply); err != nil {
+			return nil, err
+		}
+	}
+	return &ApplyResult{Reply: reply}, nil
+}
