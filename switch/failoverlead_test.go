@@ -3,6 +3,7 @@ package txswitch_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	txswitch "github.com/txswitch/txswitch/switch"
 )
@@ -36,5 +37,30 @@ func TestFailoverSurvivesALeaderChange(t *testing.T) {
 	}
 	if a, b := len(h.a.CallsFor(txswitch.OpAuthorize)), len(h.b.CallsFor(txswitch.OpAuthorize)); a != 1 || b != 1 {
 		t.Fatalf("authorize calls a=%d b=%d", a, b)
+	}
+}
+
+// The result that opens a failover is proposed again while raft drops it
+// (a leader transfer in progress) for longer than the provider timeout:
+// the failover attempt's time is the time its result finally committed,
+// so its call is still sent, not refused as past its deadline (which left
+// it to the resolver's not_found and failed the payment).
+func TestFailoverAfterARetriedResultIsSent(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	h.a.Push(txswitch.OpAuthorize, memoryErr(refusedErr("psp_a")))
+	h.log.Fail(func(d []byte) bool {
+		if !strings.Contains(string(d), `"type":"payment_result"`) {
+			return false
+		}
+		h.clock.Advance(time.Minute) // the transfer takes longer than the provider timeout
+		return true
+	}, txswitch.ErrDropped, false)
+	r, err := h.svc.CreatePayment(h.ctx, caller("k"), o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	if err != nil || r.Status != 201 {
+		t.Fatalf("payment: %v %d %s", err, r.Status, r.Body)
+	}
+	if p := decode[txswitch.Payment](t, r); p.Status != txswitch.PaymentCaptured || p.Provider != "psp_b" {
+		t.Fatalf("payment = %s at %s, want captured at psp_b", p.Status, p.Provider)
 	}
 }

@@ -315,11 +315,25 @@ func (s *Svc) proposeAnywhere(ctx context.Context, typ string, cmd any) (*ApplyR
 			case <-time.After(wait):
 			}
 			wait = min(2*wait, resultRetryMax)
+			if r, ok := cmd.(restamper); ok {
+				// The command's time is the time it is proposed: a payment
+				// result opens the failover attempt at it, and that call
+				// is sent only within the provider timeout after it.
+				r.restamp(s.clock.Now())
+				if data, err = encodeCommand(typ, cmd); err != nil {
+					return nil, err
+				}
+			}
 			continue
 		}
 		return applied(typ, v, err)
 	}
 }
+
+// restamper is a command whose time proposeAnywhere moves to each retry.
+type restamper interface{ restamp(at time.Time) }
+
+func (c *cmdPaymentResult) restamp(at time.Time) { c.At = at }
 
 // The backoff of proposeAnywhere: an election or transfer takes a few
 // heartbeats.
