@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -236,6 +237,19 @@ func (k notifiedKey) booked(p *paymentRec) bool {
 	return false
 }
 
+// couldBeAt reports whether provider can have handled what k names: the
+// payment's provider for its latest attempt and its cancellations, one
+// of its route candidates for an earlier attempt (which of them is not
+// kept). A notification from any other provider is about something else
+// (a misrouted or forged report) and must not raise a reconciliation
+// cause on this order.
+func (k notifiedKey) couldBeAt(p *paymentRec, provider string) bool {
+	if k.cancel || k.n == p.Attempt {
+		return provider == p.Provider
+	}
+	return slices.ContainsFunc(p.Candidates, func(c RouteCandidate) bool { return c.Provider == provider })
+}
+
 // lateNotices counts what late notifications wrote on an order.
 type lateNotices struct {
 	Late     int `json:"late"`
@@ -252,7 +266,7 @@ func (ac *applyCtx) lateNotification(c *cmdNotify) error {
 		return nil
 	}
 	p, err := ac.loadPayment(k.paymentID)
-	if err != nil || p == nil || !k.made(p) {
+	if err != nil || p == nil || !k.made(p) || !k.couldBeAt(p, c.Provider) {
 		return err
 	}
 	o, err := ac.loadOrder(p.OrderID)

@@ -148,6 +148,14 @@ func TestLateNotificationUnknownKeys(t *testing.T) {
 	if evs := h.timeline(o.ID); len(evs) != before {
 		t.Fatalf("unknown keys wrote %v", eventTypes(evs[before:]))
 	}
+	// A provider that did not handle the attempt (psp_c is no candidate
+	// of this card payment, made at psp_a) raises nothing on the order.
+	if got := h.notify("psp_c", "other", p.ID+"/1", txswitch.OutcomeApproved, ""); got != `{"status":"ignored"}` {
+		t.Fatalf("another provider's notification: %s", got)
+	}
+	if evs := h.timeline(o.ID); len(evs) != before {
+		t.Fatalf("another provider's notification wrote %v", eventTypes(evs[before:]))
+	}
 }
 
 // A flood of late notifications for one order writes a bounded number of
