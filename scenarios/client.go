@@ -57,6 +57,9 @@ type req struct {
 	body   any    // marshalled as JSON
 	raw    []byte // sent as is when body is nil
 	auth   string // "" uses the merchant key
+	// once sends a single attempt, never retried (a flow's read-back:
+	// evidence, not load).
+	once bool
 }
 
 // resp is the final answer of a logical request.
@@ -75,6 +78,9 @@ func (c *client) do(ctx context.Context, r req) resp {
 		payload, _ = json.Marshal(r.body)
 	}
 	write := r.method != http.MethodGet
+	if r.once {
+		return c.once(ctx, r, payload, 0)
+	}
 	if write && c.storm > 0 && r.key != "" {
 		var wg sync.WaitGroup
 		for range c.storm {
