@@ -658,22 +658,83 @@ func checkSettled(ev *Evidence) CheckResult {
 	return result(CheckSettled, "", v)
 }
 
+// traffic_ran's bounds.
+const (
+	// maxDroppedShare: arrivals the open-loop generator could not start
+	// on time (every concurrency slot busy) above this share of the
+	// schedule mean the switch did not keep up with the load the scenario
+	// asked for, and the checks judged the traffic it let through.
+	maxDroppedShare = 0.05
+	// minServedShare: at least this share of the flows started must get a
+	// write acknowledged (every flow starts with one), unless the
+	// scenario expects refusals (servedFloor).
+	minServedShare = 0.8
+	// relaxedServedShare is the floor of a scenario that expects writes
+	// to be refused (a rejected 5xx expectation: quorum loss, a minority
+	// side); its min_acked says how many must still get through.
+	relaxedServedShare = 0.1
+)
+
+// servedFloor is the share of started flows traffic_ran requires to get a
+// write acknowledged: minServedShare, lowered to what the scenario's own
+// expectations accept (an availability minimum below it; a rejected 5xx
+// expectation, which says writes are refused for a while).
+func servedFloor(sc *Scenario) float64 {
+	floor := minServedShare
+	for _, x := range sc.Expect {
+		switch {
+		case x.Rejected != nil && x.Rejected.Status >= 500:
+			floor = min(floor, relaxedServedShare)
+		case x.Availability != nil:
+			floor = min(floor, x.Availability.Min)
+		}
+	}
+	return floor
+}
+
 func checkTrafficRan(ev *Evidence) CheckResult {
 	var v []string
 	acked := 0
+	served := map[int]bool{}
 	for i := range ev.Calls {
-		if ev.Calls[i].Acked() && ev.Calls[i].Method != "GET" {
+		c := &ev.Calls[i]
+		if c.Acked() && c.Method != "GET" {
 			acked++
+			served[c.FlowID] = true
 		}
+	}
+	started := len(ev.Runs)
+	nServed := 0
+	for _, r := range ev.Runs {
+		if served[r.ID] {
+			nServed++
+		}
+	}
+	scheduled := started + ev.Dropped
+	floor := ev.ServedFloor
+	if floor <= 0 {
+		floor = minServedShare
 	}
 	if acked == 0 {
 		v = append(v, "no write was acknowledged: the scenario judged nothing")
 	}
+	if scheduled > 0 && float64(ev.Dropped) > maxDroppedShare*float64(scheduled) {
+		v = append(v, fmt.Sprintf("%d of %d scheduled arrivals (%.1f%%) were dropped, over %.0f%%: every concurrency slot was busy, the switch did not keep up with the load asked for",
+			ev.Dropped, scheduled, 100*float64(ev.Dropped)/float64(scheduled), 100*maxDroppedShare))
+	}
+	if started > 0 && float64(nServed) < floor*float64(started) {
+		v = append(v, fmt.Sprintf("only %d of %d flows started (%.1f%%) got a write acknowledged, want at least %.0f%%",
+			nServed, started, 100*float64(nServed)/float64(started), 100*floor))
+	}
 	if ev.Truncated > 0 {
 		v = append(v, fmt.Sprintf("the client record is truncated (%d calls not kept)", ev.Truncated))
 	}
-	return result(CheckTrafficRan, fmt.Sprintf("%d flows, %d calls, %d acknowledged writes, %d arrivals dropped (concurrency limit)",
-		len(ev.Runs), len(ev.Calls), acked, ev.Dropped), v)
+	share := 0.0
+	if started > 0 {
+		share = float64(nServed) / float64(started)
+	}
+	return result(CheckTrafficRan, fmt.Sprintf("%d flows, %d calls, %d acknowledged writes; %d flows (%.3f, floor %.2f) got a write acknowledged; %d of %d arrivals dropped (concurrency limit)",
+		started, len(ev.Calls), acked, nServed, share, floor, ev.Dropped, scheduled), v)
 }
 
 func checkReadsSeeWrites(ev *Evidence) CheckResult {

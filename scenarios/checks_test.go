@@ -2,6 +2,7 @@ package scenarios
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -232,6 +233,24 @@ func TestCheckersFailOnBrokenEvidence(t *testing.T) {
 		{"payments acknowledged, no read judged", CheckLinearizable, func(t *testing.T, ev *Evidence) {
 			ev.Calls = ev.Calls[:2]
 		}, "no read of any payment was judged"},
+		// An open-loop run whose arrivals found every slot busy judged
+		// only the traffic the switch let through (regression: dropped
+		// arrivals were only counted in the note).
+		{"arrivals dropped", CheckTrafficRan, func(t *testing.T, ev *Evidence) {
+			for i := 2; i <= 19; i++ {
+				ev.Runs = append(ev.Runs, FlowRun{ID: i, Flow: "card_pay"})
+				ev.Calls = append(ev.Calls, Call{Seq: 100 + i, FlowID: i, Op: "create_order", Method: "POST", Key: fmt.Sprint("o", i), Status: 201, Start: at(40), End: at(50)})
+			}
+			ev.Dropped = 2 // 2 of 21 scheduled: 9.5 %
+		}, "2 of 21 scheduled arrivals (9.5%) were dropped"},
+		// One acknowledged write among many flows passed traffic_ran
+		// (regression: it only asked for one).
+		{"most flows got no write acknowledged", CheckTrafficRan, func(t *testing.T, ev *Evidence) {
+			for i := 2; i <= 10; i++ {
+				ev.Runs = append(ev.Runs, FlowRun{ID: i, Flow: "card_pay", Pays: true, Outcome: "failed"})
+				ev.Calls = append(ev.Calls, Call{Seq: 100 + i, FlowID: i, Op: "create_order", Method: "POST", Key: fmt.Sprint("o", i), Status: 503, Start: at(40), End: at(50)})
+			}
+		}, "only 1 of 10 flows started (10.0%) got a write acknowledged, want at least 80%"},
 		{"stale read after an acknowledged create", CheckReadsSeeWrites, func(t *testing.T, ev *Evidence) {
 			ev.Calls = append(ev.Calls, Call{Seq: 2, Op: "get_order", Method: "GET", Target: "ord_1", Status: 404, Start: at(11), End: at(12)})
 		}, "answered 404 after its creation"},

@@ -21,7 +21,11 @@ type Evidence struct {
 	Claims    []Claim
 	Truncated int
 	Dropped   int
-	Ledgers   map[string][]sim.LedgerEntry
+	// ServedFloor is the share of started flows traffic_ran requires to
+	// get a write acknowledged (servedFloor of the scenario; 0: the
+	// default minServedShare).
+	ServedFloor float64 `json:"served_floor,omitempty"`
+	Ledgers     map[string][]sim.LedgerEntry
 	// Final maps node -> order id -> the order as that node served it
 	// (nil: 404 there). Nodes are keyed by API address.
 	Final map[string]map[string]*txswitch.Order

@@ -195,6 +195,7 @@ func Run(ctx context.Context, sc Scenario, opts Options) (res Result) {
 // judge runs the always-on checks and the scenario's expectations.
 func judge(sc *Scenario, ev *Evidence) []CheckResult {
 	var out []CheckResult
+	ev.ServedFloor = servedFloor(sc)
 	for _, name := range AlwaysOn {
 		out = append(out, alwaysOn[name](ev))
 	}

@@ -166,3 +166,34 @@ func TestLinearizableTimeoutFails(t *testing.T) {
 		t.Fatalf("a timed-out check must fail: passed=%v %v", r.Passed, r.Violations)
 	}
 }
+
+// The share of flows that must get a write acknowledged follows what the
+// scenario says it tolerates.
+func TestServedFloor(t *testing.T) {
+	cases := []struct {
+		name   string
+		expect []Expect
+		want   float64
+	}{
+		{"no expectation", nil, minServedShare},
+		{"availability above the default", []Expect{{Availability: &ExpectAvailability{Min: 0.95}}}, minServedShare},
+		{"availability below the default", []Expect{{Availability: &ExpectAvailability{Min: 0.5, Window: "during_faults"}}}, 0.5},
+		{"refusals expected", []Expect{{Rejected: &ExpectRejected{Status: 503, Min: 3}}, {MinAcked: &ExpectCount{Min: 5}}}, relaxedServedShare},
+		{"a 422 expected is no outage", []Expect{{Rejected: &ExpectRejected{Status: 422, Min: 1}}}, minServedShare},
+	}
+	for _, tc := range cases {
+		if got := servedFloor(&Scenario{Expect: tc.expect}); got != tc.want {
+			t.Errorf("%s: floor %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// The floor reaches the check through the evidence.
+	ev := healthy(t)
+	ev.Runs = append(ev.Runs, FlowRun{ID: 2, Flow: "card_pay"}, FlowRun{ID: 3, Flow: "card_pay"})
+	if checkTrafficRan(ev).Passed {
+		t.Fatal("1 of 3 flows served passed the default floor")
+	}
+	ev.ServedFloor = relaxedServedShare
+	if r := checkTrafficRan(ev); !r.Passed {
+		t.Fatalf("1 of 3 flows served failed the relaxed floor: %v", r.Violations)
+	}
+}
