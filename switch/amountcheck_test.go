@@ -163,6 +163,9 @@ func TestResolvePaymentByHand(t *testing.T) {
 		if !hasEvent(h.timeline(o.ID), "resolved_manually") {
 			t.Fatalf("timeline = %v", eventTypes(h.timeline(o.ID)))
 		}
+		if ex := decode[txswitch.Explanation](t, h.explain(o.ID)); hasCause(ex, txswitch.CauseAmountMismatch) {
+			t.Fatalf("explain still reports the settled mismatch: %+v", ex)
+		}
 		if card := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); card.Status != txswitch.PaymentCaptured {
 			t.Fatalf("the order takes no other payment: %s", card.Status)
 		}
@@ -179,8 +182,8 @@ func TestResolvePaymentByHand(t *testing.T) {
 		if err != nil || r.Status != 200 {
 			t.Fatalf("resolve: %v %d %s", err, r.Status, r.Body)
 		}
-		if got := h.payment(p.ID); got.Status != txswitch.PaymentCaptured || got.Captured.Value != 1000 || h.order(o.ID).Status != txswitch.OrderPaid {
-			t.Fatalf("payment = %s captured %d, order %s", got.Status, got.Captured.Value, h.order(o.ID).Status)
+		if got := h.payment(p.ID); got.Status != txswitch.PaymentCaptured || got.Captured.Value != 1000 || h.order(o.ID).Status != txswitch.OrderPaid || got.ProviderRef != "a-1" {
+			t.Fatalf("payment = %s captured %d ref %q, order %s", got.Status, got.Captured.Value, got.ProviderRef, h.order(o.ID).Status)
 		}
 		evs := h.timeline(o.ID)
 		if !hasEvent(evs, "resolved_manually") || evs[len(evs)-1].Type != "resolved_manually" {
@@ -199,6 +202,15 @@ func TestResolvePaymentByHand(t *testing.T) {
 		settled := h.pay(o2.ID, txswitch.CreatePaymentRequest{Method: "card"})
 		h.unchanged(func() {
 			_, err := h.svc.ResolvePayment(h.ctx, settled.ID, txswitch.ResolveRequest{Outcome: txswitch.ResolveFailed, Note: "x"})
+			wantErr(t, err, 409, txswitch.CodeInvalidState)
+		})
+		// In doubt because psp_a has not answered yet: the resolver's to
+		// settle (a manual "failed" would leave the key unfenced).
+		o3 := h.createOrder(700)
+		h.a.Push(txswitch.OpAuthorize, memoryErr(timeoutErr("psp_a")))
+		waiting := h.pay(o3.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		h.unchanged(func() {
+			_, err := h.svc.ResolvePayment(h.ctx, waiting.ID, txswitch.ResolveRequest{Outcome: txswitch.ResolveFailed, Note: "x"})
 			wantErr(t, err, 409, txswitch.CodeInvalidState)
 		})
 		old, _, inDoubt := mismatched(t, false)

@@ -208,7 +208,7 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 		}
 		return res, nil
 	}
-	mismatch, first, err := ac.checkAmount(o, p, d, c.At, c.Result.Amount, &c.Outcome, &c.ErrCode, &c.ErrMessage)
+	mismatch, first, err := ac.checkAmount(o, p, d, c.At, c.Result.Amount, c.Result.ProviderRef, &c.Outcome, &c.ErrCode, &c.ErrMessage)
 	if err != nil {
 		return nil, err
 	}

@@ -228,7 +228,7 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 		return nil, err
 	}
 	if d != nil {
-		mismatch, first, err := ac.checkAmount(o, p, d, c.At, c.Result.Amount, &c.Outcome, &c.ErrCode, &c.ErrMessage)
+		mismatch, first, err := ac.checkAmount(o, p, d, c.At, c.Result.Amount, c.Result.ProviderRef, &c.Outcome, &c.ErrCode, &c.ErrMessage)
 		if err != nil {
 			return nil, err
 		}

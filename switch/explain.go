@@ -161,6 +161,9 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 	for _, ev := range evs {
 		switch ev.Type {
 		case "amount_mismatch":
+			if p := paymentOf(ps, ev.PaymentID); p == nil || p.Status != PaymentInDoubt && !opInDoubt(p) {
+				continue // settled since (by hand, or the provider corrected it)
+			}
 			var d struct {
 				Provider string `json:"provider"`
 			}

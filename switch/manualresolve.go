@@ -3,6 +3,7 @@ package txswitch
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -17,9 +18,15 @@ import (
 // with the provider (voided the odd authorization there, or had the
 // provider correct it) settles it here: failed (nothing is held at the
 // provider any more: the order is open again) or approved (the provider
-// holds the amount asked: booked as any approval). The note, required,
-// says what was done; it lands on the timeline with who-knows-what else
-// the operator found.
+// holds the amount asked: booked as any approval, under the reference of
+// its odd approval). The note, required, says what was done; it lands on
+// the timeline.
+//
+// Only such an attempt qualifies. One in doubt because its provider has
+// not answered yet is the resolver's: settled "failed" by hand, it would
+// leave a request the provider may still process unfenced (only a status
+// inquiry's not_found fences a key), and a second payment could then be
+// charged beside it.
 
 const (
 	cmdTypeResolveManually = "resolve_manually"
@@ -83,6 +90,9 @@ func (s *Svc) ResolvePayment(ctx context.Context, paymentID string, req ResolveR
 	if p.Status != PaymentInDoubt || p.Open == nil {
 		return Reply{}, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only a payment in doubt is resolved by hand")
 	}
+	if s.isInflight(p.Open.Key) {
+		return Reply{}, NewError(KindConflict, CodeInvalidState, "", "a call or status inquiry for payment "+p.ID+" is under way; retry once it ended")
+	}
 	res, err := s.propose(ctx, cmdTypeResolveManually, &cmdResolveManually{At: s.clock.Now(), PaymentID: p.ID, Attempt: p.Open.N,
 		Outcome: req.Outcome, Note: req.Note})
 	if err != nil {
@@ -112,13 +122,21 @@ func (ac *applyCtx) resolveManually(c *cmdResolveManually) (*ApplyResult, error)
 		return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only a payment in doubt is resolved by hand"), nil
 	}
 	open := *p.Open
+	d, err := ac.loadInDoubt(open.Key)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil || !d.AmountMismatch {
+		return reject(KindConflict, CodeInvalidState, "",
+			"attempt "+strconv.Itoa(open.N)+" of payment "+p.ID+" waits for its provider's answer, which the resolver asks for; only an answer the switch cannot book (amount_mismatch) is settled by hand"), nil
+	}
 	msg := fmt.Sprintf("An operator resolved attempt %d at %s (key %s) as %s: %s.", open.N, open.Provider, open.Key, c.Outcome, c.Note)
 	data := map[string]any{"provider": open.Provider, "key": open.Key, "attempt": open.N, "outcome": c.Outcome, "note": c.Note}
 	if c.Outcome == ResolveApproved {
 		// Booked as the provider's approval of the amount asked, through
 		// the path every approval takes; the order is then saved by it.
 		res, err := ac.paymentResult(&cmdPaymentResult{At: c.At, PaymentID: p.ID, Attempt: open.N, Source: sourceOperator,
-			Outcome: outcomeApproved, Result: ProviderResult{Outcome: OutcomeApproved, ProviderRef: p.ProviderRef}})
+			Outcome: outcomeApproved, Result: ProviderResult{Outcome: OutcomeApproved, ProviderRef: d.ProviderRef}})
 		if err != nil || res.Err != nil {
 			return res, err
 		}

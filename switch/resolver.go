@@ -288,8 +288,12 @@ func (s *Svc) ExpireIdempotency(ctx context.Context) (int, error) {
 	// honour it (apply from VersionProviderAmount); before that, a batch
 	// that deleted nothing ends the pass as it always did.
 	cursor := s.VersionActive(VersionProviderAmount)
+	term := s.log.Leadership().Term
 	s.mu.Lock()
 	after := s.idemAfter
+	if s.idemTerm != term {
+		after = nil
+	}
 	s.mu.Unlock()
 	if !cursor {
 		after = nil
@@ -318,7 +322,7 @@ func (s *Svc) ExpireIdempotency(ctx context.Context) (int, error) {
 		after = out.Last
 	}
 	s.mu.Lock()
-	s.idemAfter = after
+	s.idemAfter, s.idemTerm = after, term
 	s.mu.Unlock()
 	return total, nil
 }

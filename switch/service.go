@@ -81,8 +81,10 @@ type Svc struct {
 	lastTerm uint64
 	// idemAfter is where the next idempotency expiry command scans from
 	// (leader-local; nil: the oldest record): past records still in
-	// progress, which expiry keeps.
+	// progress, which expiry keeps. idemTerm is the term it was set in: a
+	// node leading again starts from the oldest record.
 	idemAfter []byte
+	idemTerm  uint64
 }
 
 var _ Service = (*Svc)(nil)
