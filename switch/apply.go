@@ -882,26 +882,41 @@ func (ac *applyCtx) watermark(c *cmdWatermark) (*ApplyResult, error) {
 // expireIdem deletes finished idempotency records created before c.Before
 // (at most Limit). Records still in progress (a payment in doubt) are kept:
 // forgetting them could let a retry execute twice.
-func (ac *applyCtx) expireIdem(c *cmdExpireIdem) (*ApplyResult, error) {
-	limit := c.Limit
+// expiryBatch returns, copied, the keys of the time-ordered expiry index
+// under prefix that sort before end (what is due) and after after (nil:
+// from the oldest), at most limit (0 or above DefaultExpireLimit:
+// DefaultExpireLimit).
+func (ac *applyCtx) expiryBatch(prefix string, end, after []byte, limit int) ([][]byte, error) {
 	if limit <= 0 || limit > DefaultExpireLimit {
 		limit = DefaultExpireLimit
 	}
+	start, _ := prefixRange(prefix)
+	if len(after) > 0 && bytes.Compare(after, start) >= 0 {
+		start = append(slices.Clip(after), 0) // the next key after it
+	}
+	var idx [][]byte
+	if err := ac.b.Scan(start, end, func(k, _ []byte) bool {
+		idx = append(idx, bytes.Clone(k))
+		return len(idx) < limit
+	}); err != nil {
+		return nil, fmt.Errorf("scan expiry index %s: %w", prefix, err)
+	}
+	return idx, nil
+}
+
+func (ac *applyCtx) expireIdem(c *cmdExpireIdem) (*ApplyResult, error) {
 	v, err := ac.version()
 	if err != nil {
 		return nil, err
 	}
 	cursor := v >= VersionProviderAmount
-	start, _ := prefixRange(prefixIdemExpiry)
-	if cursor && len(c.After) > 0 && bytes.Compare(c.After, start) >= 0 {
-		start = append(slices.Clip(c.After), 0) // the next key after it
+	after := c.After
+	if !cursor {
+		after = nil
 	}
-	var idx [][]byte
-	if err := ac.b.Scan(start, idemExpiryBefore(c.Before), func(k, _ []byte) bool {
-		idx = append(idx, append([]byte(nil), k...))
-		return len(idx) < limit
-	}); err != nil {
-		return nil, fmt.Errorf("scan idempotency expiry: %w", err)
+	idx, err := ac.expiryBatch(prefixIdemExpiry, idemExpiryBefore(c.Before), after, c.Limit)
+	if err != nil {
+		return nil, err
 	}
 	deleted := 0
 	for _, k := range idx {
@@ -925,7 +940,7 @@ func (ac *applyCtx) expireIdem(c *cmdExpireIdem) (*ApplyResult, error) {
 		}
 		deleted++
 	}
-	out := idemExpiryResult{Deleted: deleted, Scanned: len(idx)}
+	out := expiryResult{Deleted: deleted, Scanned: len(idx)}
 	if cursor && len(idx) > 0 { // (the reply of earlier versions, unchanged)
 		out.Last = idx[len(idx)-1]
 	}

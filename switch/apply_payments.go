@@ -337,31 +337,39 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 			}
 		}
 	}
-	// The request that created the payment is answered now: its record is
-	// finished with this reply and the payment forgets it. Idem is not part
-	// of the Payment resource, so the payment is stored once, without it.
-	var finish *idemRef
-	if (final || answered) && p.Idem != nil {
-		finish, p.Idem = p.Idem, nil
-	}
-	body, err := ac.savePayment(p, c.At)
-	if err != nil {
+	if res.Reply, err = ac.storeSettled(o, p, c.At, final || answered); err != nil {
 		return nil, err
 	}
-	if err := ac.saveOrder(o, c.At); err != nil {
-		return nil, err
-	}
-	reply := Reply{Status: 201, Body: body}
-	res.Reply = reply
 	if res.Open != nil {
 		res.Open.request, res.Open.candidates = paymentRequest(p, res.Open.Key), p.Candidates
 	}
+	return res, nil
+}
+
+// storeSettled stores p and its order o after a result and returns the
+// payment as the reply. When answered, the request that created the
+// payment is answered now: its idempotency record is finished with that
+// reply and the payment forgets it (Idem is not part of the Payment
+// resource, so the payment is stored once, without it).
+func (ac *applyCtx) storeSettled(o *orderRec, p *paymentRec, at time.Time, answered bool) (Reply, error) {
+	var finish *idemRef
+	if answered && p.Idem != nil {
+		finish, p.Idem = p.Idem, nil
+	}
+	body, err := ac.savePayment(p, at)
+	if err != nil {
+		return Reply{}, err
+	}
+	if err := ac.saveOrder(o, at); err != nil {
+		return Reply{}, err
+	}
+	reply := Reply{Status: 201, Body: body}
 	if finish != nil {
 		if err := ac.idemFinish(finish, reply); err != nil {
-			return nil, err
+			return Reply{}, err
 		}
 	}
-	return res, nil
+	return reply, nil
 }
 
 func resultEventType(source string) string {

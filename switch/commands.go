@@ -348,8 +348,9 @@ func newCommand(typ string) any {
 	return cmd
 }
 
-// idemExpiryResult is the reply of an idempotency expiry command.
-type idemExpiryResult struct {
+// expiryResult is the reply of an expiry command (idempotency records,
+// notification markers).
+type expiryResult struct {
 	Deleted int `json:"deleted"`
 	Scanned int `json:"scanned"`
 	// Last is the last index key scanned (the next command's After).

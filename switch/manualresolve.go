@@ -157,20 +157,9 @@ func (ac *applyCtx) resolveManually(c *cmdResolveManually) (*ApplyResult, error)
 	if err := ac.event(o, c.At, "resolved_manually", p.ID, msg, data); err != nil {
 		return nil, err
 	}
-	finish := p.Idem
-	p.Idem = nil
-	body, err := ac.savePayment(p, c.At)
+	reply, err := ac.storeSettled(o, p, c.At, true)
 	if err != nil {
 		return nil, err
-	}
-	if err := ac.saveOrder(o, c.At); err != nil {
-		return nil, err
-	}
-	reply := Reply{Status: 201, Body: body}
-	if finish != nil {
-		if err := ac.idemFinish(finish, reply); err != nil {
-			return nil, err
-		}
 	}
 	return &ApplyResult{Reply: reply}, nil
 }

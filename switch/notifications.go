@@ -119,17 +119,9 @@ func (ac *applyCtx) expireNotify(c *cmdExpireNotify) (*ApplyResult, error) {
 		// An older member does not know the command: reject it the same way.
 		return reject(KindInvalid, CodeInvalidCommand, "", fmt.Sprintf("%s needs cluster version %d (is %d)", cmdTypeExpireNotify, VersionProviderAmount, v)), nil
 	}
-	limit := c.Limit
-	if limit <= 0 || limit > DefaultExpireLimit {
-		limit = DefaultExpireLimit
-	}
-	start, _ := prefixRange(prefixNotifyExpiry)
-	var idx [][]byte
-	if err := ac.b.Scan(start, notifyExpiryBefore(c.Before), func(k, _ []byte) bool {
-		idx = append(idx, append([]byte(nil), k...))
-		return len(idx) < limit
-	}); err != nil {
-		return nil, fmt.Errorf("scan notification expiry: %w", err)
+	idx, err := ac.expiryBatch(prefixNotifyExpiry, notifyExpiryBefore(c.Before), nil, c.Limit)
+	if err != nil {
+		return nil, err
 	}
 	for _, k := range idx {
 		// k = ne/<16 hex>/<provider>\x00<id>; the marker is n/<provider>\x00<id>.
@@ -144,7 +136,7 @@ func (ac *applyCtx) expireNotify(c *cmdExpireNotify) (*ApplyResult, error) {
 			return nil, err
 		}
 	}
-	body, _ := json.Marshal(map[string]int{"deleted": len(idx), "scanned": len(idx)})
+	body, _ := json.Marshal(expiryResult{Deleted: len(idx), Scanned: len(idx)})
 	return &ApplyResult{Reply: Reply{Status: 200, Body: body}}, nil
 }
 
@@ -157,22 +149,11 @@ func (s *Svc) ExpireNotifications(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	before := s.clock.Now().Add(-s.cfg.IdempotencyRetention)
-	total := 0
-	for range 100 { // bounded: at most 100 commands per pass
-		res, err := s.propose(ctx, cmdTypeExpireNotify, &cmdExpireNotify{Before: before, Limit: DefaultExpireLimit})
-		if err != nil {
-			return total, err
-		}
-		var out struct{ Deleted, Scanned int }
-		if err := json.Unmarshal(res.Reply.Body, &out); err != nil {
-			return total, fmt.Errorf("decode notification expiry result: %w", err)
-		}
-		total += out.Deleted
-		if out.Scanned < DefaultExpireLimit || out.Deleted == 0 {
-			return total, nil
-		}
-	}
-	return total, nil
+	// Every marker scanned is deleted: no cursor needed.
+	n, _, err := s.expireInBatches(ctx, cmdTypeExpireNotify, nil, false, func([]byte) any {
+		return &cmdExpireNotify{Before: before, Limit: DefaultExpireLimit}
+	})
+	return n, err
 }
 
 // notifiedKey is what a provider idempotency key says about the payment

@@ -277,7 +277,17 @@ func (s *Svc) call(ctx context.Context, provider, method string, req ProviderReq
 	return s.callWithin(ctx, provider, method, req, s.providerTimeout(provider))
 }
 
+// callWithin makes a provider call detached from ctx's cancellation: a
+// client hanging up must not turn a call into a doubt.
 func (s *Svc) callWithin(ctx context.Context, provider, method string, req ProviderRequest, timeout time.Duration) (ProviderResult, error, time.Duration) {
+	return s.callBounded(context.WithoutCancel(ctx), provider, method, req, timeout)
+}
+
+// callBounded makes a provider call that ends with ctx or after timeout,
+// whichever comes first, marking its key in flight (the caller calls
+// s.done). Status inquiries use it directly: they move no money, and the
+// resolver pass that makes them abandons them at its end.
+func (s *Svc) callBounded(ctx context.Context, provider, method string, req ProviderRequest, timeout time.Duration) (ProviderResult, error, time.Duration) {
 	s.mu.Lock()
 	s.inflight[req.IdempotencyKey] = struct{}{}
 	s.mu.Unlock()
@@ -286,8 +296,7 @@ func (s *Svc) callWithin(ctx context.Context, provider, method string, req Provi
 		return ProviderResult{}, &ProviderError{Provider: provider, Op: req.Op, Definitive: true, Code: "provider_not_configured",
 			Err: errors.New("no such provider")}, 0
 	}
-	// Detached: a client hanging up must not turn a call into a doubt.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := s.clock.Now()
 	res, err := p.Do(cctx, req)

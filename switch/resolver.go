@@ -3,7 +3,6 @@ package txswitch
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -200,35 +199,12 @@ func (s *Svc) leads(term uint64) bool {
 func (s *Svc) resolveOne(ctx, pass context.Context, d InDoubt) (bool, error) {
 	req := ProviderRequest{IdempotencyKey: d.Key, Op: OpStatus, PaymentID: d.PaymentID, OrderID: d.OrderID,
 		MerchantID: d.MerchantID, Method: d.Method, Amount: d.Amount, Country: d.Country, Capture: d.Capture, ProviderRef: d.ProviderRef}
-	res, perr, latency := s.inquire(pass, d, req)
+	res, perr, latency := s.callBounded(pass, d.Provider, d.Method, req, s.providerTimeout(d.Provider))
 	defer s.done(d.Key)
 	if perr != nil {
 		return false, perr
 	}
 	return s.proposeResolution(ctx, d, res, latency)
-}
-
-// inquire makes a status inquiry as callWithin does, with the provider's
-// timeout, but within ctx: the inquiry ends with the resolver pass. The
-// caller calls s.done(req.IdempotencyKey).
-func (s *Svc) inquire(ctx context.Context, d InDoubt, req ProviderRequest) (ProviderResult, error, time.Duration) {
-	s.mu.Lock()
-	s.inflight[req.IdempotencyKey] = struct{}{}
-	s.mu.Unlock()
-	p, ok := s.prov.Get(d.Provider, d.Method)
-	if !ok {
-		return ProviderResult{}, &ProviderError{Provider: d.Provider, Op: req.Op, Definitive: true, Code: "provider_not_configured",
-			Err: errors.New("no such provider")}, 0
-	}
-	cctx, cancel := context.WithTimeout(ctx, s.providerTimeout(d.Provider))
-	defer cancel()
-	start := s.clock.Now()
-	res, err := p.Do(cctx, req)
-	latency := s.clock.Now().Sub(start)
-	if err != nil {
-		s.logger.Info("status inquiry failed", zap.String("provider", d.Provider), zap.String("key", req.IdempotencyKey), zap.Error(err))
-	}
-	return res, err, latency
 }
 
 // proposeResolution proposes the provider's answer to a status inquiry
@@ -298,31 +274,42 @@ func (s *Svc) ExpireIdempotency(ctx context.Context) (int, error) {
 	if !cursor {
 		after = nil
 	}
-	total := 0
-	for range 100 { // bounded: at most 100 commands per pass
-		res, err := s.propose(ctx, cmdTypeExpireIdem, &cmdExpireIdem{Before: before, Limit: DefaultExpireLimit, After: after})
-		if err != nil {
-			return total, err
-		}
-		var out idemExpiryResult
-		if err := json.Unmarshal(res.Reply.Body, &out); err != nil {
-			return total, fmt.Errorf("decode expiry result: %w", err)
-		}
-		total += out.Deleted
-		if out.Scanned < DefaultExpireLimit {
-			after = nil // reached the records not due yet: next pass from the oldest
-			break
-		}
-		if !cursor {
-			if out.Deleted == 0 {
-				break
-			}
-			continue
-		}
-		after = out.Last
-	}
+	total, after, err := s.expireInBatches(ctx, cmdTypeExpireIdem, after, cursor, func(after []byte) any {
+		return &cmdExpireIdem{Before: before, Limit: DefaultExpireLimit, After: after}
+	})
 	s.mu.Lock()
 	s.idemAfter, s.idemTerm = after, term
 	s.mu.Unlock()
-	return total, nil
+	return total, err
+}
+
+// expireInBatches proposes expiry commands of type typ (cmd(after) builds
+// one) until a batch scans fewer than DefaultExpireLimit records (the rest
+// is not due yet), at most 100 per pass, and returns how many records were
+// deleted and where the next pass starts (nil: at the oldest). With cursor
+// each command starts after the last key the one before scanned; without,
+// a batch that deleted nothing ends the pass (it would scan the same keys
+// again).
+func (s *Svc) expireInBatches(ctx context.Context, typ string, after []byte, cursor bool, cmd func(after []byte) any) (int, []byte, error) {
+	total := 0
+	for range 100 {
+		res, err := s.propose(ctx, typ, cmd(after))
+		if err != nil {
+			return total, after, err
+		}
+		var out expiryResult
+		if err := json.Unmarshal(res.Reply.Body, &out); err != nil {
+			return total, after, fmt.Errorf("decode %s result: %w", typ, err)
+		}
+		total += out.Deleted
+		switch {
+		case out.Scanned < DefaultExpireLimit:
+			return total, nil, nil
+		case cursor:
+			after = out.Last
+		case out.Deleted == 0:
+			return total, after, nil
+		}
+	}
+	return total, after, nil
 }
