@@ -466,6 +466,11 @@ func releaseCall(t *testing.T, authorized int64, start, end int) Call {
 	return Call{Op: "cancel", Method: "POST", Key: "r", Target: "pay_1", Status: 200, Start: at(start), End: at(end), Body: js(t, p)}
 }
 
+// readAs is a read of pay_1 answered with the body of c.
+func readAs(t *testing.T, c Call) Call {
+	return Call{Op: "get_payment", Method: "GET", Target: "pay_1", Status: 200, Start: c.Start, End: c.End, Body: c.Body}
+}
+
 func readCall(t *testing.T, captured int64, start, end int) Call {
 	return Call{Op: "get_payment", Method: "GET", Target: "pay_1", Status: 200, Start: at(start), End: at(end),
 		Body: js(t, payment("pay_1", "ord_1", txswitch.PaymentCaptured, "psp_a", 900, captured, 0))}
@@ -527,8 +532,10 @@ func TestLinearizable(t *testing.T) {
 		{"an acknowledged void", linCalls(t, cancelCall(t, "succeeded", 20, 30), readCancel(t, "succeeded", 40, 50)), true},
 		// A cancel after a partial capture releases the rest: the payment
 		// stays captured and its authorization shrinks to the capture.
-		{"a release after a partial capture", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), releaseCall(t, 300, 40, 50), readCall(t, 300, 60, 70)), true},
+		{"a release after a partial capture", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), releaseCall(t, 300, 40, 50), readAs(t, releaseCall(t, 300, 60, 70))), true},
+		{"a release read as if undone", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), releaseCall(t, 300, 40, 50), readCall(t, 300, 60, 70)), false},
 		{"a release answered as if nothing happened", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), releaseCall(t, 900, 40, 50)), false},
+		{"a read that lost the authorization", linCalls(t, readFailed(t, 40, 50)), false},
 		{"a release read as a void", linCalls(t, captureCall(t, "k", 300, 201, 300, 20, 30), releaseCall(t, 300, 40, 50), readCancel(t, "succeeded", 60, 70)), false},
 		// Ambiguous creations stay in the history (regression: a payment
 		// whose creation answered in doubt, pending or not at all was

@@ -110,7 +110,11 @@ var payModel = porcupine.NondeterministicModel{
 		}
 		switch op.in.kind {
 		case "read":
-			if !out.known || out.st.captured != s.captured || out.st.cancelled != s.cancelled {
+			// The authorization too (a voided payment reads 0 and the model
+			// keeps it): a read that lost it is as wrong as one that lost a
+			// capture.
+			if !out.known || out.st.captured != s.captured || out.st.cancelled != s.cancelled ||
+				!s.cancelled && out.st.authorized != s.authorized {
 				return nil
 			}
 			return []interface{}{s}
