@@ -318,6 +318,22 @@ func methods(offeredDuring bool) func(ev *Evidence) {
 	}
 }
 
+// calls fabricates n create_payment calls on node n1, starting at startMs
+// 10 ms apart, each answered after took (the last one after last).
+func calls(n, startMs int, took, last time.Duration) func(ev *Evidence) {
+	return func(ev *Evidence) {
+		for i := range n {
+			d := took
+			if i == n-1 {
+				d = last
+			}
+			st := at(startMs + 10*i)
+			ev.Calls = append(ev.Calls, Call{Seq: 100 + i, Op: "create_payment", Method: "POST", Path: "/v1/orders/o/payments",
+				Node: "n1", Status: 201, Start: st, End: st.Add(d)})
+		}
+	}
+}
+
 func TestExpectations(t *testing.T) {
 	fault := []FaultRun{{Spec: Fault{Kind: "provider_unavailable", Target: "psp_a"}, Events: []chaos.Event{
 		{Action: "inject", At: at(1000)}, {Action: "undo", At: at(3000)}}}}
@@ -375,6 +391,44 @@ func TestExpectations(t *testing.T) {
 			methods(false), true},
 		{"method offered while its breakers are open", Expect{MethodHidden: &ExpectHidden{Method: "ideal", Providers: []string{"psp_b", "psp_c"}}},
 			methods(true), false},
+		{"latency within bounds", Expect{Latency: &ExpectLatency{Op: "create_payment", P99: Duration(100 * time.Millisecond), Window: "whole"}},
+			calls(200, 0, 20*time.Millisecond, 90*time.Millisecond), true},
+		// 200 calls: the 99th percentile is the 198th, so two slow calls
+		// stay under it and three do not.
+		{"two slow calls in 200 are under the p99", Expect{Latency: &ExpectLatency{Op: "create_payment", P99: Duration(100 * time.Millisecond), Window: "whole"}},
+			func(ev *Evidence) {
+				calls(198, 0, 20*time.Millisecond, 20*time.Millisecond)(ev)
+				calls(2, 5000, time.Second, time.Second)(ev)
+			}, true},
+		{"three slow calls in 200 are the p99", Expect{Latency: &ExpectLatency{Op: "create_payment", P99: Duration(100 * time.Millisecond), Window: "whole"}},
+			func(ev *Evidence) {
+				calls(197, 0, 20*time.Millisecond, 20*time.Millisecond)(ev)
+				calls(3, 5000, time.Second, time.Second)(ev)
+			}, false},
+		{"one call over max", Expect{Latency: &ExpectLatency{Op: "create_payment", P99: Duration(100 * time.Millisecond), Max: Duration(500 * time.Millisecond), Window: "whole"}},
+			calls(200, 0, 20*time.Millisecond, time.Second), false},
+		{"slow calls of another op do not count", Expect{Latency: &ExpectLatency{Op: "create_order", P99: Duration(100 * time.Millisecond), Window: "whole"}},
+			func(ev *Evidence) {
+				calls(200, 0, time.Second, time.Second)(ev)
+				for i := range 30 {
+					ev.Calls = append(ev.Calls, Call{Seq: 400 + i, Op: "create_order", Method: "POST", Node: "n1", Status: 201, Start: at(i), End: at(i + 5)})
+				}
+			}, true},
+		{"slow calls outside the fault window do not count", Expect{Latency: &ExpectLatency{P99: Duration(100 * time.Millisecond), Window: "during_faults"}},
+			func(ev *Evidence) {
+				calls(30, 0, time.Second, time.Second)(ev)
+				calls(30, 1500, 10*time.Millisecond, 10*time.Millisecond)(ev)
+			}, true},
+		{"a call with no answer counts with its wait", Expect{Latency: &ExpectLatency{P99: Duration(100 * time.Millisecond), Window: "during_faults"}},
+			func(ev *Evidence) {
+				calls(30, 1500, 10*time.Millisecond, 10*time.Millisecond)(ev)
+				for i := range 3 {
+					ev.Calls = append(ev.Calls, Call{Seq: 500 + i, Op: "create_payment", Method: "POST", Node: "n2", Err: "context deadline exceeded",
+						Start: at(1600 + i), End: at(6600 + i)})
+				}
+			}, false},
+		{"too few calls to judge", Expect{Latency: &ExpectLatency{P99: Duration(100 * time.Millisecond), Window: "during_faults"}},
+			calls(19, 1500, 10*time.Millisecond, 10*time.Millisecond), false},
 		{"rejected with a code", Expect{Rejected: &ExpectRejected{Status: 503, Min: 1}}, func(ev *Evidence) {
 			ev.Calls = append(ev.Calls, Call{Seq: 9, Method: "POST", Status: 503, Body: json.RawMessage(`{"error":{"code":"not_leader","message":"m"}}`)})
 		}, true},

@@ -3,6 +3,7 @@ package scenarios
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -42,6 +43,8 @@ func (e Expect) name() string {
 		return "methods_offered"
 	case e.Surcharge != nil:
 		return "surcharge"
+	case e.Latency != nil:
+		return "latency"
 	}
 	return "unknown"
 }
@@ -77,8 +80,56 @@ func (e Expect) check(ev *Evidence) CheckResult {
 		return expectMethods(ev, *e.MethodsOffered)
 	case e.Surcharge != nil:
 		return expectSurcharge(ev, *e.Surcharge)
+	case e.Latency != nil:
+		return expectLatency(ev, *e.Latency)
 	}
 	return result("unknown", "", []string{"unknown expectation"})
+}
+
+// callOps are the operations the flows name their calls by (latency's op).
+var callOps = []string{"create_order", "create_payment", "capture", "refund", "cancel", "review",
+	"get_order", "get_payment", "get_methods"}
+
+// minLatencyCalls is the fewest calls a latency expectation judges: a 99th
+// percentile of a handful of calls is their maximum, and of none is nothing.
+const minLatencyCalls = 20
+
+func expectLatency(ev *Evidence, x ExpectLatency) CheckResult {
+	name := "latency"
+	var took []time.Duration
+	var slowest *Call
+	for i := range ev.Calls {
+		c := &ev.Calls[i]
+		// A call with no node was never sent: not the switch's time.
+		if (x.Op != "" && c.Op != x.Op) || !ev.inWindow(x.Window, c.Start) || c.Node == "" {
+			continue
+		}
+		took = append(took, c.End.Sub(c.Start))
+		if slowest == nil || c.End.Sub(c.Start) > slowest.End.Sub(slowest.Start) {
+			slowest = c
+		}
+	}
+	what := "calls"
+	if x.Op != "" {
+		what = x.Op + " calls"
+	}
+	if len(took) < minLatencyCalls {
+		return result(name, "", []string{fmt.Sprintf("%d %s in window %s, want at least %d to judge a 99th percentile", len(took), what, x.Window, minLatencyCalls)})
+	}
+	slices.Sort(took)
+	p := func(q float64) time.Duration { return took[int(math.Ceil(q*float64(len(took))))-1] }
+	p50, p99, longest := p(0.5), p(0.99), took[len(took)-1]
+	note := fmt.Sprintf("%d %s in window %s: p50 %v, p99 %v, max %v (%s %s on %s, status %d)", len(took), what, x.Window,
+		p50.Round(time.Millisecond), p99.Round(time.Millisecond), longest.Round(time.Millisecond),
+		slowest.Method, slowest.Path, slowest.Node, slowest.Status)
+	var v []string
+	if p99 > x.P99.D() {
+		v = append(v, fmt.Sprintf("p99 %v over %v", p99.Round(time.Millisecond), x.P99.D()))
+	}
+	if x.Max > 0 && longest > x.Max.D() {
+		v = append(v, fmt.Sprintf("slowest call %v over %v", longest.Round(time.Millisecond), x.Max.D()))
+	}
+	return result(name, note, v)
 }
 
 // faultStart is when the first fault (on target, if any fault names it)

@@ -109,6 +109,10 @@ func TestBreadthExpectationsValidate(t *testing.T) {
 		{"after_faults without faults", Expect{MethodsOffered: &ExpectMethods{Flow: "methods_nl_eur_online", Offered: []string{"card"},
 			Window: "after_faults"}}, "without faults"},
 		{"negative surcharge", Expect{Surcharge: &ExpectSurcharge{Flow: "card_pay", Method: "card", Fixed: -1}}, "non-negative"},
+		{"latency without p99", Expect{Latency: &ExpectLatency{Op: "create_payment"}}, "p99 is required"},
+		{"latency max below p99", Expect{Latency: &ExpectLatency{P99: Duration(time.Second), Max: Duration(time.Millisecond)}}, "below p99"},
+		{"latency of an unknown op", Expect{Latency: &ExpectLatency{Op: "pay", P99: Duration(time.Second)}}, "unknown op"},
+		{"latency during faults without faults", Expect{Latency: &ExpectLatency{P99: Duration(time.Second), Window: "during_faults"}}, "without faults"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -157,11 +157,26 @@ type Expect struct {
 	OrderStatus    *ExpectFinal     `yaml:"order_status"`
 	MethodsOffered *ExpectMethods   `yaml:"methods_offered"`
 	Surcharge      *ExpectSurcharge `yaml:"surcharge"`
+	// Latency is the deploy gate's guard against a release that got slow
+	// (the open-loop traffic shows a slow switch as latency, not as fewer
+	// requests).
+	Latency *ExpectLatency `yaml:"latency"`
 	// Central database and disk expectations (judged in central.go, disk.go).
 	ExportDrained *ExpectWithin      `yaml:"export_drained"`
 	ExportLag     *ExpectExportLag   `yaml:"export_lag"`
 	DiskRefused   *ExpectDiskRefused `yaml:"disk_refused"`
 	CaughtUp      *ExpectWithin      `yaml:"caught_up"`
+}
+
+// ExpectLatency: the calls of Op (every call when empty) that started in
+// Window were answered within P99 at the 99th percentile and, when given,
+// all within Max. A call that got no answer counts with the time its
+// client waited. Fewer than minLatencyCalls calls judge nothing and fail.
+type ExpectLatency struct {
+	Op     string   `yaml:"op"`
+	P99    Duration `yaml:"p99"`
+	Max    Duration `yaml:"max"`
+	Window string   `yaml:"window"`
 }
 
 // ExpectHidden: Method was offered before the first fault, and no

@@ -81,6 +81,18 @@ func validatePaymentRequest(req *CreatePaymentRequest) *Error {
 // result, failing over on definitive failures. The reply is produced by
 // apply of the final result and stored with the idempotency record.
 func (s *Svc) CreatePayment(ctx context.Context, c Caller, orderID string, req CreatePaymentRequest) (Reply, error) {
+	r, err := s.createPayment(ctx, c, orderID, req)
+	if s.m.sabotage.slowAnswer.Load() {
+		s.m.sabotage.firedSlow.Add(1)
+		select {
+		case <-time.After(SlowAnswerDelay):
+		case <-ctx.Done():
+		}
+	}
+	return r, err
+}
+
+func (s *Svc) createPayment(ctx context.Context, c Caller, orderID string, req CreatePaymentRequest) (Reply, error) {
 	if !s.log.Leadership().IsLeader {
 		return Reply{}, errNotLeader()
 	}

@@ -19,9 +19,10 @@ type Sabotage struct {
 	chargeTwiceOnRetry atomic.Bool
 	ackBeforeCommit    atomic.Bool
 	applyTwice         atomic.Bool
+	slowAnswer         atomic.Bool
 	// fired counts, per flaw, the times it actually broke something, so a
 	// mutant scenario can tell a flaw that never got its chance (vacuous).
-	firedRetry, firedAck, firedApply atomic.Int64
+	firedRetry, firedAck, firedApply, firedSlow atomic.Int64
 }
 
 // Flaws a Sabotage can switch on.
@@ -40,7 +41,15 @@ const (
 	// node's state, as a node that lost its applied index (not written
 	// atomically with the state) would re-apply entries after a restart.
 	FlawApplyTwice = "apply_twice"
+	// FlawSlowAnswer: every payment is answered SlowAnswerDelay after its
+	// result is known, as a release that serialises or stalls somewhere
+	// on the request path would answer. Nothing is lost or wrong, only
+	// slow: what the deploy gate's latency expectation is there to catch.
+	FlawSlowAnswer = "slow_answer"
 )
+
+// SlowAnswerDelay is how long FlawSlowAnswer holds a payment's answer.
+const SlowAnswerDelay = time.Second
 
 // AckBeforeCommitDelay is how long an order answered under
 // FlawAckBeforeCommit waits before it is proposed: long enough that the
@@ -56,6 +65,8 @@ func (s *Sabotage) Set(flaw string, on bool) bool {
 		s.ackBeforeCommit.Store(on)
 	case FlawApplyTwice:
 		s.applyTwice.Store(on)
+	case FlawSlowAnswer:
+		s.slowAnswer.Store(on)
 	default:
 		return false
 	}
@@ -71,6 +82,8 @@ func (s *Sabotage) Fired(flaw string) int64 {
 		return s.firedAck.Load()
 	case FlawApplyTwice:
 		return s.firedApply.Load()
+	case FlawSlowAnswer:
+		return s.firedSlow.Load()
 	}
 	return 0
 }
