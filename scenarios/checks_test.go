@@ -393,8 +393,8 @@ func TestExpectations(t *testing.T) {
 			methods(true), false},
 		{"latency within bounds", Expect{Latency: &ExpectLatency{Op: "create_payment", P99: Duration(100 * time.Millisecond), Window: "whole"}},
 			calls(200, 0, 20*time.Millisecond, 90*time.Millisecond), true},
-		// 200 calls: the 99th percentile is the 198th, so two slow calls
-		// stay under it and three do not.
+		// 200 calls: the slowest two are left out of the p99, so two slow
+		// calls stay under it and three do not.
 		{"two slow calls in 200 are under the p99", Expect{Latency: &ExpectLatency{Op: "create_payment", P99: Duration(100 * time.Millisecond), Window: "whole"}},
 			func(ev *Evidence) {
 				calls(198, 0, 20*time.Millisecond, 20*time.Millisecond)(ev)
@@ -429,6 +429,17 @@ func TestExpectations(t *testing.T) {
 			}, false},
 		{"too few calls to judge", Expect{Latency: &ExpectLatency{P99: Duration(100 * time.Millisecond), Window: "during_faults"}},
 			calls(19, 1500, 10*time.Millisecond, 10*time.Millisecond), false},
+		{"min_calls lowered", Expect{Latency: &ExpectLatency{P99: Duration(100 * time.Millisecond), Window: "during_faults", MinCalls: 5}},
+			calls(19, 1500, 10*time.Millisecond, 10*time.Millisecond), true},
+		// Of fewer than 100 calls the slowest is left out of the p99,
+		// the second slowest is not.
+		{"one stall in 60 calls", Expect{Latency: &ExpectLatency{P99: Duration(100 * time.Millisecond), Window: "during_faults"}},
+			calls(60, 1500, 10*time.Millisecond, time.Second), true},
+		{"two stalls in 60 calls", Expect{Latency: &ExpectLatency{P99: Duration(100 * time.Millisecond), Window: "during_faults"}},
+			func(ev *Evidence) {
+				calls(58, 1500, 10*time.Millisecond, 10*time.Millisecond)(ev)
+				calls(2, 2500, time.Second, time.Second)(ev)
+			}, false},
 		{"rejected with a code", Expect{Rejected: &ExpectRejected{Status: 503, Min: 1}}, func(ev *Evidence) {
 			ev.Calls = append(ev.Calls, Call{Seq: 9, Method: "POST", Status: 503, Body: json.RawMessage(`{"error":{"code":"not_leader","message":"m"}}`)})
 		}, true},

@@ -17,7 +17,7 @@ type Call struct {
 	FlowID int    `json:"flow_id"`
 	Flow   string `json:"flow"`
 	// Op names the request: create_order, create_payment, capture, refund,
-	// cancel, review, get_order, get_payment.
+	// cancel, review, get_order, get_payment, get_methods (callOps).
 	Op     string `json:"op"`
 	Method string `json:"method"`
 	Path   string `json:"path"`

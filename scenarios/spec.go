@@ -169,14 +169,18 @@ type Expect struct {
 }
 
 // ExpectLatency: the calls of Op (every call when empty) that started in
-// Window were answered within P99 at the 99th percentile and, when given,
-// all within Max. A call that got no answer counts with the time its
-// client waited. Fewer than minLatencyCalls calls judge nothing and fail.
+// Window were answered within P99 at the 99th percentile (latencyP99) and,
+// when given, all within Max. Each attempt is a call: a request the
+// client retried is judged attempt by attempt (the backoff between them
+// is the client's), and its failures by availability and traffic_ran. A
+// call that got no answer counts with the time its client waited. Fewer
+// than MinCalls calls (default minLatencyCalls) judge nothing and fail.
 type ExpectLatency struct {
-	Op     string   `yaml:"op"`
-	P99    Duration `yaml:"p99"`
-	Max    Duration `yaml:"max"`
-	Window string   `yaml:"window"`
+	Op       string   `yaml:"op"`
+	P99      Duration `yaml:"p99"`
+	Max      Duration `yaml:"max"`
+	Window   string   `yaml:"window"`
+	MinCalls int      `yaml:"min_calls"`
 }
 
 // ExpectHidden: Method was offered before the first fault, and no

@@ -82,7 +82,7 @@ func validatePaymentRequest(req *CreatePaymentRequest) *Error {
 // apply of the final result and stored with the idempotency record.
 func (s *Svc) CreatePayment(ctx context.Context, c Caller, orderID string, req CreatePaymentRequest) (Reply, error) {
 	r, err := s.createPayment(ctx, c, orderID, req)
-	if s.m.sabotage.slowAnswer.Load() {
+	if err == nil && s.m.sabotage.slowAnswer.Load() {
 		s.m.sabotage.firedSlow.Add(1)
 		select {
 		case <-time.After(SlowAnswerDelay):
