@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -368,6 +369,29 @@ func (ac *applyCtx) emit(kind, merchant, orderID string, at time.Time, resource 
 	return ac.set(outboxKey(seq), raw)
 }
 
+// emitRef appends the outbox event of an order, payment or timeline
+// event: from VersionOutboxRefs it names the resource (ref, resolved by
+// ReadOutbox) instead of copying it.
+func (ac *applyCtx) emitRef(kind, merchant, orderID string, at time.Time, resource []byte, ref string) error {
+	v, err := ac.version()
+	if err != nil {
+		return err
+	}
+	if v < VersionOutboxRefs {
+		return ac.emit(kind, merchant, orderID, at, resource)
+	}
+	seq, err := ac.nextOutboxSeq()
+	if err != nil {
+		return err
+	}
+	raw, err := appendOutboxRef(ac.bs.buf.outbox[:0], seq, kind, merchant, orderID, at, ref)
+	ac.bs.buf.outbox = raw
+	if err != nil {
+		return fmt.Errorf("encode outbox %s event: %w", kind, err)
+	}
+	return ac.set(outboxKey(seq), raw)
+}
+
 // emitJSON is emit of a resource encoding/json encodes.
 func (ac *applyCtx) emitJSON(kind, merchant, orderID string, at time.Time, resource any) error {
 	res, err := json.Marshal(resource)
@@ -403,7 +427,7 @@ func (ac *applyCtx) event(o *orderRec, at time.Time, typ, paymentID, msg string,
 	if err := ac.set(timelineKey(o.ID, ev.Seq), raw); err != nil {
 		return err
 	}
-	return ac.emit("timeline", o.MerchantID, o.ID, at, raw)
+	return ac.emitRef("timeline", o.MerchantID, o.ID, at, raw, strconv.FormatUint(ev.Seq, 10))
 }
 
 // savePayment stores p and emits it; it returns the encoded Payment
@@ -418,7 +442,7 @@ func (ac *applyCtx) savePayment(p *paymentRec, at time.Time) ([]byte, error) {
 	if err := ac.putRecord(paymentKey(p.ID), p, rec); err != nil {
 		return nil, err
 	}
-	return res, ac.emit("payment", p.MerchantID, p.OrderID, at, res)
+	return res, ac.emitRef("payment", p.MerchantID, p.OrderID, at, res, p.ID)
 }
 
 // encodePaymentRec returns json.Marshal(p), appended to dst, and
@@ -498,7 +522,7 @@ func (ac *applyCtx) saveOrder(o *orderRec, at time.Time) error {
 	if err := ac.putRecord(orderKey(o.ID), o, rec); err != nil {
 		return err
 	}
-	return ac.emit("order", o.MerchantID, o.ID, at, res)
+	return ac.emitRef("order", o.MerchantID, o.ID, at, res, o.ID)
 }
 
 // ---------------------------------------------------------------------------

@@ -329,18 +329,19 @@ func (d *canonDec) paymentResult() *cmdPaymentResult {
 	return c
 }
 
-// decodeOutboxEvent decodes an outbox event in the canonical form
-// appendOutboxEvent writes (the exporter reads every event once); ok is
-// false for anything else, which encoding/json then decodes. The resource
-// is kept verbatim, as json.RawMessage keeps it, after the same validity
-// check encoding/json makes.
-func decodeOutboxEvent(data []byte) (ev OutboxEvent, ok bool) {
+// decodeOutboxEvent decodes an outbox event in one of the canonical forms
+// appendOutboxEvent and appendOutboxRef write (the exporter reads every
+// event once); ok is false for anything else, which encoding/json then
+// decodes. A resource is kept verbatim, as json.RawMessage keeps it, after
+// the same validity check encoding/json makes.
+func decodeOutboxEvent(data []byte) (rec outboxRecord, ok bool) {
 	d := &canonDec{b: data}
 	d.lit(`{"seq":`)
 	if d.i < len(data) && data[d.i] == '-' {
-		return OutboxEvent{}, false // encoding/json refuses even -0 for a uint64
+		return outboxRecord{}, false // encoding/json refuses even -0 for a uint64
 	}
 	seq := d.int()
+	ev := &rec.OutboxEvent
 	d.lit(`,"id":`)
 	ev.ID = d.str()
 	d.lit(`,"kind":`)
@@ -352,15 +353,23 @@ func decodeOutboxEvent(data []byte) (ev OutboxEvent, ok bool) {
 	}
 	d.lit(`,"at":`)
 	ev.At = d.time()
+	if d.opt(`,"ref":`) {
+		rec.Ref = d.str()
+		if d.bad || seq < 0 || rec.Ref == "" || d.i != len(data)-1 || data[d.i] != '}' {
+			return outboxRecord{}, false
+		}
+		ev.Seq = uint64(seq)
+		return rec, true
+	}
 	d.lit(`,"resource":`)
 	if d.bad || seq < 0 || len(data)-d.i < 3 {
-		return OutboxEvent{}, false
+		return outboxRecord{}, false
 	}
 	// An object, ending right before the event's closing brace.
 	res := data[d.i : len(data)-1]
 	if res[0] != '{' || res[len(res)-1] != '}' || data[len(data)-1] != '}' || !json.Valid(res) {
-		return OutboxEvent{}, false
+		return outboxRecord{}, false
 	}
 	ev.Seq, ev.Resource = uint64(seq), bytes.Clone(res)
-	return ev, true
+	return rec, true
 }

@@ -203,6 +203,11 @@ func FuzzCanonicalDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(ev)
+	ref, err := appendOutboxRef(nil, 4, "payment", "m", "o", time.Unix(1, 2).UTC(), "pay_1")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ref)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, typ := range canonicalTypes {
 			checkCanonical(t, typ, data)
@@ -220,7 +225,7 @@ func checkOutboxEvent(t *testing.T, data []byte) bool {
 	if !ok {
 		return false
 	}
-	var want OutboxEvent
+	var want outboxRecord
 	if err := json.Unmarshal(data, &want); err != nil {
 		t.Fatalf("outbox decoder accepted what encoding/json rejects (%v): %s", err, data)
 	}
@@ -251,6 +256,33 @@ func TestOutboxEventDecode(t *testing.T) {
 	}
 	if taken < 1000 {
 		t.Fatalf("only %d events decoded by the fast path", taken)
+	}
+	// References (VersionOutboxRefs) decode the same way, and one never
+	// passes for a resource or the other way round.
+	refs := 0
+	for i := range 2000 {
+		var rec outboxRecord
+		randFill(r, reflect.ValueOf(&rec).Elem(), 0)
+		if rec.Ref == "" {
+			rec.Ref = "ord_1"
+		}
+		data, err := appendOutboxRef(nil, rec.Seq, rec.Kind, rec.MerchantID, rec.OrderID, rec.At, rec.Ref)
+		if err != nil {
+			continue
+		}
+		if checkOutboxEvent(t, data) {
+			refs++
+			// checkOutboxEvent compared it with encoding/json (which
+			// also replaces invalid UTF-8 in the random reference).
+			if got, _ := decodeOutboxEvent(data); got.Ref == "" || got.Resource != nil {
+				t.Fatalf("reference %d decoded as %+v", i, got)
+			}
+		} else if rec.Seq < 1<<63 {
+			t.Fatalf("reference %d refused: %s", i, data)
+		}
+	}
+	if refs < 1000 {
+		t.Fatalf("only %d references decoded by the fast path", refs)
 	}
 	base, err := appendOutboxEvent(nil, 7, "timeline", "m", "o", time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), []byte(`{"a":[1,{"b":null}]}`))
 	if err != nil {

@@ -168,6 +168,28 @@ func appendOutboxEvent(dst []byte, seq uint64, kind, merchant, orderID string, a
 	return append(b, '}'), nil
 }
 
+// appendOutboxRef appends the stored form of an outbox event that names
+// its resource (ref) instead of copying it: the outboxRecord encoding/json
+// writes for it, without a resource.
+func appendOutboxRef(dst []byte, seq uint64, kind, merchant, orderID string, at time.Time, ref string) ([]byte, error) {
+	b := slices.Grow(dst, 128+len(kind)+len(merchant)+len(orderID)+len(ref))
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"id":"evt_`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, '"')
+	b = appendStringField(b, "kind", kind)
+	b = appendStringField(b, "merchant_id", merchant)
+	b = appendOptStringField(b, "order_id", orderID)
+	b = append(b, `,"at":`...)
+	b, err := appendJSONTime(b, at)
+	if err != nil {
+		return dst, err
+	}
+	b = appendStringField(b, "ref", ref)
+	return append(b, '}'), nil
+}
+
 // joinObjects appends to dst the merge of two encoded JSON objects {a…}
 // and {b…}, {a…,b…}: exactly what encoding/json writes for a struct
 // embedding A then B, as long as neither is empty and no field name

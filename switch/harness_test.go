@@ -72,9 +72,16 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessFor(t, txswitch.BinaryVersions)
+}
+
+// newHarnessFor is newHarness with a binary that runs the versions of
+// binary (gate then stops at binary.Max).
+func newHarnessFor(t *testing.T, binary txswitch.VersionRange) *harness {
+	t.Helper()
 	h := &harness{t: t, store: memory.NewStore(), clock: &fakeClock{now: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}, ctx: context.Background()}
 	var err error
-	h.m, err = txswitch.NewMachine(h.store)
+	h.m, err = txswitch.NewMachineFor(h.store, binary)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,12 @@
 package txswitch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 )
 
 // The outbox holds every committed change (orders, payments, refunds,
@@ -22,33 +24,121 @@ const (
 	MaxOutboxReadBytes = 16 << 20
 )
 
+// outboxRecord is an outbox event as stored: with its resource, or (from
+// VersionOutboxRefs, for orders, payments and timeline events) with Ref
+// naming it, which ReadOutbox resolves: the payment id, the order id, or
+// the timeline event's seq on its order.
+type outboxRecord struct {
+	OutboxEvent
+	Ref string `json:"ref,omitempty"`
+}
+
 // ReadOutbox returns up to limit events with seq > after, in seq order, and
 // fewer once they hold MaxOutboxReadBytes (at least one, whatever its size).
+// An event that names its resource gets the resource as it is now: never
+// older than the event (one apply batch wrote both), and for an order or a
+// payment possibly newer, which is what the exporter's upsert by id ends
+// with anyway.
 func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 	if limit <= 0 || limit > MaxOutboxRead {
 		limit = MaxOutboxRead
 	}
-	var out []OutboxEvent
-	var decodeErr error
+	var recs []outboxRecord
+	var readErr error
 	size := 0
 	_, end := prefixRange(prefixOutbox)
 	if err := s.store.Scan(outboxKey(after+1), end, func(k, v []byte) bool {
-		ev, ok := decodeOutboxEvent(v)
+		rec, ok := decodeOutboxEvent(v)
 		if !ok {
-			ev = OutboxEvent{}
-			if err := json.Unmarshal(v, &ev); err != nil {
-				decodeErr = fmt.Errorf("decode %q: %w", k, err)
+			rec = outboxRecord{}
+			if err := json.Unmarshal(v, &rec); err != nil {
+				readErr = fmt.Errorf("decode %q: %w", k, err)
 				return false
 			}
 		}
-		out = append(out, ev)
+		recs = append(recs, rec)
 		size += len(v)
-		return len(out) < limit && size < MaxOutboxReadBytes
+		return len(recs) < limit && size < MaxOutboxReadBytes
 	}); err != nil {
 		return nil, fmt.Errorf("scan outbox: %w", err)
 	}
-	return out, decodeErr
+	// References are resolved once the scan is over: a store may hold a
+	// read lock for the scan that a Get inside it would take again.
+	out := make([]OutboxEvent, 0, len(recs))
+	// One read per order or payment per call: a payment's events name its
+	// order and itself several times over.
+	current := map[string][]byte{}
+	size = 0
+	for i := range recs {
+		rec := &recs[i]
+		if rec.Ref != "" {
+			res, err := s.resolveOutboxRef(rec, current)
+			if err != nil {
+				return out, fmt.Errorf("outbox event %d: %w", rec.Seq, err)
+			}
+			rec.Resource = res
+		}
+		out = append(out, rec.OutboxEvent)
+		if size += len(rec.Resource); size >= MaxOutboxReadBytes {
+			return out, nil
+		}
+	}
+	return out, readErr
 }
+
+// resolveOutboxRef reads the resource rec names. Orders, payments and
+// timeline events are never deleted, so one that is missing is a bug.
+func (s *Svc) resolveOutboxRef(rec *outboxRecord, current map[string][]byte) (json.RawMessage, error) {
+	switch rec.Kind {
+	case "timeline":
+		tseq, err := strconv.ParseUint(rec.Ref, 10, 64)
+		if err != nil || rec.OrderID == "" {
+			return nil, fmt.Errorf("timeline reference %q of order %q: %w", rec.Ref, rec.OrderID, errBadOutboxRef)
+		}
+		raw, err := s.store.Get(timelineKey(rec.OrderID, tseq))
+		if err != nil {
+			return nil, fmt.Errorf("timeline event %d of order %s: %w", tseq, rec.OrderID, err)
+		}
+		return bytes.Clone(raw), nil
+	case "order", "payment":
+		key := rec.Kind + "/" + rec.Ref
+		if res, ok := current[key]; ok {
+			return res, nil
+		}
+		var res []byte
+		if rec.Kind == "order" {
+			o, err := loadOrder(s.store, rec.Ref)
+			if err == nil && o == nil {
+				err = ErrNotFound
+			}
+			if err != nil {
+				return nil, fmt.Errorf("order %s: %w", rec.Ref, err)
+			}
+			r := o.Order
+			r.Payments = nil // the order resource, as apply emits it
+			if res, err = encodeOrder(&r); err != nil {
+				return nil, fmt.Errorf("encode order %s: %w", rec.Ref, err)
+			}
+		} else {
+			p, err := loadPayment(s.store, rec.Ref)
+			if err == nil && p == nil {
+				err = ErrNotFound
+			}
+			if err != nil {
+				return nil, fmt.Errorf("payment %s: %w", rec.Ref, err)
+			}
+			if res, err = encodePayment(&p.Payment); err != nil {
+				return nil, fmt.Errorf("encode payment %s: %w", rec.Ref, err)
+			}
+		}
+		current[key] = res
+		return res, nil
+	}
+	return nil, fmt.Errorf("reference %q in a %q event: %w", rec.Ref, rec.Kind, errBadOutboxRef)
+}
+
+// errBadOutboxRef: a stored reference that names nothing this binary reads.
+var errBadOutboxRef = errors.New("malformed outbox reference")
 
 func readUint(r Reader, key string) (uint64, error) {
 	raw, err := r.Get([]byte(key))

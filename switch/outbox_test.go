@@ -194,3 +194,111 @@ func TestReadOutboxBoundsBytes(t *testing.T) {
 		t.Fatalf("the next read after %d: %d events, %v", last, len(rest), err)
 	}
 }
+
+// outboxFinal is what an exporter that upserts by id makes of a list of
+// outbox events: the last resource of each order, payment and refund, and
+// every timeline event.
+func outboxFinal(t *testing.T, evs []txswitch.OutboxEvent) map[string]string {
+	t.Helper()
+	final := map[string]string{}
+	for _, e := range evs {
+		var id struct {
+			ID  string `json:"id"`
+			Seq uint64 `json:"seq"`
+		}
+		if err := json.Unmarshal(e.Resource, &id); err != nil {
+			t.Fatalf("event %d (%s): %v: %s", e.Seq, e.Kind, err, e.Resource)
+		}
+		key := e.Kind + "/" + id.ID
+		if e.Kind == "timeline" {
+			key = fmt.Sprintf("timeline/%s/%d", e.OrderID, id.Seq)
+		}
+		final[key] = string(e.Resource)
+	}
+	return final
+}
+
+// TestOutboxRefsExportTheSameRows: from VersionOutboxRefs an order,
+// payment or timeline event is stored as a reference, a fraction of the
+// bytes of the copy it replaces, and what ReadOutbox returns leaves an
+// exporter with exactly the rows the copies did. A harness on the first
+// version before the gate and one past it run the same flows (sequential
+// ids, one fake clock: the same records).
+func TestOutboxRefsExportTheSameRows(t *testing.T) {
+	run := func(refs bool) (final map[string]string, stored, refEvents int) {
+		v := txswitch.VersionOutboxRefs - 1
+		if refs {
+			v = txswitch.VersionOutboxRefs
+		}
+		h := newHarnessFor(t, txswitch.VersionRange{Min: 1, Max: v})
+		h.gate(v)
+		if got := h.m.ClusterVersion(); got != v {
+			t.Fatalf("cluster version %d, want %d", got, v)
+		}
+		o := h.createOrder(1000)
+		p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+		if _, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(10)}); err != nil {
+			t.Fatal(err)
+		}
+		o2 := h.createOrder(2000)
+		p2 := h.pay(o2.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual"})
+		if _, err := h.svc.Capture(h.ctx, caller(""), p2.ID, txswitch.CaptureRequest{Amount: eur(500)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.store.Scan([]byte("x/"), []byte("x0"), func(_, v []byte) bool {
+			stored += len(v)
+			if strings.Contains(string(v), `"ref":`) {
+				refEvents++
+			}
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := h.svc.ReadOutbox(0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range evs {
+			if e.Seq != uint64(i+1) || len(e.Resource) == 0 {
+				t.Fatalf("refs=%v: event %d = %+v", refs, i, e)
+			}
+		}
+		// Paged reads resolve the same way.
+		var paged []txswitch.OutboxEvent
+		for after := uint64(0); ; {
+			page, err := h.svc.ReadOutbox(after, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			paged = append(paged, page...)
+			after = page[len(page)-1].Seq
+		}
+		if len(paged) != len(evs) {
+			t.Fatalf("refs=%v: %d events paged, %d at once", refs, len(paged), len(evs))
+		}
+		return outboxFinal(t, evs), stored, refEvents
+	}
+	copies, copyBytes, n := run(false)
+	if n != 0 {
+		t.Fatalf("%d references written below VersionOutboxRefs", n)
+	}
+	refs, refBytes, n := run(true)
+	if n == 0 {
+		t.Fatal("no reference written past VersionOutboxRefs")
+	}
+	if len(refs) != len(copies) {
+		t.Fatalf("%d resources exported with references, %d with copies", len(refs), len(copies))
+	}
+	for k, want := range copies {
+		if refs[k] != want {
+			t.Fatalf("%s exported as\n%s\nwith references, as\n%s\nwith copies", k, refs[k], want)
+		}
+	}
+	if refBytes*2 > copyBytes {
+		t.Fatalf("the outbox holds %d bytes with references, %d with copies: want under half", refBytes, copyBytes)
+	}
+	t.Logf("outbox: %d bytes with copies, %d with references (%d of its events)", copyBytes, refBytes, n)
+}
