@@ -111,6 +111,16 @@ type Store interface {
 	// AppliedIndex where it was (below index), so the restore is redone.
 	OpenImage() (StateImage, error)
 	RestoreImage(index uint64, r io.Reader, size int64) error
+	// View pins a consistent read-only view of the state as it is now
+	// (whole batches only), until Close: several reads that must agree
+	// with each other, while apply goes on.
+	View() (View, error)
+}
+
+// View is a consistent read-only view of the state (Store.View).
+type View interface {
+	Reader
+	Close() error
 }
 
 // StateImage is a consistent view of the state at Index, written on

@@ -21,7 +21,7 @@ import (
 //	ie/<%016x unix nanos>/<merchant>\x00<key>   empty: idempotency records by creation time, for expiry
 //	d/<provider idempotency key>          inDoubtRec: an intent (payment attempt, capture, refund, cancel) without a final result
 //	n/<provider>\x00<notification id>     empty: notifications already applied (dedup)
-//	x/<%016x seq>                         OutboxEvent, seq dense from 1
+//	x/<%016x seq>                         outboxRecord (an OutboxEvent, or a reference to its resource), seq dense from 1
 //	m/outbox_seq                          last assigned outbox seq (8 bytes big-endian)
 //	m/watermark                           export watermark (8 bytes big-endian)
 //	m/config                              RoutingConfig JSON

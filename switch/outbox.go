@@ -9,14 +9,15 @@ import (
 	"strconv"
 )
 
-// The outbox holds every committed change (orders, payments, refunds,
+// The outbox records every committed change (orders, payments, refunds,
 // timeline events, merchants) under a dense sequence for the central
-// database exporter. It is trimmed only by the replicated export
+// database exporter: a copy of the resource, or from VersionOutboxRefs a
+// reference that ReadOutbox reads. It is trimmed only by the replicated export
 // watermark, so while PostgreSQL is down it grows, bounded by disk alone;
 // OutboxBacklog makes that growth visible.
 
 // MaxOutboxRead bounds the events of one ReadOutbox call, and
-// MaxOutboxReadBytes their stored size: an order event carries all its
+// MaxOutboxReadBytes the size of their resources: an order carries all its
 // lines, so a count alone would let a backlog of large orders take
 // hundreds of MB per batch (and the exporter holds two batches).
 const (
@@ -34,20 +35,32 @@ type outboxRecord struct {
 }
 
 // ReadOutbox returns up to limit events with seq > after, in seq order, and
-// fewer once they hold MaxOutboxReadBytes (at least one, whatever its size).
-// An event that names its resource gets the resource as it is now: never
-// older than the event (one apply batch wrote both), and for an order or a
-// payment possibly newer, which is what the exporter's upsert by id ends
-// with anyway.
+// fewer once their resources hold MaxOutboxReadBytes (at least one,
+// whatever its size). It reads one consistent view of the state: an event
+// that names its resource gets the resource as it is in that view, never
+// older than the event (one apply batch wrote both) and possibly newer,
+// with AsOf the view's outbox head, so a row the exporter writes from it
+// is versioned by the state it shows (OutboxEvent.RowVersion) and never
+// overwritten by an older copy (a refund event written before the payment
+// was read) or by a view a lagging node reads after a leader change.
 func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 	if limit <= 0 || limit > MaxOutboxRead {
 		limit = MaxOutboxRead
+	}
+	view, err := s.view()
+	if err != nil {
+		return nil, fmt.Errorf("outbox view: %w", err)
+	}
+	defer view.Close()
+	head, err := readUint(view, keyOutboxSeq)
+	if err != nil {
+		return nil, err
 	}
 	var recs []outboxRecord
 	var readErr error
 	size := 0
 	_, end := prefixRange(prefixOutbox)
-	if err := s.store.Scan(outboxKey(after+1), end, func(k, v []byte) bool {
+	if err := view.Scan(outboxKey(after+1), end, func(k, v []byte) bool {
 		rec, ok := decodeOutboxEvent(v)
 		if !ok {
 			rec = outboxRecord{}
@@ -72,11 +85,11 @@ func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 	for i := range recs {
 		rec := &recs[i]
 		if rec.Ref != "" {
-			res, err := s.resolveOutboxRef(rec, current)
+			res, err := resolveOutboxRef(view, rec, current)
 			if err != nil {
 				return out, fmt.Errorf("outbox event %d: %w", rec.Seq, err)
 			}
-			rec.Resource = res
+			rec.Resource, rec.AsOf = res, max(head, rec.Seq)
 		}
 		out = append(out, rec.OutboxEvent)
 		if size += len(rec.Resource); size >= MaxOutboxReadBytes {
@@ -86,16 +99,24 @@ func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 	return out, readErr
 }
 
-// resolveOutboxRef reads the resource rec names. Orders, payments and
-// timeline events are never deleted, so one that is missing is a bug.
-func (s *Svc) resolveOutboxRef(rec *outboxRecord, current map[string][]byte) (json.RawMessage, error) {
+// view pins a consistent view of the state the service reads.
+func (s *Svc) view() (View, error) {
+	if st, ok := s.store.(Store); ok {
+		return st.View()
+	}
+	return s.m.store.View()
+}
+
+// resolveOutboxRef reads the resource rec names from r. Orders, payments
+// and timeline events are never deleted, so one that is missing is a bug.
+func resolveOutboxRef(r Reader, rec *outboxRecord, current map[string][]byte) (json.RawMessage, error) {
 	switch rec.Kind {
 	case "timeline":
 		tseq, err := strconv.ParseUint(rec.Ref, 10, 64)
 		if err != nil || rec.OrderID == "" {
 			return nil, fmt.Errorf("timeline reference %q of order %q: %w", rec.Ref, rec.OrderID, errBadOutboxRef)
 		}
-		raw, err := s.store.Get(timelineKey(rec.OrderID, tseq))
+		raw, err := r.Get(timelineKey(rec.OrderID, tseq))
 		if err != nil {
 			return nil, fmt.Errorf("timeline event %d of order %s: %w", tseq, rec.OrderID, err)
 		}
@@ -107,7 +128,7 @@ func (s *Svc) resolveOutboxRef(rec *outboxRecord, current map[string][]byte) (js
 		}
 		var res []byte
 		if rec.Kind == "order" {
-			o, err := loadOrder(s.store, rec.Ref)
+			o, err := loadOrder(r, rec.Ref)
 			if err == nil && o == nil {
 				err = ErrNotFound
 			}
@@ -120,7 +141,7 @@ func (s *Svc) resolveOutboxRef(rec *outboxRecord, current map[string][]byte) (js
 				return nil, fmt.Errorf("encode order %s: %w", rec.Ref, err)
 			}
 		} else {
-			p, err := loadPayment(s.store, rec.Ref)
+			p, err := loadPayment(r, rec.Ref)
 			if err == nil && p == nil {
 				err = ErrNotFound
 			}

@@ -342,9 +342,11 @@ type ProviderNotification struct {
 
 // OutboxEvent is one committed change shipped to the central database,
 // exactly once, in Seq order. Seq is dense and assigned in apply.
-// Resource is the full JSON of the changed resource after the change
-// (an Order without Payments, a Payment, a Refund, a TimelineEvent or a
-// Merchant), so the exporter can upsert without reconstructing state.
+// Resource is the full JSON of the changed resource (an Order without
+// Payments, a Payment, a Refund, a TimelineEvent or a Merchant), so the
+// exporter can upsert without reconstructing state: as it was right after
+// the change, or (from VersionOutboxRefs, for orders, payments and
+// timeline events) as it was when ReadOutbox read it, at outbox head AsOf.
 type OutboxEvent struct {
 	Seq        uint64          `json:"seq"`
 	ID         string          `json:"id"`   // stable event id: "evt_<seq>"
@@ -353,4 +355,12 @@ type OutboxEvent struct {
 	OrderID    string          `json:"order_id,omitempty"`
 	At         time.Time       `json:"at"`
 	Resource   json.RawMessage `json:"resource"`
+	// AsOf, when set, is the outbox head of the consistent view Resource
+	// was read from (>= Seq): the resource shows every change up to it.
+	AsOf uint64 `json:"as_of,omitempty"`
 }
+
+// RowVersion is the version of the state Resource shows, for a row that
+// must never move backwards: AsOf when the resource was read when asked
+// (it may show changes of later events), Seq otherwise.
+func (e *OutboxEvent) RowVersion() uint64 { return max(e.Seq, e.AsOf) }

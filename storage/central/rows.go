@@ -350,7 +350,11 @@ func decodeBatch(events []txswitch.OutboxEvent) (*batchRows, error) {
 }
 
 func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
-	seq := int64(ev.Seq)
+	// A resource read when the exporter asked shows the state as of AsOf,
+	// not as of its event: rows take that as their version, so they never
+	// move backwards (RowVersion).
+	ver := ev.RowVersion()
+	seq := int64(ver)
 	switch ev.Kind {
 	case KindMerchant:
 		var m txswitch.MerchantConfig
@@ -363,7 +367,7 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 		if m.ID == "" {
 			return errors.New("merchant without id")
 		}
-		b.byName["merchants"].put(m.ID, ev.Seq, m.ID, m.Name, seq)
+		b.byName["merchants"].put(m.ID, ver, m.ID, m.Name, seq)
 	case KindOrder:
 		o, err := txswitch.DecodeOrder(ev.Resource)
 		if err != nil {
@@ -372,11 +376,11 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 		if o.ID == "" {
 			return errors.New("order without id")
 		}
-		b.byName["orders"].put(o.ID, ev.Seq, o.ID, o.MerchantID, o.Reference, o.Status,
+		b.byName["orders"].put(o.ID, ver, o.ID, o.MerchantID, o.Reference, o.Status,
 			o.Amount.Value, o.Amount.Currency, o.Customer.Country, o.Customer.ID, o.Channel,
 			o.Authorized.Value, o.Captured.Value, o.Refunded.Value, o.CreatedAt, o.UpdatedAt, o.ExpiresAt, seq)
 		for i, l := range o.Lines {
-			b.byName["order_lines"].put(fmt.Sprintf("%s\x00%06d", o.ID, i), ev.Seq,
+			b.byName["order_lines"].put(fmt.Sprintf("%s\x00%06d", o.ID, i), ver,
 				o.ID, int32(i+1), l.SKU, l.Quantity, l.UnitAmount, l.Category, seq)
 		}
 		// Orders may embed their payments; their state is as new as the order's.
@@ -424,7 +428,7 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 			data = &s
 		}
 		key := fmt.Sprintf("%s\x00%020d", ev.OrderID, t.Seq)
-		b.byName["timeline_events"].put(key, ev.Seq, ev.OrderID, int64(t.Seq), ev.MerchantID, t.At,
+		b.byName["timeline_events"].put(key, ver, ev.OrderID, int64(t.Seq), ev.MerchantID, t.At,
 			t.Type, optString(t.PaymentID), t.Message, data, seq)
 		if t.Type == TimelineProviderResponse {
 			var d ProviderResponseData
@@ -433,7 +437,7 @@ func (b *batchRows) add(ev *txswitch.OutboxEvent) error {
 					return fmt.Errorf("provider_response data: %w", err)
 				}
 			}
-			b.byName["provider_attempts"].put(key, ev.Seq, ev.OrderID, int64(t.Seq), optString(t.PaymentID),
+			b.byName["provider_attempts"].put(key, ver, ev.OrderID, int64(t.Seq), optString(t.PaymentID),
 				ev.MerchantID, d.Op, d.Provider, int32(d.Attempt), d.LatencyMS, d.Outcome, d.Code, t.At)
 		}
 	default:
@@ -462,10 +466,11 @@ func (b *batchRows) putPayment(ev *txswitch.OutboxEvent, p *txswitch.Payment) {
 			ccode = &c.Failure.Code
 		}
 	}
-	b.byName["payments"].put(p.ID, ev.Seq, p.ID, p.OrderID, merchant, p.Status, p.Provider, p.ProviderRef,
+	ver := ev.RowVersion()
+	b.byName["payments"].put(p.ID, ver, p.ID, p.OrderID, merchant, p.Status, p.Provider, p.ProviderRef,
 		p.Method, p.Amount.Currency, p.Amount.Value, surcharge, p.Authorized.Value, p.Captured.Value,
-		p.Refunded.Value, p.CaptureMode, fcode, fmsg, int32(p.Attempt), p.CreatedAt, p.UpdatedAt, cstatus, ccode, int64(ev.Seq))
-	// Embedded captures and refunds are as new as the payment event.
+		p.Refunded.Value, p.CaptureMode, fcode, fmsg, int32(p.Attempt), p.CreatedAt, p.UpdatedAt, cstatus, ccode, int64(ver))
+	// Embedded captures and refunds are as new as the payment's resource.
 	for i := range p.Captures {
 		b.putCapture(ev, &p.Captures[i])
 	}
@@ -479,8 +484,9 @@ func (b *batchRows) putPayment(ev *txswitch.OutboxEvent, p *txswitch.Payment) {
 }
 
 func (b *batchRows) putCapture(ev *txswitch.OutboxEvent, c *txswitch.Capture) {
-	b.byName["captures"].put(c.ID, ev.Seq, c.ID, c.PaymentID, ev.OrderID, ev.MerchantID,
-		c.Amount.Value, c.Amount.Currency, c.Status, c.CreatedAt, int64(ev.Seq))
+	ver := ev.RowVersion()
+	b.byName["captures"].put(c.ID, ver, c.ID, c.PaymentID, ev.OrderID, ev.MerchantID,
+		c.Amount.Value, c.Amount.Currency, c.Status, c.CreatedAt, int64(ver))
 }
 
 func (b *batchRows) putRefund(ev *txswitch.OutboxEvent, r *txswitch.Refund) {
@@ -492,6 +498,7 @@ func (b *batchRows) putRefund(ev *txswitch.OutboxEvent, r *txswitch.Refund) {
 	if orderID == "" {
 		orderID = ev.OrderID
 	}
-	b.byName["refunds"].put(r.ID, ev.Seq, r.ID, r.PaymentID, orderID, ev.MerchantID, r.Amount.Value,
-		r.Amount.Currency, r.Reason, r.Channel, r.Status, fcode, r.CreatedAt, int64(ev.Seq))
+	ver := ev.RowVersion()
+	b.byName["refunds"].put(r.ID, ver, r.ID, r.PaymentID, orderID, ev.MerchantID, r.Amount.Value,
+		r.Amount.Currency, r.Reason, r.Channel, r.Status, fcode, r.CreatedAt, int64(ver))
 }

@@ -61,6 +61,34 @@ func (s *StateStore) Scan(start, end []byte, fn func(key, value []byte) bool) er
 	return s.scan(s.db.pdb, start, end, fn)
 }
 
+// View implements txswitch.Store with a pebble snapshot: batches commit
+// atomically, so it holds whole batches only.
+func (s *StateStore) View() (txswitch.View, error) {
+	if err := s.db.usable(); err != nil {
+		return nil, err
+	}
+	return &stateView{s: s, snap: s.db.pdb.NewSnapshot()}, nil
+}
+
+// stateView is a StateStore's read-only snapshot (txswitch.View).
+type stateView struct {
+	s    *StateStore
+	snap *pebble.Snapshot
+}
+
+func (v *stateView) Get(key []byte) ([]byte, error) { return v.s.get(v.snap, key) }
+
+func (v *stateView) Scan(start, end []byte, fn func(key, value []byte) bool) error {
+	return v.s.scan(v.snap, start, end, fn)
+}
+
+func (v *stateView) Close() error {
+	if err := v.snap.Close(); err != nil {
+		return fmt.Errorf("close state view: %w", err)
+	}
+	return nil
+}
+
 // AppliedIndex returns the applied index of the last committed batch (0 on a
 // fresh store).
 func (s *StateStore) AppliedIndex() (uint64, error) {

@@ -381,3 +381,36 @@ func TestStateBatchDeleteRange(t *testing.T) {
 		t.Fatalf("other group: %v", got)
 	}
 }
+
+// TestStateStoreView: a view keeps showing the state it was taken at
+// (its group's keys only) while later batches commit, until Close.
+func TestStateStoreView(t *testing.T) {
+	db := openFS(t, vfs.NewMem())
+	st := db.StateStore(1)
+	commitKVs(t, st, 3, kv{"a", "1"}, kv{"b", "2"})
+	commitKVs(t, db.StateStore(2), 4, kv{"a", "other"})
+	v, err := st.View()
+	if err != nil {
+		t.Fatal(err)
+	}
+	commitKVs(t, st, 5, kv{"a", "1'"}, kv{"c", "3"})
+	if got, err := v.Get([]byte("a")); err != nil || string(got) != "1" {
+		t.Fatalf("view Get(a) = %q, %v; want the value it was taken with", got, err)
+	}
+	if _, err := v.Get([]byte("c")); !errors.Is(err, txswitch.ErrNotFound) {
+		t.Fatalf("view Get(c) = %v: a key committed after the view", err)
+	}
+	var keys []string
+	if err := v.Scan(nil, nil, func(k, val []byte) bool { keys = append(keys, string(k)+"="+string(val)); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(keys) != "[a=1 b=2]" {
+		t.Fatalf("view Scan = %v", keys)
+	}
+	if err := v.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Get([]byte("a")); err != nil || string(got) != "1'" {
+		t.Fatalf("store Get(a) = %q, %v", got, err)
+	}
+}

@@ -67,6 +67,23 @@ func (s *Store) scanLocked(start, end []byte, fn func(key, value []byte) bool) e
 	return nil
 }
 
+// View implements txswitch.Store with a copy of the state (this store
+// holds test-sized states).
+func (s *Store) View() (txswitch.View, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v := &view{Store: Store{keys: slices.Clone(s.keys), vals: make(map[string][]byte, len(s.vals)), applied: s.applied}}
+	for k, val := range s.vals {
+		v.vals[k] = val // values are never modified in place, only replaced
+	}
+	return v, nil
+}
+
+// view is a Store's frozen copy; only its reads are used.
+type view struct{ Store }
+
+func (v *view) Close() error { return nil }
+
 // AppliedIndex is the index of the last committed batch.
 func (s *Store) AppliedIndex() (uint64, error) {
 	s.mu.RLock()
