@@ -122,40 +122,51 @@ func resolveOutboxRef(r Reader, rec *outboxRecord, current map[string][]byte) (j
 		}
 		return bytes.Clone(raw), nil
 	case "order", "payment":
-		key := rec.Kind + "/" + rec.Ref
-		if res, ok := current[key]; ok {
+		ck := rec.Kind + "/" + rec.Ref
+		if res, ok := current[ck]; ok {
 			return res, nil
 		}
-		var res []byte
-		if rec.Kind == "order" {
-			o, err := loadOrder(r, rec.Ref)
-			if err == nil && o == nil {
-				err = ErrNotFound
-			}
-			if err != nil {
-				return nil, fmt.Errorf("order %s: %w", rec.Ref, err)
-			}
-			r := o.Order
-			r.Payments = nil // the order resource, as apply emits it
-			if res, err = encodeOrder(&r); err != nil {
-				return nil, fmt.Errorf("encode order %s: %w", rec.Ref, err)
-			}
-		} else {
-			p, err := loadPayment(r, rec.Ref)
-			if err == nil && p == nil {
-				err = ErrNotFound
-			}
-			if err != nil {
-				return nil, fmt.Errorf("payment %s: %w", rec.Ref, err)
-			}
-			if res, err = encodePayment(&p.Payment); err != nil {
-				return nil, fmt.Errorf("encode payment %s: %w", rec.Ref, err)
+		var key []byte
+		fields := func(d *canonDec) bool { return d.paymentFields().ID == rec.Ref }
+		if key = paymentKey(rec.Ref); rec.Kind == "order" {
+			key = orderKey(rec.Ref)
+			// An order resource carries no payments (apply emits it so).
+			fields = func(d *canonDec) bool { o := d.orderFields(); return o.ID == rec.Ref && o.Payments == nil }
+		}
+		raw, err := r.Get(key)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", rec.Kind, rec.Ref, err)
+		}
+		res, ok := resourcePrefix(raw, fields)
+		if !ok {
+			if res, err = decodeResource(rec.Kind, raw); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", rec.Kind, rec.Ref, err)
 			}
 		}
-		current[key] = res
+		current[ck] = res
 		return res, nil
 	}
 	return nil, fmt.Errorf("reference %q in a %q event: %w", rec.Ref, rec.Kind, errBadOutboxRef)
+}
+
+// decodeResource is the resource of a stored order or payment record
+// resourcePrefix could not cut out: decoded by encoding/json, encoded as
+// apply encodes it.
+func decodeResource(kind string, raw []byte) ([]byte, error) {
+	if kind == "order" {
+		var o orderRec
+		if err := json.Unmarshal(raw, &o); err != nil {
+			return nil, fmt.Errorf("decode: %w", err)
+		}
+		r := o.Order
+		r.Payments = nil // the order resource, as apply emits it
+		return encodeOrder(&r)
+	}
+	var p paymentRec
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	return encodePayment(&p.Payment)
 }
 
 // errBadOutboxRef: a stored reference that names nothing this binary reads.

@@ -118,6 +118,14 @@ func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\
 
 // order reads what appendOrder writes.
 func (d *canonDec) order() Order {
+	o := d.orderFields()
+	d.lit(`}`)
+	return o
+}
+
+// orderFields reads an order up to, not including, its closing brace:
+// in a stored order record (joinObjects) the record's own fields follow.
+func (d *canonDec) orderFields() Order {
 	var o Order
 	d.lit(`{"id":`)
 	o.ID = d.str()
@@ -185,12 +193,19 @@ func (d *canonDec) order() Order {
 		t := d.time()
 		o.ExpiresAt = &t
 	}
-	d.lit(`}`)
 	return o
 }
 
 // payment reads what appendPayment writes.
 func (d *canonDec) payment() Payment {
+	p := d.paymentFields()
+	d.lit(`}`)
+	return p
+}
+
+// paymentFields reads a payment up to, not including, its closing brace
+// (see orderFields).
+func (d *canonDec) paymentFields() Payment {
 	var p Payment
 	d.lit(`{"id":`)
 	p.ID = d.str()
@@ -287,8 +302,22 @@ func (d *canonDec) payment() Payment {
 	p.CreatedAt = d.time()
 	d.lit(`,"updated_at":`)
 	p.UpdatedAt = d.time()
-	d.lit(`}`)
 	return p
+}
+
+// resourcePrefix returns the resource a stored order or payment record
+// starts with: encodeOrderRec and encodePaymentRec write the record as
+// the canonical resource joined with the record's own fields
+// (joinObjects), so the resource is the record up to where its fields
+// end, closed. fields reads them (orderFields, paymentFields); ok is false
+// when the record is not in that form (encoding/json then decides).
+func resourcePrefix(rec []byte, fields func(*canonDec) bool) (res []byte, ok bool) {
+	d := &canonDec{b: rec}
+	if !fields(d) || d.bad || d.i >= len(rec) || (rec[d.i] != ',' && rec[d.i] != '}') {
+		return nil, false
+	}
+	res = make([]byte, 0, d.i+1)
+	return append(append(res, rec[:d.i]...), '}'), true
 }
 
 // refund reads what appendRefund writes.
