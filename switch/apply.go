@@ -357,16 +357,9 @@ func (ac *applyCtx) outboxSeq() (uint64, error) {
 // emit appends an outbox event whose resource is already encoded (by
 // encoding/json or an encoder that matches it byte for byte).
 func (ac *applyCtx) emit(kind, merchant, orderID string, at time.Time, resource []byte) error {
-	seq, err := ac.nextOutboxSeq()
-	if err != nil {
-		return err
-	}
-	raw, err := appendOutboxEvent(ac.bs.buf.outbox[:0], seq, kind, merchant, orderID, at, resource)
-	ac.bs.buf.outbox = raw
-	if err != nil {
-		return fmt.Errorf("encode outbox %s event: %w", kind, err)
-	}
-	return ac.set(outboxKey(seq), raw)
+	return ac.putOutbox(kind, func(dst []byte, seq uint64) ([]byte, error) {
+		return appendOutboxEvent(dst, seq, kind, merchant, orderID, at, resource)
+	})
 }
 
 // emitRef appends the outbox event of an order, payment or timeline
@@ -380,11 +373,18 @@ func (ac *applyCtx) emitRef(kind, merchant, orderID string, at time.Time, resour
 	if v < VersionOutboxRefs {
 		return ac.emit(kind, merchant, orderID, at, resource)
 	}
+	return ac.putOutbox(kind, func(dst []byte, seq uint64) ([]byte, error) {
+		return appendOutboxRef(dst, seq, kind, merchant, orderID, at, ref)
+	})
+}
+
+// putOutbox stores the event encode writes under the next outbox seq.
+func (ac *applyCtx) putOutbox(kind string, encode func(dst []byte, seq uint64) ([]byte, error)) error {
 	seq, err := ac.nextOutboxSeq()
 	if err != nil {
 		return err
 	}
-	raw, err := appendOutboxRef(ac.bs.buf.outbox[:0], seq, kind, merchant, orderID, at, ref)
+	raw, err := encode(ac.bs.buf.outbox[:0], seq)
 	ac.bs.buf.outbox = raw
 	if err != nil {
 		return fmt.Errorf("encode outbox %s event: %w", kind, err)

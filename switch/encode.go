@@ -148,17 +148,7 @@ func appendTimelineEvent(dst []byte, ev *TimelineEvent) ([]byte, error) {
 // appendOutboxEvent appends json.Marshal of the OutboxEvent with these
 // fields, resource being json.Marshal output, to dst.
 func appendOutboxEvent(dst []byte, seq uint64, kind, merchant, orderID string, at time.Time, resource []byte) ([]byte, error) {
-	b := slices.Grow(dst, 128+len(kind)+len(merchant)+len(orderID)+len(resource))
-	b = append(b, `{"seq":`...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, `,"id":"evt_`...)
-	b = strconv.AppendUint(b, seq, 10)
-	b = append(b, '"')
-	b = appendStringField(b, "kind", kind)
-	b = appendStringField(b, "merchant_id", merchant)
-	b = appendOptStringField(b, "order_id", orderID)
-	b = append(b, `,"at":`...)
-	b, err := appendJSONTime(b, at)
+	b, err := appendOutboxHead(slices.Grow(dst, 128+len(kind)+len(merchant)+len(orderID)+len(resource)), seq, kind, merchant, orderID, at)
 	if err != nil {
 		m, err := json.Marshal(OutboxEvent{Seq: seq, ID: "evt_" + strconv.FormatUint(seq, 10), Kind: kind, MerchantID: merchant,
 			OrderID: orderID, At: at, Resource: resource})
@@ -172,7 +162,17 @@ func appendOutboxEvent(dst []byte, seq uint64, kind, merchant, orderID string, a
 // its resource (ref) instead of copying it: the outboxRecord encoding/json
 // writes for it, without a resource.
 func appendOutboxRef(dst []byte, seq uint64, kind, merchant, orderID string, at time.Time, ref string) ([]byte, error) {
-	b := slices.Grow(dst, 128+len(kind)+len(merchant)+len(orderID)+len(ref))
+	b, err := appendOutboxHead(slices.Grow(dst, 128+len(kind)+len(merchant)+len(orderID)+len(ref)), seq, kind, merchant, orderID, at)
+	if err != nil {
+		return dst, err
+	}
+	b = appendStringField(b, "ref", ref)
+	return append(b, '}'), nil
+}
+
+// appendOutboxHead appends an outbox event's fields up to and including
+// "at"; it fails only for a time JSON cannot hold.
+func appendOutboxHead(b []byte, seq uint64, kind, merchant, orderID string, at time.Time) ([]byte, error) {
 	b = append(b, `{"seq":`...)
 	b = strconv.AppendUint(b, seq, 10)
 	b = append(b, `,"id":"evt_`...)
@@ -182,12 +182,7 @@ func appendOutboxRef(dst []byte, seq uint64, kind, merchant, orderID string, at 
 	b = appendStringField(b, "merchant_id", merchant)
 	b = appendOptStringField(b, "order_id", orderID)
 	b = append(b, `,"at":`...)
-	b, err := appendJSONTime(b, at)
-	if err != nil {
-		return dst, err
-	}
-	b = appendStringField(b, "ref", ref)
-	return append(b, '}'), nil
+	return appendJSONTime(b, at)
 }
 
 // joinObjects appends to dst the merge of two encoded JSON objects {a…}
