@@ -3,6 +3,7 @@ package central
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -67,6 +68,19 @@ func TestReadBackRowsNeverGoBackwards(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A second order and payment, read back in the same batches as the
+	// first: one must not be taken for the other.
+	if r, err = svc.CreateOrder(ctx, caller, txswitch.CreateOrderRequest{Reference: "r2", Amount: txswitch.Money{Value: 700, Currency: "EUR"},
+		Customer: txswitch.Customer{Country: "NL"}, Channel: "online"}); err != nil {
+		t.Fatal(err)
+	}
+	var o2 txswitch.Order
+	if err := json.Unmarshal(r.Body, &o2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = svc.CreatePayment(ctx, caller, o2.ID, txswitch.CreatePaymentRequest{Method: "card"}); err != nil {
+		t.Fatal(err)
+	}
 
 	// The guarded upsert, as PostgreSQL runs it: a row is replaced only
 	// by a newer version.
@@ -121,6 +135,30 @@ func TestReadBackRowsNeverGoBackwards(t *testing.T) {
 	for id, ok := range succeeded {
 		if !ok {
 			t.Fatalf("refund %s not succeeded at the end", id)
+		}
+	}
+	// All events in one batch (several name the same order and payment,
+	// read back once): the same rows as one event per batch.
+	all, err := svc.ReadOutbox(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := decodeBatch(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables["orders"]) != 2 || len(tables["payments"]) != 2 {
+		t.Fatalf("%d order rows and %d payment rows, want 2 of each", len(tables["orders"]), len(tables["payments"]))
+	}
+	for _, name := range []string{"orders", "order_lines", "payments", "captures", "refunds", "timeline_events"} {
+		rs := b.byName[name]
+		if len(rs.rows) != len(tables[name]) {
+			t.Fatalf("%s: %d rows from one batch, %d from one event per batch", name, len(rs.rows), len(tables[name]))
+		}
+		for k, vals := range rs.rows {
+			if want := tables[name][k]; !reflect.DeepEqual(vals, want.vals) {
+				t.Fatalf("%s %q: %v from one batch, %v from one event per batch", name, k, vals, want.vals)
+			}
 		}
 	}
 	refunded := slices.IndexFunc(paymentsTable.cols, func(c column) bool { return c.name == "refunded_minor" })

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -337,8 +338,19 @@ func optString(s string) *string {
 // runs that release; so it takes a bug to get here.)
 func decodeBatch(events []txswitch.OutboxEvent) (*batchRows, error) {
 	b := newBatchRows()
+	// Resources read back as of one view (AsOf) come once per order or
+	// payment per read, named by several events: the rows of a second one
+	// would change nothing (same version), so it is not decoded again.
+	seen := map[string]bool{}
 	for i := range events {
 		ev := &events[i]
+		if ev.AsOf > 0 && (ev.Kind == KindOrder || ev.Kind == KindPayment) {
+			k := ev.Kind + "\x00" + strconv.FormatUint(ev.AsOf, 10) + "\x00" + string(ev.Resource)
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+		}
 		if err := b.add(ev); err != nil {
 			return nil, fmt.Errorf("event %s (seq %d, kind %s): %w: %v", ev.ID, ev.Seq, ev.Kind, errBadEvent, err)
 		}
