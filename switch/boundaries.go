@@ -87,6 +87,8 @@ var ErrNotFound = errors.New("not found")
 
 // Reader reads the state machine's key space.
 type Reader interface {
+	// Get returns a copy of key's value (the caller may keep it), or
+	// ErrNotFound.
 	Get(key []byte) ([]byte, error)
 	// Scan calls fn for each key in [start, end) in key order until fn
 	// returns false. The slices passed to fn are only valid during the call.

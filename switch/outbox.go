@@ -1,7 +1,6 @@
 package txswitch
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,7 +46,7 @@ func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 	if limit <= 0 || limit > MaxOutboxRead {
 		limit = MaxOutboxRead
 	}
-	view, err := s.view()
+	view, err := s.m.store.View()
 	if err != nil {
 		return nil, fmt.Errorf("outbox view: %w", err)
 	}
@@ -99,14 +98,6 @@ func (s *Svc) ReadOutbox(after uint64, limit int) ([]OutboxEvent, error) {
 	return out, readErr
 }
 
-// view pins a consistent view of the state the service reads.
-func (s *Svc) view() (View, error) {
-	if st, ok := s.store.(Store); ok {
-		return st.View()
-	}
-	return s.m.store.View()
-}
-
 // resolveOutboxRef reads the resource rec names from r. Orders, payments
 // and timeline events are never deleted, so one that is missing is a bug.
 func resolveOutboxRef(r Reader, rec *outboxRecord, current map[string][]byte) (json.RawMessage, error) {
@@ -120,7 +111,7 @@ func resolveOutboxRef(r Reader, rec *outboxRecord, current map[string][]byte) (j
 		if err != nil {
 			return nil, fmt.Errorf("timeline event %d of order %s: %w", tseq, rec.OrderID, err)
 		}
-		return bytes.Clone(raw), nil
+		return raw, nil
 	case "order", "payment":
 		ck := rec.Kind + "/" + rec.Ref
 		if res, ok := current[ck]; ok {
