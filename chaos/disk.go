@@ -257,7 +257,7 @@ func (f *DiskFault) Undo(context.Context) error {
 	if f.failing() && err == nil {
 		detail = fmt.Sprintf("n%d restarted on its synced data (stop and restart took %v)", f.slot+1, time.Since(start).Round(time.Millisecond))
 	}
-	// Recorded once the node runs again (the stop drains the API for up
+	// Recorded once the node runs again (the crash drains the API for up
 	// to 5 s): catching up is timed from here.
 	f.add("undo", false, detail, err)
 	f.add("effect", hits > 0, fmt.Sprintf("%d WAL operations hit (%s)", hits, f.mode), nil)
@@ -269,8 +269,10 @@ func (f *DiskFault) restart() error {
 	if !f.failing() {
 		return nil
 	}
-	// Stop reports the journal's failure (the reason it is restarted).
-	if err := f.c.Local.StopNode(f.slot); err != nil && !errors.Is(err, pebblestore.ErrFailed) {
+	// A crash (raft stops before the API drains: a failing leader leads no
+	// longer than it takes to stop), and it reports the journal's failure
+	// (the reason it is restarted).
+	if err := f.c.Local.CrashNode(f.slot); err != nil && !errors.Is(err, pebblestore.ErrFailed) {
 		return fmt.Errorf("stop n%d: %w", f.slot+1, err)
 	}
 	if err := f.disks.crash(f.slot); err != nil {

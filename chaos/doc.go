@@ -11,8 +11,11 @@
 // no message) records Hit=false, so a scenario can fail as vacuous
 // instead of passing without testing anything.
 //
-// Two tiers. In process (Cluster): a "crash" is cmd/cluster's StopNode
-// (the API drains for at most 5 s, then raft and Pebble close). Real
+// Two tiers. In process (Cluster): a "crash" is cmd/cluster's CrashNode:
+// raft and the transport stop at once, so the others stop hearing from
+// the node (a leader stops leading), then the API drains for at most 5 s
+// and Pebble closes. (A drain first, as Stop does, kept a crashed leader
+// leading through its drain: up to 5 s with no writes anywhere.) Real
 // processes (ProcCluster, process.go): `txswitch node` processes on
 // loopback get kill -9, SIGTERM, SIGSTOP, a wiped dir and a rejoin, and
 // toxiproxy toxics on the raft links between them (netproxy.go), so what

@@ -11,9 +11,9 @@ import (
 	"github.com/txswitch/txswitch/cmd/cluster"
 )
 
-// NodeStop stops a node (its data dir kept) and Undo restarts it on the
-// same dir and addresses. In this tier a crash is the same stop: see the
-// package doc.
+// NodeStop crashes a node (its data dir kept: Local.CrashNode, raft stops
+// before the API drains) and Undo restarts it on the same dir and
+// addresses. See the package doc for what this tier's crash is.
 type NodeStop struct {
 	record
 	c    *Cluster
@@ -37,7 +37,7 @@ func (f *NodeStop) Inject(context.Context) error {
 		if f.c.Local.Node(slot) == nil {
 			err = fmt.Errorf("node n%d is not running", slot+1)
 		} else {
-			err = f.c.Local.StopNode(slot)
+			err = f.c.Local.CrashNode(slot)
 		}
 	}
 	f.addAt(start, "inject", false, "was "+f.spec, err)
@@ -95,7 +95,7 @@ func (f *WipeRejoin) inject(ctx context.Context) error {
 	}
 	f.slot, f.oldID = slot, n.ID()
 	f.setTarget("n" + strconv.Itoa(slot+1))
-	if err := f.c.Local.StopNode(slot); err != nil {
+	if err := f.c.Local.CrashNode(slot); err != nil {
 		return fmt.Errorf("stop n%d: %w", slot+1, err)
 	}
 	f.c.mu.Lock()

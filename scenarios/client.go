@@ -35,9 +35,9 @@ type client struct {
 
 func newClient(e *env, retries, storm int) *client {
 	// A short idle timeout: net/http dials spare connections that may never
-	// carry a request, and a node's graceful API shutdown waits for such
-	// never-used connections until its drain timeout (5s), during which a
-	// stopping leader still leads and no election starts.
+	// carry a request, and a node's API shutdown waits for such never-used
+	// connections until its drain timeout (5s), which delays its restart
+	// (and, for a stop that drains before raft stops, the election).
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: clientIdleTimeout}
 	return &client{env: e, http: &http.Client{Timeout: clientTimeout, Transport: tr}, hist: e.hist, retries: retries, storm: storm}
 }

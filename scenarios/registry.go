@@ -98,9 +98,9 @@ var faultKinds = map[string]faultDef{
 		build: func(e *env, f Fault) (chaos.Fault, error) {
 			return chaos.SlowNotify(f.Target, e.t.sims()[f.Target], e.baseBehaviour, f.Delay.D(), f.Duplicates), nil
 		}},
-	"node_stop": {doc: "stop a node (data kept); restarted after for", target: targetNode,
+	"node_stop": {doc: "crash a node in process (raft stops at once, then the API drains; data kept); restarted after for", target: targetNode,
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.StopNode(e.c, f.Target), nil }},
-	"node_wipe_rejoin": {doc: "stop a node and wipe its data; after for it rejoins as a new member", target: targetNode,
+	"node_wipe_rejoin": {doc: "crash a node and wipe its data; after for it rejoins as a new member", target: targetNode,
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.WipeAndRejoin(e.c, f.Target), nil }},
 	"partition": {doc: "cut raft traffic between target and the rest", target: targetPartition,
 		build: func(e *env, f Fault) (chaos.Fault, error) { return chaos.NewPartition(e.c, f.Target, false), nil }},

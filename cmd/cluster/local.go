@@ -234,29 +234,39 @@ func (l *Local) LeaderIndex() int {
 	return -1
 }
 
-// StopNode stops node i (its data dir is kept).
-func (l *Local) StopNode(i int) error {
+// take empties slot i and returns the node it held (nil: none running).
+func (l *Local) take(i int) *Node {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	n := l.nodes[i]
 	l.nodes[i] = nil
-	l.mu.Unlock()
-	if n == nil {
-		return nil
+	return n
+}
+
+// StopNode stops node i (its data dir is kept).
+func (l *Local) StopNode(i int) error {
+	if n := l.take(i); n != nil {
+		return n.Stop()
 	}
-	return n.Stop()
+	return nil
+}
+
+// CrashNode stops node i as a crash would (Node.Crash: raft stops before
+// the API drains); its data dir is kept.
+func (l *Local) CrashNode(i int) error {
+	if n := l.take(i); n != nil {
+		return n.Crash()
+	}
+	return nil
 }
 
 // ShutdownNode stops node i as a release does (Node.Shutdown: a leader
 // hands leadership off first) and returns the successor's id, or 0.
 func (l *Local) ShutdownNode(i int) (uint64, error) {
-	l.mu.Lock()
-	n := l.nodes[i]
-	l.nodes[i] = nil
-	l.mu.Unlock()
-	if n == nil {
-		return 0, nil
+	if n := l.take(i); n != nil {
+		return n.Shutdown()
 	}
-	return n.Shutdown()
+	return 0, nil
 }
 
 // SetNodeVersions sets the cluster versions slot i claims from its next

@@ -483,20 +483,47 @@ func (n *Node) handOff() uint64 {
 // successor; Shutdown hands leadership off first.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
-		if n.api != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := n.api.Shutdown(ctx); err != nil {
-				n.log.Warn("API shutdown", zap.Error(err))
-			}
-			cancel()
-		}
+		n.drainAPI()
 		n.stopErr = n.closeAll()
 		n.log.Info("node stopped")
 	})
 	return n.stopErr
 }
 
-func (n *Node) closeAll() error {
+// drainAPI stops the API taking requests and gives those in flight up to
+// 5 s to finish.
+func (n *Node) drainAPI() {
+	if n.api == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.api.Shutdown(ctx); err != nil {
+		n.log.Warn("API shutdown", zap.Error(err))
+	}
+}
+
+// Crash stops the node the way a crash looks to the rest of the cluster,
+// as far as a process can do that to itself: raft and the transport stop
+// first, so the others stop hearing from it at once and a leader stops
+// leading; only then does the API drain (handlers in flight fail on the
+// stopped raft, or finish a provider call whose result the next leader's
+// resolver settles) and the journal close. Stop drains first, so a leader
+// stopped that way goes on leading, and every write of the cluster waits,
+// for as long as its drain takes: up to 5 s under load.
+func (n *Node) Crash() error {
+	n.stopOnce.Do(func() {
+		n.stopRaft()
+		n.drainAPI()
+		n.stopErr = n.closeAll() // what is left: the journal, the loops' ends
+		n.log.Info("node crashed (raft stopped before the API drain)")
+	})
+	return n.stopErr
+}
+
+// stopRaft ends the service loops' context, raft and the transport: from
+// here on the others hear nothing from this node. Each step is idempotent.
+func (n *Node) stopRaft() {
 	if n.cancel != nil {
 		n.cancel()
 	}
@@ -506,6 +533,10 @@ func (n *Node) closeAll() error {
 	if n.tr != nil {
 		_ = n.tr.Close()
 	}
+}
+
+func (n *Node) closeAll() error {
+	n.stopRaft()
 	if n.apiLn != nil {
 		_ = n.apiLn.Close()
 	}
