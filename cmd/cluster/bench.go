@@ -385,6 +385,10 @@ type RaftBenchConfig struct {
 	// SlowOver is the latency from which TraceSlow looks at a proposal
 	// (default DefaultSlowOver).
 	SlowOver time.Duration
+	// Midway, when set, is called once halfway through the measured
+	// period, with the cluster under load (a heap profile, say). Its cost
+	// counts in the results.
+	Midway func()
 }
 
 type raftBenchNode struct {
@@ -607,7 +611,7 @@ func BenchRaft(ctx context.Context, cfg RaftBenchConfig) (_ BenchResult, err err
 	sched0, gc0 := runtimeHist("/sched/latencies:seconds"), runtimeHist("/sched/pauses/total/gc:seconds")
 	measuring.Store(true)
 	start, cpu0 := time.Now(), processCPU()
-	sleepErr := sleepCtx(ctx, cfg.Duration)
+	sleepErr := measure(ctx, cfg.Duration, cfg.Midway)
 	measuring.Store(false)
 	elapsed, cpu := time.Since(start), processCPU().sub(cpu0)
 	sched1, gc1 := runtimeHist("/sched/latencies:seconds"), runtimeHist("/sched/pauses/total/gc:seconds")
@@ -769,6 +773,20 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// measure waits out the measured period d, calling midway (when set)
+// halfway through it.
+func measure(ctx context.Context, d time.Duration, midway func()) error {
+	if midway == nil {
+		return sleepCtx(ctx, d)
+	}
+	start := time.Now()
+	if err := sleepCtx(ctx, d/2); err != nil {
+		return err
+	}
+	midway()
+	return sleepCtx(ctx, d-time.Since(start))
+}
+
 // ---------------------------------------------------------------------------
 // Payments benchmark.
 
@@ -798,6 +816,8 @@ type PaymentsBenchConfig struct {
 	// to measure what the export costs the payments.
 	CentralDB string
 	Logger    *zap.Logger
+	// Midway is as RaftBenchConfig.Midway.
+	Midway func()
 }
 
 // BenchPayments runs a local 3-node cluster (fsync on) with simulated PSPs
@@ -936,7 +956,7 @@ func BenchPayments(ctx context.Context, cfg PaymentsBenchConfig) (_ BenchResult,
 	}
 	measuring.Store(true)
 	start, cpu0, db0 := time.Now(), processCPU(), dbCPU()
-	sleepErr := sleepCtx(ctx, cfg.Duration)
+	sleepErr := measure(ctx, cfg.Duration, cfg.Midway)
 	measuring.Store(false)
 	elapsed, cpu, db := time.Since(start), processCPU().sub(cpu0), dbCPU()-db0
 	close(stop)

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -117,12 +118,16 @@ func TestBenchmarksRunCorrectly(t *testing.T) {
 	// 8 proposers does thousands per second here).
 	t.Run("raft/paced", func(t *testing.T) {
 		const rate = 300
+		midways := 0
 		res, err := BenchRaft(ctx, RaftBenchConfig{Dir: t.TempDir(), Proposers: 8, PayloadBytes: 64,
-			Duration: time.Second, Warmup: 200 * time.Millisecond, Rate: rate})
+			Duration: time.Second, Warmup: 200 * time.Millisecond, Rate: rate, Midway: func() { midways++ }})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Log("\n" + res.String())
+		if midways != 1 {
+			t.Errorf("Midway called %d times, want once", midways)
+		}
 		if res.Ops == 0 || len(res.Errors) != 0 {
 			t.Fatalf("ops %d, errors %v", res.Ops, res.Errors)
 		}
@@ -149,16 +154,36 @@ func TestBenchmarksRunCorrectly(t *testing.T) {
 	})
 	for _, target := range []string{TargetLeader, TargetAll} {
 		t.Run("payments/"+target, func(t *testing.T) {
+			midways := 0
 			res, err := BenchPayments(ctx, PaymentsBenchConfig{Dir: t.TempDir(), Clients: 4,
-				Duration: time.Second, Warmup: 200 * time.Millisecond, Target: target})
+				Duration: time.Second, Warmup: 200 * time.Millisecond, Target: target, Midway: func() { midways++ }})
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Log("\n" + res.String())
+			if midways != 1 {
+				t.Errorf("Midway called %d times, want once", midways)
+			}
 			if res.Ops == 0 || len(res.Errors) != 0 {
 				t.Fatalf("ops %d, errors %v", res.Ops, res.Errors)
 			}
 		})
+	}
+}
+
+func TestMeasureCallsMidwayOnce(t *testing.T) {
+	calls := 0
+	if err := measure(context.Background(), 20*time.Millisecond, func() { calls++ }); err != nil || calls != 1 {
+		t.Fatalf("measure = %v with %d midway calls; want nil and 1", err, calls)
+	}
+	if err := measure(context.Background(), time.Millisecond, nil); err != nil {
+		t.Fatalf("measure without midway = %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	calls = 0
+	if err := measure(ctx, time.Hour, func() { calls++ }); !errors.Is(err, context.Canceled) || calls != 0 {
+		t.Fatalf("cancelled measure = %v with %d midway calls; want context.Canceled and none", err, calls)
 	}
 }
 

@@ -34,6 +34,7 @@ func runBench(args []string) error {
 	slowClients := fs.Int("slow-clients", 2000, "concurrent HTTP clients (payments-slow)")
 	target := fs.String("target", cluster.TargetLeader, "payments: send to the leader, or to all nodes (followers forward)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (every node, PSP and client share the process) to this file")
+	memProfile := fs.String("memprofile", "", "raft and payments: write each benchmark's in-use heap, taken halfway through its measured period (after a forced GC, which the figures then include), to this file with the benchmark's name appended (F.raft, F.payments, ...)")
 	procs := fs.Int("gomaxprocs", 0, "Go scheduler Ps of the bench process: 0 = 3 x the CPUs (each of the 3 nodes gets the Ps a machine of its own would give it), unless $GOMAXPROCS is set; -1 = Go's default")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -72,19 +73,24 @@ func runBench(args []string) error {
 		if err != nil {
 			return err
 		}
+		var midway func()
+		var heapErr error
+		if *memProfile != "" {
+			midway = func() { heapErr = writeHeapProfile(*memProfile + "." + w) }
+		}
 		switch w {
 		case "raft":
-			rc := cluster.RaftBenchConfig{Dir: dir, Proposers: *proposers, PayloadBytes: *payload, Duration: *duration, SnapshotEvery: *snapEvery, Rate: *rate}
+			rc := cluster.RaftBenchConfig{Dir: dir, Proposers: *proposers, PayloadBytes: *payload, Duration: *duration, SnapshotEvery: *snapEvery, Rate: *rate, Midway: midway}
 			if *traceSlow {
 				rc.TraceSlow = os.Stderr
 				rc.SlowOver = *slowOver
 			}
 			res, err = cluster.BenchRaft(ctx, rc)
 		case "payments":
-			res, err = cluster.BenchPayments(ctx, cluster.PaymentsBenchConfig{Dir: dir, Clients: *clients, Duration: *duration, Target: *target})
+			res, err = cluster.BenchPayments(ctx, cluster.PaymentsBenchConfig{Dir: dir, Clients: *clients, Duration: *duration, Target: *target, Midway: midway})
 		case "payments-slow":
 			res, err = cluster.BenchPayments(ctx, cluster.PaymentsBenchConfig{Dir: dir, Clients: *slowClients, Duration: *duration,
-				ProviderLatency: 100 * time.Millisecond, Target: *target})
+				ProviderLatency: 100 * time.Millisecond, Target: *target, Midway: midway})
 		case "fsync":
 			res, err = cluster.BenchFsync(ctx, cluster.FsyncBenchConfig{Dir: dir, Duration: *duration})
 		default:
@@ -94,6 +100,27 @@ func runBench(args []string) error {
 			return fmt.Errorf("%s: %w", w, err)
 		}
 		fmt.Println(res.String())
+		if heapErr != nil {
+			return fmt.Errorf("%s: %w", w, heapErr)
+		}
+	}
+	return nil
+}
+
+// writeHeapProfile writes the in-use heap to path after a GC, so that the
+// profile shows what is live rather than what the last cycle left.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	runtime.GC()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("heap profile %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("heap profile %s: %w", path, err)
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,5 +31,38 @@ func TestBenchDir(t *testing.T) {
 	}
 	if _, err := benchDir(base, "payments"); err == nil || !strings.Contains(err.Error(), "give an empty --dir") {
 		t.Fatalf("a used dir was accepted: %v", err)
+	}
+}
+
+// --memprofile writes one heap profile per benchmark, in pprof's format
+// (gzipped protobuf), taken while the benchmark ran.
+func TestBenchMemProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster on disk")
+	}
+	dir := t.TempDir()
+	prof := filepath.Join(dir, "heap")
+	// --gomaxprocs -1: the bench would otherwise raise this test
+	// process's GOMAXPROCS for every test after it.
+	err := runBench([]string{"--what", "raft", "--duration", "300ms", "--proposers", "8", "--payload", "64",
+		"--dir", filepath.Join(dir, "data"), "--gomaxprocs", "-1", "--memprofile", prof})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(prof + ".raft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s is not a gzipped pprof profile: %v", prof+".raft", err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(raw, []byte("inuse_space")) {
+		t.Fatalf("%s has no inuse_space sample type: not a heap profile", prof+".raft")
 	}
 }
