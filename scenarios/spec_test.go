@@ -1,9 +1,11 @@
 package scenarios
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 const okDoc = `name: t/{provider}/n{nodes}
@@ -158,6 +160,58 @@ func TestArrivalsAreDeterministicAndFollowTheShape(t *testing.T) {
 	}
 	if share := float64(mid) / float64(len(a)); share < 0.4 || share > 0.6 {
 		t.Fatalf("spike share %.2f of %d arrivals, want about 0.5", share, len(a))
+	}
+}
+
+// Over many seeds, every tenth of the run gets the arrivals its shape asks
+// for: the shape's rate (at least the 5 % floor) integrated over that
+// tenth. The seeds are fixed, so the counts are too; the bound (5 standard
+// deviations of a Poisson count) is there to say how close is close.
+func TestArrivalsFollowEveryShapeOverTime(t *testing.T) {
+	const (
+		seeds = 100
+		rate  = 20.0
+		dur   = 10 * time.Second
+	)
+	for name, sh := range shapes {
+		t.Run(name, func(t *testing.T) {
+			tr := Traffic{Shape: name, Rate: rate, Duration: Duration(dur), Mix: map[string]float64{"card_pay": 1}}
+			var got [10]float64
+			for seed := range uint64(seeds) {
+				for _, a := range arrivals(tr, seed) {
+					got[int(a.at*10/dur)]++
+				}
+			}
+			for d := range 10 {
+				// The expected count: the rate integrated over the tenth.
+				want := 0.0
+				for i := range 100 {
+					f := (float64(d) + (float64(i)+0.5)/100) / 10
+					want += math.Max(rate*sh.factor(f), rate*0.05) * dur.Seconds() / 10 / 100
+				}
+				want *= seeds
+				if diff := math.Abs(got[d] - want); diff > 5*math.Sqrt(want) {
+					t.Errorf("tenth %d of the run: %.0f arrivals over %d seeds, want %.0f", d, got[d], seeds, want)
+				}
+			}
+		})
+	}
+}
+
+// central/{fault}/idle counts on the full rate coming back after the lull
+// while the database is still away: every seed has arrivals there.
+func TestLullEndsAtFullRate(t *testing.T) {
+	tr := Traffic{Shape: "lull", Rate: 20, Duration: Duration(10 * time.Second), Mix: map[string]float64{"card_pay": 1}}
+	for seed := range uint64(500) {
+		n := 0
+		for _, a := range arrivals(tr, seed) {
+			if a.at >= 7*time.Second && a.at < 8*time.Second {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Fatalf("seed %d: no arrival in the second after the lull (7-8 s of 10 s at 20/s)", seed)
+		}
 	}
 }
 
