@@ -215,6 +215,14 @@ func TestLullEndsAtFullRate(t *testing.T) {
 	}
 }
 
+func TestArrivalsWithoutRateAreNone(t *testing.T) {
+	for name := range shapes {
+		if got := arrivals(Traffic{Shape: name, Duration: Duration(time.Second), Mix: map[string]float64{"card_pay": 1}}, 1); len(got) != 0 {
+			t.Errorf("%s at rate 0: %d arrivals", name, len(got))
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(okDoc))
 	f.Add([]byte("name: x\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n---\nname: y\n"))

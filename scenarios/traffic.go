@@ -30,6 +30,9 @@ func arrivals(t Traffic, seed uint64) []arrival {
 	for i := 0; i <= peakSamples; i++ {
 		peak = math.Max(peak, rateAt(float64(i)/peakSamples))
 	}
+	if !(peak > 0) {
+		return nil // no rate (Parse refuses one): no arrivals, not an endless loop
+	}
 	names := make([]string, 0, len(t.Mix))
 	for n := range t.Mix {
 		names = append(names, n)
