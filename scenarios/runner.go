@@ -353,6 +353,13 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	settle(ctx, e, ids, sc.Settle.D())
 	ostop()
 	owg.Wait()
+	// One last sample after the cluster was ready and settled: a loaded
+	// machine can starve the observer's ticks, and the leader waitReady
+	// saw would otherwise go unrecorded (a leader_change judged on the
+	// samples before it).
+	last := Observation{At: time.Now()}
+	e.t.sample(&last)
+	obs = append(obs, last)
 	phase("settle")
 
 	ev := &Evidence{Start: e.start, Calls: calls, Runs: runs, Claims: claims, Truncated: truncated, Dropped: dropped,

@@ -145,21 +145,12 @@ func TestSeedDependsOnlyOnRunSeedAndName(t *testing.T) {
 	}
 }
 
-func TestArrivalsAreDeterministicAndFollowTheShape(t *testing.T) {
+// How closely the schedule follows its shape: TestArrivalsFollowEveryShapeOverTime.
+func TestArrivalsAreDeterministic(t *testing.T) {
 	tr := Traffic{Shape: "spike", Rate: 100, Duration: Duration(10e9), Mix: map[string]float64{"card_pay": 1, "cancel": 1}}
 	a, b := arrivals(tr, 7), arrivals(tr, 7)
 	if len(a) != len(b) || len(a) == 0 || a[len(a)/2] != b[len(b)/2] {
 		t.Fatal("the same seed must give the same schedule")
-	}
-	// The spike (4x for the middle fifth) holds about 4/8 of all arrivals.
-	mid := 0
-	for _, x := range a {
-		if x.at >= 4e9 && x.at < 6e9 {
-			mid++
-		}
-	}
-	if share := float64(mid) / float64(len(a)); share < 0.4 || share > 0.6 {
-		t.Fatalf("spike share %.2f of %d arrivals, want about 0.5", share, len(a))
 	}
 }
 
