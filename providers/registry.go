@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
@@ -75,7 +76,27 @@ type entry struct {
 	inner   txswitch.Provider
 
 	mu       sync.Mutex
-	breakers map[string]*gobreaker.CircuitBreaker[txswitch.ProviderResult]
+	breakers map[string]*breaker
+}
+
+// breaker is the breaker of one (provider, method) and a record of its
+// transitions: a state read at two moments cannot tell whether the breaker
+// left that state in between (an open breaker goes half-open, lets one
+// probe through and opens again within milliseconds), the count can.
+type breaker struct {
+	cb      *gobreaker.CircuitBreaker[txswitch.ProviderResult]
+	changes atomic.Uint64
+	since   atomic.Int64 // unix ns of the last transition; 0: none yet
+}
+
+// BreakerView is one breaker as seen at one moment.
+type BreakerView struct {
+	State txswitch.BreakerState `json:"state"`
+	// Changes counts the breaker's transitions since it was created: two
+	// views with the same count saw no transition between them.
+	Changes uint64 `json:"changes"`
+	// Since is when the breaker entered State; zero if it never changed.
+	Since time.Time `json:"since,omitzero"`
 }
 
 // NewRegistry returns an empty registry; call Configure to add providers.
@@ -134,7 +155,7 @@ func (r *Registry) Configure(cfgs []txswitch.ProviderConfig) error {
 		next[c.Name] = &entry{
 			cfg:      c,
 			breaker:  normalizeBreaker(c.Breaker),
-			breakers: map[string]*gobreaker.CircuitBreaker[txswitch.ProviderResult]{},
+			breakers: map[string]*breaker{},
 		}
 	}
 
@@ -177,23 +198,38 @@ func (r *Registry) Get(name, method string) (txswitch.Provider, bool) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	cb, ok := e.breakers[method]
+	b, ok := e.breakers[method]
 	if !ok {
 		if len(e.breakers) >= r.opts.MaxMethods {
 			r.log.Warn("too many payment methods for one provider; refusing a new breaker",
 				zap.String("provider", name), zap.String("method", method), zap.Int("max", r.opts.MaxMethods))
 			return nil, false
 		}
-		cb = r.newBreaker(name, method, e.breaker)
-		e.breakers[method] = cb
+		b = r.newBreaker(name, method, e.breaker)
+		e.breakers[method] = b
 	}
-	return &breakerProvider{inner: e.inner, cb: cb, notify: r.changes.flush}, true
+	return &breakerProvider{inner: e.inner, cb: b.cb, notify: r.changes.flush}, true
 }
 
-func (r *Registry) newBreaker(name, method string, c txswitch.BreakerConfig) *gobreaker.CircuitBreaker[txswitch.ProviderResult] {
-	return gobreaker.NewCircuitBreaker[txswitch.ProviderResult](breakerSettings(name+"/"+method, c, func(from, to gobreaker.State) {
-		r.changes.push(StateChange{Provider: name, Method: method, From: toBreakerState(from), To: toBreakerState(to), At: time.Now().UTC()})
+func (r *Registry) newBreaker(name, method string, c txswitch.BreakerConfig) *breaker {
+	b := &breaker{}
+	b.cb = gobreaker.NewCircuitBreaker[txswitch.ProviderResult](breakerSettings(name+"/"+method, c, func(from, to gobreaker.State) {
+		at := time.Now().UTC()
+		b.changes.Add(1)
+		b.since.Store(at.UnixNano())
+		r.changes.push(StateChange{Provider: name, Method: method, From: toBreakerState(from), To: toBreakerState(to), At: at})
 	}))
+	return b
+}
+
+// view reads the breaker; reading may move it from open to half-open, and
+// the view then shows that transition.
+func (b *breaker) view() BreakerView {
+	v := BreakerView{State: toBreakerState(b.cb.State()), Changes: b.changes.Load()}
+	if ns := b.since.Load(); ns != 0 {
+		v.Since = time.Unix(0, ns).UTC()
+	}
+	return v
 }
 
 // State reports the breaker of (name, method); an unknown provider or a
@@ -203,8 +239,8 @@ func (r *Registry) State(name, method string) txswitch.BreakerState {
 	r.mu.RLock()
 	if e, ok := r.providers[name]; ok {
 		e.mu.Lock()
-		if cb, ok := e.breakers[method]; ok {
-			s = toBreakerState(cb.State()) // may move open -> half-open
+		if b, ok := e.breakers[method]; ok {
+			s = toBreakerState(b.cb.State()) // may move open -> half-open
 		}
 		e.mu.Unlock()
 	}
@@ -215,14 +251,30 @@ func (r *Registry) State(name, method string) txswitch.BreakerState {
 
 // States reports every breaker created so far, by provider then method.
 // Every configured provider is present, possibly with no methods.
-func (r *Registry) States() map[string]map[string]txswitch.BreakerState {
-	out := map[string]map[string]txswitch.BreakerState{}
+func (r *Registry) States() map[string]map[string]txswitch.BreakerState { return StatesOf(r.Views()) }
+
+// StatesOf keeps only the states of views.
+func StatesOf(views map[string]map[string]BreakerView) map[string]map[string]txswitch.BreakerState {
+	out := make(map[string]map[string]txswitch.BreakerState, len(views))
+	for name, m := range views {
+		out[name] = make(map[string]txswitch.BreakerState, len(m))
+		for method, v := range m {
+			out[name][method] = v.State
+		}
+	}
+	return out
+}
+
+// Views reports every breaker created so far as States does, each with its
+// transition count and the time of its last transition.
+func (r *Registry) Views() map[string]map[string]BreakerView {
+	out := map[string]map[string]BreakerView{}
 	r.mu.RLock()
 	for name, e := range r.providers {
-		m := map[string]txswitch.BreakerState{}
+		m := map[string]BreakerView{}
 		e.mu.Lock()
-		for method, cb := range e.breakers {
-			m[method] = toBreakerState(cb.State())
+		for method, b := range e.breakers {
+			m[method] = b.view()
 		}
 		e.mu.Unlock()
 		out[name] = m

@@ -185,10 +185,34 @@ func TestBreakerFailedProbeReopens(t *testing.T) {
 	}
 	fakes["a"].set(txswitch.ProviderResult{}, failure(false, "timeout"))
 	_, _ = call(t, reg, "a", "card", txswitch.OpAuthorize)
+	first := reg.Views()["a"]["card"]
+	if first.State != txswitch.BreakerOpen || first.Changes != 1 || first.Since.IsZero() {
+		t.Fatalf("after the trip: %+v", first)
+	}
 	waitFor(t, "half-open", func() bool { return reg.State("a", "card") == txswitch.BreakerHalfOpen })
 	_, _ = call(t, reg, "a", "card", txswitch.OpAuthorize)
 	if s := reg.State("a", "card"); s != txswitch.BreakerOpen {
 		t.Fatalf("after a failed probe: %s", s)
+	}
+	// Open before and open after: only the count tells that the breaker
+	// let a probe through in between.
+	again := reg.Views()["a"]["card"]
+	if again.State != txswitch.BreakerOpen || again.Changes != 3 || !again.Since.After(first.Since) {
+		t.Fatalf("after the failed probe: %+v, first open: %+v", again, first)
+	}
+	if st := reg.States(); st["a"]["card"] != txswitch.BreakerOpen {
+		t.Fatalf("States() = %v", st)
+	}
+}
+
+func TestBreakerViewOfUnchangedBreaker(t *testing.T) {
+	reg, _ := newFakeRegistry(t, &changeLog{}, "a")
+	if err := reg.Configure([]txswitch.ProviderConfig{conf("a", txswitch.BreakerConfig{})}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = call(t, reg, "a", "card", txswitch.OpAuthorize)
+	if v := reg.Views()["a"]["card"]; v != (providers.BreakerView{State: txswitch.BreakerClosed}) {
+		t.Fatalf("a breaker that never changed: %+v", v)
 	}
 }
 

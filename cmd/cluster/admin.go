@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/txswitch/txswitch/consensus"
+	"github.com/txswitch/txswitch/providers"
 	"github.com/txswitch/txswitch/storage/central"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
@@ -22,7 +23,11 @@ type Status struct {
 	Raft     consensus.Status                            `json:"raft"`
 	APIAddr  string                                      `json:"api_addr"`
 	Breakers map[string]map[string]txswitch.BreakerState `json:"breakers"`
-	Outbox   OutboxStatus                                `json:"outbox"`
+	// BreakerViews are the same breakers from the same read, each with its
+	// transition count and when it entered its state: an operator sees
+	// since when a provider is shut out and whether its breaker flaps.
+	BreakerViews map[string]map[string]providers.BreakerView `json:"breaker_views"`
+	Outbox       OutboxStatus                                `json:"outbox"`
 	// ConfigVersion is the applied routing configuration's version (0: none).
 	ConfigVersion uint64 `json:"config_version"`
 	CentralDB     string `json:"central_db"`
@@ -40,7 +45,8 @@ type OutboxStatus struct {
 
 // NodeStatus collects the node's status.
 func (n *Node) NodeStatus() (Status, error) {
-	st := Status{Raft: n.raft.Status(), APIAddr: n.cfg.APIAdvertise, Breakers: n.providers.States(), CentralDB: "not configured (journal only)"}
+	views := n.providers.Views()
+	st := Status{Raft: n.raft.Status(), APIAddr: n.cfg.APIAdvertise, Breakers: providers.StatesOf(views), BreakerViews: views, CentralDB: "not configured (journal only)"}
 	var err error
 	if st.Outbox.Backlog, err = n.svc.OutboxBacklog(); err != nil {
 		return st, fmt.Errorf("outbox backlog: %w", err)

@@ -187,13 +187,8 @@ func Start(cfg Config) (_ *Node, err error) {
 	if n.machine, err = txswitch.NewMachineFor(state, versions); err != nil {
 		return nil, fmt.Errorf("load state machine: %w", err)
 	}
-	n.providers = providers.NewRegistry(providers.RegistryOptions{
-		Logger: n.log.Named("providers"),
-		OnStateChange: func(c providers.StateChange) {
-			n.log.Info("breaker state changed", zap.String("provider", c.Provider), zap.String("method", c.Method),
-				zap.String("from", string(c.From)), zap.String("to", string(c.To)))
-		},
-	})
+	// The registry logs each breaker transition itself.
+	n.providers = providers.NewRegistry(providers.RegistryOptions{Logger: n.log.Named("providers")})
 	// The registry follows the replicated configuration: on every applied
 	// change, and now for the configuration already in the journal.
 	n.machine.OnConfig(func(rc txswitch.RoutingConfig) {

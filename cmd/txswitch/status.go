@@ -112,12 +112,16 @@ func printStatus(w io.Writer, st cluster.Status) {
 	}
 	sort.Strings(names)
 	if len(names) > 0 {
-		fmt.Fprintln(w, "\nbreakers (provider/method: state):")
+		fmt.Fprintln(w, "\nbreakers (provider  method: state, since when, transitions):")
 	}
 	for _, p := range names {
 		var ms []string
 		for m, s := range st.Breakers[p] {
-			ms = append(ms, m+": "+string(s))
+			e := m + ": " + string(s)
+			if v, ok := st.BreakerViews[p][m]; ok && v.Changes > 0 {
+				e += fmt.Sprintf(" since %s (%d changes)", v.Since.Format(time.RFC3339), v.Changes)
+			}
+			ms = append(ms, e)
 		}
 		sort.Strings(ms)
 		fmt.Fprintf(w, "  %s  %s\n", p, strings.Join(ms, ", "))

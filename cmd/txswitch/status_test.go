@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/txswitch/txswitch/cmd/cluster"
 	"github.com/txswitch/txswitch/consensus"
+	"github.com/txswitch/txswitch/providers"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
 
@@ -27,5 +29,24 @@ func TestPrintStatusShowsVersions(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Fatalf("status lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// A breaker that changed shows since when and how often; one that never
+// changed shows its state alone.
+func TestPrintStatusShowsBreakerHistory(t *testing.T) {
+	since := time.Date(2026, 12, 1, 3, 12, 5, 0, time.UTC)
+	st := cluster.Status{
+		Breakers: map[string]map[string]txswitch.BreakerState{"psp_b": {"ideal": txswitch.BreakerOpen, "card": txswitch.BreakerClosed}},
+		BreakerViews: map[string]map[string]providers.BreakerView{"psp_b": {
+			"ideal": {State: txswitch.BreakerOpen, Changes: 7, Since: since},
+			"card":  {State: txswitch.BreakerClosed},
+		}},
+	}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	want := "  psp_b  card: closed, ideal: open since 2026-12-01T03:12:05Z (7 changes)\n"
+	if !strings.Contains(b.String(), want) {
+		t.Fatalf("status lacks %q:\n%s", want, b.String())
 	}
 }
