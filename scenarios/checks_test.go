@@ -318,6 +318,57 @@ func methods(offeredDuring bool) func(ev *Evidence) {
 	}
 }
 
+// counted gives the fabricated observations the leader's transition
+// counts: every open breaker unchanged, at count c.
+func counted(mod func(ev *Evidence), c uint64) func(ev *Evidence) {
+	return func(ev *Evidence) {
+		mod(ev)
+		for i := range ev.Observations {
+			o := &ev.Observations[i]
+			o.LeaderOpen = map[string]uint64{}
+			for _, k := range o.Open {
+				o.LeaderOpen[k] = c
+			}
+		}
+	}
+}
+
+func probeWindow(ev *Evidence) {
+	counted(methods(true), 1)(ev)
+	ev.Observations[2].LeaderOpen["psp_b/ideal"] = 4
+	ev.Observations = append(ev.Observations, Observation{At: at(2000), Leader: 1, Term: 2, Members: 3,
+		Open: []string{"psp_b/ideal", "psp_c/ideal"}, LeaderOpen: map[string]uint64{"psp_b/ideal": 4, "psp_c/ideal": 1}})
+	ev.Calls = append(ev.Calls, Call{Seq: 12, Op: "get_methods", Method: "GET", Status: 200,
+		Body: json.RawMessage(`{"methods":[{"method":"card"}]}`), Start: at(1800), End: at(1820)})
+}
+
+func TestOpenThroughout(t *testing.T) {
+	open := []string{"psp_b/ideal", "psp_c/ideal"}
+	counts := func(b, c uint64) map[string]uint64 { return map[string]uint64{"psp_b/ideal": b, "psp_c/ideal": c} }
+	o := func(leader, term uint64, open []string, lo map[string]uint64) Observation {
+		return Observation{Leader: leader, Term: term, Open: open, LeaderOpen: lo}
+	}
+	for _, c := range []struct {
+		name string
+		a, b Observation
+		want bool
+	}{
+		{"same leader, term and counts", o(1, 2, open, counts(1, 3)), o(1, 2, open, counts(1, 3)), true},
+		{"a transition between", o(1, 2, open, counts(1, 3)), o(1, 2, open, counts(3, 3)), false},
+		{"one breaker not open at the end", o(1, 2, open, counts(1, 3)), o(1, 2, open[:1], map[string]uint64{"psp_b/ideal": 1}), false},
+		{"another leader", o(1, 2, open, counts(1, 3)), o(2, 3, open, counts(1, 3)), false},
+		{"another term", o(1, 2, open, counts(1, 3)), o(1, 3, open, counts(1, 3)), false},
+		{"no leader", o(0, 2, open, counts(1, 3)), o(0, 2, open, counts(1, 3)), false},
+		{"no counts: states at both ends", o(1, 2, open, nil), o(1, 2, open, nil), true},
+		{"no counts, one end not open", o(1, 2, open, nil), o(1, 2, open[1:], nil), false},
+		{"counts at one end only: states at both ends", o(1, 2, open, counts(1, 3)), o(1, 2, open, nil), true},
+	} {
+		if got := openThroughout(c.a, c.b, "ideal", []string{"psp_b", "psp_c"}); got != c.want {
+			t.Errorf("%s: openThroughout = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 // calls fabricates n create_payment calls on node n1, starting at startMs
 // 10 ms apart, each answered after took (the last one after last).
 func calls(n, startMs int, took, last time.Duration) func(ev *Evidence) {
@@ -391,6 +442,13 @@ func TestExpectations(t *testing.T) {
 			methods(false), true},
 		{"method offered while its breakers are open", Expect{MethodHidden: &ExpectHidden{Method: "ideal", Providers: []string{"psp_b", "psp_c"}}},
 			methods(true), false},
+		{"method offered while the leader's breakers stayed open", Expect{MethodHidden: &ExpectHidden{Method: "ideal", Providers: []string{"psp_b", "psp_c"}}},
+			counted(methods(true), 3), false},
+		// psp_b's breaker changed three times (half-open, probe, open again)
+		// around the checkout that offered ideal: a probe window, not judged;
+		// the checkout after it, under steady breakers, hid ideal.
+		{"method offered in a probe window between two samples", Expect{MethodHidden: &ExpectHidden{Method: "ideal", Providers: []string{"psp_b", "psp_c"}}},
+			probeWindow, true},
 		{"latency within bounds", Expect{Latency: &ExpectLatency{Op: "create_payment", P99: Duration(100 * time.Millisecond), Window: "whole"}},
 			calls(200, 0, 20*time.Millisecond, 90*time.Millisecond), true},
 		// 200 calls: the slowest two are left out of the p99, so two slow

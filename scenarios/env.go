@@ -164,8 +164,13 @@ type Observation struct {
 	Leader uint64    `json:"leader"`
 	Term   uint64    `json:"term"`
 	// Open lists "provider/method" breakers some node reports open.
-	Open    []string `json:"open,omitempty"`
-	Members int      `json:"members"`
+	Open []string `json:"open,omitempty"`
+	// LeaderOpen are the leader's open breakers ("provider/method") with
+	// their transition counts: two observations under one leader and term
+	// with the same count saw a breaker open throughout, not merely at both
+	// ends. Nil when the leader does not report counts (an older binary).
+	LeaderOpen map[string]uint64 `json:"leader_open,omitempty"`
+	Members    int               `json:"members"`
 }
 
 const observeEvery = 50 * time.Millisecond

@@ -13,6 +13,7 @@ import (
 
 	"github.com/txswitch/txswitch/chaos"
 	"github.com/txswitch/txswitch/cmd/cluster"
+	"github.com/txswitch/txswitch/providers"
 	"github.com/txswitch/txswitch/providers/sim"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
@@ -137,7 +138,7 @@ func (t inProc) configApplied(v uint64) bool {
 func (t inProc) sample(o *Observation) {
 	var statuses []nodeSample
 	for _, n := range t.c.Running() {
-		s := nodeSample{breakers: n.Providers().States()}
+		s := nodeSample{breakers: n.Providers().Views(), counted: true}
 		if n.Raft().Leadership().IsLeader {
 			st := n.Raft().Status()
 			s.leader, s.id, s.term, s.members = true, st.ID, st.Term, len(st.Members)
@@ -159,7 +160,8 @@ type nodeSample struct {
 	leader   bool
 	id, term uint64
 	members  int
-	breakers map[string]map[string]txswitch.BreakerState
+	breakers map[string]map[string]providers.BreakerView
+	counted  bool // breakers carry transition counts
 }
 
 func fillObservation(o *Observation, nodes []nodeSample) {
@@ -170,10 +172,21 @@ func fillObservation(o *Observation, nodes []nodeSample) {
 		// leader.
 		if n.leader && n.term >= o.Term {
 			o.Leader, o.Term, o.Members = n.id, n.term, n.members
+			o.LeaderOpen = nil
+			if n.counted {
+				o.LeaderOpen = map[string]uint64{}
+				for prov, methods := range n.breakers {
+					for m, v := range methods {
+						if v.State == txswitch.BreakerOpen {
+							o.LeaderOpen[prov+"/"+m] = v.Changes
+						}
+					}
+				}
+			}
 		}
 		for prov, methods := range n.breakers {
-			for m, s := range methods {
-				if s == txswitch.BreakerOpen && !seen[prov+"/"+m] {
+			for m, v := range methods {
+				if v.State == txswitch.BreakerOpen && !seen[prov+"/"+m] {
 					seen[prov+"/"+m] = true
 					o.Open = append(o.Open, prov+"/"+m)
 				}
@@ -271,8 +284,19 @@ func (t procTier) sample(o *Observation) {
 }
 
 func statusSample(st *cluster.Status) nodeSample {
-	return nodeSample{leader: st.Raft.State == "StateLeader", id: st.Raft.ID, term: st.Raft.Term,
-		members: len(st.Raft.Members), breakers: st.Breakers}
+	s := nodeSample{leader: st.Raft.State == "StateLeader", id: st.Raft.ID, term: st.Raft.Term,
+		members: len(st.Raft.Members), breakers: st.BreakerViews, counted: st.BreakerViews != nil}
+	if !s.counted {
+		// A release before breaker views reports states alone.
+		s.breakers = map[string]map[string]providers.BreakerView{}
+		for prov, methods := range st.Breakers {
+			s.breakers[prov] = map[string]providers.BreakerView{}
+			for m, state := range methods {
+				s.breakers[prov][m] = providers.BreakerView{State: state}
+			}
+		}
+	}
+	return s
 }
 
 func (t procTier) members() int {
