@@ -351,6 +351,13 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	calls, runs, claims, truncated, dropped := e.hist.snapshot()
 	ids := orderIDs(calls)
 	settle(ctx, e, ids, sc.Settle.D())
+	runsSoFar := make([]FaultRun, len(faults))
+	for i, f := range faults {
+		runsSoFar[i] = FaultRun{Spec: sc.Faults[i], Events: f.Fired()}
+	}
+	if until := watchDeadline(sc, runsSoFar); !until.IsZero() {
+		sleepUntil(ctx, minTime(until, time.Now().Add(maxWatch)))
+	}
 	ostop()
 	owg.Wait()
 	// One last sample after the cluster was ready and settled: a loaded
@@ -437,6 +444,51 @@ func (e *env) get(ctx context.Context, node, p string, out any) (int, error) {
 		lastErr = errors.New("no answer")
 	}
 	return 0, lastErr
+}
+
+// maxWatch bounds how long the runner observes past the settle for
+// expectations whose windows run later.
+const maxWatch = 30 * time.Second
+
+// watchDeadline is when the runner may stop observing the cluster: once
+// every expectation that looks for an event within some time of a fault (a
+// new leader or an open breaker after its injection, a drained export or a
+// restarted node caught up after its undo) has had all of that time. The
+// traffic often ends first (a leader stop at 1 s, judged within 4 s, in 4 s
+// of traffic), and a sample that was never taken cannot show an event.
+// Zero when no expectation needs it.
+func watchDeadline(sc *Scenario, runs []FaultRun) time.Time {
+	ev := &Evidence{Faults: runs}
+	var until time.Time
+	later := func(t time.Time, ok bool, within Duration) {
+		if ok && t.Add(within.D()).After(until) {
+			until = t.Add(within.D())
+		}
+	}
+	for _, x := range sc.Expect {
+		switch {
+		case x.LeaderChange != nil:
+			t, ok := ev.faultStart("leader")
+			later(t, ok, x.LeaderChange.Within)
+		case x.BreakerOpen != nil:
+			t, ok := ev.faultStart(x.BreakerOpen.Provider)
+			later(t, ok, x.BreakerOpen.Within)
+		case x.ExportDrained != nil:
+			_, back, ok := ev.faultWindow(isDBFault)
+			later(back, ok, x.ExportDrained.Within)
+		case x.CaughtUp != nil:
+			_, back, ok := ev.faultWindow(isDiskFault)
+			later(back, ok, x.CaughtUp.Within)
+		}
+	}
+	return until
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // settle waits (bounded) until no known payment is in doubt or pending:

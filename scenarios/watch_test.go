@@ -1,0 +1,41 @@
+package scenarios
+
+import (
+	"testing"
+	"time"
+
+	"github.com/txswitch/txswitch/chaos"
+)
+
+func TestWatchDeadline(t *testing.T) {
+	run := func(kind, target string, inject, undo int) FaultRun {
+		return FaultRun{Spec: Fault{Kind: kind, Target: target}, Events: []chaos.Event{
+			{Action: "inject", At: at(inject)}, {Action: "undo", At: at(undo)}}}
+	}
+	within := func(ms int) Duration { return Duration(time.Duration(ms) * time.Millisecond) }
+	leaderStop := run("node_stop", "leader", 1000, 2000)
+	pspDown := run("provider_unavailable", "psp_b", 2000, 5000)
+	dbDown := run("db_unreachable", "central", 1000, 3000)
+	diskFull := run("disk_full", "n2", 1500, 2500)
+	for _, c := range []struct {
+		name   string
+		expect []Expect
+		runs   []FaultRun
+		want   time.Time
+	}{
+		{"no timed expectation", []Expect{{MinAcked: &ExpectCount{Min: 1}}}, []FaultRun{leaderStop}, time.Time{}},
+		{"leader change: from the injection", []Expect{{LeaderChange: &ExpectWithin{Within: within(4000)}}}, []FaultRun{leaderStop}, at(5000)},
+		{"breaker: from the first fault on its provider", []Expect{{BreakerOpen: &ExpectBreaker{Provider: "psp_b", Within: within(2000)}}},
+			[]FaultRun{leaderStop, pspDown}, at(4000)},
+		{"export drained: from the database's return", []Expect{{ExportDrained: &ExpectWithin{Within: within(2000)}}}, []FaultRun{dbDown}, at(5000)},
+		{"caught up: from the disk fault's undo", []Expect{{CaughtUp: &ExpectWithin{Within: within(1000)}}}, []FaultRun{diskFull}, at(3500)},
+		{"the latest of several", []Expect{{LeaderChange: &ExpectWithin{Within: within(1000)}},
+			{BreakerOpen: &ExpectBreaker{Provider: "psp_b", Within: within(2000)}}}, []FaultRun{leaderStop, pspDown}, at(4000)},
+		{"a fault never injected gives no window", []Expect{{LeaderChange: &ExpectWithin{Within: within(4000)}}}, nil, time.Time{}},
+	} {
+		sc := &Scenario{Expect: c.expect}
+		if got := watchDeadline(sc, c.runs); !got.Equal(c.want) {
+			t.Errorf("%s: watchDeadline = %v, want %v", c.name, got.Sub(t0), c.want.Sub(t0))
+		}
+	}
+}
