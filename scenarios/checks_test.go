@@ -325,9 +325,9 @@ func counted(mod func(ev *Evidence), c uint64) func(ev *Evidence) {
 		mod(ev)
 		for i := range ev.Observations {
 			o := &ev.Observations[i]
-			o.LeaderOpen = map[string]uint64{}
+			o.LeaderOpen = map[string]OpenMark{}
 			for _, k := range o.Open {
-				o.LeaderOpen[k] = c
+				o.LeaderOpen[k] = OpenMark{Changes: c, Since: at(1000)}
 			}
 		}
 	}
@@ -335,17 +335,20 @@ func counted(mod func(ev *Evidence), c uint64) func(ev *Evidence) {
 
 func probeWindow(ev *Evidence) {
 	counted(methods(true), 1)(ev)
-	ev.Observations[2].LeaderOpen["psp_b/ideal"] = 4
+	reopened := OpenMark{Changes: 4, Since: at(1600)}
+	ev.Observations[2].LeaderOpen["psp_b/ideal"] = reopened
 	ev.Observations = append(ev.Observations, Observation{At: at(2000), Leader: 1, Term: 2, Members: 3,
-		Open: []string{"psp_b/ideal", "psp_c/ideal"}, LeaderOpen: map[string]uint64{"psp_b/ideal": 4, "psp_c/ideal": 1}})
+		Open: []string{"psp_b/ideal", "psp_c/ideal"}, LeaderOpen: map[string]OpenMark{"psp_b/ideal": reopened, "psp_c/ideal": {Changes: 1, Since: at(1000)}}})
 	ev.Calls = append(ev.Calls, Call{Seq: 12, Op: "get_methods", Method: "GET", Status: 200,
 		Body: json.RawMessage(`{"methods":[{"method":"card"}]}`), Start: at(1800), End: at(1820)})
 }
 
 func TestOpenThroughout(t *testing.T) {
 	open := []string{"psp_b/ideal", "psp_c/ideal"}
-	counts := func(b, c uint64) map[string]uint64 { return map[string]uint64{"psp_b/ideal": b, "psp_c/ideal": c} }
-	o := func(leader, term uint64, open []string, lo map[string]uint64) Observation {
+	counts := func(b, c uint64) map[string]OpenMark {
+		return map[string]OpenMark{"psp_b/ideal": {Changes: b, Since: at(int(100 * b))}, "psp_c/ideal": {Changes: c, Since: at(int(100 * c))}}
+	}
+	o := func(leader, term uint64, open []string, lo map[string]OpenMark) Observation {
 		return Observation{Leader: leader, Term: term, Open: open, LeaderOpen: lo}
 	}
 	for _, c := range []struct {
@@ -355,7 +358,11 @@ func TestOpenThroughout(t *testing.T) {
 	}{
 		{"same leader, term and counts", o(1, 2, open, counts(1, 3)), o(1, 2, open, counts(1, 3)), true},
 		{"a transition between", o(1, 2, open, counts(1, 3)), o(1, 2, open, counts(3, 3)), false},
-		{"one breaker not open at the end", o(1, 2, open, counts(1, 3)), o(1, 2, open[:1], map[string]uint64{"psp_b/ideal": 1}), false},
+		{"one breaker not open at the end", o(1, 2, open, counts(1, 3)), o(1, 2, open[:1], map[string]OpenMark{"psp_b/ideal": {Changes: 1, Since: at(100)}}), false},
+		// The configuration replaced psp_b's breaker: its count started
+		// again and came back to 1, opening at another moment.
+		{"a replaced breaker at the same count", o(1, 2, open, counts(1, 3)),
+			o(1, 2, open, map[string]OpenMark{"psp_b/ideal": {Changes: 1, Since: at(900)}, "psp_c/ideal": {Changes: 3, Since: at(300)}}), false},
 		{"another leader", o(1, 2, open, counts(1, 3)), o(2, 3, open, counts(1, 3)), false},
 		{"another term", o(1, 2, open, counts(1, 3)), o(1, 3, open, counts(1, 3)), false},
 		{"no leader", o(0, 2, open, counts(1, 3)), o(0, 2, open, counts(1, 3)), false},

@@ -165,13 +165,24 @@ type Observation struct {
 	Term   uint64    `json:"term"`
 	// Open lists "provider/method" breakers some node reports open.
 	Open []string `json:"open,omitempty"`
-	// LeaderOpen are the leader's open breakers ("provider/method") with
-	// their transition counts: two observations under one leader and term
-	// with the same count saw a breaker open throughout, not merely at both
-	// ends. Nil when the leader does not report counts (an older binary).
-	LeaderOpen map[string]uint64 `json:"leader_open,omitempty"`
-	Members    int               `json:"members"`
+	// LeaderOpen are the leader's open breakers ("provider/method"), each
+	// marked with its transition count and when it opened: two
+	// observations under one leader and term with the same mark saw a
+	// breaker open throughout, not merely at both ends. Nil when the
+	// leader does not report counts (an older binary).
+	LeaderOpen map[string]OpenMark `json:"leader_open,omitempty"`
+	Members    int                 `json:"members"`
 }
+
+// OpenMark tells one stretch of an open breaker from another. The time
+// tells apart a breaker the configuration replaced (its count starts
+// again from zero).
+type OpenMark struct {
+	Changes uint64    `json:"changes"`
+	Since   time.Time `json:"since"`
+}
+
+func (m OpenMark) same(o OpenMark) bool { return m.Changes == o.Changes && m.Since.Equal(o.Since) }
 
 const observeEvery = 50 * time.Millisecond
 

@@ -489,7 +489,7 @@ func allOpen(o Observation, method string, providers []string) bool {
 // openThroughout reports whether every provider's breaker for method was
 // open on the leader for the whole time from observation a to b. Where
 // both carry transition counts that is exact: one leader and term, every
-// breaker open at both ends with no transition between (an open breaker
+// breaker open at both ends with the same mark (no transition between) (an open breaker
 // goes half-open when its timeout passes, may admit a probe, and opens
 // again, all between two samples: it rightly offers the method meanwhile).
 // Without counts (an older release) it is the states at both ends.
@@ -501,9 +501,9 @@ func openThroughout(a, b Observation, method string, providers []string) bool {
 		return false
 	}
 	for _, p := range providers {
-		ca, okA := a.LeaderOpen[p+"/"+method]
-		cb, okB := b.LeaderOpen[p+"/"+method]
-		if !okA || !okB || ca != cb {
+		ma, okA := a.LeaderOpen[p+"/"+method]
+		mb, okB := b.LeaderOpen[p+"/"+method]
+		if !okA || !okB || !ma.same(mb) {
 			return false
 		}
 	}

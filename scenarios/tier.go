@@ -174,11 +174,11 @@ func fillObservation(o *Observation, nodes []nodeSample) {
 			o.Leader, o.Term, o.Members = n.id, n.term, n.members
 			o.LeaderOpen = nil
 			if n.counted {
-				o.LeaderOpen = map[string]uint64{}
+				o.LeaderOpen = map[string]OpenMark{}
 				for prov, methods := range n.breakers {
 					for m, v := range methods {
 						if v.State == txswitch.BreakerOpen {
-							o.LeaderOpen[prov+"/"+m] = v.Changes
+							o.LeaderOpen[prov+"/"+m] = OpenMark{Changes: v.Changes, Since: v.Since}
 						}
 					}
 				}
