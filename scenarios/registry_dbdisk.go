@@ -343,6 +343,16 @@ func (x *extEnv) sampleProcesses(e *env, s *ExtSample) {
 	}
 }
 
+// samplesSoFar copies the samples taken so far (nil without an extension).
+func (x *extEnv) samplesSoFar() []ExtSample {
+	if x == nil {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return append([]ExtSample(nil), x.samples...)
+}
+
 // collect gathers the extension's evidence at the end.
 func (x *extEnv) collect(ctx context.Context, e *env, _ *Evidence) *ExtEvidence {
 	if x == nil {

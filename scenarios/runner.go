@@ -351,13 +351,16 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	calls, runs, claims, truncated, dropped := e.hist.snapshot()
 	ids := orderIDs(calls)
 	settle(ctx, e, ids, sc.Settle.D())
-	runsSoFar := make([]FaultRun, len(faults))
-	for i, f := range faults {
-		runsSoFar[i] = FaultRun{Spec: sc.Faults[i], Events: f.Fired()}
-	}
-	if until := watchDeadline(sc, runsSoFar); !until.IsZero() {
-		sleepUntil(ctx, minTime(until, time.Now().Add(maxWatch)))
-	}
+	watch(ctx, sc, func() *Evidence {
+		ev := &Evidence{Start: e.start, Ext: &ExtEvidence{Samples: ext.samplesSoFar()}}
+		for i, f := range faults {
+			ev.Faults = append(ev.Faults, FaultRun{Spec: sc.Faults[i], Events: f.Fired()})
+		}
+		obsMu.Lock()
+		ev.Observations = append([]Observation(nil), obs...)
+		obsMu.Unlock()
+		return ev
+	})
 	ostop()
 	owg.Wait()
 	// One last sample after the cluster was ready and settled: a loaded
@@ -447,8 +450,54 @@ func (e *env) get(ctx context.Context, node, p string, out any) (int, error) {
 }
 
 // maxWatch bounds how long the runner observes past the settle for
-// expectations whose windows run later.
-const maxWatch = 30 * time.Second
+// expectations whose windows run later; watchEvery is how often it looks
+// whether they are met already.
+const (
+	maxWatch   = 30 * time.Second
+	watchEvery = 100 * time.Millisecond
+)
+
+// watch keeps the observers running until every timed expectation (see
+// watchDeadline) passed on the evidence so far or its window has passed.
+// A pass is final: each of these checks judges the first sample in its
+// window that shows the event, and later samples cannot change which one
+// that is.
+func watch(ctx context.Context, sc *Scenario, sofar func() *Evidence) {
+	for {
+		ev := sofar()
+		until := watchDeadline(sc, ev.Faults)
+		if until.IsZero() || timedMet(sc, ev) {
+			return
+		}
+		until = minTime(until, time.Now().Add(maxWatch))
+		if !time.Now().Before(until) || !sleepUntil(ctx, minTime(until, time.Now().Add(watchEvery))) {
+			return
+		}
+	}
+}
+
+// timedMet reports whether every timed expectation of sc passes on ev.
+func timedMet(sc *Scenario, ev *Evidence) bool {
+	for _, x := range sc.Expect {
+		var r CheckResult
+		switch {
+		case x.LeaderChange != nil:
+			r = expectLeaderChange(ev, *x.LeaderChange)
+		case x.BreakerOpen != nil:
+			r = expectBreakerOpen(ev, *x.BreakerOpen)
+		case x.ExportDrained != nil:
+			r = expectExportDrained(ev, *x.ExportDrained)
+		case x.CaughtUp != nil:
+			r = expectCaughtUp(ev, *x.CaughtUp)
+		default:
+			continue
+		}
+		if !r.Passed {
+			return false
+		}
+	}
+	return true
+}
 
 // watchDeadline is when the runner may stop observing the cluster: once
 // every expectation that looks for an event within some time of a fault (a

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -37,5 +38,45 @@ func TestWatchDeadline(t *testing.T) {
 		if got := watchDeadline(sc, c.runs); !got.Equal(c.want) {
 			t.Errorf("%s: watchDeadline = %v, want %v", c.name, got.Sub(t0), c.want.Sub(t0))
 		}
+	}
+}
+
+func TestWatchStopsOnceTheTimedExpectationsPass(t *testing.T) {
+	now := time.Now()
+	stop := FaultRun{Spec: Fault{Kind: "node_stop", Target: "leader"}, Events: []chaos.Event{{Action: "inject", At: now.Add(-time.Second)}}}
+	before := Observation{At: now.Add(-2 * time.Second), Leader: 1, Term: 2}
+	after := Observation{At: now.Add(-500 * time.Millisecond), Leader: 2, Term: 3}
+
+	// The new leader is on record: no need to watch the rest of the 10 s.
+	sc := &Scenario{Expect: []Expect{{LeaderChange: &ExpectWithin{Within: Duration(10 * time.Second)}}}}
+	calls := 0
+	start := time.Now()
+	watch(context.Background(), sc, func() *Evidence {
+		calls++
+		return &Evidence{Faults: []FaultRun{stop}, Observations: []Observation{before, after}}
+	})
+	if calls != 1 || time.Since(start) > 5*time.Second {
+		t.Fatalf("watched %v (%d looks) although the new leader was on record", time.Since(start), calls)
+	}
+
+	// None yet: it looks again until the window (fault + 1.3 s) passed.
+	sc.Expect[0].LeaderChange.Within = Duration(1300 * time.Millisecond)
+	calls = 0
+	watch(context.Background(), sc, func() *Evidence {
+		calls++
+		return &Evidence{Faults: []FaultRun{stop}, Observations: []Observation{before}}
+	})
+	if end := now.Add(300 * time.Millisecond); time.Now().Before(end) || calls < 2 {
+		t.Fatalf("stopped watching %v before the window ended (%d looks)", end.Sub(time.Now()), calls)
+	}
+
+	// A scenario without timed expectations is not watched at all.
+	calls = 0
+	watch(context.Background(), &Scenario{Expect: []Expect{{MinAcked: &ExpectCount{Min: 1}}}}, func() *Evidence {
+		calls++
+		return &Evidence{Faults: []FaultRun{stop}}
+	})
+	if calls != 1 {
+		t.Fatalf("%d looks for a scenario without timed expectations", calls)
 	}
 }
