@@ -35,6 +35,7 @@ const (
 	CodeIdempotencyInProgress   = "idempotency_request_in_progress"
 	CodeOrderNotFound           = "order_not_found"
 	CodePaymentNotFound         = "payment_not_found"
+	CodeOperationNotFound       = "operation_not_found"
 	CodeOrderExists             = "order_exists"
 	CodePaymentInProgress       = "payment_in_progress"
 	CodeAmountExceedsOpen       = "amount_exceeds_open_amount"
@@ -96,6 +97,8 @@ func (ac *applyCtx) apply(data []byte) (*ApplyResult, error) {
 		return ac.expireNotify(c)
 	case *cmdResolveManually:
 		return ac.resolveManually(c)
+	case *cmdResolveOpManually:
+		return ac.resolveOpManually(c)
 	case *cmdPaymentExpire:
 		return ac.paymentExpire(c)
 	case *cmdOrderExpire:

@@ -336,6 +336,8 @@ func newCommand(typ string) any {
 		cmd = &cmdExpireNotify{}
 	case cmdTypeResolveManually:
 		cmd = &cmdResolveManually{}
+	case cmdTypeResolveOpManually:
+		cmd = &cmdResolveOpManually{}
 	case cmdTypePaymentExpire:
 		cmd = &cmdPaymentExpire{}
 	case cmdTypeOrderExpire:

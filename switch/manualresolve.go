@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -22,6 +23,15 @@ import (
 // its odd approval). The note, required, says what was done; it lands on
 // the timeline.
 //
+// From cluster version 9 (VersionOperationResolve) the same goes for a
+// capture, refund or cancellation of the payment whose provider approved
+// another amount than asked: ResolveRequest.Operation names it, failed
+// means nothing moved at the provider (the reserved amount is free again,
+// a refund or cancellation may be asked again), approved that the
+// provider did the amount asked. The operation's own idempotency record
+// is finished with the result, so a client retrying the capture or refund
+// reads it.
+//
 // Only such an attempt qualifies. One in doubt because its provider has
 // not answered yet is the resolver's: settled "failed" by hand, it would
 // leave a request the provider may still process unfenced (only a status
@@ -29,7 +39,13 @@ import (
 // charged beside it.
 
 const (
-	cmdTypeResolveManually = "resolve_manually"
+	cmdTypeResolveManually   = "resolve_manually"
+	cmdTypeResolveOpManually = "resolve_op_manually"
+	// OperationCancellation in ResolveRequest.Operation names the
+	// payment's latest cancellation (which has no id of its own).
+	OperationCancellation = "cancellation"
+	// maxOperationID bounds ResolveRequest.Operation (bytes).
+	maxOperationID = 128
 	// sourceOperator marks a result an operator recorded.
 	sourceOperator = "operator"
 	// CodeResolvedManually is the failure of an attempt an operator
@@ -47,6 +63,10 @@ const (
 type ResolveRequest struct {
 	Outcome string `json:"outcome"` // approved | failed
 	Note    string `json:"note"`    // required: what the operator did at the provider
+	// Operation, when set, names what to settle instead of the payment's
+	// attempt: a capture (cap_...) or refund (ref_...) of the payment, or
+	// "cancellation" for its latest cancellation.
+	Operation string `json:"operation,omitempty"`
 }
 
 // cmdResolveManually settles attempt Attempt of a payment in doubt.
@@ -59,7 +79,22 @@ type cmdResolveManually struct {
 	Note      string    `json:"note"`
 }
 
+// cmdResolveOpManually settles the operation OpID (its provider key) of
+// kind Kind of a payment.
+type cmdResolveOpManually struct {
+	cmdHeader
+	At        time.Time `json:"at"`
+	PaymentID string    `json:"payment_id"`
+	Kind      string    `json:"kind"`
+	OpID      string    `json:"op_id"`
+	Outcome   string    `json:"outcome"`
+	Note      string    `json:"note"`
+}
+
 func (r ResolveRequest) validate() *Error {
+	if len(r.Operation) > maxOperationID || !utf8.ValidString(r.Operation) {
+		return NewError(KindInvalid, "invalid_operation", "operation", fmt.Sprintf("operation must be a capture or refund id of the payment, or %q", OperationCancellation))
+	}
 	if r.Outcome != ResolveApproved && r.Outcome != ResolveFailed {
 		return NewError(KindInvalid, "invalid_outcome", "outcome", "outcome must be approved or failed")
 	}
@@ -83,9 +118,16 @@ func (s *Svc) ResolvePayment(ctx context.Context, paymentID string, req ResolveR
 		return Reply{}, NewError(KindConflict, CodeVersionNotSupported, "",
 			fmt.Sprintf("resolving a payment by hand needs cluster version %d: every member must run a release that supports it", VersionProviderAmount))
 	}
+	if req.Operation != "" && !s.VersionActive(VersionOperationResolve) {
+		return Reply{}, NewError(KindConflict, CodeVersionNotSupported, "",
+			fmt.Sprintf("resolving a capture, refund or cancellation by hand needs cluster version %d: every member must run a release that supports it", VersionOperationResolve))
+	}
 	p, err := s.readPaymentIf(ctx, paymentID, true, func(*paymentRec) bool { return true })
 	if err != nil {
 		return Reply{}, err
+	}
+	if req.Operation != "" {
+		return s.resolveOperation(ctx, p, req)
 	}
 	if p.Status != PaymentInDoubt || p.Open == nil {
 		return Reply{}, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only a payment in doubt is resolved by hand")
@@ -101,6 +143,44 @@ func (s *Svc) ResolvePayment(ctx context.Context, paymentID string, req ResolveR
 	r := res.Reply
 	r.Status = 200
 	return r, nil
+}
+
+// resolveOperation settles the operation req names of payment p.
+func (s *Svc) resolveOperation(ctx context.Context, p *paymentRec, req ResolveRequest) (Reply, error) {
+	var kind, key, what, status string
+	switch {
+	case req.Operation == OperationCancellation:
+		if p.PendingCancel == "" || p.Cancellation == nil {
+			return Reply{}, NewError(KindConflict, CodeInvalidState, "operation", "payment "+p.ID+" has no cancellation under way; only an operation in doubt is resolved by hand")
+		}
+		kind, key, what, status = opCancel, p.PendingCancel, "the cancellation", p.Cancellation.Status
+	case strings.HasPrefix(req.Operation, PrefixCapture+"_"):
+		i := indexCapture(p.Captures, req.Operation)
+		if i < 0 {
+			return Reply{}, NewError(KindNotFound, CodeOperationNotFound, "operation", "payment "+p.ID+" has no capture "+req.Operation)
+		}
+		kind, key, what, status = opCapture, req.Operation, "capture "+req.Operation, p.Captures[i].Status
+	case strings.HasPrefix(req.Operation, PrefixRefund+"_"):
+		i := indexRefund(p.Refunds, req.Operation)
+		if i < 0 {
+			return Reply{}, NewError(KindNotFound, CodeOperationNotFound, "operation", "payment "+p.ID+" has no refund "+req.Operation)
+		}
+		kind, key, what, status = opRefund, req.Operation, "refund "+req.Operation, p.Refunds[i].Status
+	default:
+		return Reply{}, NewError(KindInvalid, "invalid_operation", "operation", fmt.Sprintf("operation must be a capture or refund id of the payment, or %q", OperationCancellation))
+	}
+	if status != PaymentInDoubt {
+		return Reply{}, NewError(KindConflict, CodeInvalidState, "operation", fmt.Sprintf("%s of payment %s is %s; only an operation in doubt is resolved by hand", what, p.ID, status))
+	}
+	if s.isInflight(key) {
+		return Reply{}, NewError(KindConflict, CodeInvalidState, "operation", fmt.Sprintf("a call or status inquiry for %s of payment %s is under way; retry once it ended", what, p.ID))
+	}
+	res, err := s.propose(ctx, cmdTypeResolveOpManually, &cmdResolveOpManually{At: s.clock.Now(), PaymentID: p.ID, Kind: kind, OpID: key,
+		Outcome: req.Outcome, Note: req.Note})
+	if err != nil {
+		return replyOf(res), err
+	}
+	return res.Reply, nil
 }
 
 func (ac *applyCtx) resolveManually(c *cmdResolveManually) (*ApplyResult, error) {
@@ -162,4 +242,68 @@ func (ac *applyCtx) resolveManually(c *cmdResolveManually) (*ApplyResult, error)
 		return nil, err
 	}
 	return &ApplyResult{Reply: reply}, nil
+}
+
+// resolveOpManually settles an operation in doubt whose provider approved
+// another amount than asked, through the path every operation result
+// takes (opResult: the reserved amount, the payment's totals and status,
+// the operation's idempotency record), then records the operator's note.
+// The admin who asked reads the payment.
+func (ac *applyCtx) resolveOpManually(c *cmdResolveOpManually) (*ApplyResult, error) {
+	v, err := ac.version()
+	if err != nil {
+		return nil, err
+	}
+	if v < VersionOperationResolve {
+		return reject(KindConflict, CodeVersionNotSupported, "", fmt.Sprintf("resolve_op_manually needs cluster version %d", VersionOperationResolve)), nil
+	}
+	if e := (ResolveRequest{Outcome: c.Outcome, Note: c.Note}).validate(); e != nil {
+		return &ApplyResult{Err: e}, nil
+	}
+	p, _, rej, err := ac.loadPaymentAndOrder(c.PaymentID)
+	if rej != nil || err != nil {
+		return rej, err
+	}
+	d, err := ac.loadInDoubt(c.OpID)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil || d.Kind != c.Kind || d.PaymentID != p.ID || !d.InDoubt {
+		return reject(KindConflict, CodeInvalidState, "", fmt.Sprintf("no %s %s of payment %s is in doubt; only an operation in doubt is resolved by hand", c.Kind, c.OpID, p.ID)), nil
+	}
+	if !d.AmountMismatch {
+		return reject(KindConflict, CodeInvalidState, "",
+			fmt.Sprintf("%s %s of payment %s waits for its provider's answer, which the resolver asks for; only an answer the switch cannot book (amount_mismatch) is settled by hand", c.Kind, c.OpID, p.ID)), nil
+	}
+	msg := fmt.Sprintf("An operator resolved %s %s at %s (key %s) as %s: %s.", c.Kind, c.OpID, d.Provider, d.Key, c.Outcome, c.Note)
+	rc := &cmdOpResult{At: c.At, Kind: c.Kind, PaymentID: p.ID, OpID: c.OpID, Source: sourceOperator}
+	if c.Outcome == ResolveApproved {
+		rc.Outcome, rc.Result = outcomeApproved, ProviderResult{Outcome: OutcomeApproved, ProviderRef: d.ProviderRef}
+	} else {
+		rc.Outcome, rc.ErrCode = outcomeFailed, CodeResolvedManually
+		rc.ErrMessage = fmt.Sprintf("an operator resolved %s %s at %s as failed: %s", c.Kind, c.OpID, d.Provider, c.Note)
+	}
+	res, err := ac.opResult(rc)
+	if err != nil || res.Err != nil {
+		return res, err
+	}
+	o, err := ac.loadOrder(p.OrderID)
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]any{"provider": d.Provider, "key": d.Key, "operation": c.Kind, "op_id": c.OpID, "outcome": c.Outcome, "note": c.Note}
+	if err := ac.event(o, c.At, "resolved_manually", p.ID, msg, data); err != nil {
+		return nil, err
+	}
+	if err := ac.putOrder(o); err != nil {
+		return nil, err
+	}
+	if p, err = ac.loadPayment(p.ID); err != nil {
+		return nil, err
+	}
+	body, err := encodePayment(&p.Payment)
+	if err != nil {
+		return nil, fmt.Errorf("encode payment %s: %w", p.ID, err)
+	}
+	return &ApplyResult{Reply: Reply{Status: 200, Body: body}}, nil
 }

@@ -36,9 +36,10 @@ const (
 	// authorization's uncaptured rest (VersionRelease), version 7 the
 	// provider's amount checked (VersionProviderAmount), version 8 outbox
 	// events that name their order, payment or timeline event instead of
-	// copying it (VersionOutboxRefs).
+	// copying it (VersionOutboxRefs), version 9 captures, refunds and
+	// cancellations settled by hand (VersionOperationResolve).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionOutboxRefs
+	BinaryMaxVersion = VersionOperationResolve
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -106,6 +107,12 @@ const (
 	// timeline event never changes. An older member cannot read a
 	// reference, hence the gate.
 	VersionOutboxRefs = 8
+	// VersionOperationResolve: an operator settles a capture, refund or
+	// cancellation whose provider approved another amount than asked
+	// (stuck in doubt, like such a payment attempt since version 7) with
+	// POST /v1/admin/payments/{id}/resolve and an operation. It is a new
+	// command an older member cannot apply, hence the gate.
+	VersionOperationResolve = 9
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1

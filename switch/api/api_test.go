@@ -80,6 +80,8 @@ func TestRoutesReachService(t *testing.T) {
 			call{Method: "ReviewPayment", ID: "pay_9", Req: txswitch.ReviewRequest{Decision: "approve", Note: "ok"}}},
 		{"resolve", request{"POST", "/v1/admin/payments/pay_9/resolve", adminHeaders(), `{"outcome":"failed","note":"voided at the PSP"}`}, 200,
 			call{Method: "ResolvePayment", ID: "pay_9", Req: txswitch.ResolveRequest{Outcome: "failed", Note: "voided at the PSP"}}},
+		{"resolve a refund", request{"POST", "/v1/admin/payments/pay_9/resolve", adminHeaders(), `{"outcome":"approved","note":"psp_a refunded 3.00","operation":"ref_1"}`}, 200,
+			call{Method: "ResolvePayment", ID: "pay_9", Req: txswitch.ResolveRequest{Outcome: "approved", Note: "psp_a refunded 3.00", Operation: "ref_1"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
