@@ -23,49 +23,49 @@ func TestResolveOperationByHand(t *testing.T) {
 		op      string // ResolveRequest.Operation
 		idemKey string // of the request that started the operation
 	}
-	mismatchedCapture := func(t *testing.T) stuck {
-		h := newHarness(t)
-		h.gate(txswitch.VersionOperationResolve)
-		o, p := h.authorized()
-		h.a.Push(txswitch.OpCapture, approvedFor("c-1", txswitch.Money{Value: 300, Currency: "EUR"}))
-		if r, err := h.svc.Capture(h.ctx, caller("cap-key"), p.ID, txswitch.CaptureRequest{Amount: eur(400)}); err != nil || r.Status != 201 {
-			t.Fatalf("capture: %v %d %s", err, r.Status, r.Body)
+	// mismatched leaves one operation of op's kind in doubt: its provider
+	// approves another amount than asked.
+	mismatched := func(op string) func(t *testing.T) stuck {
+		return func(t *testing.T) stuck {
+			h := newHarness(t)
+			h.gate(txswitch.VersionOperationResolve)
+			o, p := h.authorized()
+			var err error
+			switch op {
+			case txswitch.PrefixCapture:
+				h.a.Push(txswitch.OpCapture, approvedFor("c-1", txswitch.Money{Value: 300, Currency: "EUR"}))
+				_, err = h.svc.Capture(h.ctx, caller("op-key"), p.ID, txswitch.CaptureRequest{Amount: eur(400)})
+			case txswitch.PrefixRefund:
+				h.a.Push(txswitch.OpCapture, approvedFor("c-1", txswitch.Money{Value: 1000, Currency: "EUR"}))
+				if _, err = h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err == nil {
+					h.a.Push(txswitch.OpRefund, approvedFor("r-1", txswitch.Money{Value: 250, Currency: "EUR"}))
+					_, err = h.svc.Refund(h.ctx, caller("op-key"), p.ID, txswitch.RefundRequest{Amount: eur(300), Reason: "return"})
+				}
+			default:
+				h.a.Push(txswitch.OpCancel, approvedFor("x-1", txswitch.Money{Value: 900, Currency: "EUR"}))
+				_, err = h.svc.Cancel(h.ctx, caller("op-key"), p.ID)
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", op, err)
+			}
+			got := h.payment(p.ID)
+			s := stuck{h: h, o: o, p: got, op: txswitch.OperationCancellation, idemKey: "op-key"}
+			status := ""
+			switch {
+			case op == txswitch.PrefixCapture && len(got.Captures) == 1:
+				s.op, status = got.Captures[0].ID, got.Captures[0].Status
+			case op == txswitch.PrefixRefund && len(got.Refunds) == 1:
+				s.op, status = got.Refunds[0].ID, got.Refunds[0].Status
+			case op == "" && got.Cancellation != nil:
+				status = got.Cancellation.Status
+			}
+			if status != txswitch.PaymentInDoubt {
+				t.Fatalf("%s not in doubt: %+v", op, got)
+			}
+			return s
 		}
-		got := h.payment(p.ID)
-		if len(got.Captures) != 1 || got.Captures[0].Status != txswitch.PaymentInDoubt {
-			t.Fatalf("captures = %+v", got.Captures)
-		}
-		return stuck{h, o, got, got.Captures[0].ID, "cap-key"}
 	}
-	mismatchedRefund := func(t *testing.T) stuck {
-		h := newHarness(t)
-		h.gate(txswitch.VersionOperationResolve)
-		o := h.createOrder(1000)
-		p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
-		h.a.Push(txswitch.OpRefund, approvedFor("r-1", txswitch.Money{Value: 250, Currency: "EUR"}))
-		if _, err := h.svc.Refund(h.ctx, caller("ref-key"), p.ID, txswitch.RefundRequest{Amount: eur(300), Reason: "return"}); err != nil {
-			t.Fatalf("refund: %v", err)
-		}
-		got := h.payment(p.ID)
-		if len(got.Refunds) != 1 || got.Refunds[0].Status != txswitch.PaymentInDoubt {
-			t.Fatalf("refunds = %+v", got.Refunds)
-		}
-		return stuck{h, o, got, got.Refunds[0].ID, "ref-key"}
-	}
-	mismatchedCancel := func(t *testing.T) stuck {
-		h := newHarness(t)
-		h.gate(txswitch.VersionOperationResolve)
-		o, p := h.authorized()
-		h.a.Push(txswitch.OpCancel, approvedFor("x-1", txswitch.Money{Value: 900, Currency: "EUR"}))
-		if _, err := h.svc.Cancel(h.ctx, caller("cancel-key"), p.ID); err != nil {
-			t.Fatalf("cancel: %v", err)
-		}
-		got := h.payment(p.ID)
-		if got.Cancellation == nil || got.Cancellation.Status != txswitch.PaymentInDoubt {
-			t.Fatalf("cancellation = %+v", got.Cancellation)
-		}
-		return stuck{h, o, got, txswitch.OperationCancellation, "cancel-key"}
-	}
+	mismatchedCapture, mismatchedRefund, mismatchedCancel := mismatched(txswitch.PrefixCapture), mismatched(txswitch.PrefixRefund), mismatched("")
 	for _, tc := range []struct {
 		name    string
 		setup   func(t *testing.T) stuck
