@@ -351,7 +351,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	calls, runs, claims, truncated, dropped := e.hist.snapshot()
 	ids := orderIDs(calls)
 	settle(ctx, e, ids, sc.Settle.D())
-	watch(ctx, sc, func() *Evidence {
+	watch(ctx, sc, maxWatch, func() *Evidence {
 		ev := &Evidence{Start: e.start, Ext: &ExtEvidence{Samples: ext.samplesSoFar()}}
 		for i, f := range faults {
 			ev.Faults = append(ev.Faults, FaultRun{Spec: sc.Faults[i], Events: f.Fired()})
@@ -458,18 +458,19 @@ const (
 )
 
 // watch keeps the observers running until every timed expectation (see
-// watchDeadline) passed on the evidence so far or its window has passed.
-// A pass is final: each of these checks judges the first sample in its
-// window that shows the event, and later samples cannot change which one
-// that is.
-func watch(ctx context.Context, sc *Scenario, sofar func() *Evidence) {
+// watchDeadline) passed on the evidence so far or its window has passed,
+// for at most limit. A pass is final: each of these checks judges the
+// first sample in its window that shows the event, and later samples
+// cannot change which one that is.
+func watch(ctx context.Context, sc *Scenario, limit time.Duration, sofar func() *Evidence) {
+	stop := time.Now().Add(limit)
 	for {
 		ev := sofar()
 		until := watchDeadline(sc, ev.Faults)
 		if until.IsZero() || timedMet(sc, ev) {
 			return
 		}
-		until = minTime(until, time.Now().Add(maxWatch))
+		until = minTime(until, stop)
 		if !time.Now().Before(until) || !sleepUntil(ctx, minTime(until, time.Now().Add(watchEvery))) {
 			return
 		}

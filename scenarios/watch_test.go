@@ -51,7 +51,7 @@ func TestWatchStopsOnceTheTimedExpectationsPass(t *testing.T) {
 	sc := &Scenario{Expect: []Expect{{LeaderChange: &ExpectWithin{Within: Duration(10 * time.Second)}}}}
 	calls := 0
 	start := time.Now()
-	watch(context.Background(), sc, func() *Evidence {
+	watch(context.Background(), sc, time.Minute, func() *Evidence {
 		calls++
 		return &Evidence{Faults: []FaultRun{stop}, Observations: []Observation{before, after}}
 	})
@@ -62,7 +62,7 @@ func TestWatchStopsOnceTheTimedExpectationsPass(t *testing.T) {
 	// None yet: it looks again until the window (fault + 1.3 s) passed.
 	sc.Expect[0].LeaderChange.Within = Duration(1300 * time.Millisecond)
 	calls = 0
-	watch(context.Background(), sc, func() *Evidence {
+	watch(context.Background(), sc, time.Minute, func() *Evidence {
 		calls++
 		return &Evidence{Faults: []FaultRun{stop}, Observations: []Observation{before}}
 	})
@@ -72,11 +72,21 @@ func TestWatchStopsOnceTheTimedExpectationsPass(t *testing.T) {
 
 	// A scenario without timed expectations is not watched at all.
 	calls = 0
-	watch(context.Background(), &Scenario{Expect: []Expect{{MinAcked: &ExpectCount{Min: 1}}}}, func() *Evidence {
+	watch(context.Background(), &Scenario{Expect: []Expect{{MinAcked: &ExpectCount{Min: 1}}}}, time.Minute, func() *Evidence {
 		calls++
 		return &Evidence{Faults: []FaultRun{stop}}
 	})
 	if calls != 1 {
 		t.Fatalf("%d looks for a scenario without timed expectations", calls)
+	}
+
+	// A window an hour long is watched for the limit only.
+	sc.Expect[0].LeaderChange.Within = Duration(time.Hour)
+	start = time.Now()
+	watch(context.Background(), sc, 200*time.Millisecond, func() *Evidence {
+		return &Evidence{Faults: []FaultRun{stop}, Observations: []Observation{before}}
+	})
+	if took := time.Since(start); took < 200*time.Millisecond || took > 30*time.Second {
+		t.Fatalf("watched %v with a limit of 200ms", took)
 	}
 }
