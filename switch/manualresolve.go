@@ -91,9 +91,13 @@ type cmdResolveOpManually struct {
 	Note      string    `json:"note"`
 }
 
+func errInvalidOperation() *Error {
+	return NewError(KindInvalid, "invalid_operation", "operation", fmt.Sprintf("operation must be a capture or refund id of the payment, or %q", OperationCancellation))
+}
+
 func (r ResolveRequest) validate() *Error {
 	if len(r.Operation) > maxOperationID || !utf8.ValidString(r.Operation) {
-		return NewError(KindInvalid, "invalid_operation", "operation", fmt.Sprintf("operation must be a capture or refund id of the payment, or %q", OperationCancellation))
+		return errInvalidOperation()
 	}
 	if r.Outcome != ResolveApproved && r.Outcome != ResolveFailed {
 		return NewError(KindInvalid, "invalid_outcome", "outcome", "outcome must be approved or failed")
@@ -167,7 +171,7 @@ func (s *Svc) resolveOperation(ctx context.Context, p *paymentRec, req ResolveRe
 		}
 		kind, key, what, status = opRefund, req.Operation, "refund "+req.Operation, p.Refunds[i].Status
 	default:
-		return Reply{}, NewError(KindInvalid, "invalid_operation", "operation", fmt.Sprintf("operation must be a capture or refund id of the payment, or %q", OperationCancellation))
+		return Reply{}, errInvalidOperation()
 	}
 	if status != PaymentInDoubt {
 		return Reply{}, NewError(KindConflict, CodeInvalidState, "operation", fmt.Sprintf("%s of payment %s is %s; only an operation in doubt is resolved by hand", what, p.ID, status))
