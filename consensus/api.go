@@ -261,7 +261,8 @@ func (n *Node) Leadership() txswitch.Leadership {
 	return n.lead
 }
 
-func (n *Node) leadershipWatch() (txswitch.Leadership, <-chan struct{}) {
+// LeadershipWatch is Leadership and a channel closed when it next changes.
+func (n *Node) LeadershipWatch() (txswitch.Leadership, <-chan struct{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.lead, n.leaderCh
@@ -399,7 +400,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
 		return n.stoppedErr()
 	}
 	for {
-		l, ch := n.leadershipWatch()
+		l, ch := n.LeadershipWatch()
 		if l.LeaderID == to {
 			return nil
 		}

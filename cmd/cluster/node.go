@@ -552,6 +552,9 @@ type clusterInfo struct{ n *Node }
 
 func (c clusterInfo) Leadership() txswitch.Leadership { return c.n.raft.Leadership() }
 func (c clusterInfo) LeaderAPIAddr() (string, bool)   { return c.n.raft.LeaderAPIAddr() }
+func (c clusterInfo) LeadershipWatch() (txswitch.Leadership, <-chan struct{}) {
+	return c.n.raft.LeadershipWatch()
+}
 func (c clusterInfo) Ready() error {
 	if err := c.n.raft.Err(); err != nil {
 		return fmt.Errorf("raft node stopped: %w", err)

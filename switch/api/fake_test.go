@@ -181,12 +181,43 @@ type fakeCluster struct {
 	leader   bool
 	addr     string
 	notReady error
+	// leaderID and term, until setLeader, are 1 and 1.
+	leaderID, term uint64
+	changed        chan struct{}
 }
 
 func (c *fakeCluster) Leadership() txswitch.Leadership {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return txswitch.Leadership{IsLeader: c.leader, LeaderID: 1, Term: 1}
+	return c.leadershipLocked()
+}
+
+func (c *fakeCluster) leadershipLocked() txswitch.Leadership {
+	if c.term == 0 { // never set: leader 1 at term 1
+		return txswitch.Leadership{IsLeader: c.leader, LeaderID: 1, Term: 1}
+	}
+	return txswitch.Leadership{IsLeader: c.leader, LeaderID: c.leaderID, Term: c.term}
+}
+
+func (c *fakeCluster) LeadershipWatch() (txswitch.Leadership, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changed == nil {
+		c.changed = make(chan struct{})
+	}
+	return c.leadershipLocked(), c.changed
+}
+
+// setLeader changes the leader another node is known as (this node stays a
+// follower), as an election this node learns of does.
+func (c *fakeCluster) setLeader(id, term uint64, addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leaderID, c.term, c.addr = id, term, addr
+	if c.changed != nil {
+		close(c.changed)
+	}
+	c.changed = make(chan struct{})
 }
 
 func (c *fakeCluster) LeaderAPIAddr() (string, bool) {

@@ -115,7 +115,7 @@ func (s *Server) forward(rc *reqCtx, body []byte) {
 		s.writeErr(rc, txswitch.NewError(503, "not_leader", "", "this node is not the leader; retry shortly"))
 		return
 	}
-	addr, ok := s.leaderHint()
+	lead, changed, addr, ok := s.forwardTarget()
 	if !ok || addr == "" {
 		s.metrics.forwarded.WithLabelValues("no_leader").Inc()
 		s.writeErr(rc, txswitch.NewError(503, "no_leader", "", "no leader is known; retry shortly"))
@@ -125,8 +125,10 @@ func (s *Server) forward(rc *reqCtx, body []byte) {
 	client := s.fwd.client(addr)
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
+	release := func() {
+		fasthttp.ReleaseRequest(req)
+		fasthttp.ReleaseResponse(resp)
+	}
 	req.Header.SetMethodBytes(fc.Method())
 	// The path and query alone: a client may send the target in absolute
 	// form (https://host/path), which the leader needs no more than the
@@ -144,9 +146,42 @@ func (s *Server) forward(rc *reqCtx, body []byte) {
 	}
 	req.Header.Set(hdrForwarded, s.opts.NodeID)
 	req.Header.Set(hdrRequestID, rc.requestID)
-	req.SetBodyRaw(body)
+	// A copy: the call may outlive this handler (see below), and body is
+	// the server's buffer, reused for the connection's next request.
+	req.SetBody(body)
 
-	err := client.DoTimeout(req, resp, s.fwd.timeout)
+	// The call runs on its own goroutine so that we can stop waiting when
+	// another node takes over: a leader frozen (a stopped process, a
+	// stalled disk) holds the request until the forward timeout, while its
+	// successor could already answer the caller's retry.
+	done := make(chan error, 1)
+	go func() { done <- client.DoTimeout(req, resp, s.fwd.timeout) }()
+	var err error
+	for waiting := true; waiting; {
+		select {
+		case err = <-done:
+			waiting = false
+		case <-changed:
+			var now txswitch.Leadership
+			now, changed = s.opts.Cluster.LeadershipWatch()
+			if !replaced(lead, now) {
+				continue
+			}
+			// The old leader may have logged the request, and a log entry
+			// that reached a majority is committed by its successor: the
+			// outcome is unknown, and a retry under the same
+			// Idempotency-Key, served by the new leader, tells it. The call
+			// still owns req and resp until it returns.
+			go func() { <-done; release() }()
+			s.metrics.forwarded.WithLabelValues("leader_changed").Inc()
+			s.log.Info("stopped waiting for a replaced leader", zap.String("request_id", rc.requestID),
+				zap.String("leader", addr), zap.Uint64("term", lead.Term),
+				zap.Uint64("new_leader", now.LeaderID), zap.Uint64("new_term", now.Term))
+			s.writeErr(rc, outcomeUnknown())
+			return
+		}
+	}
+	defer release()
 	if err != nil {
 		var de *dialError
 		var e *txswitch.Error
@@ -173,4 +208,31 @@ func (s *Server) forward(rc *reqCtx, body []byte) {
 		}
 	}
 	fc.SetBody(resp.Body())
+}
+
+// forwardTarget reads the leadership, its change channel and the leader's
+// API address so that the address belongs to that leadership: were the
+// leader to change between the two reads, a forward to the new leader
+// would look like one to a replaced leader.
+func (s *Server) forwardTarget() (txswitch.Leadership, <-chan struct{}, string, bool) {
+	if s.opts.Cluster == nil {
+		return txswitch.Leadership{}, nil, "", false
+	}
+	for {
+		lead, changed := s.opts.Cluster.LeadershipWatch()
+		addr, ok := s.opts.Cluster.LeaderAPIAddr()
+		select {
+		case <-changed:
+			continue
+		default:
+			return lead, changed, addr, ok
+		}
+	}
+}
+
+// replaced reports whether now names another leader, at a later term, than
+// the one a request was forwarded to. While no leader is known (an
+// election), or the same node leads again, the request waits on.
+func replaced(forwardedTo, now txswitch.Leadership) bool {
+	return now.LeaderID != 0 && now.LeaderID != forwardedTo.LeaderID && now.Term > forwardedTo.Term
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	txswitch "github.com/txswitch/txswitch/switch"
 )
 
 // tcpLeader serves a leader node on a loopback port, recording the headers
@@ -246,4 +248,112 @@ func TestForwarderClientCacheBounded(t *testing.T) {
 		t.Fatalf("client not reused or address %q", a.Addr)
 	}
 	f.close()
+}
+
+// forwardInFlight sends a write through a follower to a leader that holds
+// it, and returns once the leader's service has it.
+func forwardInFlight(t *testing.T, leader *tcpLeader, f *testNode) (<-chan response, func()) {
+	t.Helper()
+	hold := make(chan struct{})
+	leader.svc.mu.Lock()
+	leader.svc.block = hold
+	leader.svc.mu.Unlock()
+	before := len(leader.svc.businessCalls())
+	out := make(chan response, 1)
+	go func() { out <- f.do(t, request{"POST", "/v1/orders", mh("Idempotency-Key", "k-held"), orderBody}) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(leader.svc.businessCalls()) == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the forwarded request never reached the leader")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var once sync.Once
+	return out, func() { once.Do(func() { close(hold) }) }
+}
+
+// TestForwardStopsWaitingForReplacedLeader: a follower holding a request
+// for a leader that has been replaced (frozen, say, while the others
+// elected a new one) answers outcome_unknown with the new leader's address
+// at once, not when its forward timeout ends.
+func TestForwardStopsWaitingForReplacedLeader(t *testing.T) {
+	leader := newTCPLeader(t)
+	cl := &fakeCluster{addr: leader.addr}
+	f := newTestNode(t, func(o *Options) {
+		o.Cluster = cl
+		o.RequestTimeout = time.Hour // only the new leader can end the wait
+	})
+	out, release := forwardInFlight(t, leader, f)
+	defer release()
+	cl.setLeader(3, 2, "10.0.0.3:8080")
+	select {
+	case resp := <-out:
+		if code, _ := resp.errCode(); resp.status != 503 || code != "outcome_unknown" {
+			t.Fatalf("got %d %s", resp.status, resp.body)
+		}
+		if got := resp.headers["X-Txswitch-Leader"]; got != "10.0.0.3:8080" {
+			t.Errorf("leader hint %q, want the new leader's address", got)
+		}
+		if resp.headers["Retry-After"] == "" {
+			t.Errorf("no Retry-After: %v", resp.headers)
+		}
+	case <-time.After(5 * time.Second): // before the leader's own 10 s timeout answers
+		t.Fatal("the follower still waits for the replaced leader")
+	}
+	// The abandoned call ends when the old leader answers; its request and
+	// response go back to their pools only then (the race detector watches).
+	release()
+}
+
+// TestForwardWaitsThroughElection: an election without a leader yet, or
+// one the same leader wins again, does not end the wait: that leader may
+// still answer, and its answer is relayed.
+func TestForwardWaitsThroughElection(t *testing.T) {
+	leader := newTCPLeader(t)
+	cl := &fakeCluster{addr: leader.addr}
+	f := newTestNode(t, func(o *Options) {
+		o.Cluster = cl
+		o.RequestTimeout = time.Hour
+	})
+	out, release := forwardInFlight(t, leader, f)
+	defer release()
+	cl.setLeader(0, 2, "")          // an election: no leader known
+	cl.setLeader(1, 3, leader.addr) // the same node leads again
+	select {
+	case resp := <-out:
+		t.Fatalf("answered %d %s before the leader did", resp.status, resp.body)
+	case <-time.After(300 * time.Millisecond):
+	}
+	release()
+	select {
+	case resp := <-out:
+		if resp.status != 201 {
+			t.Fatalf("got %d %s, want the leader's 201", resp.status, resp.body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the leader's answer was not relayed")
+	}
+}
+
+func TestReplaced(t *testing.T) {
+	at := func(id, term uint64) txswitch.Leadership { return txswitch.Leadership{LeaderID: id, Term: term} }
+	tests := []struct {
+		name string
+		now  txswitch.Leadership
+		want bool
+	}{
+		{"unchanged", at(1, 4), false},
+		{"election, no leader known", at(0, 5), false},
+		{"the same leader at a later term", at(1, 5), false},
+		{"another leader at a later term", at(2, 5), true},
+		{"this node leads now", txswitch.Leadership{IsLeader: true, LeaderID: 3, Term: 5}, true},
+		{"another leader, same term (not raft; wait)", at(2, 4), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := replaced(at(1, 4), tt.now); got != tt.want {
+				t.Errorf("replaced = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

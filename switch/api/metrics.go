@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"route"})),
 		forwarded: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "txswitch_http_forwarded_total",
-			Help: "Writes a follower forwarded to the leader, by result (ok, unreachable, unknown, not_leader, no_leader).",
+			Help: "Writes a follower forwarded to the leader, by result (ok, unreachable, unknown, leader_changed, not_leader, no_leader).",
 		}, []string{"result"})),
 		inFlight: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "txswitch_http_in_flight_requests",

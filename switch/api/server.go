@@ -26,6 +26,10 @@ import (
 type ClusterInfo interface {
 	// Leadership reports whether this node leads.
 	Leadership() txswitch.Leadership
+	// LeadershipWatch is Leadership and a channel closed at its next
+	// change, so that a forwarded request can stop waiting for a leader
+	// that another one has replaced.
+	LeadershipWatch() (txswitch.Leadership, <-chan struct{})
 	// LeaderAPIAddr is the leader's API address (host:port, or an
 	// http:// URL) when a leader is known.
 	LeaderAPIAddr() (string, bool)
