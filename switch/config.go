@@ -36,8 +36,10 @@ type MethodConfig struct {
 	Countries  []string `json:"countries,omitempty"`
 	Currencies []string `json:"currencies,omitempty"`
 	Channels   []string `json:"channels,omitempty"`
-	MinAmount  int64    `json:"min_amount,omitempty"` // minor units; 0 = no minimum
-	MaxAmount  int64    `json:"max_amount,omitempty"` // 0 = no maximum
+	// MinAmount and MaxAmount bound the amount the provider is asked to
+	// move, the surcharge included, in minor units; 0 = no limit.
+	MinAmount int64 `json:"min_amount,omitempty"`
+	MaxAmount int64 `json:"max_amount,omitempty"`
 	// Surcharge = Fixed + amount * BasisPoints / 10000 (rounded half up), in
 	// the order's currency.
 	Surcharge SurchargeConfig `json:"surcharge"`
@@ -63,8 +65,9 @@ type RouteConfig struct {
 	Countries  []string `json:"countries,omitempty"`
 	Currencies []string `json:"currencies,omitempty"`
 	Channels   []string `json:"channels,omitempty"`
-	MinAmount  int64    `json:"min_amount,omitempty"`
-	MaxAmount  int64    `json:"max_amount,omitempty"`
+	// Like the method's, surcharge included.
+	MinAmount int64 `json:"min_amount,omitempty"`
+	MaxAmount int64 `json:"max_amount,omitempty"`
 }
 
 // FraudRule holds a payment for review when all its set conditions match.

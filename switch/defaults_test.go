@@ -127,6 +127,11 @@ func TestDefaultConfigCheckout(t *testing.T) {
 			want{[]string{"card", "ideal", "sepa_debit"}, map[string]string{"klarna_paylater": ExclusionAmountAboveMax}}},
 		{"ideal above its ceiling", OrderContext{"NL", "EUR", DefaultIDEALMaxAmount + 1, ChannelOnline, ""}, nil,
 			want{[]string{"card", "sepa_debit"}, map[string]string{"ideal": ExclusionAmountAboveMax}}},
+		// iDEAL's ceiling bounds the amount charged, its EUR 0.29 fee included.
+		{"ideal at its ceiling with the surcharge", OrderContext{"NL", "EUR", DefaultIDEALMaxAmount - 29, ChannelOnline, ""}, nil,
+			want{[]string{"card", "ideal", "sepa_debit"}, map[string]string{"klarna_paylater": ExclusionAmountAboveMax}}},
+		{"the surcharge takes ideal over its ceiling", OrderContext{"NL", "EUR", DefaultIDEALMaxAmount, ChannelOnline, ""}, nil,
+			want{[]string{"card", "sepa_debit"}, map[string]string{"ideal": ExclusionAmountAboveMax}}},
 		{"ideal providers all open", OrderContext{"NL", "EUR", 4998, ChannelOnline, ""}, open("psp_b/ideal", "psp_c/ideal"),
 			want{[]string{"card", "klarna_paylater", "sepa_debit"}, map[string]string{"ideal": ExclusionAllProvidersDown, "bancontact": ExclusionCountry}}},
 		{"ideal back when psp_b half-opens", OrderContext{"NL", "EUR", 4998, ChannelOnline, ""},

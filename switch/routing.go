@@ -114,20 +114,31 @@ func evaluateMethod(cfg *RoutingConfig, mc *MethodConfig, oc OrderContext, healt
 		return excl(ExclusionChannel, fmt.Sprintf("%s is available for %s only; order channel is %s",
 			title, strings.Join(mc.Channels, ", "), orNotGiven(oc.Channel)))
 	}
-	if mc.MinAmount > 0 && oc.Amount < mc.MinAmount {
-		return excl(ExclusionAmountBelowMin, fmt.Sprintf("%s needs at least %s; order amount is %s",
-			title, FormatMoney(Money{Value: mc.MinAmount, Currency: oc.Currency}), FormatMoney(oc.money())))
+	// The amount limits bound what the provider is asked to move, and the
+	// shopper's surcharge is part of it: iDEAL refuses EUR 50,000.29
+	// whatever part of it is a fee, so an order of EUR 50,000.00 paid with
+	// a EUR 0.29 surcharge must not be offered iDEAL.
+	surcharge := Surcharge(*mc, oc.money())
+	charged := Money{Value: min(max(oc.Amount, 0)+surcharge.Value, MaxMoneyValue), Currency: oc.Currency}
+	chargedDetail := "order amount is " + FormatMoney(oc.money())
+	if surcharge.Value > 0 {
+		chargedDetail = fmt.Sprintf("the payment would be %s (order amount %s plus a %s surcharge)",
+			FormatMoney(charged), FormatMoney(oc.money()), FormatMoney(surcharge))
 	}
-	if mc.MaxAmount > 0 && oc.Amount > mc.MaxAmount {
-		return excl(ExclusionAmountAboveMax, fmt.Sprintf("%s allows at most %s; order amount is %s",
-			title, FormatMoney(Money{Value: mc.MaxAmount, Currency: oc.Currency}), FormatMoney(oc.money())))
+	if mc.MinAmount > 0 && charged.Value < mc.MinAmount {
+		return excl(ExclusionAmountBelowMin, fmt.Sprintf("%s needs at least %s; %s",
+			title, FormatMoney(Money{Value: mc.MinAmount, Currency: oc.Currency}), chargedDetail))
+	}
+	if mc.MaxAmount > 0 && charged.Value > mc.MaxAmount {
+		return excl(ExclusionAmountAboveMax, fmt.Sprintf("%s allows at most %s; %s",
+			title, FormatMoney(Money{Value: mc.MaxAmount, Currency: oc.Currency}), chargedDetail))
 	}
 
 	var cands []RouteCandidate
 	var why []string // per-route reasons, only used when no route fits
 	for i := range mc.Routes {
 		r := &mc.Routes[i]
-		if reason := routeMismatch(cfg, r, oc); reason != "" {
+		if reason := routeMismatch(cfg, r, oc, charged.Value); reason != "" {
 			why = append(why, r.Provider+": "+reason)
 			continue
 		}
@@ -168,8 +179,10 @@ func evaluateMethod(cfg *RoutingConfig, mc *MethodConfig, oc OrderContext, healt
 	return evaluation{candidates: cands}
 }
 
-// routeMismatch says why route r cannot serve oc, or "" when it can.
-func routeMismatch(cfg *RoutingConfig, r *RouteConfig, oc OrderContext) string {
+// routeMismatch says why route r cannot serve oc, or "" when it can;
+// charged is what the provider would be asked to move (surcharge included),
+// which its amount limits bound.
+func routeMismatch(cfg *RoutingConfig, r *RouteConfig, oc OrderContext, charged int64) string {
 	switch {
 	case !slices.ContainsFunc(cfg.Providers, func(p ProviderConfig) bool { return p.Name == r.Provider }):
 		return "provider is not configured"
@@ -179,9 +192,9 @@ func routeMismatch(cfg *RoutingConfig, r *RouteConfig, oc OrderContext) string {
 		return "currency " + strings.Join(r.Currencies, "/") + " only"
 	case !eligibleIn(r.Channels, oc.Channel):
 		return "channel " + strings.Join(r.Channels, "/") + " only"
-	case r.MinAmount > 0 && oc.Amount < r.MinAmount:
+	case r.MinAmount > 0 && charged < r.MinAmount:
 		return "minimum " + FormatMoney(Money{Value: r.MinAmount, Currency: oc.Currency})
-	case r.MaxAmount > 0 && oc.Amount > r.MaxAmount:
+	case r.MaxAmount > 0 && charged > r.MaxAmount:
 		return "maximum " + FormatMoney(Money{Value: r.MaxAmount, Currency: oc.Currency})
 	}
 	return ""
