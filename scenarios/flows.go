@@ -917,6 +917,9 @@ var methodCases = []methodCase{
 	{"us_usd_online", "US online USD", "US", "USD", txswitch.ChannelOnline, 1000, 100000},
 	{"jp_jpy_online", "Japanese online JPY", "JP", "JPY", txswitch.ChannelOnline, 100, 90000},
 	{"nl_eur_above_ideal_max", "Dutch online EUR 50,000.01+ (above iDEAL's and Klarna's ceilings)", "NL", "EUR", txswitch.ChannelOnline, txswitch.DefaultIDEALMaxAmount + 1, txswitch.DefaultIDEALMaxAmount + 100000},
+	// The orders iDEAL's EUR 0.29 fee takes over its ceiling: the charge,
+	// not the order, must fit it.
+	{"nl_eur_ideal_max_with_fee", "Dutch online EUR 49,999.72 to 50,000.00 (iDEAL's 0.29 fee takes the charge over its ceiling)", "NL", "EUR", txswitch.ChannelOnline, txswitch.DefaultIDEALMaxAmount - 28, txswitch.DefaultIDEALMaxAmount},
 	{"nl_eur_below_klarna_min", "Dutch online EUR below 1.00 (under Klarna's floor)", "NL", "EUR", txswitch.ChannelOnline, 1, txswitch.DefaultKlarnaMinAmount - 1},
 	{"dk_eur_online", "Danish online EUR (MobilePay pays out in DKK only there)", "DK", "EUR", txswitch.ChannelOnline, 1000, 100000},
 	{"be_eur_moto", "Belgian moto EUR", "BE", "EUR", txswitch.ChannelMOTO, 1000, 100000},
