@@ -265,3 +265,110 @@ func TestProcessNetCutAndWipeRejoin(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestProcessFollowerStopsWaitingForFrozenLeader: a write a follower
+// forwards to a leader that is then frozen (SIGSTOP) is answered
+// outcome_unknown with the new leader's address once the others elect one,
+// while the old leader is still frozen (not when the 12 s forward timeout
+// ends); the caller's retry under the same key, sent there, creates the
+// order, and after the old leader resumes the key still names that one
+// order on every node.
+func TestProcessFollowerStopsWaitingForFrozenLeader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts node processes")
+	}
+	c := startProcs(t, 3)
+	ctx := context.Background()
+	first := waitLeaderNot(t, c, nil)
+	var follower *Proc
+	for _, p := range c.Running() {
+		if p != first {
+			follower = p
+			break
+		}
+	}
+	pause := ProcPause(c, "leader")
+	if err := pause.Inject(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pause.Undo(ctx) }()
+
+	// The follower still takes the frozen node for the leader (an election
+	// needs its timeout to pass) and forwards the write there.
+	body, _ := json.Marshal(txswitch.CreateOrderRequest{Reference: "frozen", Amount: txswitch.Money{Value: 1234, Currency: "EUR"},
+		Customer: txswitch.Customer{Country: "NL", ID: "cust-1"}, Channel: "online"})
+	post := func(addr string) (int, http.Header, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/orders", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+		req.Header.Set("Idempotency-Key", "frozen-leader")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("post to %s: %v", addr, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, b
+	}
+	code, hdr, b := post(follower.APIAddr)
+	if !first.Paused() {
+		t.Fatal("the old leader was resumed before the follower answered")
+	}
+	if code != http.StatusServiceUnavailable || !bytes.Contains(b, []byte(`"outcome_unknown"`)) {
+		t.Fatalf("follower answered %d %s, want 503 outcome_unknown", code, b)
+	}
+	second := waitLeaderNot(t, c, first)
+	if got := hdr.Get("X-Txswitch-Leader"); got != second.APIAddr {
+		t.Errorf("leader hint %q, want the new leader %s", got, second.APIAddr)
+	}
+	if n := forwardedMetric(t, follower.APIAddr, "leader_changed"); n != 1 {
+		t.Fatalf("txswitch_http_forwarded_total{result=\"leader_changed\"} = %v, want 1", n)
+	}
+
+	code, _, b = post(second.APIAddr)
+	if code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("retry at the new leader: %d %s", code, b)
+	}
+	var o txswitch.Order
+	if err := json.Unmarshal(b, &o); err != nil {
+		t.Fatal(err)
+	}
+	if err := pause.Undo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.waitCaughtUp(ctx, first, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range c.Running() {
+		code, _, b := post(p.APIAddr)
+		var again txswitch.Order
+		// The stored response is replayed: its 201 and the same order.
+		if code != http.StatusCreated || json.Unmarshal(b, &again) != nil || again.ID != o.ID {
+			t.Fatalf("the key through n%d: %d %s, want the stored 201 with order %s", p.Slot+1, code, b, o.ID)
+		}
+	}
+}
+
+// forwardedMetric reads txswitch_http_forwarded_total{result=...} from a
+// node's /metrics.
+func forwardedMetric(t *testing.T, addr, result string) float64 {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	prefix := fmt.Sprintf(`txswitch_http_forwarded_total{result=%q} `, result)
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte(prefix)); ok {
+			var f float64
+			if _, err := fmt.Sscan(string(v), &f); err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
