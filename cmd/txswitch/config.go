@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -109,21 +110,28 @@ func readConfigFile(path string) ([]byte, error) {
 	return b, nil
 }
 
+// loadConfigFile reads and checks the configuration of a --file flag
+// (required: its absence is a usage error).
+func loadConfigFile(fs *flag.FlagSet, path string) ([]byte, txswitch.RoutingConfig, error) {
+	if path == "" {
+		fs.Usage()
+		return nil, txswitch.RoutingConfig{}, errUsage
+	}
+	b, err := readConfigFile(path)
+	if err != nil {
+		return nil, txswitch.RoutingConfig{}, err
+	}
+	cfg, err := decodeConfig(b, path)
+	return b, cfg, err
+}
+
 func configCheck(w io.Writer, args []string) error {
 	fs := newFlags("config check", "--file routing.json")
 	file := fs.String("file", "", "the routing configuration (JSON)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *file == "" {
-		fs.Usage()
-		return errUsage
-	}
-	b, err := readConfigFile(*file)
-	if err != nil {
-		return err
-	}
-	cfg, err := decodeConfig(b, *file)
+	_, cfg, err := loadConfigFile(fs, *file)
 	if err != nil {
 		return err
 	}
@@ -247,17 +255,10 @@ func configPut(w io.Writer, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *file == "" {
-		fs.Usage()
-		return errUsage
-	}
-	b, err := readConfigFile(*file)
-	if err != nil {
-		return err
-	}
 	// Checked here first: a mistake is reported with the file's name, and
 	// nothing is sent that the cluster would refuse anyway.
-	if _, err := decodeConfig(b, *file); err != nil {
+	b, _, err := loadConfigFile(fs, *file)
+	if err != nil {
 		return err
 	}
 	resp, err := adminCall(http.MethodPut, *addr, *token, b)
