@@ -114,9 +114,10 @@ func toBreakerState(s gobreaker.State) txswitch.BreakerState {
 // breakerProvider is a provider seen through the breaker of one payment
 // method.
 type breakerProvider struct {
-	inner  txswitch.Provider
-	cb     *gobreaker.CircuitBreaker[txswitch.ProviderResult]
-	notify func() // delivers state changes recorded during the call
+	inner   txswitch.Provider
+	cb      *gobreaker.CircuitBreaker[txswitch.ProviderResult]
+	notify  func() // delivers state changes recorded during the call
+	metrics *metrics
 }
 
 var _ txswitch.Provider = (*breakerProvider)(nil)
@@ -133,16 +134,22 @@ func (b *breakerProvider) Name() string { return b.inner.Name() }
 //     (a cheap status GET succeeding says little about whether authorize
 //     works, so it must not close the breaker either).
 func (b *breakerProvider) Do(ctx context.Context, req txswitch.ProviderRequest) (txswitch.ProviderResult, error) {
+	start := time.Now()
 	if req.Op == txswitch.OpStatus {
-		return b.inner.Do(ctx, req)
+		res, err := b.inner.Do(ctx, req)
+		b.metrics.observe(b.inner.Name(), req, res, err, time.Since(start))
+		return res, err
 	}
 	res, err := b.cb.Execute(func() (txswitch.ProviderResult, error) { return b.inner.Do(ctx, req) })
 	b.notify()
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		// Nothing was sent: safe to fail over.
-		return txswitch.ProviderResult{}, &txswitch.ProviderError{
+		err = &txswitch.ProviderError{
 			Provider: b.inner.Name(), Op: req.Op, Definitive: true, Code: CodeBreakerOpen, Err: err,
 		}
+		b.metrics.observe(b.inner.Name(), req, txswitch.ProviderResult{}, err, -1)
+		return txswitch.ProviderResult{}, err
 	}
+	b.metrics.observe(b.inner.Name(), req, res, err, time.Since(start))
 	return res, err
 }

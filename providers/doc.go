@@ -11,7 +11,9 @@
 //     must resolve it by status inquiry, never by charging again).
 //   - Registry implements txswitch.Providers: one sony/gobreaker breaker per
 //     (provider, payment method) around those adapters, reconfigurable at
-//     runtime without losing breaker state.
+//     runtime without losing breaker state. With a Registerer it exports
+//     Prometheus metrics: calls by result, calls left in doubt, latency,
+//     breaker states and transitions (metrics.go).
 //
 // The simulated PSP used by tests, scenarios and `txswitch sim-provider`
 // lives in the sim subpackage. This package imports neither consensus/ nor

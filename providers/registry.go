@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 	txswitch "github.com/txswitch/txswitch/switch"
 	"go.uber.org/zap"
@@ -53,6 +54,9 @@ type RegistryOptions struct {
 	// call's return.
 	OnStateChange func(StateChange)
 	MaxMethods    int
+	// Registerer, when set, receives the provider metrics (calls by
+	// result, call latency, breaker states and transitions).
+	Registerer prometheus.Registerer
 }
 
 // Registry is the configured provider set with one breaker per (provider,
@@ -66,6 +70,7 @@ type Registry struct {
 	providers map[string]*entry
 
 	changes changeQueue
+	metrics *metrics // nil without RegistryOptions.Registerer
 }
 
 var _ txswitch.Providers = (*Registry)(nil)
@@ -114,6 +119,9 @@ func NewRegistry(opts RegistryOptions) *Registry {
 	r := &Registry{opts: opts, log: opts.Logger, providers: map[string]*entry{}}
 	r.changes.deliver = r.deliver
 	r.changes.log = r.log
+	if opts.Registerer != nil {
+		r.metrics = newMetrics(opts.Registerer, r)
+	}
 	return r
 }
 
@@ -208,7 +216,7 @@ func (r *Registry) Get(name, method string) (txswitch.Provider, bool) {
 		b = r.newBreaker(name, method, e.breaker)
 		e.breakers[method] = b
 	}
-	return &breakerProvider{inner: e.inner, cb: b.cb, notify: r.changes.flush}, true
+	return &breakerProvider{inner: e.inner, cb: b.cb, notify: r.changes.flush, metrics: r.metrics}, true
 }
 
 func (r *Registry) newBreaker(name, method string, c txswitch.BreakerConfig) *breaker {
