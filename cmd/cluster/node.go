@@ -11,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/txswitch/txswitch/consensus"
@@ -91,7 +92,8 @@ type Config struct {
 	// ResolveEvery is the in-doubt resolver's period (0: the default).
 	ResolveEvery time.Duration
 	Logger       *zap.Logger
-	// Registry receives the node's metrics (nil: a new one).
+	// Registry receives the node's metrics (nil: a new one, with the Go
+	// runtime's and the process's).
 	Registry *prometheus.Registry
 	// Failpoint is the consensus test hook (nil in production).
 	Failpoint func(name string)
@@ -133,6 +135,7 @@ func Start(cfg Config) (_ *Node, err error) {
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
+		cfg.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, registry: cfg.Registry}
 	defer func() {
@@ -188,7 +191,7 @@ func Start(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("load state machine: %w", err)
 	}
 	// The registry logs each breaker transition itself.
-	n.providers = providers.NewRegistry(providers.RegistryOptions{Logger: n.log.Named("providers")})
+	n.providers = providers.NewRegistry(providers.RegistryOptions{Logger: n.log.Named("providers"), Registerer: n.registry})
 	// The registry follows the replicated configuration: on every applied
 	// change, and now for the configuration already in the journal.
 	n.machine.OnConfig(func(rc txswitch.RoutingConfig) {
@@ -229,6 +232,7 @@ func Start(cfg Config) (_ *Node, err error) {
 			return "http://" + n.cfg.APIAdvertise + "/v1/notifications/" + provider
 		},
 	})
+	n.registry.MustRegister(&nodeCollector{n: n})
 	n.api = api.New(api.Options{
 		Service: n.svc, Cluster: clusterInfo{n}, Admin: adminOps{n},
 		AdminToken: cfg.AdminToken, ProviderSecrets: cfg.ProviderSecrets,

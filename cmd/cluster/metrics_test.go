@@ -1,0 +1,129 @@
+package cluster
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/txswitch/txswitch/providers/sim"
+	txswitch "github.com/txswitch/txswitch/switch"
+)
+
+// scrapeMetrics reads a node's /metrics into series -> value, a series
+// being the name with its labels as exposed (`name{a="x",b="y"}`).
+func scrapeMetrics(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("scrape %s: %d %v", addr, resp.StatusCode, err)
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// TestE2EMetrics: the metrics an operator alerts on are served by every
+// node and say what happened: one leader known to all, the followers'
+// lag on the leader, provider calls by result (psp_a's refusals while it
+// was down, psp_b taking its card payments), psp_a's open breaker, no
+// intent left open, the versions and the outbox backlog.
+func TestE2EMetrics(t *testing.T) {
+	l := startE2E(t)
+	e2eTuneProviders(t, l, 10_000, 30_000)
+	leader := e2eAnyAddr(t, l, true)
+	if r, p := e2ePay(t, l, leader, e2eCreateOrder(t, l, leader, e2eOrderReq(1999, "EUR", "NL")).ID, txswitch.CreatePaymentRequest{Method: "card"}); r.Status != 201 || p.Provider != "psp_a" {
+		t.Fatalf("first payment: %d %s", r.Status, r.Body)
+	}
+	psA := l.Sims["psp_a"]
+	if err := psA.SetBehaviour(sim.Behaviour{Outage: &sim.Outage{Mode: sim.OutageUnavailable}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		// Not amounts ending in 05: the simulated PSPs decline those.
+		o := e2eCreateOrder(t, l, leader, e2eOrderReq(int64(2000+10*i), "EUR", "NL"))
+		if r, p := e2ePay(t, l, leader, o.ID, txswitch.CreatePaymentRequest{Method: "card"}); r.Status != 201 || p.Provider != "psp_b" || p.Status != txswitch.PaymentCaptured {
+			t.Fatalf("payment %d during psp_a's outage: %d %s", i, r.Status, r.Body)
+		}
+	}
+	psA.ResetBehaviour()
+
+	leaders := 0.0
+	var lm map[string]float64
+	for _, n := range l.Nodes() {
+		m := scrapeMetrics(t, n.APIAddr())
+		for _, s := range []string{"txswitch_raft_term", "txswitch_raft_applied_index", "go_goroutines", "process_resident_memory_bytes"} {
+			if m[s] <= 0 {
+				t.Errorf("node %d: %s = %v", n.ID(), s, m[s])
+			}
+		}
+		if m["txswitch_raft_has_leader"] != 1 || m["txswitch_raft_members"] != 3 {
+			t.Errorf("node %d: has_leader %v members %v", n.ID(), m["txswitch_raft_has_leader"], m["txswitch_raft_members"])
+		}
+		for _, s := range txswitch.IntentStates {
+			if v, ok := m[`txswitch_intents{state="`+s+`"}`]; !ok || v != 0 {
+				t.Errorf("node %d: intents %s = %v (exposed %v), want 0", n.ID(), s, v, ok)
+			}
+		}
+		if cv, bv := m["txswitch_cluster_version"], m["txswitch_binary_version_max"]; cv < 1 || bv < cv {
+			t.Errorf("node %d: cluster version %v, binary max %v", n.ID(), cv, bv)
+		}
+		if m["txswitch_routing_config_version"] < 2 || m["txswitch_outbox_backlog_events"] <= 0 {
+			t.Errorf("node %d: config version %v, outbox backlog %v (no central database: the outbox keeps every event)",
+				n.ID(), m["txswitch_routing_config_version"], m["txswitch_outbox_backlog_events"])
+		}
+		leaders += m["txswitch_raft_is_leader"]
+		if m["txswitch_raft_is_leader"] == 1 {
+			lm = m
+		}
+	}
+	if leaders != 1 || lm == nil {
+		t.Fatalf("%v nodes say they lead", leaders)
+	}
+	lags := 0
+	for s := range lm {
+		if strings.HasPrefix(s, "txswitch_raft_follower_lag_entries{") {
+			lags++
+		}
+	}
+	if lags != 2 {
+		t.Errorf("the leader reports the lag of %d members, want its 2 followers", lags)
+	}
+	calls := func(provider, result string) float64 {
+		return lm[`txswitch_provider_calls_total{method="card",op="authorize",provider="`+provider+`",result="`+result+`"}`]
+	}
+	if calls("psp_a", "approved") != 1 || calls("psp_a", "http_503") < 1 || calls("psp_b", "approved") != 6 {
+		t.Errorf("calls: psp_a approved %v, refused %v; psp_b approved %v", calls("psp_a", "approved"), calls("psp_a", "http_503"), calls("psp_b", "approved"))
+	}
+	if n := lm[`txswitch_provider_call_duration_seconds_count{op="authorize",provider="psp_a"}`]; n != 1+calls("psp_a", "http_503") {
+		t.Errorf("psp_a authorize calls timed %v, want every call it answered", n)
+	}
+	if st := lm[`txswitch_provider_breaker_state{method="card",provider="psp_a"}`]; st != 2 {
+		t.Errorf("psp_a card breaker %v, want 2 (open)", st)
+	}
+	if st, ok := lm[`txswitch_provider_breaker_state{method="card",provider="psp_b"}`]; !ok || st != 0 {
+		t.Errorf("psp_b card breaker %v (exposed %v), want 0 (closed)", st, ok)
+	}
+}
