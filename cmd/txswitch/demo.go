@@ -172,7 +172,8 @@ Try it (any node accepts any request; followers forward writes to the leader):
   curl -s http://%[1]s/v1/orders/$ORDER/timeline -H 'Authorization: Bearer %[2]s'
 
 More: GET /v1/orders/$ORDER/methods (what this shopper may use), /explain (why it is or is not paid),
-'txswitch status --addr %[1]s --admin-token %[3]s' (the cluster), and take a PSP down with
+'txswitch status --addr %[1]s --admin-token %[3]s' (the cluster), http://%[1]s/metrics
+(Prometheus: provider calls by result, breakers, payments in doubt; docs/operations.md), and take a PSP down with
   curl -s -X POST http://%[4]s/control/behaviour -H 'Content-Type: application/json' -d '{"outage":{"mode":"unavailable","for_ms":30000}}'
 Ctrl-C stops everything.
 
