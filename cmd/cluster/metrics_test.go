@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -125,5 +127,42 @@ func TestE2EMetrics(t *testing.T) {
 	}
 	if st, ok := lm[`txswitch_provider_breaker_state{method="card",provider="psp_b"}`]; !ok || st != 0 {
 		t.Errorf("psp_b card breaker %v (exposed %v), want 0 (closed)", st, ok)
+	}
+
+	// Every metric docs/operations.md describes is one the node serves. A
+	// write through a follower makes the forward counter appear; the
+	// export metrics need a central database (e2e_central_test.go), the
+	// oldest intent's age an open intent (switch's TestIntentStats) and the
+	// in-doubt count a call left in doubt (providers' TestProviderMetrics).
+	follower := e2eFollowerAddr(t, l)
+	e2eCreateOrder(t, l, follower, e2eOrderReq(3000, "EUR", "NL"))
+	served := scrapeMetrics(t, follower)
+	for k, v := range scrapeMetrics(t, l.Leader().APIAddr()) {
+		served[k] = v
+	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := regexp.MustCompile("`(txswitch_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1)
+	if len(documented) < 20 {
+		t.Fatalf("found %d metric names in docs/operations.md", len(documented))
+	}
+	for _, m := range documented {
+		name := m[1]
+		switch {
+		case strings.HasPrefix(name, "txswitch_export_"), name == "txswitch_intent_oldest_age_seconds", name == "txswitch_provider_in_doubt_total":
+			continue
+		}
+		found := false
+		for s := range served {
+			if s == name || strings.HasPrefix(s, name+"{") || strings.HasPrefix(s, name+"_bucket{") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("docs/operations.md describes %s, which no node serves", name)
+		}
 	}
 }
