@@ -71,6 +71,17 @@ func TestE2EMetrics(t *testing.T) {
 		}
 	}
 	psA.ResetBehaviour()
+	// A client is answered once the leader applied the payment's result;
+	// a follower applies it a moment later, and shows the intent in
+	// flight until then.
+	waitFor(t, 20*time.Second, "every node to apply the last result", func() bool {
+		for _, n := range l.Nodes() {
+			if scrapeMetrics(t, n.APIAddr())[`txswitch_intents{state="in_flight"}`] != 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	leaders := 0.0
 	var lm map[string]float64
