@@ -35,6 +35,17 @@ type Status struct {
 	Export *central.ExportStats `json:"export,omitempty"`
 	// Versions is the cluster version gate as this node has applied it.
 	Versions txswitch.VersionStatus `json:"versions"`
+	// Intents are the money-moving calls without a final result in this
+	// node's replica, by state, with the oldest of each.
+	Intents IntentsStatus `json:"intents"`
+}
+
+// IntentsStatus is txswitch.IntentStats as the status serves it.
+type IntentsStatus struct {
+	Count  map[string]int       `json:"count"`
+	Oldest map[string]time.Time `json:"oldest,omitempty"`
+	// Truncated: more were open than one read counts; Count is a floor.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // OutboxStatus is the export side of the journal.
@@ -60,6 +71,11 @@ func (n *Node) NodeStatus() (Status, error) {
 	if rc, ok := n.machine.Config(); ok {
 		st.ConfigVersion = rc.Version
 	}
+	is, err := n.svc.IntentStats()
+	if err != nil {
+		return st, fmt.Errorf("intents: %w", err)
+	}
+	st.Intents = IntentsStatus{Count: is.Count, Oldest: is.Oldest, Truncated: is.Truncated}
 	if n.central != nil {
 		es := n.central.exporter.Stats()
 		st.Export = &es

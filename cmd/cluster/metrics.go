@@ -77,14 +77,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(mConfig, float64(st.ConfigVersion))
 		gauge(mClusterV, float64(st.Versions.Cluster))
 		gauge(mBinaryV, float64(st.Versions.Binary.Max))
-	} else {
-		c.errors.Add(1)
-	}
-	if is, err := c.n.svc.IntentStats(); err == nil {
 		now := time.Now()
 		for _, s := range txswitch.IntentStates {
-			gauge(mIntents, float64(is.Count[s]), s)
-			if at, ok := is.Oldest[s]; ok {
+			gauge(mIntents, float64(st.Intents.Count[s]), s)
+			if at, ok := st.Intents.Oldest[s]; ok {
 				gauge(mOldest, max(now.Sub(at).Seconds(), 0), s)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/txswitch/txswitch/cmd/cluster"
+	txswitch "github.com/txswitch/txswitch/switch"
 )
 
 func init() {
@@ -106,6 +107,7 @@ func printStatus(w io.Writer, st cluster.Status) {
 	fmt.Fprintf(w, "\ncluster version %d (this binary runs %d..%d)\n", st.Versions.Cluster, st.Versions.Binary.Min, st.Versions.Binary.Max)
 	fmt.Fprintf(w, "routing config version %d\noutbox backlog %d events, export watermark %d\ncentral database: %s\n",
 		st.ConfigVersion, st.Outbox.Backlog, st.Outbox.Watermark, st.CentralDB)
+	fmt.Fprintf(w, "open intents: %s\n", intentsLine(st.Intents, time.Now()))
 	var names []string
 	for p := range st.Breakers {
 		names = append(names, p)
@@ -126,4 +128,33 @@ func printStatus(w io.Writer, st cluster.Status) {
 		sort.Strings(ms)
 		fmt.Fprintf(w, "  %s  %s\n", p, strings.Join(ms, ", "))
 	}
+}
+
+// intentsLine says how many provider calls have no final result, by state,
+// with the age of the oldest: "none", or "in_flight 3 (oldest 2s), in_doubt
+// 1 (oldest 12m0s)".
+func intentsLine(is cluster.IntentsStatus, now time.Time) string {
+	var parts []string
+	for _, s := range txswitch.IntentStates {
+		n := is.Count[s]
+		if n == 0 {
+			continue
+		}
+		part := fmt.Sprintf("%s %d", s, n)
+		if at, ok := is.Oldest[s]; ok {
+			part += fmt.Sprintf(" (oldest %s)", now.Sub(at).Truncate(time.Second))
+		}
+		parts = append(parts, part)
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	line := strings.Join(parts, ", ")
+	if is.Truncated {
+		line += " (at least: too many to count)"
+	}
+	if is.Count[txswitch.IntentAmountMismatch] > 0 {
+		line += "; amount_mismatch needs an operator: POST /v1/admin/payments/{id}/resolve"
+	}
+	return line
 }

@@ -50,3 +50,31 @@ func TestPrintStatusShowsBreakerHistory(t *testing.T) {
 		t.Fatalf("status lacks %q:\n%s", want, b.String())
 	}
 }
+
+func TestIntentsLine(t *testing.T) {
+	now := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		is   cluster.IntentsStatus
+		want string
+	}{
+		{"nothing open", cluster.IntentsStatus{Count: map[string]int{txswitch.IntentInFlight: 0}}, "none"},
+		{"states in their order, each with its oldest", cluster.IntentsStatus{
+			Count:  map[string]int{txswitch.IntentInDoubt: 1, txswitch.IntentInFlight: 3},
+			Oldest: map[string]time.Time{txswitch.IntentInDoubt: now.Add(-12 * time.Minute), txswitch.IntentInFlight: now.Add(-1500 * time.Millisecond)},
+		}, "in_flight 3 (oldest 1s), in_doubt 1 (oldest 12m0s)"},
+		{"an operator is needed", cluster.IntentsStatus{
+			Count:  map[string]int{txswitch.IntentAmountMismatch: 2},
+			Oldest: map[string]time.Time{txswitch.IntentAmountMismatch: now.Add(-time.Hour)},
+		}, "amount_mismatch 2 (oldest 1h0m0s); amount_mismatch needs an operator: POST /v1/admin/payments/{id}/resolve"},
+		{"more than counted", cluster.IntentsStatus{Count: map[string]int{txswitch.IntentInDoubt: 100_000}, Truncated: true},
+			"in_doubt 100000 (at least: too many to count)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := intentsLine(tt.is, now); got != tt.want {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
