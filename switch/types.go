@@ -322,6 +322,11 @@ type Service interface {
 	// Admin: routing configuration as replicated state.
 	GetConfig(ctx context.Context) (Reply, error)
 	PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error)
+
+	// ListIntents lists the provider calls without a final result (in
+	// flight, in doubt, pending, amount mismatch), state "" for all.
+	// Admin only.
+	ListIntents(ctx context.Context, state, after string, limit int) (Reply, error)
 }
 
 // ReviewRequest is the body of POST /v1/admin/payments/{id}/review.

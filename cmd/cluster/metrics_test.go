@@ -147,6 +147,11 @@ func TestE2EMetrics(t *testing.T) {
 	// in-doubt count a call left in doubt (providers' TestProviderMetrics).
 	follower := e2eFollowerAddr(t, l)
 	e2eCreateOrder(t, l, follower, e2eOrderReq(3000, "EUR", "NL"))
+	// Nothing is open, and the listing a page of intents an alert would
+	// send an operator to says so on a follower too.
+	if r := e2eAdmin(t, l, follower, "GET", "/v1/admin/intents?state=in_doubt", nil); r.Status != 200 || string(r.Body) != `{"intents":[]}` {
+		t.Errorf("intents on a follower: %d %s", r.Status, r.Body)
+	}
 	served := scrapeMetrics(t, follower)
 	for k, v := range scrapeMetrics(t, l.Leader().APIAddr()) {
 		served[k] = v

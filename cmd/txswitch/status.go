@@ -154,7 +154,7 @@ func intentsLine(is cluster.IntentsStatus, now time.Time) string {
 		line += " (at least: too many to count)"
 	}
 	if is.Count[txswitch.IntentAmountMismatch] > 0 {
-		line += "; amount_mismatch needs an operator: POST /v1/admin/payments/{id}/resolve"
+		line += "; amount_mismatch needs an operator: GET /v1/admin/intents?state=amount_mismatch lists them, POST /v1/admin/payments/{id}/resolve settles one"
 	}
 	return line
 }

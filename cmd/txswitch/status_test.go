@@ -66,7 +66,7 @@ func TestIntentsLine(t *testing.T) {
 		{"an operator is needed", cluster.IntentsStatus{
 			Count:  map[string]int{txswitch.IntentAmountMismatch: 2},
 			Oldest: map[string]time.Time{txswitch.IntentAmountMismatch: now.Add(-time.Hour)},
-		}, "amount_mismatch 2 (oldest 1h0m0s); amount_mismatch needs an operator: POST /v1/admin/payments/{id}/resolve"},
+		}, "amount_mismatch 2 (oldest 1h0m0s); amount_mismatch needs an operator: GET /v1/admin/intents?state=amount_mismatch lists them, POST /v1/admin/payments/{id}/resolve settles one"},
 		{"more than counted", cluster.IntentsStatus{Count: map[string]int{txswitch.IntentInDoubt: 100_000}, Truncated: true},
 			"in_doubt 100000 (at least: too many to count)"},
 	}

@@ -230,3 +230,41 @@ func TestRequestID(t *testing.T) {
 		t.Fatalf("generated ids %q %q", a, b)
 	}
 }
+
+// TestListIntentsQuery: the intents listing takes state, limit and after
+// from the query and refuses anything else, before the service is asked.
+func TestListIntentsQuery(t *testing.T) {
+	tests := []struct {
+		name      string
+		path      string
+		headers   [][2]string
+		want      *intentsQuery // nil: refused
+		wantCode  string
+		wantField string
+	}{
+		{"everything", "/v1/admin/intents", adminHeaders(), &intentsQuery{}, "", ""},
+		{"a page of one state", "/v1/admin/intents?state=amount_mismatch&limit=20&after=pay_1-a1", adminHeaders(),
+			&intentsQuery{State: "amount_mismatch", After: "pay_1-a1", Limit: 20}, "", ""},
+		{"a typo", "/v1/admin/intents?stat=in_doubt", adminHeaders(), nil, "invalid_query", "stat"},
+		{"limit not a number", "/v1/admin/intents?limit=ten", adminHeaders(), nil, "invalid_query", "limit"},
+		{"limit zero", "/v1/admin/intents?limit=0", adminHeaders(), nil, "invalid_query", "limit"},
+		{"a merchant key", "/v1/admin/intents", mh(), nil, "unauthorized", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newTestNode(t, nil)
+			resp := n.do(t, request{"GET", tt.path, tt.headers, ""})
+			calls := n.svc.Calls()
+			if tt.want == nil {
+				code, field := resp.errCode()
+				if resp.status/100 != 4 || code != tt.wantCode || field != tt.wantField || len(calls) != 0 {
+					t.Fatalf("got %d %s (code %q field %q), calls %v; want %s on %q and no call", resp.status, resp.body, code, field, calls, tt.wantCode, tt.wantField)
+				}
+				return
+			}
+			if resp.status != 200 || len(calls) != 1 || calls[0].Method != "ListIntents" || !reflect.DeepEqual(calls[0].Req, *tt.want) {
+				t.Fatalf("got %d %s, calls %+v; want ListIntents %+v", resp.status, resp.body, calls, *tt.want)
+			}
+		})
+	}
+}

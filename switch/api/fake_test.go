@@ -168,6 +168,16 @@ func (f *fakeService) ReviewPayment(ctx context.Context, id string, req txswitch
 func (f *fakeService) ResolvePayment(ctx context.Context, id string, req txswitch.ResolveRequest) (txswitch.Reply, error) {
 	return f.simple(ctx, "ResolvePayment", 200, txswitch.Caller{}, id, req)
 }
+
+// intentsQuery is what ListIntents was asked, as the fake records it.
+type intentsQuery struct {
+	State, After string
+	Limit        int
+}
+
+func (f *fakeService) ListIntents(ctx context.Context, state, after string, limit int) (txswitch.Reply, error) {
+	return f.simple(ctx, "ListIntents", 200, txswitch.Caller{}, "", intentsQuery{state, after, limit})
+}
 func (f *fakeService) GetConfig(ctx context.Context) (txswitch.Reply, error) {
 	return f.simple(ctx, "GetConfig", 200, txswitch.Caller{}, "", nil)
 }

@@ -72,6 +72,39 @@ func (s *Server) adminStatus(rc *reqCtx) (txswitch.Reply, error) {
 	return jsonReply(200, st)
 }
 
+// listIntents serves GET /v1/admin/intents?state=&limit=&after=. Any
+// other query parameter is refused, as unknown JSON fields are: a typo
+// (stat=) would otherwise list everything.
+func (s *Server) listIntents(rc *reqCtx) (txswitch.Reply, error) {
+	var state, after string
+	limit := 0
+	var bad *txswitch.Error
+	for k, v := range rc.fc.QueryArgs().All() {
+		if bad != nil {
+			break
+		}
+		switch string(k) {
+		case "state":
+			state = string(v)
+		case "after":
+			after = string(v)
+		case "limit":
+			n, err := strconv.Atoi(string(v))
+			if err != nil || n <= 0 {
+				bad = txswitch.NewError(txswitch.KindInvalid, txswitch.CodeInvalidQuery, "limit", "limit must be a positive whole number")
+			}
+			limit = n
+		default:
+			bad = txswitch.NewError(txswitch.KindInvalid, txswitch.CodeInvalidQuery, string(k),
+				"unknown query parameter "+strconv.Quote(string(k))+" (state, limit and after are accepted)")
+		}
+	}
+	if bad != nil {
+		return txswitch.Reply{}, bad
+	}
+	return s.svc.ListIntents(rc.ctx, state, after, limit)
+}
+
 func (s *Server) addMember(rc *reqCtx, req AddMemberRequest) (txswitch.Reply, error) {
 	for _, f := range []struct{ name, v string }{{"raft_addr", req.RaftAddr}, {"api_addr", req.APIAddr}} {
 		if _, _, err := net.SplitHostPort(f.v); err != nil || f.v == "" {

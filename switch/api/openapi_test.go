@@ -151,6 +151,7 @@ func TestOpenAPIResponseSchemasMatchGoTypes(t *testing.T) {
 		"Error":                reflect.TypeFor[txswitch.Error](),
 		"ErrorResponse":        reflect.TypeFor[errorBody](),
 		"RoutingConfig":        reflect.TypeFor[txswitch.RoutingConfig](),
+		"IntentsResponse":      reflect.TypeFor[txswitch.IntentsResponse](),
 		"AddMemberResponse":    reflect.TypeFor[AddMemberResponse](),
 		"RemoveMemberResponse": reflect.TypeFor[RemoveMemberResponse](),
 	} {
