@@ -59,3 +59,37 @@ func TestListIntentsScanBound(t *testing.T) {
 		t.Fatalf("cursors %v, want %v (three entries read per page)", cursors, want)
 	}
 }
+
+// The review queue reads at most its bound of open orders per request and
+// says where to go on.
+func TestListReviewsScanBound(t *testing.T) {
+	r := &sortedReader{}
+	for i := range 5 {
+		// Orders this reader does not hold: not held, so not listed.
+		r.keys = append(r.keys, orderExpiryKey(time.Unix(int64(i+1), 0), fmt.Sprintf("ord_%d", i)))
+		r.vals = append(r.vals, nil)
+	}
+	var cursors []string
+	after := ""
+	for range 10 {
+		page, err := listReviews(r, after, 10, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Payments) != 0 {
+			t.Fatalf("listed %+v", page.Payments)
+		}
+		if page.Next == "" {
+			break
+		}
+		cursors = append(cursors, page.Next)
+		after = page.Next
+	}
+	want := []string{
+		string(orderExpiryKey(time.Unix(2, 0), "ord_1"))[len(prefixOrderExpiry):],
+		string(orderExpiryKey(time.Unix(4, 0), "ord_3"))[len(prefixOrderExpiry):],
+	}
+	if fmt.Sprint(cursors) != fmt.Sprint(want) {
+		t.Fatalf("cursors %v, want %v (two entries read per page)", cursors, want)
+	}
+}

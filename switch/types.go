@@ -327,6 +327,9 @@ type Service interface {
 	// flight, in doubt, pending, amount mismatch), state "" for all.
 	// Admin only.
 	ListIntents(ctx context.Context, state, after string, limit int) (Reply, error)
+	// ListReviews lists the payments held for manual review, the soonest
+	// to expire first. Admin only.
+	ListReviews(ctx context.Context, after string, limit int) (Reply, error)
 }
 
 // ReviewRequest is the body of POST /v1/admin/payments/{id}/review.

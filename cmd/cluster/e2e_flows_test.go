@@ -331,6 +331,23 @@ func TestE2EFlows(t *testing.T) {
 		if ex := e2eExplainOf(t, l, addr, o.ID); !e2eHasCause(ex, "held_for_review") {
 			t.Errorf("explain of a held order: %+v", ex)
 		}
+		inQueue := func() bool {
+			var q txswitch.ReviewsResponse
+			if r := e2eAdmin(t, l, addr, "GET", "/v1/admin/reviews", nil); r.Status != 200 {
+				t.Fatalf("review queue: %d %s", r.Status, r.Body)
+			} else {
+				r.decode(t, &q)
+			}
+			for _, h := range q.Payments {
+				if h.PaymentID == p.ID {
+					return h.OrderID == o.ID && h.Rule != "" && !h.OrderExpiresAt.IsZero()
+				}
+			}
+			return false
+		}
+		if !inQueue() {
+			t.Fatalf("the held payment %s is not in the review queue", p.ID)
+		}
 		rv := e2eAdmin(t, l, addr, "POST", "/v1/admin/payments/"+p.ID+"/review", txswitch.ReviewRequest{Decision: "approve", Note: "called the shopper"})
 		if rv.Status != 200 {
 			t.Fatalf("approve: %d %s", rv.Status, rv.Body)
@@ -338,6 +355,9 @@ func TestE2EFlows(t *testing.T) {
 		got := e2eGetPayment(t, l, addr, p.ID)
 		if got.Status != txswitch.PaymentCaptured || got.Captured.Value != txswitch.DefaultCardHoldAmount {
 			t.Fatalf("approved payment: %+v", got)
+		}
+		if inQueue() {
+			t.Errorf("the approved payment %s is still in the review queue", p.ID)
 		}
 		if e2eCharges(l, p.ID) != 1 {
 			t.Fatalf("approved payment charged %d times", e2eCharges(l, p.ID))

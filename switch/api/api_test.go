@@ -232,7 +232,8 @@ func TestRequestID(t *testing.T) {
 }
 
 // TestListIntentsQuery: the intents listing takes state, limit and after
-// from the query and refuses anything else, before the service is asked.
+// from the query, the review queue limit and after, and both refuse
+// anything else before the service is asked.
 func TestListIntentsQuery(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -249,6 +250,8 @@ func TestListIntentsQuery(t *testing.T) {
 		{"limit not a number", "/v1/admin/intents?limit=ten", adminHeaders(), nil, "invalid_query", "limit"},
 		{"limit zero", "/v1/admin/intents?limit=0", adminHeaders(), nil, "invalid_query", "limit"},
 		{"a merchant key", "/v1/admin/intents", mh(), nil, "unauthorized", ""},
+		{"the review queue", "/v1/admin/reviews?limit=5&after=0000/ord_1", adminHeaders(), &intentsQuery{After: "0000/ord_1", Limit: 5}, "", ""},
+		{"the review queue has no states", "/v1/admin/reviews?state=in_doubt", adminHeaders(), nil, "invalid_query", "state"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,8 +265,12 @@ func TestListIntentsQuery(t *testing.T) {
 				}
 				return
 			}
-			if resp.status != 200 || len(calls) != 1 || calls[0].Method != "ListIntents" || !reflect.DeepEqual(calls[0].Req, *tt.want) {
-				t.Fatalf("got %d %s, calls %+v; want ListIntents %+v", resp.status, resp.body, calls, *tt.want)
+			method := "ListIntents"
+			if strings.HasPrefix(tt.path, "/v1/admin/reviews") {
+				method = "ListReviews"
+			}
+			if resp.status != 200 || len(calls) != 1 || calls[0].Method != method || !reflect.DeepEqual(calls[0].Req, *tt.want) {
+				t.Fatalf("got %d %s, calls %+v; want %s %+v", resp.status, resp.body, calls, method, *tt.want)
 			}
 		})
 	}

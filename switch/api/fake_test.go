@@ -169,7 +169,8 @@ func (f *fakeService) ResolvePayment(ctx context.Context, id string, req txswitc
 	return f.simple(ctx, "ResolvePayment", 200, txswitch.Caller{}, id, req)
 }
 
-// intentsQuery is what ListIntents was asked, as the fake records it.
+// intentsQuery is what ListIntents (or ListReviews) was asked, as the
+// fake records it.
 type intentsQuery struct {
 	State, After string
 	Limit        int
@@ -177,6 +178,9 @@ type intentsQuery struct {
 
 func (f *fakeService) ListIntents(ctx context.Context, state, after string, limit int) (txswitch.Reply, error) {
 	return f.simple(ctx, "ListIntents", 200, txswitch.Caller{}, "", intentsQuery{state, after, limit})
+}
+func (f *fakeService) ListReviews(ctx context.Context, after string, limit int) (txswitch.Reply, error) {
+	return f.simple(ctx, "ListReviews", 200, txswitch.Caller{}, "", intentsQuery{After: after, Limit: limit})
 }
 func (f *fakeService) GetConfig(ctx context.Context) (txswitch.Reply, error) {
 	return f.simple(ctx, "GetConfig", 200, txswitch.Caller{}, "", nil)

@@ -72,37 +72,60 @@ func (s *Server) adminStatus(rc *reqCtx) (txswitch.Reply, error) {
 	return jsonReply(200, st)
 }
 
-// listIntents serves GET /v1/admin/intents?state=&limit=&after=. Any
-// other query parameter is refused, as unknown JSON fields are: a typo
-// (stat=) would otherwise list everything.
-func (s *Server) listIntents(rc *reqCtx) (txswitch.Reply, error) {
-	var state, after string
-	limit := 0
-	var bad *txswitch.Error
+// listQuery is the query of a paged admin listing.
+type listQuery struct {
+	state, after string
+	limit        int
+}
+
+// parseListQuery reads limit, after and, when withState, state. Any other
+// query parameter is refused, as unknown JSON fields are: a typo (stat=)
+// would otherwise list everything.
+func parseListQuery(rc *reqCtx, withState bool) (listQuery, error) {
+	var q listQuery
+	accepted := "limit and after are accepted"
+	if withState {
+		accepted = "state, limit and after are accepted"
+	}
 	for k, v := range rc.fc.QueryArgs().All() {
-		if bad != nil {
-			break
-		}
 		switch string(k) {
 		case "state":
-			state = string(v)
+			if !withState {
+				return q, txswitch.NewError(txswitch.KindInvalid, txswitch.CodeInvalidQuery, "state", "unknown query parameter \"state\" ("+accepted+")")
+			}
+			q.state = string(v)
 		case "after":
-			after = string(v)
+			q.after = string(v)
 		case "limit":
 			n, err := strconv.Atoi(string(v))
 			if err != nil || n <= 0 {
-				bad = txswitch.NewError(txswitch.KindInvalid, txswitch.CodeInvalidQuery, "limit", "limit must be a positive whole number")
+				return q, txswitch.NewError(txswitch.KindInvalid, txswitch.CodeInvalidQuery, "limit", "limit must be a positive whole number")
 			}
-			limit = n
+			q.limit = n
 		default:
-			bad = txswitch.NewError(txswitch.KindInvalid, txswitch.CodeInvalidQuery, string(k),
-				"unknown query parameter "+strconv.Quote(string(k))+" (state, limit and after are accepted)")
+			return q, txswitch.NewError(txswitch.KindInvalid, txswitch.CodeInvalidQuery, string(k),
+				"unknown query parameter "+strconv.Quote(string(k))+" ("+accepted+")")
 		}
 	}
-	if bad != nil {
-		return txswitch.Reply{}, bad
+	return q, nil
+}
+
+// listIntents serves GET /v1/admin/intents?state=&limit=&after=.
+func (s *Server) listIntents(rc *reqCtx) (txswitch.Reply, error) {
+	q, err := parseListQuery(rc, true)
+	if err != nil {
+		return txswitch.Reply{}, err
 	}
-	return s.svc.ListIntents(rc.ctx, state, after, limit)
+	return s.svc.ListIntents(rc.ctx, q.state, q.after, q.limit)
+}
+
+// listReviews serves GET /v1/admin/reviews?limit=&after=.
+func (s *Server) listReviews(rc *reqCtx) (txswitch.Reply, error) {
+	q, err := parseListQuery(rc, false)
+	if err != nil {
+		return txswitch.Reply{}, err
+	}
+	return s.svc.ListReviews(rc.ctx, q.after, q.limit)
 }
 
 func (s *Server) addMember(rc *reqCtx, req AddMemberRequest) (txswitch.Reply, error) {

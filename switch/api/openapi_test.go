@@ -152,6 +152,7 @@ func TestOpenAPIResponseSchemasMatchGoTypes(t *testing.T) {
 		"ErrorResponse":        reflect.TypeFor[errorBody](),
 		"RoutingConfig":        reflect.TypeFor[txswitch.RoutingConfig](),
 		"IntentsResponse":      reflect.TypeFor[txswitch.IntentsResponse](),
+		"ReviewsResponse":      reflect.TypeFor[txswitch.ReviewsResponse](),
 		"AddMemberResponse":    reflect.TypeFor[AddMemberResponse](),
 		"RemoveMemberResponse": reflect.TypeFor[RemoveMemberResponse](),
 	} {

@@ -126,6 +126,7 @@ func routeTable() []route {
 		withBody(write("POST", "/v1/admin/payments/{id}/resolve", authAdmin, bodyRequired), (*Server).resolve),
 		noBody(get("/v1/admin/status", authAdmin), (*Server).adminStatus),
 		noBody(get("/v1/admin/intents", authAdmin), (*Server).listIntents),
+		noBody(get("/v1/admin/reviews", authAdmin), (*Server).listReviews),
 		withBody(write("POST", "/v1/admin/members", authAdmin, bodyRequired), (*Server).addMember),
 		noBody(write("DELETE", "/v1/admin/members/{id}", authAdmin, bodyEmpty), (*Server).removeMember),
 		withBody(write("POST", "/v1/admin/leader", authAdmin, bodyRequired), (*Server).transferLeader),
