@@ -177,7 +177,7 @@ func (s *Server) forward(rc *reqCtx, body []byte) {
 			s.log.Info("stopped waiting for a replaced leader", zap.String("request_id", rc.requestID),
 				zap.String("leader", addr), zap.Uint64("term", lead.Term),
 				zap.Uint64("new_leader", now.LeaderID), zap.Uint64("new_term", now.Term))
-			s.writeErr(rc, outcomeUnknown())
+			s.writeErr(rc, unanswered(rc, "the leader was replaced while this request waited for it"))
 			return
 		}
 	}
@@ -190,7 +190,7 @@ func (s *Server) forward(rc *reqCtx, body []byte) {
 			e = txswitch.NewError(503, "leader_unreachable", "", "the leader cannot be reached; retry shortly")
 		} else {
 			s.metrics.forwarded.WithLabelValues("unknown").Inc()
-			e = outcomeUnknown()
+			e = unanswered(rc, "the leader did not answer in time")
 		}
 		s.log.Warn("forward to leader failed", zap.String("request_id", rc.requestID),
 			zap.String("leader", addr), zap.String("route", rc.route.pattern), zap.Error(fmt.Errorf("forward: %w", err)))
@@ -235,4 +235,14 @@ func (s *Server) forwardTarget() (txswitch.Leadership, <-chan struct{}, string, 
 // election), or the same node leads again, the request waits on.
 func replaced(forwardedTo, now txswitch.Leadership) bool {
 	return now.LeaderID != 0 && now.LeaderID != forwardedTo.LeaderID && now.Term > forwardedTo.Term
+}
+
+// unanswered is the answer to a forward the leader did not answer: for a
+// write the outcome is unknown (the leader may have logged it); a read
+// changed nothing and is simply asked again.
+func unanswered(rc *reqCtx, why string) *txswitch.Error {
+	if rc.route.write {
+		return outcomeUnknown()
+	}
+	return txswitch.NewError(503, "leader_unavailable", "", why+"; retry")
 }

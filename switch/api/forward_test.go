@@ -254,13 +254,19 @@ func TestForwarderClientCacheBounded(t *testing.T) {
 // it, and returns once the leader's service has it.
 func forwardInFlight(t *testing.T, leader *tcpLeader, f *testNode) (<-chan response, func()) {
 	t.Helper()
+	return forwardHeld(t, leader, f, request{"POST", "/v1/orders", mh("Idempotency-Key", "k-held"), orderBody})
+}
+
+// forwardHeld is forwardInFlight for any request.
+func forwardHeld(t *testing.T, leader *tcpLeader, f *testNode, req request) (<-chan response, func()) {
+	t.Helper()
 	hold := make(chan struct{})
 	leader.svc.mu.Lock()
 	leader.svc.block = hold
 	leader.svc.mu.Unlock()
 	before := len(leader.svc.businessCalls())
 	out := make(chan response, 1)
-	go func() { out <- f.do(t, request{"POST", "/v1/orders", mh("Idempotency-Key", "k-held"), orderBody}) }()
+	go func() { out <- f.do(t, req) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for len(leader.svc.businessCalls()) == before {
 		if time.Now().After(deadline) {
@@ -302,6 +308,29 @@ func TestForwardStopsWaitingForReplacedLeader(t *testing.T) {
 	}
 	// The abandoned call ends when the old leader answers; its request and
 	// response go back to their pools only then (the race detector watches).
+	release()
+}
+
+// A forwarded read whose leader is replaced changed nothing: it is asked
+// again, with no talk of an outcome or an Idempotency-Key.
+func TestForwardedReadOfReplacedLeader(t *testing.T) {
+	leader := newTCPLeader(t)
+	cl := &fakeCluster{addr: leader.addr}
+	f := newTestNode(t, func(o *Options) {
+		o.Cluster = cl
+		o.RequestTimeout = time.Hour
+	})
+	out, release := forwardHeld(t, leader, f, request{"GET", "/v1/orders/ord_1/methods", mh(), ""})
+	defer release()
+	cl.setLeader(3, 2, "10.0.0.3:8080")
+	select {
+	case resp := <-out:
+		if code, _ := resp.errCode(); resp.status != 503 || code != "leader_unavailable" || resp.headers["X-Txswitch-Leader"] != "10.0.0.3:8080" {
+			t.Fatalf("got %d %s %v", resp.status, resp.body, resp.headers)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the follower still waits for the replaced leader")
+	}
 	release()
 }
 
