@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/txswitch/txswitch/providers/sim"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
@@ -156,16 +158,27 @@ func TestE2EMetrics(t *testing.T) {
 	for k, v := range scrapeMetrics(t, l.Leader().APIAddr()) {
 		served[k] = v
 	}
-	doc, err := os.ReadFile("../../docs/operations.md")
+	checkNamesServed(t, "../../docs/operations.md", regexp.MustCompile("`(txswitch_[a-z_]+)`"), served, 20)
+	checkNamesServed(t, "../../docs/alerts.yml", regexp.MustCompile(`(txswitch_[a-z_]+)`), served, 10)
+	checkAlertRules(t, "../../docs/alerts.yml")
+}
+
+// checkNamesServed checks that every metric name the pattern finds in a
+// document is one of the served series (a histogram's by its _bucket).
+// The exceptions are the metrics TestE2EMetrics cannot make appear (see
+// there).
+func checkNamesServed(t *testing.T, path string, pattern *regexp.Regexp, served map[string]float64, atLeast int) {
+	t.Helper()
+	doc, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	documented := regexp.MustCompile("`(txswitch_[a-z_]+)`").FindAllStringSubmatch(string(doc), -1)
-	if len(documented) < 20 {
-		t.Fatalf("found %d metric names in docs/operations.md", len(documented))
+	named := pattern.FindAllStringSubmatch(string(doc), -1)
+	if len(named) < atLeast {
+		t.Fatalf("found %d metric names in %s", len(named), path)
 	}
-	for _, m := range documented {
-		name := m[1]
+	for _, m := range named {
+		name := strings.TrimSuffix(m[1], "_bucket")
 		switch {
 		case strings.HasPrefix(name, "txswitch_export_"), name == "txswitch_intent_oldest_age_seconds", name == "txswitch_provider_in_doubt_total":
 			continue
@@ -178,7 +191,51 @@ func TestE2EMetrics(t *testing.T) {
 			}
 		}
 		if !found {
-			t.Errorf("docs/operations.md describes %s, which no node serves", name)
+			t.Errorf("%s names %s, which no node serves", path, name)
 		}
+	}
+}
+
+// checkAlertRules checks that the alert file is a Prometheus rule file:
+// groups of rules, each with a name, an expression, a duration, a
+// severity and a summary.
+func checkAlertRules(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file struct {
+		Groups []struct {
+			Name  string `yaml:"name"`
+			Rules []struct {
+				Alert       string            `yaml:"alert"`
+				Expr        string            `yaml:"expr"`
+				For         string            `yaml:"for"`
+				Labels      map[string]string `yaml:"labels"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&file); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	seen := map[string]bool{}
+	for _, g := range file.Groups {
+		if g.Name == "" || len(g.Rules) == 0 {
+			t.Errorf("%s: group %q without a name or rules", path, g.Name)
+		}
+		for _, r := range g.Rules {
+			if _, err := time.ParseDuration(r.For); err != nil || r.Alert == "" || r.Expr == "" || seen[r.Alert] ||
+				r.Labels["severity"] == "" || r.Annotations["summary"] == "" {
+				t.Errorf("%s: rule %+v: needs a unique alert name, expr, a for duration, a severity and a summary", path, r)
+			}
+			seen[r.Alert] = true
+		}
+	}
+	if len(seen) < 10 {
+		t.Errorf("%s: %d alerts", path, len(seen))
 	}
 }
