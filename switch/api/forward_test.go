@@ -250,14 +250,8 @@ func TestForwarderClientCacheBounded(t *testing.T) {
 	f.close()
 }
 
-// forwardInFlight sends a write through a follower to a leader that holds
-// it, and returns once the leader's service has it.
-func forwardInFlight(t *testing.T, leader *tcpLeader, f *testNode) (<-chan response, func()) {
-	t.Helper()
-	return forwardHeld(t, leader, f, request{"POST", "/v1/orders", mh("Idempotency-Key", "k-held"), orderBody})
-}
-
-// forwardHeld is forwardInFlight for any request.
+// forwardHeld sends req through a follower to a leader that holds it,
+// and returns once the leader's service has it.
 func forwardHeld(t *testing.T, leader *tcpLeader, f *testNode, req request) (<-chan response, func()) {
 	t.Helper()
 	hold := make(chan struct{})
@@ -280,58 +274,50 @@ func forwardHeld(t *testing.T, leader *tcpLeader, f *testNode, req request) (<-c
 
 // TestForwardStopsWaitingForReplacedLeader: a follower holding a request
 // for a leader that has been replaced (frozen, say, while the others
-// elected a new one) answers outcome_unknown with the new leader's address
-// at once, not when its forward timeout ends.
+// elected a new one) answers at once with the new leader's address, not
+// when its forward timeout ends: a write's outcome is unknown (the old
+// leader may have logged it); a read changed nothing and is asked again,
+// with no talk of an outcome or an Idempotency-Key.
 func TestForwardStopsWaitingForReplacedLeader(t *testing.T) {
-	leader := newTCPLeader(t)
-	cl := &fakeCluster{addr: leader.addr}
-	f := newTestNode(t, func(o *Options) {
-		o.Cluster = cl
-		o.RequestTimeout = time.Hour // only the new leader can end the wait
-	})
-	out, release := forwardInFlight(t, leader, f)
-	defer release()
-	cl.setLeader(3, 2, "10.0.0.3:8080")
-	select {
-	case resp := <-out:
-		if code, _ := resp.errCode(); resp.status != 503 || code != "outcome_unknown" {
-			t.Fatalf("got %d %s", resp.status, resp.body)
-		}
-		if got := resp.headers["X-Txswitch-Leader"]; got != "10.0.0.3:8080" {
-			t.Errorf("leader hint %q, want the new leader's address", got)
-		}
-		if resp.headers["Retry-After"] == "" {
-			t.Errorf("no Retry-After: %v", resp.headers)
-		}
-	case <-time.After(5 * time.Second): // before the leader's own 10 s timeout answers
-		t.Fatal("the follower still waits for the replaced leader")
+	tests := []struct {
+		name     string
+		req      request
+		wantCode string
+	}{
+		{"write", request{"POST", "/v1/orders", mh("Idempotency-Key", "k-held"), orderBody}, "outcome_unknown"},
+		{"read", request{"GET", "/v1/orders/ord_1/methods", mh(), ""}, "leader_unavailable"},
 	}
-	// The abandoned call ends when the old leader answers; its request and
-	// response go back to their pools only then (the race detector watches).
-	release()
-}
-
-// A forwarded read whose leader is replaced changed nothing: it is asked
-// again, with no talk of an outcome or an Idempotency-Key.
-func TestForwardedReadOfReplacedLeader(t *testing.T) {
-	leader := newTCPLeader(t)
-	cl := &fakeCluster{addr: leader.addr}
-	f := newTestNode(t, func(o *Options) {
-		o.Cluster = cl
-		o.RequestTimeout = time.Hour
-	})
-	out, release := forwardHeld(t, leader, f, request{"GET", "/v1/orders/ord_1/methods", mh(), ""})
-	defer release()
-	cl.setLeader(3, 2, "10.0.0.3:8080")
-	select {
-	case resp := <-out:
-		if code, _ := resp.errCode(); resp.status != 503 || code != "leader_unavailable" || resp.headers["X-Txswitch-Leader"] != "10.0.0.3:8080" {
-			t.Fatalf("got %d %s %v", resp.status, resp.body, resp.headers)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the follower still waits for the replaced leader")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leader := newTCPLeader(t)
+			cl := &fakeCluster{addr: leader.addr}
+			f := newTestNode(t, func(o *Options) {
+				o.Cluster = cl
+				o.RequestTimeout = time.Hour // only the new leader can end the wait
+			})
+			out, release := forwardHeld(t, leader, f, tt.req)
+			defer release()
+			cl.setLeader(3, 2, "10.0.0.3:8080")
+			select {
+			case resp := <-out:
+				if code, _ := resp.errCode(); resp.status != 503 || code != tt.wantCode {
+					t.Fatalf("got %d %s, want 503 %s", resp.status, resp.body, tt.wantCode)
+				}
+				if got := resp.headers["X-Txswitch-Leader"]; got != "10.0.0.3:8080" {
+					t.Errorf("leader hint %q, want the new leader's address", got)
+				}
+				if resp.headers["Retry-After"] == "" {
+					t.Errorf("no Retry-After: %v", resp.headers)
+				}
+			case <-time.After(5 * time.Second): // before the leader's own 10 s timeout answers
+				t.Fatal("the follower still waits for the replaced leader")
+			}
+			// The abandoned call ends when the old leader answers; its
+			// request and response go back to their pools only then (the
+			// race detector watches).
+			release()
+		})
 	}
-	release()
 }
 
 // TestForwardWaitsThroughElection: an election without a leader yet, or
@@ -344,7 +330,7 @@ func TestForwardWaitsThroughElection(t *testing.T) {
 		o.Cluster = cl
 		o.RequestTimeout = time.Hour
 	})
-	out, release := forwardInFlight(t, leader, f)
+	out, release := forwardHeld(t, leader, f, request{"POST", "/v1/orders", mh("Idempotency-Key", "k-held"), orderBody})
 	defer release()
 	cl.setLeader(0, 2, "")          // an election: no leader known
 	cl.setLeader(1, 3, leader.addr) // the same node leads again
