@@ -32,7 +32,7 @@ func (s *Svc) Refund(ctx context.Context, c Caller, paymentID string, req Refund
 		if len(req.Reason) > MaxRefundReasonLen {
 			return nil, NewError(KindInvalid, "invalid_reason", "reason", fmt.Sprintf("reason is at most %d characters", MaxRefundReasonLen))
 		}
-		if req.Channel != "" && !validChannel(req.Channel) {
+		if req.Channel != "" && !ValidChannel(req.Channel) {
 			return nil, NewError(KindInvalid, "invalid_channel", "channel", fmt.Sprintf("channel %q must be online, pos or moto", req.Channel))
 		}
 		rest := Money{Value: p.Captured.Value - p.Refunded.Value - p.PendingRefund, Currency: p.Amount.Currency}

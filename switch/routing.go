@@ -88,6 +88,7 @@ func methodTitle(name string) string {
 type evaluation struct {
 	exclusion  *MethodExclusion // nil when offered
 	candidates []RouteCandidate // eligible configured providers, route order, deduplicated
+	surcharge  Money            // the shopper's fee for the method, when offered
 }
 
 // evaluateMethod checks mc for oc. The checks run in a fixed order (disabled,
@@ -120,18 +121,20 @@ func evaluateMethod(cfg *RoutingConfig, mc *MethodConfig, oc OrderContext, healt
 	// a EUR 0.29 surcharge must not be offered iDEAL.
 	surcharge := Surcharge(*mc, oc.money())
 	charged := Money{Value: min(max(oc.Amount, 0)+surcharge.Value, MaxMoneyValue), Currency: oc.Currency}
-	chargedDetail := "order amount is " + FormatMoney(oc.money())
-	if surcharge.Value > 0 {
-		chargedDetail = fmt.Sprintf("the payment would be %s (order amount %s plus a %s surcharge)",
+	chargedDetail := func() string { // only for an exclusion: this runs per method per request
+		if surcharge.Value == 0 {
+			return "order amount is " + FormatMoney(oc.money())
+		}
+		return fmt.Sprintf("the payment would be %s (order amount %s plus a %s surcharge)",
 			FormatMoney(charged), FormatMoney(oc.money()), FormatMoney(surcharge))
 	}
 	if mc.MinAmount > 0 && charged.Value < mc.MinAmount {
 		return excl(ExclusionAmountBelowMin, fmt.Sprintf("%s needs at least %s; %s",
-			title, FormatMoney(Money{Value: mc.MinAmount, Currency: oc.Currency}), chargedDetail))
+			title, FormatMoney(Money{Value: mc.MinAmount, Currency: oc.Currency}), chargedDetail()))
 	}
 	if mc.MaxAmount > 0 && charged.Value > mc.MaxAmount {
 		return excl(ExclusionAmountAboveMax, fmt.Sprintf("%s allows at most %s; %s",
-			title, FormatMoney(Money{Value: mc.MaxAmount, Currency: oc.Currency}), chargedDetail))
+			title, FormatMoney(Money{Value: mc.MaxAmount, Currency: oc.Currency}), chargedDetail()))
 	}
 
 	var cands []RouteCandidate
@@ -176,7 +179,7 @@ func evaluateMethod(cfg *RoutingConfig, mc *MethodConfig, oc OrderContext, healt
 		ev.candidates = cands
 		return ev
 	}
-	return evaluation{candidates: cands}
+	return evaluation{candidates: cands, surcharge: surcharge}
 }
 
 // routeMismatch says why route r cannot serve oc, or "" when it can;
@@ -241,7 +244,7 @@ func EligibleMethods(cfg *RoutingConfig, oc OrderContext, health func(provider, 
 			resp.Excluded = append(resp.Excluded, *ev.exclusion)
 			continue
 		}
-		offer := MethodOffer{Method: mc.Name, Surcharge: Surcharge(*mc, oc.money())}
+		offer := MethodOffer{Method: mc.Name, Surcharge: ev.surcharge}
 		for _, c := range ev.candidates {
 			if !c.Skipped {
 				offer.Providers = append(offer.Providers, c.Provider)
@@ -524,7 +527,7 @@ func validateEligibility(prefix string, countries, currencies, channels []string
 		return bad("channels", "at most %d entries, got %d", MaxConfigListLen, len(channels))
 	}
 	for j, c := range channels {
-		if c != ChannelOnline && c != ChannelPOS && c != ChannelMOTO {
+		if !ValidChannel(c) {
 			return bad(fmt.Sprintf("channels[%d]", j), "channel %q must be one of online, pos, moto", c)
 		}
 		if slices.Contains(channels[:j], c) {

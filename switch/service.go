@@ -772,7 +772,9 @@ const (
 	MaxSKULen       = 255
 )
 
-func validChannel(ch string) bool {
+// ValidChannel reports whether ch is one of the channels an order or a
+// refund may name (online, pos, moto).
+func ValidChannel(ch string) bool {
 	return ch == ChannelOnline || ch == ChannelPOS || ch == ChannelMOTO
 }
 
@@ -793,7 +795,7 @@ func validateOrder(req *CreateOrderRequest) *Error {
 	if req.Channel == "" {
 		req.Channel = ChannelOnline
 	}
-	if !validChannel(req.Channel) {
+	if !ValidChannel(req.Channel) {
 		return NewError(KindInvalid, "invalid_channel", "channel", fmt.Sprintf("channel %q must be online, pos or moto", req.Channel))
 	}
 	if len(req.Lines) > MaxOrderLines {

@@ -32,6 +32,10 @@ func init() {
 // admin API accepts 1 MiB; a little slack keeps the error the server's.
 const maxConfigFile = 2 << 20
 
+// maxAdminAnswer bounds what adminCall reads of an answer (a status or a
+// configuration).
+const maxAdminAnswer = 4 << 20
+
 const configUsage = `Usage:
   txswitch config check   --file routing.json
   txswitch config methods --file routing.json --country NL[,BE,...] --currency EUR --amount 49.98 [--channel online]
@@ -169,9 +173,7 @@ func configMethods(w io.Writer, args []string) error {
 	if money.Value <= 0 {
 		return fmt.Errorf("amount must be positive, got %s", *amount)
 	}
-	switch *channel {
-	case txswitch.ChannelOnline, txswitch.ChannelPOS, txswitch.ChannelMOTO:
-	default:
+	if !txswitch.ValidChannel(*channel) {
 		return fmt.Errorf("channel %q is not one of online, pos, moto", *channel)
 	}
 	var ccs []string
@@ -189,7 +191,7 @@ func configMethods(w io.Writer, args []string) error {
 		b, err = readConfigFile(*file)
 	} else {
 		source = "the configuration of " + *addr
-		b, err = adminCall(http.MethodGet, *addr, *token, nil)
+		b, err = adminCall(http.MethodGet, *addr, "/v1/admin/config", *token, nil)
 	}
 	if err != nil {
 		return err
@@ -234,7 +236,7 @@ func configGet(w io.Writer, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	b, err := adminCall(http.MethodGet, *addr, *token, nil)
+	b, err := adminCall(http.MethodGet, *addr, "/v1/admin/config", *token, nil)
 	if err != nil {
 		return err
 	}
@@ -261,7 +263,7 @@ func configPut(w io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := adminCall(http.MethodPut, *addr, *token, b)
+	resp, err := adminCall(http.MethodPut, *addr, "/v1/admin/config", *token, b)
 	if err != nil {
 		return err
 	}
@@ -273,17 +275,17 @@ func configPut(w io.Writer, args []string) error {
 	return err
 }
 
-// adminCall sends one admin API request for /v1/admin/config and returns
-// the 200 answer's body; any other status is an error quoting the body
-// (the error format says what was refused and where).
-func adminCall(method, addr, token string, body []byte) ([]byte, error) {
+// adminCall sends one admin API request and returns the 200 answer's
+// body (at most maxAdminAnswer bytes); any other status is an error
+// quoting the body (the error format says what was refused and where).
+func adminCall(method, addr, path, token string, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+"/v1/admin/config", rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -296,7 +298,7 @@ func adminCall(method, addr, token string, body []byte) ([]byte, error) {
 		return nil, fmt.Errorf("ask %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxConfigFile))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAdminAnswer))
 	if err != nil {
 		return nil, fmt.Errorf("read the answer of %s: %w", addr, err)
 	}
