@@ -40,15 +40,9 @@ type IntentStats struct {
 	Truncated bool
 }
 
-// intentState is the part of an in-doubt record IntentStats reads.
-type intentState struct {
-	At             time.Time `json:"at"`
-	InDoubt        bool      `json:"in_doubt"`
-	Pending        bool      `json:"pending"`
-	AmountMismatch bool      `json:"amount_mismatch"`
-}
-
-func (d intentState) state() string {
+// state classifies an open intent; an amount mismatch is also in doubt,
+// but only an operator settles it.
+func (d *inDoubtRec) state() string {
 	switch {
 	case d.AmountMismatch:
 		return IntentAmountMismatch
@@ -76,7 +70,7 @@ func CountIntents(r Reader, limit int) (IntentStats, error) {
 			return false
 		}
 		seen++
-		var d intentState
+		var d inDoubtRec
 		if err := json.Unmarshal(v, &d); err != nil {
 			decodeErr = fmt.Errorf("decode %q: %w", k, err)
 			return false
@@ -191,7 +185,7 @@ func listIntents(r Reader, state, after string, limit, maxScanned int) (IntentsR
 			decodeErr = fmt.Errorf("decode %q: %w", k, err)
 			return false
 		}
-		st := intentState{At: d.At, InDoubt: d.InDoubt, Pending: d.Pending, AmountMismatch: d.AmountMismatch}.state()
+		st := d.state()
 		if state != "" && st != state {
 			return true
 		}
