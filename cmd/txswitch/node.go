@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/txswitch/txswitch/cmd/cluster"
 	"github.com/txswitch/txswitch/consensus"
-	txswitch "github.com/txswitch/txswitch/switch"
 )
 
 func init() {
@@ -146,18 +144,14 @@ func runNode(args []string) error {
 		CentralDB: f.CentralDB, ExportBacklogAlarm: 1_000_000,
 	}
 	if f.RoutingConfig != "" {
-		b, err := os.ReadFile(f.RoutingConfig)
+		// Read and checked as `txswitch config check` does.
+		b, err := readConfigFile(f.RoutingConfig)
 		if err != nil {
-			return fmt.Errorf("read routing config: %w", err)
+			return err
 		}
-		var rc txswitch.RoutingConfig
-		dec := json.NewDecoder(strings.NewReader(string(b)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&rc); err != nil {
-			return fmt.Errorf("parse routing config %s: %w", f.RoutingConfig, err)
-		}
-		if e := rc.Validate(); e != nil {
-			return fmt.Errorf("routing config %s: %w", f.RoutingConfig, e)
+		rc, err := decodeConfig(b, f.RoutingConfig)
+		if err != nil {
+			return err
 		}
 		cfg.SeedConfig = &rc
 	}
