@@ -26,9 +26,9 @@ import (
 // until a fault switches it on.
 //
 // Faults touch the write-ahead log only (files ending in .log): that is
-// where every raft append and state machine commit goes first, and pebble
-// reports a WAL failure to the committer, which the journal turns into
-// ErrFailed and the raft loop into a stop that says why. A failure in
+// where every raft append and state machine commit goes first, and the
+// journal's WAL guard turns a WAL failure into ErrFailed for the next
+// commit and the raft loop into a stop that says why. A failure in
 // pebble's background work (flushes, compactions, the MANIFEST) calls its
 // Fatalf outside any commit and crashes the process: by design in
 // production (crash-stop), but in this tier the process holds every node,

@@ -104,9 +104,9 @@ type DB struct {
 	pdb  *pebble.DB
 	opts Options
 
-	// failed holds the first write error; once set, every operation fails
-	// (see ErrFailed).
-	failed atomic.Pointer[error]
+	// fence holds the first write error; once set, every operation fails
+	// (see ErrFailed). The WAL guard under pebble sets it too.
+	fence  *fence
 	closed atomic.Bool
 
 	mu     sync.Mutex // guards logs, states and SetNodeID's check-then-write
@@ -128,11 +128,12 @@ func Open(dir string, opts Options) (_ *DB, err error) {
 		}
 	}()
 	opts = opts.withDefaults()
+	fnc := &fence{}
 	cache := pebble.NewCache(opts.CacheSize)
 	// The DB takes its own reference; ours is released when Open returns.
 	defer cache.Unref()
 	popts := &pebble.Options{
-		FS:                 opts.FS,
+		FS:                 &walGuard{FS: opts.FS, fence: fnc, log: opts.Logger.Named("pebble")},
 		Cache:              cache,
 		MemTableSize:       opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -150,8 +151,14 @@ func Open(dir string, opts Options) (_ *DB, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("open pebble in %q: %w", dir, err)
 	}
+	// Opening writes a WAL (the replayed one's tail, a new one); the guard
+	// keeps a failure there from pebble, so it is read back here.
+	if err := fnc.failure(); err != nil {
+		return nil, fmt.Errorf("open pebble in %q: %w", dir, errors.Join(err, pdb.Close()))
+	}
 	return &DB{
 		pdb:    pdb,
+		fence:  fnc,
 		opts:   opts,
 		logs:   make(map[uint64]*LogStore),
 		states: make(map[uint64]*StateStore),
@@ -256,27 +263,21 @@ func (db *DB) usable() error {
 	return nil
 }
 
-func (db *DB) failure() error {
-	if p := db.failed.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
+func (db *DB) failure() error { return db.fence.failure() }
 
-// fail records the first write failure; later ones add nothing.
-func (db *DB) fail(err error) error {
-	err = fmt.Errorf("%w: %w", ErrFailed, err)
-	// Not logged here: pebble's Fatalf was already logged, and the caller
-	// returns the error.
-	db.failed.CompareAndSwap(nil, &err)
-	return db.failure()
-}
+// fail records the first write failure; later ones add nothing. Not logged
+// here: pebble's Fatalf or the WAL guard logged it, and the caller returns
+// the error.
+func (db *DB) fail(err error) error { return db.fence.fail(err) }
 
-// commit applies b. Pebble reports a WAL write or sync error by calling
-// Logger.Fatalf after the batch is already visible in its memtable; our
-// logger turns that into a fatalPanic, recovered here into ErrFailed, which
-// fences the whole DB. A failed commit is therefore never acknowledged, and
-// its (non-durable) effect is never read back.
+// commit applies b. A WAL write or sync error stops at the WAL guard, which
+// fences the DB before pebble's call returns (see walGuard), so the fence
+// is checked again once pebble returns: a commit whose write or fsync was
+// dropped reports ErrFailed. Any other commit failure pebble reports by
+// calling Logger.Fatalf after the batch is already visible in its
+// memtable; our logger turns that into a fatalPanic, recovered here into
+// ErrFailed, which fences the DB too. A failed commit is therefore never
+// acknowledged, and its (non-durable) effect is never read back.
 func (db *DB) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 	if err := db.usable(); err != nil {
 		return err
@@ -293,7 +294,7 @@ func (db *DB) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 	if err := b.Commit(opts); err != nil {
 		return db.fail(err)
 	}
-	return nil
+	return db.failure()
 }
 
 // sync makes every write committed so far durable: syncing a WAL record

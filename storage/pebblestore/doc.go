@@ -32,13 +32,16 @@
 //
 // # Disk faults
 //
-// Pebble reports a failed WAL write or sync by calling its logger's Fatalf,
-// after the failed batch is already visible in memory. The DB turns that into
-// ErrFailed (wrapped in the returned error) and fences itself: every later
-// read and write fails, since what pebble would return may not be durable.
-// A failed Save or Commit must stop the node — never acknowledge what is not
-// durable; the restart recovers from what is on disk. A fatal error in
-// pebble's background work (flush, compaction, MANIFEST) panics the process.
+// A failed WAL write, fsync or creation never reaches pebble, which cannot
+// survive one outside the commit waiting for it (see walGuard): the guard
+// under pebble fences the DB at the failing call and drops every later WAL
+// write, so the disk keeps the WAL as a crash at the failure would. Every
+// commit that returns after that reports ErrFailed (wrapping the disk's
+// error), and every later read and write fails, since what pebble would
+// return may not be durable. A failed Save or Commit must stop the node —
+// never acknowledge what is not durable; the restart recovers from what is
+// on disk. A fatal error in pebble's background work (flush, compaction,
+// MANIFEST) panics the process.
 // Options.FS lets tests and chaos inject faults (pebble's vfs/errorfs).
 //
 // # Bounds

@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync/atomic"
@@ -55,6 +56,22 @@ func TestDiskFaultFailsSaveAndFences(t *testing.T) {
 		}},
 		{"SaveMembership", func(db *DB) error {
 			return db.LogStore(1).SaveMembership(50, nil, []byte("m"))
+		}},
+		// The batch does not fit in the young DB's first memtable (256 KB),
+		// so pebble rotates the memtable and closes the WAL, whose final
+		// write fails: before the WAL guard, rotateWAL's panic killed the
+		// process ("sync: unlock of unlocked mutex"). Unsynced: the failure
+		// must still be reported, since the guard fenced the DB first.
+		{"state commit that rotates the WAL", func(db *DB) error {
+			b := db.StateStore(1).NewBatch()
+			defer b.Close()
+			val := make([]byte, 4<<10)
+			for i := range 100 {
+				if err := b.Set(fmt.Appendf(nil, "big/%03d", i), val); err != nil {
+					return err
+				}
+			}
+			return b.Commit(99)
 		}},
 	}
 	for _, tc := range tests {
