@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -19,6 +20,11 @@ const (
 	DefaultMemTableSize  = 32 << 20  // one memtable; pebble keeps a few in flight
 	DefaultMaxImageBytes = 256 << 20 // one state image / raft snapshot blob
 	DefaultMaxBatchBytes = 64 << 20  // one state machine batch (one Apply)
+	// DefaultValueSeparationMinSize: values of at least this many bytes are
+	// kept in blob files (see Options.ValueSeparationMinSize). The state's
+	// records (orders, payments, timeline events, idempotency records) are
+	// 150-600 bytes, an outbox reference about 130.
+	DefaultValueSeparationMinSize = 128
 )
 
 // Options configures Open. The zero value is usable.
@@ -44,6 +50,13 @@ type Options struct {
 	// MaxBatchBytes bounds one state batch (default DefaultMaxBatchBytes);
 	// Set/Delete past it return ErrBatchTooLarge.
 	MaxBatchBytes int
+	// ValueSeparationMinSize: pebble keeps values of at least this many
+	// bytes in blob files outside its LSM tree, written once at flush, so
+	// that compactions move a reference instead of rewriting the value at
+	// every level (default DefaultValueSeparationMinSize; negative: off).
+	// Compactions were a fifth of a node's CPU under load, and they take a
+	// core from the raft loop whenever they run.
+	ValueSeparationMinSize int
 	// EventListener, when set, receives pebble's events (flushes,
 	// compactions, write stalls, WAL files): the benchmark and operators
 	// use it to tell storage stalls from other latency. Its functions run
@@ -69,6 +82,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.ValueSeparationMinSize == 0 {
+		o.ValueSeparationMinSize = DefaultValueSeparationMinSize
 	}
 	return o
 }
@@ -146,6 +162,16 @@ func Open(dir string, opts Options) (_ *DB, err error) {
 	// data block of every table whose range covers the key.
 	for i := range popts.Levels {
 		popts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	if min := opts.ValueSeparationMinSize; min > 0 {
+		// Needs FormatValueSeparation (FormatNewest includes it). A blob
+		// file is rewritten once a fifth of it is garbage and it is five
+		// minutes old; an sstable may reference at most 10 overlapping
+		// blob files before a compaction rewrites their values.
+		popts.Experimental.ValueSeparationPolicy = func() pebble.ValueSeparationPolicy {
+			return pebble.ValueSeparationPolicy{Enabled: true, MinimumSize: min,
+				MaxBlobReferenceDepth: 10, RewriteMinimumAge: 5 * time.Minute, TargetGarbageRatio: 0.2}
+		}
 	}
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
