@@ -74,6 +74,11 @@ func (g *walGuard) failed(op, name string, err error) {
 
 func (g *walGuard) dropping() bool { return g.fence.failure() != nil }
 
+// Unwrap implements vfs.FS. Without it the embedded FS's Unwrap would answer,
+// skipping one layer: vfs.Root would then return the guard itself instead of
+// the disk underneath.
+func (g *walGuard) Unwrap() vfs.FS { return g.FS }
+
 // Create implements vfs.FS.
 func (g *walGuard) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	if !isWAL(name) {

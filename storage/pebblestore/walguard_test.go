@@ -94,3 +94,15 @@ func TestOpenFailsWhenItsWALFails(t *testing.T) {
 		t.Fatalf("last index after a failed open = %d; want 3", last)
 	}
 }
+
+// TestWALGuardUnwrapsToTheDiskUnderIt: pebble's vfs.Root must reach the FS
+// the guard wraps (it asks the root for disk-specific behaviour), not stop
+// at the guard because the embedded FS answered Unwrap for it.
+func TestWALGuardUnwrapsToTheDiskUnderIt(t *testing.T) {
+	for _, under := range []vfs.FS{vfs.Default, vfs.NewMem()} {
+		g := &walGuard{FS: under, fence: &fence{}}
+		if got := vfs.Root(g); got != under {
+			t.Errorf("vfs.Root(guard over %T) = %T, want the FS under the guard", under, got)
+		}
+	}
+}
