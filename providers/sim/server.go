@@ -106,9 +106,15 @@ type Server struct {
 
 	// lnMu guards the listener lifecycle (a refuse outage closes it and
 	// reopens it on the same address).
-	lnMu    sync.Mutex
-	addr    string
-	srv     *http.Server
+	lnMu sync.Mutex
+	addr string
+	srv  *http.Server
+	// ln is closed here, not only by srv: srv.Close closes the listeners
+	// Serve has registered, and Serve runs in a goroutine that may not have
+	// started yet. Until the socket is closed the kernel keeps completing
+	// handshakes into its backlog, so a refuse outage begun right after
+	// Start would reset connections instead of refusing them.
+	ln      net.Listener
 	started bool
 	closed  bool
 	reopen  *time.Timer
@@ -221,6 +227,7 @@ func (s *Server) serveLocked(ln net.Listener) {
 		ErrorLog:          zap.NewStdLog(s.log),
 	}
 	s.srv = srv
+	s.ln = ln
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -238,10 +245,7 @@ func (s *Server) Close() {
 	if s.reopen != nil {
 		s.reopen.Stop()
 	}
-	if s.srv != nil {
-		_ = s.srv.Close() // closes the listener and every connection
-		s.srv = nil
-	}
+	s.stopServingLocked()
 	s.lnMu.Unlock()
 	s.cancel()
 	s.wg.Wait()
@@ -257,8 +261,7 @@ func (s *Server) refuse(d time.Duration) {
 		s.reopen = nil
 	}
 	if s.srv != nil {
-		_ = s.srv.Close()
-		s.srv = nil
+		s.stopServingLocked()
 		s.log.Info("simulated PSP refusing connections", zap.Duration("for", d))
 	}
 	if d > 0 {
@@ -271,6 +274,16 @@ func (s *Server) refuse(d time.Duration) {
 			s.accept()
 		})
 	}
+}
+
+// stopServingLocked closes the listener and every connection.
+func (s *Server) stopServingLocked() {
+	if s.srv == nil {
+		return
+	}
+	_ = s.srv.Close()
+	_ = s.ln.Close() // already closed when Serve had started; harmless then
+	s.srv, s.ln = nil, nil
 }
 
 // accept reopens the listener after a refuse outage.

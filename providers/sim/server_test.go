@@ -295,6 +295,29 @@ func TestRefuseOutage(t *testing.T) {
 	}
 }
 
+// TestRefuseRightAfterStart: a refuse outage set the moment the PSP has
+// started must refuse the very next dial. The listener used to be closed
+// only by the serving goroutine, which had not always run yet: until it
+// did, the kernel completed handshakes into the backlog, and the client
+// saw a connection reset (in doubt) instead of a refusal (definitive).
+func TestRefuseRightAfterStart(t *testing.T) {
+	for i := range 50 {
+		s := New(Config{})
+		addr, err := s.Start("127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetBehaviour(Behaviour{Outage: &Outage{Mode: OutageRefuse}}); err != nil {
+			t.Fatal(err)
+		}
+		refused := dialRefused(addr)
+		s.Close()
+		if !refused {
+			t.Fatalf("start %d: a dial right after the refuse outage began was not refused", i)
+		}
+	}
+}
+
 // notifySink records notifications; it fails the first failFirst requests
 // to exercise the PSP's retries.
 type notifySink struct {
