@@ -392,6 +392,26 @@ func calls(n, startMs int, took, last time.Duration) func(ev *Evidence) {
 	}
 }
 
+// secondRun adds a card_pay flow run (id 2, order ord_2) whose one payment
+// ended with status and whose creation was answered as answer says (its
+// Status, Body and Err; a 2xx answer carries the payment).
+func secondRun(status string, answer Call) func(ev *Evidence) {
+	return func(ev *Evidence) {
+		p := payment("pay_2", "ord_2", status, "psp_a", 1000, 0, 0)
+		c := answer
+		c.Seq, c.FlowID, c.Op, c.Method, c.Path, c.Target = 10, 2, "create_payment", "POST", "/v1/orders/ord_2/payments", "ord_2"
+		c.Start, c.End = at(40), at(50)
+		if c.Acked() {
+			c.Body, _ = json.Marshal(p)
+		}
+		ev.Calls = append(ev.Calls, c)
+		ev.Runs = append(ev.Runs, FlowRun{ID: 2, Flow: "card_pay", Start: at(40), Pays: true, Outcome: "failed", OrderID: "ord_2"})
+		for _, n := range []string{"n1", "n2"} {
+			ev.Final[n]["ord_2"] = order("ord_2", p)
+		}
+	}
+}
+
 func TestExpectations(t *testing.T) {
 	fault := []FaultRun{{Spec: Fault{Kind: "provider_unavailable", Target: "psp_a"}, Events: []chaos.Event{
 		{Action: "inject", At: at(1000)}, {Action: "undo", At: at(3000)}}}}
@@ -441,6 +461,18 @@ func TestExpectations(t *testing.T) {
 		{"provider used too much", Expect{ProviderUsed: &ExpectProvider{Provider: "psp_a", Max: &zero, Window: "whole"}}, func(ev *Evidence) {}, false},
 		{"final status", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}}, func(ev *Evidence) {}, true},
 		{"wrong final status", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"refunded"}}}, func(ev *Evidence) {}, false},
+		// A second card_pay run whose payment ended failed: forgiven only
+		// when the client never got a definitive answer to its creation.
+		{"a creation without an answer that failed is not judged", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}},
+			secondRun(txswitch.PaymentFailed, Call{Status: 0, Err: "context deadline exceeded"}), true},
+		{"a creation answered 503 that failed is not judged", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}},
+			secondRun(txswitch.PaymentFailed, Call{Status: 503, Body: json.RawMessage(`{"error":{"code":"leader_unavailable","message":"m"}}`)}), true},
+		{"a creation answered 201 that failed is judged", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}},
+			secondRun(txswitch.PaymentFailed, Call{Status: 201}), false},
+		{"a creation refused definitively is judged", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}},
+			secondRun(txswitch.PaymentFailed, Call{Status: 422, Body: json.RawMessage(`{"error":{"code":"invalid_request","message":"m"}}`)}), false},
+		{"a creation without an answer is judged unless it failed", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}},
+			secondRun(txswitch.PaymentAuthorized, Call{Status: 0, Err: "context deadline exceeded"}), false},
 		{"enough acknowledged", Expect{MinAcked: &ExpectCount{Min: 1}}, func(ev *Evidence) {}, true},
 		{"too few acknowledged", Expect{MinAcked: &ExpectCount{Min: 2}}, func(ev *Evidence) {}, false},
 		{"members", Expect{MemberCount: &ExpectMembers{Count: 3}}, func(ev *Evidence) { ev.Members = 3 }, true},
