@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,18 +14,29 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// walFault injects errorfs.ErrInjected into writes and syncs of WAL files
-// while on.
-type walFault struct{ on atomic.Bool }
+// walFault injects errorfs.ErrInjected into the given operations on WAL
+// files while on.
+type walFault struct {
+	on    atomic.Bool
+	name  string
+	kinds []errorfs.OpKind
+}
 
-func (f *walFault) String() string { return "wal write/sync fault" }
+// walWriteFault fails writes and syncs of WAL files.
+func walWriteFault() *walFault {
+	return &walFault{name: "wal write/sync fault", kinds: []errorfs.OpKind{
+		errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo}}
+}
+
+// walCreateFault fails the creation (or recycling) of WAL files.
+func walCreateFault() *walFault {
+	return &walFault{name: "wal create fault", kinds: []errorfs.OpKind{errorfs.OpCreate, errorfs.OpReuseForWrite}}
+}
+
+func (f *walFault) String() string { return f.name }
 
 func (f *walFault) MaybeError(op errorfs.Op) error {
-	if !f.on.Load() || !strings.HasSuffix(op.Path, ".log") {
-		return nil
-	}
-	switch op.Kind {
-	case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+	if f.on.Load() && strings.HasSuffix(op.Path, ".log") && slices.Contains(f.kinds, op.Kind) {
 		return errorfs.ErrInjected
 	}
 	return nil
@@ -77,7 +89,7 @@ func TestDiskFaultFailsSaveAndFences(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			mem := vfs.NewCrashableMem()
-			fault := &walFault{}
+			fault := walWriteFault()
 			db := openFS(t, errorfs.Wrap(mem, fault))
 			ls, st := db.LogStore(1), db.StateStore(1)
 			if err := ls.Save(hardState(2, 1, 10), ents(1, 10, 2, 64), nil, true); err != nil {

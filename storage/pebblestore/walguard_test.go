@@ -3,8 +3,6 @@ package pebblestore
 import (
 	"errors"
 	"fmt"
-	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -12,25 +10,13 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-// walCreateFault fails the creation (or recycling) of WAL files while on.
-type walCreateFault struct{ on atomic.Bool }
-
-func (f *walCreateFault) String() string { return "wal create fault" }
-
-func (f *walCreateFault) MaybeError(op errorfs.Op) error {
-	if f.on.Load() && strings.HasSuffix(op.Path, ".log") && (op.Kind == errorfs.OpCreate || op.Kind == errorfs.OpReuseForWrite) {
-		return errorfs.ErrInjected
-	}
-	return nil
-}
-
 // TestWALCreateFailureFences: a WAL that cannot be created during a
 // memtable rotation fences the DB instead of panicking inside pebble
 // (rotateWAL panicked, then unlocked a mutex it no longer held), and the
 // disk keeps what was durable before.
 func TestWALCreateFailureFences(t *testing.T) {
 	mem := vfs.NewCrashableMem()
-	fault := &walCreateFault{}
+	fault := walCreateFault()
 	db := openFS(t, errorfs.Wrap(mem, fault))
 	ls, st := db.LogStore(1), db.StateStore(1)
 	if err := ls.Save(hardState(2, 1, 10), ents(1, 10, 2, 64), nil, true); err != nil {
@@ -74,7 +60,7 @@ func TestWALCreateFailureFences(t *testing.T) {
 // Open says so instead of returning a fenced DB.
 func TestOpenFailsWhenItsWALFails(t *testing.T) {
 	mem := vfs.NewCrashableMem()
-	fault := &walCreateFault{}
+	fault := walCreateFault()
 	fs := errorfs.Wrap(mem, fault)
 	db := openFS(t, fs)
 	if err := db.LogStore(1).Save(hardState(2, 1, 3), ents(1, 3, 2, 64), nil, true); err != nil {
