@@ -471,6 +471,11 @@ func TestExpectations(t *testing.T) {
 			secondRun(txswitch.PaymentFailed, Call{Status: 201}), false},
 		{"a creation refused definitively is judged", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}},
 			secondRun(txswitch.PaymentFailed, Call{Status: 422, Body: json.RawMessage(`{"error":{"code":"invalid_request","message":"m"}}`)}), false},
+		{"a creation without an answer that failed with a charge at the PSP is judged", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}},
+			func(ev *Evidence) {
+				secondRun(txswitch.PaymentFailed, Call{Status: 0, Err: "context deadline exceeded"})(ev)
+				ev.Ledgers["psp_a"] = append(ev.Ledgers["psp_a"], charge(2, "pay_2", 1000, false))
+			}, false},
 		{"a creation without an answer is judged unless it failed", Expect{FinalStatus: &ExpectFinal{Flow: "card_pay", Statuses: []string{"captured"}}},
 			secondRun(txswitch.PaymentAuthorized, Call{Status: 0, Err: "context deadline exceeded"}), false},
 		{"enough acknowledged", Expect{MinAcked: &ExpectCount{Min: 1}}, func(ev *Evidence) {}, true},

@@ -394,11 +394,13 @@ func expectProviderUsed(ev *Evidence, x ExpectProvider) CheckResult {
 // and answering, the switch resolved the provider call it could not prove
 // (the PSP had not booked it) and failed the payment. That outcome is
 // legal whatever the flow expects, since the client was told nothing and
-// no money moved (money_adds_up checks the second part against the
-// ledgers); a creation answered 2xx, or refused definitively, is judged.
+// no money moved; the second part is read from the PSPs' ledgers, not
+// from the switch. A creation answered 2xx, or refused definitively, or
+// whose payment a PSP holds an approved charge for, is judged.
 func expectFinal(ev *Evidence, x ExpectFinal) CheckResult {
 	name := "final_status"
 	view := ev.view()
+	ledger := ledgerTotals(ev.Ledgers)
 	acked := map[string]bool{}
 	for _, a := range ev.ackedPayments() {
 		if a.call.Op == "create_payment" {
@@ -425,7 +427,9 @@ func expectFinal(ev *Evidence, x ExpectFinal) CheckResult {
 			continue
 		}
 		for _, p := range view[r.OrderID].Payments {
-			if p.Status == txswitch.PaymentFailed && !acked[p.ID] && unanswered[flowOrder{r.ID, r.OrderID}] {
+			lm := ledger[p.ID]
+			charged := lm != nil && lm.charges > 0 && !lm.cancelled
+			if p.Status == txswitch.PaymentFailed && !acked[p.ID] && !charged && unanswered[flowOrder{r.ID, r.OrderID}] {
 				inDoubt++
 				continue
 			}
