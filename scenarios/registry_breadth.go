@@ -187,12 +187,22 @@ var configChanges = map[string]configChange{
 		}
 		return err
 	}},
-	"klarna_ceiling": {doc: "Klarna's maximum amount lowered to 5.00", change: func(c *txswitch.RoutingConfig) error {
+	"klarna_ceiling": {doc: "Klarna's euro ceiling lowered to EUR 5.00 (its limits are per market route, in each market's currency)", change: func(c *txswitch.RoutingConfig) error {
 		m, err := method(c, "klarna_paylater")
-		if err == nil {
-			m.MaxAmount = 500
+		if err != nil {
+			return err
 		}
-		return err
+		n := 0
+		for i := range m.Routes {
+			if slices.Equal(m.Routes[i].Currencies, []string{"EUR"}) {
+				m.Routes[i].MaxAmount = 500
+				n++
+			}
+		}
+		if n == 0 {
+			return fmt.Errorf("klarna_paylater has no EUR route")
+		}
+		return nil
 	}},
 	"card_hold_all": {doc: "the high-value card review rule lowered to 0.01: every EUR card payment is held", change: func(c *txswitch.RoutingConfig) error {
 		for i := range c.FraudRules {

@@ -32,6 +32,9 @@ func TestConfigChanges(t *testing.T) {
 			if e := cfg.Validate(); e != nil {
 				t.Fatalf("the changed configuration is invalid: %v", e)
 			}
+			if e := cfg.CheckAmountCurrencies(); e != nil {
+				t.Fatalf("PUT would refuse the changed configuration: %v", e)
+			}
 			if _, ok := faultKinds["config_"+name]; !ok {
 				t.Fatal("not registered as a fault kind")
 			}

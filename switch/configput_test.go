@@ -189,3 +189,36 @@ func TestConfigRefusesAnEmailSuffixThatCannotMatch(t *testing.T) {
 		})
 	}
 }
+
+// An amount limit is in minor units of one currency. A method taking
+// several currencies with one limit for all of them (EUR 10,000.00 and
+// SEK 10,000.00, about EUR 900, at once) is refused where the change is
+// proposed, naming the field; the same window set per currency on routes
+// is accepted.
+func TestConfigRefusesAnAmountLimitWithoutItsCurrency(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig()
+	k := &cfg.Methods[2] // klarna_paylater
+	k.Currencies = []string{"EUR", "SEK"}
+	k.MaxAmount = 1_000_000
+	h.unchanged(func() {
+		_, err := h.svc.PutConfig(h.ctx, cfg)
+		e := configErr(t, err, 400, txswitch.CodeInvalidConfig, "methods[2].currencies")
+		if !strings.Contains(e.Message, "EUR, SEK") || !strings.Contains(e.Message, "one currency") {
+			t.Fatalf("message %q does not say why", e.Message)
+		}
+	})
+	k.MaxAmount = 0
+	k.Routes = []txswitch.RouteConfig{{Provider: "psp_a", MaxAmount: 1_000_000}}
+	h.unchanged(func() {
+		_, err := h.svc.PutConfig(h.ctx, cfg)
+		configErr(t, err, 400, txswitch.CodeInvalidConfig, "methods[2].routes[0].currencies")
+	})
+	k.Routes = []txswitch.RouteConfig{
+		{Provider: "psp_a", Currencies: []string{"EUR"}, MaxAmount: 1_000_000},
+		{Provider: "psp_a", Currencies: []string{"SEK"}, MaxAmount: 10_000_000},
+	}
+	if _, err := h.svc.PutConfig(h.ctx, cfg); err != nil {
+		t.Fatalf("limits per currency refused: %v", err)
+	}
+}

@@ -11,10 +11,10 @@ import "slices"
 // checkout does not hang (past it the payment is in doubt).
 const DefaultProviderTimeoutMillis = 2_000
 
-// Amount window of klarna_paylater in the default configuration, in minor
-// units of the order's currency. Every Klarna currency below has exponent 2,
-// so this is 1.00 to 10,000.00 in each (a simplification: Klarna's real
-// limits differ per market).
+// Amount window of klarna_paylater's euro market in the default
+// configuration, in euro cents (1.00 to 10,000.00). Each Klarna market has
+// its own window in its own currency (klarnaMarkets), set on its routes:
+// a limit in minor units means nothing without its currency.
 const (
 	DefaultKlarnaMinAmount int64 = 100
 	DefaultKlarnaMaxAmount int64 = 1_000_000
@@ -42,22 +42,26 @@ var cardCurrencies = []string{
 	"HKD",
 }
 
-// klarnaMarket is one Klarna country group with its local currency: Klarna
-// only pays out in the customer's local currency, a pairing the method-level
-// lists cannot express, so each pair becomes its own route.
+// klarnaMarket is one Klarna country group with its local currency and
+// amount window: Klarna only pays out in the customer's local currency, a
+// pairing the method-level lists cannot express, so each pair becomes its
+// own route, with the window in that currency's minor units (demo values
+// of about the same worth in each market; Klarna's real limits differ per
+// market and per merchant).
 type klarnaMarket struct {
 	countries []string
 	currency  string
+	min, max  int64
 }
 
 var klarnaMarkets = []klarnaMarket{
-	{[]string{"AT", "BE", "DE", "ES", "FI", "FR", "IT", "NL"}, "EUR"},
-	{[]string{"DK"}, "DKK"},
-	{[]string{"NO"}, "NOK"},
-	{[]string{"SE"}, "SEK"},
-	{[]string{"GB"}, "GBP"},
-	{[]string{"CH"}, "CHF"},
-	{[]string{"PL"}, "PLN"},
+	{[]string{"AT", "BE", "DE", "ES", "FI", "FR", "IT", "NL"}, "EUR", DefaultKlarnaMinAmount, DefaultKlarnaMaxAmount},
+	{[]string{"DK"}, "DKK", 1_000, 7_500_000},  // DKK 10.00 to 75,000.00
+	{[]string{"NO"}, "NOK", 1_000, 10_000_000}, // NOK 10.00 to 100,000.00
+	{[]string{"SE"}, "SEK", 1_000, 10_000_000}, // SEK 10.00 to 100,000.00
+	{[]string{"GB"}, "GBP", 100, 800_000},      // GBP 1.00 to 8,000.00
+	{[]string{"CH"}, "CHF", 100, 1_000_000},    // CHF 1.00 to 10,000.00
+	{[]string{"PL"}, "PLN", 500, 4_000_000},    // PLN 5.00 to 40,000.00
 }
 
 // DefaultBreakerConfig is the breaker of every default provider: open after
@@ -96,7 +100,8 @@ func DefaultFraudRules() []FraudRule {
 //   - bancontact: BE, EUR, online/pos, redirect; psp_c then psp_b
 //   - mobilepay: DK with DKK and FI with EUR, online, redirect; psp_a then psp_c
 //   - klarna_paylater: Klarna markets with their local currency, online,
-//     redirect, 1.00..10,000.00; psp_c then psp_b
+//     redirect, an amount window per market (EUR 1.00..10,000.00, SEK
+//     10.00..100,000.00, ...); psp_c then psp_b
 //   - sepa_debit: SEPA countries, EUR, online/moto; psp_b then psp_a
 //
 // The result shares no slices with the arguments or package variables.
@@ -126,7 +131,8 @@ func DefaultConfig(merchants []MerchantConfig, providerURLs map[string]string) R
 	var klarna []RouteConfig
 	for _, p := range []string{"psp_c", "psp_b"} {
 		for _, km := range klarnaMarkets {
-			klarna = append(klarna, RouteConfig{Provider: p, Countries: slices.Clone(km.countries), Currencies: []string{km.currency}})
+			klarna = append(klarna, RouteConfig{Provider: p, Countries: slices.Clone(km.countries), Currencies: []string{km.currency},
+				MinAmount: km.min, MaxAmount: km.max})
 		}
 	}
 	for _, km := range klarnaMarkets {
@@ -166,7 +172,6 @@ func DefaultConfig(merchants []MerchantConfig, providerURLs map[string]string) R
 		{
 			Name: "klarna_paylater", Enabled: true, Redirect: true,
 			Countries: klarnaCountries, Currencies: klarnaCurrencies, Channels: []string{ChannelOnline},
-			MinAmount: DefaultKlarnaMinAmount, MaxAmount: DefaultKlarnaMaxAmount,
 			// The shopper fills in Klarna's checkout: allow an hour.
 			PendingExpirySeconds: 60 * 60,
 			Routes:               klarna,

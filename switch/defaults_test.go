@@ -23,6 +23,9 @@ func TestDefaultConfigValidates(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("DefaultConfig does not validate: %+v", err)
 	}
+	if err := cfg.CheckAmountCurrencies(); err != nil {
+		t.Fatalf("DefaultConfig would be refused by PUT: %+v", err)
+	}
 	var names []string
 	for _, m := range cfg.Methods {
 		names = append(names, m.Name)
@@ -121,6 +124,13 @@ func TestDefaultConfigCheckout(t *testing.T) {
 			want{[]string{"card", "bancontact"}, map[string]string{"klarna_paylater": ExclusionChannel}}},
 		{"dutch MOTO", OrderContext{"NL", "EUR", 4998, ChannelMOTO, ""}, nil,
 			want{[]string{"card", "sepa_debit"}, map[string]string{"ideal": ExclusionChannel}}},
+		// Each Klarna market has its window in its own currency.
+		{"swede SEK 9.99 under Klarna's SEK floor", OrderContext{"SE", "SEK", 999, ChannelOnline, ""}, nil,
+			want{[]string{"card"}, map[string]string{"klarna_paylater": ExclusionAmountBelowMin}}},
+		{"swede SEK 15,000.00 inside SEK's window (over EUR's in minor units)", OrderContext{"SE", "SEK", 1_500_000, ChannelOnline, ""}, nil,
+			want{[]string{"card", "klarna_paylater"}, nil}},
+		{"brit GBP 8,000.01 over Klarna's GBP ceiling", OrderContext{"GB", "GBP", 800_001, ChannelOnline, ""}, nil,
+			want{[]string{"card"}, map[string]string{"klarna_paylater": ExclusionAmountAboveMax}}},
 		{"klarna below minimum", OrderContext{"NL", "EUR", 99, ChannelOnline, ""}, nil,
 			want{[]string{"card", "ideal", "sepa_debit"}, map[string]string{"klarna_paylater": ExclusionAmountBelowMin}}},
 		{"klarna above maximum", OrderContext{"NL", "EUR", 1_000_001, ChannelOnline, ""}, nil,

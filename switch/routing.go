@@ -139,10 +139,22 @@ func evaluateMethod(cfg *RoutingConfig, mc *MethodConfig, oc OrderContext, healt
 
 	var cands []RouteCandidate
 	var why []string // per-route reasons, only used when no route fits
+	// The floors and ceilings of the routes that fit the order but for its
+	// amount. Amount limits are in minor units of one currency, so a method
+	// taking several currencies sets them per route (Klarna's per market);
+	// when those alone stop every route, the shopper is told the amount, as
+	// with the method's own limits, not that no provider serves the order.
+	var floors, ceilings []int64
 	for i := range mc.Routes {
 		r := &mc.Routes[i]
-		if reason := routeMismatch(cfg, r, oc, charged.Value); reason != "" {
-			why = append(why, r.Provider+": "+reason)
+		if miss := routeMismatch(cfg, r, oc, charged.Value); miss.reason != "" {
+			why = append(why, r.Provider+": "+miss.reason)
+			switch miss.limit {
+			case limitMin:
+				floors = append(floors, r.MinAmount)
+			case limitMax:
+				ceilings = append(ceilings, r.MaxAmount)
+			}
 			continue
 		}
 		if slices.ContainsFunc(cands, func(c RouteCandidate) bool { return c.Provider == r.Provider }) {
@@ -159,6 +171,15 @@ func evaluateMethod(cfg *RoutingConfig, mc *MethodConfig, oc OrderContext, healt
 			c.Skipped, c.SkipReason = true, SkipBreakerOpen
 		}
 		cands = append(cands, c)
+	}
+	switch {
+	case len(cands) > 0:
+	case len(floors) > 0 && len(ceilings) == 0:
+		return excl(ExclusionAmountBelowMin, fmt.Sprintf("%s needs at least %s; %s",
+			title, FormatMoney(Money{Value: slices.Min(floors), Currency: oc.Currency}), chargedDetail()))
+	case len(ceilings) > 0 && len(floors) == 0:
+		return excl(ExclusionAmountAboveMax, fmt.Sprintf("%s allows at most %s; %s",
+			title, FormatMoney(Money{Value: slices.Max(ceilings), Currency: oc.Currency}), chargedDetail()))
 	}
 	if len(cands) == 0 {
 		detail := fmt.Sprintf("no provider route of %s serves %s", title, describeOrder(oc))
@@ -182,25 +203,39 @@ func evaluateMethod(cfg *RoutingConfig, mc *MethodConfig, oc OrderContext, healt
 	return evaluation{candidates: cands, surcharge: surcharge}
 }
 
-// routeMismatch says why route r cannot serve oc, or "" when it can;
-// charged is what the provider would be asked to move (surcharge included),
-// which its amount limits bound.
-func routeMismatch(cfg *RoutingConfig, r *RouteConfig, oc OrderContext, charged int64) string {
+// routeMiss is why a route cannot serve an order: reason for the
+// timeline, and which of its amount limits stopped it, if one did.
+type routeMiss struct {
+	reason string // "" when the route fits
+	limit  int    // limitNone, limitMin or limitMax
+}
+
+const (
+	limitNone = iota
+	limitMin
+	limitMax
+)
+
+// routeMismatch says why route r cannot serve oc; charged is what the
+// provider would be asked to move (surcharge included), which its amount
+// limits bound. The amount is checked last, so limitMin and limitMax mean
+// the route fits everything else.
+func routeMismatch(cfg *RoutingConfig, r *RouteConfig, oc OrderContext, charged int64) routeMiss {
 	switch {
 	case !slices.ContainsFunc(cfg.Providers, func(p ProviderConfig) bool { return p.Name == r.Provider }):
-		return "provider is not configured"
+		return routeMiss{reason: "provider is not configured"}
 	case !eligibleIn(r.Countries, oc.Country):
-		return "country " + strings.Join(r.Countries, "/") + " only"
+		return routeMiss{reason: "country " + strings.Join(r.Countries, "/") + " only"}
 	case !eligibleIn(r.Currencies, oc.Currency):
-		return "currency " + strings.Join(r.Currencies, "/") + " only"
+		return routeMiss{reason: "currency " + strings.Join(r.Currencies, "/") + " only"}
 	case !eligibleIn(r.Channels, oc.Channel):
-		return "channel " + strings.Join(r.Channels, "/") + " only"
+		return routeMiss{reason: "channel " + strings.Join(r.Channels, "/") + " only"}
 	case r.MinAmount > 0 && charged < r.MinAmount:
-		return "minimum " + FormatMoney(Money{Value: r.MinAmount, Currency: oc.Currency})
+		return routeMiss{reason: "minimum " + FormatMoney(Money{Value: r.MinAmount, Currency: oc.Currency}), limit: limitMin}
 	case r.MaxAmount > 0 && charged > r.MaxAmount:
-		return "maximum " + FormatMoney(Money{Value: r.MaxAmount, Currency: oc.Currency})
+		return routeMiss{reason: "maximum " + FormatMoney(Money{Value: r.MaxAmount, Currency: oc.Currency}), limit: limitMax}
 	}
-	return ""
+	return routeMiss{}
 }
 
 // eligibleIn implements the config rule "an empty list means any".
@@ -506,6 +541,53 @@ func (cfg *RoutingConfig) Validate() *Error {
 		}
 		if fr.MinAmount == 0 && len(fr.Currencies) == 0 && len(fr.Countries) == 0 && len(fr.Methods) == 0 && fr.EmailSuffix == "" {
 			return bad(p, "fraud rule %q has no conditions and would hold every payment", fr.Name)
+		}
+	}
+	return nil
+}
+
+// CheckAmountCurrencies refuses amount limits that do not name their
+// currency. Limits are minor units of the order's currency, so a maximum
+// of 1,000,000 over several currencies is EUR 10,000.00, SEK 10,000.00
+// (about EUR 900) and JPY 1,000,000 at once: a method or route with
+// min_amount or max_amount must accept exactly one currency (its own list,
+// or for a route without one, its method's). A method that takes several
+// currencies sets its limits on routes, one per currency, as the default
+// configuration does for Klarna. (A fraud rule's min_amount over several
+// currencies or none is allowed: it holds more for review, it moves no
+// money and refuses no shopper.)
+//
+// Validate does not check this: apply accepts stored configurations that
+// earlier releases accepted. It runs where a configuration is proposed or
+// checked (PutConfig, `txswitch config check`).
+func (cfg *RoutingConfig) CheckAmountCurrencies() *Error {
+	bad := func(field, format string, args ...any) *Error {
+		return NewError(KindInvalid, CodeInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	describe := func(currencies []string) string {
+		if len(currencies) == 0 {
+			return "every currency"
+		}
+		return strings.Join(currencies, ", ")
+	}
+	for i, mc := range cfg.Methods {
+		p := fmt.Sprintf("methods[%d]", i)
+		if (mc.MinAmount > 0 || mc.MaxAmount > 0) && len(mc.Currencies) != 1 {
+			return bad(p+".currencies", "method %q has an amount limit (min_amount %d, max_amount %d minor units) but accepts %s: a limit means one currency; set it on routes, one per currency",
+				mc.Name, mc.MinAmount, mc.MaxAmount, describe(mc.Currencies))
+		}
+		for j, r := range mc.Routes {
+			if r.MinAmount == 0 && r.MaxAmount == 0 {
+				continue
+			}
+			cur := r.Currencies
+			if len(cur) == 0 {
+				cur = mc.Currencies
+			}
+			if len(cur) != 1 {
+				return bad(fmt.Sprintf("%s.routes[%d].currencies", p, j), "route %d of method %q (provider %q) has an amount limit (min_amount %d, max_amount %d minor units) but serves %s: a limit means one currency; give the route one",
+					j, mc.Name, r.Provider, r.MinAmount, r.MaxAmount, describe(cur))
+			}
 		}
 	}
 	return nil

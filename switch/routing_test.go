@@ -575,3 +575,121 @@ func BenchmarkRouteCandidates(b *testing.B) {
 		}
 	}
 }
+
+// A method over several currencies carries its amount windows on routes,
+// one per currency. Only the routes of the order's currency judge its
+// amount, and when their limits alone stop every route the exclusion says
+// so (below or above, with the limit in the order's currency) rather than
+// "no route"; limits on both sides at once stay no_route with each route's
+// reason.
+func TestEligibleMethodsRouteAmountLimits(t *testing.T) {
+	cfg := rtConfig()
+	cfg.Methods = append(cfg.Methods, MethodConfig{
+		Name: "m_paylater", Enabled: true, Currencies: []string{"EUR", "SEK"},
+		Routes: []RouteConfig{
+			{Provider: "p1", Currencies: []string{"EUR"}, MinAmount: 100, MaxAmount: 1_000_000},
+			{Provider: "p2", Currencies: []string{"SEK"}, MinAmount: 1_000, MaxAmount: 10_000_000},
+			{Provider: "p3", Currencies: []string{"SEK"}, MinAmount: 5_000, MaxAmount: 20_000_000},
+		},
+	})
+	if e := cfg.Validate(); e != nil {
+		t.Fatal(e)
+	}
+	if e := cfg.CheckAmountCurrencies(); e != nil {
+		t.Fatal(e)
+	}
+	tests := []struct {
+		name      string
+		currency  string
+		amount    int64
+		reason    string   // "" = offered
+		providers []string // when offered
+		detail    []string // substrings, when excluded
+	}{
+		{"EUR inside its window", "EUR", 50_000, "", []string{"p1"}, nil},
+		{"EUR below", "EUR", 99, ExclusionAmountBelowMin, nil, []string{"needs at least EUR 1.00", "order amount is EUR 0.99"}},
+		{"EUR above", "EUR", 1_000_001, ExclusionAmountAboveMax, nil, []string{"allows at most EUR 10000.00"}},
+		// SEK 15,000.00 is over EUR's ceiling in minor units, not SEK's.
+		{"SEK over the EUR ceiling is fine", "SEK", 1_500_000, "", []string{"p2", "p3"}, nil},
+		{"SEK between the two floors", "SEK", 2_000, "", []string{"p2"}, nil},
+		{"SEK below both floors names the lowest", "SEK", 999, ExclusionAmountBelowMin, nil, []string{"needs at least SEK 10.00"}},
+		{"SEK above both ceilings names the highest", "SEK", 20_000_001, ExclusionAmountAboveMax, nil, []string{"allows at most SEK 200000.00"}},
+		{"SEK above one ceiling uses the other route", "SEK", 15_000_000, "", []string{"p3"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := EligibleMethods(&cfg, OrderContext{Country: "SE", Currency: tt.currency, Amount: tt.amount, Channel: ChannelOnline}, nil)
+			i := slices.IndexFunc(resp.Methods, func(m MethodOffer) bool { return m.Method == "m_paylater" })
+			j := slices.IndexFunc(resp.Excluded, func(e MethodExclusion) bool { return e.Method == "m_paylater" })
+			if tt.reason == "" {
+				if i < 0 {
+					t.Fatalf("not offered: %+v", resp.Excluded)
+				}
+				if !slices.Equal(resp.Methods[i].Providers, tt.providers) {
+					t.Fatalf("providers %v, want %v", resp.Methods[i].Providers, tt.providers)
+				}
+				return
+			}
+			if j < 0 || resp.Excluded[j].Reason != tt.reason {
+				t.Fatalf("want excluded for %s, got offers %+v, exclusions %+v", tt.reason, resp.Methods, resp.Excluded)
+			}
+			for _, w := range tt.detail {
+				if !strings.Contains(resp.Excluded[j].Detail, w) {
+					t.Errorf("detail %q lacks %q", resp.Excluded[j].Detail, w)
+				}
+			}
+		})
+	}
+
+	// One route too small, the other too large for the amount: neither
+	// limit alone explains it.
+	cfg.Methods[len(cfg.Methods)-1].Routes = []RouteConfig{
+		{Provider: "p2", Currencies: []string{"SEK"}, MaxAmount: 10_000},
+		{Provider: "p3", Currencies: []string{"SEK"}, MinAmount: 50_000},
+	}
+	resp := EligibleMethods(&cfg, OrderContext{Country: "SE", Currency: "SEK", Amount: 20_000, Channel: ChannelOnline}, nil)
+	j := slices.IndexFunc(resp.Excluded, func(e MethodExclusion) bool { return e.Method == "m_paylater" })
+	if j < 0 || resp.Excluded[j].Reason != ExclusionNoRoute ||
+		!strings.Contains(resp.Excluded[j].Detail, "p2: maximum SEK 100.00") || !strings.Contains(resp.Excluded[j].Detail, "p3: minimum SEK 500.00") {
+		t.Fatalf("want no_route naming both limits, got %+v", resp.Excluded)
+	}
+}
+
+func TestCheckAmountCurrencies(t *testing.T) {
+	tests := []struct {
+		name  string
+		edit  func(c *RoutingConfig)
+		field string // "" = accepted
+	}{
+		{"rtConfig as is (a limit on a one-currency method and route)", func(*RoutingConfig) {}, ""},
+		{"method limit over several currencies", func(c *RoutingConfig) { c.Methods[0].MaxAmount = 1_000_000 }, "methods[0].currencies"},
+		{"method minimum over every currency", func(c *RoutingConfig) { c.Methods[2].MinAmount = 100 }, "methods[2].currencies"},
+		{"route limit inheriting several currencies", func(c *RoutingConfig) { c.Methods[0].Routes[1].MinAmount = 100 }, "methods[0].routes[1].currencies"},
+		{"route limit with two currencies of its own", func(c *RoutingConfig) {
+			c.Methods[3].Routes[0].Currencies = []string{"DKK", "EUR"}
+			c.Methods[3].Routes[0].MaxAmount = 100
+		}, "methods[3].routes[0].currencies"},
+		{"route limit on a method of every currency", func(c *RoutingConfig) { c.Methods[2].Routes[0].MaxAmount = 100 }, "methods[2].routes[0].currencies"},
+		{"route limit with its one currency", func(c *RoutingConfig) { c.Methods[3].Routes[0].MaxAmount = 100 }, ""},
+		{"route limit inheriting its method's one currency", func(c *RoutingConfig) { c.Methods[1].Routes[1].MinAmount = 100 }, ""},
+		{"fraud rule minimum in every currency (holds more, refuses nobody)", func(c *RoutingConfig) { c.FraudRules[0].Currencies = nil }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := rtConfig()
+			tt.edit(&cfg)
+			if e := cfg.Validate(); e != nil {
+				t.Fatalf("Validate refuses it: %v", e)
+			}
+			e := cfg.CheckAmountCurrencies()
+			switch {
+			case tt.field == "" && e != nil:
+				t.Fatalf("refused: %v", e)
+			case tt.field != "" && e == nil:
+				t.Fatal("accepted")
+			case tt.field != "" && (e.Field != tt.field || e.Code != CodeInvalidConfig):
+				t.Fatalf("got %s at %q, want invalid_config at %q (%s)", e.Code, e.Field, tt.field, e.Message)
+			}
+		})
+	}
+}

@@ -502,6 +502,9 @@ func configUsable(cfg *RoutingConfig) *Error {
 		return NewError(KindInvalid, CodeInvalidConfig, "merchants",
 			"the configuration has no merchants: every API key would be refused (401) and no order could be created, paid, captured or refunded; keep at least one merchant")
 	}
+	if e := cfg.CheckAmountCurrencies(); e != nil {
+		return e
+	}
 	for i, fr := range cfg.FraudRules {
 		if fr.EmailSuffix != "" && !matchableDomain(fr.EmailSuffix) {
 			return NewError(KindInvalid, CodeInvalidConfig, fmt.Sprintf("fraud_rules[%d].email_suffix", i),

@@ -139,6 +139,11 @@ func configCheck(w io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
+	// PUT /v1/admin/config refuses amount limits without their currency
+	// (Validate, which apply shares with earlier releases, does not).
+	if e := cfg.CheckAmountCurrencies(); e != nil {
+		return fmt.Errorf("%w: %s (at %s): %s", errInvalidConfig, *file, e.Field, e.Message)
+	}
 	enabled := 0
 	for _, m := range cfg.Methods {
 		if m.Enabled {

@@ -44,6 +44,15 @@ func TestConfigCheck(t *testing.T) {
 	good := shippedConfig()
 	badRoute := shippedConfig()
 	badRoute.Methods[1].Routes[0].Provider = "psp_nowhere"
+	// Klarna's window as one limit over all its markets' currencies (the
+	// shipped configuration before 2026-12-02): PUT refuses it, so does
+	// the check.
+	oneWindow := shippedConfig()
+	klarna := &oneWindow.Methods[4]
+	klarna.MinAmount, klarna.MaxAmount = 100, 1_000_000
+	for i := range klarna.Routes {
+		klarna.Routes[i].MinAmount, klarna.Routes[i].MaxAmount = 0, 0
+	}
 	tests := []struct {
 		name    string
 		config  any
@@ -51,6 +60,7 @@ func TestConfigCheck(t *testing.T) {
 	}{
 		{"the shipped configuration", good, ""},
 		{"a route to an unknown provider", badRoute, "methods[1].routes[0].provider"},
+		{"an amount limit over several currencies", oneWindow, "(at methods[4].currencies)"},
 		{"an unknown field (a typo)", `{"merchants": [], "methods": [], "providers": [], "fraud_rule": []}`, `unknown field "fraud_rule"`},
 		{"two JSON values", `{"merchants": []} {}`, "more than one JSON value"},
 		{"not JSON", `merchants: []`, "invalid character"},

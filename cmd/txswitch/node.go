@@ -153,6 +153,13 @@ func runNode(args []string) error {
 		if err != nil {
 			return err
 		}
+		// Only the first start of a cluster stores the seed, and a node
+		// that refused to start over it would stall a rolling release:
+		// say it, and let `config check` and PUT refuse it.
+		if e := rc.CheckAmountCurrencies(); e != nil {
+			log.Warn("routing configuration: an amount limit without its currency; PUT /v1/admin/config and `txswitch config check` refuse this",
+				zap.String("file", f.RoutingConfig), zap.String("field", e.Field), zap.String("problem", e.Message))
+		}
 		cfg.SeedConfig = &rc
 	}
 	if f.CentralDB == "" {
