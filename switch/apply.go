@@ -842,6 +842,15 @@ func (ac *applyCtx) configPut(c *cmdConfigPut) (*ApplyResult, error) {
 		return &ApplyResult{Reply: reply, Replayed: true}, nil
 	}
 	cfg := c.Config
+	if usesFixedByCurrency(&cfg) {
+		v, err := ac.version()
+		if err != nil {
+			return nil, err
+		}
+		if v < VersionCurrencyFees {
+			return reject(KindConflict, CodeVersionNotSupported, "methods", fmt.Sprintf("surcharge.fixed_by_currency needs cluster version %d", VersionCurrencyFees)), nil
+		}
+	}
 	if e := cfg.Validate(); e != nil {
 		return &ApplyResult{Err: e}, nil
 	}

@@ -40,8 +40,8 @@ type MethodConfig struct {
 	// move, the surcharge included, in minor units; 0 = no limit.
 	MinAmount int64 `json:"min_amount,omitempty"`
 	MaxAmount int64 `json:"max_amount,omitempty"`
-	// Surcharge = Fixed + amount * BasisPoints / 10000 (rounded half up), in
-	// the order's currency.
+	// Surcharge = the fixed part + amount * BasisPoints / 10000 (rounded
+	// half up), in the order's currency.
 	Surcharge SurchargeConfig `json:"surcharge"`
 	// PendingExpirySeconds is how long a payment of this method may wait
 	// for the shopper (pending) before the switch cancels it at the
@@ -53,10 +53,15 @@ type MethodConfig struct {
 	Routes []RouteConfig `json:"routes"`
 }
 
-// SurchargeConfig is the fee a shopper pays for a method.
+// SurchargeConfig is the fee a shopper pays for a method: a fixed part
+// plus BasisPoints of the amount. The fixed part is in minor units of the
+// order's currency: FixedMinor for a method of one currency, or
+// FixedByCurrency for one of several (EUR 0.25 is not SEK 0.25; a
+// currency it does not list pays no fixed part). Not both.
 type SurchargeConfig struct {
-	FixedMinor  int64 `json:"fixed"`
-	BasisPoints int64 `json:"basis_points"`
+	FixedMinor      int64            `json:"fixed"`
+	FixedByCurrency map[string]int64 `json:"fixed_by_currency,omitempty"`
+	BasisPoints     int64            `json:"basis_points"`
 }
 
 // RouteConfig is one provider for a method, with optional narrowing.

@@ -121,7 +121,7 @@ func TestConfigVersionConflict(t *testing.T) {
 	if first.Version == 0 {
 		t.Fatal("stored configuration has no version")
 	}
-	first.Methods[0].Surcharge.FixedMinor = 10
+	first.Methods[0].Surcharge.BasisPoints = 10
 	r, err := h.svc.PutConfig(h.ctx, first)
 	if err != nil {
 		t.Fatalf("PUT with the current version: %v", err)
@@ -137,7 +137,7 @@ func TestConfigVersionConflict(t *testing.T) {
 			t.Fatalf("message %q does not give both versions", e.Message)
 		}
 	})
-	if got := get(); got.Methods[0].Surcharge.FixedMinor != 10 || got.Version != 2 {
+	if got := get(); got.Methods[0].Surcharge.BasisPoints != 10 || got.Version != 2 {
 		t.Fatalf("first change lost: %+v", got.Methods[0].Surcharge)
 	}
 	// Re-read, re-apply, PUT with the current version: accepted.
@@ -221,4 +221,81 @@ func TestConfigRefusesAnAmountLimitWithoutItsCurrency(t *testing.T) {
 	if _, err := h.svc.PutConfig(h.ctx, cfg); err != nil {
 		t.Fatalf("limits per currency refused: %v", err)
 	}
+}
+
+// A fixed surcharge per currency waits for the cluster version every
+// member understands (an older member would drop the field and, as leader,
+// offer and charge other fees). From it, a payment in each currency pays
+// that currency's fee, in its own minor units, and a currency not listed
+// pays none; the offer at checkout shows the same.
+func TestConfigFixedSurchargePerCurrency(t *testing.T) {
+	cfgWithFees := func() txswitch.RoutingConfig {
+		cfg := testConfig()
+		cfg.Methods[0].Surcharge = txswitch.SurchargeConfig{FixedByCurrency: map[string]int64{"EUR": 25, "SEK": 300}, BasisPoints: 100}
+		return cfg
+	}
+	t.Run("below version 10", func(t *testing.T) {
+		old := newHarnessFor(t, txswitch.VersionRange{Min: 1, Max: txswitch.VersionCurrencyFees - 1})
+		old.gate(txswitch.VersionCurrencyFees - 1)
+		old.unchanged(func() {
+			_, err := old.svc.PutConfig(old.ctx, cfgWithFees())
+			configErr(t, err, 409, txswitch.CodeVersionNotSupported, "methods")
+		})
+		// Apply refuses it too, should a command carry it anyway.
+		old.unchanged(func() {
+			res, err := old.log.Propose(old.ctx, txswitch.ConfigPutCommand(cfgWithFees(), old.clock.Now()))
+			if err != nil {
+				t.Fatalf("propose: %v", err)
+			}
+			ar, ok := res.(*txswitch.ApplyResult)
+			if !ok || ar.Err == nil || ar.Err.Code != txswitch.CodeVersionNotSupported {
+				t.Fatalf("apply answered %T (error %v), want %s", res, errOf(ar), txswitch.CodeVersionNotSupported)
+			}
+		})
+	})
+
+	h := newHarness(t)
+	h.gate(txswitch.VersionCurrencyFees)
+	if _, err := h.svc.PutConfig(h.ctx, cfgWithFees()); err != nil {
+		t.Fatalf("PutConfig: %v", err)
+	}
+	for _, tc := range []struct {
+		currency string
+		amount   int64
+		fee      int64
+	}{
+		{"EUR", 10_000, 25 + 100},  // EUR 0.25 + 1 %
+		{"SEK", 10_000, 300 + 100}, // SEK 3.00 + 1 %
+		{"JPY", 10_000, 100},       // not listed: 1 % only
+	} {
+		t.Run(tc.currency, func(t *testing.T) {
+			req := orderReq(tc.amount)
+			req.Amount.Currency = tc.currency
+			r, err := h.svc.CreateOrder(h.ctx, caller(""), req)
+			if err != nil {
+				t.Fatalf("CreateOrder: %v", err)
+			}
+			o := decode[txswitch.Order](t, r)
+			r, err = h.svc.Methods(h.ctx, caller(""), o.ID)
+			if err != nil {
+				t.Fatalf("Methods: %v", err)
+			}
+			offers := decode[txswitch.MethodsResponse](t, r)
+			want := txswitch.Money{Value: tc.fee, Currency: tc.currency}
+			if len(offers.Methods) == 0 || offers.Methods[0].Method != "card" || offers.Methods[0].Surcharge != want {
+				t.Fatalf("card offered with %+v, want surcharge %v", offers.Methods, want)
+			}
+			p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+			if p.Surcharge == nil || *p.Surcharge != want || p.Captured.Value != tc.amount+tc.fee {
+				t.Fatalf("payment %+v, want surcharge %v and %d captured", p, want, tc.amount+tc.fee)
+			}
+		})
+	}
+}
+
+func errOf(ar *txswitch.ApplyResult) error {
+	if ar == nil || ar.Err == nil {
+		return nil
+	}
+	return ar.Err
 }

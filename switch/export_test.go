@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"time"
 )
 
 // CheckRecordCache verifies that every record m caches across Apply calls
@@ -113,6 +114,12 @@ func NodeVersionCommand(node uint64, r VersionRange) []byte {
 // ClusterVersionCommand is the encoded move of the gate to to.
 func ClusterVersionCommand(to int, members ...uint64) []byte {
 	return mustEncode(cmdTypeClusterVersion, &cmdClusterVersion{To: to, Members: members})
+}
+
+// ConfigPutCommand is the encoded replacement of the routing
+// configuration by cfg, as PutConfig proposes it.
+func ConfigPutCommand(cfg RoutingConfig, at time.Time) []byte {
+	return mustEncode(cmdTypeConfigPut, &cmdConfigPut{At: at, Config: cfg})
 }
 
 func mustEncode(typ string, cmd any) []byte {

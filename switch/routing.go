@@ -325,6 +325,9 @@ const MaxSurchargeBasisPoints = 10_000
 // result is capped at MaxMoneyValue.
 func Surcharge(mc MethodConfig, amount Money) Money {
 	fixed := max(mc.Surcharge.FixedMinor, 0)
+	if len(mc.Surcharge.FixedByCurrency) > 0 {
+		fixed = max(mc.Surcharge.FixedByCurrency[amount.Currency], 0) // unlisted: none
+	}
 	bps := min(max(mc.Surcharge.BasisPoints, 0), MaxSurchargeBasisPoints)
 	v := min(max(amount.Value, 0), MaxMoneyValue)
 	// v*bps/10000 = q*bps + r*bps/10000 with v = q*10000 + r; q*bps <= 10^15
@@ -486,6 +489,9 @@ func (cfg *RoutingConfig) Validate() *Error {
 		if mc.Surcharge.FixedMinor < 0 || mc.Surcharge.FixedMinor > MaxMoneyValue {
 			return bad(p+".surcharge.fixed", "fixed surcharge must be 0..%d minor units, got %d", MaxMoneyValue, mc.Surcharge.FixedMinor)
 		}
+		if e := validateFixedByCurrency(p+".surcharge", mc); e != nil {
+			return e
+		}
 		if mc.Surcharge.BasisPoints < 0 || mc.Surcharge.BasisPoints > MaxSurchargeBasisPoints {
 			return bad(p+".surcharge.basis_points", "surcharge basis points must be 0..%d, got %d", MaxSurchargeBasisPoints, mc.Surcharge.BasisPoints)
 		}
@@ -546,8 +552,10 @@ func (cfg *RoutingConfig) Validate() *Error {
 	return nil
 }
 
-// CheckAmountCurrencies refuses amount limits that do not name their
-// currency. Limits are minor units of the order's currency, so a maximum
+// CheckAmountCurrencies refuses amounts in the configuration that do not
+// name their currency: a method's fixed surcharge over several currencies
+// (give it per currency in fixed_by_currency), and amount limits over
+// several. Limits are minor units of the order's currency, so a maximum
 // of 1,000,000 over several currencies is EUR 10,000.00, SEK 10,000.00
 // (about EUR 900) and JPY 1,000,000 at once: a method or route with
 // min_amount or max_amount must accept exactly one currency (its own list,
@@ -572,6 +580,10 @@ func (cfg *RoutingConfig) CheckAmountCurrencies() *Error {
 	}
 	for i, mc := range cfg.Methods {
 		p := fmt.Sprintf("methods[%d]", i)
+		if mc.Surcharge.FixedMinor > 0 && len(mc.Currencies) != 1 {
+			return bad(p+".surcharge.fixed", "method %q has a fixed surcharge of %d minor units but accepts %s: that is a different fee in each currency (EUR %s, JPY %d); give it per currency in surcharge.fixed_by_currency (from cluster version %d)",
+				mc.Name, mc.Surcharge.FixedMinor, describe(mc.Currencies), formatMinor(mc.Surcharge.FixedMinor, 2), mc.Surcharge.FixedMinor, VersionCurrencyFees)
+		}
 		if (mc.MinAmount > 0 || mc.MaxAmount > 0) && len(mc.Currencies) != 1 {
 			return bad(p+".currencies", "method %q has an amount limit (min_amount %d, max_amount %d minor units) but accepts %s: a limit means one currency; set it on routes, one per currency",
 				mc.Name, mc.MinAmount, mc.MaxAmount, describe(mc.Currencies))
@@ -591,6 +603,51 @@ func (cfg *RoutingConfig) CheckAmountCurrencies() *Error {
 		}
 	}
 	return nil
+}
+
+// validateFixedByCurrency checks a method's per-currency fixed surcharges:
+// ISO currencies the method accepts (a fee for a currency it never takes
+// is a typo), amounts in range, and not beside a plain fixed part.
+func validateFixedByCurrency(prefix string, mc MethodConfig) *Error {
+	by := mc.Surcharge.FixedByCurrency
+	if len(by) == 0 {
+		return nil
+	}
+	field := prefix + ".fixed_by_currency"
+	bad := func(field, format string, args ...any) *Error {
+		return NewError(KindInvalid, CodeInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	if mc.Surcharge.FixedMinor != 0 {
+		return bad(prefix+".fixed", "method %q: give the fixed surcharge either as fixed or per currency in fixed_by_currency, not both", mc.Name)
+	}
+	if len(by) > MaxConfigListLen {
+		return bad(field, "at most %d currencies, got %d", MaxConfigListLen, len(by))
+	}
+	// Sorted, so that the error reported is the same on every node.
+	cur := make([]string, 0, len(by))
+	for c := range by {
+		cur = append(cur, c)
+	}
+	slices.Sort(cur)
+	for _, c := range cur {
+		f := field + "." + c
+		if _, ok := CurrencyExponent(c); !ok {
+			return bad(f, "%q is not an ISO 4217 currency code (upper case)", c)
+		}
+		if len(mc.Currencies) > 0 && !slices.Contains(mc.Currencies, c) {
+			return bad(f, "method %q does not accept %s (it accepts %s)", mc.Name, c, strings.Join(mc.Currencies, ", "))
+		}
+		if v := by[c]; v < 0 || v > MaxMoneyValue {
+			return bad(f, "fixed surcharge must be 0..%d minor units, got %d", MaxMoneyValue, v)
+		}
+	}
+	return nil
+}
+
+// usesFixedByCurrency reports whether cfg gives any method's fixed
+// surcharge per currency (cluster version VersionCurrencyFees).
+func usesFixedByCurrency(cfg *RoutingConfig) bool {
+	return slices.ContainsFunc(cfg.Methods, func(mc MethodConfig) bool { return len(mc.Surcharge.FixedByCurrency) > 0 })
 }
 
 // validateEligibility checks the eligibility fields shared by methods and

@@ -345,6 +345,12 @@ func TestSurcharge(t *testing.T) {
 		{"negative settings ignored", sc(-5, -100), Money{4998, "EUR"}, 0},
 		{"zero amount", sc(29, 150), Money{0, "EUR"}, 29},
 		{"negative amount", sc(29, 150), Money{-4998, "EUR"}, 29},
+		// A fixed part per currency: each in its own minor units, none for
+		// a currency not listed.
+		{"per currency: EUR", byCur(150), Money{10000, "EUR"}, 25 + 150},
+		{"per currency: SEK", byCur(150), Money{10000, "SEK"}, 300 + 150},
+		{"per currency: KWD exponent 3", byCur(0), Money{1250, "KWD"}, 80},
+		{"per currency: JPY not listed pays the percentage only", byCur(250), Money{1999, "JPY"}, 50},
 	}
 	for _, tt := range tests {
 		got := Surcharge(tt.mc, tt.amount)
@@ -352,6 +358,12 @@ func TestSurcharge(t *testing.T) {
 			t.Errorf("%s: Surcharge = %v, want %d %s", tt.name, got, tt.want, tt.amount.Currency)
 		}
 	}
+}
+
+// byCur is a surcharge with a fixed part per currency (EUR 0.25, SEK
+// 3.00, KWD 0.080) and bps.
+func byCur(bps int64) MethodConfig {
+	return MethodConfig{Surcharge: SurchargeConfig{FixedByCurrency: map[string]int64{"EUR": 25, "SEK": 300, "KWD": 80}, BasisPoints: bps}}
 }
 
 func TestSurchargeMatchesBigArithmetic(t *testing.T) {
@@ -409,6 +421,27 @@ func TestValidate(t *testing.T) {
 		{"max beyond cap", func(c *RoutingConfig) { c.Methods[1].MaxAmount = MaxMoneyValue + 1 }, "methods[1].max_amount"},
 		{"negative fixed fee", func(c *RoutingConfig) { c.Methods[1].Surcharge.FixedMinor = -1 }, "methods[1].surcharge.fixed"},
 		{"negative basis points", func(c *RoutingConfig) { c.Methods[0].Surcharge.BasisPoints = -1 }, "methods[0].surcharge.basis_points"},
+		{"fixed surcharge per currency", func(c *RoutingConfig) {
+			c.Methods[0].Surcharge.FixedByCurrency = map[string]int64{"EUR": 25, "JPY": 40, "KWD": 80}
+		}, ""},
+		{"fixed surcharge per currency on a method of any currency", func(c *RoutingConfig) {
+			c.Methods[2].Surcharge.FixedByCurrency = map[string]int64{"GBP": 20}
+		}, ""},
+		{"fixed surcharge for a currency the method does not take", func(c *RoutingConfig) {
+			c.Methods[0].Surcharge.FixedByCurrency = map[string]int64{"EUR": 25, "SEK": 300}
+		}, "methods[0].surcharge.fixed_by_currency.SEK"},
+		{"fixed surcharge for a made-up currency", func(c *RoutingConfig) {
+			c.Methods[2].Surcharge.FixedByCurrency = map[string]int64{"ABC": 1, "EUR": 1}
+		}, "methods[2].surcharge.fixed_by_currency.ABC"},
+		{"negative fixed surcharge per currency", func(c *RoutingConfig) {
+			c.Methods[0].Surcharge.FixedByCurrency = map[string]int64{"EUR": -1}
+		}, "methods[0].surcharge.fixed_by_currency.EUR"},
+		{"fixed surcharge per currency beyond the cap", func(c *RoutingConfig) {
+			c.Methods[0].Surcharge.FixedByCurrency = map[string]int64{"USD": MaxMoneyValue + 1}
+		}, "methods[0].surcharge.fixed_by_currency.USD"},
+		{"fixed surcharge both ways", func(c *RoutingConfig) {
+			c.Methods[1].Surcharge.FixedByCurrency = map[string]int64{"EUR": 29}
+		}, "methods[1].surcharge.fixed"},
 		{"basis points above 100%", func(c *RoutingConfig) { c.Methods[0].Surcharge.BasisPoints = 10_001 }, "methods[0].surcharge.basis_points"},
 		{"enabled method without routes", func(c *RoutingConfig) { c.Methods[1].Routes = nil }, "methods[1].routes"},
 		{"route to unknown provider", func(c *RoutingConfig) { c.Methods[3].Routes[2].Provider = "p9" }, "methods[3].routes[2].provider"},
@@ -672,6 +705,11 @@ func TestCheckAmountCurrencies(t *testing.T) {
 		{"route limit on a method of every currency", func(c *RoutingConfig) { c.Methods[2].Routes[0].MaxAmount = 100 }, "methods[2].routes[0].currencies"},
 		{"route limit with its one currency", func(c *RoutingConfig) { c.Methods[3].Routes[0].MaxAmount = 100 }, ""},
 		{"route limit inheriting its method's one currency", func(c *RoutingConfig) { c.Methods[1].Routes[1].MinAmount = 100 }, ""},
+		{"fixed surcharge over several currencies", func(c *RoutingConfig) { c.Methods[0].Surcharge.FixedMinor = 25 }, "methods[0].surcharge.fixed"},
+		{"fixed surcharge over every currency", func(c *RoutingConfig) { c.Methods[2].Surcharge.FixedMinor = 25 }, "methods[2].surcharge.fixed"},
+		{"fixed surcharge per currency over several", func(c *RoutingConfig) {
+			c.Methods[0].Surcharge.FixedByCurrency = map[string]int64{"EUR": 25, "JPY": 40}
+		}, ""},
 		{"fraud rule minimum in every currency (holds more, refuses nobody)", func(c *RoutingConfig) { c.FraudRules[0].Currencies = nil }, ""},
 	}
 	for _, tt := range tests {

@@ -37,9 +37,10 @@ const (
 	// provider's amount checked (VersionProviderAmount), version 8 outbox
 	// events that name their order, payment or timeline event instead of
 	// copying it (VersionOutboxRefs), version 9 captures, refunds and
-	// cancellations settled by hand (VersionOperationResolve).
+	// cancellations settled by hand (VersionOperationResolve), version 10
+	// fixed surcharges per currency (VersionCurrencyFees).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionOperationResolve
+	BinaryMaxVersion = VersionCurrencyFees
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -113,6 +114,14 @@ const (
 	// POST /v1/admin/payments/{id}/resolve and an operation. It is a new
 	// command an older member cannot apply, hence the gate.
 	VersionOperationResolve = 9
+	// VersionCurrencyFees: a method's fixed surcharge may be given per
+	// currency (SurchargeConfig.FixedByCurrency), since a fixed fee in
+	// minor units means a different amount in every currency. An older
+	// member decodes the configuration without the field, keeps it
+	// without, and as leader would offer and charge other surcharges,
+	// hence the gate: PutConfig refuses the field below it, and so does
+	// apply.
+	VersionCurrencyFees = 10
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1
