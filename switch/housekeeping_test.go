@@ -106,7 +106,9 @@ func TestResolvePassDeadline(t *testing.T) {
 	}
 	h.a.Push(txswitch.OpStatus, hang(), hang(), hang())
 	h.clock.Advance(time.Minute)
-	svc := h.service(txswitch.ServiceConfig{ResolvePassTimeout: 300 * time.Millisecond})
+	// One inquiry at a time: the first holds its slot past the deadline,
+	// so any other would start after it.
+	svc := h.service(txswitch.ServiceConfig{ResolvePassTimeout: 300 * time.Millisecond, ResolvePerProvider: 1})
 	start := time.Now()
 	if n, err := svc.ResolveInDoubt(h.ctx); err != nil || n != 0 {
 		t.Fatalf("pass = %d %v", n, err)
@@ -141,7 +143,7 @@ func TestResolvePassStopsOnLeadershipLoss(t *testing.T) {
 	}
 	h.a.Push(txswitch.OpStatus, hang(), hang(), hang())
 	h.clock.Advance(time.Minute)
-	svc := h.service(txswitch.ServiceConfig{ResolvePassTimeout: time.Minute})
+	svc := h.service(txswitch.ServiceConfig{ResolvePassTimeout: time.Minute, ResolvePerProvider: 1})
 	go func() {
 		for len(h.a.CallsFor(txswitch.OpStatus)) == 0 {
 			time.Sleep(5 * time.Millisecond)

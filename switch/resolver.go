@@ -48,21 +48,31 @@ const MaxResolvePerPass = 256
 // configuration sets no ResolvePassTimeout.
 const DefaultResolvePassTimeout = 30 * time.Second
 
+// DefaultResolvePerProvider is how many status inquiries a pass has out
+// at one provider at a time. One at a time, a provider that timed out on
+// a burst of payments (every one of them in doubt, each holding its order)
+// was asked about them at the pace of its latency plus a raft round each:
+// about 15 a second at 50 ms, over three minutes for 3,000. A few at once
+// clear such a backlog several times faster and stay far below what the
+// provider was taking before the burst.
+const DefaultResolvePerProvider = 4
+
 // ResolveInDoubt runs one resolver pass and returns how many intents it
 // settled. It does nothing on a follower. Right after this node becomes
 // leader (a new term), the retry schedule is reset so every intent is
 // examined at once.
 //
 // A pass picks the intents due (at most MaxResolvePerPass, in key order)
-// and asks each provider about its own ones in order, the providers in
-// parallel: a provider that hangs delays only its own intents. The pass
+// and asks each provider about its own ones in order, up to
+// ResolvePerProvider at a time, the providers in parallel: a provider that
+// hangs delays only its own intents. The pass
 // ends at its deadline (ResolvePassTimeout) or as soon as this node stops
 // leading the term it started in, whichever comes first: no inquiry starts
 // after that, and a status inquiry under way is abandoned (it moves no
 // money; the intent is asked again later). An expiry of a pending attempt
 // (expireOne: an inquiry, then a cancellation at the provider) already
 // begun runs to its end, bounded by its calls' provider timeouts, so a
-// pass may overrun its deadline by one of those per provider.
+// pass may overrun its deadline by one of those per inquiry slot.
 func (s *Svc) ResolveInDoubt(ctx context.Context) (int, error) {
 	ld := s.log.Leadership()
 	if !ld.IsLeader {
@@ -121,18 +131,21 @@ func (s *Svc) ResolveInDoubt(ctx context.Context) (int, error) {
 	var settled atomic.Int64
 	var wg sync.WaitGroup
 	for _, prov := range providers {
-		wg.Add(1)
-		go func(ds []InDoubt) {
-			defer wg.Done()
-			for _, d := range ds {
-				if pass.Err() != nil || !s.leads(ld.Term) {
-					return // the rest wait for the next pass, their schedule unchanged
+		ds := due[prov]
+		var next atomic.Int64 // index of ds taken next: each slot takes the next intent, in order
+		for range min(s.cfg.ResolvePerProvider, len(ds)) {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(ds) || pass.Err() != nil || !s.leads(ld.Term) {
+						return // the rest wait for the next pass, their schedule unchanged
+					}
+					if s.resolveDue(ctx, pass, ds[i], now) {
+						settled.Add(1)
+					}
 				}
-				if s.resolveDue(ctx, pass, d, now) {
-					settled.Add(1)
-				}
-			}
-		}(due[prov])
+			})
+		}
 	}
 	wg.Wait()
 	return int(settled.Load()), nil

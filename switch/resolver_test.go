@@ -7,6 +7,7 @@ import (
 	"time"
 
 	txswitch "github.com/txswitch/txswitch/switch"
+	"github.com/txswitch/txswitch/switch/memory"
 )
 
 // An intent whose proposal timed out may still commit; the proposer must
@@ -162,5 +163,58 @@ func TestConfigKeepsAProviderWithOpenCalls(t *testing.T) {
 	}
 	if r, err := h.svc.PutConfig(h.ctx, withoutA); err != nil || r.Status != 200 {
 		t.Fatalf("config without psp_a once its call settled: %v", err)
+	}
+}
+
+// A pass asks one provider about several intents at once, but no more than
+// DefaultResolvePerProvider: a burst of payments in doubt after a
+// provider's timeouts is cleared several times faster than one inquiry
+// at a time, without flooding the provider.
+func TestResolverAsksAProviderAFewAtATime(t *testing.T) {
+	h := newHarness(t)
+	const n = 3*txswitch.DefaultResolvePerProvider + 1
+	for range n {
+		h.inDoubtAt("psp_a") // its authorization timed out
+	}
+	release := make(chan struct{})
+	for range n {
+		h.a.Push(txswitch.OpStatus, memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomeNotFound}, Block: release})
+	}
+	h.clock.Advance(time.Minute)
+	type passResult struct {
+		n   int
+		err error
+	}
+	done := make(chan passResult, 1)
+	go func() {
+		n, err := h.svc.ResolveInDoubt(h.ctx)
+		done <- passResult{n, err}
+	}()
+	asked := func() int { return len(h.a.CallsFor(txswitch.OpStatus)) }
+	deadline := time.Now().Add(5 * time.Second)
+	for asked() < txswitch.DefaultResolvePerProvider && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	// Every slot is taken and each call is held: no further inquiry may
+	// start, however long we wait.
+	time.Sleep(100 * time.Millisecond)
+	if got := asked(); got != txswitch.DefaultResolvePerProvider {
+		close(release)
+		t.Fatalf("%d status inquiries out at once, want %d", got, txswitch.DefaultResolvePerProvider)
+	}
+	close(release)
+	select {
+	case r := <-done:
+		if r.err != nil || r.n != n {
+			t.Fatalf("pass settled %d (%v), want %d", r.n, r.err, n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pass did not end")
+	}
+	if got := asked(); got != n {
+		t.Fatalf("%d status inquiries, want one per intent (%d)", got, n)
+	}
+	if left, err := txswitch.ListInDoubt(h.store, 0); err != nil || len(left) != 0 {
+		t.Fatalf("still in doubt: %d %v", len(left), err)
 	}
 }

@@ -43,6 +43,9 @@ type ServiceConfig struct {
 	// DefaultResolvePassTimeout): past it no inquiry starts and status
 	// inquiries under way are abandoned (see ResolveInDoubt).
 	ResolvePassTimeout time.Duration
+	// ResolvePerProvider bounds the status inquiries a resolver pass has
+	// out at one provider at a time (default DefaultResolvePerProvider).
+	ResolvePerProvider int
 	// IdempotencyRetention is how long idempotency records are kept
 	// (default 24 h); HousekeepEvery how often expiry runs (default 1 min).
 	IdempotencyRetention time.Duration
@@ -111,6 +114,9 @@ func NewService(cfg ServiceConfig) *Svc {
 	}
 	if cfg.ResolvePassTimeout <= 0 {
 		cfg.ResolvePassTimeout = DefaultResolvePassTimeout
+	}
+	if cfg.ResolvePerProvider <= 0 {
+		cfg.ResolvePerProvider = DefaultResolvePerProvider
 	}
 	if cfg.IdempotencyRetention <= 0 {
 		cfg.IdempotencyRetention = 24 * time.Hour
