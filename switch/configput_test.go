@@ -299,3 +299,63 @@ func errOf(ar *txswitch.ApplyResult) error {
 	}
 	return ar.Err
 }
+
+// A cluster seeded by an earlier release may hold an amount limit over
+// several currencies (the old default Klarna window). Another change must
+// still go through with it as stored (an operator disabling iDEAL in an
+// incident is not sent to rework Klarna first); changing that limit, or
+// widening the currencies it spans, is a new setting and refused.
+func TestConfigKeepsAnAmountLimitItAlreadyHeld(t *testing.T) {
+	h := newHarness(t)
+	legacy := func() txswitch.RoutingConfig {
+		cfg := testConfig()
+		k := &cfg.Methods[2] // klarna_paylater
+		k.Currencies = []string{"EUR", "SEK"}
+		k.MinAmount, k.MaxAmount = 100, 1_000_000
+		return cfg
+	}
+	// Stored as an earlier release stored it: apply checks only Validate.
+	res, err := h.log.Propose(h.ctx, txswitch.ConfigPutCommand(legacy(), h.clock.Now()))
+	if ar, ok := res.(*txswitch.ApplyResult); err != nil || !ok || ar.Err != nil {
+		t.Fatalf("store the legacy configuration: %v %v", err, errOf(ar))
+	}
+
+	incident := legacy()
+	incident.Methods[1].Enabled = false // iDEAL off
+	if _, err := h.svc.PutConfig(h.ctx, incident); err != nil {
+		t.Fatalf("a change beside the stored limit refused: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(k *txswitch.MethodConfig)
+	}{
+		{"the limit changed", func(k *txswitch.MethodConfig) { k.MaxAmount = 2_000_000 }},
+		{"a third currency under it", func(k *txswitch.MethodConfig) { k.Currencies = append(k.Currencies, "NOK") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := legacy()
+			cfg.Methods[1].Enabled = false
+			tc.edit(&cfg.Methods[2])
+			h.unchanged(func() {
+				_, err := h.svc.PutConfig(h.ctx, cfg)
+				configErr(t, err, 400, txswitch.CodeInvalidConfig, "methods[2].currencies")
+			})
+		})
+	}
+	// Moved onto routes, one per currency: accepted, and from then on the
+	// old form is a new setting again.
+	fixed := legacy()
+	k := &fixed.Methods[2]
+	k.MinAmount, k.MaxAmount = 0, 0
+	k.Routes = []txswitch.RouteConfig{
+		{Provider: "psp_a", Currencies: []string{"EUR"}, MinAmount: 100, MaxAmount: 1_000_000},
+		{Provider: "psp_a", Currencies: []string{"SEK"}, MinAmount: 1_000, MaxAmount: 10_000_000},
+	}
+	if _, err := h.svc.PutConfig(h.ctx, fixed); err != nil {
+		t.Fatalf("limits per currency refused: %v", err)
+	}
+	h.unchanged(func() {
+		_, err := h.svc.PutConfig(h.ctx, legacy())
+		configErr(t, err, 400, txswitch.CodeInvalidConfig, "methods[2].currencies")
+	})
+}

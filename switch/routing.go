@@ -566,11 +566,46 @@ func (cfg *RoutingConfig) Validate() *Error {
 // money and refuses no shopper.)
 //
 // Validate does not check this: apply accepts stored configurations that
-// earlier releases accepted. It runs where a configuration is proposed or
-// checked (PutConfig, `txswitch config check`).
+// earlier releases accepted. `txswitch config check` refuses every such
+// amount; PutConfig only the ones the configuration in force does not
+// already hold (CheckNewAmountCurrencies).
 func (cfg *RoutingConfig) CheckAmountCurrencies() *Error {
-	bad := func(field, format string, args ...any) *Error {
-		return NewError(KindInvalid, CodeInvalidConfig, field, fmt.Sprintf(format, args...))
+	return cfg.CheckNewAmountCurrencies(nil)
+}
+
+// CheckNewAmountCurrencies is CheckAmountCurrencies without the problems
+// cur (the configuration in force, nil for none) already has: the same
+// setting on the same method or route. A cluster seeded by an earlier
+// release may hold one (its default Klarna window over seven currencies),
+// and an operator disabling a method in an incident must not first have to
+// rework another one; a new or changed setting is refused.
+func (cfg *RoutingConfig) CheckNewAmountCurrencies(cur *RoutingConfig) *Error {
+	had := map[string]bool{}
+	if cur != nil {
+		for _, p := range cur.amountCurrencyProblems() {
+			had[p.key] = true
+		}
+	}
+	for _, p := range cfg.amountCurrencyProblems() {
+		if !had[p.key] {
+			return p.err
+		}
+	}
+	return nil
+}
+
+// amountProblem is one amount that does not name its currency; key
+// identifies the setting (method, route, values, currencies), not its
+// position, so that reordering methods keeps it the same problem.
+type amountProblem struct {
+	key string
+	err *Error
+}
+
+func (cfg *RoutingConfig) amountCurrencyProblems() []amountProblem {
+	var out []amountProblem
+	add := func(key, field, format string, args ...any) {
+		out = append(out, amountProblem{key, NewError(KindInvalid, CodeInvalidConfig, field, fmt.Sprintf(format, args...))})
 	}
 	describe := func(currencies []string) string {
 		if len(currencies) == 0 {
@@ -580,29 +615,34 @@ func (cfg *RoutingConfig) CheckAmountCurrencies() *Error {
 	}
 	for i, mc := range cfg.Methods {
 		p := fmt.Sprintf("methods[%d]", i)
+		curs := strings.Join(mc.Currencies, ",")
 		if mc.Surcharge.FixedMinor > 0 && len(mc.Currencies) != 1 {
-			return bad(p+".surcharge.fixed", "method %q has a fixed surcharge of %d minor units but accepts %s: that is a different fee in each currency (EUR %s, JPY %d); give it per currency in surcharge.fixed_by_currency (from cluster version %d)",
+			add(fmt.Sprintf("fixed %s %d %s", mc.Name, mc.Surcharge.FixedMinor, curs), p+".surcharge.fixed",
+				"method %q has a fixed surcharge of %d minor units but accepts %s: that is a different fee in each currency (EUR %s, JPY %d); give it per currency in surcharge.fixed_by_currency (from cluster version %d)",
 				mc.Name, mc.Surcharge.FixedMinor, describe(mc.Currencies), formatMinor(mc.Surcharge.FixedMinor, 2), mc.Surcharge.FixedMinor, VersionCurrencyFees)
 		}
 		if (mc.MinAmount > 0 || mc.MaxAmount > 0) && len(mc.Currencies) != 1 {
-			return bad(p+".currencies", "method %q has an amount limit (min_amount %d, max_amount %d minor units) but accepts %s: a limit means one currency; set it on routes, one per currency",
+			add(fmt.Sprintf("limits %s %d %d %s", mc.Name, mc.MinAmount, mc.MaxAmount, curs), p+".currencies",
+				"method %q has an amount limit (min_amount %d, max_amount %d minor units) but accepts %s: a limit means one currency; set it on routes, one per currency",
 				mc.Name, mc.MinAmount, mc.MaxAmount, describe(mc.Currencies))
 		}
 		for j, r := range mc.Routes {
 			if r.MinAmount == 0 && r.MaxAmount == 0 {
 				continue
 			}
-			cur := r.Currencies
-			if len(cur) == 0 {
-				cur = mc.Currencies
+			rc := r.Currencies
+			if len(rc) == 0 {
+				rc = mc.Currencies
 			}
-			if len(cur) != 1 {
-				return bad(fmt.Sprintf("%s.routes[%d].currencies", p, j), "route %d of method %q (provider %q) has an amount limit (min_amount %d, max_amount %d minor units) but serves %s: a limit means one currency; give the route one",
-					j, mc.Name, r.Provider, r.MinAmount, r.MaxAmount, describe(cur))
+			if len(rc) != 1 {
+				add(fmt.Sprintf("route %s %s %s %s %d %d", mc.Name, r.Provider, strings.Join(r.Countries, ","), strings.Join(rc, ","), r.MinAmount, r.MaxAmount),
+					fmt.Sprintf("%s.routes[%d].currencies", p, j),
+					"route %d of method %q (provider %q) has an amount limit (min_amount %d, max_amount %d minor units) but serves %s: a limit means one currency; give the route one",
+					j, mc.Name, r.Provider, r.MinAmount, r.MaxAmount, describe(rc))
 			}
 		}
 	}
-	return nil
+	return out
 }
 
 // validateFixedByCurrency checks a method's per-currency fixed surcharges:

@@ -488,6 +488,9 @@ func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	if err := configVersionCurrent(cur, cfg.Version); err != nil {
 		return Reply{}, err
 	}
+	if e := cfg.CheckNewAmountCurrencies(cur); e != nil {
+		return Reply{}, e
+	}
 	if usesFixedByCurrency(&cfg) && !s.VersionActive(VersionCurrencyFees) {
 		return Reply{}, NewError(KindConflict, CodeVersionNotSupported, "methods",
 			fmt.Sprintf("a fixed surcharge per currency (surcharge.fixed_by_currency) needs cluster version %d: every member must run a release that supports it (the cluster is at %d)", VersionCurrencyFees, s.m.ClusterVersion()))
@@ -511,9 +514,6 @@ func configUsable(cfg *RoutingConfig) *Error {
 	if len(cfg.Merchants) == 0 {
 		return NewError(KindInvalid, CodeInvalidConfig, "merchants",
 			"the configuration has no merchants: every API key would be refused (401) and no order could be created, paid, captured or refunded; keep at least one merchant")
-	}
-	if e := cfg.CheckAmountCurrencies(); e != nil {
-		return e
 	}
 	for i, fr := range cfg.FraudRules {
 		if fr.EmailSuffix != "" && !matchableDomain(fr.EmailSuffix) {
