@@ -616,16 +616,18 @@ type ExpectMethods struct {
 }
 
 // ExpectSurcharge: every payment of Flow by Method carries the surcharge
-// the method's configuration (Fixed minor units plus BasisPoints of the
-// amount) gives, and every offer of Method at those flows' checkouts shows
-// the same; Window during_faults judges only payments and checkouts made
-// while the faults (a configuration change) were in force.
+// the method's configuration (Fixed minor units, or FixedByCurrency's for
+// the payment's currency, plus BasisPoints of the amount) gives, and every
+// offer of Method at those flows' checkouts shows the same; Window
+// during_faults judges only payments and checkouts made while the faults
+// (a configuration change) were in force.
 type ExpectSurcharge struct {
-	Flow        string `yaml:"flow"`
-	Method      string `yaml:"method"`
-	Fixed       int64  `yaml:"fixed"`
-	BasisPoints int64  `yaml:"basis_points"`
-	Window      string `yaml:"window"`
+	Flow            string           `yaml:"flow"`
+	Method          string           `yaml:"method"`
+	Fixed           int64            `yaml:"fixed"`
+	FixedByCurrency map[string]int64 `yaml:"fixed_by_currency"`
+	BasisPoints     int64            `yaml:"basis_points"`
+	Window          string           `yaml:"window"`
 }
 
 // validateBreadth validates the breadth expectations.
@@ -671,6 +673,14 @@ func (e Expect) validateBreadth(s *Scenario, window func(*string) error, status 
 		x := e.Surcharge
 		if x.Flow == "" || x.Method == "" || x.Fixed < 0 || x.BasisPoints < 0 {
 			return fmt.Errorf("surcharge: flow, method and non-negative fixed/basis_points required")
+		}
+		if len(x.FixedByCurrency) > 0 && x.Fixed != 0 {
+			return fmt.Errorf("surcharge: fixed or fixed_by_currency, not both")
+		}
+		for c, v := range x.FixedByCurrency {
+			if _, ok := txswitch.CurrencyExponent(c); !ok || v < 0 {
+				return fmt.Errorf("surcharge: fixed_by_currency %s: %d (an ISO 4217 code and a non-negative amount)", c, v)
+			}
 		}
 		if err := flow(x.Flow); err != nil {
 			return err
@@ -790,7 +800,7 @@ func expectMethods(ev *Evidence, x ExpectMethods) CheckResult {
 
 func expectSurcharge(ev *Evidence, x ExpectSurcharge) CheckResult {
 	name := "surcharge"
-	mc := txswitch.MethodConfig{Surcharge: txswitch.SurchargeConfig{FixedMinor: x.Fixed, BasisPoints: x.BasisPoints}}
+	mc := txswitch.MethodConfig{Surcharge: txswitch.SurchargeConfig{FixedMinor: x.Fixed, FixedByCurrency: x.FixedByCurrency, BasisPoints: x.BasisPoints}}
 	pays, view := ev.payments(), ev.view()
 	var v []string
 	nPay, nOffer := 0, 0

@@ -540,6 +540,7 @@ func breadthFlows() map[string]flowDef {
 		"key_reuse_refund":       {doc: "a refund's key reused with another amount: 422, nothing refunded", run: flowKeyReuseRefund},
 		"key_reuse_order":        {doc: "an order's key reused with another body: 422, no second order", run: flowKeyReuseOrder},
 		"ideal_surcharge":        {doc: "NL checkout, then iDEAL: the method's surcharge is offered and charged", run: flowIDEALSurcharge},
+		"card_fee_markets":       {doc: "a checkout, then card, in NL/EUR, SE/SEK or US/USD: the card surcharge of the order's currency is offered and charged", run: flowCardFeeMarkets},
 	}
 }
 
@@ -892,6 +893,21 @@ func flowIDEALSurcharge(f *flowCtx) {
 	}
 	f.send("get_methods", http.MethodGet, "/v1/orders/"+o.ID+"/methods", o.ID, nil, false)
 	if p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "ideal"}); ok {
+		f.awaitSettled(p)
+	}
+}
+
+// flowCardFeeMarkets pays by card in one of three currencies, so that a
+// card fee given per currency is judged in each (and in one it does not
+// list).
+func flowCardFeeMarkets(f *flowCtx) {
+	m := []struct{ country, currency string }{{"NL", "EUR"}, {"SE", "SEK"}, {"US", "USD"}}[f.rng.IntN(3)]
+	o, ok := f.mustOrder(m.country, m.currency, txswitch.ChannelOnline, f.amountCharged(1000, 100000, 0))
+	if !ok {
+		return
+	}
+	f.send("get_methods", http.MethodGet, "/v1/orders/"+o.ID+"/methods", o.ID, nil, false)
+	if p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); ok {
 		f.awaitSettled(p)
 	}
 }

@@ -204,6 +204,13 @@ var configChanges = map[string]configChange{
 		}
 		return nil
 	}},
+	"card_fee_per_currency": {doc: "a card fee per currency: EUR 0.25, SEK 3.00, none in other currencies, plus 1.5 %", change: func(c *txswitch.RoutingConfig) error {
+		m, err := method(c, "card")
+		if err == nil {
+			m.Surcharge = txswitch.SurchargeConfig{FixedByCurrency: map[string]int64{"EUR": 25, "SEK": 300}, BasisPoints: 150}
+		}
+		return err
+	}},
 	"card_hold_all": {doc: "the high-value card review rule lowered to 0.01: every EUR card payment is held", change: func(c *txswitch.RoutingConfig) error {
 		for i := range c.FraudRules {
 			if c.FraudRules[i].Name == "card_high_value" {
