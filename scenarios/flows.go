@@ -937,6 +937,10 @@ var methodCases = []methodCase{
 	// not the order, must fit it.
 	{"nl_eur_ideal_max_with_fee", "Dutch online EUR 49,999.72 to 50,000.00 (iDEAL's 0.29 fee takes the charge over its ceiling)", "NL", "EUR", txswitch.ChannelOnline, txswitch.DefaultIDEALMaxAmount - 28, txswitch.DefaultIDEALMaxAmount},
 	{"nl_eur_below_klarna_min", "Dutch online EUR below 1.00 (under Klarna's floor)", "NL", "EUR", txswitch.ChannelOnline, 1, txswitch.DefaultKlarnaMinAmount - 1},
+	// Klarna's windows are per market, in the market's currency: SEK
+	// 10.00 to 100,000.00, whatever the euro window's minor units say.
+	{"se_sek_below_klarna_min", "Swedish online SEK 1.00 to 9.99 (under Klarna's SEK floor, over its EUR one in minor units)", "SE", "SEK", txswitch.ChannelOnline, txswitch.DefaultKlarnaMinAmount, 999},
+	{"se_sek_above_eur_window", "Swedish online SEK 10,000.01 to 100,000.00 (inside Klarna's SEK window, over its EUR ceiling in minor units)", "SE", "SEK", txswitch.ChannelOnline, txswitch.DefaultKlarnaMaxAmount + 1, 10_000_000},
 	{"dk_eur_online", "Danish online EUR (MobilePay pays out in DKK only there)", "DK", "EUR", txswitch.ChannelOnline, 1000, 100000},
 	{"be_eur_moto", "Belgian moto EUR", "BE", "EUR", txswitch.ChannelMOTO, 1000, 100000},
 	{"se_eur_online", "Swedish online EUR (Klarna pays out in SEK only there)", "SE", "EUR", txswitch.ChannelOnline, 1000, 100000},
