@@ -130,3 +130,26 @@ func TestBreadthExpectationsValidate(t *testing.T) {
 		t.Fatalf("a valid methods_offered: %v", err)
 	}
 }
+
+// The surcharge check works the fee out itself (not with the switch's
+// txswitch.Surcharge): the fixed part of the currency plus basis points,
+// rounded half up.
+func TestExpectSurchargeWant(t *testing.T) {
+	byCur := ExpectSurcharge{FixedByCurrency: map[string]int64{"EUR": 25, "SEK": 300}, BasisPoints: 150}
+	flat := ExpectSurcharge{Fixed: 29}
+	for _, tc := range []struct {
+		x      ExpectSurcharge
+		amount txswitch.Money
+		want   int64
+	}{
+		{byCur, txswitch.Money{Value: 10_000, Currency: "EUR"}, 25 + 150},
+		{byCur, txswitch.Money{Value: 69_291, Currency: "SEK"}, 300 + 1_039}, // 1039.365
+		{byCur, txswitch.Money{Value: 4_998, Currency: "USD"}, 75},           // 74.97: none fixed
+		{byCur, txswitch.Money{Value: 100, Currency: "EUR"}, 25 + 2},         // 1.5 rounds up
+		{flat, txswitch.Money{Value: 4_998, Currency: "EUR"}, 29},
+	} {
+		if got := tc.x.want(tc.amount); got != (txswitch.Money{Value: tc.want, Currency: tc.amount.Currency}) {
+			t.Errorf("%+v of %v: %v, want %d", tc.x, tc.amount, got, tc.want)
+		}
+	}
+}

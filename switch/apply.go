@@ -847,8 +847,8 @@ func (ac *applyCtx) configPut(c *cmdConfigPut) (*ApplyResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		if v < VersionCurrencyFees {
-			return reject(KindConflict, CodeVersionNotSupported, "methods", fmt.Sprintf("surcharge.fixed_by_currency needs cluster version %d", VersionCurrencyFees)), nil
+		if e := currencyFeesGate(&cfg, v); e != nil {
+			return &ApplyResult{Err: e}, nil
 		}
 	}
 	if e := cfg.Validate(); e != nil {

@@ -172,16 +172,15 @@ func evaluateMethod(cfg *RoutingConfig, mc *MethodConfig, oc OrderContext, healt
 		}
 		cands = append(cands, c)
 	}
-	switch {
-	case len(cands) > 0:
-	case len(floors) > 0 && len(ceilings) == 0:
-		return excl(ExclusionAmountBelowMin, fmt.Sprintf("%s needs at least %s; %s",
-			title, FormatMoney(Money{Value: slices.Min(floors), Currency: oc.Currency}), chargedDetail()))
-	case len(ceilings) > 0 && len(floors) == 0:
-		return excl(ExclusionAmountAboveMax, fmt.Sprintf("%s allows at most %s; %s",
-			title, FormatMoney(Money{Value: slices.Max(ceilings), Currency: oc.Currency}), chargedDetail()))
-	}
 	if len(cands) == 0 {
+		switch {
+		case len(floors) > 0 && len(ceilings) == 0:
+			return excl(ExclusionAmountBelowMin, fmt.Sprintf("%s needs at least %s; %s",
+				title, FormatMoney(Money{Value: slices.Min(floors), Currency: oc.Currency}), chargedDetail()))
+		case len(ceilings) > 0 && len(floors) == 0:
+			return excl(ExclusionAmountAboveMax, fmt.Sprintf("%s allows at most %s; %s",
+				title, FormatMoney(Money{Value: slices.Max(ceilings), Currency: oc.Currency}), chargedDetail()))
+		}
 		detail := fmt.Sprintf("no provider route of %s serves %s", title, describeOrder(oc))
 		if len(why) > 0 {
 			detail += " (" + strings.Join(why, "; ") + ")"
@@ -688,6 +687,17 @@ func validateFixedByCurrency(prefix string, mc MethodConfig) *Error {
 // surcharge per currency (cluster version VersionCurrencyFees).
 func usesFixedByCurrency(cfg *RoutingConfig) bool {
 	return slices.ContainsFunc(cfg.Methods, func(mc MethodConfig) bool { return len(mc.Surcharge.FixedByCurrency) > 0 })
+}
+
+// currencyFeesGate refuses cfg while the cluster runs below
+// VersionCurrencyFees and cfg uses what that version brings; proposers ask
+// it, and apply repeats it from its own state.
+func currencyFeesGate(cfg *RoutingConfig, clusterVersion int) *Error {
+	if clusterVersion >= VersionCurrencyFees || !usesFixedByCurrency(cfg) {
+		return nil
+	}
+	return NewError(KindConflict, CodeVersionNotSupported, "methods",
+		fmt.Sprintf("a fixed surcharge per currency (surcharge.fixed_by_currency) needs cluster version %d: every member must run a release that supports it (the cluster is at %d)", VersionCurrencyFees, clusterVersion))
 }
 
 // validateEligibility checks the eligibility fields shared by methods and

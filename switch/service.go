@@ -491,9 +491,8 @@ func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	if e := cfg.CheckNewAmountCurrencies(cur); e != nil {
 		return Reply{}, e
 	}
-	if usesFixedByCurrency(&cfg) && !s.VersionActive(VersionCurrencyFees) {
-		return Reply{}, NewError(KindConflict, CodeVersionNotSupported, "methods",
-			fmt.Sprintf("a fixed surcharge per currency (surcharge.fixed_by_currency) needs cluster version %d: every member must run a release that supports it (the cluster is at %d)", VersionCurrencyFees, s.m.ClusterVersion()))
+	if e := currencyFeesGate(&cfg, s.m.ClusterVersion()); e != nil {
+		return Reply{}, e
 	}
 	if err := openCallsKeep(s.store, cur, cfg); err != nil {
 		return Reply{}, err
@@ -633,10 +632,10 @@ func (s *Svc) EnsureConfig(ctx context.Context, cfg RoutingConfig) error {
 	if e := cfg.Validate(); e != nil {
 		return e
 	}
-	if usesFixedByCurrency(&cfg) && !s.VersionActive(VersionCurrencyFees) {
+	if e := currencyFeesGate(&cfg, s.m.ClusterVersion()); e != nil {
 		// A new cluster moves its gate within moments of its members'
 		// first reports; the caller retries.
-		return fmt.Errorf("seed configuration: surcharge.fixed_by_currency waits for cluster version %d (at %d)", VersionCurrencyFees, s.m.ClusterVersion())
+		return fmt.Errorf("seed configuration: %w", e)
 	}
 	_, err := s.propose(ctx, cmdTypeConfigPut, &cmdConfigPut{At: s.clock.Now(), Config: cfg, OnlyIfAbsent: true})
 	return err

@@ -139,8 +139,9 @@ func configCheck(w io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	// PUT /v1/admin/config refuses amount limits without their currency
-	// (Validate, which apply shares with earlier releases, does not).
+	// Amount limits and fixed fees over several currencies: PUT
+	// /v1/admin/config refuses new ones (Validate, which apply shares with
+	// earlier releases, does not); a file is checked whole.
 	if e := cfg.CheckAmountCurrencies(); e != nil {
 		return fmt.Errorf("%w: %s (at %s): %s", errInvalidConfig, *file, e.Field, e.Message)
 	}

@@ -157,7 +157,7 @@ func runNode(args []string) error {
 		// that refused to start over it would stall a rolling release:
 		// say it, and let `config check` and PUT refuse it.
 		if e := rc.CheckAmountCurrencies(); e != nil {
-			log.Warn("routing configuration: an amount limit without its currency; PUT /v1/admin/config and `txswitch config check` refuse this",
+			log.Warn("routing configuration: an amount in minor units over several currencies (a limit or a fixed fee); `txswitch config check` and PUT /v1/admin/config refuse it",
 				zap.String("file", f.RoutingConfig), zap.String("field", e.Field), zap.String("problem", e.Message))
 		}
 		cfg.SeedConfig = &rc
