@@ -854,6 +854,18 @@ func (ac *applyCtx) configPut(c *cmdConfigPut) (*ApplyResult, error) {
 	if e := cfg.Validate(); e != nil {
 		return &ApplyResult{Err: e}, nil
 	}
+	if had {
+		// Repeated from PutConfig's check: a payment approved at a
+		// dropped provider after it would be stranded. No marks exist
+		// below VersionFollowUps.
+		e, err := paymentsKeepProviders(ac.b, &cfg)
+		if err != nil {
+			return nil, err
+		}
+		if e != nil {
+			return &ApplyResult{Err: e}, nil
+		}
+	}
 	cfg.Version = prev.Version + 1
 	if err := ac.putJSON([]byte(keyConfig), cfg); err != nil {
 		return nil, err

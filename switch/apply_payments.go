@@ -261,6 +261,9 @@ func (ac *applyCtx) paymentResult(c *cmdPaymentResult) (*ApplyResult, error) {
 		p.ProviderRef = c.Result.ProviderRef
 		p.Failure = nil
 		p.RedirectURL = ""
+		if err := ac.markProvider(open.Provider, p.ID, c.At); err != nil {
+			return nil, err
+		}
 	case outcomeDeclined:
 		p.Status = PaymentDeclined
 		p.Failure = &Failure{Code: firstNonEmpty(c.Result.Code, "declined"), Message: firstNonEmpty(c.Result.Message, "the provider declined the payment")}

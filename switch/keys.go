@@ -28,6 +28,7 @@ import (
 //	oe/<%016x unix nanos>/<order id>      empty: orders by expiry time, for the order expiry sweep (cluster version 2)
 //	m/cluster_version                     the cluster version gate (8 bytes big-endian; absent: 1)
 //	m/node_version/<member id>            VersionRange JSON: what that member's binary supports
+//	m/provider_payments/<provider>        providerMark JSON: the provider approved a payment, so it stays configured (cluster version 11)
 const (
 	prefixOrder         = "o/"
 	prefixPayment       = "p/"
@@ -44,6 +45,7 @@ const (
 	prefixOrderExpiry   = "oe/"
 	keyClusterVersion   = "m/cluster_version"
 	prefixNodeVersion   = "m/node_version/"
+	prefixProviderMark  = "m/provider_payments/"
 )
 
 func orderKey(id string) []byte   { return []byte(prefixOrder + id) }

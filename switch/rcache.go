@@ -100,6 +100,9 @@ type batchState struct {
 	outboxSeq           uint64
 	seqLoaded, seqDirty bool
 	buf                 *scratch
+	// marked: providers known to carry their mark in this batch
+	// (providermarks.go), so that a batch of approvals reads it once.
+	marked map[string]bool
 }
 
 // scratch holds buffers for values that only live until Batch.Set, which

@@ -497,6 +497,11 @@ func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	if err := openCallsKeep(s.store, cur, cfg); err != nil {
 		return Reply{}, err
 	}
+	if e, err := paymentsKeepProviders(s.store, &cfg); err != nil {
+		return Reply{}, err
+	} else if e != nil {
+		return Reply{}, e
+	}
 	res, err := s.propose(ctx, cmdTypeConfigPut, &cmdConfigPut{At: s.clock.Now(), Config: cfg})
 	if err != nil {
 		return Reply{}, err

@@ -38,9 +38,11 @@ const (
 	// events that name their order, payment or timeline event instead of
 	// copying it (VersionOutboxRefs), version 9 captures, refunds and
 	// cancellations settled by hand (VersionOperationResolve), version 10
-	// fixed surcharges per currency (VersionCurrencyFees).
+	// fixed surcharges per currency (VersionCurrencyFees), version 11
+	// the follow-ups of approved payments kept reachable and traceable
+	// (VersionFollowUps).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionCurrencyFees
+	BinaryMaxVersion = VersionFollowUps
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -122,6 +124,15 @@ const (
 	// hence the gate: PutConfig refuses the field below it, and so does
 	// apply.
 	VersionCurrencyFees = 10
+	// VersionFollowUps: the captures, refunds and cancellations of
+	// approved payments keep their provider and leave a trace. Apply
+	// marks a provider at its first approved payment
+	// (m/provider_payments/), and a configuration that drops a marked
+	// provider is refused, by PutConfig and by apply (providermarks.go);
+	// the move to it marks every provider configured then, whose earlier
+	// payments nobody tracked. An older member writes no marks and
+	// accepts such a configuration, hence the gate.
+	VersionFollowUps = 11
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1
@@ -216,6 +227,11 @@ func (ac *applyCtx) clusterVersion(c *cmdClusterVersion) (*ApplyResult, error) {
 	}
 	ac.newClusterVersion = c.To
 	ac.bs.version = c.To
+	if c.To == VersionFollowUps {
+		if err := ac.markConfiguredProviders(); err != nil {
+			return nil, err
+		}
+	}
 	return &ApplyResult{}, nil
 }
 

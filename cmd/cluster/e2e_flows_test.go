@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -396,6 +397,56 @@ func TestE2EFlows(t *testing.T) {
 		if e2eCharges(l, p.ID) != 0 {
 			t.Fatalf("a rejected payment was charged")
 		}
+	})
+
+	t.Run("a provider that approved payments stays configured", func(t *testing.T) {
+		waitFor(t, 10*time.Second, "every node at cluster version 11", func() bool {
+			for _, n := range l.Nodes() {
+				if n.machine.ClusterVersion() < txswitch.VersionFollowUps {
+					return false
+				}
+			}
+			return true
+		})
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(2500, "EUR", "NL"))
+		r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual", PaymentData: map[string]string{"token": "tok_visa"}})
+		if r.Status != 201 || p.Status != txswitch.PaymentAuthorized || p.Provider != "psp_a" {
+			t.Fatalf("pay: %d %s", r.Status, r.Body)
+		}
+		before := e2eRoutingConfig(t, l)
+		// psp_a out of every route (a method left without one disabled).
+		unrouted := e2eRoutingConfig(t, l)
+		for i := range unrouted.Methods {
+			mc := &unrouted.Methods[i]
+			mc.Routes = slices.DeleteFunc(mc.Routes, func(rc txswitch.RouteConfig) bool { return rc.Provider == "psp_a" })
+			if len(mc.Routes) == 0 {
+				mc.Enabled = false
+			}
+		}
+		dropped := unrouted
+		dropped.Providers = slices.DeleteFunc(slices.Clone(unrouted.Providers), func(pc txswitch.ProviderConfig) bool { return pc.Name == "psp_a" })
+		rr := e2eAdmin(t, l, addr, "PUT", "/v1/admin/config", dropped)
+		if rr.Status != 409 || !strings.Contains(string(rr.Body), txswitch.CodeProviderHasPayments) {
+			t.Fatalf("PUT without psp_a: %d %s", rr.Status, rr.Body)
+		}
+		if got := e2eRoutingConfig(t, l); got.Version != before.Version {
+			t.Fatalf("the refused configuration moved the version from %d to %d", before.Version, got.Version)
+		}
+		e2ePutConfig(t, l, unrouted)
+		// Captured at psp_a, which no route names any more.
+		cr := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/captures", e2eNewKey("cap"), txswitch.CaptureRequest{})
+		if cr.Status != 201 {
+			t.Fatalf("capture at the unrouted psp_a: %d %s", cr.Status, cr.Body)
+		}
+		if tot := l.Sims["psp_a"].Totals(p.ID); tot.Captured != 2500 {
+			t.Fatalf("psp_a ledger after the capture: %+v", tot)
+		}
+		o2 := e2eCreateOrder(t, l, addr, e2eOrderReq(2500, "EUR", "NL"))
+		if r, p2 := e2ePay(t, l, addr, o2.ID, txswitch.CreatePaymentRequest{Method: "card", PaymentData: map[string]string{"token": "tok_visa"}}); r.Status != 201 || p2.Provider == "psp_a" {
+			t.Fatalf("a new card payment: %d at %s, want another provider than psp_a", r.Status, p2.Provider)
+		}
+		before.Version = 0
+		e2ePutConfig(t, l, before)
 	})
 
 	t.Run("health endpoints", func(t *testing.T) {

@@ -59,7 +59,7 @@ func TestOpenAPIPutConfigResponses(t *testing.T) {
 	}
 	for code, mentions := range map[string][]string{
 		"400": {txswitch.CodeInvalidConfig, "merchants"},
-		"409": {txswitch.CodeProviderHasOpenCalls, txswitch.CodeProviderEndpointHasOpenCalls, txswitch.CodeConfigVersionConflict},
+		"409": {txswitch.CodeProviderHasOpenCalls, txswitch.CodeProviderEndpointHasOpenCalls, txswitch.CodeProviderHasPayments, txswitch.CodeConfigVersionConflict},
 	} {
 		r, ok := responses[code].(map[string]any)
 		if !ok {
