@@ -123,6 +123,11 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 	if err := ac.putInDoubt(&d); err != nil {
 		return nil, err
 	}
+	if c.Kind != opCancel {
+		if err := ac.indexOp(c.OpID, p.ID); err != nil {
+			return nil, err
+		}
+	}
 	if err := ac.event(o, c.At, typ, p.ID, msg, providerData{Op: c.Kind, Provider: p.Provider, Key: key, Amount: &amount}); err != nil {
 		return nil, err
 	}

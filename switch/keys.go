@@ -29,6 +29,7 @@ import (
 //	m/cluster_version                     the cluster version gate (8 bytes big-endian; absent: 1)
 //	m/node_version/<member id>            VersionRange JSON: what that member's binary supports
 //	m/provider_payments/<provider>        providerMark JSON: the provider approved a payment, so it stays configured (cluster version 11)
+//	oi/<operation id>                     payment id of a capture or refund, for its late notifications (cluster version 11)
 const (
 	prefixOrder         = "o/"
 	prefixPayment       = "p/"
@@ -46,6 +47,7 @@ const (
 	keyClusterVersion   = "m/cluster_version"
 	prefixNodeVersion   = "m/node_version/"
 	prefixProviderMark  = "m/provider_payments/"
+	prefixOpPayment     = "oi/"
 )
 
 func orderKey(id string) []byte   { return []byte(prefixOrder + id) }

@@ -32,9 +32,13 @@ import (
 // grow an order's timeline without limit; past them the notification is
 // acknowledged as before. Keys that name no known payment, or an attempt
 // or cancellation the switch never made, stay "ignored" without a trace.
-// Capture and refund keys are their operation's id (cap_…, ref_…) and no
-// index maps an operation id to its payment, so a late notification for
-// one is not recorded either. The expiry cancellation of a pending attempt
+// Capture and refund keys are their operation's id (cap_…, ref_…); from
+// cluster version 11 (VersionFollowUps) oi/<operation id> names its
+// payment, and a late notification for one is recorded the same way (an
+// approval of a capture or refund the switch settled as failed is money
+// moved that it did not book). Operations made before version 11 have no
+// index entry, and their late notifications stay "ignored" without a
+// trace. The expiry cancellation of a pending attempt
 // (<attempt key>:expire) is the switch's own clean-up, not an outcome: its
 // notifications stay "ignored" too.
 //
@@ -162,6 +166,50 @@ type notifiedKey struct {
 	paymentID string
 	cancel    bool // <payment id>/cancel/<n>; else the attempt <payment id>/<n>
 	n         int
+	// opID is a capture or refund (the key is its id, found in the oi/
+	// index); cancel and n are then unused.
+	opID string
+}
+
+func opPaymentKey(opID string) []byte { return []byte(prefixOpPayment + opID) }
+
+// indexOp records, from VersionFollowUps, that capture or refund opID
+// belongs to payment paymentID.
+func (ac *applyCtx) indexOp(opID, paymentID string) error {
+	v, err := ac.version()
+	if err != nil || v < VersionFollowUps {
+		return err
+	}
+	return ac.set(opPaymentKey(opID), []byte(paymentID))
+}
+
+// opNotifiedKey reads key as a capture or refund id through the oi/
+// index; ok is false for any other key.
+func (ac *applyCtx) opNotifiedKey(key string) (k notifiedKey, ok bool, err error) {
+	pid, err := ac.b.Get(opPaymentKey(key))
+	if isNotFound(err) {
+		return k, false, nil
+	}
+	if err != nil {
+		return k, false, fmt.Errorf("get operation %s: %w", key, err)
+	}
+	return notifiedKey{paymentID: string(pid), opID: key}, true, nil
+}
+
+// operation finds k's capture or refund on p: its kind (opCapture,
+// opRefund) and status; ok is false when k names none.
+func (k notifiedKey) operation(p *paymentRec) (kind, status string, ok bool) {
+	for _, c := range p.Captures {
+		if c.ID == k.opID {
+			return opCapture, c.Status, true
+		}
+	}
+	for _, r := range p.Refunds {
+		if r.ID == k.opID {
+			return opRefund, r.Status, true
+		}
+	}
+	return "", "", false
 }
 
 // parseNotifiedKey reads an attempt or cancellation key (as attemptKey
@@ -188,6 +236,10 @@ func parseNotifiedKey(key string) (k notifiedKey, ok bool) {
 // made reports whether the switch sent k for p (its attempts and
 // cancellations are numbered from 1).
 func (k notifiedKey) made(p *paymentRec) bool {
+	if k.opID != "" {
+		_, _, ok := k.operation(p)
+		return ok
+	}
 	if k.cancel {
 		return k.n <= p.CancelAttempts
 	}
@@ -196,6 +248,10 @@ func (k notifiedKey) made(p *paymentRec) bool {
 
 // booked reports whether the switch booked k of p as approved.
 func (k notifiedKey) booked(p *paymentRec) bool {
+	if k.opID != "" {
+		_, status, _ := k.operation(p)
+		return status == "succeeded"
+	}
 	if k.cancel {
 		if c := p.Cancellation; c != nil {
 			return c.Attempt == k.n && c.Status == "succeeded"
@@ -219,13 +275,14 @@ func (k notifiedKey) booked(p *paymentRec) bool {
 }
 
 // couldBeAt reports whether provider can have handled what k names: the
-// payment's provider for its latest attempt and its cancellations, one
+// payment's provider for its latest attempt, its cancellations, captures
+// and refunds, one
 // of its route candidates for an earlier attempt (which of them is not
 // kept). A notification from any other provider is about something else
 // (a misrouted or forged report) and must not raise a reconciliation
 // cause on this order.
 func (k notifiedKey) couldBeAt(p *paymentRec, provider string) bool {
-	if k.cancel || k.n == p.Attempt {
+	if k.opID != "" || k.cancel || k.n == p.Attempt {
 		return provider == p.Provider
 	}
 	return slices.ContainsFunc(p.Candidates, func(c RouteCandidate) bool { return c.Provider == provider })
@@ -244,7 +301,10 @@ func (ac *applyCtx) lateNotification(c *cmdNotify) error {
 	n := c.Notification
 	k, ok := parseNotifiedKey(n.IdempotencyKey)
 	if !ok {
-		return nil
+		var err error
+		if k, ok, err = ac.opNotifiedKey(n.IdempotencyKey); err != nil || !ok {
+			return err
+		}
 	}
 	p, err := ac.loadPayment(k.paymentID)
 	if err != nil || p == nil || !k.made(p) || !k.couldBeAt(p, c.Provider) {
@@ -266,6 +326,10 @@ func (ac *applyCtx) lateNotification(c *cmdNotify) error {
 	op := string(OpAuthorize)
 	if k.cancel {
 		what, op = fmt.Sprintf("cancellation %d", k.n), opCancel
+	}
+	if k.opID != "" {
+		op, _, _ = k.operation(p)
+		what = op + " " + k.opID
 	}
 	unbooked := n.Result.Outcome == OutcomeApproved && !k.booked(p)
 	if cnt.Late >= MaxLateNotificationEvents && (!unbooked || cnt.Unbooked >= MaxUnbookedApprovalEvents) {
@@ -294,8 +358,14 @@ func (ac *applyCtx) lateNotification(c *cmdNotify) error {
 		cnt.Unbooked++
 		money := "money may have moved that the switch did not book: reconcile it with " + c.Provider +
 			" (book it, or refund or void it there)"
-		if k.cancel {
+		switch {
+		case k.cancel:
 			money = "the authorization may be void at the provider although the switch still counts it: reconcile it with " + c.Provider
+		case op == opCapture:
+			money = "money may have been captured that the switch did not book: reconcile it with " + c.Provider +
+				" (book it, or refund it there)"
+		case op == opRefund:
+			money = "money may have been refunded that the switch still counts as captured: reconcile it with " + c.Provider
 		}
 		ref := ""
 		if n.Result.ProviderRef != "" {
@@ -322,6 +392,10 @@ func (ac *applyCtx) lateNotification(c *cmdNotify) error {
 
 // settledAs says how the switch settled k of p, for a message.
 func settledAs(k notifiedKey, p *paymentRec) string {
+	if k.opID != "" {
+		kind, status, _ := k.operation(p)
+		return "a " + status + " " + kind
+	}
 	switch {
 	case k.cancel && p.Cancellation != nil && p.Cancellation.Attempt == k.n:
 		return "a " + p.Cancellation.Status + " cancellation"

@@ -281,3 +281,86 @@ func TestNotificationMarkersExpireInBoundedCommands(t *testing.T) {
 		t.Fatalf("left %d markers, %d index entries", m, idx)
 	}
 }
+
+// A capture or refund is notified under its own id (cap_…, ref_…), which
+// named no payment: a late notification for one left no trace, even a
+// provider's approval of a capture the switch had booked as failed. From
+// VersionFollowUps the oi/ index names its payment and it is recorded like
+// one for an attempt; below, and for operations made before, it is not.
+func TestLateOperationNotificationRecorded(t *testing.T) {
+	h := newHarness(t)
+	h.gate(txswitch.VersionFollowUps)
+	o := h.createOrder(1000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: txswitch.CaptureManual})
+	h.a.Push(txswitch.OpCapture, declined("too_late"))
+	if r, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err == nil && r.Status < 300 {
+		t.Fatalf("capture declined by the provider answered %d", r.Status)
+	}
+	failed := h.payment(p.ID).Captures[0]
+	if failed.Status != "failed" {
+		t.Fatalf("capture = %+v", failed)
+	}
+	before := len(h.timeline(o.ID))
+	// Another provider's word about it raises nothing.
+	h.notify("psp_b", "x0", failed.ID, txswitch.OutcomeApproved, "")
+	if evs := h.timeline(o.ID); len(evs) != before {
+		t.Fatalf("another provider's notification wrote %v", eventTypes(evs[before:]))
+	}
+	if got := h.notify("psp_a", "x1", failed.ID, txswitch.OutcomeApproved, "cap-late"); got != `{"status":"ignored"}` {
+		t.Fatalf("late capture approval = %s", got)
+	}
+	evs := h.timeline(o.ID)
+	if got := strings.Join(eventTypes(evs[before:]), ","); got != "late_result_ignored,unbooked_provider_approval" {
+		t.Fatalf("events = %s", got)
+	}
+	ub := evs[len(evs)-1]
+	for _, want := range []string{"psp_a reports capture " + failed.ID + " of payment " + p.ID + " approved", "cap-late", "a failed capture", "captured that the switch did not book"} {
+		if !strings.Contains(ub.Message, want) {
+			t.Fatalf("unbooked event %q does not say %q", ub.Message, want)
+		}
+	}
+	if !bytes.Contains(ub.Data, []byte(`"op":"capture"`)) || !hasCause(h.explanation(o.ID), txswitch.CauseUnbookedApproval) {
+		t.Fatalf("unbooked event data %s, causes %+v", ub.Data, h.explanation(o.ID).Causes)
+	}
+	if got := h.payment(p.ID); got.Status != txswitch.PaymentAuthorized || got.Captured.Value != 0 {
+		t.Fatalf("a late notification changed the payment: %s captured %d", got.Status, got.Captured.Value)
+	}
+
+	// A booked capture's late approval is recorded, not flagged; a refund
+	// the provider declined, then reported done, is flagged.
+	if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err != nil {
+		t.Fatalf("capture: %v", err)
+	}
+	done := h.payment(p.ID).Captures[1]
+	h.notify("psp_a", "x2", done.ID, txswitch.OutcomeApproved, "")
+	h.a.Push(txswitch.OpRefund, declined("refused"))
+	if _, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Reason: "return"}); err != nil {
+		t.Fatalf("refund: %v", err)
+	}
+	ref := h.payment(p.ID).Refunds[0]
+	if ref.Status != "failed" {
+		t.Fatalf("refund declined by the provider: %+v", ref)
+	}
+	h.notify("psp_a", "x3", ref.ID, txswitch.OutcomeApproved, "")
+	evs = h.timeline(o.ID)
+	if countEvents(evs, "late_result_ignored") != 3 || countEvents(evs, "unbooked_provider_approval") != 2 {
+		t.Fatalf("events = %v", eventTypes(evs))
+	}
+	if ub := evs[len(evs)-1]; !strings.Contains(ub.Message, "refund "+ref.ID) || !strings.Contains(ub.Message, "refunded that the switch still counts as captured") {
+		t.Fatalf("refund event = %s", ub.Message)
+	}
+
+	t.Run("below version 11", func(t *testing.T) {
+		old := newHarnessFor(t, txswitch.VersionRange{Min: 1, Max: txswitch.VersionFollowUps - 1})
+		old.gate(txswitch.VersionFollowUps - 1)
+		o := old.createOrder(1000)
+		p := old.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: txswitch.CaptureManual})
+		old.a.Push(txswitch.OpCapture, declined("too_late"))
+		_, _ = old.svc.Capture(old.ctx, caller(""), p.ID, txswitch.CaptureRequest{})
+		before := len(old.timeline(o.ID))
+		old.notify("psp_a", "y1", old.payment(p.ID).Captures[0].ID, txswitch.OutcomeApproved, "")
+		if evs := old.timeline(o.ID); len(evs) != before {
+			t.Fatalf("below version 11 the timeline changed: %v", eventTypes(evs[before:]))
+		}
+	})
+}

@@ -130,8 +130,12 @@ const (
 	// (m/provider_payments/), and a configuration that drops a marked
 	// provider is refused, by PutConfig and by apply (providermarks.go);
 	// the move to it marks every provider configured then, whose earlier
-	// payments nobody tracked. An older member writes no marks and
-	// accepts such a configuration, hence the gate.
+	// payments nobody tracked. Also from it, a capture or refund's id is
+	// indexed to its payment (oi/), so that a provider's notification
+	// about one the switch already settled is recorded on its order's
+	// timeline like one about an attempt or cancellation
+	// (notifications.go), where before it left no trace. An older member
+	// writes neither and accepts such a configuration, hence the gate.
 	VersionFollowUps = 11
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
