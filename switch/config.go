@@ -80,7 +80,8 @@ type FraudRule struct {
 	Name      string `json:"name"`
 	MinAmount int64  `json:"min_amount,omitempty"`
 	// Currencies scopes MinAmount: an amount threshold means nothing
-	// without its currency.
+	// without its currency, so PutConfig refuses a new MinAmount unless
+	// the rule lists exactly one (CheckAmountCurrencies).
 	Currencies  []string `json:"currencies,omitempty"`
 	Countries   []string `json:"countries,omitempty"`
 	Methods     []string `json:"methods,omitempty"`

@@ -221,6 +221,27 @@ func TestConfigRefusesAnAmountLimitWithoutItsCurrency(t *testing.T) {
 	if _, err := h.svc.PutConfig(h.ctx, cfg); err != nil {
 		t.Fatalf("limits per currency refused: %v", err)
 	}
+
+	// A fraud threshold too. The stored big_ticket rule (every currency)
+	// is kept; a changed threshold, or a new rule like it, is refused.
+	cfg.FraudRules[0].MinAmount = 500_000
+	h.unchanged(func() {
+		_, err := h.svc.PutConfig(h.ctx, cfg)
+		e := configErr(t, err, 400, txswitch.CodeInvalidConfig, "fraud_rules[0].currencies")
+		if !strings.Contains(e.Message, "big_ticket") || !strings.Contains(e.Message, "a rule per currency") {
+			t.Fatalf("message %q does not say why", e.Message)
+		}
+	})
+	cfg.FraudRules[0].MinAmount = 1_000_000
+	cfg.FraudRules = append(cfg.FraudRules, txswitch.FraudRule{Name: "sek_high", MinAmount: 10_000_000, Currencies: []string{"SEK", "NOK"}})
+	h.unchanged(func() {
+		_, err := h.svc.PutConfig(h.ctx, cfg)
+		configErr(t, err, 400, txswitch.CodeInvalidConfig, "fraud_rules[1].currencies")
+	})
+	cfg.FraudRules[1].Currencies = []string{"SEK"}
+	if _, err := h.svc.PutConfig(h.ctx, cfg); err != nil {
+		t.Fatalf("the stored rule and a one-currency rule refused: %v", err)
+	}
 }
 
 // A fixed surcharge per currency waits for the cluster version every

@@ -14,8 +14,8 @@ import (
 //   - MinAmount: oc.Amount >= MinAmount, in the order's minor units; the
 //     caller passes the order's amount, not the payment's, so splitting an
 //     order into smaller payments does not dodge the threshold
-//   - Currencies: the order's currency is listed (give it with MinAmount:
-//     a threshold written for EUR means nothing in HUF)
+//   - Currencies: the order's currency is listed (exactly one with
+//     MinAmount: a threshold written for EUR means nothing in HUF)
 //   - Countries: the customer's country is listed
 //   - Methods: the payment method is listed
 //   - EmailSuffix: the customer's email domain matches (see emailMatches)

@@ -560,9 +560,10 @@ func (cfg *RoutingConfig) Validate() *Error {
 // min_amount or max_amount must accept exactly one currency (its own list,
 // or for a route without one, its method's). A method that takes several
 // currencies sets its limits on routes, one per currency, as the default
-// configuration does for Klarna. (A fraud rule's min_amount over several
-// currencies or none is allowed: it holds more for review, it moves no
-// money and refuses no shopper.)
+// configuration does for Klarna. A fraud rule's min_amount likewise needs
+// exactly one currency: over every currency, a threshold of 1,000,000
+// holds HUF orders from about EUR 25 (flooding the review queue) and lets
+// GBP orders through up to about EUR 11,700.
 //
 // Validate does not check this: apply accepts stored configurations that
 // earlier releases accepted. `txswitch config check` refuses every such
@@ -639,6 +640,13 @@ func (cfg *RoutingConfig) amountCurrencyProblems() []amountProblem {
 					"route %d of method %q (provider %q) has an amount limit (min_amount %d, max_amount %d minor units) but serves %s: a limit means one currency; give the route one",
 					j, mc.Name, r.Provider, r.MinAmount, r.MaxAmount, describe(rc))
 			}
+		}
+	}
+	for i, fr := range cfg.FraudRules {
+		if fr.MinAmount > 0 && len(fr.Currencies) != 1 {
+			add(fmt.Sprintf("fraud %s %d %s", fr.Name, fr.MinAmount, strings.Join(fr.Currencies, ",")), fmt.Sprintf("fraud_rules[%d].currencies", i),
+				"fraud rule %q holds orders from %d minor units of %s: that is a different threshold in each currency (EUR %s, HUF %s, JPY %d); give the rule one currency, and a rule per currency",
+				fr.Name, fr.MinAmount, describe(fr.Currencies), formatMinor(fr.MinAmount, 2), formatMinor(fr.MinAmount, 2), fr.MinAmount)
 		}
 	}
 	return out

@@ -55,7 +55,7 @@ func rtConfig() RoutingConfig {
 				},
 			},
 		},
-		FraudRules: []FraudRule{{Name: "big", MinAmount: 1_000_000}},
+		FraudRules: []FraudRule{{Name: "big", MinAmount: 1_000_000, Currencies: []string{"EUR"}}},
 	}
 }
 
@@ -454,7 +454,7 @@ func TestValidate(t *testing.T) {
 		{"duplicate fraud rule", func(c *RoutingConfig) {
 			c.FraudRules = append(c.FraudRules, FraudRule{Name: "big", MinAmount: 1})
 		}, "fraud_rules[1].name"},
-		{"fraud rule without conditions", func(c *RoutingConfig) { c.FraudRules[0].MinAmount = 0 }, "fraud_rules[0]"},
+		{"fraud rule without conditions", func(c *RoutingConfig) { c.FraudRules[0].MinAmount, c.FraudRules[0].Currencies = 0, nil }, "fraud_rules[0]"},
 		{"fraud rule negative amount", func(c *RoutingConfig) { c.FraudRules[0].MinAmount = -5 }, "fraud_rules[0].min_amount"},
 		{"fraud rule unknown method", func(c *RoutingConfig) { c.FraudRules[0].Methods = []string{"m_card", "crd"} }, "fraud_rules[0].methods[1]"},
 		{"fraud rule unknown country", func(c *RoutingConfig) { c.FraudRules[0].Countries = []string{"ZZ"} }, "fraud_rules[0].countries[0]"},
@@ -710,7 +710,12 @@ func TestCheckAmountCurrencies(t *testing.T) {
 		{"fixed surcharge per currency over several", func(c *RoutingConfig) {
 			c.Methods[0].Surcharge.FixedByCurrency = map[string]int64{"EUR": 25, "JPY": 40}
 		}, ""},
-		{"fraud rule minimum in every currency (holds more, refuses nobody)", func(c *RoutingConfig) { c.FraudRules[0].Currencies = nil }, ""},
+		{"fraud rule minimum in its one currency", func(*RoutingConfig) {}, ""},
+		{"fraud rule minimum in every currency", func(c *RoutingConfig) { c.FraudRules[0].Currencies = nil }, "fraud_rules[0].currencies"},
+		{"fraud rule minimum over two currencies", func(c *RoutingConfig) { c.FraudRules[0].Currencies = []string{"EUR", "HUF"} }, "fraud_rules[0].currencies"},
+		{"fraud rule without a minimum over every currency", func(c *RoutingConfig) {
+			c.FraudRules = append(c.FraudRules, FraudRule{Name: "nl_card", Countries: []string{"NL"}, Methods: []string{"m_card"}})
+		}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
