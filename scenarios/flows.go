@@ -208,6 +208,29 @@ func (f *flowCtx) read(p txswitch.Payment) {
 	f.send("get_payment", http.MethodGet, "/v1/payments/"+p.ID, p.ID, nil, false)
 }
 
+// flowCaptureOnShipment's follow-ups come a while after the payment, as
+// a capture on shipment does, so a fault or configuration change between
+// them meets payments approved before it.
+func flowCaptureOnShipment(f *flowCtx) {
+	_, p, ok := f.payCard("manual")
+	if !ok || p.Status != txswitch.PaymentAuthorized {
+		return
+	}
+	select {
+	case <-f.ctx.Done():
+		return
+	case <-time.After(1500 * time.Millisecond):
+	}
+	got, ok := f.capture(p, nil)
+	f.read(p)
+	if !ok || got.Captured.Value == 0 {
+		return
+	}
+	q := txswitch.Money{Value: got.Captured.Value / 4, Currency: got.Captured.Currency}
+	f.refund(got, &q, txswitch.ChannelPOS)
+	f.read(p)
+}
+
 func flowManualCapture(f *flowCtx) {
 	_, p, ok := f.payCard("manual")
 	if !ok || p.Status != txswitch.PaymentAuthorized {
@@ -519,6 +542,7 @@ func breadthFlows() map[string]flowDef {
 		"klarna_declined":        {doc: "Klarna (NL/EUR) with an insufficient-funds amount: pending, then declined by psp_c's notification", run: flowRedirectDeclined("klarna_paylater", "NL", "EUR", 51)},
 		"klarna_credit_note":     {doc: "Klarna pay later completed, then a third refunded: a credit note on the shopper's invoice", run: flowKlarnaCreditNote},
 		"capture_full":           {doc: "manual capture: authorize, capture everything at once", run: flowCaptureFull},
+		"capture_on_shipment":    {doc: "manual capture: authorize, capture everything 1.5 s later (the goods shipped), then refund a quarter at the pos (a return)", run: flowCaptureOnShipment},
 		"capture_partial_only":   {doc: "manual capture: authorize, capture half, never the rest", run: flowCapturePartialOnly},
 		"capture_several":        {doc: "manual capture: three partial captures of a quarter, then the rest", run: flowCaptureSeveral},
 		"refund_then_rest":       {doc: "pay, refund a third (partially_refunded), then the rest (refunded)", run: flowRefundThenRest},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,7 +61,7 @@ func init() {
 	for name, c := range configChanges {
 		faultKinds["config_"+name] = faultDef{doc: "routing configuration changed through the admin API: " + c.doc, target: targetNone,
 			build: func(e *env, f Fault) (chaos.Fault, error) {
-				return &configFault{kind: "config_" + name, e: e, change: c.change}, nil
+				return &configFault{kind: "config_" + name, e: e, change: c.change, refused: c.refused}, nil
 			}}
 	}
 }
@@ -147,6 +148,10 @@ func (f *countedFault) Fired() []chaos.Event {
 type configChange struct {
 	doc    string
 	change func(*txswitch.RoutingConfig) error
+	// refused is the error code the switch must refuse the change with
+	// (empty: it must accept it). Such a fault fires when the refusal
+	// comes; an accepted change is the defect it guards, and is undone.
+	refused string
 }
 
 func method(cfg *txswitch.RoutingConfig, name string) (*txswitch.MethodConfig, error) {
@@ -247,6 +252,22 @@ var configChanges = map[string]configChange{
 		}
 		return err
 	}},
+	"psp_a_dropped": {doc: "psp_a removed from the configuration (its routes too, a method left without any disabled) while payments it approved wait for captures and refunds: refused with provider_has_payments",
+		refused: txswitch.CodeProviderHasPayments, change: func(c *txswitch.RoutingConfig) error {
+			n := len(c.Providers)
+			c.Providers = slices.DeleteFunc(c.Providers, func(p txswitch.ProviderConfig) bool { return p.Name == "psp_a" })
+			if len(c.Providers) == n {
+				return fmt.Errorf("no provider psp_a")
+			}
+			for i := range c.Methods {
+				m := &c.Methods[i]
+				m.Routes = slices.DeleteFunc(m.Routes, func(r txswitch.RouteConfig) bool { return r.Provider == "psp_a" })
+				if len(m.Routes) == 0 {
+					m.Enabled = false
+				}
+			}
+			return nil
+		}},
 	"breaker_hair_trigger": {doc: "every provider's breaker opens on the first failure", change: func(c *txswitch.RoutingConfig) error {
 		for i := range c.Providers {
 			c.Providers[i].Breaker.ConsecutiveFailures = 1
@@ -259,9 +280,10 @@ var configChanges = map[string]configChange{
 // puts the previous one back at Undo. It fired when the changed
 // configuration was applied (its version reached every running node).
 type configFault struct {
-	kind   string
-	e      *env
-	change func(*txswitch.RoutingConfig) error
+	kind    string
+	e       *env
+	change  func(*txswitch.RoutingConfig) error
+	refused string
 
 	eventLog
 	mu    sync.Mutex
@@ -320,6 +342,22 @@ func (f *configFault) Inject(ctx context.Context) error {
 	var applied txswitch.RoutingConfig
 	if err == nil {
 		err = f.e.adminCall(ctx, http.MethodPut, "/v1/admin/config", cfg, &applied)
+	}
+	if f.refused != "" && err != nil && strings.Contains(err.Error(), `"code":"`+f.refused+`"`) {
+		f.mu.Lock()
+		f.saved = nil // nothing changed, nothing to undo
+		f.mu.Unlock()
+		f.add(time.Now(), "inject", false, "", nil)
+		f.add(time.Now(), "effect", true, "refused with "+f.refused+" as it must be", nil)
+		return nil
+	}
+	if f.refused != "" && err == nil {
+		err = fmt.Errorf("the switch accepted the change as version %d; it must refuse it with %s", applied.Version, f.refused)
+		f.mu.Lock()
+		if f.saved != nil {
+			f.saved.Version = applied.Version
+		}
+		f.mu.Unlock()
 	}
 	if err != nil {
 		err = fmt.Errorf("%s: %w", f.kind, err)
