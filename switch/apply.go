@@ -842,14 +842,12 @@ func (ac *applyCtx) configPut(c *cmdConfigPut) (*ApplyResult, error) {
 		return &ApplyResult{Reply: reply, Replayed: true}, nil
 	}
 	cfg := c.Config
-	if usesFixedByCurrency(&cfg) {
-		v, err := ac.version()
-		if err != nil {
-			return nil, err
-		}
-		if e := currencyFeesGate(&cfg, v); e != nil {
-			return &ApplyResult{Err: e}, nil
-		}
+	v, err := ac.version()
+	if err != nil {
+		return nil, err
+	}
+	if e := configFieldsGate(&cfg, v); e != nil {
+		return &ApplyResult{Err: e}, nil
 	}
 	if e := cfg.Validate(); e != nil {
 		return &ApplyResult{Err: e}, nil

@@ -48,6 +48,13 @@ type MethodConfig struct {
 	// provider and opens the order for another attempt; 0 means
 	// DefaultPendingExpiry.
 	PendingExpirySeconds int64 `json:"pending_expiry_seconds,omitempty"`
+	// AuthorizationValiditySeconds is how long the method's providers
+	// hold an authorization before it lapses (cards about 7 days, Klarna
+	// 28): past it a capture may be declined and the shopper's money is
+	// no longer reserved. Explain warns a day before an authorization with
+	// an uncaptured rest lapses, and says when it has (cluster version 11).
+	// 0: not known, no warning.
+	AuthorizationValiditySeconds int64 `json:"authorization_validity_seconds,omitempty"`
 	// Routes are the providers for this method in priority order, each with
 	// its own eligibility narrowing.
 	Routes []RouteConfig `json:"routes"`

@@ -40,6 +40,9 @@ const (
 	// MaxPendingExpirySeconds bounds the configuration (7 days: beyond
 	// that a "pending" payment is an operational problem, not a shopper).
 	MaxPendingExpirySeconds = 7 * 24 * 3600
+	// MaxAuthorizationValiditySeconds bounds a method's authorization
+	// validity (90 days).
+	MaxAuthorizationValiditySeconds = 90 * 24 * 3600
 
 	cmdTypePaymentExpire = "payment_expire"
 	sourceExpiry         = "expiry"

@@ -94,7 +94,8 @@ func (s *Svc) Explain(ctx context.Context, c Caller, orderID string) (Reply, err
 	if err != nil {
 		return Reply{}, err
 	}
-	return jsonReply(200, explain(o, ps, evs))
+	cfg, _ := s.m.Config() // nil when none is loaded
+	return jsonReply(200, explain(o, ps, evs, cfg, s.clock.Now()))
 }
 
 // Cause codes of an Explanation.
@@ -151,7 +152,10 @@ func providerTrouble(code string) bool {
 	return code == CauseProviderDown || code == CauseProviderSlow || code == CauseProviderRefused
 }
 
-func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
+// explain works out the explanation from the order's records as read; cfg
+// (nil: none loaded) and now are for what depends on them, the lapse of
+// authorizations (authlapse.go).
+func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent, cfg *RoutingConfig, now time.Time) Explanation {
 	var causes []Cause
 	add := func(c Cause) {
 		if !slices.Contains(causes, c) {
@@ -253,6 +257,9 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent) Explanation {
 			}
 		}
 	}
+	for _, c := range authorizationCauses(cfg, now, ps, evs) {
+		add(c)
+	}
 	if len(ps) == 0 {
 		add(Cause{Code: CauseNoPaymentAttempts, Message: "no payment has been attempted for this order"})
 	}
@@ -321,6 +328,9 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 	case OrderAuthorized:
 		if c := first(CauseCancelInDoubt); c != nil {
 			return fmt.Sprintf("The order is authorized for %s, but its cancellation is in doubt: %s.", FormatMoney(o.Authorized), c.Message)
+		}
+		if c := first(CauseAuthorizationLapsed); c != nil {
+			return fmt.Sprintf("The order is authorized for %s, but not fully captured, and %s.", FormatMoney(o.Authorized), c.Message)
 		}
 		return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why)
 	case OrderRefunded:

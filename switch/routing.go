@@ -485,6 +485,10 @@ func (cfg *RoutingConfig) Validate() *Error {
 			return bad(p+".pending_expiry_seconds", "method %q: pending_expiry_seconds must be 0..%d (0 = %s), got %d",
 				mc.Name, MaxPendingExpirySeconds, DefaultPendingExpiry, mc.PendingExpirySeconds)
 		}
+		if mc.AuthorizationValiditySeconds < 0 || mc.AuthorizationValiditySeconds > MaxAuthorizationValiditySeconds {
+			return bad(p+".authorization_validity_seconds", "method %q: authorization_validity_seconds must be 0..%d (0 = not known), got %d",
+				mc.Name, MaxAuthorizationValiditySeconds, mc.AuthorizationValiditySeconds)
+		}
 		if mc.Surcharge.FixedMinor < 0 || mc.Surcharge.FixedMinor > MaxMoneyValue {
 			return bad(p+".surcharge.fixed", "fixed surcharge must be 0..%d minor units, got %d", MaxMoneyValue, mc.Surcharge.FixedMinor)
 		}
@@ -697,15 +701,31 @@ func usesFixedByCurrency(cfg *RoutingConfig) bool {
 	return slices.ContainsFunc(cfg.Methods, func(mc MethodConfig) bool { return len(mc.Surcharge.FixedByCurrency) > 0 })
 }
 
-// currencyFeesGate refuses cfg while the cluster runs below
-// VersionCurrencyFees and cfg uses what that version brings; proposers ask
-// it, and apply repeats it from its own state.
-func currencyFeesGate(cfg *RoutingConfig, clusterVersion int) *Error {
-	if clusterVersion >= VersionCurrencyFees || !usesFixedByCurrency(cfg) {
-		return nil
+// usesAuthorizationValidity reports whether cfg gives any method an
+// authorization validity (cluster version VersionFollowUps).
+func usesAuthorizationValidity(cfg *RoutingConfig) bool {
+	return slices.ContainsFunc(cfg.Methods, func(mc MethodConfig) bool { return mc.AuthorizationValiditySeconds > 0 })
+}
+
+// configFieldsGate refuses cfg while the cluster runs below the version
+// of a field cfg uses: an older member would decode the configuration
+// without it and store it so, and its state would differ from the
+// others'. Proposers ask it, and apply repeats it from its own state.
+func configFieldsGate(cfg *RoutingConfig, clusterVersion int) *Error {
+	for _, g := range []struct {
+		version int
+		uses    func(*RoutingConfig) bool
+		what    string
+	}{
+		{VersionCurrencyFees, usesFixedByCurrency, "a fixed surcharge per currency (surcharge.fixed_by_currency)"},
+		{VersionFollowUps, usesAuthorizationValidity, "an authorization validity (authorization_validity_seconds)"},
+	} {
+		if clusterVersion < g.version && g.uses(cfg) {
+			return NewError(KindConflict, CodeVersionNotSupported, "methods",
+				fmt.Sprintf("%s needs cluster version %d: every member must run a release that supports it (the cluster is at %d)", g.what, g.version, clusterVersion))
+		}
 	}
-	return NewError(KindConflict, CodeVersionNotSupported, "methods",
-		fmt.Sprintf("a fixed surcharge per currency (surcharge.fixed_by_currency) needs cluster version %d: every member must run a release that supports it (the cluster is at %d)", VersionCurrencyFees, clusterVersion))
+	return nil
 }
 
 // validateEligibility checks the eligibility fields shared by methods and

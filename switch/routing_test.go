@@ -450,6 +450,10 @@ func TestValidate(t *testing.T) {
 		{"route unknown currency", func(c *RoutingConfig) { c.Methods[3].Routes[1].Currencies = []string{"ABC"} }, "methods[3].routes[1].currencies[0]"},
 		{"route unknown channel", func(c *RoutingConfig) { c.Methods[3].Routes[2].Channels = []string{"web"} }, "methods[3].routes[2].channels[0]"},
 		{"route min above max", func(c *RoutingConfig) { c.Methods[1].Routes[0].MinAmount = 6_000 }, "methods[1].routes[0].min_amount"},
+		{"negative authorization validity", func(c *RoutingConfig) { c.Methods[0].AuthorizationValiditySeconds = -1 }, "methods[0].authorization_validity_seconds"},
+		{"authorization validity over 90 days", func(c *RoutingConfig) {
+			c.Methods[0].AuthorizationValiditySeconds = MaxAuthorizationValiditySeconds + 1
+		}, "methods[0].authorization_validity_seconds"},
 		{"fraud rule without name", func(c *RoutingConfig) { c.FraudRules[0].Name = "" }, "fraud_rules[0].name"},
 		{"duplicate fraud rule", func(c *RoutingConfig) {
 			c.FraudRules = append(c.FraudRules, FraudRule{Name: "big", MinAmount: 1})

@@ -491,7 +491,7 @@ func (s *Svc) PutConfig(ctx context.Context, cfg RoutingConfig) (Reply, error) {
 	if e := cfg.CheckNewAmountCurrencies(cur); e != nil {
 		return Reply{}, e
 	}
-	if e := currencyFeesGate(&cfg, s.m.ClusterVersion()); e != nil {
+	if e := configFieldsGate(&cfg, s.m.ClusterVersion()); e != nil {
 		return Reply{}, e
 	}
 	if err := openCallsKeep(s.store, cur, cfg); err != nil {
@@ -637,7 +637,7 @@ func (s *Svc) EnsureConfig(ctx context.Context, cfg RoutingConfig) error {
 	if e := cfg.Validate(); e != nil {
 		return e
 	}
-	if e := currencyFeesGate(&cfg, s.m.ClusterVersion()); e != nil {
+	if e := configFieldsGate(&cfg, s.m.ClusterVersion()); e != nil {
 		// A new cluster moves its gate within moments of its members'
 		// first reports; the caller retries.
 		return fmt.Errorf("seed configuration: %w", e)

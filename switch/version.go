@@ -134,8 +134,11 @@ const (
 	// indexed to its payment (oi/), so that a provider's notification
 	// about one the switch already settled is recorded on its order's
 	// timeline like one about an attempt or cancellation
-	// (notifications.go), where before it left no trace. An older member
-	// writes neither and accepts such a configuration, hence the gate.
+	// (notifications.go), where before it left no trace. And a method's
+	// authorization_validity_seconds (authlapse.go), a configuration field
+	// an older member would drop. An older member writes neither index,
+	// accepts such a configuration, and stores it without the field, hence
+	// the gate.
 	VersionFollowUps = 11
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
