@@ -29,23 +29,7 @@ func TestExplainAuthorizationLapse(t *testing.T) {
 		cfg.Methods[0].AuthorizationValiditySeconds = 7 * 24 * 3600 // card
 		return cfg
 	}
-	t.Run("below version 11", func(t *testing.T) {
-		old := newHarnessFor(t, txswitch.VersionRange{Min: 1, Max: txswitch.VersionFollowUps - 1})
-		old.gate(txswitch.VersionFollowUps - 1)
-		old.unchanged(func() {
-			_, err := old.svc.PutConfig(old.ctx, withValidity())
-			configErr(t, err, 409, txswitch.CodeVersionNotSupported, "methods")
-		})
-		old.unchanged(func() {
-			res, err := old.log.Propose(old.ctx, txswitch.ConfigPutCommand(withValidity(), old.clock.Now()))
-			if err != nil {
-				t.Fatalf("propose: %v", err)
-			}
-			if ar, ok := res.(*txswitch.ApplyResult); !ok || ar.Err == nil || ar.Err.Code != txswitch.CodeVersionNotSupported {
-				t.Fatalf("apply answered %T (error %v), want %s", res, errOf(ar), txswitch.CodeVersionNotSupported)
-			}
-		})
-	})
+	t.Run("below version 11", func(t *testing.T) { configWaitsForVersion(t, txswitch.VersionFollowUps, withValidity()) })
 
 	h := newHarness(t)
 	h.gate(txswitch.VersionFollowUps)

@@ -255,25 +255,7 @@ func TestConfigFixedSurchargePerCurrency(t *testing.T) {
 		cfg.Methods[0].Surcharge = txswitch.SurchargeConfig{FixedByCurrency: map[string]int64{"EUR": 25, "SEK": 300}, BasisPoints: 100}
 		return cfg
 	}
-	t.Run("below version 10", func(t *testing.T) {
-		old := newHarnessFor(t, txswitch.VersionRange{Min: 1, Max: txswitch.VersionCurrencyFees - 1})
-		old.gate(txswitch.VersionCurrencyFees - 1)
-		old.unchanged(func() {
-			_, err := old.svc.PutConfig(old.ctx, cfgWithFees())
-			configErr(t, err, 409, txswitch.CodeVersionNotSupported, "methods")
-		})
-		// Apply refuses it too, should a command carry it anyway.
-		old.unchanged(func() {
-			res, err := old.log.Propose(old.ctx, txswitch.ConfigPutCommand(cfgWithFees(), old.clock.Now()))
-			if err != nil {
-				t.Fatalf("propose: %v", err)
-			}
-			ar, ok := res.(*txswitch.ApplyResult)
-			if !ok || ar.Err == nil || ar.Err.Code != txswitch.CodeVersionNotSupported {
-				t.Fatalf("apply answered %T (error %v), want %s", res, errOf(ar), txswitch.CodeVersionNotSupported)
-			}
-		})
-	})
+	t.Run("below version 10", func(t *testing.T) { configWaitsForVersion(t, txswitch.VersionCurrencyFees, cfgWithFees()) })
 
 	h := newHarness(t)
 	h.gate(txswitch.VersionCurrencyFees)
@@ -312,6 +294,38 @@ func TestConfigFixedSurchargePerCurrency(t *testing.T) {
 			}
 		})
 	}
+}
+
+// configWaitsForVersion checks that cfg, which uses a field of cluster
+// version v, is refused on a cluster one version below: by PutConfig
+// (409 cluster_version_not_supported) and by apply, should a command
+// carry it anyway.
+func configWaitsForVersion(t *testing.T, v int, cfg txswitch.RoutingConfig) {
+	t.Helper()
+	old := newHarnessFor(t, txswitch.VersionRange{Min: 1, Max: v - 1})
+	old.gate(v - 1)
+	old.unchanged(func() {
+		_, err := old.svc.PutConfig(old.ctx, cfg)
+		configErr(t, err, 409, txswitch.CodeVersionNotSupported, "methods")
+	})
+	old.applyRefuses(cfg, txswitch.CodeVersionNotSupported)
+}
+
+// applyRefuses proposes cfg as a configuration change without PutConfig's
+// checks and fails unless apply refuses it with code, changing nothing:
+// what a command from another proposer (or one that raced a check) meets.
+func (h *harness) applyRefuses(cfg txswitch.RoutingConfig, code string) {
+	h.t.Helper()
+	h.unchanged(func() {
+		res, err := h.log.Propose(h.ctx, txswitch.ConfigPutCommand(cfg, h.clock.Now()))
+		if err != nil {
+			h.t.Fatalf("propose: %v", err)
+		}
+		ar, ok := res.(*txswitch.ApplyResult)
+		if !ok || ar.Err == nil || ar.Err.Code != code {
+			h.t.Fatalf("apply answered %T (error %v), want %s", res, errOf(ar), code)
+		}
+	})
 }
 
 func errOf(ar *txswitch.ApplyResult) error {

@@ -76,16 +76,7 @@ func TestConfigKeepsAProviderThatApprovedPayments(t *testing.T) {
 	})
 	// Apply refuses it too: an approval committed between PutConfig's
 	// check and the change's apply must not be stranded.
-	h.unchanged(func() {
-		res, err := h.log.Propose(h.ctx, txswitch.ConfigPutCommand(testConfig(), h.clock.Now()))
-		if err != nil {
-			t.Fatalf("propose: %v", err)
-		}
-		ar, ok := res.(*txswitch.ApplyResult)
-		if !ok || ar.Err == nil || ar.Err.Code != txswitch.CodeProviderHasPayments {
-			t.Fatalf("apply answered %T (error %v), want %s", res, errOf(ar), txswitch.CodeProviderHasPayments)
-		}
-	})
+	h.applyRefuses(testConfig(), txswitch.CodeProviderHasPayments)
 
 	// Out of the routes, kept for the follow-ups: new card payments go
 	// to psp_a, the authorized one is captured at psp_c.
