@@ -128,3 +128,46 @@ func (m providerMark) refusal(provider string) string {
 	}
 	return why + ": their captures, refunds and cancellations go to it, so it stays configured; take it out of every method's routes to stop new payments there (its base_url, timeouts and breaker may change)"
 }
+
+// ProviderPayments is a provider that carries a mark: it approved
+// payments, so a configuration without it is refused.
+type ProviderPayments struct {
+	Provider string `json:"provider"`
+	// FirstPayment and At are its first approved payment; both are empty
+	// for a provider marked as the cluster moved to VersionFollowUps.
+	FirstPayment string     `json:"first_payment,omitempty"`
+	At           *time.Time `json:"at,omitempty"`
+}
+
+// maxProviderMarksRead bounds ProvidersWithPayments; a configuration holds
+// far fewer providers.
+const maxProviderMarksRead = 1000
+
+// ProvidersWithPayments lists the marked providers in name order, from
+// this node's replica: what an operator planning a configuration change
+// must keep.
+func (s *Svc) ProvidersWithPayments() ([]ProviderPayments, error) {
+	var (
+		out  []ProviderPayments
+		derr error
+	)
+	start, end := prefixRange(prefixProviderMark)
+	err := s.store.Scan(start, end, func(k, v []byte) bool {
+		var m providerMark
+		if err := json.Unmarshal(v, &m); err != nil {
+			derr = fmt.Errorf("decode %q: %w", k, err)
+			return false
+		}
+		pp := ProviderPayments{Provider: string(k[len(prefixProviderMark):]), FirstPayment: m.PaymentID}
+		if !m.At.IsZero() {
+			at := m.At
+			pp.At = &at
+		}
+		out = append(out, pp)
+		return len(out) < maxProviderMarksRead
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan provider marks: %w", err)
+	}
+	return out, derr
+}

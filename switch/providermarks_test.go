@@ -65,6 +65,11 @@ func TestConfigKeepsAProviderThatApprovedPayments(t *testing.T) {
 		t.Fatalf("payment %s at %s, want authorized at psp_c", p.Status, p.Provider)
 	}
 
+	marks, err := h.svc.ProvidersWithPayments()
+	if err != nil || len(marks) != 3 || marks[0].Provider != "psp_a" || marks[0].FirstPayment != "" || marks[0].At != nil ||
+		marks[2].Provider != "psp_c" || marks[2].FirstPayment != p.ID || marks[2].At == nil || !marks[2].At.Equal(h.clock.Now()) {
+		t.Fatalf("providers with payments: %+v %v", marks, err)
+	}
 	h.unchanged(func() {
 		_, err := h.svc.PutConfig(h.ctx, testConfig())
 		e := configErr(t, err, 409, txswitch.CodeProviderHasPayments, "providers")

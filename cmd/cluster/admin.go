@@ -38,6 +38,10 @@ type Status struct {
 	// Intents are the money-moving calls without a final result in this
 	// node's replica, by state, with the oldest of each.
 	Intents IntentsStatus `json:"intents"`
+	// ProvidersWithPayments are the providers a configuration must keep:
+	// they approved payments whose captures, refunds and cancellations go
+	// to them (from cluster version 11).
+	ProvidersWithPayments []txswitch.ProviderPayments `json:"providers_with_payments,omitempty"`
 }
 
 // IntentsStatus is txswitch.IntentStats as the status serves it.
@@ -76,6 +80,9 @@ func (n *Node) NodeStatus() (Status, error) {
 		return st, fmt.Errorf("intents: %w", err)
 	}
 	st.Intents = IntentsStatus{Count: is.Count, Oldest: is.Oldest, Truncated: is.Truncated}
+	if st.ProvidersWithPayments, err = n.svc.ProvidersWithPayments(); err != nil {
+		return st, fmt.Errorf("providers with payments: %w", err)
+	}
 	if n.central != nil {
 		es := n.central.exporter.Stats()
 		st.Export = &es

@@ -432,6 +432,9 @@ func TestE2EFlows(t *testing.T) {
 		if got := e2eRoutingConfig(t, l); got.Version != before.Version {
 			t.Fatalf("the refused configuration moved the version from %d to %d", before.Version, got.Version)
 		}
+		if st := e2eAdminStatus(t, l, addr); !slices.ContainsFunc(st.ProvidersWithPayments, func(p txswitch.ProviderPayments) bool { return p.Provider == "psp_a" }) {
+			t.Fatalf("status lists %+v as providers with payments, without psp_a", st.ProvidersWithPayments)
+		}
 		e2ePutConfig(t, l, unrouted)
 		// Captured at psp_a, which no route names any more.
 		cr := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/captures", e2eNewKey("cap"), txswitch.CaptureRequest{})

@@ -88,6 +88,18 @@ func printStatus(w io.Writer, st cluster.Status) {
 	fmt.Fprintf(w, "routing config version %d\noutbox backlog %d events, export watermark %d\ncentral database: %s\n",
 		st.ConfigVersion, st.Outbox.Backlog, st.Outbox.Watermark, st.CentralDB)
 	fmt.Fprintf(w, "open intents: %s\n", intentsLine(st.Intents, time.Now()))
+	if len(st.ProvidersWithPayments) > 0 {
+		var ps []string
+		for _, p := range st.ProvidersWithPayments {
+			switch {
+			case p.FirstPayment != "" && p.At != nil:
+				ps = append(ps, fmt.Sprintf("%s (first %s at %s)", p.Provider, p.FirstPayment, p.At.UTC().Format(time.RFC3339)))
+			default:
+				ps = append(ps, p.Provider+" (configured when the cluster moved to version 11)")
+			}
+		}
+		fmt.Fprintf(w, "providers with payments (a configuration must keep them; unroute them instead): %s\n", strings.Join(ps, ", "))
+	}
 	var names []string
 	for p := range st.Breakers {
 		names = append(names, p)

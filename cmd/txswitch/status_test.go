@@ -51,6 +51,25 @@ func TestPrintStatusShowsBreakerHistory(t *testing.T) {
 	}
 }
 
+// The providers a configuration must keep, each with why.
+func TestPrintStatusShowsProvidersWithPayments(t *testing.T) {
+	at := time.Date(2026, 12, 2, 9, 30, 0, 0, time.UTC)
+	st := cluster.Status{ProvidersWithPayments: []txswitch.ProviderPayments{
+		{Provider: "psp_a"}, {Provider: "psp_c", FirstPayment: "pay_42", At: &at},
+	}}
+	var b bytes.Buffer
+	printStatus(&b, st)
+	want := "providers with payments (a configuration must keep them; unroute them instead): psp_a (configured when the cluster moved to version 11), psp_c (first pay_42 at 2026-12-02T09:30:00Z)\n"
+	if !strings.Contains(b.String(), want) {
+		t.Fatalf("status lacks %q:\n%s", want, b.String())
+	}
+	b.Reset()
+	printStatus(&b, cluster.Status{})
+	if strings.Contains(b.String(), "providers with payments") {
+		t.Fatalf("a status without marks lists providers:\n%s", b.String())
+	}
+}
+
 func TestIntentsLine(t *testing.T) {
 	now := time.Date(2026, 12, 1, 6, 0, 0, 0, time.UTC)
 	tests := []struct {
