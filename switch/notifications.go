@@ -276,9 +276,8 @@ func (k notifiedKey) booked(p *paymentRec) bool {
 
 // couldBeAt reports whether provider can have handled what k names: the
 // payment's provider for its latest attempt, its cancellations, captures
-// and refunds, one
-// of its route candidates for an earlier attempt (which of them is not
-// kept). A notification from any other provider is about something else
+// and refunds, one of its route candidates for an earlier attempt (which
+// of them is not kept). A notification from any other provider is about something else
 // (a misrouted or forged report) and must not raise a reconciliation
 // cause on this order.
 func (k notifiedKey) couldBeAt(p *paymentRec, provider string) bool {
