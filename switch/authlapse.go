@@ -117,13 +117,3 @@ func roughly(d time.Duration) string {
 	}
 	return "a minute"
 }
-
-// method is the configuration of the method named name (nil if none).
-func (cfg *RoutingConfig) method(name string) *MethodConfig {
-	for i := range cfg.Methods {
-		if cfg.Methods[i].Name == name {
-			return &cfg.Methods[i]
-		}
-	}
-	return nil
-}

@@ -94,3 +94,13 @@ type FraudRule struct {
 	Methods     []string `json:"methods,omitempty"`
 	EmailSuffix string   `json:"email_suffix,omitempty"`
 }
+
+// method is the configuration of the method named name (nil if none).
+func (cfg *RoutingConfig) method(name string) *MethodConfig {
+	for i := range cfg.Methods {
+		if cfg.Methods[i].Name == name {
+			return &cfg.Methods[i]
+		}
+	}
+	return nil
+}

@@ -70,10 +70,8 @@ func pendingExpiry(cfg *RoutingConfig, method string) time.Duration {
 	if cfg == nil {
 		return DefaultPendingExpiry
 	}
-	for _, m := range cfg.Methods {
-		if m.Name == method && m.PendingExpirySeconds > 0 {
-			return time.Duration(m.PendingExpirySeconds) * time.Second
-		}
+	if m := cfg.method(method); m != nil && m.PendingExpirySeconds > 0 {
+		return time.Duration(m.PendingExpirySeconds) * time.Second
 	}
 	return DefaultPendingExpiry
 }

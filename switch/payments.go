@@ -152,10 +152,8 @@ func (s *Svc) createPayment(ctx context.Context, c Caller, orderID string, req C
 	}
 	provider, noRoute := route(cands, rerr)
 	var surcharge Money
-	for _, mc := range cfg.Methods {
-		if mc.Name == req.Method {
-			surcharge = Surcharge(mc, amount)
-		}
+	if mc := cfg.method(req.Method); mc != nil {
+		surcharge = Surcharge(*mc, amount)
 	}
 	surcharge.Currency = amount.Currency
 	cmd := &cmdPaymentIntent{

@@ -51,14 +51,8 @@ func (ac *applyCtx) markProvider(provider, paymentID string, at time.Time) error
 	if err != nil || v < VersionFollowUps {
 		return err
 	}
-	key := providerMarkKey(provider)
-	switch _, err := ac.b.Get(key); {
-	case errors.Is(err, ErrNotFound):
-		if err := ac.putJSON(key, providerMark{PaymentID: paymentID, At: at}); err != nil {
-			return err
-		}
-	case err != nil:
-		return fmt.Errorf("get %q: %w", key, err)
+	if err := ac.putMark(provider, providerMark{PaymentID: paymentID, At: at}); err != nil {
+		return err
 	}
 	if ac.bs.marked == nil {
 		ac.bs.marked = map[string]bool{}
@@ -76,15 +70,23 @@ func (ac *applyCtx) markConfiguredProviders() error {
 		return err
 	}
 	for _, p := range cfg.Providers {
-		key := providerMarkKey(p.Name)
-		if _, err := ac.b.Get(key); err == nil {
-			continue
-		} else if !errors.Is(err, ErrNotFound) {
-			return fmt.Errorf("get %q: %w", key, err)
-		}
-		if err := ac.putJSON(key, providerMark{}); err != nil {
+		if err := ac.putMark(p.Name, providerMark{}); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// putMark writes m as provider's mark unless it has one: the first
+// approval stays the one named.
+func (ac *applyCtx) putMark(provider string, m providerMark) error {
+	key := providerMarkKey(provider)
+	_, err := ac.b.Get(key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return ac.putJSON(key, m)
+	case err != nil:
+		return fmt.Errorf("get %q: %w", key, err)
 	}
 	return nil
 }
