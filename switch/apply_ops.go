@@ -372,10 +372,15 @@ func (ac *applyCtx) opResult(c *cmdOpResult) (*ApplyResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if final {
-		if err := ac.idemFinish(d.Idem, reply); err != nil {
-			return nil, err
-		}
+	// A final result answers the request. So does one in doubt from
+	// VersionOperationReplay on: the caller hears "in doubt" now, and a
+	// retry must hear the same (API.md), not whatever the inquiry finds
+	// later; that is read from the payment.
+	if !final && v < VersionOperationReplay {
+		return &ApplyResult{Reply: reply}, nil
+	}
+	if err := ac.idemFinish(d.Idem, reply); err != nil {
+		return nil, err
 	}
 	return &ApplyResult{Reply: reply}, nil
 }

@@ -40,9 +40,10 @@ const (
 	// cancellations settled by hand (VersionOperationResolve), version 10
 	// fixed surcharges per currency (VersionCurrencyFees), version 11
 	// the follow-ups of approved payments kept reachable and traceable
-	// (VersionFollowUps).
+	// (VersionFollowUps), version 12 an operation answered in doubt
+	// replayed as answered (VersionOperationReplay).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionFollowUps
+	BinaryMaxVersion = VersionOperationReplay
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -140,6 +141,18 @@ const (
 	// accepts such a configuration, and stores it without the field, hence
 	// the gate.
 	VersionFollowUps = 11
+	// VersionOperationReplay: a capture, refund or cancellation whose
+	// provider did not answer definitively is answered "in doubt" (201,
+	// or 200 for a cancel), and from this version its idempotency record
+	// is finished with that answer, as a payment's is: a retry with the
+	// same key gets the same status and body (API.md), and GET
+	// /v1/payments/{id} tells the outcome. Before, the record stayed in
+	// progress until the outcome was known, so a retry got 409
+	// idempotency_request_in_progress and, later, an answer other than
+	// the first (succeeded, or 422 capture_failed after a 201). The
+	// record is replicated state an older member would leave in
+	// progress, hence the gate.
+	VersionOperationReplay = 12
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1
