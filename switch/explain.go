@@ -123,6 +123,10 @@ const (
 	// was asked for; the switch booked nothing and keeps it in doubt until
 	// someone reconciles it with the provider.
 	CauseAmountMismatch = "provider_amount_mismatch"
+	// CauseAmountNotCovered: the order's payments authorized less than it
+	// is due (a payment of part of the amount, the rest never paid): no
+	// capture can make it paid, only another payment of the rest.
+	CauseAmountNotCovered = "amount_not_covered"
 )
 
 // downCodes are provider error codes meaning "the provider is down".
@@ -260,6 +264,12 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent, cfg *RoutingCon
 	for _, c := range authorizationCauses(cfg, now, ps, evs) {
 		add(c)
 	}
+	if o.Status == OrderAuthorized {
+		if due := amountDue(o, ps); o.Authorized.Value < due {
+			add(Cause{Code: CauseAmountNotCovered, Message: fmt.Sprintf("%s of the %s due is not covered by any payment; only another payment of it can make the order paid",
+				FormatMoney(Money{Value: due - o.Authorized.Value, Currency: o.Amount.Currency}), FormatMoney(Money{Value: due, Currency: o.Amount.Currency}))})
+		}
+	}
 	if len(ps) == 0 {
 		add(Cause{Code: CauseNoPaymentAttempts, Message: "no payment has been attempted for this order"})
 	}
@@ -331,6 +341,12 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		if c := first(CauseAuthorizationLapsed); c != nil {
 			return fmt.Sprintf("The order is authorized for %s, but not fully captured, and %s.", FormatMoney(o.Authorized), c.Message)
+		}
+		if c := first(CauseAmountNotCovered); c != nil {
+			if o.Captured.Value >= o.Authorized.Value {
+				return fmt.Sprintf("The order is partly paid: %s captured with %s at %s%s, and %s.", FormatMoney(o.Captured), settled.Method, settled.Provider, why, c.Message)
+			}
+			return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet, and %s.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why, c.Message)
 		}
 		return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why)
 	case OrderRefunded:

@@ -286,3 +286,42 @@ func TestNoMethodsForAClosedOrder(t *testing.T) {
 		})
 	}
 }
+
+// An order whose payments authorized less than it is due cannot become
+// paid by a capture: explain says how much no payment covers, whether the
+// authorized part is captured or not, and says nothing of it once another
+// payment covers the rest.
+func TestExplainAmountNotCovered(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		capture string
+		wantSum []string
+	}{
+		{"captured", "automatic", []string{"partly paid", "EUR 10.00 captured", "EUR 0.05 of the EUR 10.05 due is not covered"}},
+		{"authorized", "manual", []string{"authorized for EUR 10.00", "not fully captured yet", "EUR 0.05 of the EUR 10.05 due is not covered"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			o := h.createOrder(1005)
+			h.a.Push(txswitch.OpAuthorize, declined("insufficient_funds"))
+			h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+			h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Amount: &txswitch.Money{Value: 1000, Currency: "EUR"}, Capture: tc.capture})
+			ex := decode[txswitch.Explanation](t, h.explain(o.ID))
+			if ex.Status != txswitch.OrderAuthorized || !hasCause(ex, txswitch.CauseAmountNotCovered) {
+				t.Fatalf("explain = %+v", ex)
+			}
+			for _, w := range tc.wantSum {
+				if !strings.Contains(ex.Summary, w) {
+					t.Fatalf("summary %q lacks %q", ex.Summary, w)
+				}
+			}
+			if strings.Count(ex.Summary, ". ") > 0 {
+				t.Fatalf("summary is not one sentence: %q", ex.Summary)
+			}
+			h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "automatic"})
+			if ex := decode[txswitch.Explanation](t, h.explain(o.ID)); hasCause(ex, txswitch.CauseAmountNotCovered) {
+				t.Fatalf("after paying the rest: %+v", ex)
+			}
+		})
+	}
+}
