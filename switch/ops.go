@@ -19,7 +19,10 @@ func (s *Svc) Capture(ctx context.Context, c Caller, paymentID string, req Captu
 			}
 			amount = *req.Amount
 		}
-		if rest.Value <= 0 && req.Amount == nil {
+		// With or without an amount: the same state answers the same
+		// way (a 422 "EUR 0.00 still authorized" for an amount said the
+		// amount was wrong, when nothing would have been right).
+		if rest.Value <= 0 {
 			return nil, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has nothing left to capture")
 		}
 		return &cmdOpIntent{Kind: opCapture, OpID: s.ids.New(PrefixCapture), Amount: amount}, nil
@@ -43,7 +46,7 @@ func (s *Svc) Refund(ctx context.Context, c Caller, paymentID string, req Refund
 			}
 			amount = *req.Amount
 		}
-		if rest.Value <= 0 && req.Amount == nil {
+		if rest.Value <= 0 {
 			return nil, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has nothing left to refund")
 		}
 		return &cmdOpIntent{Kind: opRefund, OpID: s.ids.New(PrefixRefund), Amount: amount, Reason: req.Reason, Channel: req.Channel}, nil

@@ -512,3 +512,27 @@ func TestConcurrentCopyOfAFullCapture(t *testing.T) {
 		t.Fatalf("copy after the first finished: %d %v, want its stored 201", r.Status, err)
 	}
 }
+
+// A payment with nothing left to capture or refund answers 409
+// invalid_state whether or not the request names an amount: the state is
+// the problem, not the amount.
+func TestNothingLeftIsAConflict(t *testing.T) {
+	h := newHarness(t)
+	_, p := h.authorized()
+	h.a.Push(txswitch.OpCapture, approved("c-1"))
+	if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	h.a.Push(txswitch.OpRefund, approved("r-1"))
+	if _, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	h.unchanged(func() {
+		for _, amount := range []*txswitch.Money{nil, eur(100)} {
+			_, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: amount})
+			wantErr(t, err, 409, "invalid_state")
+			_, err = h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: amount})
+			wantErr(t, err, 409, "invalid_state")
+		}
+	})
+}

@@ -66,7 +66,7 @@ func TestReleaseAfterPartialCapture(t *testing.T) {
 
 	// Nothing is left to capture or release; refunds work on the capture.
 	_, err = h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(1)})
-	wantErr(t, err, 422, txswitch.CodeAmountExceedsAuthorized)
+	wantErr(t, err, 409, txswitch.CodeInvalidState)
 	_, err = h.svc.Cancel(h.ctx, caller(""), p.ID)
 	wantErr(t, err, 409, txswitch.CodeInvalidState)
 	if r, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{}); err != nil || r.Status != 201 {

@@ -180,7 +180,7 @@ func TestE2EFlows(t *testing.T) {
 		if tot := l.Sims[p.Provider].Totals(p.ID); tot.Charges != 1 || tot.Authorized != 1800 || tot.Captured != 1800 || tot.Released != 3200 {
 			t.Fatalf("PSP ledger after the release: %+v", tot)
 		}
-		if more := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/captures", e2eNewKey("cap"), txswitch.CaptureRequest{Amount: e2eEur(1)}); more.Status != 422 {
+		if more := e2eDo(t, l, addr, "POST", "/v1/payments/"+p.ID+"/captures", e2eNewKey("cap"), txswitch.CaptureRequest{Amount: e2eEur(1)}); more.Status != 409 || !strings.Contains(string(more.Body), `"invalid_state"`) {
 			t.Fatalf("capture after the release: %d %s", more.Status, more.Body)
 		}
 	})
