@@ -30,6 +30,15 @@ const (
 // path of the amount ("amount", "lines[2].unit_amount"...); the error's
 // field points at the bad part ("amount.currency").
 func ValidateMoney(m Money, field string) *Error {
+	if m == (Money{}) {
+		// Absent (or {}): say so, rather than blame its currency.
+		name := field
+		if name == "" {
+			name = "the amount"
+		}
+		return NewError(KindInvalid, CodeInvalidAmount, field,
+			name+` is required: {"value": <integer minor units>, "currency": "<ISO 4217 code>"}`)
+	}
 	if _, ok := CurrencyExponent(m.Currency); !ok {
 		msg := fmt.Sprintf("currency %q is not an ISO 4217 currency code (use upper case, e.g. EUR)", m.Currency)
 		if m.Currency == "" {

@@ -33,7 +33,7 @@ func (s *Svc) Capture(ctx context.Context, c Caller, paymentID string, req Captu
 func (s *Svc) Refund(ctx context.Context, c Caller, paymentID string, req RefundRequest) (Reply, error) {
 	return s.operate(ctx, c, paymentID, opRefund, req, func(p *paymentRec) (*cmdOpIntent, error) {
 		if len(req.Reason) > MaxRefundReasonLen {
-			return nil, NewError(KindInvalid, "invalid_reason", "reason", fmt.Sprintf("reason is at most %d characters", MaxRefundReasonLen))
+			return nil, NewError(KindInvalid, "invalid_reason", "reason", fmt.Sprintf("reason is at most %d bytes of UTF-8", MaxRefundReasonLen))
 		}
 		if req.Channel != "" && !ValidChannel(req.Channel) {
 			return nil, NewError(KindInvalid, "invalid_channel", "channel", fmt.Sprintf("channel %q must be online, pos or moto", req.Channel))

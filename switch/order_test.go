@@ -34,6 +34,7 @@ func TestCreateOrderValidation(t *testing.T) {
 	}{
 		{"zero amount", func(r *txswitch.CreateOrderRequest) { r.Amount.Value = 0 }, "invalid_amount", "amount.value"},
 		{"bad currency", func(r *txswitch.CreateOrderRequest) { r.Amount.Currency = "eur" }, "invalid_currency", "amount.currency"},
+		{"no amount", func(r *txswitch.CreateOrderRequest) { r.Amount = txswitch.Money{} }, "invalid_amount", "amount"},
 		{"bad country", func(r *txswitch.CreateOrderRequest) { r.Customer.Country = "XX" }, "invalid_country", "customer.country"},
 		{"bad channel", func(r *txswitch.CreateOrderRequest) { r.Channel = "fax" }, "invalid_channel", "channel"},
 		{"lines mismatch", func(r *txswitch.CreateOrderRequest) {

@@ -369,7 +369,7 @@ func (s *Svc) ReviewPayment(ctx context.Context, paymentID string, req ReviewReq
 		return Reply{}, NewError(KindInvalid, "invalid_decision", "decision", "decision must be approve or reject")
 	}
 	if len(req.Note) > 1000 {
-		return Reply{}, NewError(KindInvalid, "invalid_note", "note", "note is at most 1000 characters")
+		return Reply{}, NewError(KindInvalid, "invalid_note", "note", "note is at most 1000 bytes of UTF-8")
 	}
 	// Any merchant's payment: the review is the operator's.
 	p, err := s.readPaymentIf(ctx, paymentID, false, func(*paymentRec) bool { return true })
@@ -410,7 +410,7 @@ func (s *Svc) ReviewPayment(ctx context.Context, paymentID string, req ReviewReq
 // Notify applies a provider's asynchronous report.
 func (s *Svc) Notify(ctx context.Context, provider string, n ProviderNotification) (Reply, error) {
 	if provider == "" || n.NotificationID == "" || n.IdempotencyKey == "" || len(n.NotificationID) > 255 || len(n.IdempotencyKey) > 255 {
-		return Reply{}, NewError(KindInvalid, "invalid_notification", "", "provider, notification_id and idempotency_key are required (at most 255 characters)")
+		return Reply{}, NewError(KindInvalid, "invalid_notification", "", "provider, notification_id and idempotency_key are required (at most 255 bytes each)")
 	}
 	res, err := s.propose(ctx, cmdTypeNotify, &cmdNotify{At: s.clock.Now(), Provider: provider, Notification: n})
 	if err != nil {

@@ -802,7 +802,7 @@ func ValidChannel(ch string) bool {
 
 func validateOrder(req *CreateOrderRequest) *Error {
 	if len(req.Reference) > MaxReferenceLen {
-		return NewError(KindInvalid, "invalid_reference", "reference", fmt.Sprintf("reference must be at most %d characters", MaxReferenceLen))
+		return NewError(KindInvalid, "invalid_reference", "reference", fmt.Sprintf("reference must be at most %d bytes of UTF-8", MaxReferenceLen))
 	}
 	if e := ValidateMoney(req.Amount, "amount"); e != nil {
 		return e
@@ -828,7 +828,7 @@ func validateOrder(req *CreateOrderRequest) *Error {
 		for i, l := range req.Lines {
 			f := fmt.Sprintf("lines[%d]", i)
 			if l.SKU == "" || len(l.SKU) > MaxSKULen {
-				return NewError(KindInvalid, "invalid_line", f+".sku", "sku is required (at most 255 characters)")
+				return NewError(KindInvalid, "invalid_line", f+".sku", "sku is required (at most 255 bytes of UTF-8)")
 			}
 			if l.Quantity <= 0 || l.Quantity > 1_000_000 {
 				return NewError(KindInvalid, "invalid_line", f+".quantity", "quantity must be between 1 and 1000000")

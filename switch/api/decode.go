@@ -483,6 +483,24 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 					// the central database cannot store.
 					return nil, false, s.syntax("NUL character (\\u0000) in string")
 				}
+				// A surrogate escape stands for half a character: only a
+				// high one followed by a low one is one. Go's decoder would
+				// turn a lone half into U+FFFD, storing a character the
+				// client did not send, which raw invalid UTF-8 is refused
+				// for.
+				switch u := hex4(s.b[s.i+2 : s.i+6]); {
+				case u >= 0xDC00 && u <= 0xDFFF:
+					return nil, false, s.syntax("unpaired surrogate in \\u escape")
+				case u >= 0xD800 && u <= 0xDBFF:
+					next := s.b[s.i+6:]
+					if len(next) < 6 || next[0] != '\\' || next[1] != 'u' || !isHex4(next[2:6]) {
+						return nil, false, s.syntax("unpaired surrogate in \\u escape")
+					}
+					if lo := hex4(next[2:6]); lo < 0xDC00 || lo > 0xDFFF {
+						return nil, false, s.syntax("unpaired surrogate in \\u escape")
+					}
+					s.i += 6
+				}
 				s.i += 6
 			default:
 				return nil, false, s.syntax("bad string escape")
@@ -494,6 +512,33 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 		}
 	}
 	return nil, false, s.syntax("")
+}
+
+// isHex4 reports whether b is four hex digits.
+func isHex4(b []byte) bool {
+	for _, h := range b {
+		if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+			return false
+		}
+	}
+	return len(b) == 4
+}
+
+// hex4 is the value of four hex digits (checked by the caller).
+func hex4(b []byte) rune {
+	var r rune
+	for _, h := range b {
+		r <<= 4
+		switch {
+		case h >= '0' && h <= '9':
+			r |= rune(h - '0')
+		case h >= 'a' && h <= 'f':
+			r |= rune(h - 'a' + 10)
+		default:
+			r |= rune(h - 'A' + 10)
+		}
+	}
+	return r
 }
 
 // number scans a JSON number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
