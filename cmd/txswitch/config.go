@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,13 +40,18 @@ const maxConfigFile = 2 << 20
 const maxAdminAnswer = 4 << 20
 
 const configUsage = `Usage:
+  txswitch config example [--merchant-key KEY] [--provider psp_a=https://...] > routing.json
   txswitch config check   --file routing.json
   txswitch config methods --file routing.json --country NL[,BE,...] --currency EUR --amount 49.98 [--channel online]
   txswitch config methods --addr HOST:PORT ...   (the live configuration instead of a file)
   txswitch config get     --addr HOST:PORT [--admin-token T] > routing.json
   txswitch config put     --addr HOST:PORT [--admin-token T] --file routing.json
 
-check runs the validation a node runs on PUT /v1/admin/config. methods
+example prints the configuration the demo runs (its methods, three
+providers, fraud rules) with one merchant, as a file to start from: the
+merchant's API key is --merchant-key (a new random one, printed on stderr,
+without it), and each provider's base_url is its --provider (a placeholder
+without it). check runs the validation a node runs on PUT /v1/admin/config. methods
 shows, per country, the methods the configuration offers to such an order
 (with surcharge and providers in priority order) and why each other method
 is not offered, taking every provider as up (the live answer, with the
@@ -58,6 +66,8 @@ func runConfig(args []string) error {
 		return errUsage
 	}
 	switch args[0] {
+	case "example":
+		return configExample(os.Stdout, os.Stderr, args[1:])
 	case "check":
 		return configCheck(os.Stdout, args[1:])
 	case "methods":
@@ -127,6 +137,60 @@ func loadConfigFile(fs *flag.FlagSet, path string) ([]byte, txswitch.RoutingConf
 	}
 	cfg, err := decodeConfig(b, path)
 	return b, cfg, err
+}
+
+// providerURLs is a repeatable --provider name=url flag.
+type providerURLs map[string]string
+
+func (p providerURLs) String() string { return fmt.Sprint(map[string]string(p)) }
+
+func (p providerURLs) Set(v string) error {
+	name, url, ok := strings.Cut(v, "=")
+	if !ok || name == "" || url == "" {
+		return fmt.Errorf("want name=url, got %q", v)
+	}
+	if !slices.Contains(txswitch.DefaultProviderNames(), name) {
+		return fmt.Errorf("provider %q is not one of %s", name, strings.Join(txswitch.DefaultProviderNames(), ", "))
+	}
+	p[name] = url
+	return nil
+}
+
+// configExample writes a starting configuration to w: the demo's, with
+// one merchant. A new key, when it makes one, goes to notes (stderr), so
+// that w holds only the file.
+func configExample(w, notes io.Writer, args []string) error {
+	fs := newFlags("config example", "[--merchant-key KEY] [--merchant-id ID] [--provider psp_a=https://psp-a.example ...]")
+	key := fs.String("merchant-key", "", "the merchant's API key (default: a new random one, printed on stderr)")
+	id := fs.String("merchant-id", "m_shop", "the merchant's id")
+	urls := providerURLs{}
+	fs.Var(urls, "provider", "a provider's base URL as name=url (repeatable; default: a placeholder per provider)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *key == "" {
+		var raw [24]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return fmt.Errorf("make an API key: %w", err)
+		}
+		*key = "sk_" + hex.EncodeToString(raw[:])
+		fmt.Fprintf(notes, "merchant %s API key: %s (the file holds only its SHA-256)\n", *id, *key)
+	}
+	for _, name := range txswitch.DefaultProviderNames() {
+		if urls[name] == "" {
+			urls[name] = "https://" + strings.ReplaceAll(name, "_", "-") + ".example.invalid"
+		}
+	}
+	cfg := txswitch.DefaultConfig([]txswitch.MerchantConfig{{ID: *id, Name: *id, APIKeyHashes: []string{txswitch.HashAPIKey(*key)}}}, urls)
+	if e := cfg.Validate(); e != nil {
+		return fmt.Errorf("%w: the example (at %s): %s", errInvalidConfig, e.Field, e.Message)
+	}
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode the example configuration: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
 }
 
 func configCheck(w io.Writer, args []string) error {

@@ -205,3 +205,47 @@ func jsonNumber(v uint64) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// config example writes a file that config check (and so PUT) accepts,
+// with the merchant's key as its hash and the providers' URLs as given; a
+// key it makes up is told on the notes stream, never written to the file.
+func TestConfigExample(t *testing.T) {
+	var out, notes bytes.Buffer
+	if err := configExample(&out, &notes, []string{"--merchant-key", "sk_live_1", "--merchant-id", "m_web", "--provider", "psp_b=http://10.0.0.9:9000"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := decodeConfig(out.Bytes(), "example")
+	if err != nil {
+		t.Fatalf("the example does not check: %v", err)
+	}
+	if e := cfg.CheckAmountCurrencies(); e != nil {
+		t.Fatalf("the example names amounts without their currency: %s", e.Message)
+	}
+	if len(cfg.Merchants) != 1 || cfg.Merchants[0].ID != "m_web" || cfg.Merchants[0].APIKeyHashes[0] != txswitch.HashAPIKey("sk_live_1") {
+		t.Fatalf("merchants = %+v", cfg.Merchants)
+	}
+	urls := map[string]string{}
+	for _, p := range cfg.Providers {
+		urls[p.Name] = p.BaseURL
+	}
+	if urls["psp_b"] != "http://10.0.0.9:9000" || !strings.HasSuffix(urls["psp_a"], ".invalid") {
+		t.Fatalf("provider URLs = %v", urls)
+	}
+	if notes.Len() != 0 || strings.Contains(out.String(), "sk_live_1") {
+		t.Fatalf("the given key leaked: notes %q", notes.String())
+	}
+
+	out.Reset()
+	if err := configExample(&out, &notes, nil); err != nil {
+		t.Fatal(err)
+	}
+	key := strings.Fields(strings.TrimPrefix(notes.String(), "merchant m_shop API key: "))[0]
+	if cfg, err := decodeConfig(out.Bytes(), "example"); err != nil || cfg.Merchants[0].APIKeyHashes[0] != txswitch.HashAPIKey(key) || strings.Contains(out.String(), key) {
+		t.Fatalf("made-up key %q: %v %+v", key, err, cfg.Merchants)
+	}
+	for _, bad := range []string{"psp_z=http://x", "psp_a", "=http://x"} {
+		if err := configExample(&out, &notes, []string{"--provider", bad}); err == nil {
+			t.Fatalf("--provider %q accepted", bad)
+		}
+	}
+}
