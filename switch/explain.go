@@ -379,10 +379,16 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		return "The order is not paid yet: its payment is being processed."
 	case OrderCancelled:
-		if c := ofLast(CauseReviewRejected); c != nil {
-			return "The order is not paid: " + c.Message + "."
+		// Not final: the order takes another payment until it expires,
+		// which a reader of "cancelled" would not guess.
+		until := "; another payment can still pay it"
+		if o.ExpiresAt != nil {
+			until = "; another payment can still pay it until it expires at " + o.ExpiresAt.UTC().Format(time.RFC3339)
 		}
-		return "The order is not paid: its authorization was cancelled."
+		if c := ofLast(CauseReviewRejected); c != nil {
+			return "The order is not paid: " + c.Message + until + "."
+		}
+		return "The order is not paid: its authorization was cancelled" + until + "."
 	case OrderFailed:
 		if c := ofLast(CauseInvalidInput); c != nil {
 			return fmt.Sprintf("The order is not paid: %s declined the payment because %s.", c.Provider, c.Message)

@@ -160,6 +160,7 @@ func TestRefundAboveCapturedAfterPartialCapture(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	h := newHarness(t)
+	h.gate(txswitch.BinaryMaxVersion)
 	o, p := h.authorized()
 	r, err := h.svc.Cancel(h.ctx, caller(""), p.ID)
 	if err != nil || r.Status != 200 {
@@ -179,7 +180,12 @@ func TestCancel(t *testing.T) {
 		_, err := h.svc.Cancel(h.ctx, caller(""), p.ID)
 		wantErr(t, err, 409, "invalid_state")
 	})
-	// The cancelled amount is open again.
+	// The cancelled amount is open again, which explain tells: cancelled
+	// is not final.
+	if ex := decode[txswitch.Explanation](t, h.explain(o.ID)); ex.Status != txswitch.OrderCancelled ||
+		!strings.Contains(ex.Summary, "another payment can still pay it until it expires at 2026-11-2") {
+		t.Fatalf("explain = %+v", ex)
+	}
 	if p2 := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); p2.Amount.Value != 1000 || p2.Status != txswitch.PaymentCaptured {
 		t.Fatalf("new payment = %+v", p2)
 	}
