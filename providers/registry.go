@@ -240,8 +240,13 @@ func (b *breaker) view() BreakerView {
 	return v
 }
 
-// State reports the breaker of (name, method); an unknown provider or a
-// method never used is closed.
+// State reports the breaker of (name, method); an unknown provider is
+// closed. A method not used yet on this provider has no breaker of its
+// own, and takes the provider's: open when every breaker the provider has
+// is open (a provider that refuses card and iDEAL alike is down for SEPA
+// too, and offering SEPA at checkout would only fail the shopper there),
+// closed otherwise. The method learns its own health from its first call,
+// which comes once a sibling goes half-open.
 func (r *Registry) State(name, method string) txswitch.BreakerState {
 	s := txswitch.BreakerClosed
 	r.mu.RLock()
@@ -249,6 +254,14 @@ func (r *Registry) State(name, method string) txswitch.BreakerState {
 		e.mu.Lock()
 		if b, ok := e.breakers[method]; ok {
 			s = toBreakerState(b.cb.State()) // may move open -> half-open
+		} else if len(e.breakers) > 0 {
+			s = txswitch.BreakerOpen
+			for _, b := range e.breakers {
+				if b.cb.State() != gobreaker.StateOpen {
+					s = txswitch.BreakerClosed
+					break
+				}
+			}
 		}
 		e.mu.Unlock()
 	}

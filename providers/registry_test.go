@@ -129,6 +129,12 @@ func TestBreakerLifecycle(t *testing.T) {
 	if s := reg.State("a", "card"); s != txswitch.BreakerClosed {
 		t.Fatalf("after declines: %s", s)
 	}
+	// iDEAL used once: it has a breaker of its own, which card's failures
+	// leave alone (an untried method would take the provider's health:
+	// TestUntriedMethodTakesTheProvidersHealth).
+	if _, err := call(t, reg, "a", "ideal", txswitch.OpAuthorize); err != nil {
+		t.Fatal(err)
+	}
 
 	// Mixed definitive and in-doubt failures trip it.
 	for i, err := range []error{failure(true, "http_503"), failure(false, "timeout"), failure(true, "connection_refused")} {
@@ -172,7 +178,7 @@ func TestBreakerLifecycle(t *testing.T) {
 		t.Fatalf("transitions = %v, want %v", got, want)
 	}
 	// Only breakers that were used exist; State of an unused method creates none.
-	if st := reg.States(); len(st) != 1 || len(st["a"]) != 1 || st["a"]["card"] != txswitch.BreakerClosed {
+	if st := reg.States(); len(st) != 1 || len(st["a"]) != 2 || st["a"]["card"] != txswitch.BreakerClosed || st["a"]["ideal"] != txswitch.BreakerClosed {
 		t.Fatalf("States() = %v", st)
 	}
 }
@@ -395,5 +401,50 @@ func TestRegistryWithSim(t *testing.T) {
 	}
 	if got := log.transitions(); len(got) != 3 || got[0] != "sim/card:closed>open" || got[2] != "sim/card:half_open>closed" {
 		t.Fatalf("transitions = %v", got)
+	}
+}
+
+// A method never used on a provider takes the provider's health: open
+// while every breaker the provider has is open, closed as soon as one is
+// not (half-open included: the method may then be tried), and its own
+// once it was called.
+func TestUntriedMethodTakesTheProvidersHealth(t *testing.T) {
+	log := &changeLog{}
+	reg, fakes := newFakeRegistry(t, log, "a", "b")
+	cfg := txswitch.BreakerConfig{ConsecutiveFailures: 1, OpenMillis: 60_000}
+	if err := reg.Configure([]txswitch.ProviderConfig{conf("a", cfg), conf("b", txswitch.BreakerConfig{ConsecutiveFailures: 1, OpenMillis: 30})}); err != nil {
+		t.Fatal(err)
+	}
+	if s := reg.State("a", "sepa"); s != txswitch.BreakerClosed {
+		t.Fatalf("a provider never called: sepa %s", s)
+	}
+	fakes["a"].set(txswitch.ProviderResult{}, failure(true, "connection_refused"))
+	_, _ = call(t, reg, "a", "card", txswitch.OpAuthorize)
+	if s := reg.State("a", "sepa"); s != txswitch.BreakerOpen {
+		t.Fatalf("every breaker of a open: untried sepa %s", s)
+	}
+	if _, ok := reg.Views()["a"]["sepa"]; ok {
+		t.Fatal("reading the state made a breaker for sepa")
+	}
+	if s := reg.State("b", "sepa"); s != txswitch.BreakerClosed {
+		t.Fatalf("b is not down: sepa %s", s)
+	}
+	// One method still working on a: the provider is up.
+	fakes["a"].set(txswitch.ProviderResult{Outcome: txswitch.OutcomeApproved}, nil)
+	if _, err := call(t, reg, "a", "ideal", txswitch.OpAuthorize); err != nil {
+		t.Fatal(err)
+	}
+	if s := reg.State("a", "sepa"); s != txswitch.BreakerClosed {
+		t.Fatalf("ideal works on a: untried sepa %s", s)
+	}
+	// Its only breaker going half-open lets the untried method be tried.
+	fakes["b"].set(txswitch.ProviderResult{}, failure(true, "connection_refused"))
+	_, _ = call(t, reg, "b", "card", txswitch.OpAuthorize)
+	if s := reg.State("b", "sepa"); s != txswitch.BreakerOpen {
+		t.Fatalf("every breaker of b open: untried sepa %s", s)
+	}
+	waitFor(t, "b's card breaker half-open", func() bool { return reg.State("b", "card") == txswitch.BreakerHalfOpen })
+	if s := reg.State("b", "sepa"); s != txswitch.BreakerClosed {
+		t.Fatalf("b's card half-open: untried sepa %s", s)
 	}
 }
