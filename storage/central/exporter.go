@@ -69,6 +69,7 @@ const (
 	defaultBackoffMin   = 100 * time.Millisecond
 	defaultBackoffMax   = 30 * time.Second
 	defaultWriteTimeout = 30 * time.Second
+	defaultObserveEvery = time.Second
 )
 
 // ExporterConfig configures an Exporter. Pool or URL is required, and Source.
@@ -105,6 +106,12 @@ type ExporterConfig struct {
 	// after a failed write.
 	BackoffMin time.Duration
 	BackoffMax time.Duration
+	// ObserveEvery is how often the lag figures are read from the outbox
+	// while the exporter waits between attempts (default 1s): a backoff
+	// or an open breaker lasts up to BackoffMax, and an alert on the lag
+	// must not wait for the next attempt to see it grow. Only the outbox
+	// is read, never the database.
+	ObserveEvery time.Duration
 	// WriteTimeout bounds one batch transaction; a slower database counts
 	// as a failure for the breaker.
 	WriteTimeout time.Duration
@@ -206,6 +213,7 @@ func NewExporter(ctx context.Context, cfg ExporterConfig) (*Exporter, error) {
 	setDefault(&cfg.FollowerPoll, defaultFollowerPoll)
 	setDefault(&cfg.BackoffMin, defaultBackoffMin)
 	setDefault(&cfg.BackoffMax, defaultBackoffMax)
+	setDefault(&cfg.ObserveEvery, defaultObserveEvery)
 	setDefault(&cfg.WriteTimeout, defaultWriteTimeout)
 	setDefault(&cfg.Breaker.OpenTimeout, 10*time.Second)
 	if cfg.Breaker.ConsecutiveFailures == 0 {
@@ -331,13 +339,8 @@ func (e *Exporter) Run(ctx context.Context) error {
 		} else {
 			failures = 0
 		}
-		if wait <= 0 {
-			continue
-		}
-		select {
-		case <-ctx.Done():
-		case <-e.clock.After(wait):
-		case <-e.kick:
+		if wait > 0 {
+			e.wait(ctx, wait)
 		}
 	}
 	if e.next != nil {
@@ -345,6 +348,31 @@ func (e *Exporter) Run(ctx context.Context) error {
 		e.next = nil
 	}
 	return nil
+}
+
+// wait waits d, or less if ctx ends or Kick wakes the exporter. The lag
+// figures are otherwise only set by an attempt, and a backoff or an open
+// breaker spaces attempts up to BackoffMax apart: meanwhile the backlog
+// grows and the oldest event ages, so they are read from the outbox every
+// ObserveEvery until the wait is over.
+func (e *Exporter) wait(ctx context.Context, d time.Duration) {
+	end := e.clock.Now().Add(d)
+	for {
+		left := end.Sub(e.clock.Now())
+		if left <= 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.kick:
+			return
+		case <-e.clock.After(min(left, e.cfg.ObserveEvery)):
+		}
+		if e.clock.Now().Before(end) {
+			e.ObserveBacklog(nil)
+		}
+	}
 }
 
 var errShutdown = errors.New("exporter shutting down")
@@ -509,8 +537,11 @@ func (e *Exporter) notLeader() {
 // alarm from the replicated outbox alone, without the database. A node
 // calls it while it cannot export yet (the schema is not migrated because
 // PostgreSQL is down, or a migration fails), so that the export lag is
-// visible from the start of an outage and not only once Run runs. cause,
-// when not nil, is why nothing is exported (Stats().LastError).
+// visible from the start of an outage and not only once Run runs (Run
+// observes by itself while it waits between attempts). Not while Run runs:
+// an observation racing with a batch could set the watermark it read
+// before the batch moved it. cause, when not nil, is why nothing is
+// exported (Stats().LastError).
 func (e *Exporter) ObserveBacklog(cause error) {
 	if !e.src.IsLeader() {
 		e.notLeader()
