@@ -269,7 +269,7 @@ func (r *centralRun) waitMigrated(ctx context.Context, e *env) error {
 			switch {
 			case st == nil:
 				pending = fmt.Sprintf("node #%d: no status yet", i+1)
-			case st.Export == nil || strings.Contains(st.CentralDB, "not reachable"):
+			case strings.Contains(st.CentralDB, "not migrated"):
 				pending = fmt.Sprintf("node %d: %s", st.Raft.ID, st.CentralDB)
 			}
 			if pending != "" {

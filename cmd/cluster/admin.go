@@ -31,7 +31,9 @@ type Status struct {
 	// ConfigVersion is the applied routing configuration's version (0: none).
 	ConfigVersion uint64 `json:"config_version"`
 	CentralDB     string `json:"central_db"`
-	// Export is the exporter's view (nil without a central database).
+	// Export is the exporter's view: nil without a central database, and on
+	// a follower, which does not export (its exporter's zero lag and
+	// closed breaker are not the export's; CentralDB names the leader).
 	Export *central.ExportStats `json:"export,omitempty"`
 	// Versions is the cluster version gate as this node has applied it.
 	Versions txswitch.VersionStatus `json:"versions"`
@@ -84,9 +86,13 @@ func (n *Node) NodeStatus() (Status, error) {
 		return st, fmt.Errorf("providers with payments: %w", err)
 	}
 	if n.central != nil {
-		es := n.central.exporter.Stats()
-		st.Export = &es
-		st.CentralDB = n.central.describe()
+		ld := n.raft.Leadership()
+		leaderAPI, _ := n.raft.LeaderAPIAddr()
+		st.CentralDB = n.central.describe(ld, leaderAPI)
+		if ld.IsLeader {
+			es := n.central.exporter.Stats()
+			st.Export = &es
+		}
 	}
 	return st, nil
 }

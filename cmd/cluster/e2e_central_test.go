@@ -576,6 +576,25 @@ func TestE2ECentralDatabaseDown(t *testing.T) {
 	if st.Export == nil || st.Export.BreakerState != "open" || st.Export.LastError == "" || !strings.Contains(st.CentralDB, "breaker open") {
 		t.Fatalf("status during the outage: central_db %q, export %+v", st.CentralDB, st.Export)
 	}
+	// A follower does not export: its status names the leader instead of
+	// its own exporter's closed breaker and zero lag, and it serves no lag
+	// or breaker gauge of the export.
+	li := e2eLeaderIndex(t, l)
+	for i := range l.Size() {
+		n := l.Node(i)
+		if n == nil || i == li {
+			continue
+		}
+		fst := e2eAdminStatus(t, l, n.APIAddr())
+		if fst.Export != nil || !strings.Contains(fst.CentralDB, fmt.Sprintf("exported by the leader, node %d", l.Node(li).ID())) {
+			t.Fatalf("node %d's status during the outage: central_db %q, export %+v", n.ID(), fst.CentralDB, fst.Export)
+		}
+		for s := range scrapeMetrics(t, n.APIAddr()) {
+			if strings.HasPrefix(s, "txswitch_export_lag_") || strings.HasPrefix(s, "txswitch_export_backlog_") || strings.HasPrefix(s, "txswitch_export_db_breaker_") {
+				t.Errorf("node %d, a follower, serves %s", n.ID(), s)
+			}
+		}
+	}
 	backlog := st.Outbox.Backlog
 	waitFor(t, time.Minute, "the backlog to grow", func() bool {
 		_, _, st, ok := exportState(l)

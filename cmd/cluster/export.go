@@ -164,9 +164,32 @@ func (c *centralDB) close() {
 	c.pool.Close()
 }
 
-// describe is the one line `txswitch status` shows.
-func (c *centralDB) describe() string {
+// describe is the one line `txswitch status` shows, as this node sees the
+// leadership (ld, and the leader's API address if known). Only the leader
+// exports: a follower's own exporter has no lag and a breaker that never
+// tried, which read as a healthy export throughout an outage, so a
+// follower names the exporting node instead (`txswitch status` asks it).
+func (c *centralDB) describe(ld txswitch.Leadership, leaderAPI string) string {
+	if !ld.IsLeader {
+		var s string
+		switch {
+		case ld.LeaderID == 0:
+			s = "exported by the leader; no leader known now, so nothing is exported"
+		case leaderAPI == "":
+			s = fmt.Sprintf("exported by the leader, node %d; this node does not export", ld.LeaderID)
+		default:
+			s = fmt.Sprintf("exported by the leader, node %d (%s); this node does not export", ld.LeaderID, leaderAPI)
+		}
+		if !c.migrated.Load() {
+			// It would migrate before exporting, should it lead.
+			s += " (schema not migrated by this node yet)"
+		}
+		return s
+	}
 	st := c.exporter.Stats()
+	if !st.Leader {
+		return "this node leads since a moment; its exporter has not read the outbox yet"
+	}
 	if !c.migrated.Load() {
 		s := fmt.Sprintf("configured, schema not migrated yet (exporting paused), lag %d events / %.1fs", st.LagEvents, st.LagSeconds)
 		if st.LastError != "" {

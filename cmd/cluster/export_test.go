@@ -66,7 +66,7 @@ func TestCentralWaitsToMigrateVisibly(t *testing.T) {
 			t.Error("a migration run has a deadline: a long index build would be cancelled and started over")
 		}
 		if calls == 4 {
-			described = c.describe()
+			described = c.describe(txswitch.Leadership{IsLeader: true, LeaderID: 1}, "")
 		}
 		err := errs[calls]
 		calls++
@@ -111,11 +111,46 @@ func TestCentralObservesTheBacklogDuringALongMigration(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); c.run(ctx) }()
 	waitFor(t, 10*time.Second, "the backlog observed during the migration", func() bool {
-		d := c.describe()
+		d := c.describe(txswitch.Leadership{IsLeader: true, LeaderID: 1}, "")
 		return strings.Contains(d, "lag 5 events") && strings.Contains(d, "being migrated")
 	})
 	close(release)
 	waitFor(t, 10*time.Second, "migrated", c.migrated.Load)
 	cancel()
 	<-done
+}
+
+// A follower does not speak for the export: its exporter never tried the
+// database (a closed breaker) and measures no lag, which read as a healthy
+// export while the leader reported the database down. It names the leader.
+func TestCentralDescribeOnAFollower(t *testing.T) {
+	c := waitingCentral(t, zap.NewNop())
+	c.migrated.Store(true)
+	for _, tc := range []struct {
+		ld   txswitch.Leadership
+		api  string
+		want string
+	}{
+		{txswitch.Leadership{LeaderID: 2, Term: 3}, "10.0.0.2:8100", "exported by the leader, node 2 (10.0.0.2:8100); this node does not export"},
+		{txswitch.Leadership{LeaderID: 2, Term: 3}, "", "exported by the leader, node 2; this node does not export"},
+		{txswitch.Leadership{Term: 3}, "", "exported by the leader; no leader known now, so nothing is exported"},
+	} {
+		if got := c.describe(tc.ld, tc.api); got != tc.want {
+			t.Errorf("follower (%+v): %q, want %q", tc.ld, got, tc.want)
+		}
+	}
+	c.migrated.Store(false)
+	if got, want := c.describe(txswitch.Leadership{LeaderID: 2, Term: 3}, ""), "exported by the leader, node 2; this node does not export (schema not migrated by this node yet)"; got != want {
+		t.Errorf("follower before its migration: %q, want %q", got, want)
+	}
+	c.migrated.Store(true)
+	leader := txswitch.Leadership{IsLeader: true, LeaderID: 1, Term: 3}
+	if got := c.describe(leader, ""); strings.Contains(got, "lag") {
+		t.Errorf("a new leader whose exporter has not read the outbox shows a lag: %q", got)
+	}
+	c.exporter.ObserveBacklog(errors.New("dial tcp 127.0.0.1:1: connect: connection refused"))
+	if got := c.describe(leader, ""); !strings.HasPrefix(got, "breaker closed, lag 5 events / ") ||
+		!strings.HasSuffix(got, "last error: dial tcp 127.0.0.1:1: connect: connection refused") {
+		t.Errorf("leader: %q", got)
+	}
 }

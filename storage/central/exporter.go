@@ -119,7 +119,7 @@ type ExporterConfig struct {
 
 // ExportStats is what operators see about the export.
 type ExportStats struct {
-	Leader        bool    `json:"leader"`
+	Leader        bool    `json:"leader"`               // false: this node does not export, and the figures below are not the export's
 	Watermark     uint64  `json:"watermark"`            // last event durably in PostgreSQL and acknowledged by Raft
 	LastSeq       uint64  `json:"last_seq"`             // outbox head
 	LagEvents     uint64  `json:"lag_events"`           // LastSeq - Watermark
@@ -265,24 +265,52 @@ func setDefault(d *time.Duration, v time.Duration) {
 
 func (e *Exporter) initMetrics(reg *prometheus.Registry) error {
 	e.mLagEvents = prometheus.NewGauge(prometheus.GaugeOpts{Name: "txswitch_export_lag_events",
-		Help: "Committed outbox events not yet exported to PostgreSQL."})
+		Help: "Committed outbox events not yet exported to PostgreSQL (served by the leader alone, which exports)."})
 	e.mLagSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Name: "txswitch_export_lag_seconds",
-		Help: "Age of the oldest outbox event not yet exported to PostgreSQL."})
+		Help: "Age of the oldest outbox event not yet exported to PostgreSQL (served by the leader alone, which exports)."})
 	e.mBacklog = prometheus.NewGauge(prometheus.GaugeOpts{Name: "txswitch_export_backlog_events",
-		Help: "Events held in the outbox waiting for export."})
+		Help: "Events held in the outbox waiting for export (served by the leader alone, which exports)."})
 	e.mBreaker = prometheus.NewGauge(prometheus.GaugeOpts{Name: "txswitch_export_db_breaker_state",
-		Help: "Breaker on the central database: 0 closed, 1 half-open, 2 open."})
+		Help: "Breaker on the central database: 0 closed, 1 half-open, 2 open (served by the leader alone, which exports)."})
 	e.mEvents = prometheus.NewCounter(prometheus.CounterOpts{Name: "txswitch_export_events_total",
 		Help: "Events newly written to PostgreSQL by this exporter."})
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{e.mLagEvents, e.mLagSeconds, e.mBacklog, e.mBreaker, e.mEvents} {
+	leading := leaderGauges{e: e, gauges: []prometheus.Collector{e.mLagEvents, e.mLagSeconds, e.mBacklog, e.mBreaker}}
+	for _, c := range []prometheus.Collector{leading, e.mEvents} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("central exporter: register metrics: %w", err)
 		}
 	}
 	return nil
+}
+
+// leaderGauges serves the lag, backlog and breaker gauges only while this
+// exporter leads. A follower does not export: its own figures (no lag, a
+// breaker that never tried) would show a healthy export on that node's
+// dashboard throughout an outage the leader reports.
+type leaderGauges struct {
+	e      *Exporter
+	gauges []prometheus.Collector
+}
+
+func (g leaderGauges) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range g.gauges {
+		c.Describe(ch)
+	}
+}
+
+func (g leaderGauges) Collect(ch chan<- prometheus.Metric) {
+	g.e.mu.Lock()
+	leader := g.e.stats.Leader
+	g.e.mu.Unlock()
+	if !leader {
+		return
+	}
+	for _, c := range g.gauges {
+		c.Collect(ch)
+	}
 }
 
 // Close releases the pool if the exporter created it. Call after Run returns.

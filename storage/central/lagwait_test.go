@@ -2,11 +2,14 @@ package central
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -109,5 +112,48 @@ func TestLagFollowsTheOutboxBetweenAttempts(t *testing.T) {
 		if ev, sec := metricValue(t, e.mLagEvents), metricValue(t, e.mLagSeconds); ev != float64(src.Head()) || sec != wantSeconds {
 			t.Fatalf("%d s into the backoff: gauges lag %v events / %vs, want %d / %v", i+1, ev, sec, src.Head(), wantSeconds)
 		}
+	}
+}
+
+// Only the leader serves the lag, backlog and breaker gauges: a follower's
+// zero lag and closed, never tried breaker read as a healthy export on its
+// dashboard during an outage. What it exported while it led stays.
+func TestOnlyTheLeaderServesTheLag(t *testing.T) {
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	src := newFakeSource()
+	src.produceOrders(2)
+	reg := prometheus.NewRegistry()
+	cfg := testConfig(pool, src, zap.NewNop())
+	cfg.Registry = reg
+	e, err := NewExporter(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func() []string {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, mf := range mfs {
+			names = append(names, mf.GetName())
+		}
+		return names
+	}
+	all := []string{"txswitch_export_backlog_events", "txswitch_export_db_breaker_state", "txswitch_export_events_total",
+		"txswitch_export_lag_events", "txswitch_export_lag_seconds"}
+	e.ObserveBacklog(errors.New("central database down"))
+	if got := served(); !slices.Equal(got, all) {
+		t.Fatalf("the leader serves %v, want %v", got, all)
+	}
+	src.leader.Store(false)
+	e.ObserveBacklog(nil)
+	if got, want := served(), []string{"txswitch_export_events_total"}; !slices.Equal(got, want) {
+		t.Fatalf("a follower serves %v, want %v", got, want)
 	}
 }
