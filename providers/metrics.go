@@ -12,7 +12,8 @@ import (
 // Provider metrics answer "is this provider down, slow or declining?"
 // without asking it, per provider, method and operation, on every node
 // that calls providers (the leader, and a node draining its calls after a
-// handover). Labels are bounded: providers and methods come from the
+// handover). Breaker states are the leader's: a node that stops leading
+// forgets its breakers (Registry.ForgetBreakers). Labels are bounded: providers and methods come from the
 // routing configuration (at most MaxMethods per provider), results are an
 // outcome or one of this package's error codes (an http_NNN code carries
 // the PSP's status).
@@ -86,7 +87,7 @@ var (
 		"Breaker of a provider for a payment method: 0 closed, 1 half-open (probing), 2 open (the method's calls skip this provider).",
 		[]string{"provider", "method"}, nil)
 	breakerChangesDesc = prometheus.NewDesc(metricChanges,
-		"Transitions of a provider's breaker for a payment method since the node started (or the provider's breaker settings changed): a count that moves fast is a flapping provider.",
+		"Transitions of a provider's breaker for a payment method since the node started (or last stopped leading, or the provider's breaker settings changed): a count that moves fast is a flapping provider.",
 		[]string{"provider", "method"}, nil)
 )
 

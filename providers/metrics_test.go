@@ -54,7 +54,7 @@ func TestProviderMetrics(t *testing.T) {
 # HELP txswitch_provider_breaker_state Breaker of a provider for a payment method: 0 closed, 1 half-open (probing), 2 open (the method's calls skip this provider).
 # TYPE txswitch_provider_breaker_state gauge
 txswitch_provider_breaker_state{method="card",provider="a"} 2
-# HELP txswitch_provider_breaker_transitions_total Transitions of a provider's breaker for a payment method since the node started (or the provider's breaker settings changed): a count that moves fast is a flapping provider.
+# HELP txswitch_provider_breaker_transitions_total Transitions of a provider's breaker for a payment method since the node started (or last stopped leading, or the provider's breaker settings changed): a count that moves fast is a flapping provider.
 # TYPE txswitch_provider_breaker_transitions_total counter
 txswitch_provider_breaker_transitions_total{method="card",provider="a"} 1
 `

@@ -305,6 +305,27 @@ func (r *Registry) Views() map[string]map[string]BreakerView {
 	return out
 }
 
+// ForgetBreakers drops every breaker and returns how many there were: each
+// (provider, method) starts closed on its next use, as on a node that never
+// called it. A node that stops leading calls it. Only the leader routes
+// payments, so a deposed leader's breakers stop moving in whatever state
+// they were (one open for a provider that has since recovered stays open),
+// and status and metrics would go on reporting them as current. A call in
+// flight keeps the breaker it went through; its transitions are still
+// delivered to OnStateChange.
+func (r *Registry) ForgetBreakers() int {
+	n := 0
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, e := range r.providers {
+		e.mu.Lock()
+		n += len(e.breakers)
+		e.breakers = map[string]*breaker{}
+		e.mu.Unlock()
+	}
+	return n
+}
+
 // Names returns the configured provider names, sorted.
 func (r *Registry) Names() []string {
 	r.mu.RLock()

@@ -448,3 +448,42 @@ func TestUntriedMethodTakesTheProvidersHealth(t *testing.T) {
 		t.Fatalf("b's card half-open: untried sepa %s", s)
 	}
 }
+
+// A node that stops leading forgets its breakers: it no longer routes
+// payments, and an open breaker it kept would go on reporting the provider
+// down while the new leader routes through it again. Every configured
+// provider stays, with no breaker until its next use, which starts closed;
+// a call in flight through a forgotten breaker still completes.
+func TestForgetBreakers(t *testing.T) {
+	log := &changeLog{}
+	reg, fakes := newFakeRegistry(t, log, "a", "b")
+	if err := reg.Configure([]txswitch.ProviderConfig{conf("a", txswitch.BreakerConfig{ConsecutiveFailures: 1, OpenMillis: 60_000}), conf("b", txswitch.BreakerConfig{})}); err != nil {
+		t.Fatal(err)
+	}
+	fakes["a"].set(txswitch.ProviderResult{}, failure(true, "http_503"))
+	_, _ = call(t, reg, "a", "card", txswitch.OpAuthorize)
+	_, _ = call(t, reg, "b", "card", txswitch.OpAuthorize)
+	if s := reg.State("a", "card"); s != txswitch.BreakerOpen {
+		t.Fatalf("a/card after the failure: %s", s)
+	}
+	inFlight, ok := reg.Get("b", "ideal")
+	if !ok {
+		t.Fatal("provider b missing")
+	}
+	if n := reg.ForgetBreakers(); n != 3 {
+		t.Fatalf("ForgetBreakers dropped %d breakers, want 3", n)
+	}
+	if v := reg.Views(); len(v) != 2 || len(v["a"]) != 0 || len(v["b"]) != 0 {
+		t.Fatalf("Views() after ForgetBreakers = %v, want both providers without breakers", v)
+	}
+	if _, err := inFlight.Do(context.Background(), txswitch.ProviderRequest{IdempotencyKey: "k2", Op: txswitch.OpAuthorize, PaymentID: "p2", Method: "ideal"}); err != nil {
+		t.Fatalf("a call through a forgotten breaker: %v", err)
+	}
+	fakes["a"].set(txswitch.ProviderResult{Outcome: txswitch.OutcomeApproved}, nil)
+	if _, err := call(t, reg, "a", "card", txswitch.OpAuthorize); err != nil {
+		t.Fatalf("a/card after ForgetBreakers: %v (want a closed breaker letting it through)", err)
+	}
+	if v := reg.Views()["a"]["card"]; v != (providers.BreakerView{State: txswitch.BreakerClosed}) {
+		t.Fatalf("a/card after ForgetBreakers: %+v, want a new closed breaker", v)
+	}
+}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -251,5 +252,56 @@ func checkAlertRules(t *testing.T, path string) {
 	}
 	if len(seen) < 10 {
 		t.Errorf("%s: %d alerts", path, len(seen))
+	}
+}
+
+// A node that stops leading forgets its provider breakers. The auditor saw
+// a deposed leader serve psp_a's card breaker as half-open for as long as
+// it ran, while the new leader routed card payments through psp_a again:
+// an alert on the breaker state acted on a value no node routed by.
+func TestE2EDeposedLeaderForgetsBreakers(t *testing.T) {
+	l := startE2E(t)
+	e2eTuneProviders(t, l, 10_000, 30_000)
+	old := l.Node(e2eLeaderIndex(t, l))
+	psA := l.Sims["psp_a"]
+	if err := psA.SetBehaviour(sim.Behaviour{Outage: &sim.Outage{Mode: sim.OutageUnavailable}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; e2eAdminStatus(t, l, old.APIAddr()).Breakers["psp_a"]["card"] != txswitch.BreakerOpen; i++ {
+		if i == 20 {
+			t.Fatal("psp_a's card breaker did not open on the leader")
+		}
+		o := e2eCreateOrder(t, l, old.APIAddr(), e2eOrderReq(int64(2000+10*i), "EUR", "NL"))
+		if r, p := e2ePay(t, l, old.APIAddr(), o.ID, txswitch.CreatePaymentRequest{Method: "card"}); r.Status != 201 || p.Provider != "psp_b" {
+			t.Fatalf("payment %d during psp_a's outage: %d %s", i, r.Status, r.Body)
+		}
+	}
+	psA.ResetBehaviour()
+	var to uint64
+	for _, n := range l.Nodes() {
+		if n.ID() != old.ID() {
+			to = n.ID()
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := old.Raft().TransferLeadership(ctx, to)
+	cancel()
+	if err != nil {
+		t.Fatalf("hand leadership to node %d: %v", to, err)
+	}
+	waitFor(t, 20*time.Second, "the deposed leader to forget its breakers", func() bool {
+		return len(e2eAdminStatus(t, l, old.APIAddr()).Breakers["psp_a"]) == 0
+	})
+	for s := range scrapeMetrics(t, old.APIAddr()) {
+		if strings.HasPrefix(s, "txswitch_provider_breaker_") {
+			t.Errorf("the deposed leader serves %s", s)
+		}
+	}
+	// The new leader starts with closed breakers and routes to psp_a.
+	lead := e2eAnyAddr(t, l, true)
+	o := e2eCreateOrder(t, l, lead, e2eOrderReq(3000, "EUR", "NL"))
+	if r, p := e2ePay(t, l, lead, o.ID, txswitch.CreatePaymentRequest{Method: "card"}); r.Status != 201 || p.Provider != "psp_a" {
+		t.Fatalf("card payment on the new leader: %d %s", r.Status, r.Body)
 	}
 }

@@ -251,10 +251,14 @@ func Start(cfg Config) (_ *Node, err error) {
 			n.central.run(ctx)
 		}()
 	}
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()
 		n.versionLoop(ctx)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.forgetBreakersOnStepDown(ctx)
 	}()
 	go func() {
 		defer n.wg.Done()
@@ -408,6 +412,32 @@ func (n *Node) seedConfig(ctx context.Context, cfg txswitch.RoutingConfig) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// forgetBreakersOnStepDown drops the provider breakers each time this node
+// stops leading. Only the leader routes payments: a deposed leader's
+// breakers stayed in the state they had (open for a provider the new
+// leader routes through again), and its status and metrics reported them
+// as current. Its breakers restart closed should it lead again, as a new
+// leader's do.
+func (n *Node) forgetBreakersOnStepDown(ctx context.Context) {
+	var led txswitch.Leadership
+	for {
+		ld, changed := n.raft.LeadershipWatch()
+		// Leading in a new term means it stopped leading in between, even
+		// when this loop woke too late to see it.
+		if led.IsLeader && (!ld.IsLeader || ld.Term != led.Term) {
+			forgotten := n.providers.ForgetBreakers()
+			n.log.Info("stopped leading: provider breakers forgotten (the leader's are current)",
+				zap.Uint64("led_term", led.Term), zap.Int("breakers", forgotten))
+		}
+		led = ld
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
 		}
 	}
 }
