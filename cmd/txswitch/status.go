@@ -39,19 +39,25 @@ func runStatus(args []string) error {
 	if err := json.Unmarshal(body, &st); err != nil {
 		return fmt.Errorf("decode status: %w", err)
 	}
-	// Peer progress lives on the leader: ask it too when this node follows.
-	if len(st.Raft.Progress) == 0 && st.Raft.Leader != 0 && st.Raft.Leader != st.Raft.ID {
+	// Peer progress, the breakers and the export live on the leader (it
+	// tracks the followers, routes the payments and exports): ask it too
+	// when this node follows.
+	var leader *cluster.Status
+	if st.Raft.Leader != 0 && st.Raft.Leader != st.Raft.ID {
 		for _, m := range st.Raft.Members {
 			if m.ID != st.Raft.Leader {
 				continue
 			}
 			var ls cluster.Status
-			if lb, err := fetchStatus(m.APIAddr, *token); err == nil && json.Unmarshal(lb, &ls) == nil {
-				st.Raft.Progress = ls.Raft.Progress
+			if lb, err := fetchStatus(m.APIAddr, *token); err == nil && json.Unmarshal(lb, &ls) == nil && ls.Raft.ID == st.Raft.Leader {
+				leader = &ls
 			}
 		}
 	}
-	printStatus(os.Stdout, st)
+	if leader != nil && len(st.Raft.Progress) == 0 {
+		st.Raft.Progress = leader.Raft.Progress
+	}
+	printStatus(os.Stdout, st, leader)
 	return nil
 }
 
@@ -59,7 +65,10 @@ func fetchStatus(addr, token string) ([]byte, error) {
 	return adminCall(http.MethodGet, addr, "/v1/admin/status", token, nil)
 }
 
-func printStatus(w io.Writer, st cluster.Status) {
+// printStatus prints a node's status. leader is the leader's status when
+// this node follows and the leader answered (else nil): a follower's
+// breakers and export are not the cluster's, the leader's are.
+func printStatus(w io.Writer, st cluster.Status, leader *cluster.Status) {
 	r := st.Raft
 	fmt.Fprintf(w, "node %d (%s)  state %s  leader %d  term %d  commit %d  applied %d  snapshot %d\n",
 		r.ID, st.APIAddr, strings.TrimPrefix(r.State, "State"), r.Leader, r.Term, r.Commit, r.Applied, r.SnapshotIndex)
@@ -87,6 +96,10 @@ func printStatus(w io.Writer, st cluster.Status) {
 	fmt.Fprintf(w, "\ncluster version %d (this binary runs %d..%d)\n", st.Versions.Cluster, st.Versions.Binary.Min, st.Versions.Binary.Max)
 	fmt.Fprintf(w, "routing config version %d\noutbox backlog %d events, export watermark %d\ncentral database: %s\n",
 		st.ConfigVersion, st.Outbox.Backlog, st.Outbox.Watermark, st.CentralDB)
+	following := r.Leader != 0 && r.Leader != r.ID
+	if following && leader != nil && leader.Export != nil {
+		fmt.Fprintf(w, "central database on the leader, node %d: %s\n", leader.Raft.ID, leader.CentralDB)
+	}
 	fmt.Fprintf(w, "open intents: %s\n", intentsLine(st.Intents, time.Now()))
 	if len(st.ProvidersWithPayments) > 0 {
 		var ps []string
@@ -100,19 +113,29 @@ func printStatus(w io.Writer, st cluster.Status) {
 		}
 		fmt.Fprintf(w, "providers with payments (a configuration must keep them; unroute them instead): %s\n", strings.Join(ps, ", "))
 	}
+	// Only the leader routes payments; a follower's breakers, if any, are
+	// those of calls it was finishing when it stopped leading.
+	breakers, views, whose := st.Breakers, st.BreakerViews, ""
+	switch {
+	case following && leader == nil:
+		fmt.Fprintf(w, "\nbreakers: the leader's, node %d, which did not answer (this node routes no payment)\n", r.Leader)
+		return
+	case following:
+		breakers, views, whose = leader.Breakers, leader.BreakerViews, fmt.Sprintf(" on the leader, node %d", r.Leader)
+	}
 	var names []string
-	for p := range st.Breakers {
+	for p := range breakers {
 		names = append(names, p)
 	}
 	sort.Strings(names)
 	if len(names) > 0 {
-		fmt.Fprintln(w, "\nbreakers (provider  method: state, since when, transitions):")
+		fmt.Fprintf(w, "\nbreakers%s (provider  method: state, since when, transitions):\n", whose)
 	}
 	for _, p := range names {
 		var ms []string
-		for m, s := range st.Breakers[p] {
+		for m, s := range breakers[p] {
 			e := m + ": " + string(s)
-			if v, ok := st.BreakerViews[p][m]; ok && v.Changes > 0 {
+			if v, ok := views[p][m]; ok && v.Changes > 0 {
 				e += fmt.Sprintf(" since %s (%d changes)", v.Since.Format(time.RFC3339), v.Changes)
 			}
 			ms = append(ms, e)

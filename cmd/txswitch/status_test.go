@@ -9,6 +9,7 @@ import (
 	"github.com/txswitch/txswitch/cmd/cluster"
 	"github.com/txswitch/txswitch/consensus"
 	"github.com/txswitch/txswitch/providers"
+	"github.com/txswitch/txswitch/storage/central"
 	txswitch "github.com/txswitch/txswitch/switch"
 )
 
@@ -23,7 +24,7 @@ func TestPrintStatusShowsVersions(t *testing.T) {
 			Members: map[uint64]txswitch.VersionRange{1: {Min: 1, Max: 3}}},
 	}
 	var b bytes.Buffer
-	printStatus(&b, st)
+	printStatus(&b, st, nil)
 	out := b.String()
 	for _, want := range []string{"cluster version 2 (this binary runs 1..3)", "1..3", "not reported"} {
 		if !strings.Contains(out, want) {
@@ -44,7 +45,7 @@ func TestPrintStatusShowsBreakerHistory(t *testing.T) {
 		}},
 	}
 	var b bytes.Buffer
-	printStatus(&b, st)
+	printStatus(&b, st, nil)
 	want := "  psp_b  card: closed, ideal: open since 2026-12-01T03:12:05Z (7 changes)\n"
 	if !strings.Contains(b.String(), want) {
 		t.Fatalf("status lacks %q:\n%s", want, b.String())
@@ -58,13 +59,13 @@ func TestPrintStatusShowsProvidersWithPayments(t *testing.T) {
 		{Provider: "psp_a"}, {Provider: "psp_c", FirstPayment: "pay_42", At: &at},
 	}}
 	var b bytes.Buffer
-	printStatus(&b, st)
+	printStatus(&b, st, nil)
 	want := "providers with payments (a configuration must keep them; unroute them instead): psp_a (configured when the cluster moved to version 11), psp_c (first pay_42 at 2026-12-02T09:30:00Z)\n"
 	if !strings.Contains(b.String(), want) {
 		t.Fatalf("status lacks %q:\n%s", want, b.String())
 	}
 	b.Reset()
-	printStatus(&b, cluster.Status{})
+	printStatus(&b, cluster.Status{}, nil)
 	if strings.Contains(b.String(), "providers with payments") {
 		t.Fatalf("a status without marks lists providers:\n%s", b.String())
 	}
@@ -95,5 +96,50 @@ func TestIntentsLine(t *testing.T) {
 				t.Errorf("got  %q\nwant %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// On a follower the breakers and the export shown are the leader's: the
+// follower routes no payment and exports nothing, and its own figures (no
+// breakers, a closed database breaker, no lag) read as a healthy cluster
+// while the leader reports a provider down and the database unreachable.
+func TestPrintStatusOnAFollowerShowsTheLeaders(t *testing.T) {
+	since := time.Date(2026, 12, 1, 15, 24, 18, 0, time.UTC)
+	follower := cluster.Status{
+		Raft:      consensus.Status{ID: 1, State: "StateFollower", Leader: 2, Term: 5},
+		CentralDB: "exported by the leader, node 2 (a2); this node does not export",
+		Breakers:  map[string]map[string]txswitch.BreakerState{"psp_a": {"card": txswitch.BreakerHalfOpen}},
+		BreakerViews: map[string]map[string]providers.BreakerView{"psp_a": {
+			"card": {State: txswitch.BreakerHalfOpen, Changes: 6, Since: since},
+		}},
+	}
+	leader := cluster.Status{
+		Raft:      consensus.Status{ID: 2, State: "StateLeader", Leader: 2, Term: 5},
+		CentralDB: "breaker open, lag 2601 events / 81.9s, last error: failed to connect",
+		Export:    &central.ExportStats{Leader: true, BreakerState: "open", LagEvents: 2601},
+		Breakers:  map[string]map[string]txswitch.BreakerState{"psp_a": {"card": txswitch.BreakerOpen}},
+		BreakerViews: map[string]map[string]providers.BreakerView{"psp_a": {
+			"card": {State: txswitch.BreakerOpen, Changes: 1, Since: since.Add(time.Minute)},
+		}},
+	}
+	var b bytes.Buffer
+	printStatus(&b, follower, &leader)
+	out := b.String()
+	for _, want := range []string{
+		"central database: exported by the leader, node 2 (a2); this node does not export\n",
+		"central database on the leader, node 2: breaker open, lag 2601 events / 81.9s, last error: failed to connect\n",
+		"breakers on the leader, node 2 (provider  method: state, since when, transitions):\n  psp_a  card: open since 2026-12-01T15:25:18Z (1 changes)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "half_open") {
+		t.Fatalf("status shows the follower's own breaker:\n%s", out)
+	}
+	b.Reset()
+	printStatus(&b, follower, nil)
+	if out := b.String(); !strings.Contains(out, "breakers: the leader's, node 2, which did not answer") || strings.Contains(out, "half_open") {
+		t.Fatalf("status with the leader unreachable:\n%s", out)
 	}
 }
