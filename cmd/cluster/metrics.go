@@ -35,7 +35,7 @@ var (
 	mMembers   = desc("txswitch_raft_members", "Voting members in this node's view of the configuration.")
 	mLag       = desc("txswitch_raft_follower_lag_entries", "On the leader: committed entries a member has not acknowledged (its match index behind the commit index).", "member")
 	mActive    = desc("txswitch_raft_follower_active", "On the leader: 1 if the member answered within the last election timeout.", "member")
-	mBacklog   = desc("txswitch_outbox_backlog_events", "Outbox events not yet in the central database (grows while it is down or absent: the journal keeps them).")
+	mBacklog   = desc("txswitch_outbox_backlog_events", "Outbox events after the export watermark: not yet exported (about a second of traffic waits for the exporter's next batch; grows while the central database is down or absent: the journal keeps them).")
 	mConfig    = desc("txswitch_routing_config_version", "Version of the routing configuration this node applied (0: none).")
 	mClusterV  = desc("txswitch_cluster_version", "Cluster version in force: the journal and command formats every member can apply.")
 	mBinaryV   = desc("txswitch_binary_version_max", "Highest cluster version this node's binary runs; above txswitch_cluster_version while a release rolls out.")
