@@ -235,6 +235,10 @@ const (
 	CodeShuttingDown   = "shutting_down"
 	CodeUnauthorized   = "unauthorized"
 	CodeNotConfigured  = "not_configured"
+	// CodeLeaderUnavailable: the leader did not confirm a read in time
+	// (its read barrier, or a forwarded read, timed out). A read changed
+	// nothing, so it is simply asked again.
+	CodeLeaderUnavailable = "leader_unavailable"
 )
 
 func errNotLeader() *Error {
@@ -356,8 +360,19 @@ func (s *Svc) detached(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProposeTimeout)
 }
 
+// barrier waits for a linearizable read (ReadBarrier). A barrier only
+// reads, and every caller runs it before it proposes anything, so a
+// barrier that times out leaves nothing in doubt: it is answered
+// leader_unavailable (ask again), never mapLogError's outcome_unknown,
+// which would send a client to learn the outcome of a write that cannot
+// have happened.
 func (s *Svc) barrier(ctx context.Context) error {
-	return mapLogError(s.log.ReadBarrier(ctx))
+	err := s.log.ReadBarrier(ctx)
+	if errors.Is(err, ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return NewError(KindUnavailable, CodeLeaderUnavailable, "",
+			"the leader did not confirm this read in time; nothing was changed: retry shortly")
+	}
+	return mapLogError(err)
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 package txswitch_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
 
 	txswitch "github.com/txswitch/txswitch/switch"
@@ -82,4 +84,66 @@ func TestAuthenticateWithoutConfigIsUnavailable(t *testing.T) {
 		Providers: memory.NewProviders(), Clock: &fakeClock{}, IDs: &txswitch.SequentialIDs{}})
 	_, err = svc.Authenticate(t.Context(), keyA)
 	wantErr(t, err, 503, txswitch.CodeNotConfigured)
+}
+
+// A read whose barrier times out changed nothing: it is answered 503
+// leader_unavailable (ask again), never outcome_unknown, which tells a
+// client that a write may have happened. The same holds for a write whose
+// barrier (confirming a miss, or PutConfig's check) times out before it
+// proposes anything (regression: GET /v1/orders/{id} on a node whose read
+// index never came back was answered outcome_unknown after 10 s).
+func TestReadBarrierTimeoutIsNotOutcomeUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(h *harness, orderID, paymentID string) error
+	}{
+		{"get order", func(h *harness, orderID, _ string) error {
+			_, err := h.svc.GetOrder(h.ctx, caller(""), orderID)
+			return err
+		}},
+		{"get payment", func(h *harness, _, paymentID string) error {
+			_, err := h.svc.GetPayment(h.ctx, caller(""), paymentID)
+			return err
+		}},
+		{"timeline", func(h *harness, orderID, _ string) error {
+			_, err := h.svc.Timeline(h.ctx, caller(""), orderID)
+			return err
+		}},
+		{"get config", func(h *harness, _, _ string) error {
+			_, err := h.svc.GetConfig(h.ctx)
+			return err
+		}},
+		{"unknown API key", func(h *harness, _, _ string) error {
+			_, err := h.svc.Authenticate(h.ctx, "sk_nobody")
+			return err
+		}},
+		{"capture of an unknown payment", func(h *harness, _, _ string) error {
+			_, err := h.svc.Capture(h.ctx, caller("c"), "pay_unknown", txswitch.CaptureRequest{})
+			return err
+		}},
+		{"config change", func(h *harness, _, _ string) error {
+			_, err := h.svc.PutConfig(h.ctx, testConfig())
+			return err
+		}},
+	} {
+		for _, cause := range []struct {
+			name    string
+			barrier error
+		}{
+			{"read index timed out", fmt.Errorf("read barrier: %w", txswitch.ErrTimeout)},
+			{"request deadline", fmt.Errorf("read barrier: %w", context.DeadlineExceeded)},
+		} {
+			t.Run(tc.name+", "+cause.name, func(t *testing.T) {
+				h := newHarness(t)
+				o := h.createOrder(1000)
+				p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: txswitch.CaptureManual})
+				entries := len(h.log.Entries())
+				h.log.FailBarrier(cause.barrier)
+				wantErr(t, tc.do(h, o.ID, p.ID), 503, txswitch.CodeLeaderUnavailable)
+				if n := len(h.log.Entries()); n != entries {
+					t.Fatalf("%d entries proposed after the barrier failed", n-entries)
+				}
+			})
+		}
+	}
 }

@@ -38,11 +38,14 @@ func classify(err error, write bool) (*txswitch.Error, bool) {
 			return nil, false
 		}
 		return e, true
-	case errors.Is(err, txswitch.ErrTimeout):
+	case errors.Is(err, txswitch.ErrTimeout) && write:
 		return outcomeUnknown(), true
 	case errors.Is(err, context.DeadlineExceeded) && write:
 		// The Service may have proposed the write before our deadline hit.
 		return outcomeUnknown(), true
+	case errors.Is(err, txswitch.ErrTimeout):
+		// A read changed nothing: nothing is in doubt, it is asked again.
+		return txswitch.NewError(503, txswitch.CodeLeaderUnavailable, "", "the leader did not confirm this read in time; retry"), true
 	case errors.Is(err, txswitch.ErrNoLeader):
 		return txswitch.NewError(503, "no_leader", "", "no leader is known; retry shortly"), true
 	case errors.Is(err, context.DeadlineExceeded):

@@ -32,6 +32,7 @@ func TestErrorMapping(t *testing.T) {
 		{"domain 503", txswitch.NewError(503, "unavailable", "", "disk full"), true, 503, "unavailable", true, false},
 		{"domain error without status", txswitch.NewError(0, "oops", "", "no status"), true, 500, "internal", false, true},
 		{"timeout", fmt.Errorf("propose: %w", txswitch.ErrTimeout), true, 503, "outcome_unknown", true, false},
+		{"timeout on read", fmt.Errorf("read barrier: %w", txswitch.ErrTimeout), false, 503, "leader_unavailable", true, false},
 		{"no leader", fmt.Errorf("propose: %w", txswitch.ErrNoLeader), true, 503, "no_leader", true, false},
 		{"queue full", txswitch.ErrQueueFull, true, 503, "unavailable", true, false},
 		{"stopped", txswitch.ErrStopped, false, 503, "unavailable", true, false},

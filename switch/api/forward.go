@@ -244,5 +244,5 @@ func unanswered(rc *reqCtx, why string) *txswitch.Error {
 	if rc.route.write {
 		return outcomeUnknown()
 	}
-	return txswitch.NewError(503, "leader_unavailable", "", why+"; retry")
+	return txswitch.NewError(503, txswitch.CodeLeaderUnavailable, "", why+"; retry")
 }
