@@ -63,9 +63,13 @@ func (n *Node) wait(ctx context.Context, k propKey, w *waiter) (any, error) {
 // Errors: txswitch.ErrQueueFull (queue full, nothing proposed),
 // ErrNoLeader (no leader known, nothing proposed), ErrDropped (raft refused
 // it, or another entry took its place after a leader change: it will never
-// apply), ErrTimeout (ctx ended: outcome unknown), ErrStopped (node stopped:
-// outcome unknown).
+// apply), ErrRemoved (this node was removed from the group, nothing
+// proposed), ErrTimeout (ctx ended: outcome unknown), ErrStopped (node
+// stopped: outcome unknown).
 func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
+	if n.removed.Load() {
+		return nil, txswitch.ErrRemoved
+	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	k := n.newKey()
@@ -93,7 +97,12 @@ func (n *Node) Propose(ctx context.Context, data []byte) (any, error) {
 // with a fresh request context (issueReads): on the leader every ReadIndex
 // is a heartbeat round to the followers, so one per read would cost a
 // round of messages per GET (or per request with an unknown API key).
+// On a node removed from the group it fails at once with ErrRemoved: the
+// leader would confirm the read but its answer would not reach this node.
 func (n *Node) ReadBarrier(ctx context.Context) error {
+	if n.removed.Load() {
+		return txswitch.ErrRemoved
+	}
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	// The key only finds the reader on this node: the context raft sees
@@ -108,6 +117,10 @@ func (n *Node) ReadBarrier(ctx context.Context) error {
 	n.reads[rw.key] = rw
 	n.mu.Unlock()
 	err := n.do(ctx, func() {
+		if n.removed.Load() {
+			n.finishRead(rw.key, txswitch.ErrRemoved)
+			return
+		}
 		if n.rn.BasicStatus().Lead == raft.None {
 			n.finishRead(rw.key, txswitch.ErrNoLeader)
 			return
@@ -236,6 +249,23 @@ func (n *Node) sweepReadBatches() {
 	}
 }
 
+// failAllReads fails every read this node is waiting for, whatever its
+// stage. Loop only.
+func (n *Node) failAllReads(err error) {
+	clear(n.readBatches)
+	clear(n.pendingReads)
+	n.pendingReads = n.pendingReads[:0]
+	clear(n.readsApplied)
+	n.readsApplied = n.readsApplied[:0]
+	n.mu.Lock()
+	rs := n.reads
+	n.reads = make(map[string]*readWaiter)
+	n.mu.Unlock()
+	for _, rw := range rs {
+		rw.ch <- err
+	}
+}
+
 func (n *Node) failIssuedReads(err error) {
 	// Their ReadStates may never come: forget the batches (a ReadState
 	// that still comes finds none, and its readers are failed below).
@@ -253,6 +283,14 @@ func (n *Node) failIssuedReads(err error) {
 		rw.ch <- err
 	}
 }
+
+// Removed reports whether this node was removed from the group: it
+// applied the conf change removing it, or restarted after it. Such a node
+// takes part in nothing more (Propose and ReadBarrier fail with
+// txswitch.ErrRemoved); its process may keep running, so that an operator
+// sees why it serves nothing. A node removed while it was down or cut off
+// never learns it: it loses its leader instead (no leader known).
+func (n *Node) Removed() bool { return n.removed.Load() }
 
 // Leadership implements txswitch.Log.
 func (n *Node) Leadership() txswitch.Leadership {
@@ -304,6 +342,9 @@ type Status struct {
 	// Progress is the leader's view of each member (empty on followers).
 	Progress map[uint64]PeerProgress `json:"progress,omitempty"`
 	Stopped  bool                    `json:"stopped,omitempty"`
+	// Removed: this node was removed from the group (Node.Removed). State
+	// and Leader are then raft's last view, which no longer changes.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // PeerProgress is the leader's replication state for one member.
@@ -323,7 +364,7 @@ func (n *Node) updateCached() {
 	s := Status{
 		ID: n.cfg.ID, Group: n.cfg.Group, State: bs.RaftState.String(), Leader: bs.Lead,
 		Term: bs.HardState.GetTerm(), Commit: bs.HardState.GetCommit(),
-		Applied: n.applied, SnapshotIndex: n.snapIndex,
+		Applied: n.applied, SnapshotIndex: n.snapIndex, Removed: n.removed.Load(),
 	}
 	n.mu.Lock()
 	s.Members = n.pubMem.Members
@@ -343,6 +384,7 @@ func (n *Node) statusNow() Status {
 		Applied:       n.applied,
 		SnapshotIndex: n.snapIndex,
 		Members:       slices.Clone(n.mem.Members),
+		Removed:       n.removed.Load(),
 	}
 	if len(rs.Progress) > 0 {
 		s.Progress = make(map[uint64]PeerProgress, len(rs.Progress))
@@ -514,6 +556,9 @@ func (n *Node) changeMembership(ctx context.Context, build func() (*raftpb.ConfC
 // which mirrors raft's one-change-at-a-time rule (raft would otherwise turn
 // the change into an empty entry) and makes id allocation safe.
 func (n *Node) proposeConfChange(k propKey, build func() (*raftpb.ConfChangeV2, confContext, error)) error {
+	if n.removed.Load() {
+		return txswitch.ErrRemoved
+	}
 	bs := n.rn.BasicStatus()
 	if bs.RaftState != raft.StateLeader {
 		return fmt.Errorf("%w (leader %d)", ErrNotLeader, bs.Lead)

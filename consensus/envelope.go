@@ -124,6 +124,16 @@ func (m *membership) upsert(p Peer) {
 	})
 }
 
+// removed reports whether id was a member and is no more: an id is
+// admitted once and never reused (MaxID), so an id at or below MaxID that
+// is not a member has been removed. Only meaningful for a membership as a
+// whole (a stored or restored one): while the bootstrap entries apply one
+// by one, a member listed after a higher id is briefly not yet a member.
+func (m *membership) removed(id uint64) bool {
+	_, ok := m.get(id)
+	return !ok && id <= m.MaxID
+}
+
 func (m *membership) remove(id uint64) {
 	m.MaxID = max(m.MaxID, id)
 	m.Members = slices.DeleteFunc(m.Members, func(p Peer) bool { return p.ID == id })

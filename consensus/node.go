@@ -121,6 +121,13 @@ type Node struct {
 	// readFailure is the first error of a log store read that raft cannot
 	// handle (raftStorage); raft panics on it, and the loop then stops.
 	readFailure atomic.Pointer[error]
+	// removed: this node applied the conf change that removed it (or
+	// restarted after it). Raft keeps such a node a follower of the leader
+	// it last knew, for ever (it is not promotable, and the leader sends it
+	// nothing more), so without this flag it would go on looking healthy;
+	// with it, proposals and reads fail at once with txswitch.ErrRemoved
+	// and the node says so (Removed, Status).
+	removed atomic.Bool
 }
 
 var (
@@ -299,6 +306,7 @@ func (n *Node) recover() (fresh bool, err error) {
 		n.mem = snapMem
 	}
 	n.mem.Version = 1
+	n.removed.Store(n.mem.removed(n.cfg.ID))
 
 	// A crash between persisting a received snapshot and restoring the
 	// state machine leaves the state machine behind the log's first index:
@@ -550,6 +558,12 @@ func (n *Node) step(m *raftpb.Message) {
 func (n *Node) propose(p *proposal) {
 	if p.ctx.Err() != nil {
 		return // the proposer gave up before we proposed: nothing happened
+	}
+	if n.removed.Load() {
+		// Raft would forward it to the leader it last knew, which would
+		// commit it, but this node would never hear the outcome.
+		n.deliver(p.key, result{err: txswitch.ErrRemoved})
+		return
 	}
 	n.queued = append(n.queued, p)
 }
@@ -880,13 +894,22 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 			n.mem.upsert(p)
 			if id != n.cfg.ID {
 				n.tr.AddPeer(id, p.RaftAddr)
+			} else {
+				// A restart in the middle of the bootstrap entries may have
+				// found this node not yet a member (membership.removed).
+				n.removed.Store(false)
 			}
 		case raftpb.ConfChangeRemoveNode:
 			n.mem.remove(id)
 			if id != n.cfg.ID {
 				n.tr.RemovePeer(id)
 			} else {
-				n.log.Warn("this node was removed from the group", zap.Uint64("index", idx))
+				n.log.Warn("this node was removed from the group: it serves nothing more; stop it, or wipe its data dir and join it as a new member",
+					zap.Uint64("index", idx))
+				n.removed.Store(true)
+				// Reads waiting for the leader's answer would wait out their
+				// deadline: the leader no longer sends this node anything.
+				n.failAllReads(txswitch.ErrRemoved)
 			}
 		}
 	}

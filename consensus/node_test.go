@@ -280,6 +280,58 @@ func TestRemoveLeaderStepsDown(t *testing.T) {
 	c.assertConverged()
 }
 
+// A member removed while it runs applies its own removal, after which raft
+// keeps it a follower of the leader it knew, for ever: it is no longer
+// promotable, and the leader sends it nothing more. It must know, and
+// refuse at once what it can no longer do: a proposal (raft would forward
+// it to the leader, which would commit it out of this node's sight) and a
+// read (the leader's answer would not reach it). It still knows after a
+// restart. The members that stay are not removed.
+func TestRemovedMemberKnowsAndRefuses(t *testing.T) {
+	c := newCluster(t, 3, 7, nil)
+	lead := c.leader()
+	victim := c.follower(lead.ID())
+	ctx := ctxT(t, 20*time.Second)
+	if err := settled(ctx, func() error { return lead.RemoveMember(ctx, victim.ID()) }); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the removed member to apply its removal", victim.Removed)
+	if st := victim.Status(); !st.Removed || st.State != "StateFollower" || st.Leader != lead.ID() {
+		t.Fatalf("removed member's status: %+v", st)
+	}
+	for _, n := range c.live() {
+		if n != victim && (n.Removed() || n.Status().Removed) {
+			t.Fatalf("member %d says it was removed", n.ID())
+		}
+	}
+	// Bounded only so that a regression fails instead of hanging: the
+	// refusals are immediate.
+	short, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := victim.Propose(short, put("from-removed", "k", "x")); !errors.Is(err, txswitch.ErrRemoved) {
+		t.Fatalf("proposal on the removed member: %v, want ErrRemoved", err)
+	}
+	if err := victim.ReadBarrier(short); !errors.Is(err, txswitch.ErrRemoved) {
+		t.Fatalf("read barrier on the removed member: %v, want ErrRemoved", err)
+	}
+	if _, err := victim.AddMember(short, addrOf(9), apiOf(9)); !errors.Is(err, txswitch.ErrRemoved) {
+		t.Fatalf("membership change on the removed member: %v, want ErrRemoved", err)
+	}
+	c.mustPropose(lead, "after-removal", "k", "y")
+	if got := c.member(lead.ID()).sm.Count("from-removed"); got != 0 {
+		t.Fatalf("the removed member's proposal applied %d times", got)
+	}
+
+	c.crash(victim.ID())
+	c.restart(victim.ID())
+	if n := c.node(victim.ID()); !n.Removed() || !n.Status().Removed {
+		t.Fatal("the removed member forgot its removal on restart")
+	}
+	if err := c.node(victim.ID()).ReadBarrier(short); !errors.Is(err, txswitch.ErrRemoved) {
+		t.Fatalf("read barrier on the restarted removed member: %v, want ErrRemoved", err)
+	}
+}
+
 // A node that fell behind the leader's compacted log catches up through a
 // snapshot image built only when it is needed; the snapshots the nodes
 // record for themselves carry no image. With a state machine that cannot

@@ -315,6 +315,7 @@ func (n *Node) restoreSnapshot(snap *raftpb.Snapshot) error {
 		}
 	}
 	n.seedTransport(n.mem.Members)
+	n.removed.Store(n.mem.removed(n.cfg.ID))
 	n.publishMembers()
 	for i, keys := range n.byIndex {
 		if i > idx {

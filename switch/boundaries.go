@@ -43,6 +43,11 @@ var (
 	ErrStopped   = errors.New("node is shutting down")
 	ErrQueueFull = errors.New("proposal queue is full")
 	ErrDropped   = errors.New("proposal dropped by raft (leader changed or no leader)")
+	// ErrRemoved: this node was removed from the cluster. It is refused
+	// before anything is proposed or read: a removed node hears nothing
+	// more from the cluster, so it could neither learn a proposal's
+	// outcome nor confirm a read.
+	ErrRemoved = errors.New("this node was removed from the cluster")
 )
 
 // ---------------------------------------------------------------------------
