@@ -283,6 +283,27 @@ func TestResolver(t *testing.T) {
 	}
 }
 
+// A leader removed from the cluster while a payment's provider call is out
+// cannot record its result (ErrRemoved): the call was made, so the
+// payment is in doubt (outcome_unknown: retry under the same key), not
+// refused as removed_from_cluster, which would let the client pay again
+// under a new key. The same node refuses a read at once.
+func TestRemovedNodeMidPaymentIsInDoubt(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	h.log.Fail(func(d []byte) bool { return strings.Contains(string(d), `"type":"payment_result"`) }, txswitch.ErrRemoved, false)
+	_, err := h.svc.CreatePayment(h.ctx, caller("k"), o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	wantErr(t, err, 503, "outcome_unknown")
+	if n := len(h.a.CallsFor(txswitch.OpAuthorize)); n != 1 {
+		t.Fatalf("authorize calls = %d, want 1", n)
+	}
+	_, err = h.svc.CreatePayment(h.ctx, caller("k"), o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	wantErr(t, err, 409, "idempotency_request_in_progress")
+	h.log.FailBarrier(txswitch.ErrRemoved)
+	_, err = h.svc.GetOrder(h.ctx, caller(""), o.ID)
+	wantErr(t, err, 503, txswitch.CodeRemovedFromCluster)
+}
+
 func TestResolverAfterLeaderChange(t *testing.T) {
 	h := newHarness(t)
 	o := h.createOrder(1000)
@@ -384,6 +405,8 @@ func TestNotLeaderAndLogErrors(t *testing.T) {
 		{txswitch.ErrQueueFull, "overloaded"},
 		// A stopping node may have appended the write.
 		{txswitch.ErrStopped, "outcome_unknown"},
+		// A removed node proposes nothing: it refuses.
+		{txswitch.ErrRemoved, "removed_from_cluster"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.code+"/"+tc.err.Error(), func(t *testing.T) {

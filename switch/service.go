@@ -239,6 +239,9 @@ const (
 	// (its read barrier, or a forwarded read, timed out). A read changed
 	// nothing, so it is simply asked again.
 	CodeLeaderUnavailable = "leader_unavailable"
+	// CodeRemovedFromCluster: this node is no longer a member (ErrRemoved)
+	// and serves nothing; the members do.
+	CodeRemovedFromCluster = "removed_from_cluster"
 )
 
 func errNotLeader() *Error {
@@ -259,8 +262,17 @@ func mapLogError(err error) error {
 		return NewError(KindUnavailable, CodeOverloaded, "", "the switch is overloaded; retry shortly")
 	case errors.Is(err, ErrStopped):
 		return NewError(KindUnavailable, CodeShuttingDown, "", "this node is shutting down; retry on another node")
+	case errors.Is(err, ErrRemoved):
+		return ErrorRemoved()
 	}
 	return err
+}
+
+// ErrorRemoved is the answer of a node removed from the cluster to a
+// request it could not start: it proposed and read nothing.
+func ErrorRemoved() *Error {
+	return NewError(KindUnavailable, CodeRemovedFromCluster, "",
+		"this node was removed from the cluster and serves no requests; send them to a member of the cluster")
 }
 
 // propose encodes, proposes and unwraps a command. A rejection comes back
@@ -337,6 +349,15 @@ func (s *Svc) proposeAnywhere(ctx context.Context, typ string, cmd any) (*ApplyR
 				}
 			}
 			continue
+		}
+		if errors.Is(err, ErrRemoved) {
+			// This node was removed after the call was made (a leader
+			// removed mid-payment): the call may have moved money, and the
+			// next leader's resolver settles it, so the request is in
+			// doubt, not refused (removed_from_cluster would let a client
+			// retry under a new key and pay twice).
+			return nil, NewError(KindUnavailable, CodeOutcomeUnknown, "",
+				"this node was removed from the cluster while the request was in flight; it may or may not have been executed: retry with the same Idempotency-Key on a member")
 		}
 		return applied(typ, v, err)
 	}
