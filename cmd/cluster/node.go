@@ -589,9 +589,14 @@ func (c clusterInfo) LeaderAPIAddr() (string, bool)   { return c.n.raft.LeaderAP
 func (c clusterInfo) LeadershipWatch() (txswitch.Leadership, <-chan struct{}) {
 	return c.n.raft.LeadershipWatch()
 }
+func (c clusterInfo) Removed() bool { return c.n.raft.Removed() }
 func (c clusterInfo) Ready() error {
 	if err := c.n.raft.Err(); err != nil {
 		return fmt.Errorf("raft node stopped: %w", err)
+	}
+	// Raft keeps a removed node a follower of the leader it last knew.
+	if c.n.raft.Removed() {
+		return txswitch.ErrRemoved
 	}
 	if c.n.raft.Leadership().LeaderID == 0 {
 		return txswitch.ErrNoLeader

@@ -214,6 +214,47 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 }
 
+// A node removed from the cluster (raft keeps it a follower of the leader
+// it last knew, for ever) is not ready and refuses every request, with
+// 503 removed_from_cluster, Retry-After and the leader it knew, before
+// its key is checked (its configuration no longer follows the cluster's)
+// and without forwarding: only its admin status still answers, so that
+// an operator sees why.
+func TestRemovedNodeRefusesAndIsNotReady(t *testing.T) {
+	cl := &fakeCluster{leader: false, addr: "10.0.0.1:8080", removed: true}
+	n := newTestNode(t, func(o *Options) { o.Cluster = cl })
+	for _, r := range []request{
+		{"POST", "/v1/orders", mh("Idempotency-Key", "k1"), orderBody},
+		{"GET", "/v1/orders/ord_1", mh(), ""},
+		{"GET", "/v1/orders/ord_1", nil, ""},
+		{"GET", "/v1/orders/ord_1/methods", mh(), ""},
+		{"POST", "/v1/notifications/simpsp", [][2]string{{"Content-Type", "application/json"}}, `{}`},
+		{"GET", "/v1/admin/config", adminHeaders(), ""},
+		{"DELETE", "/v1/admin/members/3", adminHeaders(), ""},
+		{"GET", "/readyz", nil, ""},
+	} {
+		resp := n.do(t, r)
+		if code, _ := resp.errCode(); resp.status != 503 || code != "removed_from_cluster" {
+			t.Fatalf("%s %s: %d %s, want 503 removed_from_cluster", r.method, r.path, resp.status, resp.body)
+		}
+		if resp.headers["Retry-After"] == "" || resp.headers["X-Txswitch-Leader"] != "10.0.0.1:8080" {
+			t.Fatalf("%s %s: headers %v, want Retry-After and the leader hint", r.method, r.path, resp.headers)
+		}
+	}
+	if calls := n.svc.Calls(); len(calls) != 0 {
+		t.Fatalf("a removed node called the service: %v", calls)
+	}
+	if resp := n.do(t, request{"GET", "/v1/admin/status", adminHeaders(), ""}); resp.status != 200 {
+		t.Fatalf("admin status on a removed node: %d %s", resp.status, resp.body)
+	}
+	if calls := n.admin.Calls(); len(calls) != 1 || calls[0] != "Status" {
+		t.Fatalf("admin calls %q, want [Status]", calls)
+	}
+	if r := n.do(t, request{"GET", "/healthz", nil, ""}); r.status != 200 {
+		t.Fatalf("healthz on a removed node: %d", r.status)
+	}
+}
+
 type errString string
 
 func (e errString) Error() string { return string(e) }

@@ -46,6 +46,8 @@ func classify(err error, write bool) (*txswitch.Error, bool) {
 	case errors.Is(err, txswitch.ErrTimeout):
 		// A read changed nothing: nothing is in doubt, it is asked again.
 		return txswitch.NewError(503, txswitch.CodeLeaderUnavailable, "", "the leader did not confirm this read in time; retry"), true
+	case errors.Is(err, txswitch.ErrRemoved):
+		return txswitch.ErrorRemoved(), true
 	case errors.Is(err, txswitch.ErrNoLeader):
 		return txswitch.NewError(503, "no_leader", "", "no leader is known; retry shortly"), true
 	case errors.Is(err, context.DeadlineExceeded):

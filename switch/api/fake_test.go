@@ -195,6 +195,7 @@ type fakeCluster struct {
 	leader   bool
 	addr     string
 	notReady error
+	removed  bool
 	// leaderID and term, until setLeader, are 1 and 1.
 	leaderID, term uint64
 	changed        chan struct{}
@@ -244,6 +245,12 @@ func (c *fakeCluster) Ready() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.notReady
+}
+
+func (c *fakeCluster) Removed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.removed
 }
 
 // fakeAdmin records admin operations.

@@ -35,6 +35,10 @@ type ClusterInfo interface {
 	LeaderAPIAddr() (string, bool)
 	// Ready is nil when this node can serve writes or forward them.
 	Ready() error
+	// Removed reports whether this node was removed from the cluster. It
+	// then serves no request but its admin status (how an operator sees
+	// why), and is not ready.
+	Removed() bool
 }
 
 // AdminOps is cluster administration. Errors that are the caller's mistake
@@ -302,6 +306,14 @@ func (s *Server) serve(rc *reqCtx) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.RequestTimeout)
 	defer cancel()
 	rc.ctx = ctx
+	// Before the key is checked: a removed node's copy of the
+	// configuration no longer follows the cluster's, and whatever the
+	// request, the caller's answer is elsewhere. Forwarding would still
+	// work, but a load balancer must see this node refuse, not serve.
+	if s.removed() && rt.pattern != "/v1/admin/status" {
+		s.writeErr(rc, txswitch.ErrorRemoved())
+		return
+	}
 	// A caller without a valid key hears 401 whatever else is wrong with
 	// its request (API.md). A provider's notification is authenticated by
 	// a signature over its body, for the provider its path names, so those
@@ -374,6 +386,10 @@ func (r *route) needsAdminOps() bool {
 	return false
 }
 
+func (s *Server) removed() bool {
+	return s.opts.Cluster != nil && s.opts.Cluster.Removed()
+}
+
 func (s *Server) isLeader() bool {
 	return s.opts.Cluster == nil || s.opts.Cluster.Leadership().IsLeader
 }
@@ -420,12 +436,15 @@ func (s *Server) healthz(fc *fasthttp.RequestCtx) {
 
 func (s *Server) readyz(fc *fasthttp.RequestCtx) {
 	if s.opts.Cluster != nil {
-		if err := s.opts.Cluster.Ready(); err != nil {
-			fc.Response.Header.Set(hdrRetryAfter, "1")
-			if addr, ok := s.leaderHint(); ok {
-				fc.Response.Header.Set(hdrLeader, addr)
-			}
-			writeError(fc, txswitch.NewError(503, "not_ready", "", err.Error()))
+		var e *txswitch.Error
+		if s.removed() {
+			e = txswitch.ErrorRemoved()
+		} else if err := s.opts.Cluster.Ready(); err != nil {
+			e = txswitch.NewError(503, "not_ready", "", err.Error())
+		}
+		if e != nil {
+			s.setRetryHeaders(fc, e.Status)
+			writeError(fc, e)
 			return
 		}
 	}
