@@ -41,9 +41,10 @@ func runStatus(args []string) error {
 	}
 	// Peer progress, the breakers and the export live on the leader (it
 	// tracks the followers, routes the payments and exports): ask it too
-	// when this node follows.
+	// when this node follows. A removed node's leader is only the last it
+	// knew, of a cluster it is no longer in.
 	var leader *cluster.Status
-	if st.Raft.Leader != 0 && st.Raft.Leader != st.Raft.ID {
+	if st.Raft.Leader != 0 && st.Raft.Leader != st.Raft.ID && !st.Raft.Removed {
 		for _, m := range st.Raft.Members {
 			if m.ID != st.Raft.Leader {
 				continue
@@ -70,8 +71,16 @@ func fetchStatus(addr, token string) ([]byte, error) {
 // breakers and export are not the cluster's, the leader's are.
 func printStatus(w io.Writer, st cluster.Status, leader *cluster.Status) {
 	r := st.Raft
-	fmt.Fprintf(w, "node %d (%s)  state %s  leader %d  term %d  commit %d  applied %d  snapshot %d\n",
-		r.ID, st.APIAddr, strings.TrimPrefix(r.State, "State"), r.Leader, r.Term, r.Commit, r.Applied, r.SnapshotIndex)
+	if r.Removed {
+		// Raft still calls it a follower of the leader it last knew.
+		fmt.Fprintf(w, "node %d (%s)  NOT A MEMBER: removed from the cluster  (its last view: state %s  leader %d  term %d)  commit %d  applied %d  snapshot %d\n",
+			r.ID, st.APIAddr, strings.TrimPrefix(r.State, "State"), r.Leader, r.Term, r.Commit, r.Applied, r.SnapshotIndex)
+		fmt.Fprintln(w, "it serves no requests (503 removed_from_cluster, /readyz too): stop it, or wipe its data dir and start it with --join to bring it back as a new member")
+		fmt.Fprint(w, "\nthe members it knew when it was removed:")
+	} else {
+		fmt.Fprintf(w, "node %d (%s)  state %s  leader %d  term %d  commit %d  applied %d  snapshot %d\n",
+			r.ID, st.APIAddr, strings.TrimPrefix(r.State, "State"), r.Leader, r.Term, r.Commit, r.Applied, r.SnapshotIndex)
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nMEMBER\tRAFT\tAPI\tMATCH\tNEXT\tSTATE\tVERSIONS")
 	for _, m := range r.Members {
@@ -90,7 +99,7 @@ func printStatus(w io.Writer, st cluster.Status, leader *cluster.Status) {
 		fmt.Fprintf(tw, "%d%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, lead, m.RaftAddr, m.APIAddr, match, next, state, versions)
 	}
 	_ = tw.Flush()
-	if len(r.Progress) == 0 {
+	if len(r.Progress) == 0 && !r.Removed {
 		fmt.Fprintln(w, "(peer progress unknown: no leader reachable)")
 	}
 	fmt.Fprintf(w, "\ncluster version %d (this binary runs %d..%d)\n", st.Versions.Cluster, st.Versions.Binary.Min, st.Versions.Binary.Max)

@@ -33,6 +33,30 @@ func TestPrintStatusShowsVersions(t *testing.T) {
 	}
 }
 
+// A node removed from the cluster says so first, not "Follower leader 1"
+// (raft's last view, which no longer changes), and what to do with it.
+func TestPrintStatusSaysARemovedNodeIsNotAMember(t *testing.T) {
+	st := cluster.Status{
+		Raft: consensus.Status{ID: 4, State: "StateFollower", Leader: 1, Term: 2, Removed: true,
+			Members: []consensus.Peer{{ID: 1, RaftAddr: "r1", APIAddr: "a1"}, {ID: 2, RaftAddr: "r2", APIAddr: "a2"}}},
+		APIAddr: "a4",
+	}
+	var b bytes.Buffer
+	printStatus(&b, st, nil)
+	first, _, _ := strings.Cut(b.String(), "\n")
+	if !strings.HasPrefix(first, "node 4 (a4)  NOT A MEMBER: removed from the cluster") || strings.Contains(first, "  state Follower") {
+		t.Fatalf("first line %q does not say the node was removed:\n%s", first, b.String())
+	}
+	for _, want := range []string{"removed_from_cluster", "--join", "the members it knew when it was removed"} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+	if strings.Contains(b.String(), "no leader reachable") {
+		t.Fatalf("a removed node's status looks for a leader:\n%s", b.String())
+	}
+}
+
 // A breaker that changed shows since when and how often; one that never
 // changed shows its state alone.
 func TestPrintStatusShowsBreakerHistory(t *testing.T) {
