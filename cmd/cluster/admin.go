@@ -133,6 +133,8 @@ func memberErr(err error) error {
 		return txswitch.NewError(txswitch.KindUnavailable, "outcome_unknown", "", err.Error()+"; check the members before retrying")
 	case errors.Is(err, txswitch.ErrNoLeader), errors.Is(err, txswitch.ErrDropped):
 		return txswitch.NewError(txswitch.KindUnavailable, "not_leader", "", err.Error())
+	case errors.Is(err, txswitch.ErrRemoved):
+		return txswitch.ErrorRemoved()
 	}
 	var te *txswitch.Error
 	if errors.As(err, &te) {

@@ -22,6 +22,7 @@ func TestMemberErr(t *testing.T) {
 		{fmt.Errorf("wait: %w", txswitch.ErrTimeout), 503, "outcome_unknown"},
 		{fmt.Errorf("%w: raft loop ended", txswitch.ErrStopped), 503, "outcome_unknown"},
 		{txswitch.ErrNoLeader, 503, "not_leader"},
+		{txswitch.ErrRemoved, 503, "removed_from_cluster"},
 		{errors.New("address already used by member 2"), 400, "membership_refused"},
 	} {
 		var e *txswitch.Error

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,5 +104,77 @@ func TestWipedNodeRejoinsAsANewMember(t *testing.T) {
 	defer n2.Stop()
 	if n2.ID() != n.ID() {
 		t.Fatalf("restart changed the id from %d to %d", n.ID(), n2.ID())
+	}
+}
+
+// A member removed while its process runs (DELETE /v1/admin/members/{id}
+// on the leader) applies its own removal; raft then keeps it a follower of
+// the leader it last knew, for ever. From then on it must be not ready and
+// serve nothing, at once and with a clear code and the leader's address,
+// and its status must say it is not a member (regression: /readyz 200, a
+// POST forwarded and answered 201, a GET answered 503 outcome_unknown
+// after 10 s, status "Follower leader 1").
+func TestRemovedMemberStopsServing(t *testing.T) {
+	l := startE2E(t)
+	leader := l.Node(e2eLeaderIndex(t, l))
+	joiner := l.configs[0]
+	joiner.ID = 0
+	joiner.Bootstrap = nil
+	joiner.Join = leader.APIAddr()
+	joiner.DataDir = filepath.Join(l.Dir(), "joined")
+	joiner.RaftListen, joiner.APIListen = "127.0.0.1:0", "127.0.0.1:0"
+	n, err := Start(joiner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	o := e2eCreateOrder(t, l, leader.APIAddr(), e2eOrderReq(1000, "EUR", "NL"))
+	waitFor(t, 10*time.Second, "the joined member to serve reads", func() bool {
+		return e2eDo(t, l, n.APIAddr(), "GET", "/v1/orders/"+o.ID, "", nil).Status == 200
+	})
+	if r, err := e2eSend(n.APIAddr(), e2eRawReq{Method: "GET", Path: "/readyz"}); err != nil || r.Status != 200 {
+		t.Fatalf("joined member not ready: %+v %v", r, err)
+	}
+
+	waitFor(t, 10*time.Second, "the leader to remove the member", func() bool {
+		r := e2eAdmin(t, l, leader.APIAddr(), "DELETE", fmt.Sprintf("/v1/admin/members/%d", n.ID()), nil)
+		if r.Status != 200 && r.errCode() != "membership_change_in_progress" {
+			t.Fatalf("remove member %d: %d %s", n.ID(), r.Status, r.Body)
+		}
+		return r.Status == 200
+	})
+	waitFor(t, 10*time.Second, "the removed member to apply its removal", func() bool {
+		return !hasMember(n.Raft().Members(), n.ID())
+	})
+
+	removed := func(what string, r e2eResp) {
+		t.Helper()
+		if r.Status != 503 || r.errCode() != "removed_from_cluster" {
+			t.Fatalf("%s on the removed member: %d %s, want 503 removed_from_cluster", what, r.Status, r.Body)
+		}
+		if r.Header.Get("Retry-After") == "" || r.Header.Get("X-Txswitch-Leader") != leader.APIAddr() {
+			t.Fatalf("%s on the removed member: headers %v, want Retry-After and the leader %s", what, r.Header, leader.APIAddr())
+		}
+	}
+	r, err := e2eSend(n.APIAddr(), e2eRawReq{Method: "GET", Path: "/readyz"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed("/readyz", r)
+	removed("POST /v1/orders", e2eDo(t, l, n.APIAddr(), "POST", "/v1/orders", e2eNewKey("removed"), e2eOrderReq(2000, "EUR", "NL")))
+	removed("GET /v1/orders/{id}", e2eDo(t, l, n.APIAddr(), "GET", "/v1/orders/"+o.ID, "", nil))
+	st := e2eAdminStatus(t, l, n.APIAddr())
+	if !st.Raft.Removed || hasMember(st.Raft.Members, n.ID()) {
+		t.Fatalf("the removed member's status: removed %v, members %+v", st.Raft.Removed, st.Raft.Members)
+	}
+	// The members serve on, and none of them calls itself removed.
+	e2eCreateOrder(t, l, leader.APIAddr(), e2eOrderReq(3000, "EUR", "NL"))
+	for _, m := range l.Nodes() {
+		if m.Raft().Removed() {
+			t.Fatalf("member %d says it was removed", m.ID())
+		}
+		if r, err := e2eSend(m.APIAddr(), e2eRawReq{Method: "GET", Path: "/readyz"}); err != nil || r.Status != 200 {
+			t.Fatalf("member %d not ready: %+v %v", m.ID(), r, err)
+		}
 	}
 }
