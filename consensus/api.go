@@ -461,10 +461,45 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
 // are allocated by the leader past the highest id the group ever had, so a
 // removed id is never reused. Call on the leader (else ErrNotLeader); while
 // an earlier change, or the log the leader inherited at its election, is not
-// yet applied it returns ErrConfChangeInProgress: retry shortly.
+// yet applied it returns ErrConfChangeInProgress: retry shortly. An address
+// a current member has is refused (*AddressInUseError): remove that member
+// first, or use ReplaceMember.
 func (n *Node) AddMember(ctx context.Context, raftAddr, apiAddr string) (uint64, error) {
+	id, err := n.addMember(ctx, raftAddr, apiAddr, 0)
+	if err != nil {
+		return 0, fmt.Errorf("add member %s: %w", raftAddr, err)
+	}
+	return id, nil
+}
+
+// AddressInUseError refuses a new member whose raft or API address a
+// current member has. Such a member would be a voter no node runs, which
+// never answers: one more failure would then cost the quorum.
+type AddressInUseError struct {
+	Member uint64 // the current member with the address
+	API    bool   // the API address (else the raft address)
+	Addr   string
+}
+
+func (e *AddressInUseError) Error() string {
+	kind := "raft"
+	if e.API {
+		kind = "API"
+	}
+	return fmt.Sprintf("%s address %s is member %d's", kind, e.Addr, e.Member)
+}
+
+// addMember adds a voter; replacing is the member that may keep its
+// addresses while the new one joins (ReplaceMember; 0: none).
+func (n *Node) addMember(ctx context.Context, raftAddr, apiAddr string, replacing uint64) (uint64, error) {
 	var newID uint64
 	_, err := n.changeMembership(ctx, func() (*raftpb.ConfChangeV2, confContext, error) {
+		// Checked on the leader's loop against the membership it has
+		// applied (proposeConfChange refuses while a change is pending),
+		// so two adds of one address cannot both pass.
+		if err := n.mem.addressInUse(raftAddr, apiAddr, replacing); err != nil {
+			return nil, confContext{}, err
+		}
 		newID = n.mem.MaxID
 		for _, ids := range [][]uint64{n.confState.GetVoters(), n.confState.GetLearners(),
 			n.confState.GetVotersOutgoing(), n.confState.GetLearnersNext()} {
@@ -478,7 +513,7 @@ func (n *Node) AddMember(ctx context.Context, raftAddr, apiAddr string) (uint64,
 		return cc, confContext{Peer: Peer{ID: newID, RaftAddr: raftAddr, APIAddr: apiAddr}}, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("add member %s: %w", raftAddr, err)
+		return 0, err
 	}
 	return newID, nil
 }
@@ -505,10 +540,11 @@ func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
 }
 
 // ReplaceMember adds a new member at raftAddr/apiAddr, then removes oldID.
-// If the removal fails the new member stays (the group is never smaller
-// than before); the error says so.
+// The new member may take oldID's addresses (a machine rebuilt in place):
+// oldID is removed next. If the removal fails the new member stays (the
+// group is never smaller than before); the error says so.
 func (n *Node) ReplaceMember(ctx context.Context, oldID uint64, raftAddr, apiAddr string) (uint64, error) {
-	newID, err := n.AddMember(ctx, raftAddr, apiAddr)
+	newID, err := n.addMember(ctx, raftAddr, apiAddr, oldID)
 	if err != nil {
 		return 0, fmt.Errorf("replace member %d: %w", oldID, err)
 	}

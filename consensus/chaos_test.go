@@ -348,6 +348,9 @@ func TestRandomizedMembership(t *testing.T) {
 	}
 
 	everUsed := map[uint64]bool{1: true, 2: true, 3: true}
+	// Each add has its own addresses: an add whose outcome was unknown may
+	// have committed, and its address is then in use.
+	adds := 0
 	for changes := 0; changes < 10; {
 		lead := c.leader()
 		members := lead.Members()
@@ -360,7 +363,8 @@ func TestRandomizedMembership(t *testing.T) {
 			}
 		} else {
 			var id uint64
-			if id, err = lead.AddMember(ctx, "new", "new-api"); err == nil {
+			adds++
+			if id, err = lead.AddMember(ctx, fmt.Sprintf("new%d:7000", adds), fmt.Sprintf("new%d:8080", adds)); err == nil {
 				if everUsed[id] {
 					t.Fatalf("id %d handed out twice", id)
 				}

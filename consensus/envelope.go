@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Every normal entry's Data is a proposal envelope:
@@ -132,6 +133,25 @@ func (m *membership) upsert(p Peer) {
 func (m *membership) removed(id uint64) bool {
 	_, ok := m.get(id)
 	return !ok && id <= m.MaxID
+}
+
+// addressInUse refuses a raft or API address a member other than except
+// has. Host names compare case-insensitively; names that resolve to the
+// same host (localhost, 127.0.0.1) are not caught: resolving is not the
+// raft loop's business.
+func (m *membership) addressInUse(raftAddr, apiAddr string, except uint64) error {
+	for _, p := range m.Members {
+		if p.ID == except {
+			continue
+		}
+		switch {
+		case raftAddr != "" && strings.EqualFold(p.RaftAddr, raftAddr):
+			return &AddressInUseError{Member: p.ID, Addr: raftAddr}
+		case apiAddr != "" && strings.EqualFold(p.APIAddr, apiAddr):
+			return &AddressInUseError{Member: p.ID, API: true, Addr: apiAddr}
+		}
+	}
+	return nil
 }
 
 func (m *membership) remove(id uint64) {

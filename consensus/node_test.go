@@ -250,6 +250,72 @@ func TestMembershipRemoveReaddReplace(t *testing.T) {
 	}
 }
 
+// A member may not be added at a raft or API address a current member has:
+// it would be a voter no node runs (the auditor's phantom member 6 at
+// member 1's own addresses made one real failure cost the quorum). Once
+// the member holding the address is removed, or when ReplaceMember takes
+// over that member's addresses, the address is free.
+func TestAddMemberRefusesAnAddressInUse(t *testing.T) {
+	c := newCluster(t, 3, 22, nil)
+	lead := c.leader()
+	ctx := ctxT(t, 20*time.Second)
+	for _, tc := range []struct {
+		name              string
+		raftAddr, apiAddr string
+		member            uint64
+		api               bool // the API address is the one in use
+	}{
+		{"the leader's own addresses", addrOf(lead.ID()), apiOf(lead.ID()), lead.ID(), false},
+		{"a follower's raft address", addrOf(c.follower(lead.ID()).ID()), "fresh:8080", c.follower(lead.ID()).ID(), false},
+		{"a follower's API address, spelt in capitals", "fresh:7000", strings.ToUpper(apiOf(c.follower(lead.ID()).ID())), c.follower(lead.ID()).ID(), true},
+	} {
+		err := settled(ctx, func() error { _, err := lead.AddMember(ctx, tc.raftAddr, tc.apiAddr); return err })
+		var ae *AddressInUseError
+		if !errors.As(err, &ae) || ae.Member != tc.member || ae.API != tc.api {
+			t.Fatalf("%s: err = %v, want the address of member %d in use (API %t)", tc.name, err, tc.member, tc.api)
+		}
+	}
+	if got := lead.Members(); len(got) != 3 {
+		t.Fatalf("members after refused adds: %+v", got)
+	}
+	if st := lead.Status(); len(st.Progress) != 3 {
+		t.Fatalf("raft's voters after refused adds: %+v", st.Progress)
+	}
+
+	// Remove a member, then join a new one on the same addresses (the
+	// runbook's replacement of a node): the removed member holds none.
+	victim := c.follower(lead.ID()).ID()
+	if err := settled(ctx, func() error { return lead.RemoveMember(ctx, victim) }); err != nil {
+		t.Fatal(err)
+	}
+	c.crash(victim)
+	var readded uint64
+	if err := settled(ctx, func() (err error) { readded, err = lead.AddMember(ctx, addrOf(victim), apiOf(victim)); return err }); err != nil {
+		t.Fatalf("re-add on the removed member's addresses: %v", err)
+	}
+	c.join(readded)
+	c.mustPropose(lead, "after-readd", "k", "1")
+
+	// ReplaceMember may give the new member the old one's addresses.
+	var old uint64
+	for _, id := range c.liveIDs() {
+		if id != lead.ID() && id != readded {
+			old = id
+		}
+	}
+	var repl uint64
+	if err := settled(ctx, func() (err error) { repl, err = lead.ReplaceMember(ctx, old, addrOf(old), apiOf(old)); return err }); err != nil {
+		t.Fatalf("replace in place: %v", err)
+	}
+	c.crash(old)
+	c.join(repl)
+	c.mustPropose(lead, "after-replace", "k", "2")
+	c.assertConverged()
+	if m, ok := (&membership{Members: lead.Members()}).get(repl); !ok || m.RaftAddr != addrOf(old) || m.APIAddr != apiOf(old) {
+		t.Fatalf("replacement %d = %+v, want the addresses of %d", repl, m, old)
+	}
+}
+
 // settled calls change until it is not refused with ErrConfChangeInProgress
 // (a leader just elected refuses membership changes until it has applied
 // its log: "retry shortly") or ctx ends.
