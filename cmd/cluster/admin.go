@@ -97,6 +97,9 @@ func (n *Node) NodeStatus() (Status, error) {
 	return st, nil
 }
 
+// codeAddressInUse refuses a new member at a current member's address.
+const codeAddressInUse = "member_address_in_use"
+
 // adminOps adapts the node to the API's cluster administration.
 type adminOps struct{ n *Node }
 
@@ -121,11 +124,20 @@ func (a adminOps) TransferLeader(ctx context.Context, to uint64) error {
 // memberErr turns the membership errors a caller can act on into API
 // errors (retry later, go to the leader); the rest stay internal.
 func memberErr(err error) error {
+	var inUse *consensus.AddressInUseError
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, consensus.ErrConfChangeInProgress):
 		return txswitch.NewError(txswitch.KindConflict, "membership_change_in_progress", "", err.Error())
+	case errors.As(err, &inUse):
+		field := "raft_addr"
+		if inUse.API {
+			field = "api_addr"
+		}
+		return txswitch.NewError(txswitch.KindConflict, codeAddressInUse, field, fmt.Sprintf(
+			"%s; to put a new node there, remove member %d first (DELETE /v1/admin/members/%d)",
+			err, inUse.Member, inUse.Member))
 	case errors.Is(err, txswitch.ErrTimeout), errors.Is(err, txswitch.ErrStopped):
 		// The change may still commit (a stopping node may have appended
 		// it): a blind retry could add a second member that never starts
@@ -249,8 +261,10 @@ func postJoin(ctx context.Context, memberAPI, adminToken string, body []byte) (i
 			return 0, false, fmt.Errorf("unexpected answer %s", b)
 		}
 		return r.ID, false, nil
-	case resp.StatusCode == http.StatusConflict,
+	case resp.StatusCode == http.StatusConflict && !bytes.Contains(b, []byte(`"`+codeAddressInUse+`"`)),
 		resp.StatusCode == http.StatusServiceUnavailable && !bytes.Contains(b, []byte(`"outcome_unknown"`)):
+		// A change in progress passes; an address in use stays until an
+		// operator removes the member that has it.
 		return 0, true, fmt.Errorf("status %d: %s", resp.StatusCode, b)
 	default:
 		return 0, false, fmt.Errorf("status %d: %s", resp.StatusCode, b)

@@ -65,7 +65,31 @@ func TestWipedNodeRejoinsAsANewMember(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// While the wiped member is a member, a node on its addresses is
+	// refused, naming it, and the joiner does not retry: only an operator
+	// removing the member frees them. So is an add at a running member's
+	// own addresses, decided by the leader when a follower forwards it.
 	leader := l.Node(e2eLeaderIndex(t, l))
+	body := e2eMustJSON(t, map[string]string{"raft_addr": cfg.RaftListen, "api_addr": cfg.APIListen})
+	var joinErr error
+	var retry bool
+	waitFor(t, 20*time.Second, "an answer other than a membership change in progress", func() bool {
+		_, retry, joinErr = postJoin(t.Context(), leader.APIAddr(), l.AdminToken, body)
+		return joinErr == nil || !strings.Contains(joinErr.Error(), "membership_change_in_progress")
+	})
+	if joinErr == nil || retry || !strings.Contains(joinErr.Error(), `"member_address_in_use"`) ||
+		!strings.Contains(joinErr.Error(), fmt.Sprintf("member %d", oldID)) {
+		t.Fatalf("join on the wiped member's addresses: retry %t, %v", retry, joinErr)
+	}
+	own := e2eAdmin(t, l, e2eFollowerAddr(t, l), "POST", "/v1/admin/members",
+		map[string]string{"raft_addr": leader.RaftAddr(), "api_addr": leader.APIAddr()})
+	if own.Status != 409 || own.errCode() != "member_address_in_use" || !strings.Contains(string(own.Body), fmt.Sprintf("member %d", leader.ID())) {
+		t.Fatalf("add at the leader's own addresses through a follower: %d %s", own.Status, own.Body)
+	}
+	if ms := leader.Raft().Members(); len(ms) != 3 {
+		t.Fatalf("members after the refused adds: %+v", ms)
+	}
+
 	if err := leader.Raft().RemoveMember(t.Context(), oldID); err != nil {
 		t.Fatalf("remove the wiped member: %v", err)
 	}
