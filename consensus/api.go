@@ -417,43 +417,99 @@ func (n *Node) Status() Status {
 	return s
 }
 
-// TransferLeadership asks the leader to hand leadership to member to and
-// waits until this node sees to lead.
+// TransferLeadership hands leadership to member to and waits until this
+// node sees to lead. Call on the leader (else ErrNotLeader). Raft takes no
+// proposals while a transfer is under way and gives it up only after an
+// election timeout, so a member the leader has not heard from within one
+// is refused up front (ErrMemberInactive), and a transfer raft gave up, or
+// that another leader overtook, returns ErrTransferAborted at once: either
+// way leadership did not move to to.
 func (n *Node) TransferLeadership(ctx context.Context, to uint64) error {
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
+	tr := &transfer{to: to, aborted: make(chan error, 1)}
 	errc := make(chan error, 1)
-	if err := n.do(ctx, func() {
-		if !slices.Contains(n.confState.GetVoters(), to) {
-			errc <- fmt.Errorf("transfer leadership: %d is not a voter", to)
-			return
-		}
-		n.rn.TransferLeader(to)
-		errc <- nil
-	}); err != nil {
-		return err
+	if err := n.do(ctx, func() { errc <- n.startTransfer(tr) }); err != nil {
+		return fmt.Errorf("transfer leadership to %d: %w", to, err)
 	}
 	select {
 	case err := <-errc:
 		if err != nil {
-			return err
+			return fmt.Errorf("transfer leadership to %d: %w", to, err)
 		}
 	case <-n.donec:
 		return n.stoppedErr()
 	}
 	for {
 		l, ch := n.LeadershipWatch()
-		if l.LeaderID == to {
+		switch {
+		case l.LeaderID == to:
 			return nil
+		case l.LeaderID != 0 && l.Term > tr.term:
+			return fmt.Errorf("transfer leadership to %d: %w: member %d leads at term %d", to, ErrTransferAborted, l.LeaderID, l.Term)
 		}
 		select {
 		case <-ch:
+		case err := <-tr.aborted:
+			return fmt.Errorf("transfer leadership to %d: %w", to, err)
 		case <-n.donec:
 			return n.stoppedErr()
 		case <-ctx.Done():
 			return fmt.Errorf("transfer leadership to %d: %w", to, ctxErr(ctx))
 		}
 	}
+}
+
+// transfer is a leader transfer this node started as leader at term;
+// aborted hears when raft gave it up (checkTransfers).
+type transfer struct {
+	to, term uint64
+	aborted  chan error
+}
+
+// startTransfer runs on the loop.
+func (n *Node) startTransfer(tr *transfer) error {
+	bs := n.rn.BasicStatus()
+	if bs.RaftState != raft.StateLeader {
+		return fmt.Errorf("%w (leader %d)", ErrNotLeader, bs.Lead)
+	}
+	tr.term = bs.HardState.GetTerm()
+	if tr.to == n.cfg.ID {
+		return nil // leads already
+	}
+	if !slices.Contains(n.confState.GetVoters(), tr.to) {
+		return fmt.Errorf("%d is not a voter", tr.to)
+	}
+	// Not raft's Progress.RecentActive: CheckQuorum clears it for every
+	// member once per election timeout, and until the next heartbeat
+	// answers come back a healthy member would look inactive.
+	if heard, ok := n.heard[tr.to]; !ok || n.ticks-heard > uint64(n.cfg.ElectionTick) {
+		return fmt.Errorf("%w: member %d", ErrMemberInactive, tr.to)
+	}
+	n.rn.TransferLeader(tr.to)
+	n.transfers = append(n.transfers, tr)
+	return nil
+}
+
+// checkTransfers tells the transfers raft gave up: this node still leads
+// at the term it started them in, and raft no longer transfers to their
+// member (it aborts a transfer an election timeout after it began, or
+// when another one starts). A transfer whose leader stepped down is left
+// to its caller, which watches the leadership. Loop only.
+func (n *Node) checkTransfers() {
+	bs := n.rn.BasicStatus()
+	kept := n.transfers[:0]
+	for _, tr := range n.transfers {
+		switch {
+		case bs.RaftState != raft.StateLeader || bs.HardState.GetTerm() != tr.term:
+		case bs.LeadTransferee == tr.to:
+			kept = append(kept, tr)
+		default:
+			tr.aborted <- fmt.Errorf("%w: member %d did not take over within an election timeout", ErrTransferAborted, tr.to)
+		}
+	}
+	clear(n.transfers[len(kept):])
+	n.transfers = kept
 }
 
 // AddMember adds a voter at raftAddr/apiAddr and returns its new id, which

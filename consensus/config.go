@@ -76,6 +76,18 @@ var ErrNotLeader = fmt.Errorf("not the leader: %w", txswitch.ErrNoLeader)
 // while another one (or one of a previous leader) is not yet applied.
 var ErrConfChangeInProgress = errors.New("a membership change is already in progress")
 
+// ErrMemberInactive refuses a leader transfer to a member the leader has
+// not heard from within an election timeout (stopped, cut off): raft would
+// take no proposals until it gave the transfer up an election timeout
+// later.
+var ErrMemberInactive = errors.New("the leader has not heard from the member within an election timeout")
+
+// ErrTransferAborted is a leader transfer that did not happen: raft gave it
+// up (the member did not take over within an election timeout, or another
+// transfer replaced it) or another member was elected. Proposals are taken
+// again; retrying is safe.
+var ErrTransferAborted = errors.New("leader transfer aborted")
+
 // Defaults.
 const (
 	DefaultTickInterval     = 100 * time.Millisecond

@@ -33,3 +33,20 @@ func (n *Node) sync() {
 	case <-n.donec:
 	}
 }
+
+// silentFor is how many ticks ago n, as leader, last had an answer from
+// member id (-1: never).
+func (n *Node) silentFor(id uint64) int64 {
+	c := make(chan int64, 1)
+	if n.do(context.Background(), func() {
+		heard, ok := n.heard[id]
+		if !ok {
+			c <- -1
+			return
+		}
+		c <- int64(n.ticks - heard)
+	}) != nil {
+		return -1
+	}
+	return <-c
+}

@@ -75,6 +75,13 @@ type Node struct {
 	leaderStartIndex uint64
 	lastConfIndex    uint64
 	recent           *recentKeys
+	// ticks counts the ticks; heard is, per member, the tick at which this
+	// node as leader last had an answer from it, or was elected
+	// (startTransfer), and transfers the leader transfers under way
+	// (checkTransfers).
+	ticks     uint64
+	heard     map[uint64]uint64
+	transfers []*transfer
 	// leading mirrors the last SoftState: whether this node is the leader
 	// (decides which messages may leave before the local Save).
 	leading bool
@@ -187,6 +194,7 @@ func NewNode(cfg Config) (*Node, error) {
 		byIndex:     make(map[uint64][]propKey),
 		readBatches: make(map[string][]*readWaiter),
 		recent:      newRecentKeys(dedupWindow),
+		heard:       make(map[uint64]uint64),
 	}
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -421,6 +429,7 @@ func (n *Node) run() {
 		case <-n.stopc:
 			return
 		case <-tickC:
+			n.ticks++
 			n.rn.Tick()
 			n.sweepReadBatches()
 			if err := n.sweepStagedImages(); err != nil {
@@ -473,6 +482,9 @@ func (n *Node) run() {
 				stopErr = fmt.Errorf("%w: %w", txswitch.ErrStopped, err)
 				return
 			}
+		}
+		if len(n.transfers) > 0 {
+			n.checkTransfers()
 		}
 		// Also outside a Ready: raft may have asked for a snapshot image
 		// while stepping a message that produced nothing else.
@@ -542,10 +554,15 @@ func (n *Node) drain() error {
 }
 
 func (n *Node) step(m *raftpb.Message) {
-	if m.GetType() == raftpb.MsgProp {
+	switch m.GetType() {
+	case raftpb.MsgProp:
 		if m = n.dedupForwarded(m); m == nil {
 			return
 		}
+	case raftpb.MsgAppResp, raftpb.MsgHeartbeatResp:
+		// The answers raft's Progress.RecentActive counts: the member
+		// takes this leader's messages and answers them.
+		n.heard[m.GetFrom()] = n.ticks
 	}
 	if err := n.rn.Step(m); err != nil {
 		// Messages from removed peers or stale local types: raft ignores
@@ -654,6 +671,11 @@ func (n *Node) handleReady() error {
 			return fmt.Errorf("last index: %w", err)
 		}
 		n.leaderStartIndex = last
+		// A leader just elected has not had the time to hear from the
+		// members: each gets an election timeout, as CheckQuorum gives.
+		for _, id := range n.confState.GetVoters() {
+			n.heard[id] = n.ticks
+		}
 	}
 	var remote, applies []*raftpb.Message
 	for _, m := range rd.Messages {
@@ -901,6 +923,7 @@ func (n *Node) applyConfChange(e *raftpb.Entry) (propKey, *raftpb.ConfState, err
 			}
 		case raftpb.ConfChangeRemoveNode:
 			n.mem.remove(id)
+			delete(n.heard, id)
 			if id != n.cfg.ID {
 				n.tr.RemovePeer(id)
 			} else {

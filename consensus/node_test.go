@@ -553,6 +553,69 @@ func TestLeaderTransfer(t *testing.T) {
 	c.mustPropose(c.node(to), "after-transfer", "k", "v")
 }
 
+// A transfer to a member the leader has not heard from within an election
+// timeout (a stopped process) is refused at once, and nothing else
+// changes: raft would have taken no proposals for an election timeout,
+// and the call would have waited for its deadline. A transfer asked of a
+// follower is refused too: only the leader knows whom it hears from.
+func TestLeaderTransferRefusesAnInactiveMember(t *testing.T) {
+	c := newCluster(t, 3, 23, nil)
+	lead := c.leader()
+	before := lead.Leadership()
+	to := c.follower(lead.ID()).ID()
+	other := slices.DeleteFunc(c.liveIDs(), func(id uint64) bool { return id == lead.ID() || id == to })[0]
+	if err := c.node(other).TransferLeadership(ctxT(t, 10*time.Second), other); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("transfer asked of a follower: %v, want ErrNotLeader", err)
+	}
+	c.crash(to)
+	c.waitFor("an election timeout without an answer from the stopped member", func() bool {
+		return lead.silentFor(to) > int64(DefaultElectionTick)
+	})
+	if err := lead.TransferLeadership(ctxT(t, 10*time.Second), to); !errors.Is(err, ErrMemberInactive) {
+		t.Fatalf("transfer to a stopped member: %v, want ErrMemberInactive", err)
+	}
+	// One attempt, not mustPropose's retries: raft drops proposals while
+	// a transfer is under way, and none may have started.
+	if _, err := lead.Propose(ctxT(t, 10*time.Second), put("after-refusal", "k", "v")); err != nil {
+		t.Fatalf("propose after the refused transfer: %v", err)
+	}
+	if now := lead.Leadership(); now != before {
+		t.Fatalf("leadership %+v after the refused transfer, was %+v", now, before)
+	}
+}
+
+// A member that stops answering after the leader last heard from it (a
+// process stopped just then) passes that check: raft gives the transfer up
+// after an election timeout, and the call says so then, instead of at its
+// deadline; the leader leads on and takes proposals again.
+func TestLeaderTransferAbortedByRaft(t *testing.T) {
+	// A longer election timeout leaves more time between the stop and the
+	// call for the leader to still count the member as heard from; when
+	// it does not, the member is started again and the test retries.
+	c := newCluster(t, 3, 24, func(cfg *Config) { cfg.ElectionTick = 50 })
+	lead := c.leader()
+	before := lead.Leadership()
+	to := c.follower(lead.ID()).ID()
+	for attempt := 1; ; attempt++ {
+		c.waitFor("an answer from the member", func() bool { s := lead.silentFor(to); return s >= 0 && s <= 1 })
+		c.crash(to)
+		err := lead.TransferLeadership(ctxT(t, 30*time.Second), to)
+		if errors.Is(err, ErrTransferAborted) {
+			break
+		}
+		if !errors.Is(err, ErrMemberInactive) || attempt == 10 {
+			t.Fatalf("attempt %d: transfer to a member stopped after it answered: %v, want ErrTransferAborted", attempt, err)
+		}
+		c.restart(to)
+	}
+	if now := lead.Leadership(); now != before {
+		t.Fatalf("leadership %+v after the aborted transfer, was %+v", now, before)
+	}
+	if _, err := lead.Propose(ctxT(t, 10*time.Second), put("after-abort", "k", "v")); err != nil {
+		t.Fatalf("propose after the aborted transfer: %v", err)
+	}
+}
+
 func TestReadBarrierSeesCommittedWrites(t *testing.T) {
 	c := newCluster(t, 3, 9, nil)
 	lead := c.leader()
