@@ -138,6 +138,12 @@ func memberErr(err error) error {
 		return txswitch.NewError(txswitch.KindConflict, codeAddressInUse, field, fmt.Sprintf(
 			"%s; to put a new node there, remove member %d first (DELETE /v1/admin/members/%d)",
 			err, inUse.Member, inUse.Member))
+	case errors.Is(err, consensus.ErrMemberInactive):
+		return txswitch.NewError(txswitch.KindConflict, "member_inactive", "to",
+			err.Error()+"; leadership stays where it is: check that the member runs and reaches the leader")
+	case errors.Is(err, consensus.ErrTransferAborted):
+		return txswitch.NewError(txswitch.KindConflict, "leader_transfer_aborted", "to",
+			err.Error()+"; leadership did not move to it and writes are taken again: check the member, then retry")
 	case errors.Is(err, txswitch.ErrTimeout), errors.Is(err, txswitch.ErrStopped):
 		// The change may still commit (a stopping node may have appended
 		// it): a blind retry could add a second member that never starts

@@ -12,7 +12,8 @@ import (
 // A membership change whose outcome is unknown (timed out, or the node
 // stopped with it in flight) must not be answered as the caller's mistake:
 // a blind retry could add a second member. An address a member has is a
-// conflict the operator resolves (409 naming the field), not a retry.
+// conflict the operator resolves (409 naming the field), not a retry; so
+// is a leader transfer to a member that is silent or did not take over.
 func TestMemberErr(t *testing.T) {
 	for _, tc := range []struct {
 		err    error
@@ -29,6 +30,9 @@ func TestMemberErr(t *testing.T) {
 		{errors.New("3 is not a member"), 400, "membership_refused", ""},
 		{fmt.Errorf("add member h:7: %w", &consensus.AddressInUseError{Member: 2, Addr: "h:7"}), 409, "member_address_in_use", "raft_addr"},
 		{fmt.Errorf("add member h:7: %w", &consensus.AddressInUseError{Member: 2, API: true, Addr: "h:8"}), 409, "member_address_in_use", "api_addr"},
+		{fmt.Errorf("transfer leadership to 3: %w: member 3", consensus.ErrMemberInactive), 409, "member_inactive", "to"},
+		{fmt.Errorf("transfer leadership to 3: %w: member 3 did not take over", consensus.ErrTransferAborted), 409, "leader_transfer_aborted", "to"},
+		{fmt.Errorf("transfer leadership to 3: %w (leader 1)", consensus.ErrNotLeader), 503, "not_leader", ""},
 	} {
 		var e *txswitch.Error
 		if !errors.As(memberErr(tc.err), &e) {
