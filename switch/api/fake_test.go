@@ -258,6 +258,8 @@ type fakeAdmin struct {
 	mu    sync.Mutex
 	calls []string
 	err   error
+	// block, when set, makes a leader transfer wait for it or ctx.
+	block chan struct{}
 }
 
 func (a *fakeAdmin) rec(s string) error {
@@ -283,7 +285,18 @@ func (a *fakeAdmin) RemoveMember(ctx context.Context, id uint64) error {
 	return a.rec(fmt.Sprintf("RemoveMember %d", id))
 }
 func (a *fakeAdmin) TransferLeader(ctx context.Context, to uint64) error {
-	return a.rec(fmt.Sprintf("TransferLeader %d", to))
+	err := a.rec(fmt.Sprintf("TransferLeader %d", to))
+	a.mu.Lock()
+	block := a.block
+	a.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return err
 }
 
 // testNode is a Server serving on an in-memory listener.

@@ -105,8 +105,9 @@ func (f *forwarder) close() {
 	}
 }
 
-// forward proxies a validated write to the leader and relays its answer.
-func (s *Server) forward(rc *reqCtx, body []byte) {
+// forward proxies a validated write to the leader and relays its answer;
+// decoded is the request body as the route decoded it.
+func (s *Server) forward(rc *reqCtx, body []byte, decoded any) {
 	fc := rc.fc
 	if len(fc.Request.Header.Peek(hdrForwarded)) > 0 {
 		// Forwarded once already: the sender thought we lead. Forwarding
@@ -167,12 +168,19 @@ func (s *Server) forward(rc *reqCtx, body []byte) {
 			if !replaced(lead, now) {
 				continue
 			}
+			// The call still owns req and resp until it returns.
+			go func() { <-done; release() }()
+			if rc.route.leaderMoved != nil {
+				if r, ok := rc.route.leaderMoved(decoded, now); ok {
+					s.metrics.forwarded.WithLabelValues("ok").Inc()
+					s.writeReply(rc, r)
+					return
+				}
+			}
 			// The old leader may have logged the request, and a log entry
 			// that reached a majority is committed by its successor: the
 			// outcome is unknown, and a retry under the same
-			// Idempotency-Key, served by the new leader, tells it. The call
-			// still owns req and resp until it returns.
-			go func() { <-done; release() }()
+			// Idempotency-Key, served by the new leader, tells it.
 			s.metrics.forwarded.WithLabelValues("leader_changed").Inc()
 			s.log.Info("stopped waiting for a replaced leader", zap.String("request_id", rc.requestID),
 				zap.String("leader", addr), zap.Uint64("term", lead.Term),

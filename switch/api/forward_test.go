@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -316,6 +317,60 @@ func TestForwardStopsWaitingForReplacedLeader(t *testing.T) {
 			// request and response go back to their pools only then (the
 			// race detector watches).
 			release()
+		})
+	}
+}
+
+// TestForwardedLeaderTransfer: a leader transfer sent to a follower moves
+// the leadership itself. Once the follower sees the member it names lead,
+// it answers what the leader answers for that (200), not outcome_unknown
+// as for a leader replaced while it held the request; another member
+// elected instead is still such a replacement.
+func TestForwardedLeaderTransfer(t *testing.T) {
+	tests := []struct {
+		name       string
+		newLeader  uint64
+		wantStatus int
+		wantBody   string // or the error code
+	}{
+		{"the target leads", 3, 200, `{"to":3}`},
+		{"another member leads", 2, 503, "outcome_unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			leader := newTCPLeader(t)
+			hold := make(chan struct{})
+			defer close(hold)
+			leader.admin.mu.Lock()
+			leader.admin.block = hold
+			leader.admin.mu.Unlock()
+			cl := &fakeCluster{addr: leader.addr}
+			f := newTestNode(t, func(o *Options) {
+				o.Cluster = cl
+				o.RequestTimeout = time.Hour // only the follower's own view can end the wait
+			})
+			out := make(chan response, 1)
+			go func() { out <- f.do(t, request{"POST", "/v1/admin/leader", adminHeaders(), `{"to":3}`}) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for !slices.Contains(leader.admin.Calls(), "TransferLeader 3") {
+				if time.Now().After(deadline) {
+					t.Fatal("the forwarded transfer never reached the leader")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			cl.setLeader(tt.newLeader, 2, "10.0.0.9:8080")
+			select {
+			case resp := <-out:
+				got := string(resp.body)
+				if resp.status != 200 {
+					got, _ = resp.errCode()
+				}
+				if resp.status != tt.wantStatus || got != tt.wantBody {
+					t.Fatalf("got %d %s, want %d %s", resp.status, resp.body, tt.wantStatus, tt.wantBody)
+				}
+			case <-time.After(5 * time.Second): // before the leader's own 10 s timeout answers
+				t.Fatal("the follower still waits for the leader it forwarded the transfer to")
+			}
 		})
 	}
 }

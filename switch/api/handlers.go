@@ -163,6 +163,17 @@ func (s *Server) transferLeader(rc *reqCtx, req TransferLeaderRequest) (txswitch
 	return jsonReply(200, req)
 }
 
+// transferDone is the answer to a forwarded leader transfer once this node
+// sees the member it names lead: the leader's own answer (transferLeader).
+func transferDone(body any, now txswitch.Leadership) (txswitch.Reply, bool) {
+	req, ok := body.(TransferLeaderRequest)
+	if !ok || req.To == 0 || now.LeaderID != req.To {
+		return txswitch.Reply{}, false
+	}
+	r, err := jsonReply(200, req)
+	return r, err == nil
+}
+
 func memberID(p string) (uint64, error) {
 	id, err := strconv.ParseUint(p, 10, 64)
 	if err != nil || id == 0 {

@@ -52,6 +52,11 @@ type route struct {
 	call    func(s *Server, rc *reqCtx, body any) (txswitch.Reply, error)
 	// raw routes write their own response (health, metrics).
 	raw func(s *Server, ctx *fasthttp.RequestCtx)
+	// leaderMoved, on a route that moves the leadership, answers a
+	// forwarded request from the decoded body once this node sees the
+	// leader it asked for: the forwarder would otherwise take that change,
+	// the request's own effect, for the replacement of a frozen leader.
+	leaderMoved func(body any, now txswitch.Leadership) (txswitch.Reply, bool)
 }
 
 // isAdmin reports whether the route belongs to the admin API, which is
@@ -129,7 +134,7 @@ func routeTable() []route {
 		noBody(get("/v1/admin/reviews", authAdmin), (*Server).listReviews),
 		withBody(write("POST", "/v1/admin/members", authAdmin, bodyRequired), (*Server).addMember),
 		noBody(write("DELETE", "/v1/admin/members/{id}", authAdmin, bodyEmpty), (*Server).removeMember),
-		withBody(write("POST", "/v1/admin/leader", authAdmin, bodyRequired), (*Server).transferLeader),
+		movesLeader(withBody(write("POST", "/v1/admin/leader", authAdmin, bodyRequired), (*Server).transferLeader), transferDone),
 
 		{method: "GET", pattern: "/healthz", raw: (*Server).healthz},
 		{method: "GET", pattern: "/readyz", raw: (*Server).readyz},
@@ -138,6 +143,11 @@ func routeTable() []route {
 }
 
 func adminSized(r route) route { r.adminBody = true; return r }
+
+func movesLeader(r route, done func(body any, now txswitch.Leadership) (txswitch.Reply, bool)) route {
+	r.leaderMoved = done
+	return r
+}
 
 // maxSegments bounds the path segments the router looks at; longer paths
 // cannot match any route.

@@ -366,7 +366,7 @@ func (s *Server) serve(rc *reqCtx) {
 		return
 	}
 	if (rt.write || rt.leaderRead) && !s.isLeader() {
-		s.forward(rc, body)
+		s.forward(rc, body, v)
 		return
 	}
 	reply, err := rt.call(s, rc, v)
