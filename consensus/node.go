@@ -1082,6 +1082,13 @@ func (n *Node) Step(ctx context.Context, group uint64, m *raftpb.Message) error 
 		n.droppedInbound.Add(1)
 		return fmt.Errorf("message for group %d delivered to group %d", group, n.cfg.Group)
 	}
+	if to := m.GetTo(); to != n.cfg.ID {
+		// Raft steps a message as its own whatever its To: one sent to
+		// another member's address (a member added at an address this
+		// node has) would move this node's term and votes.
+		n.droppedInbound.Add(1)
+		return fmt.Errorf("message for member %d delivered to member %d", to, n.cfg.ID)
+	}
 	select {
 	case n.recvc <- m:
 		return nil

@@ -923,6 +923,18 @@ func TestRefusalsWithoutLeaderAndForeignGroups(t *testing.T) {
 	if err := f.Step(context.Background(), c.group+1, &raftpb.Message{}); err == nil {
 		t.Fatal("message of another group accepted")
 	}
+	// A message for another member (sent to an address this node has) is
+	// not stepped as this node's own: a vote request of a higher term
+	// would otherwise move its term.
+	term := f.Status().Term
+	dropped := f.DroppedInbound()
+	vote := &raftpb.Message{Type: raftpb.MsgVote.Enum(), To: new(lead.ID() + 100), From: new(lead.ID()), Term: new(term + 5)}
+	if err := f.Step(context.Background(), c.group, vote); err == nil || f.DroppedInbound() != dropped+1 {
+		t.Fatalf("message for member %d accepted by member %d: %v", lead.ID()+100, f.ID(), err)
+	}
+	if got := f.Status().Term; got != term {
+		t.Fatalf("a misaddressed vote request moved the term from %d to %d", term, got)
+	}
 	if err := lead.TransferLeadership(ctxT(t, 5*time.Second), 42); err == nil {
 		t.Fatal("transfer to a non-member accepted")
 	}
