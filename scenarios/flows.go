@@ -560,11 +560,13 @@ func breadthFlows() map[string]flowDef {
 		"fraud_gbp_not_held":     {doc: "a high-value card payment in GBP: the hold rule is for EUR only, so it is captured at once", run: flowFraudGBP},
 		"retry_same_key_order":   {doc: "the same order creation sent twice with one key: one order", run: flowRetryOrder},
 		"retry_same_key_capture": {doc: "the same partial capture sent twice with one key: captured once", run: flowRetryCapture},
-		"retry_same_key_refund":  {doc: "the same partial refund sent twice with one key: refunded once", run: flowRetryRefund},
-		"key_reuse_refund":       {doc: "a refund's key reused with another amount: 422, nothing refunded", run: flowKeyReuseRefund},
-		"key_reuse_order":        {doc: "an order's key reused with another body: 422, no second order", run: flowKeyReuseOrder},
-		"ideal_surcharge":        {doc: "NL checkout, then iDEAL: the method's surcharge is offered and charged", run: flowIDEALSurcharge},
-		"card_fee_markets":       {doc: "a checkout, then card, in NL/EUR, SE/SEK or US/USD: the card surcharge of the order's currency is offered and charged", run: flowCardFeeMarkets},
+		"retry_capture_after_in_doubt": {doc: "a partial capture answered in doubt, sent again with its key once the payment shows it settled: the first answer again",
+			run: flowRetryCaptureAfterInDoubt},
+		"retry_same_key_refund": {doc: "the same partial refund sent twice with one key: refunded once", run: flowRetryRefund},
+		"key_reuse_refund":      {doc: "a refund's key reused with another amount: 422, nothing refunded", run: flowKeyReuseRefund},
+		"key_reuse_order":       {doc: "an order's key reused with another body: 422, no second order", run: flowKeyReuseOrder},
+		"ideal_surcharge":       {doc: "NL checkout, then iDEAL: the method's surcharge is offered and charged", run: flowIDEALSurcharge},
+		"card_fee_markets":      {doc: "a checkout, then card, in NL/EUR, SE/SEK or US/USD: the card surcharge of the order's currency is offered and charged", run: flowCardFeeMarkets},
 	}
 }
 
@@ -860,6 +862,43 @@ func flowRetryCapture(f *flowCtx) {
 	if r.status/100 == 2 {
 		f.c.hist.addClaim(Claim{Call: r.seq, Kind: "payment_captured", ID: p.ID, Value: half.Value})
 	}
+}
+
+// flowRetryCaptureAfterInDoubt is a gateway that heard "in doubt" for a
+// capture, learnt the outcome from the payment, and sends the capture
+// again with its key anyway (a retry queue that does not look). API.md
+// binds the key to its first answer: the idempotency check compares the
+// two. It retries only an answer in doubt, once the payment shows the
+// capture settled (within 8 s), so that a replay of the settled capture
+// instead of the first answer shows.
+func flowRetryCaptureAfterInDoubt(f *flowCtx) {
+	_, p, ok := f.payCard("manual")
+	if !ok || p.Status != txswitch.PaymentAuthorized {
+		return
+	}
+	half := txswitch.Money{Value: p.Authorized.Value / 2, Currency: p.Authorized.Currency}
+	capture := req{flowID: f.id, flow: f.name, op: "capture", method: http.MethodPost, path: "/v1/payments/" + p.ID + "/captures",
+		key: f.key(), target: p.ID, body: txswitch.CaptureRequest{Amount: &half}}
+	r := f.do(capture)
+	var got txswitch.Payment
+	if r.status != http.StatusCreated || json.Unmarshal(r.body, &got) != nil || len(got.Captures) != 1 || got.Captures[0].Status != txswitch.PaymentInDoubt {
+		return
+	}
+	deadline := time.Now().Add(8 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if cur, ok := f.getPayment(p.ID); ok && len(cur.Captures) == 1 && cur.Captures[0].Status != txswitch.PaymentInDoubt {
+			break
+		}
+	}
+	f.do(capture)
 }
 
 func flowRetryRefund(f *flowCtx) {
