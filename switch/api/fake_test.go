@@ -57,14 +57,24 @@ func (f *fakeService) record(ctx context.Context, method string, c txswitch.Call
 	f.calls = append(f.calls, call{Method: method, Caller: c, ID: id, Req: req, Deadline: hasDeadline})
 	err, block := f.err, f.block
 	f.mu.Unlock()
-	if block != nil {
-		select {
-		case <-block:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := waitUnblocked(ctx, block); err != nil {
+		return err
 	}
 	return err
+}
+
+// waitUnblocked holds a fake's call until block is closed (a nil block
+// holds nothing) or ctx ends.
+func waitUnblocked(ctx context.Context, block chan struct{}) error {
+	if block == nil {
+		return nil
+	}
+	select {
+	case <-block:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (f *fakeService) Calls() []call {
@@ -289,12 +299,8 @@ func (a *fakeAdmin) TransferLeader(ctx context.Context, to uint64) error {
 	a.mu.Lock()
 	block := a.block
 	a.mu.Unlock()
-	if block != nil {
-		select {
-		case <-block:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := waitUnblocked(ctx, block); err != nil {
+		return err
 	}
 	return err
 }
