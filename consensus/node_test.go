@@ -976,10 +976,11 @@ func TestJoinFromSnapshot(t *testing.T) {
 	if m.sm.Restores() == 0 {
 		t.Fatal("joined node did not start from a snapshot")
 	}
-	got := c.node(id).Members()
-	if len(got) != 4 {
-		t.Fatalf("joined node knows %d members", len(got))
-	}
+	// The state machine is restored a moment before the membership is
+	// published (both on the joined node's loop), so converged state does
+	// not yet mean published members.
+	var got []Peer
+	c.waitFor("the joined node to know 4 members", func() bool { got = c.node(id).Members(); return len(got) == 4 })
 	for _, p := range got {
 		want := apiOf(p.ID)
 		if p.ID == id {
