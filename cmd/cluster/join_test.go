@@ -187,6 +187,9 @@ func TestRemovedMemberStopsServing(t *testing.T) {
 	removed("/readyz", r)
 	removed("POST /v1/orders", e2eDo(t, l, n.APIAddr(), "POST", "/v1/orders", e2eNewKey("removed"), e2eOrderReq(2000, "EUR", "NL")))
 	removed("GET /v1/orders/{id}", e2eDo(t, l, n.APIAddr(), "GET", "/v1/orders/"+o.ID, "", nil))
+	if m := scrapeMetrics(t, n.APIAddr()); m["txswitch_raft_removed"] != 1 || m["txswitch_raft_has_leader"] != 0 {
+		t.Fatalf("the removed member's metrics: removed %v, has_leader %v", m["txswitch_raft_removed"], m["txswitch_raft_has_leader"])
+	}
 	st := e2eAdminStatus(t, l, n.APIAddr())
 	if !st.Raft.Removed || hasMember(st.Raft.Members, n.ID()) {
 		t.Fatalf("the removed member's status: removed %v, members %+v", st.Raft.Removed, st.Raft.Members)
@@ -199,6 +202,9 @@ func TestRemovedMemberStopsServing(t *testing.T) {
 		}
 		if r, err := e2eSend(m.APIAddr(), e2eRawReq{Method: "GET", Path: "/readyz"}); err != nil || r.Status != 200 {
 			t.Fatalf("member %d not ready: %+v %v", m.ID(), r, err)
+		}
+		if v := scrapeMetrics(t, m.APIAddr())["txswitch_raft_removed"]; v != 0 {
+			t.Fatalf("member %d: txswitch_raft_removed %v", m.ID(), v)
 		}
 	}
 }

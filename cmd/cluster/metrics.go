@@ -31,7 +31,8 @@ var (
 	mApplied   = desc("txswitch_raft_applied_index", "Highest log index this node applied to its state.")
 	mSnapshot  = desc("txswitch_raft_snapshot_index", "Log index of this node's latest snapshot (the log before it is compacted).")
 	mIsLeader  = desc("txswitch_raft_is_leader", "1 if this node leads; the sum over the members is 1 in a healthy cluster.")
-	mHasLeader = desc("txswitch_raft_has_leader", "1 if this node knows a leader; 0 on every member means the cluster takes no writes.")
+	mHasLeader = desc("txswitch_raft_has_leader", "1 if this node knows a leader; 0 on every member means the cluster takes no writes. 0 on a node removed from the cluster.")
+	mRemoved   = desc("txswitch_raft_removed", "1 if this node was removed from the cluster while it ran: it serves nothing (503 removed_from_cluster); stop it.")
 	mMembers   = desc("txswitch_raft_members", "Voting members in this node's view of the configuration.")
 	mLag       = desc("txswitch_raft_follower_lag_entries", "On the leader: committed entries a member has not acknowledged (its match index behind the commit index).", "member")
 	mActive    = desc("txswitch_raft_follower_active", "On the leader: 1 if the member answered within the last election timeout.", "member")
@@ -45,7 +46,7 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mTerm, mCommit, mApplied, mSnapshot, mIsLeader, mHasLeader, mMembers, mLag, mActive,
+	for _, d := range []*prometheus.Desc{mTerm, mCommit, mApplied, mSnapshot, mIsLeader, mHasLeader, mRemoved, mMembers, mLag, mActive,
 		mBacklog, mConfig, mClusterV, mBinaryV, mIntents, mOldest, mErrors} {
 		ch <- d
 	}
@@ -62,7 +63,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(mApplied, float64(r.Applied))
 	gauge(mSnapshot, float64(r.SnapshotIndex))
 	gauge(mIsLeader, boolValue(r.State == "StateLeader"))
-	gauge(mHasLeader, boolValue(r.Leader != 0))
+	// A removed node's raft keeps its last view of the leader, which no
+	// longer leads it: it has none.
+	gauge(mHasLeader, boolValue(r.Leader != 0 && !r.Removed))
+	gauge(mRemoved, boolValue(r.Removed))
 	gauge(mMembers, float64(len(r.Members)))
 	for id, p := range r.Progress {
 		if id == r.ID {
