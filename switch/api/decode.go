@@ -473,10 +473,8 @@ func (s *scanner) str() (raw []byte, escaped bool, err error) {
 					s.i = len(s.b)
 					return nil, false, s.syntax("")
 				}
-				for _, h := range s.b[s.i+2 : s.i+6] {
-					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
-						return nil, false, s.syntax("bad \\u escape")
-					}
+				if !isHex4(s.b[s.i+2 : s.i+6]) {
+					return nil, false, s.syntax("bad \\u escape")
 				}
 				if !s.allowNUL && string(s.b[s.i+2:s.i+6]) == "0000" {
 					// The NUL character, which no field has a use for and
