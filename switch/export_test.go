@@ -95,7 +95,7 @@ func SetFilterScanChunk(n int) (restore func()) {
 func KeyFilterReady(m *Machine) bool {
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
-	return m.filter.done
+	return m.filter.Load().done.Load()
 }
 
 // SetRecordCacheLimit replaces m's record cache by an empty one of

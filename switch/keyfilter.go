@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"hash/maphash"
+	"slices"
+	"sync/atomic"
 )
 
 // keyFilter lets apply skip store reads of cached-table records that are
@@ -31,20 +33,33 @@ import (
 //
 // Deleted keys stay in the filter: another read, never a wrong answer.
 //
+// The service asks it too, outside applyMu (Machine.keyMayExist): a new
+// request's idempotency key is a miss that cost each payment two pebble
+// reads on the leader. add and advance still run only under applyMu;
+// absent may run concurrently with them, so the parts, their bits and the
+// flags are atomics, and a part is published before its bits are set.
+// A key is added before its batch commits, so a reader that can see the
+// key in the store sees it in the filter too. The service's answer is a
+// fast path only: apply checks the idempotency record again, so even a
+// reader that held a filter a Restore replaced would only propose what
+// apply then answers as a duplicate.
+//
 // Bound: past maxFilterKeys keys (about 80 MB of filter; some 6 million
 // payments, each adding about five keys) the filter retires: it frees its
 // parts, answers "maybe" to everything and apply reads the store as it did
 // without it. A restart or Restore starts a new one.
 type keyFilter struct {
-	seed    maphash.Seed
-	parts   []*bloomPart
-	keys    int
-	retired bool
+	seed maphash.Seed
+	// parts is published whole (copy on append); nil once retired.
+	parts   atomic.Pointer[[]*bloomPart]
+	keys    int // under applyMu
+	retired atomic.Bool
 	// scan is the next key of the catch-up scan; table indexes
-	// filterTables. done: the scan has passed every table.
+	// filterTables (both under applyMu). done: the scan has passed every
+	// table.
 	scanTable int
 	scanFrom  []byte
-	done      bool
+	done      atomic.Bool
 }
 
 // filterTables are the cached tables' key prefixes (see cachedTable).
@@ -65,12 +80,14 @@ const (
 )
 
 type bloomPart struct {
-	bits     []uint64
-	n, limit int
+	bits     []atomic.Uint64
+	n, limit int // under applyMu
 }
 
 func newKeyFilter() *keyFilter {
-	return &keyFilter{seed: maphash.MakeSeed()}
+	f := &keyFilter{seed: maphash.MakeSeed()}
+	f.parts.Store(&[]*bloomPart{})
+	return f
 }
 
 func (f *keyFilter) probes(key []byte) (h1, h2 uint64) {
@@ -78,44 +95,53 @@ func (f *keyFilter) probes(key []byte) (h1, h2 uint64) {
 	return h, h>>32 | 1
 }
 
-// add records key as possibly present.
+// add records key as possibly present (applyMu held).
 func (f *keyFilter) add(key []byte) {
-	if f.retired {
+	if f.retired.Load() {
 		return
 	}
 	if f.keys++; f.keys > maxFilterKeys {
-		f.retired, f.parts = true, nil
+		f.retired.Store(true)
+		f.parts.Store(nil)
 		return
 	}
-	if len(f.parts) == 0 || f.parts[len(f.parts)-1].n >= f.parts[len(f.parts)-1].limit {
+	parts := *f.parts.Load()
+	if len(parts) == 0 || parts[len(parts)-1].n >= parts[len(parts)-1].limit {
 		limit := filterFirstPart
-		if len(f.parts) > 0 {
-			limit = 2 * f.parts[len(f.parts)-1].limit
+		if len(parts) > 0 {
+			limit = 2 * parts[len(parts)-1].limit
 		}
-		f.parts = append(f.parts, &bloomPart{bits: make([]uint64, limit*bloomBitsPerKey/64), limit: limit})
+		parts = append(slices.Clip(parts), &bloomPart{bits: make([]atomic.Uint64, limit*bloomBitsPerKey/64), limit: limit})
+		f.parts.Store(&parts)
 	}
-	p := f.parts[len(f.parts)-1]
+	p := parts[len(parts)-1]
 	m := uint64(len(p.bits) * 64)
 	h1, h2 := f.probes(key)
 	for i := range uint64(bloomProbes) {
 		b := (h1 + i*h2) % m
-		p.bits[b/64] |= 1 << (b % 64)
+		p.bits[b/64].Or(1 << (b % 64))
 	}
 	p.n++
 }
 
-// absent reports whether key is certainly not in the store.
+// absent reports whether key is certainly not in the store. It may run
+// concurrently with add and advance.
 func (f *keyFilter) absent(key []byte) bool {
-	if !f.done || f.retired {
+	// The flags before the parts: a filter retired meanwhile has nil parts.
+	if !f.done.Load() || f.retired.Load() {
+		return false
+	}
+	ps := f.parts.Load()
+	if ps == nil {
 		return false
 	}
 	h1, h2 := f.probes(key)
-	for _, p := range f.parts {
+	for _, p := range *ps {
 		m := uint64(len(p.bits) * 64)
 		in := true
 		for i := range uint64(bloomProbes) {
 			b := (h1 + i*h2) % m
-			if p.bits[b/64]&(1<<(b%64)) == 0 {
+			if p.bits[b/64].Load()&(1<<(b%64)) == 0 {
 				in = false
 				break
 			}
@@ -131,7 +157,7 @@ func (f *keyFilter) absent(key []byte) bool {
 // keys.
 func (f *keyFilter) advance(r Reader) error {
 	budget := filterScanChunk
-	for !f.done && !f.retired && budget > 0 {
+	for !f.done.Load() && !f.retired.Load() && budget > 0 {
 		start, end := prefixRange(filterTables[f.scanTable])
 		if f.scanFrom != nil {
 			start = f.scanFrom
@@ -155,7 +181,7 @@ func (f *keyFilter) advance(r Reader) error {
 			continue
 		}
 		f.scanTable, f.scanFrom = f.scanTable+1, nil
-		f.done = f.scanTable == len(filterTables)
+		f.done.Store(f.scanTable == len(filterTables))
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,7 +27,7 @@ type Machine struct {
 	buf scratch
 	// filter knows which cached-table keys are certainly absent from the
 	// store (keyfilter.go); guarded by applyMu.
-	filter *keyFilter
+	filter atomic.Pointer[keyFilter]
 	// outboxSeq is the committed m/outbox_seq when seqKnown (guarded by
 	// applyMu; forgotten on Restore and on a failed Apply).
 	outboxSeq uint64
@@ -111,7 +112,8 @@ func NewMachineFor(store Store, binary VersionRange) (*Machine, error) {
 	if !binary.valid() {
 		return nil, fmt.Errorf("machine: bad version range %+v", binary)
 	}
-	m := &Machine{store: store, records: newRecordCache(recordCacheGen), filter: newKeyFilter(), binary: binary}
+	m := &Machine{store: store, records: newRecordCache(recordCacheGen), binary: binary}
+	m.filter.Store(newKeyFilter())
 	if err := m.reloadCaches(); err != nil {
 		return nil, err
 	}
@@ -156,7 +158,8 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 	}
 	m.applyMu.Lock()
 	defer m.applyMu.Unlock()
-	if err := m.filter.advance(m.store); err != nil {
+	filter := m.filter.Load()
+	if err := filter.advance(m.store); err != nil {
 		m.forgetCaches()
 		return nil, fmt.Errorf("apply entries %d..%d: %w", cmds[0].Index, cmds[len(cmds)-1].Index, err)
 	}
@@ -166,7 +169,7 @@ func (m *Machine) Apply(cmds []Command) ([]any, error) {
 	var newCfg *RoutingConfig
 	newVersion := 0
 	defer m.buf.trim()
-	bs := &batchState{committed: m.records, filter: m.filter, buf: &m.buf, written: make(map[string]any), outboxSeq: m.outboxSeq, seqLoaded: m.seqKnown}
+	bs := &batchState{committed: m.records, filter: filter, buf: &m.buf, written: make(map[string]any), outboxSeq: m.outboxSeq, seqLoaded: m.seqKnown}
 	loaded := make(map[string]any)
 	for i, c := range cmds {
 		if len(c.Data) == 0 {
@@ -266,10 +269,18 @@ func (m *Machine) Restore(index uint64, data []byte) error {
 	return m.reloadCaches()
 }
 
+// keyMayExist is false when key, of a cached table (o/, p/, d/, i/), is
+// certainly not in the store: it was neither in it when the key filter's
+// scan passed nor written by apply since (keyfilter.go). Safe to call
+// concurrently with Apply; "true" means read the store.
+func (m *Machine) keyMayExist(key []byte) bool {
+	return !m.filter.Load().absent(key)
+}
+
 // forgetCaches drops what Apply caches across calls (applyMu held).
 func (m *Machine) forgetCaches() {
 	m.records.clear()
-	m.filter = newKeyFilter()
+	m.filter.Store(newKeyFilter())
 	m.outboxSeq, m.seqKnown = 0, false
 }
 

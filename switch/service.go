@@ -438,8 +438,14 @@ func (s *Svc) idemStart(c Caller, op, target string, body any) (*idemRef, *Reply
 		return nil, nil, NewError(KindInvalid, "invalid_idempotency_key", "Idempotency-Key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
 	}
 	ref := &idemRef{Merchant: c.MerchantID, Key: c.IdempotencyKey, Fingerprint: fingerprint(op, target, body)}
+	key := idemKey(ref.Merchant, ref.Key)
+	if !s.m.keyMayExist(key) {
+		// A new key, the common case: a store read would miss every
+		// memtable and level.
+		return ref, nil, nil
+	}
 	var rec idemRecord
-	ok, err := getJSON(s.store, idemKey(ref.Merchant, ref.Key), &rec)
+	ok, err := getJSON(s.store, key, &rec)
 	if err != nil {
 		return nil, nil, err
 	}
