@@ -127,6 +127,18 @@ const (
 	// is due (a payment of part of the amount, the rest never paid): no
 	// capture can make it paid, only another payment of the rest.
 	CauseAmountNotCovered = "amount_not_covered"
+	// CauseCaptureFailed: the last capture of a payment that still holds
+	// an uncaptured rest failed (the provider was down, refused or
+	// declined it): nothing was captured, the capture may be requested
+	// again. CauseCaptureInDoubt: the provider gave no definite answer to
+	// a capture; a status inquiry settles it, it is never sent again.
+	CauseCaptureFailed  = "capture_failed"
+	CauseCaptureInDoubt = "capture_in_doubt"
+	// CauseRefundFailed: a refund failed and no later refund of the same
+	// amount on the payment took its place: the shopper has not got that
+	// money back. CauseRefundInDoubt: as CauseCaptureInDoubt, for a refund.
+	CauseRefundFailed  = "refund_failed"
+	CauseRefundInDoubt = "refund_in_doubt"
 )
 
 // downCodes are provider error codes meaning "the provider is down".
@@ -261,6 +273,9 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent, cfg *RoutingCon
 			}
 		}
 	}
+	for _, c := range operationCauses(ps, evs) {
+		add(c)
+	}
 	for _, c := range authorizationCauses(cfg, now, ps, evs) {
 		add(c)
 	}
@@ -331,16 +346,19 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 			}
 		}
 		if released.Value > 0 {
-			return fmt.Sprintf("The order is paid: %s captured with %s at %s%s; the other %s of the authorization was released uncaptured.",
-				FormatMoney(o.Captured), settled.Method, settled.Provider, why, FormatMoney(released))
+			return fmt.Sprintf("The order is paid: %s captured with %s at %s%s; the other %s of the authorization was released uncaptured%s.",
+				FormatMoney(o.Captured), settled.Method, settled.Provider, why, FormatMoney(released), refundTrouble(causes))
 		}
-		return fmt.Sprintf("The order is paid: %s captured with %s at %s%s.", FormatMoney(o.Captured), settled.Method, settled.Provider, why)
+		return fmt.Sprintf("The order is paid: %s captured with %s at %s%s%s.", FormatMoney(o.Captured), settled.Method, settled.Provider, why, refundTrouble(causes))
 	case OrderAuthorized:
 		if c := first(CauseCancelInDoubt); c != nil {
 			return fmt.Sprintf("The order is authorized for %s, but its cancellation is in doubt: %s.", FormatMoney(o.Authorized), c.Message)
 		}
 		if c := first(CauseAuthorizationLapsed); c != nil {
 			return fmt.Sprintf("The order is authorized for %s, but not fully captured, and %s.", FormatMoney(o.Authorized), c.Message)
+		}
+		if c := firstOf(causes, CauseCaptureInDoubt, CauseCaptureFailed); c != nil {
+			return fmt.Sprintf("The order is authorized for %s with %s at %s, but not fully captured yet: %s.", FormatMoney(o.Authorized), settled.Method, settled.Provider, c.Message)
 		}
 		if c := first(CauseAmountNotCovered); c != nil {
 			if o.Captured.Value >= o.Authorized.Value {
@@ -350,9 +368,13 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why)
 	case OrderRefunded:
-		return fmt.Sprintf("The order was paid and then fully refunded (%s).", FormatMoney(o.Refunded))
+		return fmt.Sprintf("The order was paid and then fully refunded (%s)%s.", FormatMoney(o.Refunded), refundTrouble(causes))
 	case OrderPartiallyRefunded:
-		return fmt.Sprintf("The order was paid; %s of %s has been refunded.", FormatMoney(o.Refunded), FormatMoney(o.Captured))
+		if c := firstOf(causes, CauseCaptureInDoubt, CauseCaptureFailed); c != nil {
+			return fmt.Sprintf("The order is partly captured (%s, of which %s has been refunded), and not fully captured yet: %s%s.",
+				FormatMoney(o.Captured), FormatMoney(o.Refunded), c.Message, refundTrouble(causes))
+		}
+		return fmt.Sprintf("The order was paid; %s of %s has been refunded%s.", FormatMoney(o.Refunded), FormatMoney(o.Captured), refundTrouble(causes))
 	case OrderHeldForReview:
 		return "The order is not paid yet: its payment is held for manual fraud review and no provider has been asked."
 	case OrderExpired:
@@ -415,4 +437,108 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		return "The order is not paid: its last payment failed."
 	}
 	return "The order is not paid: no payment has been attempted yet."
+}
+
+// firstOf is the first cause with one of codes, in the order of causes.
+func firstOf(causes []Cause, codes ...string) *Cause {
+	for i := range causes {
+		if slices.Contains(codes, causes[i].Code) {
+			return &causes[i]
+		}
+	}
+	return nil
+}
+
+// refundTrouble is the summary's tail for a refund in doubt or failed
+// ("" when there is none): the order's money is as its status says, but a
+// return the merchant booked has not reached the shopper (yet).
+func refundTrouble(causes []Cause) string {
+	if c := firstOf(causes, CauseRefundInDoubt, CauseRefundFailed); c != nil {
+		return ", but " + c.Message
+	}
+	return ""
+}
+
+// operationCauses says why a capture or refund of the order's payments
+// did not go through: one in doubt (the provider gave no definite answer;
+// a status inquiry settles it), or one that failed and still matters: a
+// payment's last capture, while the payment holds an uncaptured rest it
+// could capture, or a refund that no later refund of the same amount took
+// the place of. The provider's answer comes from the operation's result
+// event on the timeline, so the merchant hears whether the provider was
+// down, slow, refused the request or declined it, without asking it.
+func operationCauses(ps []*paymentRec, evs []TimelineEvent) []Cause {
+	// The last result event of each operation, by its id (the key).
+	results := map[string]providerData{}
+	for _, ev := range evs {
+		switch ev.Type {
+		case "capture_failed", "capture_in_doubt", "refund_failed", "refund_in_doubt":
+		default:
+			continue
+		}
+		var d providerData
+		if json.Unmarshal(ev.Data, &d) == nil && d.Key != "" {
+			results[d.Key] = d
+		}
+	}
+	var out []Cause
+	for _, p := range ps {
+		capturable := p.Status == PaymentAuthorized || p.Status == PaymentCaptured || p.Status == PaymentPartiallyRefunded
+		for i, c := range p.Captures {
+			switch {
+			case c.Status == PaymentInDoubt:
+				out = append(out, Cause{Code: CauseCaptureInDoubt, PaymentID: p.ID, Provider: p.Provider,
+					Message: fmt.Sprintf("the capture %s of %s is in doubt: %s; the switch is asking %s whether it captured and will not send the capture again",
+						c.ID, FormatMoney(c.Amount), opAnswer(p.Provider, c.Status, results[c.ID]), p.Provider)})
+			case c.Status == "failed" && i == len(p.Captures)-1 && capturable && p.PendingCancel == "" &&
+				p.Authorized.Value-p.Captured.Value-p.PendingCapture > 0:
+				out = append(out, Cause{Code: CauseCaptureFailed, PaymentID: p.ID, Provider: p.Provider,
+					Message: fmt.Sprintf("the capture %s of %s failed: %s; nothing was captured, and it can be requested again",
+						c.ID, FormatMoney(c.Amount), opAnswer(p.Provider, c.Status, results[c.ID]))})
+			}
+		}
+		for i, r := range p.Refunds {
+			switch {
+			case r.Status == PaymentInDoubt:
+				out = append(out, Cause{Code: CauseRefundInDoubt, PaymentID: p.ID, Provider: p.Provider,
+					Message: fmt.Sprintf("the refund %s of %s is in doubt: %s; the switch is asking %s whether it refunded and will not send the refund again",
+						r.ID, FormatMoney(r.Amount), opAnswer(p.Provider, r.Status, results[r.ID]), p.Provider)})
+			case r.Status == "failed" && !slices.ContainsFunc(p.Refunds[i+1:], func(l Refund) bool { return l.Amount == r.Amount && l.Status != "failed" }):
+				out = append(out, Cause{Code: CauseRefundFailed, PaymentID: p.ID, Provider: p.Provider,
+					Message: fmt.Sprintf("the refund %s of %s failed: %s; the shopper has not been refunded it",
+						r.ID, FormatMoney(r.Amount), opAnswer(p.Provider, r.Status, results[r.ID]))})
+			}
+		}
+	}
+	return out
+}
+
+// opAnswer says in words what provider answered to an operation whose
+// status is status (in_doubt or failed), from its result event's data
+// (zero when the event is missing).
+func opAnswer(provider, status string, d providerData) string {
+	if d.Outcome == "" {
+		d.Outcome = outcomeFailed
+		if status == PaymentInDoubt {
+			d.Outcome = outcomeInDoubt
+		}
+	}
+	code := strings.ReplaceAll(d.Code, "_", " ")
+	switch {
+	case d.Outcome == outcomeInDoubt && slowCode(d.Code):
+		return provider + " did not answer within its timeout"
+	case d.Outcome == outcomeInDoubt:
+		return provider + " gave no definite answer (" + firstNonEmpty(code, "no answer") + ")"
+	case d.Outcome == outcomeDeclined:
+		return provider + " declined it (" + firstNonEmpty(code, "declined") + ")"
+	case d.Outcome == outcomeNotFound:
+		return provider + " never received it"
+	case d.Outcome == outcomeFailed && downCode(d.Code):
+		return provider + " was down (" + code + ")"
+	case d.Outcome == outcomeFailed && refusedCode(d.Code):
+		return provider + " refused the request (" + code + "): the switch's credentials or integration for it need attention"
+	case d.Outcome == outcomeFailed:
+		return provider + " failed without processing it (" + firstNonEmpty(code, "error") + ")"
+	}
+	return provider + " did not complete it (" + firstNonEmpty(code, d.Outcome) + ")"
 }

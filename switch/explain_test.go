@@ -325,3 +325,73 @@ func TestExplainAmountNotCovered(t *testing.T) {
 		})
 	}
 }
+
+// A capture or refund that did not go through says why in explain, as a
+// payment does: the merchant that captures on shipment or refunds a
+// return hears whether the provider was down, slow or declined it,
+// without asking the provider. A failed capture stops mattering once a
+// later capture went through; a failed refund once a later refund of the
+// same amount did.
+func TestExplainCaptureAndRefundTrouble(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		op        txswitch.ProviderOp
+		step      memory.Step
+		retry     bool // the same operation again, answered approved
+		wantCause string
+		wantSum   []string
+	}{
+		{"capture, provider down", txswitch.OpCapture, memoryErr(refusedErr("psp_a")), false, txswitch.CauseCaptureFailed,
+			[]string{"authorized for EUR 10.00", "not fully captured yet", "capture cap_", "of EUR 5.00 failed", "psp_a was down (connection refused)", "requested again"}},
+		{"capture, declined", txswitch.OpCapture, declined("auth_expired"), false, txswitch.CauseCaptureFailed,
+			[]string{"not fully captured yet", "psp_a declined it (auth expired)"}},
+		{"capture, provider slow", txswitch.OpCapture, memoryErr(timeoutErr("psp_a")), false, txswitch.CauseCaptureInDoubt,
+			[]string{"not fully captured yet", "is in doubt", "psp_a did not answer within its timeout", "will not send the capture again"}},
+		{"capture failed, then captured", txswitch.OpCapture, memoryErr(refusedErr("psp_a")), true, "", nil},
+		{"refund, provider slow", txswitch.OpRefund, memoryErr(timeoutErr("psp_a")), false, txswitch.CauseRefundInDoubt,
+			[]string{"The order is paid", "refund ref_", "of EUR 5.00 is in doubt", "did not answer within its timeout"}},
+		{"refund, declined", txswitch.OpRefund, declined("refund_window_closed"), false, txswitch.CauseRefundFailed,
+			[]string{"The order is paid", "of EUR 5.00 failed", "psp_a declined it (refund window closed)", "has not been refunded"}},
+		{"refund failed, then refunded", txswitch.OpRefund, declined("refund_window_closed"), true, "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			o, p := h.authorized()
+			if tc.op == txswitch.OpRefund {
+				if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.a.Push(tc.op, tc.step)
+			times := 1
+			if tc.retry {
+				times = 2
+			}
+			for range times {
+				var err error
+				if tc.op == txswitch.OpCapture {
+					_, err = h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(500)})
+				} else {
+					_, err = h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(500), Reason: "return"})
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			ex := decode[txswitch.Explanation](t, h.explain(o.ID))
+			for _, code := range []string{txswitch.CauseCaptureFailed, txswitch.CauseCaptureInDoubt, txswitch.CauseRefundFailed, txswitch.CauseRefundInDoubt} {
+				if hasCause(ex, code) != (code == tc.wantCause) {
+					t.Fatalf("cause %s present = %v, want %v: %+v", code, hasCause(ex, code), code == tc.wantCause, ex)
+				}
+			}
+			for _, w := range tc.wantSum {
+				if !strings.Contains(ex.Summary, w) {
+					t.Fatalf("summary %q lacks %q", ex.Summary, w)
+				}
+			}
+			if strings.Contains(ex.Summary, ". ") {
+				t.Fatalf("summary is not one sentence: %q", ex.Summary)
+			}
+		})
+	}
+}
