@@ -370,11 +370,25 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 	case OrderRefunded:
 		return fmt.Sprintf("The order was paid and then fully refunded (%s)%s.", FormatMoney(o.Refunded), refundTrouble(causes))
 	case OrderPartiallyRefunded:
-		if c := firstOf(causes, CauseCaptureInDoubt, CauseCaptureFailed); c != nil {
-			return fmt.Sprintf("The order is partly captured (%s, of which %s has been refunded), and not fully captured yet: %s%s.",
-				FormatMoney(o.Captured), FormatMoney(o.Refunded), c.Message, refundTrouble(causes))
+		// A refund makes the order partially_refunded whether or not all
+		// of it was captured: a return from the first shipment while the
+		// second is still to be captured is not a paid order.
+		cur := o.Amount.Currency
+		due, uncaptured := amountDue(o, ps), orderUncaptured(ps)
+		if o.Captured.Value >= due && uncaptured == 0 {
+			return fmt.Sprintf("The order was paid; %s of %s has been refunded%s.", FormatMoney(o.Refunded), FormatMoney(o.Captured), refundTrouble(causes))
 		}
-		return fmt.Sprintf("The order was paid; %s of %s has been refunded%s.", FormatMoney(o.Refunded), FormatMoney(o.Captured), refundTrouble(causes))
+		msg := fmt.Sprintf("The order is partly captured: %s captured, of which %s has been refunded", FormatMoney(o.Captured), FormatMoney(o.Refunded))
+		if uncaptured > 0 {
+			msg += fmt.Sprintf(", and %s is still authorized and not captured yet", FormatMoney(Money{Value: uncaptured, Currency: cur}))
+			if c := firstOf(causes, CauseCaptureInDoubt, CauseCaptureFailed); c != nil {
+				msg += ": " + c.Message
+			}
+		}
+		if rest := due - o.Captured.Value - uncaptured; rest > 0 {
+			msg += fmt.Sprintf(", and %s of the %s due is not covered by any payment", FormatMoney(Money{Value: rest, Currency: cur}), FormatMoney(Money{Value: due, Currency: cur}))
+		}
+		return msg + refundTrouble(causes) + "."
 	case OrderHeldForReview:
 		return "The order is not paid yet: its payment is held for manual fraud review and no provider has been asked."
 	case OrderExpired:
@@ -541,4 +555,14 @@ func opAnswer(provider, status string, d providerData) string {
 		return provider + " failed without processing it (" + firstNonEmpty(code, "error") + ")"
 	}
 	return provider + " did not complete it (" + firstNonEmpty(code, d.Outcome) + ")"
+}
+
+// orderUncaptured is what the order's payments hold authorized and could
+// still capture (uncapturedRest of each).
+func orderUncaptured(ps []*paymentRec) int64 {
+	var rest int64
+	for _, p := range ps {
+		rest += max(uncapturedRest(p).Value, 0)
+	}
+	return rest
 }

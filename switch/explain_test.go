@@ -395,3 +395,39 @@ func TestExplainCaptureAndRefundTrouble(t *testing.T) {
 		})
 	}
 }
+
+// A return refunded from the first shipment, while the second shipment's
+// part of the authorization is still to be captured, makes the order
+// partially_refunded; explain must not call it paid, and says what is
+// still authorized. Once the rest is captured it is paid and refunded in
+// part.
+func TestExplainRefundBeforeTheLastShipment(t *testing.T) {
+	h := newHarness(t)
+	h.gate(txswitch.VersionMoneyRules)
+	o, p := h.authorized()
+	if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(600)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: eur(600), Reason: "return", Channel: "pos"}); err != nil {
+		t.Fatal(err)
+	}
+	ex := decode[txswitch.Explanation](t, h.explain(o.ID))
+	if ex.Status != txswitch.OrderPartiallyRefunded {
+		t.Fatalf("explain = %+v", ex)
+	}
+	for _, w := range []string{"partly captured", "EUR 6.00 captured", "EUR 6.00 has been refunded", "EUR 4.00 is still authorized and not captured yet"} {
+		if !strings.Contains(ex.Summary, w) {
+			t.Fatalf("summary %q lacks %q", ex.Summary, w)
+		}
+	}
+	if strings.Contains(ex.Summary, "was paid") || strings.Contains(ex.Summary, ". ") {
+		t.Fatalf("summary %q", ex.Summary)
+	}
+	if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	ex = decode[txswitch.Explanation](t, h.explain(o.ID))
+	if want := "The order was paid; EUR 6.00 of EUR 10.00 has been refunded."; ex.Summary != want {
+		t.Fatalf("summary %q, want %q", ex.Summary, want)
+	}
+}
