@@ -21,7 +21,13 @@ func (s *Svc) Capture(ctx context.Context, c Caller, paymentID string, req Captu
 		}
 		// With or without an amount: the same state answers the same
 		// way (a 422 "EUR 0.00 still authorized" for an amount said the
-		// amount was wrong, when nothing would have been right).
+		// amount was wrong, when nothing would have been right). A
+		// payment that is not authorized (held for review, pending,
+		// declined, cancelled) says so, as apply would: "nothing left to
+		// capture" reads as if it had been captured already.
+		if e := notCapturable(p); e != nil {
+			return nil, e
+		}
 		if rest.Value <= 0 {
 			return nil, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has nothing left to capture")
 		}
@@ -46,11 +52,33 @@ func (s *Svc) Refund(ctx context.Context, c Caller, paymentID string, req Refund
 			}
 			amount = *req.Amount
 		}
+		if e := notRefundable(p); e != nil {
+			return nil, e
+		}
 		if rest.Value <= 0 {
 			return nil, NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has nothing left to refund")
 		}
 		return &cmdOpIntent{Kind: opRefund, OpID: s.ids.New(PrefixRefund), Amount: amount, Reason: req.Reason, Channel: req.Channel}, nil
 	})
+}
+
+// notCapturable is the 409 for capturing a payment in a status that takes
+// no capture (the text opIntent's check answers), nil when it takes one.
+func notCapturable(p *paymentRec) *Error {
+	switch p.Status {
+	case PaymentAuthorized, PaymentCaptured, PaymentPartiallyRefunded:
+		return nil
+	}
+	return NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only an authorized payment can be captured")
+}
+
+// notRefundable is notCapturable for a refund.
+func notRefundable(p *paymentRec) *Error {
+	switch p.Status {
+	case PaymentCaptured, PaymentPartiallyRefunded, PaymentRefunded: // refunded: "nothing left to refund" says it
+		return nil
+	}
+	return NewError(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only a captured payment can be refunded")
 }
 
 // Cancel voids an uncaptured authorization.

@@ -542,3 +542,37 @@ func TestNothingLeftIsAConflict(t *testing.T) {
 		}
 	})
 }
+
+// A capture or refund of a payment held for fraud review (or otherwise not
+// authorized) is refused with its status, not with "nothing left to
+// capture", which reads as if it had been captured already; nothing is
+// recorded.
+func TestOperationOnAHeldPaymentSaysItIsHeld(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(2_000_000) // the big_ticket fraud rule
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual"})
+	if p.Status != txswitch.PaymentHeldForReview {
+		t.Fatalf("payment = %s", p.Status)
+	}
+	h.unchanged(func() {
+		for _, amount := range []*txswitch.Money{nil, eur(100)} {
+			_, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: amount})
+			wantErr(t, err, 409, "invalid_state")
+			if !strings.Contains(err.Error(), "is held_for_review; only an authorized payment can be captured") {
+				t.Fatalf("capture of a held payment: %v", err)
+			}
+			_, err = h.svc.Refund(h.ctx, caller(""), p.ID, txswitch.RefundRequest{Amount: amount})
+			wantErr(t, err, 409, "invalid_state")
+			if !strings.Contains(err.Error(), "is held_for_review; only a captured payment can be refunded") {
+				t.Fatalf("refund of a held payment: %v", err)
+			}
+		}
+	})
+	// An authorized payment not captured yet: refunding it says so.
+	_, ap := h.authorized()
+	_, err := h.svc.Refund(h.ctx, caller(""), ap.ID, txswitch.RefundRequest{})
+	wantErr(t, err, 409, "invalid_state")
+	if !strings.Contains(err.Error(), "is authorized; only a captured payment can be refunded") {
+		t.Fatalf("refund of an uncaptured payment: %v", err)
+	}
+}
