@@ -251,7 +251,11 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent, cfg *RoutingCon
 			add(Cause{Code: CauseInDoubt, PaymentID: p.ID, Provider: p.Provider,
 				Message: fmt.Sprintf("%s gave no definite answer; the switch is asking it for the outcome and will not charge again", p.Provider)})
 		case PaymentHeldForReview:
-			add(Cause{Code: CauseHeldForReview, PaymentID: p.ID, Message: "the payment is held for manual fraud review"})
+			msg := "the payment is held for manual fraud review"
+			if rule := holdRule(evs, p.ID); rule != "" {
+				msg += fmt.Sprintf(" (fraud rule %q)", rule)
+			}
+			add(Cause{Code: CauseHeldForReview, PaymentID: p.ID, Message: msg})
 		case PaymentPending:
 			if p.RedirectURL != "" {
 				add(Cause{Code: CauseAwaitingShopper, PaymentID: p.ID, Provider: p.Provider,
@@ -390,6 +394,9 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		return msg + refundTrouble(causes) + "."
 	case OrderHeldForReview:
+		if c := first(CauseHeldForReview); c != nil {
+			return "The order is not paid yet: " + strings.Replace(c.Message, "the payment", "its payment", 1) + " and no provider has been asked."
+		}
 		return "The order is not paid yet: its payment is held for manual fraud review and no provider has been asked."
 	case OrderExpired:
 		msg := "The order expired unpaid"
@@ -565,4 +572,22 @@ func orderUncaptured(ps []*paymentRec) int64 {
 		rest += max(uncapturedRest(p).Value, 0)
 	}
 	return rest
+}
+
+// holdRule is the fraud rule that held payment id for review, from its
+// held_for_review event ("" when there is none).
+func holdRule(evs []TimelineEvent, id string) string {
+	rule := ""
+	for _, ev := range evs {
+		if ev.Type != "held_for_review" || ev.PaymentID != id {
+			continue
+		}
+		var d struct {
+			Rule string `json:"rule"`
+		}
+		if json.Unmarshal(ev.Data, &d) == nil {
+			rule = d.Rule
+		}
+	}
+	return rule
 }

@@ -37,7 +37,7 @@ func TestExplain(t *testing.T) {
 		{"invalid card", func(h *harness) {
 			h.a.Push(txswitch.OpAuthorize, declined("invalid_card"))
 		}, "card", txswitch.OrderFailed, []string{"declined", "invalid_input"}, []string{"invalid card number", "invalid_card"}},
-		{"held for review", nil, "", txswitch.OrderHeldForReview, []string{"held_for_review"}, []string{"manual fraud review"}},
+		{"held for review", nil, "", txswitch.OrderHeldForReview, []string{"held_for_review"}, []string{"its payment is held for manual fraud review (fraud rule \"big_ticket\") and no provider has been asked"}},
 		{"awaiting shopper", func(h *harness) {
 			h.b.Push(txswitch.OpAuthorize, memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomePending, RedirectURL: "https://x.test"}})
 		}, "ideal", txswitch.OrderPending, []string{"awaiting_shopper"}, []string{"not completed ideal"}},
