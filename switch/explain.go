@@ -370,7 +370,19 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 			}
 			return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet, and %s.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why, c.Message)
 		}
-		return fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet.", FormatMoney(o.Authorized), settled.Method, settled.Provider, why)
+		msg := fmt.Sprintf("The order is authorized for %s with %s at %s%s, but not fully captured yet", FormatMoney(o.Authorized), settled.Method, settled.Provider, why)
+		rest := Money{Value: orderUncaptured(ps), Currency: o.Amount.Currency}
+		if o.Captured.Value == 0 || rest.Value <= 0 {
+			return msg + "."
+		}
+		// Captures on shipment add up to the order's amount, and the
+		// shopper's surcharge is easily left out: say so, or the merchant
+		// is left wondering why a fully shipped order is not paid.
+		if sur := surcharges(ps); o.Captured.Value >= o.Amount.Value && sur > 0 && rest.Value <= sur {
+			return fmt.Sprintf("%s: the order's %s is captured, and the %s still to capture is the surcharge the shopper pays for %s; capture it, or cancel the payment to release it, to make the order paid.",
+				msg, FormatMoney(o.Amount), FormatMoney(rest), settled.Method)
+		}
+		return fmt.Sprintf("%s: %s captured, %s still to capture.", msg, FormatMoney(o.Captured), FormatMoney(rest))
 	case OrderRefunded:
 		return fmt.Sprintf("The order was paid and then fully refunded (%s)%s.", FormatMoney(o.Refunded), refundTrouble(causes))
 	case OrderPartiallyRefunded:
@@ -590,4 +602,16 @@ func holdRule(evs []TimelineEvent, id string) string {
 		}
 	}
 	return rule
+}
+
+// surcharges is what the shoppers pay for their methods on the order's
+// payments that count towards it.
+func surcharges(ps []*paymentRec) int64 {
+	var sum int64
+	for _, p := range ps {
+		if p.Surcharge != nil && reserves(p.Status) {
+			sum += p.Surcharge.Value
+		}
+	}
+	return sum
 }

@@ -431,3 +431,48 @@ func TestExplainRefundBeforeTheLastShipment(t *testing.T) {
 		t.Fatalf("summary %q, want %q", ex.Summary, want)
 	}
 }
+
+// Captures on shipment that add up to the order's amount leave the
+// shopper's card surcharge authorized and uncaptured: the order stays
+// authorized, and explain says that the rest is the surcharge (and how to
+// settle it) instead of only "not fully captured yet". Captures short of
+// the amount say how much is still to capture.
+func TestExplainSurchargeLeftUncaptured(t *testing.T) {
+	h := newHarness(t)
+	h.gate(txswitch.VersionMoneyRules)
+	cfg := testConfig()
+	cfg.Methods[0].Surcharge = txswitch.SurchargeConfig{FixedByCurrency: map[string]int64{"EUR": 25}, BasisPoints: 150} // card
+	if _, err := h.svc.PutConfig(h.ctx, cfg); err != nil {
+		t.Fatalf("PutConfig: %v", err)
+	}
+	o := h.createOrder(6000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card", Capture: "manual"})
+	if p.Status != txswitch.PaymentAuthorized || p.Authorized.Value != 6115 {
+		t.Fatalf("payment %s authorized %d, want 6115 (EUR 60.00 + 0.25 + 1.5 %%)", p.Status, p.Authorized.Value)
+	}
+	summary := func() string {
+		t.Helper()
+		ex := decode[txswitch.Explanation](t, h.explain(o.ID))
+		if ex.Status != txswitch.OrderAuthorized || strings.Contains(ex.Summary, ". ") {
+			t.Fatalf("explain = %+v", ex)
+		}
+		return ex.Summary
+	}
+	for _, ship := range []struct {
+		amount int64
+		want   []string
+	}{
+		{4000, []string{"not fully captured yet: EUR 40.00 captured, EUR 21.15 still to capture."}},
+		{2000, []string{"the order's EUR 60.00 is captured", "the EUR 1.15 still to capture is the surcharge the shopper pays for card", "cancel the payment to release it"}},
+	} {
+		if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{Amount: eur(ship.amount)}); err != nil {
+			t.Fatal(err)
+		}
+		got := summary()
+		for _, w := range ship.want {
+			if !strings.Contains(got, w) {
+				t.Fatalf("after capturing %d: summary %q lacks %q", ship.amount, got, w)
+			}
+		}
+	}
+}
