@@ -3,6 +3,7 @@ package txswitch
 import (
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // HoldForReview decides whether a payment with method for the order oc is
@@ -56,13 +57,19 @@ func HoldForReview(cfg *RoutingConfig, oc OrderContext, method string) (rule str
 //   - ".example.com" matches its subdomains only;
 //   - "example.com" matches the domain and its subdomains.
 //
-// An email without '@' has no domain and matches nothing.
+// An email without '@' has no domain and matches nothing. The domain is
+// taken as mail would be delivered to it: white space around it (a
+// shopper's stray space, a newline), the root's trailing dot
+// ("mailinator.com." is mailinator.com) and the '>' closing a
+// "Name <a@b>" form are not part of it, so none of them slips an address
+// past a rule.
 func emailMatches(email, suffix string) bool {
 	at := strings.LastIndexByte(email, '@')
 	if at < 0 {
 		return false
 	}
-	domain := strings.ToLower(email[at+1:])
+	domain := strings.ToLower(strings.TrimLeftFunc(email[at+1:], unicode.IsSpace))
+	domain = strings.TrimRightFunc(domain, func(r rune) bool { return unicode.IsSpace(r) || r == '.' || r == '>' })
 	suffix = strings.ToLower(suffix)
 	switch {
 	case strings.HasPrefix(suffix, "@"):

@@ -35,6 +35,15 @@ func TestHoldForReview(t *testing.T) {
 		{"local part does not count", OrderContext{"NL", "EUR", 100, ChannelOnline, "mailinator.com@example.com"}, "ideal", ""},
 		{"no at sign", OrderContext{"NL", "EUR", 100, ChannelOnline, "mailinator.com"}, "ideal", ""},
 		{"empty email", OrderContext{"NL", "EUR", 100, ChannelOnline, ""}, "ideal", ""},
+		// What a shopper or a webshop may send around the same domain
+		// must not slip past the rule.
+		{"trailing space", OrderContext{"NL", "EUR", 100, ChannelOnline, "x@mailinator.com "}, "ideal", "disposable"},
+		{"trailing newline", OrderContext{"NL", "EUR", 100, ChannelOnline, "x@mailinator.com\r\n"}, "ideal", "disposable"},
+		{"space after the at sign", OrderContext{"NL", "EUR", 100, ChannelOnline, "x@ mailinator.com"}, "ideal", "disposable"},
+		{"root's trailing dot", OrderContext{"NL", "EUR", 100, ChannelOnline, "x@mailinator.com."}, "ideal", "disposable"},
+		{"name and address", OrderContext{"NL", "EUR", 100, ChannelOnline, "X <x@mailinator.com>"}, "ideal", "disposable"},
+		{"exact domain with trailing dot", OrderContext{"NL", "EUR", 100, ChannelOnline, "a@risky.example. "}, "card", "exact_domain"},
+		{"no partial label match after trimming", OrderContext{"NL", "EUR", 100, ChannelOnline, "x@notmailinator.com. "}, "ideal", ""},
 		{"@ suffix exact", OrderContext{"NL", "EUR", 100, ChannelOnline, "a@risky.example"}, "card", "exact_domain"},
 		{"@ suffix not subdomain", OrderContext{"NL", "EUR", 100, ChannelOnline, "a@x.risky.example"}, "card", ""},
 		{". suffix subdomain", OrderContext{"NL", "EUR", 100, ChannelOnline, "a@x.temp.example"}, "card", "subdomains_only"},
