@@ -384,7 +384,7 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		}
 		return fmt.Sprintf("%s: %s captured, %s still to capture.", msg, FormatMoney(o.Captured), FormatMoney(rest))
 	case OrderRefunded:
-		return fmt.Sprintf("The order was paid and then fully refunded (%s)%s.", FormatMoney(o.Refunded), refundTrouble(causes))
+		return fmt.Sprintf("The order was paid and then fully refunded (%s%s)%s.", FormatMoney(o.Refunded), creditNotes(ps), refundTrouble(causes))
 	case OrderPartiallyRefunded:
 		// A refund makes the order partially_refunded whether or not all
 		// of it was captured: a return from the first shipment while the
@@ -392,9 +392,9 @@ func summary(o *orderRec, ps []*paymentRec, causes []Cause) string {
 		cur := o.Amount.Currency
 		due, uncaptured := amountDue(o, ps), orderUncaptured(ps)
 		if o.Captured.Value >= due && uncaptured == 0 {
-			return fmt.Sprintf("The order was paid; %s of %s has been refunded%s.", FormatMoney(o.Refunded), FormatMoney(o.Captured), refundTrouble(causes))
+			return fmt.Sprintf("The order was paid; %s of %s has been refunded%s%s.", FormatMoney(o.Refunded), FormatMoney(o.Captured), creditNotes(ps), refundTrouble(causes))
 		}
-		msg := fmt.Sprintf("The order is partly captured: %s captured, of which %s has been refunded", FormatMoney(o.Captured), FormatMoney(o.Refunded))
+		msg := fmt.Sprintf("The order is partly captured: %s captured, of which %s has been refunded%s", FormatMoney(o.Captured), FormatMoney(o.Refunded), creditNotes(ps))
 		if uncaptured > 0 {
 			msg += fmt.Sprintf(", and %s is still authorized and not captured yet", FormatMoney(Money{Value: uncaptured, Currency: cur}))
 			if c := firstOf(causes, CauseCaptureInDoubt, CauseCaptureFailed); c != nil {
@@ -614,4 +614,31 @@ func surcharges(ps []*paymentRec) int64 {
 		}
 	}
 	return sum
+}
+
+// creditNotes says which part of the order's refunds went to pay-later
+// methods, where a refund is a credit note on the shopper's invoice (no
+// money goes back to a shopper who has not paid yet): "" when none did.
+func creditNotes(ps []*paymentRec) string {
+	var v int64
+	cur, method := "", ""
+	all := true
+	for _, p := range ps {
+		if p.Refunded.Value == 0 {
+			continue
+		}
+		if !payLater(p.Method) {
+			all = false
+			continue
+		}
+		v += p.Refunded.Value
+		cur, method = p.Refunded.Currency, p.Method
+	}
+	switch {
+	case v == 0:
+		return ""
+	case all:
+		return fmt.Sprintf(", as credit notes on the shopper's %s invoice", method)
+	}
+	return fmt.Sprintf(", %s of it as credit notes on the shopper's %s invoice", FormatMoney(Money{Value: v, Currency: cur}), method)
 }

@@ -476,3 +476,32 @@ func TestExplainSurchargeLeftUncaptured(t *testing.T) {
 		}
 	}
 }
+
+// A return on a pay-later method is a credit note on the shopper's
+// invoice, not money back: explain says so, as the timeline does.
+func TestExplainPayLaterRefundIsACreditNote(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "klarna_paylater"})
+	if p.Status != txswitch.PaymentCaptured {
+		t.Fatalf("payment %s", p.Status)
+	}
+	for i, want := range []string{
+		"The order was paid; EUR 3.00 of EUR 10.00 has been refunded, as credit notes on the shopper's klarna_paylater invoice.",
+		"The order was paid and then fully refunded (EUR 10.00, as credit notes on the shopper's klarna_paylater invoice).",
+	} {
+		req := txswitch.RefundRequest{Amount: eur(300), Reason: "return", Channel: "pos"}
+		if i == 1 {
+			req.Amount = nil // the rest
+		}
+		if _, err := h.svc.Refund(h.ctx, caller(""), p.ID, req); err != nil {
+			t.Fatal(err)
+		}
+		if ex := decode[txswitch.Explanation](t, h.explain(o.ID)); ex.Summary != want {
+			t.Fatalf("summary %q, want %q", ex.Summary, want)
+		}
+	}
+	if n := strings.Count(strings.Join(eventTypes(h.timeline(o.ID)), ","), "credit_note"); n != 2 {
+		t.Fatalf("%d credit_note events, want 2", n)
+	}
+}
