@@ -76,6 +76,19 @@ func pendingExpiry(cfg *RoutingConfig, method string) time.Duration {
 	return DefaultPendingExpiry
 }
 
+// pendingNote says, for a payment waiting for its shopper at the provider,
+// when the resolver ends the attempt unless the shopper completes it
+// first (and the order takes another payment again); "" for any other
+// payment. It starts with "; " to follow a sentence part.
+func pendingNote(cfg *RoutingConfig, p *paymentRec) string {
+	if p.Status != PaymentPending || p.Open == nil || p.RedirectURL == "" {
+		return ""
+	}
+	exp := pendingExpiry(cfg, p.Method)
+	return fmt.Sprintf("; unless the shopper completes it, the switch cancels it from %s (%s's pending expiry of %s) and the order takes another payment",
+		p.Open.At.Add(exp).UTC().Format(time.RFC3339), p.Method, exp)
+}
+
 // expired reports whether d is a pending payment attempt past its expiry.
 // An attempt first in doubt (its call timed out) that a status inquiry
 // then found pending counts too: expireOne asks again first and cancels

@@ -52,7 +52,7 @@ func (s *Svc) Methods(ctx context.Context, c Caller, orderID string) (Reply, err
 	case orderExpiredAt(o, s.clock.Now(), s.VersionActive(VersionMoneyRules)):
 		reason, detail = ExclusionOrderExpired, "the order expired unpaid; create a new order"
 	case busy >= 0:
-		reason, detail = ExclusionPaymentInProgress, fmt.Sprintf("payment %s of this order is still %s; wait for it to finish", ps[busy].ID, ps[busy].Status)
+		reason, detail = ExclusionPaymentInProgress, fmt.Sprintf("payment %s of this order is still %s; wait for it to finish%s", ps[busy].ID, ps[busy].Status, pendingNote(cfg, ps[busy]))
 	case open <= 0:
 		reason, detail = ExclusionNothingToPay, "the order's amount is covered by its payments"
 	}
@@ -259,7 +259,7 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent, cfg *RoutingCon
 		case PaymentPending:
 			if p.RedirectURL != "" {
 				add(Cause{Code: CauseAwaitingShopper, PaymentID: p.ID, Provider: p.Provider,
-					Message: fmt.Sprintf("the shopper has not completed %s at %s yet", p.Method, p.Provider)})
+					Message: fmt.Sprintf("the shopper has not completed %s at %s yet%s", p.Method, p.Provider, pendingNote(cfg, p))})
 			}
 		case PaymentFailed, PaymentCancelled:
 			if p.Failure == nil {

@@ -505,3 +505,31 @@ func TestExplainPayLaterRefundIsACreditNote(t *testing.T) {
 		t.Fatalf("%d credit_note events, want 2", n)
 	}
 }
+
+// A shopper who left a redirect payment unfinished blocks the order until
+// the payment expires: explain, the methods and the refused payment say
+// until when, so the merchant knows when the order takes another payment.
+func TestPendingPaymentSaysWhenItExpires(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(1000)
+	h.b.Push(txswitch.OpAuthorize, memory.Step{Result: txswitch.ProviderResult{Outcome: txswitch.OutcomePending, RedirectURL: "https://bank.test/x"}})
+	if p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "ideal"}); p.Status != txswitch.PaymentPending {
+		t.Fatalf("payment %s", p.Status)
+	}
+	const want = "unless the shopper completes it, the switch cancels it from 2026-11-23T09:30:00Z (ideal's pending expiry of 30m0s) and the order takes another payment"
+	if ex := decode[txswitch.Explanation](t, h.explain(o.ID)); !strings.Contains(ex.Summary, want) {
+		t.Fatalf("summary %q lacks %q", ex.Summary, want)
+	}
+	r, err := h.svc.Methods(h.ctx, caller(""), o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := decode[txswitch.MethodsResponse](t, r); len(m.Excluded) == 0 || !strings.Contains(m.Excluded[0].Detail, want) {
+		t.Fatalf("methods %+v lack %q", m, want)
+	}
+	_, err = h.svc.CreatePayment(h.ctx, caller(""), o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	wantErr(t, err, 409, txswitch.CodePaymentInProgress)
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("refusal %q lacks %q", err, want)
+	}
+}

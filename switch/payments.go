@@ -120,8 +120,9 @@ func (s *Svc) createPayment(ctx context.Context, c Caller, orderID string, req C
 	}
 	for _, p := range ps {
 		if unsettled(p.Status) {
+			cfg, _ := s.m.Config() // nil: the default expiry
 			return Reply{}, NewError(KindConflict, CodePaymentInProgress, "",
-				fmt.Sprintf("payment %s of this order is still %s; wait for it to finish", p.ID, p.Status))
+				fmt.Sprintf("payment %s of this order is still %s; wait for it to finish%s", p.ID, p.Status, pendingNote(cfg, p)))
 		}
 	}
 	open := openAmount(o, ps)
