@@ -420,6 +420,9 @@ const (
 )
 
 func (ac *applyCtx) review(c *cmdReview) (*ApplyResult, error) {
+	if c.Decision == reviewWithdraw {
+		return ac.withdraw(c)
+	}
 	p, err := ac.loadPayment(c.PaymentID)
 	if err != nil {
 		return nil, err

@@ -144,6 +144,10 @@ type cmdReview struct {
 	Provider   string           `json:"provider,omitempty"`
 	Candidates []RouteCandidate `json:"candidates,omitempty"`
 	NoRoute    string           `json:"no_route,omitempty"`
+	// On reviewWithdraw (from VersionWithdrawHeld): the merchant's cancel
+	// request and the key its answer is bound to.
+	MerchantID string   `json:"merchant_id,omitempty"`
+	Idem       *idemRef `json:"idem,omitempty"`
 }
 
 type cmdOpIntent struct {

@@ -105,17 +105,20 @@ const (
 	// CauseProviderRefused: the provider refused the request itself (a
 	// 4xx: credentials, a request it cannot take): neither the customer
 	// nor the provider's availability, but the integration with it.
-	CauseProviderRefused   = "provider_refused"
-	CauseDeclined          = "declined"
-	CauseInvalidInput      = "invalid_input"
-	CauseInDoubt           = "in_doubt"
-	CauseHeldForReview     = "held_for_review"
-	CauseNoMethod          = "no_method_available"
-	CauseNeverReceived     = "provider_never_received"
-	CauseReviewRejected    = "review_rejected"
-	CauseAwaitingShopper   = "awaiting_shopper"
-	CauseNoPaymentAttempts = "no_payment_attempt"
-	CauseExpired           = "payment_expired"
+	CauseProviderRefused = "provider_refused"
+	CauseDeclined        = "declined"
+	CauseInvalidInput    = "invalid_input"
+	CauseInDoubt         = "in_doubt"
+	CauseHeldForReview   = "held_for_review"
+	CauseNoMethod        = "no_method_available"
+	CauseNeverReceived   = "provider_never_received"
+	CauseReviewRejected  = "review_rejected"
+	// CauseCancelledByMerchant: the merchant cancelled a payment while it
+	// was held for review (VersionWithdrawHeld).
+	CauseCancelledByMerchant = "cancelled_by_merchant"
+	CauseAwaitingShopper     = "awaiting_shopper"
+	CauseNoPaymentAttempts   = "no_payment_attempt"
+	CauseExpired             = "payment_expired"
 	// CauseCancelInDoubt: the provider did not answer a cancellation; the
 	// authorization may or may not be voided until a status inquiry says.
 	CauseCancelInDoubt = "cancellation_in_doubt"
@@ -272,6 +275,8 @@ func explain(o *orderRec, ps []*paymentRec, evs []TimelineEvent, cfg *RoutingCon
 				add(Cause{Code: CauseNeverReceived, PaymentID: p.ID, Provider: p.Provider, Message: p.Failure.Message})
 			case CodeReviewRejected:
 				add(Cause{Code: CauseReviewRejected, PaymentID: p.ID, Message: "manual review rejected the payment: " + p.Failure.Message})
+			case CodeCancelledByMerchant:
+				add(Cause{Code: CauseCancelledByMerchant, PaymentID: p.ID, Message: "the merchant cancelled the payment while it was held for review; no provider was asked"})
 			case CodeExpired:
 				add(Cause{Code: CauseExpired, PaymentID: p.ID, Provider: p.Provider, Message: p.Failure.Message})
 			}

@@ -109,6 +109,9 @@ func (s *Svc) operate(ctx context.Context, c Caller, paymentID, kind string, bod
 	if err != nil || stored != nil {
 		return derefReply(stored), err
 	}
+	if kind == opCancel && p.Status == PaymentHeldForReview && s.VersionActive(VersionWithdrawHeld) {
+		return s.withdrawHeld(ctx, c, p, ref)
+	}
 	cmd, err := build(p)
 	if err != nil {
 		return Reply{}, err

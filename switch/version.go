@@ -41,9 +41,11 @@ const (
 	// fixed surcharges per currency (VersionCurrencyFees), version 11
 	// the follow-ups of approved payments kept reachable and traceable
 	// (VersionFollowUps), version 12 an operation answered in doubt
-	// replayed as answered (VersionOperationReplay).
+	// replayed as answered (VersionOperationReplay), version 13 a
+	// payment held for review cancelled by its merchant
+	// (VersionWithdrawHeld).
 	BinaryMinVersion = 1
-	BinaryMaxVersion = VersionOperationReplay
+	BinaryMaxVersion = VersionWithdrawHeld
 	// VersionCancellation: a payment record carries its cancellation
 	// (Payment.Cancellation), so a void in doubt is visible. Below it the
 	// field is not written: an older member would drop it and serve the
@@ -153,6 +155,15 @@ const (
 	// record is replicated state an older member would leave in
 	// progress, hence the gate.
 	VersionOperationReplay = 12
+	// VersionWithdrawHeld: POST /v1/payments/{id}/cancel on a payment
+	// held for review cancels it (no provider has been asked, so there is
+	// nothing to void), with its Idempotency-Key bound to the answer.
+	// Before, only the operator's review could end a hold, and a merchant
+	// whose shopper called off the order had to ask for it. The command
+	// is a review with the merchant's decision and key, which an older
+	// member would refuse or apply without its idempotency record, hence
+	// the gate.
+	VersionWithdrawHeld = 13
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
 	initialClusterVersion = 1
