@@ -64,6 +64,16 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 			return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only an authorized payment can be captured"), nil
 		}
 		rest := p.Authorized.Value - p.Captured.Value - p.PendingCapture
+		v, err := ac.version()
+		if err != nil {
+			return nil, err
+		}
+		if rest <= 0 && v >= VersionWithdrawHeld {
+			// As the service answers when it sees it (ops.go): with
+			// nothing left, no amount would have been right. A request
+			// whose check raced another's capture ends here.
+			return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has nothing left to capture"), nil
+		}
 		if amount.Value > rest {
 			return reject(KindUnprocessable, CodeAmountExceedsAuthorized, "amount.value",
 				fmt.Sprintf("capture of %s exceeds the %s still authorized", FormatMoney(amount), FormatMoney(Money{Value: rest, Currency: amount.Currency}))), nil
@@ -77,6 +87,13 @@ func (ac *applyCtx) opIntent(c *cmdOpIntent) (*ApplyResult, error) {
 			return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" is "+p.Status+"; only a captured payment can be refunded"), nil
 		}
 		rest := p.Captured.Value - p.Refunded.Value - p.PendingRefund
+		v, err := ac.version()
+		if err != nil {
+			return nil, err
+		}
+		if rest <= 0 && v >= VersionWithdrawHeld {
+			return reject(KindConflict, CodeInvalidState, "", "payment "+p.ID+" has nothing left to refund"), nil
+		}
 		if amount.Value > rest {
 			return reject(KindUnprocessable, CodeAmountExceedsCaptured, "amount.value",
 				fmt.Sprintf("refund of %s exceeds the %s captured and not refunded", FormatMoney(amount), FormatMoney(Money{Value: rest, Currency: amount.Currency}))), nil

@@ -122,6 +122,13 @@ func ConfigPutCommand(cfg RoutingConfig, at time.Time) []byte {
 	return mustEncode(cmdTypeConfigPut, &cmdConfigPut{At: at, Config: cfg})
 }
 
+// OpIntentCommand is the encoded intent of a capture or refund ("capture",
+// "refund") of amount, as the service proposes it after its own checks: a
+// test proposes it to play a request whose checks raced another's.
+func OpIntentCommand(kind, merchant, paymentID, opID string, amount Money, at time.Time) []byte {
+	return mustEncode(cmdTypeOpIntent, &cmdOpIntent{At: at, Kind: kind, MerchantID: merchant, PaymentID: paymentID, OpID: opID, Amount: amount})
+}
+
 func mustEncode(typ string, cmd any) []byte {
 	b, err := encodeCommand(typ, cmd)
 	if err != nil {

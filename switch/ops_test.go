@@ -576,3 +576,47 @@ func TestOperationOnAHeldPaymentSaysItIsHeld(t *testing.T) {
 		t.Fatalf("refund of an uncaptured payment: %v", err)
 	}
 }
+
+// Two captures (or refunds) whose service checks both passed race in
+// apply: the one applied second finds nothing left and is answered as the
+// service would have answered it, 409 invalid_state, not 422 "exceeds the
+// EUR 0.00 still authorized" (the audit's parallel captures got that),
+// from cluster version 13,
+// which blames the amount when no amount would have been right.
+func TestRacingOperationFindsNothingLeft(t *testing.T) {
+	h := newHarness(t)
+	h.gate(txswitch.VersionWithdrawHeld) // below it, the 422 (golden_test.go replays it)
+	_, p := h.authorized()
+	h.a.Push(txswitch.OpCapture, approved("c-1"))
+	if _, err := h.svc.Capture(h.ctx, caller(""), p.ID, txswitch.CaptureRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	propose := func(kind string) *txswitch.Error {
+		t.Helper()
+		var res any
+		var err error
+		h.unchanged(func() {
+			res, err = h.log.Propose(h.ctx, txswitch.OpIntentCommand(kind, merchantA, p.ID, kind+"_raced", *eur(100), h.clock.Now()))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ar, ok := res.(*txswitch.ApplyResult)
+		if !ok || ar.Err == nil {
+			t.Fatalf("%s with nothing left applied: %+v", kind, res)
+		}
+		return ar.Err
+	}
+	if e := propose("capture"); e.Status != 409 || e.Code != "invalid_state" || !strings.Contains(e.Message, "nothing left to capture") {
+		t.Fatalf("raced capture: %d %s %s", e.Status, e.Code, e.Message)
+	}
+	// A refund of everything captured, still at the provider, and one
+	// raced past the service's check.
+	full := h.payment(p.ID).Captured
+	if res, err := h.log.Propose(h.ctx, txswitch.OpIntentCommand("refund", merchantA, p.ID, "refund_first", full, h.clock.Now())); err != nil || res.(*txswitch.ApplyResult).Err != nil {
+		t.Fatalf("first refund: %+v %v", res, err)
+	}
+	if e := propose("refund"); e.Status != 409 || e.Code != "invalid_state" || !strings.Contains(e.Message, "nothing left to refund") {
+		t.Fatalf("raced refund: %d %s %s", e.Status, e.Code, e.Message)
+	}
+}

@@ -162,7 +162,12 @@ const (
 	// whose shopper called off the order had to ask for it. The command
 	// is a review with the merchant's decision and key, which an older
 	// member would refuse or apply without its idempotency record, hence
-	// the gate.
+	// the gate. From the same version a capture or refund that finds
+	// nothing left when it is applied (its check raced another's) is
+	// refused 409 invalid_state, as the service refuses one it sees
+	// first, instead of 422 "exceeds the EUR 0.00 still authorized": a
+	// rejection changes no state, but replaying a journal gives the
+	// answers it gave (golden_test.go).
 	VersionWithdrawHeld = 13
 	// initialClusterVersion is the version of a cluster that never moved
 	// its gate (no m/cluster_version key).
