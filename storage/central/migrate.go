@@ -257,7 +257,7 @@ func applyOne(ctx context.Context, conn *pgxpool.Conn, m Migration, opts Migrate
 			return fmt.Errorf("migration %04d_%s: set timeouts: %w", m.Version, m.Name, err)
 		}
 		for i, stmt := range splitStatements(m.SQL) {
-			if _, err := conn.Exec(ctx, stmt); err != nil {
+			if err := execStatement(ctx, conn, stmt, opts); err != nil {
 				return fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
@@ -284,6 +284,38 @@ func applyOne(ctx context.Context, conn *pgxpool.Conn, m Migration, opts Migrate
 		return fmt.Errorf("migration %04d_%s: commit: %w", m.Version, m.Name, err)
 	}
 	return nil
+}
+
+// concurrentIndex matches the statements that build or drop an index
+// CONCURRENTLY.
+var concurrentIndex = regexp.MustCompile(`(?is)^\s*(create\s+(unique\s+)?index\s+concurrently|drop\s+index\s+concurrently|reindex\s+[^;]*\bconcurrently)\b`)
+
+// concurrentIndexStatement reports whether stmt builds, rebuilds or drops
+// an index CONCURRENTLY.
+func concurrentIndexStatement(stmt string) bool { return concurrentIndex.MatchString(stmt) }
+
+// execStatement runs one statement of a no-transaction migration. An
+// index built or dropped CONCURRENTLY runs without lock_timeout: it holds
+// SHARE UPDATE EXCLUSIVE, which no insert, update or delete waits for, and
+// then waits for every transaction older than its snapshot (a reporting
+// query, a pg_dump) to end. Under lock_timeout that wait failed after the
+// whole build, the retry dropped the INVALID index and built it again, and
+// on a database that always has a transaction longer than the timeout the
+// migration never finished (nor did the export behind it). It stays
+// bounded by statement_timeout.
+func execStatement(ctx context.Context, conn *pgxpool.Conn, stmt string, opts MigrateOptions) error {
+	if !concurrentIndexStatement(stmt) {
+		_, err := conn.Exec(ctx, stmt)
+		return err
+	}
+	if _, err := conn.Exec(ctx, "SET lock_timeout = 0"); err != nil {
+		return fmt.Errorf("lift lock_timeout: %w", err)
+	}
+	_, err := conn.Exec(ctx, stmt)
+	if _, rerr := conn.Exec(ctx, fmt.Sprintf("SET lock_timeout = %d", opts.LockTimeout.Milliseconds())); rerr != nil && err == nil {
+		err = fmt.Errorf("restore lock_timeout: %w", rerr)
+	}
+	return err
 }
 
 // splitStatements splits a no-transaction migration into statements, each
