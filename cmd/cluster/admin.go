@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/txswitch/txswitch/consensus"
@@ -105,9 +106,12 @@ type adminOps struct{ n *Node }
 
 func (a adminOps) Status(context.Context) (any, error) { return a.n.NodeStatus() }
 
-func (a adminOps) AddMember(ctx context.Context, raftAddr, apiAddr string) (uint64, error) {
+func (a adminOps) AddMember(ctx context.Context, raftAddr, apiAddr string, versions *txswitch.VersionRange) (uint64, error) {
 	if raftAddr == "" || apiAddr == "" {
 		return 0, txswitch.NewError(txswitch.KindInvalid, "invalid_member", "raft_addr", "raft_addr and api_addr are required")
+	}
+	if err := joinerRunsVersion(a.n.machine.ClusterVersion(), versions); err != nil {
+		return 0, err
 	}
 	id, err := a.n.raft.AddMember(ctx, raftAddr, apiAddr)
 	return id, memberErr(err)
@@ -119,6 +123,31 @@ func (a adminOps) RemoveMember(ctx context.Context, id uint64) error {
 
 func (a adminOps) TransferLeader(ctx context.Context, to uint64) error {
 	return memberErr(a.n.raft.TransferLeadership(ctx, to))
+}
+
+// versionsUnsaidMax is the newest cluster version whose binaries join
+// without saying which versions they run: a joiner that says nothing is
+// at most that.
+const versionsUnsaidMax = txswitch.VersionOperationReplay
+
+// joinerRunsVersion refuses a new member whose binary cannot run the
+// cluster's version (cluster, as this node applied it; the cluster
+// version never moves back, so a lagging member can only be more
+// lenient). Such a member was added as a voter and stopped at the first
+// entry it applied: a voter that never answers, and one more failure
+// cost the quorum.
+func joinerRunsVersion(cluster int, versions *txswitch.VersionRange) error {
+	switch {
+	case versions == nil && cluster > versionsUnsaidMax:
+		return txswitch.NewError(txswitch.KindConflict, txswitch.CodeVersionNotSupported, "versions", fmt.Sprintf(
+			"the cluster runs version %d and the joining node's binary does not say which versions it runs, so it runs %d at most: "+
+				"it would become a member and stop at once; join with a binary that runs cluster version %d", cluster, versionsUnsaidMax, cluster))
+	case versions != nil && (cluster < versions.Min || cluster > versions.Max):
+		return txswitch.NewError(txswitch.KindConflict, txswitch.CodeVersionNotSupported, "versions", fmt.Sprintf(
+			"the cluster runs version %d and the joining node's binary runs versions %d..%d: "+
+				"it would become a member and stop at once; join with a binary that runs cluster version %d", cluster, versions.Min, versions.Max, cluster))
+	}
+	return nil
 }
 
 // memberErr turns the membership errors a caller can act on into API
@@ -221,8 +250,12 @@ func memberStatus(memberAPI, adminToken string, timeout time.Duration) (Status, 
 
 // joinCluster asks a running member (any: followers forward to the leader)
 // to add this node and returns the new member id it was given.
-func joinCluster(memberAPI, adminToken, raftAddr, apiAddr string) (uint64, error) {
-	body, _ := json.Marshal(map[string]string{"raft_addr": raftAddr, "api_addr": apiAddr})
+// It sends the cluster versions its binary runs, so that the cluster
+// refuses a binary that cannot run its version; a member of an older
+// release refuses the field (400 unknown_field), and is asked again
+// without it: it could not check anyway.
+func joinCluster(memberAPI, adminToken, raftAddr, apiAddr string, versions txswitch.VersionRange) (uint64, error) {
+	body, _ := json.Marshal(map[string]any{"raft_addr": raftAddr, "api_addr": apiAddr, "versions": versions})
 	var lastErr error
 	// Membership changes are refused while another is in flight or right
 	// after an election: retry a bounded number of times.
@@ -237,6 +270,10 @@ func joinCluster(memberAPI, adminToken, raftAddr, apiAddr string) (uint64, error
 			return id, nil
 		}
 		lastErr = err
+		if s := err.Error(); strings.Contains(s, `"unknown_field"`) && strings.Contains(s, `"field":"versions"`) {
+			body, _ = json.Marshal(map[string]string{"raft_addr": raftAddr, "api_addr": apiAddr})
+			retry = true
+		}
 		if !retry {
 			break
 		}
@@ -267,10 +304,12 @@ func postJoin(ctx context.Context, memberAPI, adminToken string, body []byte) (i
 			return 0, false, fmt.Errorf("unexpected answer %s", b)
 		}
 		return r.ID, false, nil
-	case resp.StatusCode == http.StatusConflict && !bytes.Contains(b, []byte(`"`+codeAddressInUse+`"`)),
+	case resp.StatusCode == http.StatusConflict && !bytes.Contains(b, []byte(`"`+codeAddressInUse+`"`)) &&
+		!bytes.Contains(b, []byte(`"`+txswitch.CodeVersionNotSupported+`"`)),
 		resp.StatusCode == http.StatusServiceUnavailable && !bytes.Contains(b, []byte(`"outcome_unknown"`)):
 		// A change in progress passes; an address in use stays until an
-		// operator removes the member that has it.
+		// operator removes the member that has it, and a binary too old
+		// for the cluster until the node runs another.
 		return 0, true, fmt.Errorf("status %d: %s", resp.StatusCode, b)
 	default:
 		return 0, false, fmt.Errorf("status %d: %s", resp.StatusCode, b)

@@ -182,10 +182,7 @@ func Start(cfg Config) (_ *Node, err error) {
 
 	logStore := n.db.LogStore(cfg.Group)
 	state := n.db.StateStore(cfg.Group)
-	versions := cfg.Versions
-	if versions == (txswitch.VersionRange{}) {
-		versions = txswitch.BinaryVersions
-	}
+	versions := n.binaryVersions()
 	n.versions = versions
 	if n.machine, err = txswitch.NewMachineFor(state, versions); err != nil {
 		return nil, fmt.Errorf("load state machine: %w", err)
@@ -282,6 +279,15 @@ func Start(cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
+// binaryVersions are the cluster versions this node runs: its binary's,
+// or the ones a test configured.
+func (n *Node) binaryVersions() txswitch.VersionRange {
+	if n.cfg.Versions != (txswitch.VersionRange{}) {
+		return n.cfg.Versions
+	}
+	return txswitch.BinaryVersions
+}
+
 // identity decides this node's member id: the one bound to the data dir,
 // the bootstrap one for a new cluster, or a new one from the cluster.
 func (n *Node) identity() (id uint64, join bool, err error) {
@@ -298,7 +304,7 @@ func (n *Node) identity() (id uint64, join bool, err error) {
 		// raft bootstraps, and a non-empty log never does.
 		return bound, n.cfg.Join != "", nil
 	case n.cfg.Join != "":
-		id, err = joinCluster(n.cfg.Join, n.cfg.AdminToken, n.cfg.RaftAdvertise, n.cfg.APIAdvertise)
+		id, err = joinCluster(n.cfg.Join, n.cfg.AdminToken, n.cfg.RaftAdvertise, n.cfg.APIAdvertise, n.binaryVersions())
 		if err != nil {
 			return 0, false, err
 		}

@@ -3,6 +3,10 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +131,101 @@ func TestRollingUpgradeMovesTheClusterVersion(t *testing.T) {
 	err := l.RestartNode(0)
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cluster version %d", newBin.Max)) {
 		t.Fatalf("an old binary started on a version-2 state: %v", err)
+	}
+}
+
+// TestABinaryTooOldForTheClusterCannotJoin: a node joining (--join) on a
+// binary that cannot run the cluster's version is refused before it
+// becomes a member, with the reason. It was added as a voter, applied the
+// log up to the gate's move and stopped ("upgrade this node"): a fourth
+// voter that never answers, so that one more failure stopped the writes
+// (seen with the release before this one joining a cluster at 12).
+func TestABinaryTooOldForTheClusterCannotJoin(t *testing.T) {
+	l := startE2E(t)
+	bin := txswitch.BinaryVersions
+	waitFor(t, 20*time.Second, "a new cluster at this binary's version", func() bool {
+		ld := l.Leader()
+		return ld != nil && ld.machine.ClusterVersion() == bin.Max
+	})
+	leader := l.Leader()
+	raftAddr, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr, err := freeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	joiner := l.configs[0]
+	joiner.ID, joiner.Bootstrap, joiner.Join = 0, nil, leader.APIAddr()
+	joiner.DataDir = filepath.Join(l.Dir(), "old-binary")
+	joiner.RaftListen, joiner.APIListen, joiner.RaftAdvertise, joiner.APIAdvertise = raftAddr, apiAddr, "", ""
+	joiner.Versions = txswitch.VersionRange{Min: bin.Min, Max: bin.Max - 1}
+	start := time.Now()
+	n, err := Start(joiner)
+	if err == nil {
+		defer n.Stop()
+	}
+	want := fmt.Sprintf("the cluster runs version %d and the joining node's binary runs versions %d..%d", bin.Max, bin.Min, bin.Max-1)
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), txswitch.CodeVersionNotSupported) {
+		t.Fatalf("a binary running up to version %d joined a cluster at %d: %v", bin.Max-1, bin.Max, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("the refusal took %s: the joiner retried an answer that cannot change", d)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if ms := leader.Raft().Members(); len(ms) != l.Size() {
+		t.Fatalf("members after the refused join: %+v", ms)
+	}
+	// Through a follower too, and from a binary that says nothing (one
+	// of version 12 or older) only once the cluster is past 12.
+	r := e2eAdmin(t, l, e2eFollowerAddr(t, l), "POST", "/v1/admin/members", map[string]any{
+		"raft_addr": raftAddr, "api_addr": apiAddr, "versions": joiner.Versions})
+	if r.Status != 409 || r.errCode() != txswitch.CodeVersionNotSupported {
+		t.Fatalf("add of an old binary through a follower: %d %s", r.Status, r.Body)
+	}
+	if err := joinerRunsVersion(versionsUnsaidMax+1, nil); err == nil {
+		t.Fatalf("a joiner that does not say its versions was let into a cluster at %d", versionsUnsaidMax+1)
+	}
+	if err := joinerRunsVersion(versionsUnsaidMax, nil); err != nil {
+		t.Fatalf("a joiner of version %d or older that says nothing: %v", versionsUnsaidMax, err)
+	}
+
+	// The cluster's own binary joins.
+	joiner.Versions = bin
+	joiner.DataDir = filepath.Join(l.Dir(), "same-binary")
+	n, err = Start(joiner)
+	if err != nil {
+		t.Fatalf("join on the cluster's binary: %v", err)
+	}
+	defer n.Stop()
+	waitFor(t, 10*time.Second, "the new member in the leader's membership", func() bool {
+		return hasMember(leader.Raft().Members(), n.ID())
+	})
+}
+
+// TestJoinThroughAMemberOfTheReleaseBefore: a member of an older release
+// refuses the join's versions as an unknown field; the joiner asks again
+// without them instead of failing to join during a rolling upgrade.
+func TestJoinThroughAMemberOfTheReleaseBefore(t *testing.T) {
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+		if strings.Contains(string(b), `"versions"`) {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"error":{"code":"unknown_field","message":"unknown field versions","field":"versions"}}`)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, `{"id":7}`)
+	}))
+	defer srv.Close()
+	id, err := joinCluster(strings.TrimPrefix(srv.URL, "http://"), "tok", "127.0.0.1:1", "127.0.0.1:2", txswitch.BinaryVersions)
+	if err != nil || id != 7 {
+		t.Fatalf("join through an older member: id %d, %v (asked %q)", id, err, bodies)
+	}
+	if len(bodies) != 2 || !strings.Contains(bodies[0], fmt.Sprintf(`"versions":{"min":%d,"max":%d}`, txswitch.BinaryMinVersion, txswitch.BinaryMaxVersion)) {
+		t.Fatalf("asked %q", bodies)
 	}
 }

@@ -288,7 +288,7 @@ func (a *fakeAdmin) Calls() []string {
 func (a *fakeAdmin) Status(ctx context.Context) (any, error) {
 	return map[string]any{"leader": 1, "members": []int{1, 2, 3}}, a.rec("Status")
 }
-func (a *fakeAdmin) AddMember(ctx context.Context, raftAddr, apiAddr string) (uint64, error) {
+func (a *fakeAdmin) AddMember(ctx context.Context, raftAddr, apiAddr string, _ *txswitch.VersionRange) (uint64, error) {
 	return 4, a.rec("AddMember " + raftAddr + " " + apiAddr)
 }
 func (a *fakeAdmin) RemoveMember(ctx context.Context, id uint64) error {

@@ -13,6 +13,13 @@ import (
 type AddMemberRequest struct {
 	RaftAddr string `json:"raft_addr"` // host:port of the new node's raft transport
 	APIAddr  string `json:"api_addr"`  // host:port of the new node's HTTP API
+	// Versions are the cluster versions the new node's binary runs. A
+	// node joining with --join sends them, and a member refuses (409
+	// cluster_version_not_supported) a binary that cannot run the
+	// cluster's version: added, it would stop at once and stay a voter
+	// that never answers. Absent: a binary of cluster version 12 or
+	// older, which did not send them.
+	Versions *txswitch.VersionRange `json:"versions,omitempty"`
 }
 
 // AddMemberResponse is the reply of POST /v1/admin/members.
@@ -135,7 +142,11 @@ func (s *Server) addMember(rc *reqCtx, req AddMemberRequest) (txswitch.Reply, er
 				f.name+" must be host:port")
 		}
 	}
-	id, err := s.opts.Admin.AddMember(rc.ctx, req.RaftAddr, req.APIAddr)
+	if v := req.Versions; v != nil && (v.Min < 1 || v.Max < v.Min) {
+		return txswitch.Reply{}, txswitch.NewError(txswitch.KindInvalid, "invalid_field", "versions",
+			"versions must be {\"min\": N, \"max\": M} with 1 <= N <= M")
+	}
+	id, err := s.opts.Admin.AddMember(rc.ctx, req.RaftAddr, req.APIAddr, req.Versions)
 	if err != nil {
 		return txswitch.Reply{}, err
 	}

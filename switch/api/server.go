@@ -48,7 +48,8 @@ type AdminOps interface {
 	// Status is this node's view of the cluster, served as JSON.
 	Status(ctx context.Context) (any, error)
 	// AddMember adds a node and returns its member id.
-	AddMember(ctx context.Context, raftAddr, apiAddr string) (uint64, error)
+	// versions are what the node's binary runs (nil: not said).
+	AddMember(ctx context.Context, raftAddr, apiAddr string, versions *txswitch.VersionRange) (uint64, error)
 	RemoveMember(ctx context.Context, id uint64) error
 	TransferLeader(ctx context.Context, to uint64) error
 }
