@@ -143,7 +143,7 @@ func MigrateWith(ctx context.Context, pool *pgxpool.Pool, logger *zap.Logger, ms
 	}
 	defer conn.Release()
 
-	if err := lockMigrations(ctx, conn); err != nil {
+	if err := lockMigrations(ctx, conn, logger); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -206,21 +206,70 @@ func MigrateWith(ctx context.Context, pool *pgxpool.Pool, logger *zap.Logger, ms
 // blocked in pg_advisory_lock is an open transaction, and CREATE INDEX
 // CONCURRENTLY in the lock holder's migration waits for every open
 // transaction to end — a deadlock. Waiting is bounded by ctx.
-func lockMigrations(ctx context.Context, conn *pgxpool.Conn) error {
+//
+// While it waits it says so, naming the session that holds the lock, at
+// once and then every lockWaitLogEvery: a `txswitch migrate up` run
+// while a node builds an index (or behind a migrate killed with -9, whose
+// server session goes on with its statement) printed nothing at all until
+// the other one ended, which can be many minutes.
+func lockMigrations(ctx context.Context, conn *pgxpool.Conn, logger *zap.Logger) error {
+	var lastLog time.Time
 	for {
 		var ok bool
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", migrationLockKey).Scan(&ok); err != nil {
 			return fmt.Errorf("migrate: advisory lock: %w", err)
 		}
 		if ok {
+			if !lastLog.IsZero() {
+				logger.Info("took the migration lock")
+			}
 			return nil
+		}
+		if time.Since(lastLog) >= lockWaitLogEvery {
+			lastLog = time.Now()
+			logger.Info("waiting for the migration lock: another node or `txswitch migrate` is migrating",
+				zap.String("holder", migrationLockHolder(ctx, conn)))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("migrate: waiting for another node's migration: %w", ctx.Err())
+			return fmt.Errorf("migrate: waiting for another node's migration (%s): %w", migrationLockHolder(context.Background(), conn), ctx.Err())
 		case <-time.After(lockPoll):
 		}
 	}
+}
+
+// lockWaitLogEvery repeats the wait for the migration lock in the log.
+const lockWaitLogEvery = 30 * time.Second
+
+// migrationLockHolder describes the session holding the migration lock:
+// its server pid, client, application, state and statement.
+func migrationLockHolder(ctx context.Context, conn *pgxpool.Conn) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var pid int
+	var client, app, state, query string
+	var since *time.Time
+	err := conn.QueryRow(ctx, `SELECT a.pid, coalesce(host(a.client_addr), 'local'), a.application_name, coalesce(a.state, ''),
+		left(coalesce(a.query, ''), 200), a.query_start
+		FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+		  AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+		LIMIT 1`, migrationLockKey).Scan(&pid, &client, &app, &state, &query, &since)
+	if err != nil {
+		return "holder not known: " + err.Error()
+	}
+	s := fmt.Sprintf("server pid %d from %s", pid, client)
+	if app != "" {
+		s += fmt.Sprintf(" (%s)", app)
+	}
+	s += ", " + state
+	if query != "" {
+		s += ": " + strings.Join(strings.Fields(query), " ")
+	}
+	if since != nil {
+		s += fmt.Sprintf(" (for %s)", time.Since(*since).Round(time.Second))
+	}
+	return s
 }
 
 // applyWithRetry retries a migration whose lock wait hit lock_timeout: the

@@ -2,6 +2,8 @@ package central
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +109,42 @@ func TestConcurrentIndexStatement(t *testing.T) {
 		if got := concurrentIndexStatement(stmt); got != want {
 			t.Errorf("%q: %v, want %v", stmt, got, want)
 		}
+	}
+}
+
+// TestMigrationLockWaitSaysWho: a run that waits for the migration lock
+// says so at once, naming the session that holds it (it printed nothing
+// until the other run ended: `txswitch migrate up` looked hung for as
+// long as a node's index build, or the server session of a migrate
+// killed with -9, took).
+func TestMigrationLockWaitSaysWho(t *testing.T) {
+	ctx := context.Background()
+	pool := newPool(t, pgtest.Start(t))
+	holder, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Release()
+	var pid int
+	if err := holder.QueryRow(ctx, "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock($1)) l", migrationLockKey).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	wctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer cancel()
+	_, err = Migrate(wctx, pool, zap.New(core))
+	want := fmt.Sprintf("server pid %d", pid)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a run behind a held lock: %v, want an error naming %q", err, want)
+	}
+	waits := logs.FilterMessageSnippet("waiting for the migration lock").All()
+	if len(waits) != 1 || !strings.Contains(waits[0].ContextMap()["holder"].(string), want) {
+		t.Fatalf("logged %v, want one wait naming %q", logs.All(), want)
+	}
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Migrate(ctx, pool, zap.New(core)); err != nil {
+		t.Fatalf("after the holder let go: %v", err)
 	}
 }
