@@ -229,3 +229,76 @@ func TestJoinThroughAMemberOfTheReleaseBefore(t *testing.T) {
 		t.Fatalf("asked %q", bodies)
 	}
 }
+
+// TestAReleaseStoppedHalfWayGoesBack: while a member still runs the
+// previous binary the cluster version does not move, so a member already
+// upgraded, even leading, can be put back on the previous binary: it
+// starts, its report says the previous range again, payments go on, and
+// the gate stays where it was (docs/operations.md, "A release").
+func TestAReleaseStoppedHalfWayGoesBack(t *testing.T) {
+	oldBin := txswitch.BinaryVersions
+	newBin := txswitch.VersionRange{Min: oldBin.Min, Max: oldBin.Max + 1}
+	l := startE2E(t)
+	reportOf := func(id uint64) txswitch.VersionRange {
+		ld := l.Leader()
+		if ld == nil {
+			return txswitch.VersionRange{}
+		}
+		vs, err := ld.Service().Versions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vs.Members[id]
+	}
+	waitFor(t, 20*time.Second, "a new cluster at this binary's version", func() bool {
+		ld := l.Leader()
+		return ld != nil && ld.machine.ClusterVersion() == oldBin.Max
+	})
+	pay := func(when string) {
+		t.Helper()
+		if err := l.WaitReady(20 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		addr := e2eAnyAddr(t, l, true)
+		o := e2eCreateOrder(t, l, addr, e2eOrderReq(2500, "EUR", "NL"))
+		if r, p := e2ePay(t, l, addr, o.ID, txswitch.CreatePaymentRequest{Method: "card"}); r.Status != 201 || p.Status != txswitch.PaymentCaptured {
+			t.Fatalf("payment %s: %d %s", when, r.Status, r.Body)
+		}
+	}
+
+	const i = 0
+	id := l.Node(i).ID()
+	if _, err := l.ShutdownNode(i); err != nil {
+		t.Fatal(err)
+	}
+	l.SetNodeVersions(i, newBin)
+	if err := l.RestartNode(i); err != nil {
+		t.Fatalf("restart on the new binary: %v", err)
+	}
+	waitFor(t, 20*time.Second, "the upgraded member's report", func() bool { return reportOf(id) == newBin })
+	if lead := l.Leader(); lead != nil && lead.ID() != id {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := lead.Raft().TransferLeadership(ctx, id)
+		cancel()
+		if err != nil {
+			t.Fatalf("hand leadership to the upgraded member: %v", err)
+		}
+	}
+	pay("with the upgraded member leading")
+
+	if _, err := l.ShutdownNode(i); err != nil {
+		t.Fatal(err)
+	}
+	l.SetNodeVersions(i, oldBin)
+	if err := l.RestartNode(i); err != nil {
+		t.Fatalf("back on the previous binary before the gate moved: %v", err)
+	}
+	waitFor(t, 20*time.Second, "the report of the previous binary again", func() bool { return reportOf(id) == oldBin })
+	pay("after going back")
+	time.Sleep(2 * VersionCheckEvery)
+	for _, n := range l.Nodes() {
+		if v := n.machine.ClusterVersion(); v != oldBin.Max {
+			t.Fatalf("node %d at cluster version %d after going back, want %d", n.ID(), v, oldBin.Max)
+		}
+	}
+}
