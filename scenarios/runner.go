@@ -142,10 +142,22 @@ func RunAll(ctx context.Context, scs []Scenario, opts Options) []Result {
 	sem := make(chan struct{}, opts.Parallel)
 	var wg sync.WaitGroup
 	for i := range scs {
+		notRun := func() {
+			results[i] = Result{Name: scs[i].Name, File: scs[i].File, Dir: scs[i].Dir, Tags: scs[i].Tags,
+				Seed: Seed(opts.Seed, scs[i].Name), ExpectFail: scs[i].ExpectFail,
+				Error: fmt.Sprintf("not run: the run was interrupted (%v)", context.Cause(ctx))}
+		}
+		// A select between a free slot and ctx.Done picks either when
+		// both are ready: look first, so no cluster starts after an
+		// interrupt.
+		if ctx.Err() != nil {
+			notRun()
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			results[i] = Result{Name: scs[i].Name, File: scs[i].File, Dir: scs[i].Dir, Error: "not run: " + ctx.Err().Error()}
+			notRun()
 			continue
 		}
 		wg.Go(func() {
@@ -171,7 +183,7 @@ func Run(ctx context.Context, sc Scenario, opts Options) (res Result) {
 	res = Result{Name: sc.Name, File: sc.File, Dir: sc.Dir, Tags: sc.Tags, Seed: seed, ExpectFail: sc.ExpectFail}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
-	ctx, cancel := context.WithTimeout(ctx, sc.Timeout.D())
+	ctx, cancel := context.WithTimeoutCause(ctx, sc.Timeout.D(), &timeoutError{sc.Timeout.D()})
 	defer cancel()
 	ev, err := execute(ctx, &sc, seed, opts, &res.Phases)
 	if err != nil {
@@ -190,6 +202,25 @@ func Run(ctx context.Context, sc Scenario, opts Options) (res Result) {
 		}
 	}
 	return res
+}
+
+// timeoutError is the cause of a scenario's own timeout (Scenario.Timeout).
+type timeoutError struct{ d time.Duration }
+
+func (e *timeoutError) Error() string { return fmt.Sprintf("scenario timeout (%v)", e.d) }
+
+// halted says why a run stopped before its checks, and in which phase:
+// the scenario's timeout, or the caller's cancellation (txswitch
+// scenarios run on SIGINT or SIGTERM). What was gathered by then is not
+// judged: reads cut short would show acknowledged writes as lost and PSP
+// charges as unknown to the switch.
+func halted(ctx context.Context, phase string) error {
+	cause := context.Cause(ctx)
+	var te *timeoutError
+	if errors.As(cause, &te) {
+		return fmt.Errorf("%v during %s", te, phase)
+	}
+	return fmt.Errorf("interrupted during %s (%v): the checks were not judged", phase, cause)
 }
 
 // judge runs the always-on checks and the scenario's expectations.
@@ -252,6 +283,9 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	})
 	defer ext.close()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %v", halted(ctx, "start"), err)
+		}
 		return nil, err
 	}
 	phase("start")
@@ -261,10 +295,14 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	// shutdown for its full drain timeout: close them first (defers run
 	// last-in first-out).
 	defer e.admin.CloseIdleConnections()
-	if err := e.tune(ctx); err != nil {
-		return nil, err
+	err = e.tune(ctx)
+	if err == nil {
+		err = ext.ready(ctx, e)
 	}
-	if err := ext.ready(ctx, e); err != nil {
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %v", halted(ctx, "tune"), err)
+		}
 		return nil, err
 	}
 	for name, s := range t.sims() {
@@ -341,7 +379,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	if ctx.Err() != nil {
 		ostop()
 		owg.Wait()
-		return nil, fmt.Errorf("scenario timeout (%v) during traffic", sc.Timeout.D())
+		return nil, halted(ctx, "traffic")
 	}
 
 	phase("traffic")
@@ -370,6 +408,9 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	last := Observation{At: time.Now()}
 	e.t.sample(&last)
 	obs = append(obs, last)
+	if ctx.Err() != nil {
+		return nil, halted(ctx, "settle")
+	}
 	phase("settle")
 
 	ev := &Evidence{Start: e.start, Calls: calls, Runs: runs, Claims: claims, Truncated: truncated, Dropped: dropped,
@@ -386,6 +427,9 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	ev.Timelines = timelinesFor(e, sc, ev)
 	ev.Members = t.members()
 	ev.Ext = ext.collect(ctx, e, ev)
+	if ctx.Err() != nil {
+		return nil, halted(ctx, "collect")
+	}
 	phase("collect")
 	return ev, nil
 }
