@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/txswitch/txswitch/scenarios"
@@ -113,8 +114,19 @@ func runScenarios(args []string) error {
 			fmt.Print(scenarios.FailureReport(r, *seed))
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	// SIGINT (Ctrl-C) and SIGTERM (what CI runners, docker stop and
+	// timeout(1) send to cancel a job) stop the running scenarios, whose
+	// clusters, processes and databases are cleaned up, and the reports
+	// are still written. A second signal quits at once.
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+		if context.Cause(ctx) != context.Canceled {
+			fmt.Fprintf(os.Stderr, "\n%v: stopping the running scenarios and writing the reports (signal again to quit at once)\n", context.Cause(ctx))
+		}
+	}()
 	start := time.Now()
 	results := scenarios.RunAll(ctx, sel, opts)
 	fmt.Println()
@@ -130,11 +142,17 @@ func runScenarios(args []string) error {
 			return err
 		}
 	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%v: %d scenario(s) failed or not run", context.Cause(ctx), failed)
+	}
 	if failed > 0 {
 		return errors.New(fmt.Sprint(failed, " scenario(s) failed"))
 	}
 	return nil
 }
+
+// stopSignals interrupt a scenario run.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
 func writeFile(path string, write func(*os.File) error) error {
 	f, err := os.Create(path)

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// longScenario is a scenario file whose traffic lasts far longer than the
+// tests below wait.
+const longScenario = `name: test/long
+tags: [regression]
+traffic: {rate: 2, duration: 60s, mix: {card_pay: 1}}
+`
+
+func scenarioDir(t *testing.T) string {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "long.yaml"), []byte(longScenario), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// SIGTERM, what a CI runner sends to cancel a job, stops the run as
+// Ctrl-C does: the scenario is stopped and cleaned up and the JUnit report
+// says it was interrupted. Before, the runner died at once: no report, and
+// its clusters' and PostgreSQL's temp dirs were left behind.
+func TestScenariosRunStopsOnSIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	dir := scenarioDir(t)
+	out := filepath.Join(t.TempDir(), "out.xml")
+	timer := time.AfterFunc(3*time.Second, func() { _ = syscall.Kill(os.Getpid(), syscall.SIGTERM) })
+	defer timer.Stop()
+	start := time.Now()
+	err := runScenarios([]string{"run", "--dir", dir, "--junit", out})
+	if err == nil || !strings.Contains(err.Error(), "terminated") {
+		t.Fatalf("err %v: want the run to fail naming the signal", err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the interrupted run took %v", took)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Suites []struct {
+			Failures int `xml:"failures,attr"`
+			Cases    []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("junit: %v\n%s", err, b)
+	}
+	if len(rep.Suites) != 1 || len(rep.Suites[0].Cases) != 1 || rep.Suites[0].Failures != 1 ||
+		rep.Suites[0].Cases[0].Failure == nil || !strings.Contains(rep.Suites[0].Cases[0].Failure.Message, "interrupted") {
+		t.Fatalf("junit does not report the interrupted scenario:\n%s", b)
+	}
+}
