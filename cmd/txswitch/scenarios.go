@@ -69,6 +69,34 @@ func runScenarios(args []string) error {
 	if len(sel) == 0 {
 		return fmt.Errorf("no scenario matches tags %q name %q", *tags, *name)
 	}
+	// The report files are created before the run: a path that cannot be
+	// written fails now, not after the whole suite ran, and a report left
+	// from an earlier run cannot pass for this one's.
+	var reports []*os.File
+	defer func() {
+		for _, f := range reports {
+			f.Close()
+		}
+	}()
+	create := func(path string) (*os.File, error) {
+		if path == "" {
+			return nil, nil
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, fmt.Errorf("create %s: %w", path, err)
+		}
+		reports = append(reports, f)
+		return f, nil
+	}
+	junitFile, err := create(*junit)
+	if err != nil {
+		return err
+	}
+	jsonFile, err := create(*jsonOut)
+	if err != nil {
+		return err
+	}
 	opts := scenarios.Options{Seed: *seed, Parallel: *parallel}
 	// The process tier runs this very binary as `txswitch node`.
 	scenarios.ProcessBinary = os.Executable
@@ -132,15 +160,15 @@ func runScenarios(args []string) error {
 	fmt.Println()
 	_, failed := scenarios.Summary(os.Stdout, results)
 	fmt.Printf("total time %v, run seed %d\n", time.Since(start).Round(time.Millisecond), *seed)
-	if *junit != "" {
-		if err := writeFile(*junit, func(f *os.File) error { return scenarios.WriteJUnit(f, results, *seed) }); err != nil {
-			return err
-		}
+	var errs []error
+	if junitFile != nil {
+		errs = append(errs, writeReport(junitFile, func(f *os.File) error { return scenarios.WriteJUnit(f, results, *seed) }))
 	}
-	if *jsonOut != "" {
-		if err := writeFile(*jsonOut, func(f *os.File) error { return scenarios.WriteJSON(f, results) }); err != nil {
-			return err
-		}
+	if jsonFile != nil {
+		errs = append(errs, writeReport(jsonFile, func(f *os.File) error { return scenarios.WriteJSON(f, results) }))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%v: %d scenario(s) failed or not run", context.Cause(ctx), failed)
@@ -153,6 +181,19 @@ func runScenarios(args []string) error {
 
 // stopSignals interrupt a scenario run.
 var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
+
+// writeReport writes a report into f, created before the run, and
+// closes it.
+func writeReport(f *os.File, write func(*os.File) error) error {
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	return nil
+}
 
 func writeFile(path string, write func(*os.File) error) error {
 	f, err := os.Create(path)

@@ -68,3 +68,20 @@ func TestScenariosRunStopsOnSIGTERM(t *testing.T) {
 		t.Fatalf("junit does not report the interrupted scenario:\n%s", b)
 	}
 }
+
+// A report path that cannot be written fails the run before any scenario
+// starts, not after the whole suite ran (and its results were lost).
+func TestScenariosRunChecksReportPathsFirst(t *testing.T) {
+	dir := scenarioDir(t)
+	bad := filepath.Join(t.TempDir(), "missing", "out")
+	for _, flag := range []string{"--junit", "--json"} {
+		start := time.Now()
+		err := runScenarios([]string{"run", "--dir", dir, flag, bad})
+		if err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("%s %s: err %v, want one naming the path", flag, bad, err)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("%s %s: the run went on for %v before the path was checked", flag, bad, took)
+		}
+	}
+}
