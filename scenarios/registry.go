@@ -262,6 +262,16 @@ func (s *Scenario) validate() error {
 	if hasMutant && len(s.ExpectFail) == 0 {
 		return fmt.Errorf("a mutant fault needs expect_fail: the scenario exists to prove a check fails")
 	}
+	// expect_fail turns checks around: only a mutant may, and never
+	// fault_fired (a mutant that never broke anything proves nothing).
+	// Otherwise a scenario whose fault never fired passed by expecting
+	// fault_fired to fail, and any safety check could be inverted.
+	if !hasMutant && len(s.ExpectFail) > 0 {
+		return fmt.Errorf("expect_fail %v without a mutant fault: only a mutant scenario may need checks to fail", s.ExpectFail)
+	}
+	if slices.Contains(s.ExpectFail, CheckFaultFired) {
+		return fmt.Errorf("expect_fail: %s cannot be expected to fail (a fault that never fired proves nothing)", CheckFaultFired)
+	}
 	for i, e := range s.Expect {
 		if handled, err := e.validateExt(s); handled {
 			if err != nil {
