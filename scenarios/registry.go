@@ -299,8 +299,17 @@ func (s *Scenario) validate() error {
 	if len(s.Faults) == 0 && !slices.ContainsFunc(s.Expect, func(e Expect) bool { return e.Latency != nil }) {
 		s.Expect = append(s.Expect, Expect{Latency: &ExpectLatency{P99: Duration(QuietP99), Window: "whole", MinCalls: 1}})
 	}
+	if s.Settle < 0 || s.Settle.D() > maxDuration {
+		return fmt.Errorf("settle %v: want 0..%v", s.Settle.D(), maxDuration)
+	}
 	if s.Settle == 0 {
 		s.Settle = Duration(10 * time.Second)
+	}
+	if s.Timeout < 0 || s.Timeout.D() > maxTimeout {
+		return fmt.Errorf("timeout %v: want 0..%v", s.Timeout.D(), maxTimeout)
+	}
+	if s.Timeout != 0 && s.Timeout.D() <= s.Traffic.Duration.D() {
+		return fmt.Errorf("timeout %v is not longer than the traffic (%v): every run would time out", s.Timeout.D(), s.Traffic.Duration.D())
 	}
 	if s.Timeout == 0 {
 		s.Timeout = Duration(60*time.Second + s.Traffic.Duration.D())

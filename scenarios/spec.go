@@ -21,6 +21,7 @@ import (
 // Bounds on scenario files, so a typo cannot start a run of hours.
 const (
 	maxDuration     = 10 * time.Minute
+	maxTimeout      = 30 * time.Minute
 	maxRate         = 5000
 	maxConcurrency  = 1024
 	maxNodes        = 7

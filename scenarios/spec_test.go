@@ -73,6 +73,11 @@ func TestParseRejects(t *testing.T) {
 		{"variable not in the matrix", "name: x/{n}\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n", "not in the matrix"},
 		{"zero rate", "name: x\ntags: [smoke]\ntraffic: {rate: 0, duration: 1s, mix: {card_pay: 1}}\n", "rate"},
 		{"bad duration", "name: x\ntags: [smoke]\ntraffic: {rate: 5, duration: soon, mix: {card_pay: 1}}\n", "duration"},
+		{"negative settle", base + "settle: -5s\n", "settle -5s"},
+		{"settle of hours", base + "settle: 100h\n", "settle 100h0m0s"},
+		{"negative timeout", base + "timeout: -1s\n", "timeout -1s"},
+		{"timeout of hours", base + "timeout: 100h\n", "timeout 100h0m0s"},
+		{"timeout within the traffic", base + "timeout: 500ms\n", "not longer than the traffic"},
 		{"bad name", "name: X Y\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n", "name"},
 		{"partition of two nodes", "name: x\ntags: [smoke]\ntopology: {nodes: 2}\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\nfaults: [{kind: partition, target: leader, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "at least 3 nodes"},
 	}
