@@ -294,6 +294,15 @@ func sourceDir(fsys fs.FS, dir string) string {
 }
 
 func load(fsys fs.FS, dir, source string) ([]Scenario, error) {
+	// Errors name a file as its author knows it: under the directory
+	// given to --dir (source), or under dir of fsys for the built-in
+	// ones; a scenario's File is its path within dir.
+	shown := func(rel string) string {
+		if source == "" {
+			return path.Join(dir, rel)
+		}
+		return filepath.Join(source, filepath.FromSlash(rel))
+	}
 	var files []string
 	err := fs.WalkDir(fsys, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -305,31 +314,35 @@ func load(fsys fs.FS, dir, source string) ([]Scenario, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list scenario files in %s: %w", dir, err)
+		return nil, fmt.Errorf("list scenario files in %s: %w", shown("."), err)
 	}
 	sort.Strings(files)
 	var all []Scenario
 	seen := map[string]string{}
 	for _, f := range files {
+		rel := f
+		if dir != "." {
+			rel = strings.TrimPrefix(f, dir+"/")
+		}
 		b, err := fs.ReadFile(fsys, f)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", f, err)
+			return nil, fmt.Errorf("read %s: %w", shown(rel), err)
 		}
-		scs, err := Parse(path.Base(f), b)
+		scs, err := Parse(shown(rel), b)
 		if err != nil {
 			return nil, err
 		}
 		for _, s := range scs {
-			s.Dir = source
+			s.Dir, s.File = source, rel
 			if prev, dup := seen[s.Name]; dup {
-				return nil, fmt.Errorf("%s: scenario %q is also defined in %s", f, s.Name, prev)
+				return nil, fmt.Errorf("%s: scenario %q is also defined in %s", shown(rel), s.Name, prev)
 			}
-			seen[s.Name] = f
+			seen[s.Name] = shown(rel)
 			all = append(all, s)
 		}
 	}
 	if len(all) == 0 {
-		return nil, fmt.Errorf("no scenarios under %s", dir)
+		return nil, fmt.Errorf("no scenarios under %s", shown("."))
 	}
 	return all, nil
 }

@@ -2,6 +2,8 @@ package scenarios
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -281,5 +283,39 @@ func TestParseReadsEveryDocument(t *testing.T) {
 				t.Fatalf("scenarios %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// A loader error names the file by its path under the directory given
+// (two files of one name in two subdirectories were told apart by
+// nothing but the base name), and a directory that cannot be read by
+// its own name (not ".").
+func TestLoadErrorsNameThePath(t *testing.T) {
+	bad := "name: x\ntags: [smokey]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n"
+	ok := "name: y\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n"
+	fsys := fstest.MapFS{"d/a/s.yaml": {Data: []byte(ok)}, "d/b/s.yaml": {Data: []byte(bad)}}
+	if _, err := Load(fsys, "d"); err == nil || !strings.HasPrefix(err.Error(), "d/b/s.yaml: ") {
+		t.Errorf("err %v, want it to start with d/b/s.yaml", err)
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "b", "s.yaml"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(os.DirFS(root), "."); err == nil || !strings.HasPrefix(err.Error(), filepath.Join(root, "b", "s.yaml")+": ") {
+		t.Errorf("err %v, want it to start with %s", err, filepath.Join(root, "b", "s.yaml"))
+	}
+	missing := filepath.Join(root, "nowhere")
+	if _, err := Load(os.DirFS(missing), "."); err == nil || !strings.Contains(err.Error(), missing) {
+		t.Errorf("err %v, want it to name %s", err, missing)
+	}
+	scs, err := Load(fstest.MapFS{"d/a/s.yaml": {Data: []byte(ok)}}, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scs[0].File != "a/s.yaml" {
+		t.Errorf("File %q, want a/s.yaml", scs[0].File)
 	}
 }
