@@ -110,6 +110,33 @@ type junitFailure struct {
 	Text    string `xml:",chardata"`
 }
 
+// failureMessage names the checks that decided against r: those that
+// failed, and apart from them those a mutant scenario needed to fail
+// that passed (its breakage went uncaught, nothing failed).
+func failureMessage(r Result) string {
+	var failed, uncaught []string
+	for _, f := range r.Failed() {
+		if f.Passed {
+			uncaught = append(uncaught, f.Name)
+		} else {
+			failed = append(failed, f.Name)
+		}
+	}
+	var parts []string
+	if len(failed) > 0 {
+		parts = append(parts, "failed checks: "+strings.Join(failed, ", "))
+	}
+	if len(uncaught) > 0 {
+		parts = append(parts, "checks that passed but this mutant needs to fail (the breakage went uncaught): "+strings.Join(uncaught, ", "))
+	}
+	if len(parts) == 0 {
+		// verdict also fails a mutant whose expect_fail names a check
+		// that did not run.
+		return "expect_fail names checks that did not run: " + strings.Join(r.ExpectFail, ", ")
+	}
+	return strings.Join(parts, "; ")
+}
+
 // WriteJUnit writes the results as a JUnit XML report.
 func WriteJUnit(w io.Writer, results []Result, runSeed uint64) error {
 	s := junitSuite{Name: "txswitch-scenarios"}
@@ -119,11 +146,7 @@ func WriteJUnit(w io.Writer, results []Result, runSeed uint64) error {
 			s.Failures++
 			msg := r.Error
 			if msg == "" {
-				var names []string
-				for _, f := range r.Failed() {
-					names = append(names, f.Name)
-				}
-				msg = "failed checks: " + strings.Join(names, ", ")
+				msg = failureMessage(r)
 			}
 			c.Failure = &junitFailure{Message: msg, Text: FailureReport(r, runSeed)}
 		}

@@ -102,3 +102,24 @@ func TestReproCommandNamesTheDefinitionsDir(t *testing.T) {
 		})
 	}
 }
+
+// A mutant that went uncaught fails with its expect_fail check passed: the
+// JUnit message says so instead of calling that check failed (which read
+// as a real double charge or lost write in the CI's summary).
+func TestJUnitMessageOfAnUncaughtMutant(t *testing.T) {
+	r := Result{Name: "mutant/x", ExpectFail: []string{CheckNeverChargedTwice}, Checks: []CheckResult{
+		{Name: CheckNeverChargedTwice, Passed: true}, {Name: CheckSettled, Violations: []string{"x"}}}}
+	var buf bytes.Buffer
+	if err := WriteJUnit(&buf, []Result{r}, 1); err != nil {
+		t.Fatal(err)
+	}
+	var doc junitSuites
+	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	msg := doc.Suites[0].Cases[0].Failure.Message
+	want := "failed checks: settled; checks that passed but this mutant needs to fail (the breakage went uncaught): never_charged_twice"
+	if msg != want {
+		t.Fatalf("message %q, want %q", msg, want)
+	}
+}
