@@ -42,6 +42,13 @@ func runScenarios(args []string) error {
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
+	// 0 or less ran one at a time without a word (go test's -parallel 0
+	// means "by CPU count"); more than maxParallel clusters at once
+	// starve each other into timeouts on any machine this runs on.
+	if *parallel < 1 || *parallel > maxParallel {
+		fmt.Fprintf(fs.Output(), "--parallel %d: want 1..%d\n", *parallel, maxParallel)
+		return errUsage
+	}
 	var all []scenarios.Scenario
 	var err error
 	if *dir != "" {
@@ -178,6 +185,9 @@ func runScenarios(args []string) error {
 	}
 	return nil
 }
+
+// maxParallel bounds --parallel.
+const maxParallel = 64
 
 // stopSignals interrupt a scenario run.
 var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}

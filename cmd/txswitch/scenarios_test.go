@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/xml"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,5 +84,19 @@ func TestScenariosRunChecksReportPathsFirst(t *testing.T) {
 		if took := time.Since(start); took > 10*time.Second {
 			t.Errorf("%s %s: the run went on for %v before the path was checked", flag, bad, took)
 		}
+	}
+}
+
+// --parallel outside 1..maxParallel is a usage error (0 and below ran
+// one scenario at a time without a word).
+func TestScenariosParallelBounds(t *testing.T) {
+	dir := scenarioDir(t)
+	for _, p := range []string{"0", "-3", "65"} {
+		if err := runScenarios([]string{"list", "--dir", dir, "--parallel", p}); !errors.Is(err, errUsage) {
+			t.Errorf("--parallel %s: err %v, want a usage error", p, err)
+		}
+	}
+	if err := runScenarios([]string{"list", "--dir", dir, "--parallel", "4"}); err != nil {
+		t.Errorf("--parallel 4: %v", err)
 	}
 }
