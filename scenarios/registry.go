@@ -350,7 +350,7 @@ func (t *Traffic) validate() error {
 	if _, ok := shapes[t.Shape]; !ok {
 		return fmt.Errorf("unknown shape %q (known: %v)", t.Shape, sortedKeys(shapes))
 	}
-	if t.Rate <= 0 || t.Rate > maxRate {
+	if !(t.Rate > 0 && t.Rate <= maxRate) { // NaN too
 		return fmt.Errorf("rate %v: want (0, %d]", t.Rate, maxRate)
 	}
 	if t.Duration <= 0 || t.Duration.D() > maxDuration {
@@ -435,7 +435,7 @@ func (f *Fault) validate(def faultDef, nodes int, dur time.Duration) error {
 			return fmt.Errorf("parameter %q is required", p)
 		}
 	}
-	if f.Rate < 0 || f.Rate > 1 {
+	if !(f.Rate >= 0 && f.Rate <= 1) { // NaN too
 		return fmt.Errorf("rate %v: want 0..1", f.Rate)
 	}
 	if f.Bandwidth < 0 || f.Bandwidth > 1<<20 {
@@ -524,7 +524,7 @@ func (e Expect) validate(s *Scenario) error {
 		}
 		return window(&x.Window)
 	case e.Availability != nil:
-		if e.Availability.Min <= 0 || e.Availability.Min > 1 {
+		if !(e.Availability.Min > 0 && e.Availability.Min <= 1) { // NaN too
 			return fmt.Errorf("availability: min %v: want (0,1]", e.Availability.Min)
 		}
 		return window(&e.Availability.Window)
