@@ -422,6 +422,7 @@ func stripComments(doc []byte) []byte {
 // the matrix itself is read from the unexpanded text first.
 func parseDoc(doc []byte) ([]Scenario, error) {
 	var head struct {
+		Name   string    `yaml:"name"`
 		Matrix yaml.Node `yaml:"matrix"`
 	}
 	if err := yaml.Unmarshal(doc, &head); err != nil {
@@ -440,6 +441,11 @@ func parseDoc(doc []byte) ([]Scenario, error) {
 		}
 		if len(vals) == 0 {
 			return nil, fmt.Errorf("matrix variable %q has no values: the matrix expands to nothing", v)
+		}
+		// Judged on the name as written: a value that happens to be part
+		// of the name (p: [t] in "t/x") passed for a variable used nowhere.
+		if !strings.Contains(head.Name, "{"+v+"}") {
+			return nil, fmt.Errorf("name %q: the name must contain matrix variable {%s}", head.Name, v)
 		}
 		vars = append(vars, v)
 	}

@@ -72,6 +72,7 @@ func TestParseRejects(t *testing.T) {
 		{"mutant expecting fault_fired to fail", base + "faults: [{kind: mutant_wipe_all, at: 0s}]\nexpect_fail: [no_lost_writes, fault_fired]\n", "fault_fired cannot be expected to fail"},
 		{"empty matrix", "name: x/{a}\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\nmatrix:\n  a: []\n", "expands to nothing"},
 		{"variable not in the name", "name: x\ntags: [smoke]\ntopology: {nodes: {n}}\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\nmatrix:\n  n: [3, 5]\n", "must contain matrix variable"},
+		{"variable used nowhere, its value in the name", "name: t/x\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\nmatrix:\n  p: [t]\n", "must contain matrix variable {p}"},
 		{"variable not in the matrix", "name: x/{n}\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\n", "not in the matrix"},
 		{"NaN rate", "name: x\ntags: [smoke]\ntraffic: {rate: .nan, duration: 1s, mix: {card_pay: 1}}\n", "rate NaN"},
 		{"NaN fault rate", base + "faults: [{kind: provider_error_rate, target: psp_a, at: 0s, rate: .nan}]\nexpect: [{min_acked: {min: 1}}]\n", "rate NaN"},
