@@ -256,6 +256,9 @@ func (s *Scenario) validate() error {
 			return fmt.Errorf("faults[%d] (%s): %w", i, f.Kind, err)
 		}
 	}
+	if err := providerFaultsOverlap(s.Faults, s.Traffic.Duration.D()); err != nil {
+		return err
+	}
 	if len(s.Faults) > 0 && len(s.Expect) == 0 && len(s.ExpectFail) == 0 {
 		return fmt.Errorf("faults without an expectation: say what each fault must visibly do (breaker_open, leader_change, saw_status...)")
 	}
@@ -313,6 +316,40 @@ func (s *Scenario) validate() error {
 	}
 	if s.Timeout == 0 {
 		s.Timeout = Duration(60*time.Second + s.Traffic.Duration.D())
+	}
+	return nil
+}
+
+// providerFaultsOverlap refuses two provider faults on one PSP whose
+// windows overlap. Each sets the PSP's behaviour to the base one with its
+// own change, and puts the base back when it ends: the later one replaced
+// the earlier's change, and the first to end ended the other too (a PSP
+// "unavailable" until 3.5 s took payments from 1.5 s on), so the scenario
+// tested less than it said. Faults that follow each other are fine.
+func providerFaultsOverlap(faults []Fault, traffic time.Duration) error {
+	window := func(f Fault) (time.Duration, time.Duration) {
+		if f.For > 0 {
+			return f.At.D(), f.At.D() + f.For.D()
+		}
+		return f.At.D(), max(traffic, f.At.D())
+	}
+	behaviour := func(f Fault) bool {
+		def := faultKinds[f.Kind]
+		return def.target == targetProvider && !def.mutant
+	}
+	for i, a := range faults {
+		for j := i + 1; j < len(faults); j++ {
+			b := faults[j]
+			if !behaviour(a) || !behaviour(b) || a.Target != b.Target {
+				continue
+			}
+			aFrom, aTo := window(a)
+			bFrom, bTo := window(b)
+			if aFrom < bTo && bFrom < aTo {
+				return fmt.Errorf("faults[%d] (%s, %v-%v) and faults[%d] (%s, %v-%v) change %s at the same time: each puts the PSP's base behaviour back when it ends, so one would end the other; let one window end before the other starts",
+					i, a.Kind, aFrom, aTo, j, b.Kind, bFrom, bTo, a.Target)
+			}
+		}
 	}
 	return nil
 }

@@ -63,6 +63,8 @@ func TestParseRejects(t *testing.T) {
 		{"parameter that does not apply", base + "faults: [{kind: provider_unavailable, target: psp_a, at: 0s, rate: 0.5}]\nexpect: [{min_acked: {min: 1}}]\n", "does not apply"},
 		{"missing parameter", base + "faults: [{kind: provider_error_rate, target: psp_a, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "is required"},
 		{"fault after the traffic", base + "faults: [{kind: provider_refuse, target: psp_a, at: 2s}]\nexpect: [{min_acked: {min: 1}}]\n", "not before the end"},
+		{"overlapping faults on one PSP", base + "faults: [{kind: provider_unavailable, target: psp_a, at: 100ms, for: 800ms}, {kind: provider_latency, target: psp_a, at: 300ms, for: 200ms, latency: 10ms}]\nexpect: [{min_acked: {min: 1}}]\n", "change psp_a at the same time"},
+		{"overlapping faults on one PSP, one until the end", base + "faults: [{kind: provider_error_rate, target: psp_b, at: 100ms, rate: 0.5}, {kind: provider_refuse, target: psp_b, at: 900ms, for: 50ms}]\nexpect: [{min_acked: {min: 1}}]\n", "change psp_b at the same time"},
 		{"fault without an expectation", base + "faults: [{kind: provider_refuse, target: psp_a, at: 0s}]\n", "without an expectation"},
 		{"mutant without expect_fail", base + "faults: [{kind: mutant_wipe_all, at: 0s}]\nexpect: [{min_acked: {min: 1}}]\n", "needs expect_fail"},
 		{"two expectations in one entry", base + "expect: [{min_acked: {min: 1}, members: {count: 3}}]\n", "exactly one"},
@@ -321,5 +323,20 @@ func TestLoadErrorsNameThePath(t *testing.T) {
 	}
 	if scs[0].File != "a/s.yaml" {
 		t.Errorf("File %q, want a/s.yaml", scs[0].File)
+	}
+}
+
+// Provider faults on one PSP one after the other, or at once on two PSPs,
+// are fine (pairs.yaml has both).
+func TestParseAcceptsProviderFaultsThatDoNotOverlap(t *testing.T) {
+	base := "name: x\ntags: [smoke]\ntraffic: {rate: 5, duration: 1s, mix: {card_pay: 1}}\nexpect: [{min_acked: {min: 1}}]\n"
+	for _, faults := range []string{
+		"faults: [{kind: provider_unavailable, target: psp_a, at: 100ms, for: 200ms}, {kind: provider_latency, target: psp_a, at: 300ms, latency: 10ms}]\n",
+		"faults: [{kind: provider_unavailable, target: psp_a, at: 100ms}, {kind: provider_unavailable, target: psp_b, at: 100ms}]\n",
+		"faults: [{kind: provider_unavailable, target: psp_a, at: 100ms}, {kind: mutant_double_book, target: psp_a, at: 500ms}]\nexpect_fail: [never_charged_twice]\n",
+	} {
+		if _, err := Parse("t.yaml", []byte(base+faults)); err != nil {
+			t.Errorf("%s: %v", faults, err)
+		}
 	}
 }
