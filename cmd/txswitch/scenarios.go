@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -76,32 +77,30 @@ func runScenarios(args []string) error {
 	if len(sel) == 0 {
 		return fmt.Errorf("no scenario matches tags %q name %q", *tags, *name)
 	}
-	// The report files are created before the run: a path that cannot be
-	// written fails now, not after the whole suite ran, and a report left
-	// from an earlier run cannot pass for this one's.
-	var reports []*os.File
-	defer func() {
-		for _, f := range reports {
-			f.Close()
-		}
-	}()
-	create := func(path string) (*os.File, error) {
-		if path == "" {
-			return nil, nil
-		}
-		f, err := os.Create(path)
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", path, err)
-		}
-		reports = append(reports, f)
-		return f, nil
+	// The reports are written before the run, with every scenario not
+	// finished, and again as each one ends: a path that cannot be written
+	// fails now, not after the whole suite ran; a report left from an
+	// earlier run cannot pass for this one's; and a runner killed (SIGKILL
+	// after a CI timeout's grace, the OOM killer) or crashed leaves the
+	// results so far, with the rest saying they did not finish.
+	progress := make([]scenarios.Result, len(sel))
+	seen := make(map[string]int, len(sel))
+	for i, s := range sel {
+		progress[i] = scenarios.Result{Name: s.Name, File: s.File, Dir: s.Dir, Tags: s.Tags, Seed: scenarios.Seed(*seed, s.Name),
+			ExpectFail: s.ExpectFail, Error: "not finished: the runner stopped before this scenario ended (killed or crashed)"}
+		seen[s.Name] = i
 	}
-	junitFile, err := create(*junit)
-	if err != nil {
-		return err
+	writeReports := func(results []scenarios.Result) error {
+		var errs []error
+		if *junit != "" {
+			errs = append(errs, writeAtomic(*junit, func(w io.Writer) error { return scenarios.WriteJUnit(w, results, *seed) }))
+		}
+		if *jsonOut != "" {
+			errs = append(errs, writeAtomic(*jsonOut, func(w io.Writer) error { return scenarios.WriteJSON(w, results) }))
+		}
+		return errors.Join(errs...)
 	}
-	jsonFile, err := create(*jsonOut)
-	if err != nil {
+	if err := writeReports(progress); err != nil {
 		return err
 	}
 	opts := scenarios.Options{Seed: *seed, Parallel: *parallel}
@@ -133,6 +132,12 @@ func runScenarios(args []string) error {
 	opts.OnDone = func(r scenarios.Result) {
 		mu.Lock()
 		defer mu.Unlock()
+		if i, ok := seen[r.Name]; ok {
+			progress[i] = r
+			if err := writeReports(progress); err != nil {
+				fmt.Fprintf(os.Stderr, "reports after %s: %v\n", r.Name, err)
+			}
+		}
 		doneN++
 		st := "pass"
 		if !r.Passed {
@@ -167,14 +172,10 @@ func runScenarios(args []string) error {
 	fmt.Println()
 	_, failed := scenarios.Summary(os.Stdout, results)
 	fmt.Printf("total time %v, run seed %d\n", time.Since(start).Round(time.Millisecond), *seed)
-	var errs []error
-	if junitFile != nil {
-		errs = append(errs, writeReport(junitFile, func(f *os.File) error { return scenarios.WriteJUnit(f, results, *seed) }))
-	}
-	if jsonFile != nil {
-		errs = append(errs, writeReport(jsonFile, func(f *os.File) error { return scenarios.WriteJSON(f, results) }))
-	}
-	if err := errors.Join(errs...); err != nil {
+	mu.Lock()
+	err = writeReports(results)
+	mu.Unlock()
+	if err != nil {
 		return err
 	}
 	if ctx.Err() != nil {
@@ -192,15 +193,27 @@ const maxParallel = 64
 // stopSignals interrupt a scenario run.
 var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM}
 
-// writeReport writes a report into f, created before the run, and
-// closes it.
-func writeReport(f *os.File, write func(*os.File) error) error {
-	if err := write(f); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", f.Name(), err)
+// writeAtomic writes path through a temporary file in its directory,
+// renamed over it: a reader (or a runner killed meanwhile) sees the old
+// report or the new one, never half of one.
+func writeAtomic(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", f.Name(), err)
+	err = f.Chmod(0o644)
+	if err == nil {
+		err = write(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
