@@ -594,6 +594,17 @@ func (e Expect) validate(s *Scenario) error {
 		if !slices.Contains(providerNames, e.ProviderUsed.Provider) {
 			return fmt.Errorf("provider_used: unknown provider %q", e.ProviderUsed.Provider)
 		}
+		// Without a min above 0 or a max it passed whatever happened.
+		x := e.ProviderUsed
+		if x.Min < 0 {
+			return fmt.Errorf("provider_used: min %d: want 0 <= min <= max", x.Min)
+		}
+		if x.Max != nil && *x.Max < x.Min {
+			return fmt.Errorf("provider_used: min %d, max %d: want 0 <= min <= max", x.Min, *x.Max)
+		}
+		if x.Min == 0 && x.Max == nil {
+			return fmt.Errorf("provider_used: neither min (at least 1) nor max given: it would pass whatever happened")
+		}
 		return window(&e.ProviderUsed.Window)
 	case e.FinalStatus != nil:
 		if len(e.FinalStatus.Statuses) == 0 {
