@@ -84,7 +84,10 @@ func (c *client) do(ctx context.Context, r req) resp {
 	if write && c.storm > 0 && r.key != "" {
 		var wg sync.WaitGroup
 		for range c.storm {
-			wg.Go(func() { c.once(ctx, r, payload, 0) })
+			wg.Go(func() {
+				defer c.env.recovered("a concurrent copy of " + r.op)
+				c.once(ctx, r, payload, 0)
+			})
 		}
 		defer wg.Wait()
 	}

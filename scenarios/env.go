@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -31,6 +32,40 @@ type env struct {
 	p *chaos.ProcCluster
 	// ext runs the central database and disks (nil-safe when unused).
 	ext *extEnv
+
+	panicMu sync.Mutex
+	panics  []string
+}
+
+// recovered, deferred in a goroutine of the run, turns a panic there (a
+// bug of the runner, e.g. a flow reading an answer it did not expect)
+// into a failure of this scenario instead of the end of the whole run.
+func (e *env) recovered(what string) {
+	if p := recover(); p != nil {
+		e.panicMu.Lock()
+		defer e.panicMu.Unlock()
+		e.panics = append(e.panics, fmt.Sprintf("%s panicked: %v\n%s", what, p, stack()))
+	}
+}
+
+// panicked is the first panic recovered, if any.
+func (e *env) panicked() error {
+	e.panicMu.Lock()
+	defer e.panicMu.Unlock()
+	if len(e.panics) == 0 {
+		return nil
+	}
+	return fmt.Errorf("runner bug: %s (%d panics in all)", e.panics[0], len(e.panics))
+}
+
+// stack is the panicking goroutine's stack, bounded for the reports.
+func stack() string {
+	const maxStack = 4 << 10
+	b := debug.Stack()
+	if len(b) > maxStack {
+		b = append(b[:maxStack], "\n…"...)
+	}
+	return string(b)
 }
 
 // redirectMethods complete asynchronously at the simulated PSPs, as the

@@ -277,6 +277,7 @@ func (x *extEnv) observe(_ context.Context, e *env) {
 	x.sampling.Add(1)
 	go func() {
 		defer x.sampling.Done()
+		defer e.recovered("the central database's sampler")
 		x.sample(e)
 	}()
 }

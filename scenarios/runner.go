@@ -183,6 +183,15 @@ func Run(ctx context.Context, sc Scenario, opts Options) (res Result) {
 	res = Result{Name: sc.Name, File: sc.File, Dir: sc.Dir, Tags: sc.Tags, Seed: seed, ExpectFail: sc.ExpectFail}
 	start := time.Now()
 	defer func() { res.Duration = time.Since(start) }()
+	// A panic of the runner itself (a check reading evidence it did not
+	// expect) fails this scenario; the others still run and the reports
+	// are still written. execute's deferred cleanups have run by then.
+	defer func() {
+		if p := recover(); p != nil {
+			res.Passed, res.Checks = false, nil
+			res.Error = fmt.Sprintf("runner bug: panic: %v\n%s", p, stack())
+		}
+	}()
 	ctx, cancel := context.WithTimeoutCause(ctx, sc.Timeout.D(), &timeoutError{sc.Timeout.D()})
 	defer cancel()
 	ev, err := execute(ctx, &sc, seed, opts, &res.Phases)
@@ -325,8 +334,14 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	var obsMu sync.Mutex
 	octx, ostop := context.WithCancel(ctx)
 	var owg sync.WaitGroup
-	owg.Go(func() { observe(octx, e, &obs, &obsMu) })
-	owg.Go(func() { ext.observe(octx, e) })
+	owg.Go(func() {
+		defer e.recovered("the observer")
+		observe(octx, e, &obs, &obsMu)
+	})
+	owg.Go(func() {
+		defer e.recovered("the central database's observer")
+		ext.observe(octx, e)
+	})
 
 	cl := newClient(e, *sc.Traffic.Retries, shapes[sc.Traffic.Shape].concurrentRetries)
 	defer cl.close()
@@ -357,6 +372,7 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	}
 	for i, f := range sc.Faults {
 		fwg.Go(func() {
+			defer e.recovered(fmt.Sprintf("fault %d (%s)", i, f.Kind))
 			if !sleepUntil(ctx, e.start.Add(f.At.D())) {
 				return
 			}
@@ -375,6 +391,11 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	fwg.Wait()
 	for i := len(faults) - 1; i >= 0; i-- {
 		undo(i)
+	}
+	if err := e.panicked(); err != nil {
+		ostop()
+		owg.Wait()
+		return nil, err
 	}
 	if ctx.Err() != nil {
 		ostop()
@@ -429,6 +450,9 @@ func execute(ctx context.Context, sc *Scenario, seed uint64, opts Options, phase
 	ev.Ext = ext.collect(ctx, e, ev)
 	if ctx.Err() != nil {
 		return nil, halted(ctx, "collect")
+	}
+	if err := e.panicked(); err != nil {
+		return nil, err
 	}
 	phase("collect")
 	return ev, nil
@@ -695,6 +719,7 @@ func readOrders(ctx context.Context, e *env, addrs, ids []string) (map[string]ma
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
+				defer e.recovered("reading order " + id + " back")
 				var o txswitch.Order
 				code, err := e.get(ctx, addr, "/v1/orders/"+id, &o)
 				var tl txswitch.TimelineResponse

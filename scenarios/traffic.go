@@ -104,6 +104,7 @@ func drive(ctx context.Context, e *env, cl *client, sched []arrival, concurrency
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			defer e.recovered("flow " + a.flow)
 			run := &FlowRun{ID: i + 1, Flow: a.flow, Start: time.Now()}
 			f := &flowCtx{ctx: ctx, c: cl, rng: rand.New(rand.NewPCG(a.seed, uint64(i))), id: i + 1, name: a.flow, run: run}
 			flows[a.flow].run(f)
