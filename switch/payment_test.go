@@ -555,3 +555,20 @@ func TestSurchargeDoesNotPayTheGoods(t *testing.T) {
 		})
 	}
 }
+
+// A payment is the amount plus its method's surcharge at the provider: an
+// order at the largest amount paid by a method with a surcharge asked the
+// provider for more than any amount may be (the order audit authorized
+// 1,015,000,000,000,024). It is refused, and nothing is recorded.
+func TestAmountPlusSurchargeStaysInRange(t *testing.T) {
+	h := newHarness(t)
+	o := h.createOrder(txswitch.MaxMoneyValue)
+	h.unchanged(func() {
+		_, err := h.svc.CreatePayment(h.ctx, caller("p-max"), o.ID, txswitch.CreatePaymentRequest{Method: "ideal"})
+		wantErr(t, err, 422, "amount_too_large")
+	})
+	// The same order paid by a method without a surcharge goes on.
+	if p := h.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"}); p.Amount.Value != txswitch.MaxMoneyValue {
+		t.Fatalf("card payment of the largest amount: %+v", p)
+	}
+}

@@ -157,6 +157,12 @@ func (s *Svc) createPayment(ctx context.Context, c Caller, orderID string, req C
 		surcharge = Surcharge(*mc, amount)
 	}
 	surcharge.Currency = amount.Currency
+	if amount.Value > MaxMoneyValue-surcharge.Value {
+		// The provider is asked for the amount and its surcharge: that
+		// total must fit the bound every amount keeps.
+		return Reply{}, NewError(KindUnprocessable, CodeAmountTooLarge, "amount.value",
+			fmt.Sprintf("%s plus the %s surcharge of %s exceeds the maximum of %d minor units", FormatMoney(amount), req.Method, FormatMoney(surcharge), MaxMoneyValue))
+	}
 	cmd := &cmdPaymentIntent{
 		At: s.clock.Now(), Idem: ref, MerchantID: c.MerchantID, OrderID: o.ID, PaymentID: s.ids.New(PrefixPayment),
 		Method: req.Method, Amount: amount, Surcharge: surcharge, CaptureMode: req.Capture, PaymentData: req.PaymentData,
