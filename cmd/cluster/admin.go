@@ -140,8 +140,9 @@ func joinerRunsVersion(cluster int, versions *txswitch.VersionRange) error {
 	switch {
 	case versions == nil && cluster > versionsUnsaidMax:
 		return txswitch.NewError(txswitch.KindConflict, txswitch.CodeVersionNotSupported, "versions", fmt.Sprintf(
-			"the cluster runs version %d and the joining node's binary does not say which versions it runs, so it runs %d at most: "+
-				"it would become a member and stop at once; join with a binary that runs cluster version %d", cluster, versionsUnsaidMax, cluster))
+			"the cluster runs version %d and the request does not say which cluster versions the joining node's binary runs "+
+				"(\"versions\": {\"min\": N, \"max\": M}; txswitch node --join sends them): a binary of version %d or older says nothing, "+
+				"and would become a member and stop at once; join with a binary that runs cluster version %d", cluster, versionsUnsaidMax, cluster))
 	case versions != nil && (cluster < versions.Min || cluster > versions.Max):
 		return txswitch.NewError(txswitch.KindConflict, txswitch.CodeVersionNotSupported, "versions", fmt.Sprintf(
 			"the cluster runs version %d and the joining node's binary runs versions %d..%d: "+

@@ -70,7 +70,7 @@ func TestWipedNodeRejoinsAsANewMember(t *testing.T) {
 	// removing the member frees them. So is an add at a running member's
 	// own addresses, decided by the leader when a follower forwards it.
 	leader := l.Node(e2eLeaderIndex(t, l))
-	body := e2eMustJSON(t, map[string]string{"raft_addr": cfg.RaftListen, "api_addr": cfg.APIListen})
+	body := e2eMustJSON(t, map[string]any{"raft_addr": cfg.RaftListen, "api_addr": cfg.APIListen, "versions": txswitch.BinaryVersions})
 	var joinErr error
 	var retry bool
 	waitFor(t, 20*time.Second, "an answer other than a membership change in progress", func() bool {
@@ -82,7 +82,7 @@ func TestWipedNodeRejoinsAsANewMember(t *testing.T) {
 		t.Fatalf("join on the wiped member's addresses: retry %t, %v", retry, joinErr)
 	}
 	own := e2eAdmin(t, l, e2eFollowerAddr(t, l), "POST", "/v1/admin/members",
-		map[string]string{"raft_addr": leader.RaftAddr(), "api_addr": leader.APIAddr()})
+		map[string]any{"raft_addr": leader.RaftAddr(), "api_addr": leader.APIAddr(), "versions": txswitch.BinaryVersions})
 	if own.Status != 409 || own.errCode() != "member_address_in_use" || !strings.Contains(string(own.Body), fmt.Sprintf("member %d", leader.ID())) {
 		t.Fatalf("add at the leader's own addresses through a follower: %d %s", own.Status, own.Body)
 	}
