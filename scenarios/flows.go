@@ -38,6 +38,7 @@ func init() {
 		"bad_input":           {doc: "invalid requests: 4xx with a code, nothing changed", run: flowBadInput},
 		"fraud_review":        {doc: "high-value card payment held for review, approved by an admin", run: flowFraudReview(true)},
 		"fraud_reject":        {doc: "high-value card payment held for review, rejected", run: flowFraudReview(false)},
+		"fraud_withdraw":      {doc: "high-value card payment held for review, cancelled by the merchant (POST cancel), retried with its key", run: flowFraudWithdraw},
 		"read_after_write":    {doc: "create an order and read it back from other nodes at once", run: flowReadAfterWrite},
 		"checkout_methods":    {doc: "NL order; the checkout asks which methods to show (GET methods)", run: flowCheckoutMethods},
 		"impatient_retry":     {doc: "a misbehaving client pays again with a NEW idempotency key whatever the first answer", run: flowImpatientRetry},
@@ -479,6 +480,26 @@ func flowFraudReview(approve bool) func(*flowCtx) {
 		}
 		f.review(p, approve, false)
 	}
+}
+
+// flowFraudWithdraw: the shopper calls the order off while its payment is
+// held for review, and the merchant cancels the held payment (cluster
+// version 13); a retry with the same key must answer the same, and no
+// provider ever sees the payment (the ledger checks).
+func flowFraudWithdraw(f *flowCtx) {
+	o, ok := f.mustOrder("DE", "EUR", txswitch.ChannelOnline, f.amount(txswitch.DefaultCardHoldAmount, 2*txswitch.DefaultCardHoldAmount))
+	if !ok {
+		return
+	}
+	p, ok := f.pay(o.ID, txswitch.CreatePaymentRequest{Method: "card"})
+	if !ok || p.Status != txswitch.PaymentHeldForReview {
+		return
+	}
+	key := f.key()
+	for range 2 {
+		f.do(req{flowID: f.id, flow: f.name, op: "cancel", method: http.MethodPost, path: "/v1/payments/" + p.ID + "/cancel", key: key, target: p.ID})
+	}
+	f.read(p)
 }
 
 // flowReadAfterWrite creates an order and reads it back at once from
